@@ -1,0 +1,215 @@
+// Package server assembles the running service: the gRPC server with its
+// interceptors, health and reflection, the REST gateway, the OpenAPI
+// document and the metrics endpoint, on top of the store.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/example/personaldata/gen/openapi"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/store"
+)
+
+// maxRequestBytes bounds a request, over gRPC and over REST.
+const maxRequestBytes = 1 << 20
+
+// Config is what the server needs to start.
+type Config struct {
+	// GRPCAddr and HTTPAddr are the listen addresses; ":0" picks a free port.
+	GRPCAddr string
+	HTTPAddr string
+	// Store says which database to use.
+	Store store.Config
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server is a started service: listening, not yet serving.
+type Server struct {
+	log      *slog.Logger
+	store    *store.Store
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	gateConn *grpc.ClientConn
+}
+
+// New opens the store and binds both listeners.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	s := &Server{log: log, store: st}
+	if err := s.build(ctx, cfg); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("server.New: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Server) build(ctx context.Context, cfg Config) error {
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("listen gRPC: %w", err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("listen HTTP: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg)
+
+	svc := service.New(s.store, service.Options{Now: cfg.Now, Logger: s.log})
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log)),
+	)
+	pdv1.RegisterPersonalDataServiceServer(s.grpc, svc)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	// The gateway dials the gRPC server, so REST calls pass the same
+	// interceptors (metrics, logs, and later authentication and audit).
+	s.gateConn, err = grpc.NewClient(s.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial gateway: %w", err)
+	}
+	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{},
+	}))
+	if err := pdv1.RegisterPersonalDataServiceHandler(ctx, gw, s.gateConn); err != nil {
+		return fmt.Errorf("register gateway: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", http.MaxBytesHandler(gw, maxRequestBytes))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.Document)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.store.Ping(r.Context()); err != nil {
+			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return nil
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the address the REST gateway listens on.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// StoreURI is the MongoDB URI in use (the embedded store's loopback URI when
+// no URI was configured).
+func (s *Server) StoreURI() string { return s.store.URI() }
+
+// Serve serves until ctx ends, then shuts down gracefully: health turns
+// NOT_SERVING, in-flight requests finish (up to 20 s), the store closes.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	go s.watchStore(ctx)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.health.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	httpErr := s.http.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		s.grpc.Stop()
+	}
+	return errors.Join(serveErr, httpErr, s.Close())
+}
+
+// watchStore keeps the health status in step with the store.
+func (s *Server) watchStore(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := s.store.Ping(pingCtx); err != nil && ctx.Err() == nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+			s.log.Warn("store ping failed", slog.String("error", err.Error()))
+		}
+		cancel()
+		s.health.SetServingStatus("", st)
+		s.health.SetServingStatus(pdv1.PersonalDataService_ServiceDesc.ServiceName, st)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close releases what New acquired; Serve calls it on its way out.
+func (s *Server) Close() error {
+	var errs []error
+	if s.gateConn != nil {
+		errs = append(errs, s.gateConn.Close())
+		s.gateConn = nil
+	}
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
+		if l != nil {
+			_ = l.Close() // already closed by Serve's shutdown
+		}
+	}
+	if s.store != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs = append(errs, s.store.Close(ctx))
+		s.store = nil
+	}
+	return errors.Join(errs...)
+}

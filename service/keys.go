@@ -1,0 +1,139 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/store"
+)
+
+// claimLease is how long a fresh key reservation belongs to the request that
+// made it even though its subject does not hold it yet (the create or
+// rectification is under way). Longer than any request may run, so only a
+// reservation left by a request that died can be taken over.
+const claimLease = 2 * time.Minute
+
+// lookupKey is a key that finds a subject without a scan: its field, and the
+// _id of its key document.
+type lookupKey struct {
+	field string
+	id    string
+}
+
+// lookupKeyID derives the _id of a lookup key from a value within one
+// controller, so equal values of different controllers never collide and the
+// value itself is not stored in the key.
+func lookupKeyID(field, controller, value string) string {
+	h := sha256.Sum256([]byte(field + "\x00" + controller + "\x00" + value))
+	return field + "." + hex.EncodeToString(h[:])
+}
+
+// lookupKeys are the keys a subject with person p holds.
+func lookupKeys(controller string, p *store.Person) []lookupKey {
+	return []lookupKey{
+		{field: fieldIdentityNumber, id: lookupKeyID(fieldIdentityNumber, controller, p.IdentityNumber)},
+		{field: fieldEmail, id: lookupKeyID(fieldEmail, controller, strings.ToLower(p.Email))},
+	}
+}
+
+func keyIDs(keys []lookupKey) []string {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.id
+	}
+	return ids
+}
+
+// holds reports whether sub holds key id now: keys are hints, the subject's
+// own data decides.
+func holds(sub *store.Subject, id string) bool {
+	if sub == nil || sub.Person == nil || sub.Erasure != nil {
+		return false
+	}
+	for _, k := range lookupKeys(sub.Controller, sub.Person) {
+		if k.id == id {
+			return true
+		}
+	}
+	return false
+}
+
+// claimKeys reserves keys for subject id. A key held by a live subject is
+// ALREADY_EXISTS, naming the field; one reserved moments ago by a request
+// still under way is ABORTED; one left behind by an interrupted request is
+// taken over. On refusal the keys claimed so far are released.
+func (s *Service) claimKeys(ctx context.Context, id string, keys []lookupKey) error {
+	var claimed []string
+	for _, k := range keys {
+		err := s.claimKey(ctx, id, k)
+		if err != nil {
+			for _, c := range claimed {
+				_ = s.store.ReleaseKey(ctx, c, id) // best effort: a stale key is harmless
+			}
+			return err
+		}
+		claimed = append(claimed, k.id)
+	}
+	return nil
+}
+
+func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) error {
+	for attempt := 0; attempt < 3; attempt++ {
+		now := s.now().UnixNano()
+		held, err := s.store.ClaimKey(ctx, k.id, id, now)
+		if err == nil || (held != nil && held.SubjectID == id) {
+			return nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		holder, err := s.store.GetSubject(ctx, held.SubjectID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if holds(holder, k.id) {
+			return status.Errorf(codes.AlreadyExists, "a subject with this %s already exists for this controller", strings.ReplaceAll(k.field, "_", " "))
+		}
+		if time.Duration(now-held.ClaimedAt) < claimLease {
+			return status.Errorf(codes.Aborted, "another request is saving a subject with this %s; retry", strings.ReplaceAll(k.field, "_", " "))
+		}
+		err = s.store.ReassignKey(ctx, k.id, held.SubjectID, id, now)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		// The key moved or vanished meanwhile: look again.
+	}
+	return status.Error(codes.Aborted, "concurrent changes to the same key; retry")
+}
+
+// findByKey returns the live subject that holds key id, or nil.
+func (s *Service) findByKey(ctx context.Context, id string) (*store.Subject, error) {
+	k, err := s.store.GetKey(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sub, err := s.store.GetSubject(ctx, k.SubjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !holds(sub, id) {
+		return nil, nil
+	}
+	return sub, nil
+}

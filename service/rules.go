@@ -1,0 +1,88 @@
+package service
+
+import (
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+)
+
+// Names of the Person fields, as used in update masks, change records and
+// purpose views.
+const (
+	fieldIdentityNumber = "identity_number"
+	fieldGivenName      = "given_name"
+	fieldFamilyName     = "family_name"
+	fieldEmail          = "email"
+	fieldPhone          = "phone"
+	fieldPostalAddress  = "postal_address"
+)
+
+// personFields lists every Person field in the order they are reported.
+var personFields = []string{fieldIdentityNumber, fieldGivenName, fieldFamilyName, fieldEmail, fieldPhone, fieldPostalAddress}
+
+// purposeRule is what one purpose is for and which fields it may use.
+type purposeRule struct {
+	description string
+	fields      []string
+}
+
+// contractBasis is the company's basis for its own customers' data, as its
+// policy states: the contract with the customer.
+const contractBasis = "contract with the customer (GDPR Art. 6(1)(b))"
+
+// purposeRules is the data minimisation table: a caller that asks for a
+// purpose receives these fields and no others.
+var purposeRules = map[pdv1.Purpose]purposeRule{
+	pdv1.Purpose_PURPOSE_INVOICING: {
+		description: "invoicing the services",
+		fields:      []string{fieldGivenName, fieldFamilyName, fieldEmail, fieldPostalAddress},
+	},
+	pdv1.Purpose_PURPOSE_SERVICE_DELIVERY: {
+		description: "delivering the services",
+		fields:      []string{fieldGivenName, fieldFamilyName, fieldEmail, fieldPhone},
+	},
+	pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION: {
+		description: "communicating about the account by e-mail or phone",
+		fields:      []string{fieldGivenName, fieldFamilyName, fieldEmail, fieldPhone},
+	},
+	pdv1.Purpose_PURPOSE_SUPPORT: {
+		description: "support, including identifying the requester of a rights request",
+		fields:      []string{fieldIdentityNumber, fieldGivenName, fieldFamilyName, fieldEmail, fieldPhone},
+	},
+	pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION: {
+		description: "registering domains ordered by the customer with the registry",
+		fields:      []string{fieldIdentityNumber, fieldGivenName, fieldFamilyName, fieldEmail, fieldPhone, fieldPostalAddress},
+	},
+}
+
+// processorBasis is the basis for data a customer keeps in the company's
+// systems: the company processes it on the customer's instruction.
+const processorBasis = "processing on the controller's instruction under a processor agreement (GDPR Art. 28)"
+
+// retentionPolicy is the policy's promise on how long data is kept.
+const retentionPolicy = "Kept as long as needed to deliver the services and as long as the law requires: " +
+	"accounting records for seven years after the end of the calendar year they concern (Swedish accounting law). " +
+	"History is kept to check earlier changes and to help troubleshooting. Erasure removes the data and leaves a tombstone without personal data."
+
+// erasedCategories are the categories of personal data an erasure removes.
+var erasedCategories = []string{"identification", "contact", "history"}
+
+// processingPurposes describes every purpose for AccessSubject, with the
+// legal basis that applies to this controller's data.
+func processingPurposes(controller string) []*pdv1.ProcessingPurpose {
+	basis := contractBasis
+	if controller != companyController {
+		basis = processorBasis
+	}
+	var out []*pdv1.ProcessingPurpose
+	for p := pdv1.Purpose(1); ; p++ {
+		rule, ok := purposeRules[p]
+		if !ok {
+			return out
+		}
+		out = append(out, &pdv1.ProcessingPurpose{
+			Purpose:     p,
+			Description: rule.description,
+			LegalBasis:  basis,
+			Fields:      rule.fields,
+		})
+	}
+}

@@ -1,0 +1,112 @@
+// Package service implements the PersonalDataService: it validates requests,
+// applies the privacy rules and maps between API messages and stored records.
+package service
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// Service is the gRPC implementation of PersonalDataService.
+type Service struct {
+	pdv1.UnimplementedPersonalDataServiceServer
+	store *store.Store
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// Options are the optional dependencies of a Service.
+type Options struct {
+	// Now is the clock; time.Now when nil. Tests inject their own.
+	Now func() time.Time
+	// Logger receives faults; it never receives personal data.
+	Logger *slog.Logger
+}
+
+// New returns a Service on st.
+func New(st *store.Store, opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{store: st, now: opts.Now, log: opts.Logger}
+}
+
+// maxOps bounds the idempotency keys remembered per subject: a retry comes
+// soon after the first attempt, not after dozens of other changes.
+const maxOps = 32
+
+// opKey is how an idempotency key is remembered: hashed, so a caller's key,
+// whatever it contains, is not stored as it is.
+func opKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:16])
+}
+
+// fingerprint identifies a request, to tell a retry from a different request
+// that reuses its idempotency key.
+func fingerprint(req proto.Message) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	h := sha256.New()
+	h.Write([]byte(req.ProtoReflect().Descriptor().FullName()))
+	h.Write(b)
+	return h.Sum(nil)
+}
+
+// findOp returns the operation recorded under key, if any.
+func findOp(sub *store.Subject, key string) *store.Op {
+	for i := range sub.Ops {
+		if sub.Ops[i].Key == key {
+			return &sub.Ops[i]
+		}
+	}
+	return nil
+}
+
+// recordOp remembers an applied operation, forgetting the oldest beyond maxOps.
+func recordOp(sub *store.Subject, op store.Op) {
+	sub.Ops = append(sub.Ops, op)
+	if len(sub.Ops) > maxOps {
+		sub.Ops = sub.Ops[len(sub.Ops)-maxOps:]
+	}
+}
+
+// replayed is returned from inside an update when the request was applied
+// before: the update is abandoned and the earlier result answered.
+type replayed struct{ op store.Op }
+
+func (r *replayed) Error() string { return "replayed" }
+
+// checkReplay returns *replayed when key was applied to sub with the same
+// request, INVALID_ARGUMENT when with another request, nil when never.
+func checkReplay(sub *store.Subject, key string, fp []byte) error {
+	op := findOp(sub, key)
+	if op == nil {
+		return nil
+	}
+	if !bytes.Equal(op.Fingerprint, fp) {
+		return keyReused()
+	}
+	return &replayed{op: *op}
+}
+
+// subjectIDFor derives a new subject's id from its controller and the
+// idempotency key of the create request, so a retried create finds the
+// subject its first attempt made. The id is opaque and carries no personal
+// data.
+func subjectIDFor(controller, key string) string {
+	h := sha256.Sum256([]byte("subject\x00" + controller + "\x00" + key))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16]))
+}

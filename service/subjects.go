@@ -1,0 +1,681 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// CreateSubject records a new subject.
+func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequest) (*pdv1.CreateSubjectResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	controller := v.controller(req.GetControllerId())
+	person := v.person(req.GetPerson(), personFields, now)
+	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	id := subjectIDFor(controller, key)
+	fp := fingerprint(req)
+	sub, err := s.store.GetSubject(ctx, id)
+	switch {
+	case err == nil:
+		return s.replayCreate(sub, key, fp)
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, s.internal(ctx, "create", err)
+	}
+	keys := lookupKeys(controller, &person)
+	if err := s.claimKeys(ctx, id, keys); err != nil {
+		return nil, s.internal(ctx, "create", err)
+	}
+	sub = &store.Subject{
+		ID:         id,
+		Version:    1,
+		Controller: controller,
+		Person:     &person,
+		Changes: []store.Change{{
+			Kind:        pdv1.ChangeKind_CHANGE_KIND_CREATED.String(),
+			Fields:      presentFields(&person),
+			At:          now.UnixNano(),
+			Channel:     prov.channel,
+			Reference:   prov.reference,
+			PerformedBy: prov.performedBy,
+			Version:     1,
+		}},
+		Keys:      keyIDs(keys),
+		Ops:       []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1}},
+		CreatedAt: now.UnixNano(),
+		UpdatedAt: now.UnixNano(),
+	}
+	err = s.store.InsertSubject(ctx, sub)
+	if errors.Is(err, store.ErrExists) {
+		// A concurrent retry of the same request won the insert.
+		if sub, err = s.store.GetSubject(ctx, id); err == nil {
+			return s.replayCreate(sub, key, fp)
+		}
+	}
+	if err != nil {
+		// The claimed keys stay: if the insert did land, they are right; if
+		// not, they are stale and get taken over after their lease.
+		return nil, s.internal(ctx, "create", err)
+	}
+	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
+}
+
+// replayCreate answers a create whose subject exists already.
+func (s *Service) replayCreate(sub *store.Subject, key string, fp []byte) (*pdv1.CreateSubjectResponse, error) {
+	if err := checkReplay(sub, opKey(key), fp); !isReplay(err) {
+		if err == nil {
+			err = keyReused()
+		}
+		return nil, err
+	}
+	if sub.Erasure != nil {
+		return nil, erasedError(sub)
+	}
+	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
+}
+
+func isReplay(err error) bool {
+	var r *replayed
+	return errors.As(err, &r)
+}
+
+// presentFields names the fields of p that hold a value.
+func presentFields(p *store.Person) []string {
+	var out []string
+	for _, f := range personFields {
+		if !fieldEmpty(p, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func fieldEmpty(p *store.Person, f string) bool {
+	switch f {
+	case fieldIdentityNumber:
+		return p.IdentityNumber == ""
+	case fieldGivenName:
+		return p.GivenName == ""
+	case fieldFamilyName:
+		return p.FamilyName == ""
+	case fieldEmail:
+		return p.Email == ""
+	case fieldPhone:
+		return p.Phone == ""
+	case fieldPostalAddress:
+		return len(p.Address.Lines) == 0
+	}
+	return true
+}
+
+// FindSubject looks a subject up by identity number or e-mail address.
+func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest) (*pdv1.FindSubjectResponse, error) {
+	var v violations
+	controller := v.controller(req.GetControllerId())
+	var field string
+	var p store.Person
+	switch req.GetKey().(type) {
+	case *pdv1.FindSubjectRequest_IdentityNumber:
+		field = fieldIdentityNumber
+		p = v.person(&pdv1.Person{IdentityNumber: req.GetIdentityNumber()}, []string{field}, s.now())
+	case *pdv1.FindSubjectRequest_Email:
+		field = fieldEmail
+		p = v.person(&pdv1.Person{Email: req.GetEmail()}, []string{field}, s.now())
+	default:
+		v.add("identity_number", "either identity_number or email is required")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	var id string
+	for _, k := range lookupKeys(controller, &p) {
+		if k.field == field {
+			id = k.id
+		}
+	}
+	sub, err := s.findByKey(ctx, id)
+	if err != nil {
+		return nil, s.internal(ctx, "find", err)
+	}
+	if sub == nil {
+		return nil, notFound()
+	}
+	return &pdv1.FindSubjectResponse{Subject: subjectToProto(sub)}, nil
+}
+
+// getSubject reads a subject for a request, mapping absence to NOT_FOUND and
+// erasure to the tombstone's answer.
+func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject, error) {
+	sub, err := s.store.GetSubject(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound()
+	}
+	if err != nil {
+		return nil, s.internal(ctx, op, err)
+	}
+	if sub.Erasure != nil {
+		return sub, erasedError(sub)
+	}
+	return sub, nil
+}
+
+// AccessSubject returns everything held about a subject.
+func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequest) (*pdv1.AccessSubjectResponse, error) {
+	var v violations
+	id := v.subjectID(req.GetSubjectId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	sub, err := s.getSubject(ctx, "access", id)
+	if sub == nil {
+		return nil, err
+	}
+	out := &pdv1.AccessSubjectResponse{
+		Subject:      subjectToProto(sub),
+		Purposes:     processingPurposes(sub.Controller),
+		Retention:    &pdv1.Retention{Policy: retentionPolicy},
+		GenerateTime: timestamppb.New(s.now()),
+	}
+	for _, c := range sub.Changes {
+		out.Changes = append(out.Changes, changeToProto(c))
+	}
+	if sub.Erasure != nil {
+		// The tombstone is all that is held.
+		out.Purposes = nil
+		return out, nil
+	}
+	out.History, err = s.historyRange(ctx, sub, 0, sub.HistoryCount)
+	if err != nil {
+		return nil, s.internal(ctx, "access", err)
+	}
+	return out, nil
+}
+
+// historyRange reads entries [from, to) of a subject by exact _id. A number
+// with no entry (an add interrupted before its entry was written) is skipped.
+func (s *Service) historyRange(ctx context.Context, sub *store.Subject, from, to int64) ([]*pdv1.HistoryEntry, error) {
+	var out []*pdv1.HistoryEntry
+	for seq := from; seq < to; seq++ {
+		e, err := s.store.GetHistoryEntry(ctx, sub.ID, seq)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, historyToProto(e))
+	}
+	return out, nil
+}
+
+// RectifySubject changes the fields named in the update mask.
+func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRequest) (*pdv1.RectifySubjectResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	if req.GetExpectedVersion() <= 0 {
+		v.add("expected_version", "is required: the version read before the change")
+	}
+	fields := v.updateMask(req.GetUpdateMask().GetPaths())
+	newValues := v.person(req.GetPerson(), fields, now)
+	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), true)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := fingerprint(req)
+	sub, err := s.getSubject(ctx, "rectify", id)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReplay(sub, opKey(key), fp); err != nil {
+		return s.rectifyReplay(sub, err)
+	}
+	if sub.Version != req.GetExpectedVersion() {
+		return nil, staleVersion(req.GetExpectedVersion(), sub.Version)
+	}
+	oldKeys := lookupKeys(sub.Controller, sub.Person)
+	person := applyFields(*sub.Person, newValues, fields)
+	newKeys := lookupKeys(sub.Controller, &person)
+	var added []lookupKey
+	for i, k := range newKeys {
+		if k.id != oldKeys[i].id {
+			added = append(added, k)
+		}
+	}
+	if err := s.claimKeys(ctx, id, added); err != nil {
+		return nil, s.internal(ctx, "rectify", err)
+	}
+	var change store.Change
+	updated, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub, opKey(key), fp); err != nil {
+			return err
+		}
+		if sub.Version != req.GetExpectedVersion() {
+			return staleVersion(req.GetExpectedVersion(), sub.Version)
+		}
+		p := applyFields(*sub.Person, newValues, fields)
+		sub.Person = &p
+		sub.Keys = keyIDs(newKeys)
+		sub.UpdatedAt = now.UnixNano()
+		change = store.Change{
+			Kind:        pdv1.ChangeKind_CHANGE_KIND_RECTIFIED.String(),
+			Fields:      fields,
+			At:          now.UnixNano(),
+			Channel:     prov.channel,
+			Reference:   prov.reference,
+			PerformedBy: prov.performedBy,
+			Version:     sub.Version + 1,
+		}
+		sub.Changes = append(sub.Changes, change)
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		return nil
+	})
+	if err != nil {
+		for _, k := range added {
+			_ = s.store.ReleaseKey(ctx, k.id, id) // best effort: a stale key is harmless
+		}
+		if isReplay(err) {
+			return s.rectifyReplay(updated, err)
+		}
+		return nil, s.internal(ctx, "rectify", err)
+	}
+	for i, k := range oldKeys {
+		if k.id != newKeys[i].id {
+			_ = s.store.ReleaseKey(ctx, k.id, id) // best effort: a stale key is harmless
+		}
+	}
+	return &pdv1.RectifySubjectResponse{Subject: subjectToProto(updated), Change: changeToProto(change)}, nil
+}
+
+// rectifyReplay answers a rectification that was applied before, or passes
+// on another refusal.
+func (s *Service) rectifyReplay(sub *store.Subject, err error) (*pdv1.RectifySubjectResponse, error) {
+	var r *replayed
+	if !errors.As(err, &r) {
+		return nil, err
+	}
+	if sub == nil {
+		return nil, notFound()
+	}
+	out := &pdv1.RectifySubjectResponse{Subject: subjectToProto(sub)}
+	for _, c := range sub.Changes {
+		if c.Version == r.op.Result {
+			out.Change = changeToProto(c)
+		}
+	}
+	return out, nil
+}
+
+// updateMask checks the paths of a rectification's field mask.
+func (v *violations) updateMask(paths []string) []string {
+	if len(paths) == 0 {
+		v.add("update_mask", "is required: name the fields to change")
+		return nil
+	}
+	var fields []string
+	for _, p := range paths {
+		if !slices.Contains(personFields, p) {
+			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(personFields, ", ")))
+			continue
+		}
+		if !slices.Contains(fields, p) {
+			fields = append(fields, p)
+		}
+	}
+	return fields
+}
+
+// applyFields returns p with the named fields taken from values.
+func applyFields(p, values store.Person, fields []string) store.Person {
+	for _, f := range fields {
+		switch f {
+		case fieldIdentityNumber:
+			p.IdentityNumber = values.IdentityNumber
+		case fieldGivenName:
+			p.GivenName = values.GivenName
+		case fieldFamilyName:
+			p.FamilyName = values.FamilyName
+		case fieldEmail:
+			p.Email = values.Email
+		case fieldPhone:
+			p.Phone = values.Phone
+		case fieldPostalAddress:
+			p.Address = values.Address
+		}
+	}
+	return p
+}
+
+// AddHistoryEntry stores an e-mail conversation or error report.
+func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntryRequest) (*pdv1.AddHistoryEntryResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	entry := v.historyEntry(req.GetEntry(), now)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := fingerprint(req)
+	entry.SubjectID = id
+	entry.CreatedAt = now.UnixNano()
+	updated, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub, opKey(key), fp); err != nil {
+			return err
+		}
+		entry.Seq = sub.HistoryCount
+		sub.HistoryCount++
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq})
+		return nil
+	})
+	var r *replayed
+	switch {
+	case errors.As(err, &r):
+		// Applied before: make sure its entry exists (the first attempt may
+		// have stopped before writing it), then answer with it.
+		entry.Seq = r.op.Result
+	case errors.Is(err, store.ErrNotFound):
+		return nil, notFound()
+	case err != nil:
+		return nil, s.internal(ctx, "add history", err)
+	}
+	_ = updated
+	if err := s.store.PutHistoryEntry(ctx, &entry); err != nil {
+		return nil, s.internal(ctx, "add history", err)
+	}
+	stored, err := s.store.GetHistoryEntry(ctx, id, entry.Seq)
+	if err != nil {
+		return nil, s.internal(ctx, "add history", err)
+	}
+	return &pdv1.AddHistoryEntryResponse{Entry: historyToProto(stored)}, nil
+}
+
+// ListHistoryEntries pages through a subject's history, oldest first.
+func (s *Service) ListHistoryEntries(ctx context.Context, req *pdv1.ListHistoryEntriesRequest) (*pdv1.ListHistoryEntriesResponse, error) {
+	var v violations
+	id := v.subjectID(req.GetSubjectId())
+	size := int64(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = defaultPageSize
+	case size < 0 || size > maxPageSize:
+		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
+	}
+	from, ok := decodePageToken(req.GetPageToken(), id)
+	if !ok {
+		v.add("page_token", "is not a token from this listing")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	sub, err := s.getSubject(ctx, "list history", id)
+	if err != nil {
+		return nil, err
+	}
+	to := min(from+size, sub.HistoryCount)
+	entries, err := s.historyRange(ctx, sub, from, to)
+	if err != nil {
+		return nil, s.internal(ctx, "list history", err)
+	}
+	out := &pdv1.ListHistoryEntriesResponse{Entries: entries}
+	if to < sub.HistoryCount {
+		out.NextPageToken = encodePageToken(id, to)
+	}
+	return out, nil
+}
+
+// Page tokens are opaque to callers: the subject and the next sequence
+// number, so a token cannot be used on another subject's listing.
+func encodePageToken(subjectID string, next int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(subjectID + "/" + strconv.FormatInt(next, 10)))
+}
+
+func decodePageToken(token, subjectID string) (int64, bool) {
+	if token == "" {
+		return 0, true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return 0, false
+	}
+	sid, n, ok := strings.Cut(string(b), "/")
+	if !ok || sid != subjectID {
+		return 0, false
+	}
+	next, err := strconv.ParseInt(n, 10, 64)
+	return next, err == nil && next >= 0
+}
+
+// RestrictProcessing limits processing of a subject to storage only.
+func (s *Service) RestrictProcessing(ctx context.Context, req *pdv1.RestrictProcessingRequest) (*pdv1.RestrictProcessingResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	ground := v.enum("ground", req.GetGround())
+	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), true)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	sub, err := s.updateForRequest(ctx, "restrict", id, key, fingerprint(req), func(sub *store.Subject) error {
+		if sub.Restriction != nil {
+			return failedPrecondition("processing is already restricted (ground %s)", sub.Restriction.Ground)
+		}
+		sub.Restriction = &store.Restriction{Ground: ground, At: now.UnixNano(), Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy}
+		sub.Changes = append(sub.Changes, store.Change{
+			Kind: pdv1.ChangeKind_CHANGE_KIND_RESTRICTED.String(), At: now.UnixNano(),
+			Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy,
+			Version: sub.Version + 1, RestrictionGround: ground,
+		})
+		sub.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.RestrictProcessingResponse{Subject: subjectToProto(sub)}, nil
+}
+
+// LiftRestriction ends a restriction of processing.
+func (s *Service) LiftRestriction(ctx context.Context, req *pdv1.LiftRestrictionRequest) (*pdv1.LiftRestrictionResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	resolution := v.enum("resolution", req.GetResolution())
+	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), true)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	sub, err := s.updateForRequest(ctx, "lift restriction", id, key, fingerprint(req), func(sub *store.Subject) error {
+		if sub.Restriction == nil {
+			return failedPrecondition("processing is not restricted")
+		}
+		if resolution == pdv1.LiftResolution_LIFT_RESOLUTION_CORRECTED.String() && !rectifiedSince(sub, sub.Restriction.At) {
+			return failedPrecondition("resolution CORRECTED needs a rectification since the restriction; rectify first or use CONFIRMED_CORRECT")
+		}
+		sub.Restriction = nil
+		sub.Changes = append(sub.Changes, store.Change{
+			Kind: pdv1.ChangeKind_CHANGE_KIND_RESTRICTION_LIFTED.String(), At: now.UnixNano(),
+			Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy,
+			Version: sub.Version + 1, LiftResolution: resolution,
+		})
+		sub.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.LiftRestrictionResponse{Subject: subjectToProto(sub)}, nil
+}
+
+// rectifiedSince reports whether the subject was rectified at or after at.
+func rectifiedSince(sub *store.Subject, at int64) bool {
+	for _, c := range sub.Changes {
+		if c.Kind == pdv1.ChangeKind_CHANGE_KIND_RECTIFIED.String() && c.At >= at {
+			return true
+		}
+	}
+	return false
+}
+
+// updateForRequest applies change to a live subject under the idempotency
+// key: a replay returns the subject as it is now without writing.
+func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp []byte, change func(*store.Subject) error) (*store.Subject, error) {
+	var replay bool
+	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub, opKey(key), fp); err != nil {
+			return err
+		}
+		if err := change(sub); err != nil {
+			return err
+		}
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		return nil
+	})
+	switch {
+	case isReplay(err):
+		replay = true
+	case errors.Is(err, store.ErrNotFound):
+		return nil, notFound()
+	case err != nil:
+		return nil, s.internal(ctx, op, err)
+	}
+	if replay {
+		return s.getSubject(ctx, op, id)
+	}
+	return sub, nil
+}
+
+// GetSubjectForPurpose returns only the fields a purpose needs, and refuses
+// while processing is restricted.
+func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubjectForPurposeRequest) (*pdv1.GetSubjectForPurposeResponse, error) {
+	var v violations
+	id := v.subjectID(req.GetSubjectId())
+	rule, ok := purposeRules[req.GetPurpose()]
+	if !ok {
+		v.add("purpose", "is required: one of the documented purposes")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	sub, err := s.getSubject(ctx, "purpose view", id)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseIfRestricted(sub); err != nil {
+		return nil, err
+	}
+	return &pdv1.GetSubjectForPurposeResponse{
+		SubjectId: sub.ID,
+		Purpose:   req.GetPurpose(),
+		Version:   sub.Version,
+		Person:    personToProto(sub.Person, rule.fields),
+		Fields:    rule.fields,
+	}, nil
+}
+
+// refuseIfRestricted is the rule that a restricted subject's data is not
+// processed: only storage and the subject's own rights go on.
+func refuseIfRestricted(sub *store.Subject) error {
+	if sub.Restriction != nil {
+		return restrictedError(sub)
+	}
+	return nil
+}
+
+// EraseSubject removes a subject's personal data and leaves a tombstone.
+func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectRequest) (*pdv1.EraseSubjectResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	ground := v.enum("ground", req.GetGround())
+	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), true)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := fingerprint(req)
+	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			if sub.CleanupPending {
+				return nil // finish what an interrupted erasure left
+			}
+			return &replayed{}
+		}
+		sub.Erasure = &store.Erasure{Ground: ground, At: now.UnixNano(), Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy}
+		sub.Person = nil
+		sub.Restriction = nil
+		sub.CleanupPending = true
+		// Forget the fingerprints of earlier requests: they were taken over
+		// personal data.
+		sub.Ops = []store.Op{{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}}
+		sub.Changes = append(sub.Changes, store.Change{
+			Kind: pdv1.ChangeKind_CHANGE_KIND_ERASED.String(), At: now.UnixNano(),
+			Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy,
+			Version: sub.Version + 1, ErasureGround: ground,
+		})
+		sub.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	switch {
+	case isReplay(err):
+		if sub, err = s.store.GetSubject(ctx, id); err != nil {
+			return nil, s.internal(ctx, "erase", err)
+		}
+	case errors.Is(err, store.ErrNotFound):
+		return nil, notFound()
+	case err != nil:
+		return nil, s.internal(ctx, "erase", err)
+	}
+	if sub.CleanupPending {
+		if sub, err = s.finishErasure(ctx, sub); err != nil {
+			return nil, s.internal(ctx, "erase", err)
+		}
+	}
+	return &pdv1.EraseSubjectResponse{Subject: subjectToProto(sub), ErasedCategories: erasedCategories}, nil
+}
+
+// finishErasure removes the documents beside the subject's own that hold or
+// point to its personal data: the lookup keys and the history entries. Each
+// step may be repeated, so a retried erasure completes an interrupted one.
+func (s *Service) finishErasure(ctx context.Context, sub *store.Subject) (*store.Subject, error) {
+	for _, k := range sub.Keys {
+		if err := s.store.ReleaseKey(ctx, k, sub.ID); err != nil {
+			return nil, err
+		}
+	}
+	for seq := range sub.HistoryCount {
+		if err := s.store.DeleteHistoryEntry(ctx, sub.ID, seq); err != nil {
+			return nil, err
+		}
+	}
+	return s.store.UpdateSubject(ctx, sub.ID, func(sub *store.Subject) error {
+		sub.Keys = nil
+		sub.CleanupPending = false
+		return nil
+	})
+}

@@ -1,0 +1,279 @@
+package service
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/example/personaldata/contact"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/personnummer"
+	"github.com/example/personaldata/store"
+)
+
+// Limits on string fields, in characters.
+const (
+	maxNameLen        = 100
+	maxAddressLines   = 3
+	maxAddressLineLen = 100
+	maxLocalityLen    = 100
+	maxPostalCodeLen  = 16
+	maxReferenceLen   = 200
+	maxPerformedByLen = 100
+	maxTitleLen       = 200
+	maxBodyLen        = 64 << 10
+	maxKeyLen         = 128
+	maxIDLen          = 64
+	maxPageSize       = 100
+	defaultPageSize   = 20
+)
+
+// companyController is the controller id of the company's own data.
+const companyController = "company"
+
+var (
+	controllerPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	keyPattern        = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+	countryPattern    = regexp.MustCompile(`^[A-Z]{2}$`)
+)
+
+// violations collects every bad field of a request, so the caller learns of
+// all of them at once. Descriptions never quote the value: it may be personal.
+type violations []*errdetails.BadRequest_FieldViolation
+
+func (v *violations) add(field, description string) {
+	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: description})
+}
+
+// err is nil when no field was bad, else INVALID_ARGUMENT naming each field.
+func (v violations) err() error {
+	if len(v) == 0 {
+		return nil
+	}
+	parts := make([]string, len(v))
+	for i, fv := range v {
+		parts[i] = fv.Field + ": " + fv.Description
+	}
+	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(parts, "; "))
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// text checks a free-text field: trimmed, within max characters, no control
+// characters (newlines allowed only where multiline is true).
+func (v *violations) text(field, s string, max int, required, multiline bool) string {
+	s = strings.TrimSpace(s)
+	switch {
+	case s == "":
+		if required {
+			v.add(field, "is required")
+		}
+	case utf8.RuneCountInString(s) > max:
+		v.add(field, fmt.Sprintf("must be at most %d characters", max))
+	case strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) && !(multiline && (r == '\n' || r == '\r' || r == '\t'))
+	}):
+		v.add(field, "must not contain control characters")
+	}
+	return s
+}
+
+func (v *violations) idempotencyKey(s string) string {
+	switch {
+	case s == "":
+		v.add("idempotency_key", "is required")
+	case len(s) > maxKeyLen || !keyPattern.MatchString(s):
+		v.add("idempotency_key", fmt.Sprintf("must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':', '-'", maxKeyLen))
+	}
+	return s
+}
+
+func (v *violations) subjectID(s string) string {
+	if s == "" {
+		v.add("subject_id", "is required")
+	} else if len(s) > maxIDLen || !controllerPattern.MatchString(s) {
+		v.add("subject_id", "is not a subject id")
+	}
+	return s
+}
+
+func (v *violations) controller(s string) string {
+	if s == "" {
+		v.add("controller_id", "is required")
+	} else if !controllerPattern.MatchString(s) {
+		v.add("controller_id", `must be "company" or a customer id of 1 to 63 characters a-z, 0-9, '_', '-'`)
+	}
+	return s
+}
+
+func (v *violations) channel(c pdv1.Channel, required bool) string {
+	if c == pdv1.Channel_CHANNEL_UNSPECIFIED && !required {
+		return ""
+	}
+	return v.enum("channel", c)
+}
+
+// enum checks that e is a known, specified value of its enum and returns its
+// name, which is how enums are stored.
+func (v *violations) enum(field string, e protoreflect.Enum) string {
+	if e.Number() == 0 {
+		v.add(field, "is required")
+		return ""
+	}
+	val := e.Descriptor().Values().ByNumber(e.Number())
+	if val == nil {
+		v.add(field, "is not a known value")
+		return ""
+	}
+	return string(val.Name())
+}
+
+// provenance is who carried out a request, by which channel and reference.
+type provenance struct {
+	channel, reference, performedBy string
+}
+
+// provenance checks channel, reference and performed_by; they are required
+// for the rights requests a person carries out on the subject's behalf.
+func (v *violations) provenance(c pdv1.Channel, reference, performedBy string, required bool) provenance {
+	return provenance{
+		channel:     v.channel(c, required),
+		reference:   v.text("reference", reference, maxReferenceLen, required, false),
+		performedBy: v.text("performed_by", performedBy, maxPerformedByLen, required, false),
+	}
+}
+
+// person checks the fields of p named in fields and returns them in
+// canonical form: the identity number as 12 digits, the phone in E.164, the
+// e-mail with its domain in lower case, a Swedish postal code as "NNN NN".
+func (v *violations) person(p *pdv1.Person, fields []string, now time.Time) store.Person {
+	var out store.Person
+	if p == nil {
+		v.add("person", "is required")
+		return out
+	}
+	for _, f := range fields {
+		path := "person." + f
+		switch f {
+		case fieldIdentityNumber:
+			if p.GetIdentityNumber() == "" {
+				v.add(path, "is required")
+				continue
+			}
+			n, err := personnummer.Parse(p.GetIdentityNumber(), now)
+			if err != nil {
+				v.add(path, err.Error())
+				continue
+			}
+			out.IdentityNumber = n.String()
+		case fieldGivenName:
+			out.GivenName = v.text(path, p.GetGivenName(), maxNameLen, true, false)
+		case fieldFamilyName:
+			out.FamilyName = v.text(path, p.GetFamilyName(), maxNameLen, true, false)
+		case fieldEmail:
+			if p.GetEmail() == "" {
+				v.add(path, "is required")
+				continue
+			}
+			e, err := contact.Email(p.GetEmail())
+			if err != nil {
+				v.add(path, err.Error())
+				continue
+			}
+			out.Email = e
+		case fieldPhone:
+			if p.GetPhone() == "" {
+				continue // optional
+			}
+			ph, err := contact.Phone(p.GetPhone())
+			if err != nil {
+				v.add(path, err.Error())
+				continue
+			}
+			out.Phone = ph
+		case fieldPostalAddress:
+			out.Address = v.address(path, p.GetPostalAddress())
+		}
+	}
+	return out
+}
+
+// address checks a postal address; an absent address is allowed.
+func (v *violations) address(path string, a *pdv1.PostalAddress) store.Address {
+	var out store.Address
+	if a == nil {
+		return out
+	}
+	if len(a.GetLines()) == 0 || len(a.GetLines()) > maxAddressLines {
+		v.add(path+".lines", fmt.Sprintf("must have 1 to %d lines", maxAddressLines))
+	}
+	for i, l := range a.GetLines() {
+		if i >= maxAddressLines {
+			break
+		}
+		out.Lines = append(out.Lines, v.text(fmt.Sprintf("%s.lines[%d]", path, i), l, maxAddressLineLen, true, false))
+	}
+	out.Locality = v.text(path+".locality", a.GetLocality(), maxLocalityLen, true, false)
+	out.CountryCode = strings.ToUpper(strings.TrimSpace(a.GetCountryCode()))
+	if out.CountryCode == "" {
+		out.CountryCode = "SE"
+	}
+	if !countryPattern.MatchString(out.CountryCode) {
+		v.add(path+".country_code", "must be an ISO 3166-1 alpha-2 code such as SE")
+	}
+	code := v.text(path+".postal_code", a.GetPostalCode(), maxPostalCodeLen, true, false)
+	if out.CountryCode == "SE" && code != "" {
+		digits := strings.ReplaceAll(code, " ", "")
+		if len(digits) != 5 || strings.ContainsFunc(digits, func(r rune) bool { return r < '0' || r > '9' }) {
+			v.add(path+".postal_code", "must be five digits for a Swedish address")
+		} else {
+			code = digits[:3] + " " + digits[3:]
+		}
+	}
+	out.PostalCode = code
+	return out
+}
+
+// historyEntry checks an entry to add.
+func (v *violations) historyEntry(e *pdv1.HistoryEntry, now time.Time) store.HistoryEntry {
+	var out store.HistoryEntry
+	if e == nil {
+		v.add("entry", "is required")
+		return out
+	}
+	out.Kind = v.enum("entry.kind", e.GetKind())
+	out.Title = v.text("entry.title", e.GetTitle(), maxTitleLen, true, false)
+	out.Body = v.text("entry.body", e.GetBody(), maxBodyLen, true, true)
+	out.Reference = v.text("entry.reference", e.GetReference(), maxReferenceLen, false, false)
+	out.OccurAt = v.pastTime("entry.occur_time", e.GetOccurTime(), now)
+	return out
+}
+
+// pastTime checks a required time that is not in the future (a minute of
+// clock skew allowed) and returns it in Unix nanoseconds.
+func (v *violations) pastTime(field string, t *timestamppb.Timestamp, now time.Time) int64 {
+	switch {
+	case t == nil:
+		v.add(field, "is required")
+	case t.CheckValid() != nil:
+		v.add(field, "is not a valid time")
+	case t.AsTime().After(now.Add(time.Minute)):
+		v.add(field, "must not be in the future")
+	case t.AsTime().Year() < 1970:
+		v.add(field, "must not be before 1970")
+	default:
+		return t.AsTime().UnixNano()
+	}
+	return 0
+}

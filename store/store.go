@@ -1,0 +1,258 @@
+// Package store persists data subjects in MongoDB through the official driver.
+// It knows documents and atomic updates, not privacy rules.
+//
+// Every read and write names exactly one _id: the embedded store (FerretDB v1)
+// pushes down only filters of the lone _id, and scans for anything else. Keys
+// that are not the _id of a subject (identity numbers, e-mail addresses) live
+// in documents of their own whose _id is the key.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+
+	"github.com/example/personaldata/store/embedded"
+)
+
+// Errors callers test with errors.Is.
+var (
+	// ErrNotFound: no document with that _id.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a document with that _id exists already.
+	ErrExists = errors.New("already exists")
+	// ErrConflict: the document changed under us more often than we retry.
+	ErrConflict = errors.New("conflicting concurrent change")
+	// ErrUnavailable: the database could not be reached.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// Collection names.
+const (
+	subjectsCollection = "subjects"
+	keysCollection     = "keys"
+	historyCollection  = "history"
+)
+
+// Config says which database to use.
+type Config struct {
+	// URI of a MongoDB deployment. Empty starts the embedded store in DataDir.
+	URI string
+	// DataDir holds the embedded store's files.
+	DataDir string
+	// Database is the database name.
+	Database string
+}
+
+// Store is the service's database.
+type Store struct {
+	client   *mongo.Client
+	uri      string
+	embedded *embedded.Server // nil when a URI was given
+	subjects *mongo.Collection
+	keys     *mongo.Collection
+	history  *mongo.Collection
+	locks    *docLocks // nil on MongoDB, which is atomic per document itself
+}
+
+// Open connects to MongoDB, or starts the embedded store when cfg.URI is
+// empty, and prepares the collections.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Database == "" {
+		cfg.Database = "personaldata"
+	}
+	s := &Store{}
+	uri := cfg.URI
+	if uri == "" {
+		srv, err := embedded.Start(ctx, cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("store: start embedded store: %w", err)
+		}
+		s.embedded = srv
+		s.locks = &docLocks{seed: maphash.MakeSeed()}
+		uri = srv.URI()
+	}
+	opts := options.Client().ApplyURI(uri).
+		SetWriteConcern(writeconcern.Majority()).
+		SetTimeout(30 * time.Second)
+	if s.embedded != nil {
+		// FerretDB v1 has no sessions, so no retryable writes.
+		opts.SetRetryWrites(false)
+	} else {
+		opts.SetRetryWrites(true)
+	}
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		s.closeEmbedded()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	s.client = client
+	s.uri = uri
+	db := client.Database(cfg.Database)
+	s.subjects = db.Collection(subjectsCollection)
+	s.keys = db.Collection(keysCollection)
+	s.history = db.Collection(historyCollection)
+	if err := s.prepare(ctx, db); err != nil {
+		_ = s.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepare creates the collections and, on the embedded store, the index that
+// makes exact _id reads searches instead of scans. Every collection is read
+// only by _id, so MongoDB needs no index beyond its own.
+func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
+	existing, err := db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("store: list collections: %w", classify(err))
+	}
+	have := map[string]bool{}
+	for _, n := range existing {
+		have[n] = true
+	}
+	for _, name := range []string{subjectsCollection, keysCollection, historyCollection} {
+		if have[name] {
+			continue
+		}
+		if err := db.CreateCollection(ctx, name); err != nil && !isNamespaceExists(err) {
+			return fmt.Errorf("store: create collection %s: %w", name, classify(err))
+		}
+	}
+	if s.embedded != nil {
+		if err := s.embedded.IndexIDs(ctx, db.Name()); err != nil {
+			return fmt.Errorf("store: index embedded store: %w", err)
+		}
+	}
+	return nil
+}
+
+// Embedded reports whether the store runs in-process.
+func (s *Store) Embedded() bool { return s.embedded != nil }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx, readpref.Primary()); err != nil {
+		return fmt.Errorf("store: ping: %w", classify(err))
+	}
+	return nil
+}
+
+// Close disconnects and stops the embedded store if there is one.
+func (s *Store) Close(ctx context.Context) error {
+	var err error
+	if s.client != nil {
+		err = s.client.Disconnect(ctx)
+	}
+	return errors.Join(err, s.closeEmbedded())
+}
+
+func (s *Store) closeEmbedded() error {
+	if s.embedded == nil {
+		return nil
+	}
+	return s.embedded.Close()
+}
+
+// lock serialises read-modify-write of one document on the embedded store,
+// whose updates are not atomic. It returns the unlock function. On MongoDB it
+// does nothing: there the guard in the update filter decides.
+func (s *Store) lock(collection, id string) func() {
+	if s.locks == nil {
+		return func() {}
+	}
+	return s.locks.lock(collection + "\x00" + id)
+}
+
+// replace overwrites the document with this _id, provided it still matches
+// guard (fields read before the change). On MongoDB the guard is part of the
+// filter, so it holds across replicas. The embedded store pushes down only a
+// filter of the lone _id and would scan for anything more, so there the caller
+// holds the document's lock and has checked the guard under it.
+func (s *Store) replace(ctx context.Context, c *mongo.Collection, id string, guard bson.D, doc any) (bool, error) {
+	filter := bson.D{{Key: "_id", Value: id}}
+	if s.locks == nil {
+		filter = append(filter, guard...)
+	}
+	res, err := c.ReplaceOne(ctx, filter, doc)
+	if err != nil {
+		return false, classify(err)
+	}
+	return res.MatchedCount == 1, nil
+}
+
+// remove deletes the document with this _id if it still matches guard, as
+// replace does.
+func (s *Store) remove(ctx context.Context, c *mongo.Collection, id string, guard bson.D) error {
+	filter := bson.D{{Key: "_id", Value: id}}
+	if s.locks == nil {
+		filter = append(filter, guard...)
+	}
+	_, err := c.DeleteOne(ctx, filter)
+	return classify(err)
+}
+
+// get reads the document with this _id into out.
+func get(ctx context.Context, c *mongo.Collection, id string, out any) error {
+	err := c.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(out)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return ErrNotFound
+	}
+	return classify(err)
+}
+
+// insert adds doc; a document with the same _id is ErrExists.
+func insert(ctx context.Context, c *mongo.Collection, doc any) error {
+	_, err := c.InsertOne(ctx, doc)
+	if mongo.IsDuplicateKeyError(err) {
+		return ErrExists
+	}
+	return classify(err)
+}
+
+// classify marks errors that mean the database could not be reached, so the
+// service can answer UNAVAILABLE; context errors pass through unchanged.
+func classify(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var se mongo.ServerError
+	if errors.As(err, &se) && (se.HasErrorLabel("RetryableWriteError") || se.HasErrorCode(91) || se.HasErrorCode(189) || se.HasErrorCode(11600) || se.HasErrorCode(11602)) {
+		// 91 ShutdownInProgress, 189 PrimarySteppedDown, 11600 InterruptedAtShutdown, 11602 InterruptedDueToReplStateChange
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func isNamespaceExists(err error) bool {
+	var ce mongo.CommandError
+	return errors.As(err, &ce) && ce.Code == 48
+}
+
+// docLocks is a fixed set of mutexes striped by key: bounded memory, and two
+// keys rarely share a stripe.
+type docLocks struct {
+	seed    maphash.Seed
+	stripes [1024]sync.Mutex
+}
+
+func (l *docLocks) lock(key string) func() {
+	m := &l.stripes[maphash.String(l.seed, key)%uint64(len(l.stripes))]
+	m.Lock()
+	return m.Unlock
+}
+
+// URI is the MongoDB URI in use: the configured one, or the embedded store's.
+func (s *Store) URI() string { return s.uri }

@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+)
+
+// Subject is the stored record of one data subject. Enumerated values are
+// stored by name so that the documents read on their own.
+type Subject struct {
+	ID         string `bson:"_id"`
+	Version    int64  `bson:"v"`
+	Controller string `bson:"controller"`
+	// Person is nil once the subject is erased.
+	Person      *Person      `bson:"person,omitempty"`
+	Restriction *Restriction `bson:"restriction,omitempty"`
+	Erasure     *Erasure     `bson:"erasure,omitempty"`
+	Changes     []Change     `bson:"changes"`
+	// HistoryCount is the number of history sequence numbers handed out.
+	HistoryCount int64 `bson:"history_count"`
+	// Keys are the _ids of the lookup keys this subject holds; kept until an
+	// erasure has removed them.
+	Keys []string `bson:"keys,omitempty"`
+	// CleanupPending says an erasure still has key and history documents to
+	// remove.
+	CleanupPending bool `bson:"cleanup_pending,omitempty"`
+	// Ops are the most recent idempotent operations applied to this subject.
+	Ops       []Op  `bson:"ops,omitempty"`
+	CreatedAt int64 `bson:"created_at"` // Unix nanoseconds
+	UpdatedAt int64 `bson:"updated_at"`
+}
+
+// Person is the personal data of a subject.
+type Person struct {
+	IdentityNumber string  `bson:"identity_number"`
+	GivenName      string  `bson:"given_name"`
+	FamilyName     string  `bson:"family_name"`
+	Email          string  `bson:"email"`
+	Phone          string  `bson:"phone,omitempty"`
+	Address        Address `bson:"address"`
+}
+
+// Address is a postal address.
+type Address struct {
+	Lines       []string `bson:"lines,omitempty"`
+	PostalCode  string   `bson:"postal_code,omitempty"`
+	Locality    string   `bson:"locality,omitempty"`
+	CountryCode string   `bson:"country_code,omitempty"`
+}
+
+// Restriction is an active restriction of processing.
+type Restriction struct {
+	Ground      string `bson:"ground"`
+	At          int64  `bson:"at"`
+	Channel     string `bson:"channel"`
+	Reference   string `bson:"reference"`
+	PerformedBy string `bson:"performed_by"`
+}
+
+// Erasure records when and why a subject was erased.
+type Erasure struct {
+	Ground      string `bson:"ground"`
+	At          int64  `bson:"at"`
+	Channel     string `bson:"channel"`
+	Reference   string `bson:"reference"`
+	PerformedBy string `bson:"performed_by"`
+}
+
+// Change is one entry of the record of changes. It names fields, never values.
+type Change struct {
+	Kind              string   `bson:"kind"`
+	Fields            []string `bson:"fields,omitempty"`
+	At                int64    `bson:"at"`
+	Channel           string   `bson:"channel,omitempty"`
+	Reference         string   `bson:"reference,omitempty"`
+	PerformedBy       string   `bson:"performed_by,omitempty"`
+	Version           int64    `bson:"version"`
+	RestrictionGround string   `bson:"restriction_ground,omitempty"`
+	LiftResolution    string   `bson:"lift_resolution,omitempty"`
+	ErasureGround     string   `bson:"erasure_ground,omitempty"`
+}
+
+// Op remembers an idempotency key applied to a subject, with a fingerprint of
+// the request and what it produced, so a retry can be answered without a
+// second write.
+type Op struct {
+	Key         string `bson:"key"`
+	Fingerprint []byte `bson:"fp"`
+	// Result is what the operation produced: the version it wrote, or the
+	// sequence number of the history entry it added.
+	Result int64 `bson:"result"`
+}
+
+// GetSubject reads a subject by its id.
+func (s *Store) GetSubject(ctx context.Context, id string) (*Subject, error) {
+	var sub Subject
+	if err := get(ctx, s.subjects, id, &sub); err != nil {
+		return nil, fmt.Errorf("store: get subject: %w", err)
+	}
+	return &sub, nil
+}
+
+// InsertSubject adds a new subject; an existing id is ErrExists.
+func (s *Store) InsertSubject(ctx context.Context, sub *Subject) error {
+	if err := insert(ctx, s.subjects, sub); err != nil {
+		return fmt.Errorf("store: insert subject: %w", err)
+	}
+	return nil
+}
+
+// maxUpdateAttempts bounds the retries of an update that lost a race on
+// MongoDB; each attempt re-reads and re-applies the change.
+const maxUpdateAttempts = 16
+
+// UpdateSubject reads the subject, lets change modify it and writes it back
+// with its version one higher, atomically: no concurrent update is lost, on
+// MongoDB across replicas (the version is in the filter) and on the embedded
+// store within the process that owns it (the document is locked). An error
+// from change aborts the update and is returned as it is. change may run more
+// than once when a race is lost, so it must not have side effects.
+func (s *Store) UpdateSubject(ctx context.Context, id string, change func(*Subject) error) (*Subject, error) {
+	for range maxUpdateAttempts {
+		sub, done, err := s.tryUpdateSubject(ctx, id, change)
+		if err != nil || done {
+			return sub, err
+		}
+	}
+	return nil, fmt.Errorf("store: update subject: %w", ErrConflict)
+}
+
+func (s *Store) tryUpdateSubject(ctx context.Context, id string, change func(*Subject) error) (*Subject, bool, error) {
+	unlock := s.lock(subjectsCollection, id)
+	defer unlock()
+	sub, err := s.GetSubject(ctx, id)
+	if err != nil {
+		return nil, false, err
+	}
+	read := sub.Version
+	if err := change(sub); err != nil {
+		return nil, false, err
+	}
+	sub.Version = read + 1
+	ok, err := s.replace(ctx, s.subjects, id, bson.D{{Key: "v", Value: read}}, sub)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: update subject: %w", err)
+	}
+	return sub, ok, nil
+}
+
+// IsNotFound reports whether err says a document does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
