@@ -1,0 +1,172 @@
+// Package embedded runs FerretDB v1 with its SQLite handler in-process, so
+// that the service can use the real MongoDB driver without a MongoDB server.
+//
+// FerretDB's own _id index is built on an expression its queries do not use,
+// so reads by _id scan the whole table; IndexIDs adds the index they do use.
+// See /work/shared/embedded-store.md for what else FerretDB v1 gets wrong.
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+	_ "modernc.org/sqlite" // driver "sqlite"; FerretDB links the same version anyway
+)
+
+// Server is an in-process FerretDB (SQLite) listening on loopback.
+type Server struct {
+	dir    string // absolute data directory, one <db>.sqlite file per database
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned
+	runErr error         // Run's result; read only after done is closed
+}
+
+// Start creates dir if needed (0700) and starts FerretDB with data in dir,
+// listening on 127.0.0.1:0, with a discarding logger (FerretDB otherwise logs
+// every response at WARN). It returns once the server accepts connections.
+// ctx bounds only the start-up; the server runs until Close.
+func Start(ctx context.Context, dir string) (*Server, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: resolve data directory %q: %w", dir, err)
+	}
+	// FerretDB pastes the directory into a file: URI without escaping it.
+	if strings.ContainsAny(abs, "?#%") {
+		return nil, fmt.Errorf("embedded: data directory %q contains one of ?#%%", abs)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: create data directory: %w", err)
+	}
+
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + abs + "/", // FerretDB requires the trailing slash
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded: create FerretDB in %q: %w", abs, err)
+	}
+
+	// The server must outlive the start-up context, so Run gets its own.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Server{dir: abs, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.runErr = f.Run(runCtx)
+	}()
+	// Called after Run as documented; in v1.24.2 New has already bound the socket,
+	// so this does not race with Run.
+	s.uri = f.MongoDBURI()
+
+	u, err := url.Parse(s.uri)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("embedded: parse FerretDB URI %q: %w", s.uri, err), s.Close())
+	}
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("embedded: connect to FerretDB at %s: %w", u.Host, err), s.Close())
+	}
+	_ = conn.Close() // a probe only; nothing was written
+
+	return s, nil
+}
+
+// URI is the mongodb:// URI for the driver.
+func (s *Server) URI() string { return s.uri }
+
+// Close stops FerretDB and waits for it to exit. FerretDB gives connections
+// still open 3 s before cutting them, so disconnect clients first or Close
+// takes that long. Calling it again returns the same result.
+func (s *Server) Close() error {
+	s.cancel()
+	<-s.done
+	if s.runErr != nil {
+		return fmt.Errorf("embedded: run FerretDB: %w", s.runErr)
+	}
+	return nil
+}
+
+// IndexIDs adds, for every collection of database db, the SQLite index on the
+// expression FerretDB actually queries with (_ferretdb_sjson->'$._id'), so
+// that reads by exact _id become index searches instead of table scans.
+// Idempotent (CREATE INDEX IF NOT EXISTS). Call it after the collections
+// exist: collections created later get no index until it is called again.
+func (s *Server) IndexIDs(ctx context.Context, db string) (err error) {
+	// Same rule as FerretDB's; it also keeps db from escaping the directory.
+	if !validDBName(db) {
+		return fmt.Errorf("embedded: invalid database name %q", db)
+	}
+	path := filepath.Join(s.dir, db+".sqlite")
+	// mode=rw: never create a file FerretDB would later take for a database.
+	// busy_timeout: FerretDB writes to the same file concurrently.
+	conn, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return fmt.Errorf("embedded: open %s: %w", path, err)
+	}
+	defer func() {
+		if cerr := conn.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("embedded: close %s: %w", path, cerr))
+		}
+	}()
+
+	tables, err := tableNames(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("embedded: list collections of %q: %w", db, err)
+	}
+	for _, t := range tables {
+		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (_ferretdb_sjson->'$._id')`,
+			quoteIdent(t+"_id_expr"), quoteIdent(t))
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("embedded: index _id of table %q in %q: %w", t, db, err)
+		}
+	}
+	return nil
+}
+
+// tableNames returns the SQLite tables behind the collections of one database.
+func tableNames(ctx context.Context, conn *sql.DB) ([]string, error) {
+	rows, err := conn.QueryContext(ctx, `SELECT table_name FROM _ferretdb_collections`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var tables []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+	}
+	return tables, rows.Err()
+}
+
+// quoteIdent quotes an SQLite identifier.
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// validDBName reports whether name matches ^[a-zA-Z0-9_-]{1,63}$.
+func validDBName(name string) bool {
+	if len(name) == 0 || len(name) > 63 {
+		return false
+	}
+	for _, r := range name {
+		ok := r == '_' || r == '-' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
