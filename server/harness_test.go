@@ -1,0 +1,370 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/server"
+	"github.com/example/personaldata/store"
+)
+
+// mongoURIEnv names a real MongoDB for the tests; without it they run on the
+// embedded store.
+const mongoURIEnv = "PERSONALDATA_TEST_MONGO_URI"
+
+// clock is a settable clock shared by the test and the server.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer collects the server's log output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is a real server on loopback with its own store, and clients for it.
+type env struct {
+	srv   *server.Server
+	grpc  *grpc.ClientConn
+	base  string // http://host:port
+	db    *mongo.Database
+	clock *clock
+	logs  *syncBuffer
+}
+
+// start runs a server for the test and stops it when the test ends.
+func start(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
+	cfg := server.Config{
+		GRPCAddr: "127.0.0.1:0",
+		HTTPAddr: "127.0.0.1:0",
+		Store:    store.Config{URI: os.Getenv(mongoURIEnv), DataDir: t.TempDir(), Database: database},
+		Now:      e.clock.Now,
+	}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	e.srv = srv
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+
+	e.grpc, err = grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient: %v", err)
+	}
+	e.base = "http://" + srv.HTTPAddr()
+	client, err := mongo.Connect(options.Client().ApplyURI(srv.StoreURI()))
+	if err != nil {
+		t.Fatalf("mongo.Connect: %v", err)
+	}
+	e.db = client.Database(database)
+	t.Cleanup(func() {
+		_ = e.grpc.Close()
+		if os.Getenv(mongoURIEnv) != "" {
+			_ = e.db.Drop(context.Background())
+		}
+		_ = client.Disconnect(context.Background())
+		stop()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return e
+}
+
+// caller calls an RPC of PersonalDataService by name, over one transport.
+type caller interface {
+	call(ctx context.Context, method string, req, resp proto.Message) error
+	name() string
+}
+
+type grpcCaller struct{ conn *grpc.ClientConn }
+
+func (g grpcCaller) name() string { return "grpc" }
+
+func (g grpcCaller) call(ctx context.Context, method string, req, resp proto.Message) error {
+	return g.conn.Invoke(ctx, "/personaldata.v1.PersonalDataService/"+method, req, resp)
+}
+
+// restCaller calls the REST route that the method's google.api.http option
+// declares, so the tests exercise the routes exactly as the protos give them.
+type restCaller struct{ base string }
+
+func (r restCaller) name() string { return "rest" }
+
+// restError is a REST error body turned back into a status, with the HTTP
+// status code it came with.
+type restError struct {
+	st       *status.Status
+	httpCode int
+}
+
+func (e *restError) Error() string              { return fmt.Sprintf("HTTP %d: %v", e.httpCode, e.st.Err()) }
+func (e *restError) GRPCStatus() *status.Status { return e.st }
+
+var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
+
+func (r restCaller) call(ctx context.Context, method string, req, resp proto.Message) error {
+	md := pdv1.File_personaldata_v1_personaldata_proto.Services().ByName("PersonalDataService").Methods().ByName(protoreflect.Name(method))
+	if md == nil {
+		return fmt.Errorf("no method %s", method)
+	}
+	rule := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
+	verb, tmpl := "GET", rule.GetGet()
+	if p := rule.GetPost(); p != "" {
+		verb, tmpl = "POST", p
+	}
+	msg := req.ProtoReflect()
+	inPath := map[string]bool{}
+	for {
+		i := strings.Index(tmpl, "{")
+		if i < 0 {
+			break
+		}
+		j := strings.Index(tmpl, "}")
+		field := tmpl[i+1 : j]
+		inPath[field] = true
+		fd := msg.Descriptor().Fields().ByName(protoreflect.Name(field))
+		tmpl = tmpl[:i] + url.PathEscape(msg.Get(fd).String()) + tmpl[j+1:]
+	}
+	var body io.Reader
+	if rule.GetBody() == "*" {
+		b, err := jsonOut.Marshal(req)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	} else {
+		q := url.Values{}
+		msg.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			if inPath[string(fd.Name())] {
+				return true
+			}
+			if fd.Kind() == protoreflect.EnumKind {
+				q.Set(string(fd.Name()), string(fd.Enum().Values().ByNumber(v.Enum()).Name()))
+			} else {
+				q.Set(string(fd.Name()), v.String())
+			}
+			return true
+		})
+		if len(q) > 0 {
+			tmpl += "?" + q.Encode()
+		}
+	}
+	hr, err := http.NewRequestWithContext(ctx, verb, r.base+tmpl, body)
+	if err != nil {
+		return err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return err
+	}
+	if res.StatusCode != http.StatusOK {
+		var st spb.Status
+		if err := protojson.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("HTTP %d with a body that is not a status: %s", res.StatusCode, b)
+		}
+		return &restError{st: status.FromProto(&st), httpCode: res.StatusCode}
+	}
+	return protojson.Unmarshal(b, resp)
+}
+
+// transports runs f once over gRPC and once over REST, each on a fresh server.
+func transports(t *testing.T, f func(t *testing.T, e *env, c caller)) {
+	t.Helper()
+	t.Run("grpc", func(t *testing.T) {
+		e := start(t)
+		f(t, e, grpcCaller{e.grpc})
+	})
+	t.Run("rest", func(t *testing.T) {
+		e := start(t)
+		f(t, e, restCaller{e.base})
+	})
+}
+
+// call invokes method and fails the test on error.
+func call[Resp proto.Message](t *testing.T, c caller, method string, req proto.Message, resp Resp) Resp {
+	t.Helper()
+	if err := c.call(context.Background(), method, req, resp); err != nil {
+		t.Fatalf("%s over %s: %v", method, c.name(), err)
+	}
+	return resp
+}
+
+// callErr invokes method, expects it to fail with code and returns the error.
+func callErr(t *testing.T, c caller, method string, req, resp proto.Message, code codes.Code) error {
+	t.Helper()
+	err := c.call(context.Background(), method, req, resp)
+	if status.Code(err) != code {
+		t.Fatalf("%s over %s: got %v, want code %v", method, c.name(), err, code)
+	}
+	if re, ok := err.(*restError); ok {
+		if want := httpStatus(code); re.httpCode != want {
+			t.Fatalf("%s over REST: HTTP %d, want %d", method, re.httpCode, want)
+		}
+	}
+	return err
+}
+
+// httpStatus is the HTTP status the gateway gives each code.
+func httpStatus(c codes.Code) int {
+	switch c {
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted:
+		return http.StatusConflict
+	case codes.FailedPrecondition:
+		return http.StatusBadRequest
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// badFields lists the fields an INVALID_ARGUMENT names.
+func badFields(err error) []string {
+	var out []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				out = append(out, v.GetField())
+			}
+		}
+	}
+	return out
+}
+
+// count is the number of documents in a collection, read with the driver.
+func (e *env) count(t *testing.T, collection string) int64 {
+	t.Helper()
+	n, err := e.db.Collection(collection).CountDocuments(context.Background(), bson.D{})
+	if err != nil {
+		t.Fatalf("count %s: %v", collection, err)
+	}
+	return n
+}
+
+// rawDump is every stored document of the service as extended JSON, to
+// search for values that must not be there.
+func (e *env) rawDump(t *testing.T) string {
+	t.Helper()
+	var sb strings.Builder
+	for _, c := range []string{"subjects", "keys", "history"} {
+		cur, err := e.db.Collection(c).Find(context.Background(), bson.D{})
+		if err != nil {
+			t.Fatalf("find %s: %v", c, err)
+		}
+		for cur.Next(context.Background()) {
+			sb.WriteString(cur.Current.String())
+			sb.WriteByte('\n')
+		}
+		if err := cur.Err(); err != nil {
+			t.Fatalf("cursor %s: %v", c, err)
+		}
+		_ = cur.Close(context.Background())
+	}
+	return sb.String()
+}
+
+// testPerson is a made-up person; n varies every value, including a valid
+// personnummer born in 1980 + n%20.
+func testPerson(n int) *pdv1.Person {
+	return &pdv1.Person{
+		IdentityNumber: pnr(1980+n%20, 1+n%12, 1+n%28, 100+n%800),
+		GivenName:      fmt.Sprintf("Testa%d", n),
+		FamilyName:     fmt.Sprintf("Testsson%d", n),
+		Email:          fmt.Sprintf("testa%d@example.test", n),
+		Phone:          fmt.Sprintf("070-%03d %02d %02d", n%1000, n%100, (n/100)%100),
+		PostalAddress: &pdv1.PostalAddress{
+			Lines:      []string{fmt.Sprintf("Provgatan %d", n)},
+			PostalCode: "123 45",
+			Locality:   "Provstad",
+		},
+	}
+}
+
+// pnr builds a personnummer "YYYYMMDD-NNNC" with a correct check digit.
+func pnr(year, month, day, serial int) string {
+	nine := fmt.Sprintf("%02d%02d%02d%03d", year%100, month, day, serial)
+	sum := 0
+	for i, ch := range nine {
+		d := int(ch - '0')
+		if i%2 == 0 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return fmt.Sprintf("%04d%02d%02d-%03d%d", year, month, day, serial, (10-sum%10)%10)
+}
