@@ -400,7 +400,9 @@ func TestHistory(t *testing.T) {
 			{func(r *pdv1.AddHistoryEntryRequest) { r.Entry.Body = "" }, "entry.body"},
 			{func(r *pdv1.AddHistoryEntryRequest) { r.Entry.Body = strings.Repeat("b", 64<<10+1) }, "entry.body"},
 			{func(r *pdv1.AddHistoryEntryRequest) { r.Entry.OccurTime = nil }, "entry.occur_time"},
-			{func(r *pdv1.AddHistoryEntryRequest) { r.Entry.OccurTime = timestamppb.New(e.clock.Now().Add(24 * time.Hour)) }, "entry.occur_time"},
+			{func(r *pdv1.AddHistoryEntryRequest) {
+				r.Entry.OccurTime = timestamppb.New(e.clock.Now().Add(24 * time.Hour))
+			}, "entry.occur_time"},
 			{func(r *pdv1.AddHistoryEntryRequest) { r.SubjectId = "Not An Id" }, "subject_id"},
 			{func(r *pdv1.AddHistoryEntryRequest) { r.IdempotencyKey = "" }, "idempotency_key"},
 		} {

@@ -23,7 +23,6 @@ const (
 	reasonRestricted = "PROCESSING_RESTRICTED"
 )
 
-
 // notFound is the answer for an unknown subject.
 func notFound() error {
 	return status.Error(codes.NotFound, "subject not found")
