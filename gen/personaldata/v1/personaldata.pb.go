@@ -482,10 +482,9 @@ const (
 	ChangeKind_CHANGE_KIND_UNSPECIFIED        ChangeKind = 0
 	ChangeKind_CHANGE_KIND_CREATED            ChangeKind = 1
 	ChangeKind_CHANGE_KIND_RECTIFIED          ChangeKind = 2
-	ChangeKind_CHANGE_KIND_HISTORY_ADDED      ChangeKind = 3
-	ChangeKind_CHANGE_KIND_RESTRICTED         ChangeKind = 4
-	ChangeKind_CHANGE_KIND_RESTRICTION_LIFTED ChangeKind = 5
-	ChangeKind_CHANGE_KIND_ERASED             ChangeKind = 6
+	ChangeKind_CHANGE_KIND_RESTRICTED         ChangeKind = 3
+	ChangeKind_CHANGE_KIND_RESTRICTION_LIFTED ChangeKind = 4
+	ChangeKind_CHANGE_KIND_ERASED             ChangeKind = 5
 )
 
 // Enum value maps for ChangeKind.
@@ -494,19 +493,17 @@ var (
 		0: "CHANGE_KIND_UNSPECIFIED",
 		1: "CHANGE_KIND_CREATED",
 		2: "CHANGE_KIND_RECTIFIED",
-		3: "CHANGE_KIND_HISTORY_ADDED",
-		4: "CHANGE_KIND_RESTRICTED",
-		5: "CHANGE_KIND_RESTRICTION_LIFTED",
-		6: "CHANGE_KIND_ERASED",
+		3: "CHANGE_KIND_RESTRICTED",
+		4: "CHANGE_KIND_RESTRICTION_LIFTED",
+		5: "CHANGE_KIND_ERASED",
 	}
 	ChangeKind_value = map[string]int32{
 		"CHANGE_KIND_UNSPECIFIED":        0,
 		"CHANGE_KIND_CREATED":            1,
 		"CHANGE_KIND_RECTIFIED":          2,
-		"CHANGE_KIND_HISTORY_ADDED":      3,
-		"CHANGE_KIND_RESTRICTED":         4,
-		"CHANGE_KIND_RESTRICTION_LIFTED": 5,
-		"CHANGE_KIND_ERASED":             6,
+		"CHANGE_KIND_RESTRICTED":         3,
+		"CHANGE_KIND_RESTRICTION_LIFTED": 4,
+		"CHANGE_KIND_ERASED":             5,
 	}
 )
 
@@ -2915,16 +2912,15 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x18PURPOSE_SERVICE_DELIVERY\x10\x02\x12!\n" +
 	"\x1dPURPOSE_ACCOUNT_COMMUNICATION\x10\x03\x12\x13\n" +
 	"\x0fPURPOSE_SUPPORT\x10\x04\x12\x1f\n" +
-	"\x1bPURPOSE_DOMAIN_REGISTRATION\x10\x05*\xd4\x01\n" +
+	"\x1bPURPOSE_DOMAIN_REGISTRATION\x10\x05*\xb5\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CHANGE_KIND_CREATED\x10\x01\x12\x19\n" +
-	"\x15CHANGE_KIND_RECTIFIED\x10\x02\x12\x1d\n" +
-	"\x19CHANGE_KIND_HISTORY_ADDED\x10\x03\x12\x1a\n" +
-	"\x16CHANGE_KIND_RESTRICTED\x10\x04\x12\"\n" +
-	"\x1eCHANGE_KIND_RESTRICTION_LIFTED\x10\x05\x12\x16\n" +
-	"\x12CHANGE_KIND_ERASED\x10\x06*o\n" +
+	"\x15CHANGE_KIND_RECTIFIED\x10\x02\x12\x1a\n" +
+	"\x16CHANGE_KIND_RESTRICTED\x10\x03\x12\"\n" +
+	"\x1eCHANGE_KIND_RESTRICTION_LIFTED\x10\x04\x12\x16\n" +
+	"\x12CHANGE_KIND_ERASED\x10\x05*o\n" +
 	"\vHistoryKind\x12\x1c\n" +
 	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fHISTORY_KIND_EMAIL_CONVERSATION\x10\x01\x12\x1d\n" +

@@ -1,0 +1,234 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/server"
+	"github.com/example/personaldata/store"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func TestHealthAndReflection(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	hc := healthpb.NewHealthClient(e.grpc)
+	for _, svc := range []string{"", "personaldata.v1.PersonalDataService"} {
+		res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q: %v %v", svc, res, err)
+		}
+	}
+	if code, body := httpGet(t, e.base+"/healthz"); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", code, body)
+	}
+
+	stream, err := reflectionpb.NewServerReflectionClient(e.grpc).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range res.GetListServicesResponse().GetService() {
+		names = append(names, s.GetName())
+	}
+	if !strings.Contains(strings.Join(names, " "), "personaldata.v1.PersonalDataService") {
+		t.Errorf("reflection lists %v", names)
+	}
+}
+
+func TestOpenAPI(t *testing.T) {
+	e := start(t)
+	code, body := httpGet(t, e.base+"/openapi.json")
+	if code != http.StatusOK {
+		t.Fatalf("/openapi.json: %d", code)
+	}
+	var doc struct {
+		Swagger string                    `json:"swagger"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, verb := range map[string]string{
+		"/v1/subjects":                              "post",
+		"/v1/subjects:find":                         "post",
+		"/v1/subjects/{subject_id}:access":          "get",
+		"/v1/subjects/{subject_id}:rectify":         "post",
+		"/v1/subjects/{subject_id}/history":         "get",
+		"/v1/subjects/{subject_id}:erase":           "post",
+		"/v1/subjects/{subject_id}:forPurpose":      "get",
+		"/v1/subjects/{subject_id}:restrict":        "post",
+		"/v1/subjects/{subject_id}:liftRestriction": "post",
+	} {
+		if _, ok := doc.Paths[path][verb]; !ok {
+			t.Errorf("OpenAPI lacks %s %s", verb, path)
+		}
+	}
+	// No route carries a personal value in its URL.
+	for path := range doc.Paths {
+		for _, bad := range []string{"identity_number", "email", "phone"} {
+			if strings.Contains(path, bad) {
+				t.Errorf("route %s has %s in its URL", path, bad)
+			}
+		}
+	}
+}
+
+// TestNoPersonalDataInLogsOrMetrics runs a scenario with successes and
+// errors, then searches the server's whole log output and its metrics for
+// the test person's values.
+func TestNoPersonalDataInLogsOrMetrics(t *testing.T) {
+	e := start(t)
+	for _, c := range []caller{grpcCaller{e.grpc}, restCaller{e.base}} {
+		ctx := context.Background()
+		n := 90
+		if c.name() == "rest" {
+			n = 91
+		}
+		sub := create(t, c, n)
+		_ = c.call(ctx, "CreateSubject", createReq("dup-"+c.name(), n), &pdv1.CreateSubjectResponse{})
+		bad := createReq("bad-"+c.name(), n)
+		bad.Person.Email = "not-an-address-" + c.name()
+		_ = c.call(ctx, "CreateSubject", bad, &pdv1.CreateSubjectResponse{})
+		call(t, c, "AddHistoryEntry", historyReq(sub, "h", n), &pdv1.AddHistoryEntryResponse{})
+		call(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
+		call(t, c, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "company", Key: &pdv1.FindSubjectRequest_Email{Email: sub.GetPerson().GetEmail()}}, &pdv1.FindSubjectResponse{})
+		_ = c.call(ctx, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "company", Key: &pdv1.FindSubjectRequest_Email{Email: "absent-" + c.name() + "@example.test"}}, &pdv1.FindSubjectResponse{})
+		call(t, c, "RestrictProcessing", restrictReq(sub, "r"), &pdv1.RestrictProcessingResponse{})
+		_ = c.call(ctx, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
+		_ = c.call(ctx, "RectifySubject", rectifyReq(sub, "stale", &pdv1.Person{GivenName: "Nyname"}, "given_name"), &pdv1.RectifySubjectResponse{})
+		call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+		call(t, c, "EraseSubject", eraseReq(sub, "e"), &pdv1.EraseSubjectResponse{})
+	}
+	_, metrics := httpGet(t, e.base+"/metrics")
+	if !strings.Contains(metrics, `personaldata_grpc_requests_total{code="AlreadyExists",method="/personaldata.v1.PersonalDataService/CreateSubject"} 2`) {
+		t.Errorf("metrics lack the per-method, per-code count of refused creates")
+	}
+	if !strings.Contains(metrics, `personaldata_grpc_requests_total{code="OK",method="/personaldata.v1.PersonalDataService/EraseSubject"} 2`) {
+		t.Errorf("metrics lack the count of erasures")
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, `"code":"FailedPrecondition"`) {
+		t.Errorf("logs lack the refused purpose view; the test would see nothing")
+	}
+	for _, n := range []int{90, 91} {
+		p := testPerson(n)
+		values := []string{p.GetGivenName(), p.GetFamilyName(), p.GetEmail(), strings.ReplaceAll(p.GetIdentityNumber(), "-", ""), p.GetIdentityNumber(), p.GetPostalAddress().GetLines()[0], "Order", "not-an-address", "absent-", "Nyname"}
+		for _, v := range values {
+			if strings.Contains(logs, v) {
+				t.Errorf("logs contain a personal value (%d chars)", len(v))
+			}
+			if strings.Contains(metrics, v) {
+				t.Errorf("metrics contain a personal value (%d chars)", len(v))
+			}
+		}
+	}
+}
+
+func TestRequestLimits(t *testing.T) {
+	e := start(t)
+	big := strings.Repeat("x", 2<<20)
+	res, err := http.Post(e.base+"/v1/subjects", "application/json", strings.NewReader(`{"idempotency_key":"k","controller_id":"company","person":{"given_name":"`+big+`"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode < 400 || res.StatusCode >= 500 {
+		t.Errorf("2 MiB REST body: HTTP %d, want 4xx", res.StatusCode)
+	}
+	req := createReq("k", 1)
+	req.Person.GivenName = big
+	err = grpcCaller{e.grpc}.call(context.Background(), "CreateSubject", req, &pdv1.CreateSubjectResponse{})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("2 MiB gRPC message: %v, want ResourceExhausted", err)
+	}
+	if n := e.count(t, "subjects"); n != 0 {
+		t.Errorf("%d subjects written", n)
+	}
+}
+
+// TestRestartKeepsData stops a server and starts another on the same data
+// directory: what was acknowledged is there.
+func TestRestartKeepsData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts the server")
+	}
+	dir := t.TempDir()
+	run := func(f func(c caller)) {
+		srv, err := server.New(context.Background(), server.Config{
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Store: store.Config{DataDir: dir, Database: "restart"},
+		}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ctx) }()
+		conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(grpcCaller{conn})
+		_ = conn.Close()
+		stop()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("server did not shut down")
+		}
+	}
+	var id string
+	run(func(c caller) {
+		sub := create(t, c, 95)
+		call(t, c, "AddHistoryEntry", historyReq(sub, "h", 1), &pdv1.AddHistoryEntryResponse{})
+		id = sub.GetSubjectId()
+	})
+	run(func(c caller) {
+		got := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: id}, &pdv1.AccessSubjectResponse{})
+		if got.GetSubject().GetPerson().GetGivenName() != "Testa95" || len(got.GetHistory()) != 1 {
+			t.Errorf("after restart: %v", got)
+		}
+		// The same create again is still recognised as a retry.
+		again := call(t, c, "CreateSubject", createReq("create-95", 95), &pdv1.CreateSubjectResponse{})
+		if again.GetSubject().GetSubjectId() != id {
+			t.Errorf("retry after restart made %s", again.GetSubject().GetSubjectId())
+		}
+	})
+	_ = fmt.Sprint
+}
