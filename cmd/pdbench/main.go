@@ -1,0 +1,713 @@
+// Command pdbench is a load benchmark of personaldatad. It shows what the
+// service costs on top of its database, as a ratio to the raw MongoDB driver
+// doing the nearest equivalent work on the same store and database.
+//
+// It seeds -subjects made-up subjects through gRPC CreateSubject, then runs
+// each operation in turn for -duration with -concurrency goroutines against
+// random seeded subjects and records the latency of every call:
+//
+//	create         CreateSubject of a new subject
+//	access         AccessSubject
+//	purpose        GetSubjectForPurpose with PURPOSE_INVOICING
+//	rectify        RectifySubject of the phone with the current expected_version
+//	driver-read    FindOne {_id} on subjects, decoded to bson.Raw
+//	driver-write   FindOne {_id}, then ReplaceOne {_id} of the same document
+//	               with v incremented (what a rectification does underneath)
+//	driver-insert  InsertOne of a copy of a subject document with a new _id
+//
+// The writes (rectify, driver-write) partition the subjects among the
+// goroutines, so no two goroutines change the same subject. Every driver
+// filter is exactly {_id: <string>}, the only filter the embedded store
+// pushes down. The driver client uses the options the service's store uses
+// (majority write concern, 30 s timeout, no retryable writes on the embedded
+// store). It prints a table of calls, errors, throughput and p50/p99 latency
+// per operation, then the ratios service/driver: access and purpose against
+// driver-read, rectify against driver-write, create against driver-insert.
+//
+// Without -addr it starts the real server in-process (server.New on
+// 127.0.0.1:0) with an embedded store in a fresh temporary directory, removed
+// afterwards, and the driver part talks to that store:
+//
+//	go run ./cmd/pdbench -subjects 20000 -duration 10s
+//
+// With -addr it benchmarks a running personaldatad and needs -mongo-uri for
+// the driver part; the subjects it creates, and the documents driver-write
+// touches, stay behind, so point it at a database of its own:
+//
+//	go run ./cmd/pdbench -addr 127.0.0.1:50051 -mongo-uri mongodb://127.0.0.1:27017 -database pdbench
+//
+// -ops runs a subset (e.g. -ops access,driver-read) and -cpuprofile writes a
+// CPU profile of the whole process, server included when it runs in-process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/server"
+	"github.com/example/personaldata/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := realMain(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pdbench:", err)
+		os.Exit(1)
+	}
+}
+
+// allOps are the operations in the order they run.
+func allOps() []string {
+	return []string{"create", "access", "purpose", "rectify", "driver-read", "driver-write", "driver-insert"}
+}
+
+// config is the command line.
+type config struct {
+	subjects, concurrency int
+	duration              time.Duration
+	addr, mongoURI        string
+	database              string
+	ops                   []string
+	cpuProfile            string
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	var ops string
+	fs := flag.NewFlagSet("pdbench", flag.ContinueOnError)
+	fs.IntVar(&c.subjects, "subjects", 1000, "subjects to seed")
+	fs.IntVar(&c.concurrency, "concurrency", 8, "goroutines calling each operation")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long each operation runs")
+	fs.StringVar(&c.addr, "addr", "", "gRPC address of a running personaldatad; empty starts the server in-process on an embedded store")
+	fs.StringVar(&c.mongoURI, "mongo-uri", "", "MongoDB URI of the store behind -addr, for the driver operations (in-process, the embedded store's is used)")
+	fs.StringVar(&c.database, "database", "personaldata", "database name")
+	fs.StringVar(&ops, "ops", strings.Join(allOps(), ","), "comma-separated operations to run")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.subjects < 1 || c.concurrency < 1 || c.duration <= 0:
+		return c, errors.New("-subjects, -concurrency and -duration must be positive")
+	case c.subjects < c.concurrency:
+		return c, errors.New("-subjects must be at least -concurrency: the writes give each goroutine subjects of its own")
+	case c.addr == "" && c.mongoURI != "":
+		return c, errors.New("-mongo-uri goes with -addr: in-process the driver uses the embedded store")
+	case c.addr != "" && c.mongoURI == "" && usesDriver(ops):
+		return c, errors.New("-addr needs -mongo-uri for the driver operations")
+	}
+	for _, op := range strings.Split(ops, ",") {
+		if op = strings.TrimSpace(op); op == "" {
+			continue
+		}
+		if !slices.Contains(allOps(), op) {
+			return c, fmt.Errorf("-ops: unknown operation %q (known: %s)", op, strings.Join(allOps(), ", "))
+		}
+		c.ops = append(c.ops, op)
+	}
+	return c, nil
+}
+
+func usesDriver(ops string) bool { return strings.Contains(ops, "driver-") }
+
+func realMain(ctx context.Context) error {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		return err
+	}
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	target := "personaldatad at " + cfg.addr
+	grpcAddr, mongoURI := cfg.addr, cfg.mongoURI
+	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
+	firstPerson := 0
+	if cfg.addr == "" {
+		srv, stop, err := startServer(ctx, cfg.database)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		grpcAddr, mongoURI = srv.GRPCAddr(), srv.StoreURI()
+		target = "in-process server, embedded store in a temporary directory"
+	} else {
+		// A running service may hold subjects from earlier runs: start the
+		// made-up people somewhere else in their range.
+		firstPerson = rand.IntN(maxPeople / 2)
+	}
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", grpcAddr, err)
+	}
+	defer conn.Close()
+	client := pdv1.NewPersonalDataServiceClient(conn)
+
+	var coll *mongo.Collection
+	if mongoURI != "" {
+		opts := options.Client().ApplyURI(mongoURI).
+			SetWriteConcern(writeconcern.Majority()).
+			SetTimeout(30 * time.Second).
+			SetRetryWrites(cfg.addr != "") // as the store: FerretDB has no sessions
+		mc, err := mongo.Connect(opts)
+		if err != nil {
+			return fmt.Errorf("connect to the store: %w", err)
+		}
+		// Deferred after stop, so it runs first: the embedded store waits
+		// for open connections when it closes.
+		defer mc.Disconnect(context.WithoutCancel(ctx))
+		coll = mc.Database(cfg.database).Collection("subjects")
+	}
+
+	fmt.Printf("pdbench: %d subjects, concurrency %d, %v per operation, %s, GOMAXPROCS %d, %d CPUs\n",
+		cfg.subjects, cfg.concurrency, cfg.duration, runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("target: %s\n\n", target)
+
+	b := &bench{cfg: cfg, client: client, coll: coll, runID: runID}
+	b.nextPerson.Store(int64(firstPerson))
+	if err := b.seed(ctx); err != nil {
+		return err
+	}
+
+	var results []result
+	for _, op := range cfg.ops {
+		r, err := b.run(ctx, op)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Printf("  %-13s done: %d calls, %d errors\n", op, r.calls, r.errors)
+		results = append(results, r)
+	}
+	printResults(cfg, results)
+	return ctx.Err()
+}
+
+// startServer starts the real server with an embedded store in a fresh
+// temporary directory. stop shuts it down and removes the directory.
+func startServer(ctx context.Context, database string) (*server.Server, func(), error) {
+	dir, err := os.MkdirTemp("", "pdbench-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.New(ctx, server.Config{
+		GRPCAddr: "127.0.0.1:0",
+		HTTPAddr: "127.0.0.1:0",
+		Store:    store.Config{DataDir: dir, Database: database},
+	}, log)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	// The server outlives an interrupt long enough for the clients to close.
+	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+	stop := func() {
+		cancel()
+		if err := <-served; err != nil {
+			fmt.Fprintln(os.Stderr, "pdbench: server:", err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "pdbench:", err)
+		}
+	}
+	return srv, stop, nil
+}
+
+// bench holds what the operations share.
+type bench struct {
+	cfg    config
+	client pdv1.PersonalDataServiceClient
+	coll   *mongo.Collection // nil without a store URI
+	runID  string
+
+	// ids are the seeded subjects' ids; versions their versions as the
+	// rectifying goroutine that owns each subject last saw them.
+	ids      []string
+	versions []int64
+
+	nextPerson atomic.Int64 // the next made-up person to create
+	nextKey    atomic.Int64 // makes idempotency keys unique
+}
+
+func (b *bench) key(op string) string {
+	return fmt.Sprintf("pdbench-%s-%s-%d", b.runID, op, b.nextKey.Add(1))
+}
+
+// createRequest is a CreateSubject request for the next made-up person.
+func (b *bench) createRequest() *pdv1.CreateSubjectRequest {
+	return &pdv1.CreateSubjectRequest{
+		IdempotencyKey: b.key("create"),
+		ControllerId:   "company",
+		Person:         madeUpPerson(int(b.nextPerson.Add(1) - 1)),
+		Channel:        pdv1.Channel_CHANNEL_PORTAL,
+		Reference:      "pdbench",
+		PerformedBy:    "pdbench",
+	}
+}
+
+// seed creates the subjects the operations work on, concurrently.
+func (b *bench) seed(ctx context.Context) error {
+	n := b.cfg.subjects
+	b.ids = make([]string, n)
+	b.versions = make([]int64, n)
+	var next atomic.Int64
+	errs := make([]error, b.cfg.concurrency)
+	start := time.Now()
+	progress := time.NewTicker(10 * time.Second)
+	defer progress.Stop()
+	var wg sync.WaitGroup
+	for w := range b.cfg.concurrency {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				req := b.createRequest()
+				resp, err := b.client.CreateSubject(ctx, req)
+				for try := 1; try < 3 && retryable(err); try++ {
+					resp, err = b.client.CreateSubject(ctx, req) // the same key: CreateSubject is idempotent
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("seed subject %d: %s", i, describe(err))
+					next.Store(int64(n)) // stop the others
+					return
+				}
+				b.ids[i], b.versions[i] = resp.GetSubject().GetSubjectId(), resp.GetSubject().GetVersion()
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-progress.C:
+			fmt.Printf("  seeding: %d of %d after %v\n", min(next.Load(), int64(n)), n, time.Since(start).Round(time.Second))
+		}
+	}
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return err
+	}
+	d := time.Since(start)
+	fmt.Printf("seeded %d subjects through CreateSubject in %v: %.0f subjects/s\n\n", n, d.Round(time.Millisecond), float64(n)/d.Seconds())
+	return nil
+}
+
+// retryable reports whether a failed call may succeed when repeated.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Aborted, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// errConflict marks an outcome counted as a conflict, not as an error.
+var errConflict = errors.New("conflict")
+
+// call is one call of an operation by one goroutine.
+type call func(ctx context.Context) error
+
+// result is what one operation measured.
+type result struct {
+	op                       string
+	calls, errors, conflicts int
+	elapsed                  time.Duration
+	latencies                []time.Duration // of the successful calls, sorted
+	firstErr                 error
+}
+
+func (r result) ok() int { return r.calls - r.errors - r.conflicts }
+
+func (r result) throughput() float64 { return float64(r.ok()) / r.elapsed.Seconds() }
+
+// percentile is the nearest-rank percentile p (0 < p <= 100) of the latencies.
+func (r result) percentile(p int) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := (len(r.latencies)*p + 99) / 100
+	return r.latencies[max(i-1, 0)]
+}
+
+// run calls op from cfg.concurrency goroutines until cfg.duration has passed.
+func (b *bench) run(ctx context.Context, op string) (result, error) {
+	newCall, err := b.operation(ctx, op)
+	if err != nil {
+		return result{}, err
+	}
+	calls := make([]call, b.cfg.concurrency)
+	for w := range calls {
+		calls[w] = newCall(w)
+	}
+	type tally struct {
+		calls, errors, conflicts int
+		latencies                []time.Duration
+		firstErr                 error
+	}
+	tallies := make([]tally, b.cfg.concurrency)
+	start := time.Now()
+	deadline := start.Add(b.cfg.duration)
+	var wg sync.WaitGroup
+	for w := range calls {
+		wg.Go(func() {
+			t := &tallies[w]
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				begin := time.Now()
+				err := calls[w](ctx)
+				lat := time.Since(begin)
+				t.calls++
+				switch {
+				case errors.Is(err, errConflict):
+					t.conflicts++
+				case err != nil:
+					t.errors++
+					if t.firstErr == nil {
+						t.firstErr = err
+					}
+				default:
+					t.latencies = append(t.latencies, lat)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := result{op: op, elapsed: time.Since(start)}
+	for _, t := range tallies {
+		r.calls += t.calls
+		r.errors += t.errors
+		r.conflicts += t.conflicts
+		r.latencies = append(r.latencies, t.latencies...)
+		if r.firstErr == nil {
+			r.firstErr = t.firstErr
+		}
+	}
+	slices.Sort(r.latencies)
+	if op == "driver-insert" && b.cfg.addr != "" {
+		b.removeInserted(context.WithoutCancel(ctx))
+	}
+	return r, nil
+}
+
+// operation returns, for op, a function that makes the call of goroutine w.
+// Goroutines that write get subjects of their own: w, w+C, w+2C, ...
+func (b *bench) operation(ctx context.Context, op string) (func(w int) call, error) {
+	c, n := b.cfg.concurrency, len(b.ids)
+	anySubject := func() int { return rand.IntN(n) }
+	ownSubject := func(w int) int { return w + c*rand.IntN((n-w+c-1)/c) }
+	if strings.HasPrefix(op, "driver-") && b.coll == nil {
+		return nil, errors.New("no store URI for the driver")
+	}
+
+	switch op {
+	case "create":
+		return func(int) call {
+			return func(ctx context.Context) error {
+				_, err := b.client.CreateSubject(ctx, b.createRequest())
+				return err
+			}
+		}, nil
+
+	case "access":
+		return func(int) call {
+			return func(ctx context.Context) error {
+				_, err := b.client.AccessSubject(ctx, &pdv1.AccessSubjectRequest{SubjectId: b.ids[anySubject()]})
+				return err
+			}
+		}, nil
+
+	case "purpose":
+		return func(int) call {
+			return func(ctx context.Context) error {
+				_, err := b.client.GetSubjectForPurpose(ctx, &pdv1.GetSubjectForPurposeRequest{
+					SubjectId: b.ids[anySubject()], Purpose: pdv1.Purpose_PURPOSE_INVOICING,
+				})
+				return err
+			}
+		}, nil
+
+	case "rectify":
+		return func(w int) call {
+			return func(ctx context.Context) error {
+				i := ownSubject(w)
+				resp, err := b.client.RectifySubject(ctx, &pdv1.RectifySubjectRequest{
+					IdempotencyKey:  b.key("rectify"),
+					SubjectId:       b.ids[i],
+					ExpectedVersion: b.versions[i],
+					Person:          &pdv1.Person{Phone: fmt.Sprintf("+4670%07d", rand.IntN(10_000_000))},
+					UpdateMask:      &fieldmaskpb.FieldMask{Paths: []string{"phone"}},
+					Channel:         pdv1.Channel_CHANNEL_PHONE,
+					Reference:       "pdbench",
+					PerformedBy:     "pdbench",
+				})
+				if status.Code(err) == codes.Aborted {
+					// Not expected with subjects of its own; read the version again.
+					got, rerr := b.client.GetSubjectForPurpose(ctx, &pdv1.GetSubjectForPurposeRequest{
+						SubjectId: b.ids[i], Purpose: pdv1.Purpose_PURPOSE_INVOICING,
+					})
+					if rerr != nil {
+						return rerr
+					}
+					b.versions[i] = got.GetVersion()
+					return fmt.Errorf("%w: %w", errConflict, err)
+				}
+				if err != nil {
+					return err
+				}
+				b.versions[i] = resp.GetSubject().GetVersion()
+				return nil
+			}
+		}, nil
+
+	case "driver-read":
+		return func(int) call {
+			return func(ctx context.Context) error {
+				_, err := b.coll.FindOne(ctx, bson.D{{Key: "_id", Value: b.ids[anySubject()]}}).Raw()
+				return err
+			}
+		}, nil
+
+	case "driver-write":
+		return func(w int) call {
+			return func(ctx context.Context) error {
+				filter := bson.D{{Key: "_id", Value: b.ids[ownSubject(w)]}}
+				var doc bson.D
+				if err := b.coll.FindOne(ctx, filter).Decode(&doc); err != nil {
+					return err
+				}
+				if err := incrementVersion(doc); err != nil {
+					return err
+				}
+				res, err := b.coll.ReplaceOne(ctx, filter, doc)
+				if err == nil && res.MatchedCount != 1 {
+					err = errors.New("ReplaceOne matched no document")
+				}
+				return err
+			}
+		}, nil
+
+	case "driver-insert":
+		templates, err := b.templates(ctx, 100)
+		if err != nil {
+			return nil, err
+		}
+		return func(int) call {
+			return func(ctx context.Context) error {
+				t := templates[rand.IntN(len(templates))]
+				doc := append(bson.D{{Key: "_id", Value: insertedPrefix + b.runID + fmt.Sprintf("-%016x", rand.Uint64())}}, t[1:]...)
+				_, err := b.coll.InsertOne(ctx, doc)
+				return err
+			}
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown operation %q", op)
+}
+
+// insertedPrefix starts the _id of every document driver-insert adds.
+const insertedPrefix = "pdbench-insert-"
+
+// templates reads up to n random seeded subject documents, with _id first.
+func (b *bench) templates(ctx context.Context, n int) ([]bson.D, error) {
+	var out []bson.D
+	for range min(n, len(b.ids)) {
+		var doc bson.D
+		if err := b.coll.FindOne(ctx, bson.D{{Key: "_id", Value: b.ids[rand.IntN(len(b.ids))]}}).Decode(&doc); err != nil {
+			return nil, fmt.Errorf("read a subject to copy: %w", err)
+		}
+		if len(doc) == 0 || doc[0].Key != "_id" {
+			return nil, errors.New("subject document does not start with _id")
+		}
+		out = append(out, doc)
+	}
+	return out, nil
+}
+
+// removeInserted deletes what driver-insert added to a store that outlives
+// the run, one exact _id at a time as the embedded store needs.
+func (b *bench) removeInserted(ctx context.Context) {
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$regex", Value: "^" + insertedPrefix + b.runID}}}}
+	cur, err := b.coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pdbench: find inserted documents:", err)
+		return
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		fmt.Fprintln(os.Stderr, "pdbench: find inserted documents:", err)
+		return
+	}
+	for _, d := range docs {
+		if _, err := b.coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: d.ID}}); err != nil {
+			fmt.Fprintln(os.Stderr, "pdbench: remove inserted document:", err)
+			return
+		}
+	}
+}
+
+// incrementVersion adds one to the field v of a subject document.
+func incrementVersion(doc bson.D) error {
+	for i, e := range doc {
+		if e.Key != "v" {
+			continue
+		}
+		switch v := e.Value.(type) {
+		case int64:
+			doc[i].Value = v + 1
+		case int32:
+			doc[i].Value = v + 1
+		default:
+			return fmt.Errorf("field v is a %T", e.Value)
+		}
+		return nil
+	}
+	return errors.New("document has no field v")
+}
+
+// describe gives an error's gRPC status code and message, or its text when
+// it is not a gRPC status.
+func describe(err error) string {
+	var s interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &s) {
+		return s.GRPCStatus().Code().String() + ": " + s.GRPCStatus().Message()
+	}
+	return err.Error()
+}
+
+func printResults(cfg config, results []result) {
+	if len(results) == 0 {
+		return
+	}
+	fmt.Printf("\n%d subjects, concurrency %d, %v per operation, %s, GOMAXPROCS %d\n\n",
+		cfg.subjects, cfg.concurrency, cfg.duration, runtime.Version(), runtime.GOMAXPROCS(0))
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-13s\tcalls\terrors\tconflicts\tcalls/s\tp50 ms\tp99 ms\t\n", "op")
+	byOp := map[string]result{}
+	for _, r := range results {
+		byOp[r.op] = r
+		fmt.Fprintf(tw, "%-13s\t%d\t%d\t%d\t%.1f\t%.2f\t%.2f\t\n", r.op, r.calls, r.errors, r.conflicts,
+			r.throughput(), ms(r.percentile(50)), ms(r.percentile(99)))
+	}
+	tw.Flush()
+	fmt.Println("(calls/s and latencies count successful calls only)")
+
+	for _, r := range results {
+		if r.firstErr != nil {
+			fmt.Printf("first error of %s: %s\n", r.op, describe(r.firstErr))
+		}
+	}
+
+	header := "\nservice vs. driver: throughput ratio (service/driver), p50 ratio (service/driver)"
+	for _, p := range [][2]string{{"access", "driver-read"}, {"purpose", "driver-read"}, {"rectify", "driver-write"}, {"create", "driver-insert"}} {
+		s, okS := byOp[p[0]]
+		d, okD := byOp[p[1]]
+		if !okS || !okD || d.throughput() == 0 || d.percentile(50) == 0 {
+			continue
+		}
+		if header != "" {
+			fmt.Println(header)
+			header = ""
+		}
+		fmt.Printf("  %-22s throughput %.3f (1/%.1f)  p50 %.1fx\n", p[0]+"/"+p[1]+":",
+			s.throughput()/d.throughput(), d.throughput()/s.throughput(),
+			float64(s.percentile(50))/float64(d.percentile(50)))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Made-up people. Birth dates run through every day of 1950-1999; the serial
+// number goes up by one each time the dates start over, so maxPeople numbers
+// are distinct.
+const (
+	birthDays = 18262 // 1950-01-01 to 1999-12-31
+	maxPeople = birthDays * 1000
+)
+
+// madeUpPerson is person number i: a valid, unique personnummer and a unique
+// e-mail address.
+func madeUpPerson(i int) *pdv1.Person {
+	i %= maxPeople
+	givenNames := []string{"Anna", "Erik", "Maria", "Lars", "Karin", "Johan", "Eva", "Anders", "Sara", "Per"}
+	familyNames := []string{"Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson", "Persson"}
+	localities := []string{"Stockholm", "Göteborg", "Malmö", "Uppsala", "Umeå", "Luleå"}
+	return &pdv1.Person{
+		IdentityNumber: identityNumber(i),
+		GivenName:      givenNames[i%len(givenNames)],
+		FamilyName:     familyNames[i/len(givenNames)%len(familyNames)],
+		Email:          fmt.Sprintf("bench-%d@example.test", i),
+		Phone:          fmt.Sprintf("+4670%07d", i%10_000_000),
+		PostalAddress: &pdv1.PostalAddress{
+			Lines:       []string{fmt.Sprintf("Storgatan %d", i%200+1)},
+			PostalCode:  fmt.Sprintf("%05d", 10000+i%90000),
+			Locality:    localities[i%len(localities)],
+			CountryCode: "SE",
+		},
+	}
+}
+
+// identityNumber is the i-th made-up personnummer, 12 digits YYYYMMDDNNNC.
+func identityNumber(i int) string {
+	birth := time.Date(1950, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, i%birthDays)
+	nine := fmt.Sprintf("%s%03d", birth.Format("060102"), i/birthDays%1000)
+	return birth.Format("2006") + nine[2:] + string(rune('0'+luhn(nine)))
+}
+
+// luhn is the check digit of the Luhn algorithm over digits, as Skatteverket
+// applies it to YYMMDDNNN: weights 2, 1, 2, ... from the left.
+func luhn(digits string) int {
+	sum := 0
+	for i, c := range digits {
+		d := int(c - '0')
+		if i%2 == 0 {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return (10 - sum%10) % 10
+}
