@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/server"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/embedded"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -231,4 +233,73 @@ func TestRestartKeepsData(t *testing.T) {
 		}
 	})
 	_ = fmt.Sprint
+}
+
+// TestStoreOutage takes the database away under a running server: calls fail
+// with UNAVAILABLE (not INTERNAL), and what was acknowledged before is there
+// when the database is back.
+func TestStoreOutage(t *testing.T) {
+	if os.Getenv(mongoURIEnv) != "" {
+		t.Skip("stops the embedded store")
+	}
+	dir := t.TempDir()
+	db, err := embedded.Start(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri := db.URI() + "&serverSelectionTimeoutMS=500"
+	if !strings.Contains(db.URI(), "?") {
+		uri = db.URI() + "?serverSelectionTimeoutMS=500"
+	}
+	srv, err := server.New(context.Background(), server.Config{
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Store: store.Config{URI: uri, Database: "outage"},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, c := range []caller{grpcCaller{conn}, restCaller{"http://" + srv.HTTPAddr()}} {
+		sub := create(t, c, 96)
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		err := c.call(context.Background(), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("%s with the store down: %v, want UNAVAILABLE", c.name(), err)
+		}
+		if re, ok := err.(*restError); ok && re.httpCode != http.StatusServiceUnavailable {
+			t.Errorf("REST with the store down: HTTP %d, want 503", re.httpCode)
+		}
+		err = c.call(context.Background(), "CreateSubject", createReq("during-outage", 97), &pdv1.CreateSubjectResponse{})
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("%s create with the store down: %v, want UNAVAILABLE", c.name(), err)
+		}
+		if code, _ := httpGet(t, "http://"+srv.HTTPAddr()+"/healthz"); code != http.StatusServiceUnavailable {
+			t.Errorf("/healthz with the store down: %d", code)
+		}
+		// Back on the same data: the acknowledged subject is there.
+		if db, err = embedded.Start(context.Background(), dir); err != nil {
+			t.Fatal(err)
+		}
+		check, err := store.Open(context.Background(), store.Config{URI: db.URI(), Database: "outage"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := check.GetSubject(context.Background(), sub.GetSubjectId()); err != nil {
+			t.Errorf("acknowledged subject after the outage: %v", err)
+		}
+		_ = check.Close(context.Background())
+		break // the server's client still points at the old port; one round is enough
+	}
+	stop()
+	<-done
+	_ = db.Close()
 }

@@ -81,9 +81,10 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 		return err
 	}
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The caller's own deadline passed: say so, not that the store is down.
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
+	case ctx.Err() != nil:
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.String("error", err.Error()))

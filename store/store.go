@@ -219,18 +219,20 @@ func insert(ctx context.Context, c *mongo.Collection, doc any) error {
 	return classify(err)
 }
 
-// classify marks errors that mean the database could not be reached, so the
-// service can answer UNAVAILABLE; context errors pass through unchanged.
+// classify marks errors that mean the database could not be reached in
+// time (network errors, server selection and operation timeouts, a primary
+// stepping down), so the service can answer UNAVAILABLE.
 func classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) {
 		return err
 	}
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, mongo.ErrClientDisconnected) {
+	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, mongo.ErrClientDisconnected) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	var se mongo.ServerError
+	// 91 ShutdownInProgress, 189 PrimarySteppedDown, 11600 InterruptedAtShutdown,
+	// 11602 InterruptedDueToReplStateChange.
 	if errors.As(err, &se) && (se.HasErrorLabel("RetryableWriteError") || se.HasErrorCode(91) || se.HasErrorCode(189) || se.HasErrorCode(11600) || se.HasErrorCode(11602)) {
-		// 91 ShutdownInProgress, 189 PrimarySteppedDown, 11600 InterruptedAtShutdown, 11602 InterruptedDueToReplStateChange
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
