@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,10 +24,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/server"
@@ -75,12 +78,17 @@ func (s *syncBuffer) String() string {
 
 // env is a real server on loopback with its own store, and clients for it.
 type env struct {
-	srv   *server.Server
-	grpc  *grpc.ClientConn
-	base  string // http://host:port
-	db    *mongo.Database
-	clock *clock
-	logs  *syncBuffer
+	// token is the bearer token of "tester", support staff acting for the
+	// company and for customer-42, with every purpose.
+	token string
+	// operator is the token of the first operator.
+	operator string
+	srv      *server.Server
+	grpc     *grpc.ClientConn
+	base     string // http://host:port
+	db       *mongo.Database
+	clock    *clock
+	logs     *syncBuffer
 }
 
 // start runs a server for the test and stops it when the test ends.
@@ -89,11 +97,13 @@ func start(t *testing.T) *env {
 	ctx := context.Background()
 	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
 	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
+	tokenFile := filepath.Join(t.TempDir(), "operator.token")
 	cfg := server.Config{
-		GRPCAddr: "127.0.0.1:0",
-		HTTPAddr: "127.0.0.1:0",
-		Store:    store.Config{URI: os.Getenv(mongoURIEnv), DataDir: t.TempDir(), Database: database},
-		Now:      e.clock.Now,
+		GRPCAddr:          "127.0.0.1:0",
+		HTTPAddr:          "127.0.0.1:0",
+		Store:             store.Config{URI: os.Getenv(mongoURIEnv), DataDir: t.TempDir(), Database: database},
+		Now:               e.clock.Now,
+		OperatorTokenFile: tokenFile,
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.New(ctx, cfg, log)
@@ -115,6 +125,8 @@ func start(t *testing.T) *env {
 		t.Fatalf("mongo.Connect: %v", err)
 	}
 	e.db = client.Database(database)
+	e.operator = readToken(t, tokenFile)
+	e.token = e.principal(t, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-42"}, allPurposes)
 	t.Cleanup(func() {
 		_ = e.grpc.Close()
 		if os.Getenv(mongoURIEnv) != "" {
@@ -129,23 +141,74 @@ func start(t *testing.T) *env {
 	return e
 }
 
-// caller calls an RPC of PersonalDataService by name, over one transport.
+var allPurposes = []pdv1.Purpose{
+	pdv1.Purpose_PURPOSE_INVOICING, pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION,
+	pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION,
+}
+
+func readToken(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("operator token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// principal has the operator create a principal and returns its token.
+func (e *env) principal(t *testing.T, id string, kind pdv1.PrincipalKind, tenants []string, purposes []pdv1.Purpose) string {
+	t.Helper()
+	return createPrincipal(t, grpcCaller{e.grpc, e.operator}, id, kind, tenants, purposes)
+}
+
+func createPrincipal(t *testing.T, operator caller, id string, kind pdv1.PrincipalKind, tenants []string, purposes []pdv1.Purpose) string {
+	t.Helper()
+	res := call(t, operator, "personaldata.v1.PrincipalService/CreatePrincipal", &pdv1.CreatePrincipalRequest{
+		IdempotencyKey: "create-" + id,
+		Principal:      &pdv1.Principal{PrincipalId: id, Kind: kind, TenantIds: tenants, Purposes: purposes},
+	}, &pdv1.CreatePrincipalResponse{})
+	return res.GetToken()
+}
+
+// gc and rc call as the tester over gRPC and REST.
+func (e *env) gc() caller { return grpcCaller{e.grpc, e.token} }
+func (e *env) rc() caller { return restCaller{e.base, e.token} }
+
+// caller calls an RPC by name, over one transport: "Method" for
+// PersonalDataService, or "package.Service/Method".
 type caller interface {
 	call(ctx context.Context, method string, req, resp proto.Message) error
 	name() string
 }
 
-type grpcCaller struct{ conn *grpc.ClientConn }
+// fullMethod turns an RPC name into "/package.Service/Method".
+func fullMethod(method string) string {
+	if !strings.Contains(method, "/") {
+		method = "personaldata.v1.PersonalDataService/" + method
+	}
+	return "/" + method
+}
+
+type grpcCaller struct {
+	conn  *grpc.ClientConn
+	token string
+}
 
 func (g grpcCaller) name() string { return "grpc" }
 
 func (g grpcCaller) call(ctx context.Context, method string, req, resp proto.Message) error {
-	return g.conn.Invoke(ctx, "/personaldata.v1.PersonalDataService/"+method, req, resp)
+	if g.token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+g.token)
+	}
+	return g.conn.Invoke(ctx, fullMethod(method), req, resp)
 }
 
 // restCaller calls the REST route that the method's google.api.http option
 // declares, so the tests exercise the routes exactly as the protos give them.
-type restCaller struct{ base string }
+type restCaller struct {
+	base  string
+	token string
+}
 
 func (r restCaller) name() string { return "rest" }
 
@@ -162,7 +225,13 @@ func (e *restError) GRPCStatus() *status.Status { return e.st }
 var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
 
 func (r restCaller) call(ctx context.Context, method string, req, resp proto.Message) error {
-	md := pdv1.File_personaldata_v1_personaldata_proto.Services().ByName("PersonalDataService").Methods().ByName(protoreflect.Name(method))
+	full := strings.TrimPrefix(fullMethod(method), "/")
+	svc, name, _ := strings.Cut(full, "/")
+	sd, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return err
+	}
+	md := sd.(protoreflect.ServiceDescriptor).Methods().ByName(protoreflect.Name(name))
 	if md == nil {
 		return fmt.Errorf("no method %s", method)
 	}
@@ -213,6 +282,9 @@ func (r restCaller) call(ctx context.Context, method string, req, resp proto.Mes
 		return err
 	}
 	hr.Header.Set("Content-Type", "application/json")
+	if r.token != "" {
+		hr.Header.Set("Authorization", "Bearer "+r.token)
+	}
 	res, err := http.DefaultClient.Do(hr)
 	if err != nil {
 		return err
@@ -237,11 +309,11 @@ func transports(t *testing.T, f func(t *testing.T, e *env, c caller)) {
 	t.Helper()
 	t.Run("grpc", func(t *testing.T) {
 		e := start(t)
-		f(t, e, grpcCaller{e.grpc})
+		f(t, e, e.gc())
 	})
 	t.Run("rest", func(t *testing.T) {
 		e := start(t)
-		f(t, e, restCaller{e.base})
+		f(t, e, e.rc())
 	})
 }
 
@@ -282,6 +354,8 @@ func httpStatus(c codes.Code) int {
 		return http.StatusBadRequest
 	case codes.PermissionDenied:
 		return http.StatusForbidden
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
 	case codes.Unauthenticated:
 		return http.StatusUnauthorized
 	case codes.Unavailable:

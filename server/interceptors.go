@@ -49,23 +49,28 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		code := status.Code(err)
-		level := slog.LevelDebug
-		switch code {
-		case codes.OK:
-		case codes.Internal, codes.Unknown, codes.DataLoss:
-			level = slog.LevelError
-		case codes.Unavailable, codes.DeadlineExceeded:
-			level = slog.LevelWarn
-		default:
-			level = slog.LevelInfo
-		}
-		log.LogAttrs(ctx, level, "rpc",
-			slog.String("method", info.FullMethod),
-			slog.String("code", code.String()),
-			slog.Duration("duration", time.Since(start)))
+		logRPC(ctx, log, info.FullMethod, err, start)
 		return resp, err
 	}
+}
+
+// logRPC writes the one line per RPC: method, code, duration; successes at
+// debug level, faults at error.
+func logRPC(ctx context.Context, log *slog.Logger, method string, err error, start time.Time) {
+	code := status.Code(err)
+	level := slog.LevelInfo
+	switch code {
+	case codes.OK:
+		level = slog.LevelDebug
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		level = slog.LevelError
+	case codes.Unavailable, codes.DeadlineExceeded:
+		level = slog.LevelWarn
+	}
+	log.LogAttrs(ctx, level, "rpc",
+		slog.String("method", method),
+		slog.String("code", code.String()),
+		slog.Duration("duration", time.Since(start)))
 }
 
 // recoverUnary turns a panic in a handler into INTERNAL instead of a crash.
@@ -78,5 +83,36 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 			}
 		}()
 		return handler(ctx, req)
+	}
+}
+
+func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	m.duration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return err
+}
+
+// logStream logs each streaming RPC as logUnary does.
+func logStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logRPC(ss.Context(), log, info.FullMethod, err, start)
+		return err
+	}
+}
+
+// recoverStream turns a panic in a stream handler into INTERNAL.
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.ErrorContext(ss.Context(), "panic in handler", slog.String("method", info.FullMethod), slog.String("stack", string(debug.Stack())))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(srv, ss)
 	}
 }

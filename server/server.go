@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,12 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/example/personaldata/auth"
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
@@ -41,18 +44,37 @@ type Config struct {
 	Store store.Config
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// OperatorTokenFile, when set, is where the first start writes the token
+	// of the first operator if the store has none.
+	OperatorTokenFile string
+	// TLS, when CertFile is set: the server's certificate and key, and the
+	// CA that signs client certificates for mutual TLS (optional).
+	TLS TLSConfig
+}
+
+// TLSConfig names the files for TLS and mutual TLS.
+type TLSConfig struct {
+	CertFile, KeyFile, ClientCAFile string
 }
 
 // Server is a started service: listening, not yet serving.
 type Server struct {
-	log      *slog.Logger
-	store    *store.Store
-	grpc     *grpc.Server
-	health   *health.Server
-	http     *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
-	gateConn *grpc.ClientConn
+	log    *slog.Logger
+	store  *store.Store
+	grpc   *grpc.Server // the public listener's
+	health *health.Server
+	http   *http.Server
+	// gateway is the server the REST gateway dials, on a loopback listener of
+	// its own: it believes client-certificate identities that the gateway
+	// forwards with its secret, which the public server never does.
+	gateway    *grpc.Server
+	grpcLis    net.Listener
+	httpLis    net.Listener
+	gatewayLis net.Listener
+	gateConn   *grpc.ClientConn
+	tls        *tls.Config
+	// OperatorCreated says this start created the first operator.
+	OperatorCreated bool
 }
 
 // New opens the store and binds both listeners.
@@ -71,39 +93,73 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 
 func (s *Server) build(ctx context.Context, cfg Config) error {
 	var err error
+	if s.tls, err = loadTLS(cfg.TLS); err != nil {
+		return err
+	}
 	if s.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return fmt.Errorf("listen gRPC: %w", err)
 	}
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("listen HTTP: %w", err)
 	}
+	if s.gatewayLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return fmt.Errorf("listen gateway: %w", err)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
+	authn := auth.NewAuthenticator(s.store, s.log, reg)
+	gatewaySecret := randomSecret()
 
 	svc := service.New(s.store, service.Options{Now: cfg.Now, Logger: s.log})
-	s.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxRequestBytes),
-		grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log)),
-	)
-	pdv1.RegisterPersonalDataServiceServer(s.grpc, svc)
+	if cfg.OperatorTokenFile != "" {
+		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
+			return err
+		}
+	}
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
+		g := grpc.NewServer(append(opts,
+			grpc.MaxRecvMsgSize(maxRequestBytes),
+			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary),
+			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream),
+		)...)
+		pdv1.RegisterPersonalDataServiceServer(g, svc)
+		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
+		healthpb.RegisterHealthServer(g, s.health)
+		reflection.Register(g)
+		return g
+	}
+	var publicOpts []grpc.ServerOption
+	if s.tls != nil {
+		publicOpts = append(publicOpts, grpc.Creds(credentials.NewTLS(s.tls)))
+	}
+	s.grpc = newServer(authn, publicOpts...)
+	s.gateway = newServer(authn.ForGateway(gatewaySecret))
 
 	// The gateway dials the gRPC server, so REST calls pass the same
-	// interceptors (metrics, logs, and later authentication and audit).
-	s.gateConn, err = grpc.NewClient(s.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// interceptors (metrics, logs, authentication).
+	s.gateConn, err = grpc.NewClient(s.gatewayLis.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(gatewayCredentials(gatewaySecret)))
 	if err != nil {
 		return fmt.Errorf("dial gateway: %w", err)
 	}
-	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{},
-	}))
-	if err := pdv1.RegisterPersonalDataServiceHandler(ctx, gw, s.gateConn); err != nil {
-		return fmt.Errorf("register gateway: %w", err)
+	gw := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{},
+		}),
+		runtime.WithMetadata(forwardClientCertificate),
+	)
+	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+		pdv1.RegisterPersonalDataServiceHandler,
+		pdv1.RegisterPrincipalServiceHandler,
+	} {
+		if err := register(ctx, gw, s.gateConn); err != nil {
+			return fmt.Errorf("register gateway: %w", err)
+		}
 	}
 
 	mux := http.NewServeMux()
@@ -122,6 +178,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	})
 	s.http = &http.Server{
 		Handler:           mux,
+		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -146,8 +203,15 @@ func (s *Server) StoreURI() string { return s.store.URI() }
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() { errc <- s.gateway.Serve(s.gatewayLis) }()
 	go func() {
-		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.tls != nil {
+			err = s.http.ServeTLS(s.httpLis, "", "")
+		} else {
+			err = s.http.Serve(s.httpLis)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	}()
@@ -162,11 +226,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	httpErr := s.http.Shutdown(shutdownCtx)
 	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	go func() { s.grpc.GracefulStop(); s.gateway.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-shutdownCtx.Done():
 		s.grpc.Stop()
+		s.gateway.Stop()
 	}
 	return errors.Join(serveErr, httpErr, s.Close())
 }
@@ -200,7 +265,7 @@ func (s *Server) Close() error {
 		errs = append(errs, s.gateConn.Close())
 		s.gateConn = nil
 	}
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.gatewayLis} {
 		if l != nil {
 			_ = l.Close() // already closed by Serve's shutdown
 		}

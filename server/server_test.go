@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
@@ -50,6 +52,15 @@ func TestHealthAndReflection(t *testing.T) {
 		t.Errorf("/healthz: %d %q", code, body)
 	}
 
+	// Health needs no credentials; reflection does.
+	if _, err := reflectionpb.NewServerReflectionClient(e.grpc).ServerReflectionInfo(ctx); err == nil {
+		s, _ := reflectionpb.NewServerReflectionClient(e.grpc).ServerReflectionInfo(ctx)
+		_ = s.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
+		if _, err := s.Recv(); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("reflection without credentials: %v, want UNAUTHENTICATED", err)
+		}
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+e.token)
 	stream, err := reflectionpb.NewServerReflectionClient(e.grpc).ServerReflectionInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +124,7 @@ func TestOpenAPI(t *testing.T) {
 // the test person's values.
 func TestNoPersonalDataInLogsOrMetrics(t *testing.T) {
 	e := start(t)
-	for _, c := range []caller{grpcCaller{e.grpc}, restCaller{e.base}} {
+	for _, c := range []caller{e.gc(), e.rc()} {
 		ctx := context.Background()
 		n := 90
 		if c.name() == "rest" {
@@ -172,7 +183,7 @@ func TestRequestLimits(t *testing.T) {
 	}
 	req := createReq("k", 1)
 	req.Person.GivenName = big
-	err = grpcCaller{e.grpc}.call(context.Background(), "CreateSubject", req, &pdv1.CreateSubjectResponse{})
+	err = e.gc().call(context.Background(), "CreateSubject", req, &pdv1.CreateSubjectResponse{})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("2 MiB gRPC message: %v, want ResourceExhausted", err)
 	}
@@ -188,10 +199,12 @@ func TestRestartKeepsData(t *testing.T) {
 		t.Skip("restarts the server")
 	}
 	dir := t.TempDir()
+	var token string // the tester's, created on the first run, valid after the restart
 	run := func(f func(c caller)) {
 		srv, err := server.New(context.Background(), server.Config{
 			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-			Store: store.Config{DataDir: dir, Database: "restart"},
+			Store:             store.Config{DataDir: dir, Database: "restart"},
+			OperatorTokenFile: filepath.Join(dir, "operator.token"),
 		}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -203,7 +216,11 @@ func TestRestartKeepsData(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f(grpcCaller{conn})
+		if token == "" {
+			op := grpcCaller{conn, readToken(t, filepath.Join(dir, "operator.token"))}
+			token = createPrincipal(t, op, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, nil)
+		}
+		f(grpcCaller{conn, token})
 		_ = conn.Close()
 		stop()
 		select {
@@ -253,7 +270,8 @@ func TestStoreOutage(t *testing.T) {
 	}
 	srv, err := server.New(context.Background(), server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Store: store.Config{URI: uri, Database: "outage"},
+		Store:             store.Config{URI: uri, Database: "outage"},
+		OperatorTokenFile: filepath.Join(dir, "operator.token"),
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +284,9 @@ func TestStoreOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for _, c := range []caller{grpcCaller{conn}, restCaller{"http://" + srv.HTTPAddr()}} {
+	op := grpcCaller{conn, readToken(t, filepath.Join(dir, "operator.token"))}
+	token := createPrincipal(t, op, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, nil)
+	for _, c := range []caller{grpcCaller{conn, token}, restCaller{"http://" + srv.HTTPAddr(), token}} {
 		sub := create(t, c, 96)
 		if err := db.Close(); err != nil {
 			t.Fatal(err)

@@ -102,11 +102,11 @@ func TestCreateSubject(t *testing.T) {
 		if n := e.count(t, "subjects"); n != 1 {
 			t.Errorf("%d subjects after refused duplicates, want 1", n)
 		}
-		// Another controller may hold the same person.
+		// A customer's data needs a processor agreement in force.
 		forCustomer := createReq("create-customer", 1)
 		forCustomer.ControllerId = "customer-42"
 		forCustomer.Person = req.Person
-		call(t, c, "CreateSubject", forCustomer, &pdv1.CreateSubjectResponse{})
+		callErr(t, c, "CreateSubject", forCustomer, &pdv1.CreateSubjectResponse{}, codes.FailedPrecondition)
 	})
 }
 
@@ -232,7 +232,7 @@ func TestRectifySubject(t *testing.T) {
 		}
 		ch := res.GetChange()
 		if ch.GetKind() != pdv1.ChangeKind_CHANGE_KIND_RECTIFIED || !slices.Equal(ch.GetFields(), []string{"email", "phone"}) ||
-			ch.GetChannel() != pdv1.Channel_CHANNEL_EMAIL || ch.GetReference() != "ticket-100" || ch.GetPerformedBy() != "support-agent-7" || ch.GetVersion() != 2 {
+			ch.GetChannel() != pdv1.Channel_CHANNEL_EMAIL || ch.GetReference() != "ticket-100" || ch.GetPerformedBy() != "tester for support-agent-7" || ch.GetVersion() != 2 {
 			t.Errorf("change record %v", ch)
 		}
 		// The new e-mail finds the subject, the old one does not, and no copy
@@ -704,7 +704,7 @@ func TestUnknownSubject(t *testing.T) {
 // one wins.
 func TestConcurrentChanges(t *testing.T) {
 	e := start(t)
-	c := grpcCaller{e.grpc}
+	c := e.gc()
 	sub := create(t, c, 60)
 	const workers, each = 8, 10
 	var wg sync.WaitGroup
@@ -757,7 +757,7 @@ func TestConcurrentChanges(t *testing.T) {
 // each with its own idempotency key: exactly one subject may result.
 func TestKeyReservationRace(t *testing.T) {
 	e := start(t)
-	c := grpcCaller{e.grpc}
+	c := e.gc()
 	const workers = 12
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -788,7 +788,7 @@ func TestKeyReservationRace(t *testing.T) {
 // before writing its subject blocks others only for the lease.
 func TestAbandonedReservation(t *testing.T) {
 	e := start(t)
-	c := grpcCaller{e.grpc}
+	c := e.gc()
 	req := createReq("first", 80)
 	sub := call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject()
 	// Simulate the crash: the keys stay, the subject document is gone.

@@ -65,22 +65,23 @@ func fingerprint(req proto.Message) []byte {
 	return h.Sum(nil)
 }
 
-// findOp returns the operation recorded under key, if any.
-func findOp(sub *store.Subject, key string) *store.Op {
-	for i := range sub.Ops {
-		if sub.Ops[i].Key == key {
-			return &sub.Ops[i]
+// findOpIn returns the operation recorded under key, if any.
+func findOpIn(ops []store.Op, key string) *store.Op {
+	for i := range ops {
+		if ops[i].Key == key {
+			return &ops[i]
 		}
 	}
 	return nil
 }
 
-// recordOp remembers an applied operation, forgetting the oldest beyond maxOps.
-func recordOp(sub *store.Subject, op store.Op) {
-	sub.Ops = append(sub.Ops, op)
-	if len(sub.Ops) > maxOps {
-		sub.Ops = sub.Ops[len(sub.Ops)-maxOps:]
+// appendOp remembers an applied operation, forgetting the oldest beyond maxOps.
+func appendOp(ops []store.Op, op store.Op) []store.Op {
+	ops = append(ops, op)
+	if len(ops) > maxOps {
+		ops = ops[len(ops)-maxOps:]
 	}
+	return ops
 }
 
 // replayed is returned from inside an update when the request was applied
@@ -89,10 +90,10 @@ type replayed struct{ op store.Op }
 
 func (r *replayed) Error() string { return "replayed" }
 
-// checkReplay returns *replayed when key was applied to sub with the same
-// request, INVALID_ARGUMENT when with another request, nil when never.
-func checkReplay(sub *store.Subject, key string, fp []byte) error {
-	op := findOp(sub, key)
+// checkReplay returns *replayed when key is among the applied ops with the
+// same request, INVALID_ARGUMENT when with another request, nil when never.
+func checkReplay(ops []store.Op, key string, fp []byte) error {
+	op := findOpIn(ops, key)
 	if op == nil {
 		return nil
 	}

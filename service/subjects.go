@@ -9,7 +9,12 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/example/personaldata/auth"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
@@ -19,11 +24,22 @@ import (
 func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequest) (*pdv1.CreateSubjectResponse, error) {
 	now := s.now()
 	var v violations
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	key := v.idempotencyKey(req.GetIdempotencyKey())
-	controller := v.controller(req.GetControllerId())
+	controller := v.controllerFor(c, req.GetControllerId())
 	person := v.person(req.GetPerson(), personFields, now)
 	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), false)
 	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(controller) {
+		return nil, status.Error(codes.PermissionDenied, "the caller does not act for this controller")
+	}
+	prov = prov.by(c)
+	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(presentFields(&person))); err != nil {
 		return nil, err
 	}
 	id := subjectIDFor(controller, key)
@@ -75,7 +91,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 
 // replayCreate answers a create whose subject exists already.
 func (s *Service) replayCreate(sub *store.Subject, key string, fp []byte) (*pdv1.CreateSubjectResponse, error) {
-	if err := checkReplay(sub, opKey(key), fp); !isReplay(err) {
+	if err := checkReplay(sub.Ops, opKey(key), fp); !isReplay(err) {
 		if err == nil {
 			err = keyReused()
 		}
@@ -123,8 +139,12 @@ func fieldEmpty(p *store.Person, f string) bool {
 
 // FindSubject looks a subject up by identity number or e-mail address.
 func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest) (*pdv1.FindSubjectResponse, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var v violations
-	controller := v.controller(req.GetControllerId())
+	controller := v.controllerFor(c, req.GetControllerId())
 	var field string
 	var p store.Person
 	switch req.GetKey().(type) {
@@ -138,6 +158,12 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 		v.add("identity_number", "either identity_number or email is required")
 	}
 	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(controller) {
+		return nil, notFound() // another tenant's records do not exist for this caller
+	}
+	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf([]string{field})); err != nil {
 		return nil, err
 	}
 	var id string
@@ -156,9 +182,14 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 	return &pdv1.FindSubjectResponse{Subject: subjectToProto(sub)}, nil
 }
 
-// getSubject reads a subject for a request, mapping absence to NOT_FOUND and
-// erasure to the tombstone's answer.
+// getSubject reads a subject for a request, mapping absence, and subjects
+// of controllers the caller does not act for, to NOT_FOUND, and erasure to
+// the tombstone's answer (returned with the tombstone).
 func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
 	sub, err := s.store.GetSubject(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound()
@@ -166,10 +197,52 @@ func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject
 	if err != nil {
 		return nil, s.internal(ctx, op, err)
 	}
+	if err := visible(c, sub); err != nil {
+		return nil, err
+	}
 	if sub.Erasure != nil {
 		return sub, erasedError(sub)
 	}
 	return sub, nil
+}
+
+// visible is the tenant rule: a subject of a controller the caller does not
+// act for is NOT_FOUND, exactly as if it did not exist.
+func visible(c *auth.Caller, sub *store.Subject) error {
+	if !c.ActsFor(sub.Controller) {
+		return notFound()
+	}
+	return nil
+}
+
+// caller is the authenticated caller; handlers fail closed without one.
+func (s *Service) caller(ctx context.Context) (*auth.Caller, error) {
+	if c := auth.FromContext(ctx); c != nil {
+		return c, nil
+	}
+	return nil, status.Error(codes.Unauthenticated, "missing or invalid credentials")
+}
+
+// by records who carried out a change: the authenticated principal, and the
+// person it names when it is a tool that acts for staff.
+func (p provenance) by(c *auth.Caller) provenance {
+	if p.performedBy != "" && p.performedBy != c.ID() {
+		p.performedBy = c.ID() + " for " + p.performedBy
+	} else {
+		p.performedBy = c.ID()
+	}
+	return p
+}
+
+// controllerFor checks the controller of a request: the given one, or the
+// caller's only tenant when none is given.
+func (v *violations) controllerFor(c *auth.Caller, id string) string {
+	if id == "" {
+		if t, ok := c.SoleTenant(); ok {
+			return t
+		}
+	}
+	return v.controller(id)
 }
 
 // AccessSubject returns everything held about a subject.
@@ -182,6 +255,15 @@ func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequ
 	sub, err := s.getSubject(ctx, "access", id)
 	if sub == nil {
 		return nil, err
+	}
+	if sub.Erasure == nil {
+		cats := []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT}
+		if sub.HistoryCount > 0 {
+			cats = append(cats, pdv1.DataCategory_DATA_CATEGORY_HISTORY)
+		}
+		if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, cats); err != nil {
+			return nil, err
+		}
 	}
 	out := &pdv1.AccessSubjectResponse{
 		Subject:      subjectToProto(sub),
@@ -241,7 +323,12 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	if err != nil {
 		return nil, err
 	}
-	if err := checkReplay(sub, opKey(key), fp); err != nil {
+	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(fields)); err != nil {
+		return nil, err
+	}
+	c, _ := s.caller(ctx)
+	prov = prov.by(c)
+	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
 		return s.rectifyReplay(sub, err)
 	}
 	if sub.Version != req.GetExpectedVersion() {
@@ -264,7 +351,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub, opKey(key), fp); err != nil {
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
 			return err
 		}
 		if sub.Version != req.GetExpectedVersion() {
@@ -284,7 +371,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			Version:     sub.Version + 1,
 		}
 		sub.Changes = append(sub.Changes, change)
-		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
 		return nil
 	})
 	if err != nil {
@@ -374,18 +461,21 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 		return nil, err
 	}
 	fp := fingerprint(req)
+	if err := s.checkSubject(ctx, "add history", id, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
+		return nil, err
+	}
 	entry.SubjectID = id
 	entry.CreatedAt = now.UnixNano()
 	updated, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub, opKey(key), fp); err != nil {
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
 			return err
 		}
 		entry.Seq = sub.HistoryCount
 		sub.HistoryCount++
-		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq})
 		return nil
 	})
 	var r *replayed
@@ -430,6 +520,9 @@ func (s *Service) ListHistoryEntries(ctx context.Context, req *pdv1.ListHistoryE
 	}
 	sub, err := s.getSubject(ctx, "list history", id)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
 		return nil, err
 	}
 	to := min(from+size, sub.HistoryCount)
@@ -477,6 +570,11 @@ func (s *Service) RestrictProcessing(ctx context.Context, req *pdv1.RestrictProc
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	prov = prov.by(c)
 	sub, err := s.updateForRequest(ctx, "restrict", id, key, fingerprint(req), func(sub *store.Subject) error {
 		if sub.Restriction != nil {
 			return failedPrecondition("processing is already restricted (ground %s)", sub.Restriction.Ground)
@@ -507,6 +605,11 @@ func (s *Service) LiftRestriction(ctx context.Context, req *pdv1.LiftRestriction
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	prov = prov.by(c)
 	sub, err := s.updateForRequest(ctx, "lift restriction", id, key, fingerprint(req), func(sub *store.Subject) error {
 		if sub.Restriction == nil {
 			return failedPrecondition("processing is not restricted")
@@ -542,18 +645,21 @@ func rectifiedSince(sub *store.Subject, at int64) bool {
 // updateForRequest applies change to a live subject under the idempotency
 // key: a replay returns the subject as it is now without writing.
 func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp []byte, change func(*store.Subject) error) (*store.Subject, error) {
+	if err := s.checkSubject(ctx, op, id, pdv1.Purpose_PURPOSE_UNSPECIFIED, nil); err != nil {
+		return nil, err
+	}
 	var replay bool
 	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub, opKey(key), fp); err != nil {
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
 			return err
 		}
 		if err := change(sub); err != nil {
 			return err
 		}
-		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
 		return nil
 	})
 	switch {
@@ -582,11 +688,21 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !c.MayUse(req.GetPurpose()) {
+		return nil, status.Errorf(codes.PermissionDenied, "the caller may not process for purpose %s", req.GetPurpose())
+	}
 	sub, err := s.getSubject(ctx, "purpose view", id)
 	if err != nil {
 		return nil, err
 	}
 	if err := refuseIfRestricted(sub); err != nil {
+		return nil, err
+	}
+	if err := s.requireAgreement(ctx, sub.Controller, req.GetPurpose(), categoriesOf(rule.fields)); err != nil {
 		return nil, err
 	}
 	return &pdv1.GetSubjectForPurposeResponse{
@@ -596,6 +712,30 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 		Person:    personToProto(sub.Person, rule.fields),
 		Fields:    rule.fields,
 	}, nil
+}
+
+// historyCategory is what history entries are.
+var historyCategory = []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_HISTORY}
+
+// checkSubject makes sure, before a change, that the subject exists, is
+// not erased, is visible to the caller, and that an agreement covers the
+// change when the data is a customer's.
+func (s *Service) checkSubject(ctx context.Context, op, id string, purpose pdv1.Purpose, categories []pdv1.DataCategory) error {
+	sub, err := s.getSubject(ctx, op, id)
+	if err != nil {
+		return err
+	}
+	return s.requireAgreement(ctx, sub.Controller, purpose, categories)
+}
+
+// isErased reports whether err is the answer for an erased subject.
+func isErased(err error) bool {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonErased {
+			return true
+		}
+	}
+	return false
 }
 
 // refuseIfRestricted is the rule that a restricted subject's data is not
@@ -619,6 +759,13 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 		return nil, err
 	}
 	fp := fingerprint(req)
+	// Erasure needs no agreement in force: deleting is what the end of one
+	// requires. It does need the caller to act for the controller.
+	if _, err := s.getSubject(ctx, "erase", id); err != nil && !isErased(err) {
+		return nil, err
+	}
+	c, _ := s.caller(ctx)
+	prov = prov.by(c)
 	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			if sub.CleanupPending {

@@ -38,9 +38,11 @@ var (
 
 // Collection names.
 const (
-	subjectsCollection = "subjects"
-	keysCollection     = "keys"
-	historyCollection  = "history"
+	subjectsCollection   = "subjects"
+	keysCollection       = "keys"
+	historyCollection    = "history"
+	principalsCollection = "principals"
+	agreementsCollection = "agreements"
 )
 
 // Config says which database to use.
@@ -61,7 +63,11 @@ type Store struct {
 	subjects *mongo.Collection
 	keys     *mongo.Collection
 	history  *mongo.Collection
-	locks    *docLocks // nil on MongoDB, which is atomic per document itself
+	// principals are the callers, by identity.
+	principals *mongo.Collection
+	// agreements are the processor agreements, one document per customer.
+	agreements *mongo.Collection
+	locks      *docLocks // nil on MongoDB, which is atomic per document itself
 }
 
 // Open connects to MongoDB, or starts the embedded store when cfg.URI is
@@ -101,6 +107,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.subjects = db.Collection(subjectsCollection)
 	s.keys = db.Collection(keysCollection)
 	s.history = db.Collection(historyCollection)
+	s.principals = db.Collection(principalsCollection)
+	s.agreements = db.Collection(agreementsCollection)
 	if err := s.prepare(ctx, db); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
@@ -120,7 +128,7 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 	for _, n := range existing {
 		have[n] = true
 	}
-	for _, name := range []string{subjectsCollection, keysCollection, historyCollection} {
+	for _, name := range []string{subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection} {
 		if have[name] {
 			continue
 		}
@@ -171,6 +179,50 @@ func (s *Store) lock(collection, id string) func() {
 		return func() {}
 	}
 	return s.locks.lock(collection + "\x00" + id)
+}
+
+// maxUpdateAttempts bounds the retries of an update that lost a race on
+// MongoDB; each attempt re-reads and re-applies the change.
+const maxUpdateAttempts = 16
+
+// versioned is a document whose version guards its updates.
+type versioned[D any] interface {
+	*D
+	version() *int64
+}
+
+// update reads the document with this _id, lets change modify it and writes
+// it back with its version one higher, atomically: on MongoDB the version
+// read is in the filter, so a concurrent writer makes the write miss and the
+// change is re-applied to what that writer wrote; on the embedded store the
+// document is locked from the read to the write.
+func update[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Collection, id string, change func(P) error) (P, error) {
+	for range maxUpdateAttempts {
+		doc, done, err := tryUpdate(ctx, s, c, id, change)
+		if err != nil || done {
+			return doc, err
+		}
+	}
+	return nil, fmt.Errorf("store: update %s: %w", c.Name(), ErrConflict)
+}
+
+func tryUpdate[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Collection, id string, change func(P) error) (P, bool, error) {
+	unlock := s.lock(c.Name(), id)
+	defer unlock()
+	doc := P(new(D))
+	if err := get(ctx, c, id, doc); err != nil {
+		return nil, false, fmt.Errorf("store: update %s: %w", c.Name(), err)
+	}
+	read := *doc.version()
+	if err := change(doc); err != nil {
+		return nil, false, err
+	}
+	*doc.version() = read + 1
+	ok, err := s.replace(ctx, c, id, bson.D{{Key: "v", Value: read}}, doc)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: update %s: %w", c.Name(), err)
+	}
+	return doc, ok, nil
 }
 
 // replace overwrites the document with this _id, provided it still matches

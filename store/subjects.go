@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
 )
 
 // Subject is the stored record of one data subject. Enumerated values are
@@ -111,10 +109,6 @@ func (s *Store) InsertSubject(ctx context.Context, sub *Subject) error {
 	return nil
 }
 
-// maxUpdateAttempts bounds the retries of an update that lost a race on
-// MongoDB; each attempt re-reads and re-applies the change.
-const maxUpdateAttempts = 16
-
 // UpdateSubject reads the subject, lets change modify it and writes it back
 // with its version one higher, atomically: no concurrent update is lost, on
 // MongoDB across replicas (the version is in the filter) and on the embedded
@@ -122,33 +116,10 @@ const maxUpdateAttempts = 16
 // from change aborts the update and is returned as it is. change may run more
 // than once when a race is lost, so it must not have side effects.
 func (s *Store) UpdateSubject(ctx context.Context, id string, change func(*Subject) error) (*Subject, error) {
-	for range maxUpdateAttempts {
-		sub, done, err := s.tryUpdateSubject(ctx, id, change)
-		if err != nil || done {
-			return sub, err
-		}
-	}
-	return nil, fmt.Errorf("store: update subject: %w", ErrConflict)
+	return update(ctx, s, s.subjects, id, change)
 }
 
-func (s *Store) tryUpdateSubject(ctx context.Context, id string, change func(*Subject) error) (*Subject, bool, error) {
-	unlock := s.lock(subjectsCollection, id)
-	defer unlock()
-	sub, err := s.GetSubject(ctx, id)
-	if err != nil {
-		return nil, false, err
-	}
-	read := sub.Version
-	if err := change(sub); err != nil {
-		return nil, false, err
-	}
-	sub.Version = read + 1
-	ok, err := s.replace(ctx, s.subjects, id, bson.D{{Key: "v", Value: read}}, sub)
-	if err != nil {
-		return nil, false, fmt.Errorf("store: update subject: %w", err)
-	}
-	return sub, ok, nil
-}
+func (d *Subject) version() *int64 { return &d.Version }
 
 // IsNotFound reports whether err says a document does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/example/personaldata/server"
@@ -27,9 +28,11 @@ func main() {
 // config is the command line; each flag has an environment variable of the
 // same name in upper case with a PERSONALDATA_ prefix, read as its default.
 type config struct {
-	grpcAddr, httpAddr string
-	mongoURI, dataDir  string
-	database, logLevel string
+	grpcAddr, httpAddr         string
+	mongoURI, dataDir          string
+	database, logLevel         string
+	operatorTokenFile          string
+	tlsCert, tlsKey, tlsClient string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -48,7 +51,17 @@ func parseFlags(args []string) (config, error) {
 	str(&c.dataDir, "data-dir", "data", "directory of the embedded store")
 	str(&c.database, "database", "personaldata", "database name")
 	str(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	return c, fs.Parse(args)
+	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
+	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
+	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
+	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.operatorTokenFile == "" && c.mongoURI == "" {
+		c.operatorTokenFile = filepath.Join(c.dataDir, "operator.token")
+	}
+	return c, nil
 }
 
 // envName turns a flag name into the tail of its environment variable.
@@ -77,9 +90,11 @@ func realMain(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	srv, err := server.New(ctx, server.Config{
-		GRPCAddr: c.grpcAddr,
-		HTTPAddr: c.httpAddr,
-		Store:    store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database},
+		GRPCAddr:          c.grpcAddr,
+		HTTPAddr:          c.httpAddr,
+		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database},
+		OperatorTokenFile: c.operatorTokenFile,
+		TLS:               server.TLSConfig{CertFile: c.tlsCert, KeyFile: c.tlsKey, ClientCAFile: c.tlsClient},
 	}, log)
 	if err != nil {
 		return err
@@ -88,13 +103,26 @@ func realMain(ctx context.Context, args []string) error {
 	if c.mongoURI == "" {
 		storeKind = "embedded (" + c.dataDir + ")"
 	}
+	scheme := "http://"
+	if c.tlsCert != "" {
+		scheme = "https://"
+	}
+	if srv.OperatorCreated {
+		// The path, never the token: the token is only in that file.
+		log.Info("created the first operator; its bearer token is in the file, readable only by you", slog.String("file", c.operatorTokenFile))
+	}
+	authn := "bearer token: send 'authorization: Bearer <token>' (gRPC metadata or HTTP header)"
+	if c.tlsClient != "" {
+		authn += ", or a client certificate whose common name is the principal id"
+	}
 	log.Info("listening",
 		slog.String("grpc", srv.GRPCAddr()),
-		slog.String("http", "http://"+srv.HTTPAddr()),
-		slog.String("openapi", "http://"+srv.HTTPAddr()+"/openapi.json"),
-		slog.String("metrics", "http://"+srv.HTTPAddr()+"/metrics"),
+		slog.String("http", scheme+srv.HTTPAddr()),
+		slog.String("openapi", scheme+srv.HTTPAddr()+"/openapi.json"),
+		slog.String("metrics", scheme+srv.HTTPAddr()+"/metrics"),
 		slog.String("store", storeKind),
-		slog.String("authentication", "none yet: listen on loopback only"))
+		slog.String("authentication", authn),
+		slog.String("operator_token_file", c.operatorTokenFile))
 	err = srv.Serve(ctx)
 	log.Info("stopped")
 	return err

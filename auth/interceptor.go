@@ -1,0 +1,195 @@
+package auth
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/store"
+)
+
+// Metadata keys the REST gateway sets on its calls to the gRPC server. They
+// are believed only with the gateway's secret, which lives in this process.
+const (
+	GatewaySecretKey   = "x-pd-gateway-secret"
+	GatewayIdentityKey = "x-pd-client-cert-identity"
+)
+
+// Authenticator checks the credentials of every call but health checks and
+// puts the Caller in the context.
+type Authenticator struct {
+	store *store.Store
+	log   *slog.Logger
+	// gatewaySecret, when set, makes this server believe the client
+	// certificate identity that the gateway forwards.
+	gatewaySecret string
+	failures      *prometheus.CounterVec
+}
+
+// NewAuthenticator returns an Authenticator; failures are counted by reason
+// in personaldata_auth_failures_total on reg.
+func NewAuthenticator(st *store.Store, log *slog.Logger, reg prometheus.Registerer) *Authenticator {
+	a := &Authenticator{
+		store: st,
+		log:   log,
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "personaldata_auth_failures_total",
+			Help: "Calls refused as unauthenticated or not permitted, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(a.failures)
+	return a
+}
+
+// ForGateway returns a copy that believes identities forwarded by the
+// gateway carrying secret. Use it only for the listener the gateway dials.
+func (a *Authenticator) ForGateway(secret string) *Authenticator {
+	c := *a
+	c.gatewaySecret = secret
+	return &c
+}
+
+// Unary is the unary interceptor.
+func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := a.authenticate(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// Stream is the stream interceptor.
+func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := a.authenticate(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+}
+
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *contextStream) Context() context.Context { return s.ctx }
+
+var errUnauthenticated = status.Error(codes.Unauthenticated, "missing or invalid credentials")
+
+func (a *Authenticator) authenticate(ctx context.Context, method string) (context.Context, error) {
+	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+		return ctx, nil
+	}
+	caller, reason, err := a.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if caller == nil {
+		a.failures.WithLabelValues(reason).Inc()
+		return nil, errUnauthenticated
+	}
+	if !caller.MayCall(method) {
+		a.failures.WithLabelValues("rpc_not_permitted").Inc()
+		return nil, status.Errorf(codes.PermissionDenied, "principal %s may not call %s", caller.ID(), method)
+	}
+	return NewContext(ctx, caller), nil
+}
+
+// identify finds the caller from a bearer token, or else from a verified
+// client certificate. A nil caller comes with the reason for the metrics.
+func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if auth := first(md, "authorization"); auth != "" {
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok {
+			return nil, "malformed", nil
+		}
+		id, ok := tokenPrincipal(strings.TrimSpace(token))
+		if !ok {
+			return nil, "malformed", nil
+		}
+		p, reason, err := a.principal(ctx, id)
+		if p == nil {
+			return nil, reason, err
+		}
+		hash := HashToken(strings.TrimSpace(token))
+		for _, t := range p.Tokens {
+			if hashMatches(t.Hash, hash) {
+				return &Caller{Principal: p, Method: "bearer"}, "", nil
+			}
+		}
+		return nil, "bad_token", nil
+	}
+	id := a.certificateIdentity(ctx, md)
+	if id == "" {
+		return nil, "missing", nil
+	}
+	p, reason, err := a.principal(ctx, id)
+	if p == nil {
+		return nil, reason, err
+	}
+	return &Caller{Principal: p, Method: "mtls"}, "", nil
+}
+
+func (a *Authenticator) principal(ctx context.Context, id string) (*store.Principal, string, error) {
+	p, err := a.store.GetPrincipal(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, "unknown_principal", nil
+	case err != nil:
+		a.log.WarnContext(ctx, "authentication: store error", slog.String("error", err.Error()))
+		return nil, "", status.Error(codes.Unavailable, "cannot check credentials now, retry later")
+	case p.Revoked:
+		return nil, "revoked", nil
+	}
+	return p, "", nil
+}
+
+// certificateIdentity is the identity of a verified client certificate:
+// from the TLS connection, or as forwarded by the gateway with its secret.
+func (a *Authenticator) certificateIdentity(ctx context.Context, md metadata.MD) string {
+	if a.gatewaySecret != "" {
+		if hashMatches(first(md, GatewaySecretKey), a.gatewaySecret) {
+			return first(md, GatewayIdentityKey)
+		}
+		return ""
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	return CertificateIdentity(info.State.VerifiedChains[0][0])
+}
+
+// CertificateIdentity is the principal id a client certificate names: its
+// common name, or else its first DNS name.
+func CertificateIdentity(cert *x509.Certificate) string {
+	if cert.Subject.CommonName != "" {
+		return cert.Subject.CommonName
+	}
+	if len(cert.DNSNames) > 0 {
+		return cert.DNSNames[0]
+	}
+	return ""
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

@@ -1,0 +1,115 @@
+// Package auth authenticates callers (bearer tokens, or client certificates
+// under mutual TLS), and holds the rules of what each kind of principal may
+// call and for which purposes.
+package auth
+
+import (
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+)
+
+// AllTenants in a principal's tenant ids means every controller; only
+// operators may hold it.
+const AllTenants = "*"
+
+// subjectRPCs are the rights and record RPCs on subjects.
+var subjectRPCs = []string{
+	pdv1.PersonalDataService_CreateSubject_FullMethodName,
+	pdv1.PersonalDataService_FindSubject_FullMethodName,
+	pdv1.PersonalDataService_AccessSubject_FullMethodName,
+	pdv1.PersonalDataService_RectifySubject_FullMethodName,
+	pdv1.PersonalDataService_AddHistoryEntry_FullMethodName,
+	pdv1.PersonalDataService_ListHistoryEntries_FullMethodName,
+	pdv1.PersonalDataService_RestrictProcessing_FullMethodName,
+	pdv1.PersonalDataService_LiftRestriction_FullMethodName,
+	pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName,
+	pdv1.PersonalDataService_EraseSubject_FullMethodName,
+}
+
+// agreementReadRPCs let a caller see the agreements of its own tenants.
+var agreementReadRPCs = []string{
+	pdv1.ProcessorAgreementService_GetProcessorAgreement_FullMethodName,
+	pdv1.ProcessorAgreementService_ListProcessorAgreements_FullMethodName,
+	pdv1.ProcessorAgreementService_CheckProcessorAgreement_FullMethodName,
+}
+
+// endOfAgreementRPCs return or delete a controller's data.
+var endOfAgreementRPCs = []string{
+	pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName,
+	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName,
+}
+
+// kindDefaults is what a principal of each kind may do unless an operator
+// says otherwise when creating it: least privilege for systems, the rights
+// requests for support staff and controllers, administration for operators.
+var kindDefaults = map[pdv1.PrincipalKind]struct {
+	rpcs     [][]string
+	purposes []pdv1.Purpose
+}{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM: {
+		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}},
+		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION: {
+		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}},
+		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF: {
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs},
+		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER: {
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs},
+		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION, pdv1.Purpose_PURPOSE_SUPPORT},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
+		rpcs: [][]string{
+			{
+				pdv1.PrincipalService_CreatePrincipal_FullMethodName,
+				pdv1.PrincipalService_GetPrincipal_FullMethodName,
+				pdv1.PrincipalService_ListPrincipals_FullMethodName,
+				pdv1.PrincipalService_UpdatePrincipal_FullMethodName,
+				pdv1.PrincipalService_IssueToken_FullMethodName,
+				pdv1.PrincipalService_RevokePrincipal_FullMethodName,
+				pdv1.ProcessorAgreementService_CreateProcessorAgreement_FullMethodName,
+				pdv1.ProcessorAgreementService_AmendProcessorAgreement_FullMethodName,
+				pdv1.ProcessorAgreementService_TerminateProcessorAgreement_FullMethodName,
+			},
+			agreementReadRPCs, endOfAgreementRPCs,
+		},
+	},
+}
+
+// DefaultRPCs are the RPCs a principal of kind may call by default.
+func DefaultRPCs(kind pdv1.PrincipalKind) []string {
+	var out []string
+	for _, group := range kindDefaults[kind].rpcs {
+		out = append(out, group...)
+	}
+	return out
+}
+
+// DefaultPurposes are the purposes a principal of kind may use by default.
+func DefaultPurposes(kind pdv1.PrincipalKind) []pdv1.Purpose {
+	return kindDefaults[kind].purposes
+}
+
+// anyPrincipalRPCs may be called by every authenticated principal.
+var anyPrincipalRPCs = map[string]bool{
+	pdv1.PrincipalService_GetCaller_FullMethodName:                   true,
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
+}
+
+// KnownRPC reports whether method names an RPC that can be granted.
+func KnownRPC(method string) bool {
+	for _, rpcs := range kindDefaults {
+		for _, group := range rpcs.rpcs {
+			for _, m := range group {
+				if m == method {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

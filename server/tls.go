@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"os"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/example/personaldata/auth"
+)
+
+// loadTLS builds the TLS configuration of both listeners, or nil without a
+// certificate. With a client CA, a client certificate it signed
+// authenticates its holder; clients without one use bearer tokens.
+func loadTLS(c TLSConfig) (*tls.Config, error) {
+	if c.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA file %s holds no certificate", c.ClientCAFile)
+		}
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	return cfg, nil
+}
+
+// randomSecret is the per-process secret the gateway shows the gRPC server.
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// gatewayCredentials attaches the gateway's secret to every call it makes.
+type gatewayCredentials string
+
+func (g gatewayCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{auth.GatewaySecretKey: string(g)}, nil
+}
+
+func (gatewayCredentials) RequireTransportSecurity() bool { return false }
+
+var _ credentials.PerRPCCredentials = gatewayCredentials("")
+
+// forwardClientCertificate passes the identity of a verified client
+// certificate on the HTTPS connection to the gRPC server. Whatever a client
+// sends in the header of that name is replaced, never passed on.
+func forwardClientCertificate(_ context.Context, r *http.Request) metadata.MD {
+	md := metadata.MD{}
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		md.Set(auth.GatewayIdentityKey, auth.CertificateIdentity(r.TLS.VerifiedChains[0][0]))
+	} else {
+		md.Set(auth.GatewayIdentityKey, "")
+	}
+	return md
+}

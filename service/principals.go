@@ -1,0 +1,337 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/auth"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// Principals implements PrincipalService: who may call, and their tokens.
+type Principals struct {
+	pdv1.UnimplementedPrincipalServiceServer
+	*Service
+}
+
+// Principals returns the PrincipalService on the same store and clock.
+func (s *Service) Principals() *Principals { return &Principals{Service: s} }
+
+// maxTokens bounds the live tokens of a principal: enough to rotate.
+const maxTokens = 5
+
+// principalFields checks a principal's grants, filling in the defaults of
+// its kind where the request leaves them empty.
+func (v *violations) principalFields(kind pdv1.PrincipalKind, tenants []string, purposes []pdv1.Purpose, rpcs []string) ([]string, []string, []string) {
+	if len(tenants) == 0 {
+		v.add("tenant_ids", `is required: "company", customer ids, or "*" for an operator`)
+	}
+	for _, t := range tenants {
+		switch {
+		case t == auth.AllTenants && kind != pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR:
+			v.add("tenant_ids", `"*" (every controller) is for operators only`)
+		case t != auth.AllTenants && !controllerPattern.MatchString(t):
+			v.add("tenant_ids", "must be \"company\" or customer ids of a-z, 0-9, '_', '-'")
+		}
+	}
+	if len(purposes) == 0 {
+		purposes = auth.DefaultPurposes(kind)
+	}
+	var purposeNames []string
+	for _, p := range purposes {
+		if _, ok := purposeRules[p]; !ok {
+			v.add("purposes", "contains an unknown purpose")
+			continue
+		}
+		purposeNames = append(purposeNames, p.String())
+	}
+	if len(rpcs) == 0 {
+		rpcs = auth.DefaultRPCs(kind)
+	}
+	for _, m := range rpcs {
+		if !auth.KnownRPC(m) {
+			v.add("rpcs", fmt.Sprintf("%q is not an RPC that can be granted", m))
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(tenants))), purposeNames, rpcs
+}
+
+func principalToProto(p *store.Principal) *pdv1.Principal {
+	out := &pdv1.Principal{
+		PrincipalId: p.ID,
+		Kind:        enumValue[pdv1.PrincipalKind](pdv1.PrincipalKind_value, p.Kind),
+		TenantIds:   p.TenantIDs,
+		Rpcs:        p.RPCs,
+		Description: p.Description,
+		Revoked:     p.Revoked,
+		CreateTime:  ts(p.CreatedAt),
+		RevokeTime:  ts(p.RevokedAt),
+		TokenCount:  int32(len(p.Tokens)),
+		Version:     p.Version,
+	}
+	for _, name := range p.Purposes {
+		out.Purposes = append(out.Purposes, enumValue[pdv1.Purpose](pdv1.Purpose_value, name))
+	}
+	return out
+}
+
+// CreatePrincipal adds a principal and issues its first token.
+func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrincipalRequest) (*pdv1.CreatePrincipalResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	in := req.GetPrincipal()
+	if in.GetPrincipalId() == "" || !controllerPattern.MatchString(in.GetPrincipalId()) {
+		v.add("principal.principal_id", "must be 1 to 63 characters of a-z, 0-9, '_', '-'")
+	}
+	kind := v.enum("principal.kind", in.GetKind())
+	tenants, purposes, rpcs := v.principalFields(in.GetKind(), in.GetTenantIds(), in.GetPurposes(), in.GetRpcs())
+	desc := v.text("principal.description", in.GetDescription(), maxReferenceLen, false, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := fingerprint(req)
+	token, hash := auth.NewToken(in.GetPrincipalId())
+	now := s.now().UnixNano()
+	p := &store.Principal{
+		ID: in.GetPrincipalId(), Version: 1, Kind: kind, TenantIDs: tenants, Purposes: purposes, RPCs: rpcs,
+		Description: desc, Tokens: []store.Token{{Hash: hash, CreatedAt: now}}, CreatedAt: now,
+		Ops: []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1}},
+	}
+	err := s.store.InsertPrincipal(ctx, p)
+	if errors.Is(err, store.ErrExists) {
+		existing, gerr := s.store.GetPrincipal(ctx, p.ID)
+		if gerr != nil {
+			return nil, s.internal(ctx, "create principal", gerr)
+		}
+		if isReplay(checkReplay(existing.Ops, opKey(key), fp)) {
+			// A retry: the token was shown once already and is not kept.
+			return &pdv1.CreatePrincipalResponse{Principal: principalToProto(existing)}, nil
+		}
+		return nil, status.Error(codes.AlreadyExists, "a principal with this id exists")
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "create principal", err)
+	}
+	return &pdv1.CreatePrincipalResponse{Principal: principalToProto(p), Token: token}, nil
+}
+
+// GetPrincipal returns one principal.
+func (s *Principals) GetPrincipal(ctx context.Context, req *pdv1.GetPrincipalRequest) (*pdv1.GetPrincipalResponse, error) {
+	p, err := s.principal(ctx, req.GetPrincipalId())
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.GetPrincipalResponse{Principal: principalToProto(p)}, nil
+}
+
+func (s *Principals) principal(ctx context.Context, id string) (*store.Principal, error) {
+	if id == "" || !controllerPattern.MatchString(id) {
+		return nil, violations{{Field: "principal_id", Description: "is not a principal id"}}.err()
+	}
+	p, err := s.store.GetPrincipal(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Error(codes.NotFound, "principal not found")
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "get principal", err)
+	}
+	return p, nil
+}
+
+// ListPrincipals pages through principals by id.
+func (s *Principals) ListPrincipals(ctx context.Context, req *pdv1.ListPrincipalsRequest) (*pdv1.ListPrincipalsResponse, error) {
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 50
+	}
+	if size < 0 || size > maxPageSize {
+		return nil, violations{{Field: "page_size", Description: fmt.Sprintf("must be 0 to %d", maxPageSize)}}.err()
+	}
+	after := req.GetPageToken()
+	if after != "" && !controllerPattern.MatchString(after) {
+		return nil, violations{{Field: "page_token", Description: "is not a token from this listing"}}.err()
+	}
+	ps, err := s.store.ListPrincipals(ctx, after, size+1)
+	if err != nil {
+		return nil, s.internal(ctx, "list principals", err)
+	}
+	out := &pdv1.ListPrincipalsResponse{}
+	for i, p := range ps {
+		if i == size {
+			out.NextPageToken = ps[size-1].ID
+			break
+		}
+		out.Principals = append(out.Principals, principalToProto(p))
+	}
+	return out, nil
+}
+
+// UpdatePrincipal replaces a principal's grants.
+func (s *Principals) UpdatePrincipal(ctx context.Context, req *pdv1.UpdatePrincipalRequest) (*pdv1.UpdatePrincipalResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	if req.GetExpectedVersion() <= 0 {
+		v.add("expected_version", "is required: the version read before the change")
+	}
+	current, err := s.principal(ctx, req.GetPrincipalId())
+	if err != nil {
+		return nil, err
+	}
+	kind := enumValue[pdv1.PrincipalKind](pdv1.PrincipalKind_value, current.Kind)
+	tenants, purposes, rpcs := v.principalFields(kind, req.GetTenantIds(), req.GetPurposes(), req.GetRpcs())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, fingerprint(req), func(p *store.Principal) error {
+		if p.Version != req.GetExpectedVersion() {
+			return staleVersion(req.GetExpectedVersion(), p.Version)
+		}
+		p.TenantIDs, p.Purposes, p.RPCs = tenants, purposes, rpcs
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.UpdatePrincipalResponse{Principal: principalToProto(p)}, nil
+}
+
+// IssueToken issues another token, dropping the oldest beyond maxTokens.
+func (s *Principals) IssueToken(ctx context.Context, req *pdv1.IssueTokenRequest) (*pdv1.IssueTokenResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	token, hash := auth.NewToken(req.GetPrincipalId())
+	replay := true
+	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, fingerprint(req), func(p *store.Principal) error {
+		if p.Revoked {
+			return failedPrecondition("the principal is revoked")
+		}
+		replay = false
+		p.Tokens = append(p.Tokens, store.Token{Hash: hash, CreatedAt: s.now().UnixNano()})
+		if len(p.Tokens) > maxTokens {
+			p.Tokens = p.Tokens[len(p.Tokens)-maxTokens:]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if replay {
+		token = "" // shown once, with the first response
+	}
+	return &pdv1.IssueTokenResponse{Principal: principalToProto(p), Token: token}, nil
+}
+
+// RevokePrincipal disables a principal and drops its tokens, effective for
+// the next call: every call reads the principal.
+func (s *Principals) RevokePrincipal(ctx context.Context, req *pdv1.RevokePrincipalRequest) (*pdv1.RevokePrincipalResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	v.text("reason", req.GetReason(), maxReferenceLen, false, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if c := auth.FromContext(ctx); c != nil && c.ID() == req.GetPrincipalId() {
+		return nil, failedPrecondition("a principal cannot revoke itself")
+	}
+	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, fingerprint(req), func(p *store.Principal) error {
+		if !p.Revoked {
+			p.Revoked = true
+			p.RevokedAt = s.now().UnixNano()
+		}
+		p.Tokens = nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.RevokePrincipalResponse{Principal: principalToProto(p)}, nil
+}
+
+// GetCaller returns the caller's own principal.
+func (s *Principals) GetCaller(ctx context.Context, _ *pdv1.GetCallerRequest) (*pdv1.GetCallerResponse, error) {
+	c := auth.FromContext(ctx)
+	if c == nil {
+		return nil, status.Error(codes.Unauthenticated, "missing or invalid credentials")
+	}
+	return &pdv1.GetCallerResponse{Principal: principalToProto(c.Principal), Method: c.Method}, nil
+}
+
+// updatePrincipal applies change under an idempotency key; a replay
+// returns the principal as it is without writing.
+func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []byte, change func(*store.Principal) error) (*store.Principal, error) {
+	if _, err := s.principal(ctx, id); err != nil {
+		return nil, err
+	}
+	p, err := s.store.UpdatePrincipal(ctx, id, func(p *store.Principal) error {
+		if err := checkReplay(p.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		if err := change(p); err != nil {
+			return err
+		}
+		p.Ops = appendOp(p.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: p.Version + 1})
+		return nil
+	})
+	switch {
+	case isReplay(err):
+		return s.principal(ctx, id)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, status.Error(codes.NotFound, "principal not found")
+	case err != nil:
+		return nil, s.internal(ctx, "update principal", err)
+	}
+	return p, nil
+}
+
+// BootstrapOperator creates the first operator, "operator", when the store
+// has none, and writes its token to path, readable only by the owner. The
+// token goes to that file only, never to a log. It reports whether it
+// created the operator; when several replicas start at once, one does.
+func (s *Service) BootstrapOperator(ctx context.Context, path string) (bool, error) {
+	const id = "operator"
+	if _, err := s.store.GetPrincipal(ctx, id); err == nil {
+		return false, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("bootstrap operator: %w", err)
+	}
+	kind := pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR
+	token, hash := auth.NewToken(id)
+	now := s.now().UnixNano()
+	// Write the file first: a principal whose token was lost would lock
+	// the operators out.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return false, fmt.Errorf("bootstrap operator: %w", err)
+	}
+	tmp := path + ".tmp" + strconv.FormatInt(now, 36)
+	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
+		return false, fmt.Errorf("bootstrap operator: write token file: %w", err)
+	}
+	err := s.store.InsertPrincipal(ctx, &store.Principal{
+		ID: id, Version: 1, Kind: kind.String(), TenantIDs: []string{auth.AllTenants},
+		RPCs: auth.DefaultRPCs(kind), Description: "created at first start",
+		Tokens: []store.Token{{Hash: hash, CreatedAt: now}}, CreatedAt: now,
+	})
+	if err != nil {
+		_ = os.Remove(tmp)
+		if errors.Is(err, store.ErrExists) {
+			return false, nil
+		}
+		return false, fmt.Errorf("bootstrap operator: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return false, fmt.Errorf("bootstrap operator: %w", err)
+	}
+	return true, nil
+}
