@@ -159,8 +159,8 @@ func (a *Authenticator) principal(ctx context.Context, id string) (*store.Princi
 // from the TLS connection, or as forwarded by the gateway with its secret.
 func (a *Authenticator) certificateIdentity(ctx context.Context, md metadata.MD) string {
 	if a.gatewaySecret != "" {
-		if hashMatches(first(md, GatewaySecretKey), a.gatewaySecret) {
-			return first(md, GatewayIdentityKey)
+		if ids := md.Get(GatewayIdentityKey); hashMatches(first(md, GatewaySecretKey), a.gatewaySecret) && len(ids) == 1 {
+			return ids[0]
 		}
 		return ""
 	}

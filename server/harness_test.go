@@ -170,6 +170,14 @@ func createPrincipal(t *testing.T, operator caller, id string, kind pdv1.Princip
 	return res.GetToken()
 }
 
+// as calls over c's transport with another token.
+func (e *env) as(c caller, token string) caller {
+	if c.name() == "rest" {
+		return restCaller{e.base, token}
+	}
+	return grpcCaller{e.grpc, token}
+}
+
 // gc and rc call as the tester over gRPC and REST.
 func (e *env) gc() caller { return grpcCaller{e.grpc, e.token} }
 func (e *env) rc() caller { return restCaller{e.base, e.token} }

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -72,4 +75,13 @@ func forwardClientCertificate(_ context.Context, r *http.Request) metadata.MD {
 		md.Set(auth.GatewayIdentityKey, "")
 	}
 	return md
+}
+
+// refuseInternalHeaders keeps clients from setting the metadata the gateway
+// itself sets ("Grpc-Metadata-X-Pd-..."); other headers pass as by default.
+func refuseInternalHeaders(key string) (string, bool) {
+	if strings.HasPrefix(strings.ToLower(key), strings.ToLower(runtime.MetadataHeaderPrefix)+"x-pd-") {
+		return "", false
+	}
+	return runtime.DefaultHeaderMatcher(key)
 }
