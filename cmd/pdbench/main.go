@@ -49,6 +49,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -94,6 +95,7 @@ type config struct {
 	subjects, concurrency int
 	duration              time.Duration
 	addr, mongoURI        string
+	token                 string
 	database              string
 	ops                   []string
 	cpuProfile            string
@@ -107,6 +109,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.concurrency, "concurrency", 8, "goroutines calling each operation")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long each operation runs")
 	fs.StringVar(&c.addr, "addr", "", "gRPC address of a running personaldatad; empty starts the server in-process on an embedded store")
+	fs.StringVar(&c.token, "token", os.Getenv("PDBENCH_TOKEN"), "bearer token with -addr (env PDBENCH_TOKEN): a principal acting for \"company\" with CreateSubject, AccessSubject, RectifySubject and GetSubjectForPurpose (PURPOSE_INVOICING)")
 	fs.StringVar(&c.mongoURI, "mongo-uri", "", "MongoDB URI of the store behind -addr, for the driver operations (in-process, the embedded store's is used)")
 	fs.StringVar(&c.database, "database", "personaldata", "database name")
 	fs.StringVar(&ops, "ops", strings.Join(allOps(), ","), "comma-separated operations to run")
@@ -121,6 +124,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-subjects, -concurrency and -duration must be positive")
 	case c.subjects < c.concurrency:
 		return c, errors.New("-subjects must be at least -concurrency: the writes give each goroutine subjects of its own")
+	case c.addr != "" && c.token == "":
+		return c, errors.New("-addr needs -token")
 	case c.addr == "" && c.mongoURI != "":
 		return c, errors.New("-mongo-uri goes with -addr: in-process the driver uses the embedded store")
 	case c.addr != "" && c.mongoURI == "" && usesDriver(ops):
@@ -158,15 +163,18 @@ func realMain(ctx context.Context) error {
 	}
 
 	target := "personaldatad at " + cfg.addr
-	grpcAddr, mongoURI := cfg.addr, cfg.mongoURI
+	grpcAddr, mongoURI, token := cfg.addr, cfg.mongoURI, cfg.token
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
-		srv, stop, err := startServer(ctx, cfg.database)
+		srv, operator, stop, err := startServer(ctx, cfg.database)
 		if err != nil {
 			return err
 		}
 		defer stop()
+		if token, err = benchPrincipal(ctx, srv.GRPCAddr(), operator); err != nil {
+			return err
+		}
 		grpcAddr, mongoURI = srv.GRPCAddr(), srv.StoreURI()
 		target = "in-process server, embedded store in a temporary directory"
 	} else {
@@ -175,7 +183,7 @@ func realMain(ctx context.Context) error {
 		firstPerson = rand.IntN(maxPeople / 2)
 	}
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", grpcAddr, err)
 	}
@@ -224,22 +232,62 @@ func realMain(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// bearer sends a bearer token with every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: the benchmark talks to loopback.
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// benchPrincipal has the operator create the principal the benchmark calls
+// as, support staff of the company allowed invoicing, and returns its token.
+func benchPrincipal(ctx context.Context, addr, operator string) (string, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(operator)))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	res, err := pdv1.NewPrincipalServiceClient(conn).CreatePrincipal(ctx, &pdv1.CreatePrincipalRequest{
+		IdempotencyKey: "pdbench",
+		Principal: &pdv1.Principal{
+			PrincipalId: "pdbench", Kind: pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF,
+			TenantIds: []string{"company"}, Purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING},
+		},
+	})
+	if err != nil {
+		return "", fmt.Errorf("create the benchmark's principal: %w", err)
+	}
+	return res.GetToken(), nil
+}
+
 // startServer starts the real server with an embedded store in a fresh
-// temporary directory. stop shuts it down and removes the directory.
-func startServer(ctx context.Context, database string) (*server.Server, func(), error) {
+// temporary directory and returns it with the first operator's token. stop
+// shuts it down and removes the directory.
+func startServer(ctx context.Context, database string) (*server.Server, string, func(), error) {
 	dir, err := os.MkdirTemp("", "pdbench-*")
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	tokenFile := filepath.Join(dir, "operator.token")
 	srv, err := server.New(ctx, server.Config{
-		GRPCAddr: "127.0.0.1:0",
-		HTTPAddr: "127.0.0.1:0",
-		Store:    store.Config{DataDir: dir, Database: database},
+		GRPCAddr:          "127.0.0.1:0",
+		HTTPAddr:          "127.0.0.1:0",
+		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: database},
+		OperatorTokenFile: tokenFile,
 	}, log)
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, nil, err
+		return nil, "", nil, err
+	}
+	operator, err := os.ReadFile(tokenFile)
+	if err != nil {
+		_ = srv.Close()
+		_ = os.RemoveAll(dir)
+		return nil, "", nil, err
 	}
 	// The server outlives an interrupt long enough for the clients to close.
 	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -254,7 +302,7 @@ func startServer(ctx context.Context, database string) (*server.Server, func(), 
 			fmt.Fprintln(os.Stderr, "pdbench:", err)
 		}
 	}
-	return srv, stop, nil
+	return srv, strings.TrimSpace(string(operator)), stop, nil
 }
 
 // bench holds what the operations share.
