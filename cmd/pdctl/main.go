@@ -1,0 +1,273 @@
+// Command pdctl is the operators' tool: it manages principals (who may call
+// personaldatad, for which controllers, purposes and RPCs) through the
+// PrincipalService, over gRPC.
+//
+//	pdctl [-addr 127.0.0.1:50051] [-token-file data/operator.token] <command> [flags]
+//
+// Commands:
+//
+//	whoami
+//	principal create -id ID -kind KIND -tenant T[,T...] [-purpose P,...] [-rpc METHOD,...] [-description TEXT]
+//	principal get -id ID
+//	principal list
+//	principal update -id ID -tenant T,... [-purpose P,...] [-rpc METHOD,...]
+//	principal issue-token -id ID
+//	principal revoke -id ID [-reason TEXT]
+//
+// KIND is billing-system, domain-registration, support-staff,
+// customer-controller or operator; P is a purpose such as invoicing. A new
+// token is printed once, on its own line, and is not kept anywhere else.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "pdctl:", err)
+		os.Exit(1)
+	}
+}
+
+// conn is how to reach the server.
+type conn struct {
+	addr, tokenFile, token string
+	caFile, cert, key      string
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	var c conn
+	fs := flag.NewFlagSet("pdctl", flag.ContinueOnError)
+	fs.StringVar(&c.addr, "addr", envOr("PDCTL_ADDR", "127.0.0.1:50051"), "gRPC address (env PDCTL_ADDR)")
+	fs.StringVar(&c.tokenFile, "token-file", envOr("PDCTL_TOKEN_FILE", "data/operator.token"), "file holding the bearer token (env PDCTL_TOKEN_FILE)")
+	fs.StringVar(&c.caFile, "ca", "", "CA file (PEM) to verify the server: enables TLS")
+	fs.StringVar(&c.cert, "cert", "", "client certificate (PEM) for mutual TLS, instead of a token")
+	fs.StringVar(&c.key, "key", "", "client key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> [flags]")
+	}
+	cc, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	client := pdv1.NewPrincipalServiceClient(cc)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+
+	if rest[0] == "whoami" {
+		res, err := client.GetCaller(ctx, &pdv1.GetCallerRequest{})
+		return print(out, res, err)
+	}
+	if rest[0] != "principal" || len(rest) < 2 {
+		return fmt.Errorf("unknown command %q", strings.Join(rest, " "))
+	}
+	return principalCommand(ctx, client, rest[1], rest[2:], out)
+}
+
+func principalCommand(ctx context.Context, client pdv1.PrincipalServiceClient, cmd string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("principal "+cmd, flag.ContinueOnError)
+	id := fs.String("id", "", "principal id")
+	kind := fs.String("kind", "", "billing-system, domain-registration, support-staff, customer-controller or operator")
+	tenants := fs.String("tenant", "", `controllers it acts for, comma-separated ("company", customer ids; "*" for operators)`)
+	purposes := fs.String("purpose", "", "purposes, comma-separated (invoicing, service-delivery, account-communication, support, domain-registration); default of its kind when empty")
+	rpcs := fs.String("rpc", "", "full RPC method names, comma-separated; default of its kind when empty")
+	desc := fs.String("description", "", "what it is")
+	reason := fs.String("reason", "", "why it is revoked")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *id == "" && cmd != "list" {
+		return errors.New("-id is required")
+	}
+	key := idempotencyKey()
+	switch cmd {
+	case "create":
+		k, err := enumValue(pdv1.PrincipalKind_value, "PRINCIPAL_KIND_", *kind)
+		if err != nil {
+			return fmt.Errorf("-kind: %w", err)
+		}
+		ps, err := purposeList(*purposes)
+		if err != nil {
+			return err
+		}
+		res, err := client.CreatePrincipal(ctx, &pdv1.CreatePrincipalRequest{IdempotencyKey: key, Principal: &pdv1.Principal{
+			PrincipalId: *id, Kind: pdv1.PrincipalKind(k), TenantIds: list(*tenants), Purposes: ps, Rpcs: list(*rpcs), Description: *desc,
+		}})
+		return printToken(out, res.GetPrincipal(), res.GetToken(), err)
+	case "get":
+		res, err := client.GetPrincipal(ctx, &pdv1.GetPrincipalRequest{PrincipalId: *id})
+		return print(out, res, err)
+	case "list":
+		token := ""
+		for {
+			res, err := client.ListPrincipals(ctx, &pdv1.ListPrincipalsRequest{PageToken: token})
+			if err := print(out, res, err); err != nil {
+				return err
+			}
+			if token = res.GetNextPageToken(); token == "" {
+				return nil
+			}
+		}
+	case "update":
+		cur, err := client.GetPrincipal(ctx, &pdv1.GetPrincipalRequest{PrincipalId: *id})
+		if err != nil {
+			return err
+		}
+		ps, err := purposeList(*purposes)
+		if err != nil {
+			return err
+		}
+		res, err := client.UpdatePrincipal(ctx, &pdv1.UpdatePrincipalRequest{
+			IdempotencyKey: key, PrincipalId: *id, ExpectedVersion: cur.GetPrincipal().GetVersion(),
+			TenantIds: list(*tenants), Purposes: ps, Rpcs: list(*rpcs),
+		})
+		return print(out, res, err)
+	case "issue-token":
+		res, err := client.IssueToken(ctx, &pdv1.IssueTokenRequest{IdempotencyKey: key, PrincipalId: *id})
+		return printToken(out, res.GetPrincipal(), res.GetToken(), err)
+	case "revoke":
+		res, err := client.RevokePrincipal(ctx, &pdv1.RevokePrincipalRequest{IdempotencyKey: key, PrincipalId: *id, Reason: *reason})
+		return print(out, res, err)
+	}
+	return fmt.Errorf("unknown command principal %s", cmd)
+}
+
+func (c conn) dial() (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no certificate", c.caFile)
+		}
+		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if c.cert != "" {
+			kp, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Certificates = []tls.Certificate{kp}
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c.cert == "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read token: %w", err)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: strings.TrimSpace(string(b)), secure: c.caFile != ""}))
+	}
+	return grpc.NewClient(c.addr, opts...)
+}
+
+// bearer sends the token with every call.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity allows plaintext only when TLS is not configured
+// (loopback, as the server's default).
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
+
+func print(out io.Writer, m proto.Message, err error) error {
+	if err != nil {
+		return err
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, string(b))
+	return err
+}
+
+func printToken(out io.Writer, p *pdv1.Principal, token string, err error) error {
+	if err := print(out, p, err); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "token (shown once; store it as a secret):\n%s\n", token)
+	return err
+}
+
+func list(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// enumValue reads "billing-system" or "BILLING_SYSTEM" as an enum value.
+func enumValue(values map[string]int32, prefix, s string) (int32, error) {
+	name := prefix + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(strings.ToUpper(s), prefix), "-", "_"))
+	v, ok := values[name]
+	if !ok || v == 0 {
+		return 0, fmt.Errorf("unknown value %q", s)
+	}
+	return v, nil
+}
+
+func purposeList(s string) ([]pdv1.Purpose, error) {
+	var out []pdv1.Purpose
+	for _, p := range list(s) {
+		v, err := enumValue(pdv1.Purpose_value, "PURPOSE_", p)
+		if err != nil {
+			return nil, fmt.Errorf("-purpose: %w", err)
+		}
+		out = append(out, pdv1.Purpose(v))
+	}
+	return out, nil
+}
+
+func idempotencyKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "pdctl-" + hex.EncodeToString(b)
+}
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
