@@ -152,6 +152,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			UnmarshalOptions: protojson.UnmarshalOptions{},
 		}),
 		runtime.WithMetadata(forwardClientCertificate),
+		runtime.WithIncomingHeaderMatcher(refuseInternalHeaders),
 	)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		pdv1.RegisterPersonalDataServiceHandler,
