@@ -38,6 +38,13 @@ var endOfAgreementRPCs = []string{
 	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName,
 }
 
+// auditRPCs read the audit trail: for operators, and for controllers about
+// their own data.
+var auditRPCs = []string{
+	pdv1.AuditService_ListAuditEvents_FullMethodName,
+	pdv1.AuditService_VerifyAuditChain_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
 // says otherwise when creating it: least privilege for systems, the rights
 // requests for support staff and controllers, administration for operators.
@@ -58,7 +65,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs},
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION, pdv1.Purpose_PURPOSE_SUPPORT},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
@@ -74,7 +81,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.ProcessorAgreementService_AmendProcessorAgreement_FullMethodName,
 				pdv1.ProcessorAgreementService_TerminateProcessorAgreement_FullMethodName,
 			},
-			agreementReadRPCs, endOfAgreementRPCs,
+			agreementReadRPCs, endOfAgreementRPCs, auditRPCs,
 		},
 	},
 }
