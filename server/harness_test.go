@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -208,7 +209,51 @@ func (g grpcCaller) call(ctx context.Context, method string, req, resp proto.Mes
 	if g.token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+g.token)
 	}
-	return g.conn.Invoke(ctx, fullMethod(method), req, resp)
+	md, err := methodDescriptor(method)
+	if err != nil {
+		return err
+	}
+	if !md.IsStreamingServer() {
+		return g.conn.Invoke(ctx, fullMethod(method), req, resp)
+	}
+	// A server stream: read it to the end; the last message is the response.
+	stream, err := g.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, fullMethod(method))
+	if err != nil {
+		return err
+	}
+	if err := stream.SendMsg(req); err != nil {
+		return err
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	for {
+		msg := resp.ProtoReflect().New().Interface()
+		err := stream.RecvMsg(msg)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		proto.Reset(resp)
+		proto.Merge(resp, msg)
+	}
+}
+
+// methodDescriptor finds an RPC by name, as caller.call takes it.
+func methodDescriptor(method string) (protoreflect.MethodDescriptor, error) {
+	full := strings.TrimPrefix(fullMethod(method), "/")
+	svc, name, _ := strings.Cut(full, "/")
+	sd, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil, err
+	}
+	md := sd.(protoreflect.ServiceDescriptor).Methods().ByName(protoreflect.Name(name))
+	if md == nil {
+		return nil, fmt.Errorf("no method %s", method)
+	}
+	return md, nil
 }
 
 // restCaller calls the REST route that the method's google.api.http option
@@ -233,15 +278,9 @@ func (e *restError) GRPCStatus() *status.Status { return e.st }
 var jsonOut = protojson.MarshalOptions{UseProtoNames: true}
 
 func (r restCaller) call(ctx context.Context, method string, req, resp proto.Message) error {
-	full := strings.TrimPrefix(fullMethod(method), "/")
-	svc, name, _ := strings.Cut(full, "/")
-	sd, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	md, err := methodDescriptor(method)
 	if err != nil {
 		return err
-	}
-	md := sd.(protoreflect.ServiceDescriptor).Methods().ByName(protoreflect.Name(name))
-	if md == nil {
-		return fmt.Errorf("no method %s", method)
 	}
 	rule := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
 	verb, tmpl := "GET", rule.GetGet()
@@ -302,6 +341,15 @@ func (r restCaller) call(ctx context.Context, method string, req, resp proto.Mes
 	if err != nil {
 		return err
 	}
+	if md.IsStreamingServer() {
+		// The gateway streams {"result": ...} lines, or an {"error": ...} line
+		// (with the error's HTTP status when nothing was sent before it).
+		err := streamResult(b, resp)
+		if re, ok := err.(*restError); ok && res.StatusCode != http.StatusOK {
+			re.httpCode = res.StatusCode
+		}
+		return err
+	}
 	if res.StatusCode != http.StatusOK {
 		var st spb.Status
 		if err := protojson.Unmarshal(b, &st); err != nil {
@@ -310,6 +358,34 @@ func (r restCaller) call(ctx context.Context, method string, req, resp proto.Mes
 		return &restError{st: status.FromProto(&st), httpCode: res.StatusCode}
 	}
 	return protojson.Unmarshal(b, resp)
+}
+
+// streamResult reads a server stream as the gateway sends it, one JSON
+// object a line ({"result": ...} or {"error": ...}): an error line becomes the
+// call's error, otherwise the last result is the response.
+func streamResult(body []byte, resp proto.Message) error {
+	var last json.RawMessage
+	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+		var msg struct {
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(line, &msg); err != nil {
+			return fmt.Errorf("stream line %q: %w", line, err)
+		}
+		if msg.Error != nil {
+			var st spb.Status
+			if err := protojson.Unmarshal(msg.Error, &st); err != nil {
+				return err
+			}
+			return &restError{st: status.FromProto(&st), httpCode: httpStatus(codes.Code(st.GetCode()))}
+		}
+		last = msg.Result
+	}
+	if last == nil {
+		return nil
+	}
+	return protojson.Unmarshal(last, resp)
 }
 
 // transports runs f once over gRPC and once over REST, each on a fresh server.

@@ -127,6 +127,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
+		pdv1.RegisterAuditServiceServer(g, svc.Audit())
+		pdv1.RegisterProcessorAgreementServiceServer(g, svc.Agreements())
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -157,6 +159,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		pdv1.RegisterPersonalDataServiceHandler,
 		pdv1.RegisterPrincipalServiceHandler,
+		pdv1.RegisterAuditServiceHandler,
+		pdv1.RegisterProcessorAgreementServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)

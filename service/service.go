@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/example/personaldata/audit"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 )
@@ -23,6 +24,8 @@ type Service struct {
 	store *store.Store
 	now   func() time.Time
 	log   *slog.Logger
+	// audit is the audit trail, on the same store.
+	audit *audit.Log
 }
 
 // Options are the optional dependencies of a Service.
@@ -41,7 +44,7 @@ func New(st *store.Store, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, now: opts.Now, log: opts.Logger}
+	return &Service{store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st)}
 }
 
 // maxOps bounds the idempotency keys remembered per subject: a retry comes

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -265,6 +266,12 @@ func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequ
 			return nil, err
 		}
 	}
+	return s.accessResponse(ctx, sub)
+}
+
+// accessResponse is everything held about sub, as AccessSubject answers it:
+// for an erased subject, the tombstone.
+func (s *Service) accessResponse(ctx context.Context, sub *store.Subject) (*pdv1.AccessSubjectResponse, error) {
 	out := &pdv1.AccessSubjectResponse{
 		Subject:      subjectToProto(sub),
 		Purposes:     processingPurposes(sub.Controller),
@@ -279,6 +286,7 @@ func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequ
 		out.Purposes = nil
 		return out, nil
 	}
+	var err error
 	out.History, err = s.historyRange(ctx, sub, 0, sub.HistoryCount)
 	if err != nil {
 		return nil, s.internal(ctx, "access", err)
@@ -766,6 +774,18 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 	}
 	c, _ := s.caller(ctx)
 	prov = prov.by(c)
+	sub, err := s.eraseStored(ctx, id, ground, prov, store.Op{Key: opKey(key), Fingerprint: fp}, now)
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.EraseSubjectResponse{Subject: subjectToProto(sub), ErasedCategories: erasedCategories}, nil
+}
+
+// eraseStored erases the stored subject id: it leaves a tombstone that
+// records ground, provenance and op, then removes the keys and history.
+// Erasing an erased subject writes nothing but finishes an interrupted
+// cleanup, so it may be repeated.
+func (s *Service) eraseStored(ctx context.Context, id, ground string, prov provenance, op store.Op, now time.Time) (*store.Subject, error) {
 	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			if sub.CleanupPending {
@@ -779,7 +799,7 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 		sub.CleanupPending = true
 		// Forget the fingerprints of earlier requests: they were taken over
 		// personal data.
-		sub.Ops = []store.Op{{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}}
+		sub.Ops = []store.Op{{Key: op.Key, Fingerprint: op.Fingerprint, Result: sub.Version + 1}}
 		sub.Changes = append(sub.Changes, store.Change{
 			Kind: pdv1.ChangeKind_CHANGE_KIND_ERASED.String(), At: now.UnixNano(),
 			Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy,
@@ -803,7 +823,7 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 			return nil, s.internal(ctx, "erase", err)
 		}
 	}
-	return &pdv1.EraseSubjectResponse{Subject: subjectToProto(sub), ErasedCategories: erasedCategories}, nil
+	return sub, nil
 }
 
 // finishErasure removes the documents beside the subject's own that hold or

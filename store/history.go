@@ -14,11 +14,14 @@ type HistoryEntry struct {
 	SubjectID string `bson:"subject_id"`
 	Seq       int64  `bson:"seq"`
 	Kind      string `bson:"kind"`
-	Title     string `bson:"title"`
-	Body      string `bson:"body"`
-	Reference string `bson:"reference,omitempty"`
-	OccurAt   int64  `bson:"occur_at"`
-	CreatedAt int64  `bson:"created_at"`
+	// Title, Body and Reference are in the clear, never stored: the service
+	// seals them into Sealed.
+	Title     string         `bson:"title"`
+	Body      string         `bson:"body"`
+	Reference string         `bson:"reference,omitempty"`
+	Sealed    *SealedHistory `bson:"sealed,omitempty"`
+	OccurAt   int64          `bson:"occur_at"`
+	CreatedAt int64          `bson:"created_at"`
 }
 
 // HistoryEntryID is the _id of a subject's entry number seq.

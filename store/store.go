@@ -43,6 +43,14 @@ const (
 	historyCollection    = "history"
 	principalsCollection = "principals"
 	agreementsCollection = "agreements"
+	jobsCollection       = "jobs"
+	dataKeysCollection   = "data_keys"
+)
+
+// Collection names of the audit trail.
+const (
+	auditEventsCollection = "audit_events"
+	auditHeadsCollection  = "audit_heads"
 )
 
 // Config says which database to use.
@@ -63,11 +71,20 @@ type Store struct {
 	subjects *mongo.Collection
 	keys     *mongo.Collection
 	history  *mongo.Collection
+	// jobs are the bulk operations, such as erasing a controller's subjects.
+	jobs *mongo.Collection
+	// dataKeys are the subjects' wrapped data keys, apart from their data.
+	dataKeys *mongo.Collection
 	// principals are the callers, by identity.
 	principals *mongo.Collection
 	// agreements are the processor agreements, one document per customer.
 	agreements *mongo.Collection
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
+
+	// auditEvents are the hash-chained audit events; auditHeads hint at the
+	// last seq of each chain.
+	auditEvents *mongo.Collection
+	auditHeads  *mongo.Collection
 }
 
 // Open connects to MongoDB, or starts the embedded store when cfg.URI is
@@ -109,6 +126,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.history = db.Collection(historyCollection)
 	s.principals = db.Collection(principalsCollection)
 	s.agreements = db.Collection(agreementsCollection)
+	s.jobs = db.Collection(jobsCollection)
+	s.dataKeys = db.Collection(dataKeysCollection)
+	s.auditEvents = db.Collection(auditEventsCollection)
+	s.auditHeads = db.Collection(auditHeadsCollection)
 	if err := s.prepare(ctx, db); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
@@ -128,7 +149,7 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 	for _, n := range existing {
 		have[n] = true
 	}
-	for _, name := range []string{subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection} {
+	for _, name := range []string{subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection, dataKeysCollection, auditEventsCollection, auditHeadsCollection} {
 		if have[name] {
 			continue
 		}
@@ -140,6 +161,10 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 		if err := s.embedded.IndexIDs(ctx, db.Name()); err != nil {
 			return fmt.Errorf("store: index embedded store: %w", err)
 		}
+	}
+	// The tenant listing of audit events is not by _id: an index on MongoDB.
+	if err := s.prepareAudit(ctx); err != nil {
+		return err
 	}
 	return nil
 }

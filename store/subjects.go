@@ -12,11 +12,15 @@ type Subject struct {
 	ID         string `bson:"_id"`
 	Version    int64  `bson:"v"`
 	Controller string `bson:"controller"`
-	// Person is nil once the subject is erased.
-	Person      *Person      `bson:"person,omitempty"`
-	Restriction *Restriction `bson:"restriction,omitempty"`
-	Erasure     *Erasure     `bson:"erasure,omitempty"`
-	Changes     []Change     `bson:"changes"`
+	// Person is the personal data in the clear, nil once the subject is
+	// erased. It is never stored: the service seals it into Sealed before a
+	// write and opens it after a read.
+	Person *Person `bson:"person,omitempty"`
+	// Sealed is Person encrypted under the subject's data key.
+	Sealed      *SealedPerson `bson:"sealed,omitempty"`
+	Restriction *Restriction  `bson:"restriction,omitempty"`
+	Erasure     *Erasure      `bson:"erasure,omitempty"`
+	Changes     []Change      `bson:"changes"`
 	// HistoryCount is the number of history sequence numbers handed out.
 	HistoryCount int64 `bson:"history_count"`
 	// Keys are the _ids of the lookup keys this subject holds; kept until an

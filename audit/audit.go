@@ -1,0 +1,427 @@
+// Package audit keeps the audit trail: one event for every read and change of
+// personal data (who, for which tenant and purpose, which RPC, which fields,
+// with what outcome, when), never the personal values themselves.
+//
+// Events form chains: "subjects/<id>" for the events of one data subject,
+// "tenants/<id>" for a controller's events that concern no one subject, and
+// "principals" for changes of principals. Each event carries the SHA-256 of
+// the event before it in its chain (PrevHash) and its own hash over all its
+// fields and PrevHash, so an event that is changed, removed from the middle
+// of a chain or put in the place of another is detected by Verify.
+//
+// Appending needs no transaction and no lock shared between processes: the
+// _id of an event is its chain and seq, so inserting it reserves the seq, and
+// a writer that finds the seq taken by another (a duplicate _id) re-reads the
+// chain's end and tries the next one. Several server replicas may append to
+// one chain at once.
+//
+// What the chain alone cannot show: the removal of the LAST events of a
+// chain leaves a shorter chain that is intact. The head hint (the last seq
+// appended, kept beside the chain) mitigates this: Verify reports a chain that
+// ends before its head as missing its next event, and Append refuses to
+// continue such a chain rather than hide the gap. An attacker who can write
+// the database can still lower the head as well, or rewrite a chain's tail
+// with recomputed hashes; only anchoring head hashes outside the database
+// (for example periodically signing or publishing them) would show that.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/maphash"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/example/personaldata/store"
+)
+
+// Chain names.
+const (
+	// PrincipalsChain holds the changes of principals.
+	PrincipalsChain = "principals"
+	subjectsPrefix  = "subjects/"
+	tenantsPrefix   = "tenants/"
+)
+
+// SubjectChain is the chain of the events of one data subject.
+func SubjectChain(subjectID string) string { return subjectsPrefix + subjectID }
+
+// TenantChain is the chain of a controller's events that concern no one
+// subject.
+func TenantChain(tenantID string) string { return tenantsPrefix + tenantID }
+
+// Reasons Verify gives for the first broken link.
+const (
+	// ReasonChanged: the event's hash does not follow from its contents.
+	ReasonChanged = "changed"
+	// ReasonMissing: the seq is absent although later events exist, or the
+	// chain ends before its head hint (events were cut off its end).
+	ReasonMissing = "missing"
+	// ReasonOutOfPlace: the event is intact but does not follow from the
+	// event before it (its prev_hash differs from that event's hash), or it
+	// names another chain or seq than the place it is stored at.
+	ReasonOutOfPlace = "out of place"
+)
+
+// Errors callers test with errors.Is.
+var (
+	// ErrBroken: the chain's head hint is past the chain's last event, so
+	// events were removed from its end. Appending would hide that, so Append
+	// refuses; Verify reports it.
+	ErrBroken = errors.New("audit chain is broken")
+	// ErrContention: another writer took every seq tried.
+	ErrContention = errors.New("audit chain too contended")
+)
+
+// Event is one touch of personal data.
+type Event struct {
+	Chain     string
+	Seq       int64 // from 1; set by Append
+	Time      time.Time
+	Principal string
+	Tenant    string
+	Purpose   string
+	RPC       string
+	SubjectID string
+	// Fields names the fields or categories touched; never values.
+	Fields   []string
+	Outcome  string
+	PrevHash string // set by Append
+	Hash     string // set by Append
+}
+
+// ID is the event's _id in the store: its chain and seq.
+func (e Event) ID() string { return store.AuditEventID(e.Chain, e.Seq) }
+
+// hashDomain separates these hashes from any other SHA-256 use, and names
+// the version of the encoding.
+const hashDomain = "personaldata.audit.v1"
+
+// Hash is the hex SHA-256 of e's canonical encoding: every field but Hash, in
+// a fixed order, each string prefixed by its length in bytes, each number in
+// 8 bytes, and Fields by its count, so that no two different events encode
+// alike. Time counts in Unix nanoseconds.
+func Hash(e Event) string {
+	h := sha256.New()
+	str := func(s string) {
+		writeUint(h, uint64(len(s)))
+		h.Write([]byte(s))
+	}
+	str(hashDomain)
+	str(e.Chain)
+	writeUint(h, uint64(e.Seq))
+	writeUint(h, uint64(e.Time.UnixNano()))
+	str(e.Principal)
+	str(e.Tenant)
+	str(e.Purpose)
+	str(e.RPC)
+	str(e.SubjectID)
+	writeUint(h, uint64(len(e.Fields)))
+	for _, f := range e.Fields {
+		str(f)
+	}
+	str(e.Outcome)
+	str(e.PrevHash)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func writeUint(h hash.Hash, n uint64) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	h.Write(b[:])
+}
+
+// Log appends to and reads the audit chains in a store. A Log is safe for
+// concurrent use; one per process is the intent, and any number of Logs, in
+// any number of processes, may append to the same chain.
+type Log struct {
+	st *store.Store
+	// chains serialises the appends of this Log to one chain, so that its
+	// own goroutines queue instead of racing for the same seq; other
+	// processes still race, and the _id reservation settles that.
+	seed   maphash.Seed
+	chains [256]sync.Mutex
+}
+
+// New returns a Log on st.
+func New(st *store.Store) *Log {
+	return &Log{st: st, seed: maphash.MakeSeed()}
+}
+
+// maxAppendAttempts bounds the seqs an Append tries before giving up; each
+// loss means another writer appended, so the chain moved on.
+const maxAppendAttempts = 64
+
+// Append adds e to the end of e.Chain and returns it with Seq, PrevHash and
+// Hash set (Time too when it was zero). It finds the chain's last event (the
+// head hint, then exact reads forward), inserts e as the next seq, and on
+// finding that seq taken by another writer continues from that writer's
+// event. Once inserted it moves the head hint forward, best effort: an
+// appended event is never undone for a hint that could not be written.
+func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
+	if e.Chain == "" {
+		return Event{}, errors.New("audit: append: chain is required")
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Time = time.Unix(0, e.Time.UnixNano()).UTC() // as stored and hashed
+
+	m := &l.chains[maphash.String(l.seed, e.Chain)%uint64(len(l.chains))]
+	m.Lock()
+	defer m.Unlock()
+
+	hint, err := l.st.GetAuditHead(ctx, e.Chain)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	last, lastHash, err := l.tail(ctx, e.Chain, hint)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	for attempt := range maxAppendAttempts {
+		e.Seq, e.PrevHash = last+1, lastHash
+		e.Hash = Hash(e)
+		err := l.st.InsertAuditEvent(ctx, toStore(e))
+		if err == nil {
+			// Best effort: a head that lags only makes the next append probe
+			// further, and Verify's check of the end a little weaker.
+			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq)
+			return e, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return Event{}, fmt.Errorf("audit: append: %w", err)
+		}
+		// Another writer took e.Seq: its event is the new last one, and
+		// more may follow it.
+		if err := backoff(ctx, attempt); err != nil {
+			return Event{}, fmt.Errorf("audit: append: %w", err)
+		}
+		if last, lastHash, err = l.tail(ctx, e.Chain, e.Seq); err != nil {
+			return Event{}, fmt.Errorf("audit: append: %w", err)
+		}
+	}
+	return Event{}, fmt.Errorf("audit: append to %s: %w", e.Chain, ErrContention)
+}
+
+// backoff waits a random time that grows with the attempt, so that writers
+// that keep colliding spread out.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return ctx.Err()
+	}
+	d := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(attempt, 7)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// tail returns the seq and hash of the last event of chain, given that
+// event from exists (0: none is known). It reads event from, then probes
+// forward by exact _id reads: one by one at first, in growing steps with a
+// binary search at the end when the hint lags far behind. An absent event
+// from is ErrBroken: the chain ends before a seq known to be appended.
+func (l *Log) tail(ctx context.Context, chain string, from int64) (int64, string, error) {
+	lo, loHash := int64(0), ""
+	if from > 0 {
+		ev, err := l.st.GetAuditEvent(ctx, chain, from)
+		if errors.Is(err, store.ErrNotFound) {
+			return 0, "", fmt.Errorf("%w: %s ends before seq %d", ErrBroken, chain, from)
+		}
+		if err != nil {
+			return 0, "", err
+		}
+		lo, loHash = from, ev.Hash
+	}
+	// Gallop: lo is present; find hi, absent.
+	var hi int64
+	step := int64(1)
+	for hits := 0; ; hits++ {
+		ev, err := l.st.GetAuditEvent(ctx, chain, lo+step)
+		if errors.Is(err, store.ErrNotFound) {
+			hi = lo + step
+			break
+		}
+		if err != nil {
+			return 0, "", err
+		}
+		lo, loHash = lo+step, ev.Hash
+		if hits >= 4 {
+			step *= 2
+		}
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		ev, err := l.st.GetAuditEvent(ctx, chain, mid)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			hi = mid
+		case err != nil:
+			return 0, "", err
+		default:
+			lo, loHash = mid, ev.Hash
+		}
+	}
+	return lo, loHash, nil
+}
+
+// Result is what Verify found.
+type Result struct {
+	// Events is the number of events that verified, from seq 1: all of
+	// them when the chain is intact, else those before FirstBroken.
+	Events int64
+	// FirstBroken is the seq of the first event that does not follow from
+	// the one before it; 0 when the chain is intact.
+	FirstBroken int64
+	// Reason is what is wrong there: ReasonChanged, ReasonMissing or
+	// ReasonOutOfPlace; "" when intact.
+	Reason string
+}
+
+// Intact reports whether the chain verified.
+func (r Result) Intact() bool { return r.FirstBroken == 0 }
+
+// verifyLookahead is how many seqs past the apparent end of a chain Verify
+// reads when the head hint does not reach beyond it (the hint may lag, or
+// have been lowered), to find events that follow a removed one.
+const verifyLookahead = 16
+
+// Verify walks chain from seq 1 by exact _id reads and reports the first
+// broken link: an event whose hash does not recompute (changed), a seq
+// absent before later events or before the head hint (missing), an event
+// whose prev_hash is not the previous event's hash or that names another
+// place (out of place). An empty chain is intact. See the package comment
+// for what no chain check can show.
+func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
+	head, err := l.st.GetAuditHead(ctx, chain)
+	if err != nil {
+		return Result{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	var res Result
+	prev := ""
+	for seq := int64(1); ; seq++ {
+		se, err := l.st.GetAuditEvent(ctx, chain, seq)
+		if errors.Is(err, store.ErrNotFound) {
+			// The end of the chain, unless the head hint was past it or
+			// events follow.
+			later := head >= seq
+			if !later {
+				if later, err = l.anyFrom(ctx, chain, seq+1); err != nil {
+					return Result{}, fmt.Errorf("audit: verify: %w", err)
+				}
+			}
+			if later {
+				res.FirstBroken, res.Reason = seq, ReasonMissing
+			}
+			return res, nil
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("audit: verify: %w", err)
+		}
+		e := fromStore(se)
+		reason := ""
+		switch {
+		case Hash(e) != e.Hash:
+			reason = ReasonChanged
+		case e.Chain != chain || e.Seq != seq || e.PrevHash != prev:
+			reason = ReasonOutOfPlace
+		}
+		if reason != "" {
+			res.FirstBroken, res.Reason = seq, reason
+			return res, nil
+		}
+		prev = e.Hash
+		res.Events++
+	}
+}
+
+// anyFrom reports whether any of the verifyLookahead events of chain from
+// seq from on exists.
+func (l *Log) anyFrom(ctx context.Context, chain string, from int64) (bool, error) {
+	for seq := from; seq < from+verifyLookahead; seq++ {
+		_, err := l.st.GetAuditEvent(ctx, chain, seq)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// List returns up to limit events of chain from seq fromSeq on, in seq
+// order, stopping at the first missing seq (Verify tells why it is missing).
+func (l *Log) List(ctx context.Context, chain string, fromSeq int64, limit int) ([]Event, error) {
+	ses, err := l.st.ListAuditChain(ctx, chain, fromSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: list: %w", err)
+	}
+	out := make([]Event, len(ses))
+	for i, se := range ses {
+		out[i] = fromStore(se)
+	}
+	return out, nil
+}
+
+// ListTenant returns up to limit events of tenant, of all its chains, whose
+// ID comes after the given one (from the start when it is empty), in ID
+// order: chain by chain, each in seq order. It is a scan on the embedded
+// store; see store.ListAuditEventsByTenant.
+func (l *Log) ListTenant(ctx context.Context, tenant, after string, limit int) ([]Event, error) {
+	ses, err := l.st.ListAuditEventsByTenant(ctx, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit: list tenant: %w", err)
+	}
+	out := make([]Event, len(ses))
+	for i, se := range ses {
+		out[i] = fromStore(se)
+	}
+	return out, nil
+}
+
+func toStore(e Event) *store.AuditEvent {
+	return &store.AuditEvent{
+		ID:        e.ID(),
+		Chain:     e.Chain,
+		Seq:       e.Seq,
+		Time:      e.Time.UnixNano(),
+		Principal: e.Principal,
+		Tenant:    e.Tenant,
+		Purpose:   e.Purpose,
+		RPC:       e.RPC,
+		SubjectID: e.SubjectID,
+		Fields:    e.Fields,
+		Outcome:   e.Outcome,
+		PrevHash:  e.PrevHash,
+		Hash:      e.Hash,
+	}
+}
+
+func fromStore(se *store.AuditEvent) Event {
+	return Event{
+		Chain:     se.Chain,
+		Seq:       se.Seq,
+		Time:      time.Unix(0, se.Time).UTC(),
+		Principal: se.Principal,
+		Tenant:    se.Tenant,
+		Purpose:   se.Purpose,
+		RPC:       se.RPC,
+		SubjectID: se.SubjectID,
+		Fields:    se.Fields,
+		Outcome:   se.Outcome,
+		PrevHash:  se.PrevHash,
+		Hash:      se.Hash,
+	}
+}

@@ -1,0 +1,237 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/example/personaldata/audit"
+	"github.com/example/personaldata/auth"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// Audit implements AuditService: reading and verifying the audit trail.
+// A caller sees the chains of the controllers it acts for; the chain of
+// principals is for operators.
+type Audit struct {
+	pdv1.UnimplementedAuditServiceServer
+	*Service
+}
+
+// Audit returns the AuditService on the same store and audit log.
+func (s *Service) Audit() *Audit { return &Audit{Service: s} }
+
+// defaultAuditPageSize is the page size of ListAuditEvents when none is asked.
+const defaultAuditPageSize = 50
+
+// maxAuditTokenLen bounds a page token before it is decoded.
+const maxAuditTokenLen = 512
+
+// ListAuditEvents pages through one subject's chain, in seq order, or through
+// every event of one tenant, chain by chain.
+func (s *Audit) ListAuditEvents(ctx context.Context, req *pdv1.ListAuditEventsRequest) (*pdv1.ListAuditEventsResponse, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v violations
+	subjectID, tenantID := req.GetSubjectId(), req.GetTenantId()
+	switch {
+	case subjectID == "" && tenantID == "":
+		v.add("subject_id", "exactly one of subject_id and tenant_id is required")
+		v.add("tenant_id", "exactly one of subject_id and tenant_id is required")
+	case subjectID != "" && tenantID != "":
+		v.add("subject_id", "exactly one of subject_id and tenant_id may be given")
+		v.add("tenant_id", "exactly one of subject_id and tenant_id may be given")
+	case subjectID != "":
+		v.subjectID(subjectID)
+	default:
+		v.auditTenant("tenant_id", tenantID)
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = defaultAuditPageSize
+	}
+	if size < 0 || size > maxPageSize {
+		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
+	}
+	// The position to go on from: the next seq of a subject's chain, the
+	// last event id of a tenant's listing.
+	var pos string
+	from := int64(1)
+	if len(v) == 0 {
+		if subjectID != "" {
+			if pos = v.auditPageToken(req.GetPageToken(), "s", subjectID); pos != "" {
+				if from, err = strconv.ParseInt(pos, 10, 64); err != nil || from < 1 {
+					v.add("page_token", "is not a token from this listing")
+				}
+			}
+		} else {
+			pos = v.auditPageToken(req.GetPageToken(), "t", tenantID)
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+
+	out := &pdv1.ListAuditEventsResponse{}
+	if subjectID != "" {
+		if err := s.subjectVisible(ctx, c, subjectID); err != nil {
+			return nil, err
+		}
+		evs, err := s.audit.List(ctx, audit.SubjectChain(subjectID), from, size+1)
+		if err != nil {
+			return nil, s.internal(ctx, "list audit events", err)
+		}
+		if len(evs) > size {
+			out.NextPageToken = auditPageToken("s", subjectID, strconv.FormatInt(evs[size].Seq, 10))
+			evs = evs[:size]
+		}
+		out.Events = auditEventsToProto(evs)
+		return out, nil
+	}
+	if !c.ActsFor(tenantID) {
+		return nil, status.Error(codes.NotFound, "tenant not found")
+	}
+	evs, err := s.audit.ListTenant(ctx, tenantID, pos, size+1)
+	if err != nil {
+		return nil, s.internal(ctx, "list audit events", err)
+	}
+	if len(evs) > size {
+		evs = evs[:size]
+		out.NextPageToken = auditPageToken("t", tenantID, evs[size-1].ID())
+	}
+	out.Events = auditEventsToProto(evs)
+	return out, nil
+}
+
+// VerifyAuditChain walks a chain and names its first broken link.
+func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChainRequest) (*pdv1.VerifyAuditChainResponse, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	chain := req.GetChain()
+	var v violations
+	switch {
+	case chain == audit.PrincipalsChain:
+	case strings.HasPrefix(chain, "subjects/"):
+		if id := strings.TrimPrefix(chain, "subjects/"); id == "" || len(id) > maxIDLen || !controllerPattern.MatchString(id) {
+			v.add("chain", "does not name a subject")
+		}
+	case strings.HasPrefix(chain, "tenants/"):
+		if id := strings.TrimPrefix(chain, "tenants/"); !controllerPattern.MatchString(id) {
+			v.add("chain", "does not name a tenant")
+		}
+	default:
+		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>" or "principals"`)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	switch {
+	case chain == audit.PrincipalsChain:
+		if !c.ActsFor(auth.AllTenants) {
+			return nil, status.Error(codes.PermissionDenied, "the chain of principals is for operators")
+		}
+	case strings.HasPrefix(chain, "subjects/"):
+		if err := s.subjectVisible(ctx, c, strings.TrimPrefix(chain, "subjects/")); err != nil {
+			return nil, err
+		}
+	default:
+		if !c.ActsFor(strings.TrimPrefix(chain, "tenants/")) {
+			return nil, status.Error(codes.NotFound, "tenant not found")
+		}
+	}
+	res, err := s.audit.Verify(ctx, chain)
+	if err != nil {
+		return nil, s.internal(ctx, "verify audit chain", err)
+	}
+	return &pdv1.VerifyAuditChainResponse{
+		Intact:         res.Intact(),
+		Events:         res.Events,
+		FirstBrokenSeq: res.FirstBroken,
+		Reason:         res.Reason,
+	}, nil
+}
+
+// subjectVisible is the tenant rule for a subject's chain: the caller must
+// act for the subject's controller, else the subject is NOT_FOUND, as an
+// unknown one is. An erased subject's chain stays readable: its tombstone
+// keeps the controller, and events hold no personal values.
+func (s *Audit) subjectVisible(ctx context.Context, c *auth.Caller, id string) error {
+	sub, err := s.store.GetSubject(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound()
+	}
+	if err != nil {
+		return s.internal(ctx, "audit: get subject", err)
+	}
+	return visible(c, sub)
+}
+
+func (v *violations) auditTenant(field, id string) {
+	if !controllerPattern.MatchString(id) {
+		v.add(field, `must be "company" or a customer id of 1 to 63 characters a-z, 0-9, '_', '-'`)
+	}
+}
+
+// auditPageToken is an opaque page token: the position to go on from, bound
+// to the listing (kind "s" for a subject, "t" for a tenant, and its id), so a
+// token is refused by another listing.
+func auditPageToken(kind, id, pos string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(kind + "\x00" + id + "\x00" + pos))
+}
+
+// auditPageToken decodes a page token of the listing kind/id and returns
+// its position; "" for no token.
+func (v *violations) auditPageToken(token, kind, id string) string {
+	if token == "" {
+		return ""
+	}
+	bad := func() string {
+		v.add("page_token", "is not a token from this listing")
+		return ""
+	}
+	if len(token) > maxAuditTokenLen {
+		return bad()
+	}
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return bad()
+	}
+	parts := strings.Split(string(b), "\x00")
+	if len(parts) != 3 || parts[0] != kind || parts[1] != id || parts[2] == "" {
+		return bad()
+	}
+	return parts[2]
+}
+
+func auditEventsToProto(evs []audit.Event) []*pdv1.AuditEvent {
+	out := make([]*pdv1.AuditEvent, len(evs))
+	for i, e := range evs {
+		out[i] = &pdv1.AuditEvent{
+			Chain:       e.Chain,
+			Seq:         e.Seq,
+			EventTime:   timestamppb.New(e.Time),
+			PrincipalId: e.Principal,
+			TenantId:    e.Tenant,
+			Purpose:     enumValue[pdv1.Purpose](pdv1.Purpose_value, e.Purpose),
+			Rpc:         e.RPC,
+			SubjectId:   e.SubjectID,
+			Fields:      e.Fields,
+			Outcome:     e.Outcome,
+			PrevHash:    e.PrevHash,
+			Hash:        e.Hash,
+		}
+	}
+	return out
+}

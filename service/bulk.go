@@ -1,0 +1,217 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// bulkPageSize is how many subjects one read of a controller's subjects
+// returns. On the embedded store every read scans the collection, so pages
+// are large.
+const bulkPageSize = 200
+
+// Job kinds and states, as stored.
+const (
+	jobKindEraseController = "ERASE_CONTROLLER_SUBJECTS"
+	jobRunning             = "RUNNING"
+	jobFinished            = "FINISHED"
+)
+
+// Export resume tokens are opaque to callers: the customer, how many
+// subjects were sent and the id of the last one, so a token cannot be used
+// on another customer's export and the count goes on where it stopped.
+func encodeExportToken(customer string, done int64, lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(customer + "/" + strconv.FormatInt(done, 10) + "/" + lastID))
+}
+
+func decodeExportToken(token, customer string) (int64, string, bool) {
+	if token == "" {
+		return 0, "", true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return 0, "", false
+	}
+	parts := strings.Split(string(b), "/")
+	if len(parts) != 3 || parts[0] != customer || !controllerPattern.MatchString(parts[2]) {
+		return 0, "", false
+	}
+	done, err := strconv.ParseInt(parts[1], 10, 64)
+	return done, parts[2], err == nil && done > 0
+}
+
+// ExportControllerSubjects streams everything held about every subject of a
+// customer, erased ones as their tombstones, in subject id order. It needs
+// no agreement in force: returning the data is what the end of one requires.
+func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjectsRequest, stream grpc.ServerStreamingServer[pdv1.ExportControllerSubjectsResponse]) error {
+	ctx := stream.Context()
+	var v violations
+	customer := v.customerID("customer_id", req.GetCustomerId())
+	done, after, ok := decodeExportToken(req.GetResumeToken(), customer)
+	if !ok {
+		v.add("resume_token", "is not a token from an export of this customer")
+	}
+	if err := v.err(); err != nil {
+		return err
+	}
+	if _, err := s.actsFor(ctx, customer, customerNotFound); err != nil {
+		return err
+	}
+	total, err := s.store.CountSubjectsOfController(ctx, customer)
+	if err != nil {
+		return s.internal(ctx, "export", err)
+	}
+	for {
+		page, err := s.store.SubjectsOfController(ctx, customer, after, bulkPageSize)
+		if err != nil {
+			return s.internal(ctx, "export", err)
+		}
+		for _, sub := range page {
+			out, err := s.accessResponse(ctx, sub)
+			if err != nil {
+				return err
+			}
+			done++
+			after = sub.ID
+			if err := stream.Send(&pdv1.ExportControllerSubjectsResponse{
+				Subject:     out,
+				Done:        done,
+				Total:       max(total, done), // subjects created during the export
+				ResumeToken: encodeExportToken(customer, done, sub.ID),
+			}); err != nil {
+				return err
+			}
+		}
+		if len(page) < bulkPageSize {
+			return nil
+		}
+	}
+}
+
+// eraseJobID derives a bulk erasure's job id from the customer and the
+// idempotency key, so a retry finds the job its first attempt started.
+func eraseJobID(customer, key string) string {
+	h := sha256.Sum256([]byte("erase-job\x00" + customer + "\x00" + key))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16]))
+}
+
+// EraseControllerSubjects erases every subject of a customer, as
+// EraseSubject erases one, streaming progress. The job is recorded, and a
+// call with the same idempotency key resumes it after the last subject it
+// recorded; once finished, it only reports that. Two calls that run at once
+// do no harm: erasing an erased subject writes nothing, and progress counts
+// each subject once, in id order.
+func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRequest, stream grpc.ServerStreamingServer[pdv1.EraseControllerSubjectsResponse]) error {
+	ctx := stream.Context()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	customer := v.customerID("customer_id", req.GetCustomerId())
+	ground := v.enum("ground", req.GetGround())
+	ref := v.text("reference", req.GetReference(), maxReferenceLen, false, false)
+	if err := v.err(); err != nil {
+		return err
+	}
+	c, err := s.actsFor(ctx, customer, customerNotFound)
+	if err != nil {
+		return err
+	}
+	fp := fingerprint(req)
+	id := eraseJobID(customer, key)
+	job, err := s.store.GetJob(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		job, err = s.startEraseJob(ctx, id, customer, ground, ref, c.ID(), fp)
+	}
+	if err != nil {
+		return s.internal(ctx, "erase controller", err)
+	}
+	if !bytes.Equal(job.Fingerprint, fp) {
+		return keyReused()
+	}
+	progress := func(j *store.Job) error {
+		return stream.Send(&pdv1.EraseControllerSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Finished: j.State == jobFinished})
+	}
+	if err := progress(job); err != nil || job.State == jobFinished {
+		return err
+	}
+	// Each subject records the job's erasure as its one operation.
+	op := store.Op{Key: opKey("job:" + id), Fingerprint: fp}
+	prov := provenance{reference: job.Reference, performedBy: c.ID()}
+	if prov.reference == "" {
+		prov.reference = "job " + id
+	}
+	after := job.LastSubjectID
+	for {
+		page, err := s.store.SubjectsOfController(ctx, customer, after, bulkPageSize)
+		if err != nil {
+			return s.internal(ctx, "erase controller", err)
+		}
+		for _, sub := range page {
+			if sub.Erasure == nil || sub.CleanupPending {
+				if _, err := s.eraseStored(ctx, sub.ID, job.Ground, prov, op, s.now()); err != nil {
+					return err
+				}
+			}
+			after = sub.ID
+			job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+				if sub.ID > j.LastSubjectID { // else a concurrent run counted it
+					j.LastSubjectID = sub.ID
+					j.Done++
+				}
+				j.Total = max(j.Total, j.Done) // subjects created during the job
+				j.UpdatedAt = s.now().UnixNano()
+				return nil
+			})
+			if err != nil {
+				return s.internal(ctx, "erase controller", err)
+			}
+			if err := progress(job); err != nil {
+				return err
+			}
+		}
+		if len(page) < bulkPageSize {
+			break
+		}
+	}
+	job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+		if j.State != jobFinished {
+			j.State = jobFinished
+			j.FinishedAt = s.now().UnixNano()
+			j.UpdatedAt = j.FinishedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return s.internal(ctx, "erase controller", err)
+	}
+	return progress(job)
+}
+
+// startEraseJob records a new bulk erasure, or returns the job a concurrent
+// call with the same key recorded first.
+func (s *Agreements) startEraseJob(ctx context.Context, id, customer, ground, ref, principal string, fp []byte) (*store.Job, error) {
+	total, err := s.store.CountSubjectsOfController(ctx, customer)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UnixNano()
+	job := &store.Job{
+		ID: id, Version: 1, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref,
+		Principal: principal, Fingerprint: fp, State: jobRunning, Total: total, StartedAt: now, UpdatedAt: now,
+	}
+	err = s.store.InsertJob(ctx, job)
+	if errors.Is(err, store.ErrExists) {
+		return s.store.GetJob(ctx, id)
+	}
+	return job, err
+}

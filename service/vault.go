@@ -1,0 +1,343 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/example/personaldata/envelope"
+	"github.com/example/personaldata/store"
+)
+
+// Keys holds the master keys: the keyring, and the file it came from so that
+// a master key version added by a rotation elsewhere is picked up.
+type Keys struct {
+	mu         sync.RWMutex
+	ring       *envelope.Keyring
+	path       string // empty when the keyring came from the environment
+	lastReload time.Time
+}
+
+// NewKeys wraps a keyring loaded from path ("" if not from a file).
+func NewKeys(ring *envelope.Keyring, path string) *Keys {
+	return &Keys{ring: ring, path: path}
+}
+
+// Ring is the keyring in use.
+func (k *Keys) Ring() *envelope.Keyring {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.ring
+}
+
+// reload reads the keyring file again, at most once a second; it reports
+// whether it did.
+func (k *Keys) reload() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.path == "" || time.Since(k.lastReload) < time.Second {
+		return false
+	}
+	k.lastReload = time.Now()
+	ring, err := envelope.Load(k.path)
+	if err != nil {
+		return false
+	}
+	k.ring = ring
+	return true
+}
+
+// unwrap unwraps a data key, reloading the keyring once if the key was
+// wrapped by a master key version this process does not know yet.
+func (k *Keys) unwrap(w envelope.WrappedKey) (envelope.DataKey, error) {
+	dk, err := k.Ring().Unwrap(w)
+	if errors.Is(err, envelope.ErrUnknownVersion) && k.reload() {
+		dk, err = k.Ring().Unwrap(w)
+	}
+	return dk, err
+}
+
+// vault is the service's way to subjects and history in the store: it seals
+// personal data before every write and opens it after every read, each
+// field under the subject's own data key, bound to the subject and field.
+type vault struct {
+	store *store.Store
+	keys  *Keys
+	cache *keyCache
+}
+
+// errNoDataKey means a subject's data key is gone: it was erased.
+var errNoDataKey = errors.New("no data key")
+
+// dataKey returns the subject's data key, creating it when create is set.
+func (v *vault) dataKey(ctx context.Context, subjectID string, create bool) (envelope.DataKey, error) {
+	if dk, ok := v.cache.get(subjectID); ok {
+		return dk, nil
+	}
+	stored, err := v.store.GetDataKey(ctx, subjectID)
+	if errors.Is(err, store.ErrNotFound) && create {
+		dk, wrapped, err := v.keys.Ring().NewDataKey()
+		if err != nil {
+			return envelope.DataKey{}, err
+		}
+		err = v.store.InsertDataKey(ctx, &store.DataKey{ID: subjectID, KeyVersion: wrapped.Version, Wrapped: wrapped.Ciphertext})
+		if err == nil {
+			v.cache.put(subjectID, dk)
+			return dk, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return envelope.DataKey{}, err
+		}
+		// A concurrent create made it first: use that one.
+		stored, err = v.store.GetDataKey(ctx, subjectID)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return envelope.DataKey{}, errNoDataKey
+	}
+	if err != nil {
+		return envelope.DataKey{}, err
+	}
+	dk, err := v.keys.unwrap(envelope.WrappedKey{Version: stored.KeyVersion, Ciphertext: stored.Wrapped})
+	if err != nil {
+		return envelope.DataKey{}, fmt.Errorf("unwrap data key: %w", err)
+	}
+	v.cache.put(subjectID, dk)
+	return dk, nil
+}
+
+// seal encrypts sub.Person into sub.Sealed; an erased subject has neither.
+func (v *vault) seal(ctx context.Context, sub *store.Subject) error {
+	if sub.Person == nil {
+		sub.Sealed = nil
+		return nil
+	}
+	dk, err := v.dataKey(ctx, sub.ID, true)
+	if err != nil {
+		return err
+	}
+	p := sub.Person
+	address, err := json.Marshal(p.Address)
+	if err != nil {
+		return err
+	}
+	sealed := &store.SealedPerson{}
+	for _, f := range []struct {
+		field string
+		value string
+		out   *[]byte
+	}{
+		{fieldIdentityNumber, p.IdentityNumber, &sealed.IdentityNumber},
+		{fieldGivenName, p.GivenName, &sealed.GivenName},
+		{fieldFamilyName, p.FamilyName, &sealed.FamilyName},
+		{fieldEmail, p.Email, &sealed.Email},
+		{fieldPhone, p.Phone, &sealed.Phone},
+		{fieldPostalAddress, string(address), &sealed.Address},
+	} {
+		if f.value == "" {
+			continue
+		}
+		if *f.out, err = dk.SealString(f.value, envelope.AAD("subject", sub.ID, f.field)); err != nil {
+			return err
+		}
+	}
+	sub.Sealed = sealed
+	return nil
+}
+
+// open decrypts sub.Sealed into sub.Person.
+func (v *vault) open(ctx context.Context, sub *store.Subject) error {
+	if sub.Sealed == nil {
+		sub.Person = nil
+		return nil
+	}
+	dk, err := v.dataKey(ctx, sub.ID, false)
+	if err != nil {
+		return err
+	}
+	p := &store.Person{}
+	var address string
+	for _, f := range []struct {
+		field string
+		in    []byte
+		out   *string
+	}{
+		{fieldIdentityNumber, sub.Sealed.IdentityNumber, &p.IdentityNumber},
+		{fieldGivenName, sub.Sealed.GivenName, &p.GivenName},
+		{fieldFamilyName, sub.Sealed.FamilyName, &p.FamilyName},
+		{fieldEmail, sub.Sealed.Email, &p.Email},
+		{fieldPhone, sub.Sealed.Phone, &p.Phone},
+		{fieldPostalAddress, sub.Sealed.Address, &address},
+	} {
+		if f.in == nil {
+			continue
+		}
+		if *f.out, err = dk.OpenString(f.in, envelope.AAD("subject", sub.ID, f.field)); err != nil {
+			return fmt.Errorf("open %s: %w", f.field, err)
+		}
+	}
+	if address != "" {
+		if err := json.Unmarshal([]byte(address), &p.Address); err != nil {
+			return err
+		}
+	}
+	sub.Person = p
+	return nil
+}
+
+// getSubject reads and opens a subject.
+func (v *vault) getSubject(ctx context.Context, id string) (*store.Subject, error) {
+	sub, err := v.store.GetSubject(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return sub, v.open(ctx, sub)
+}
+
+// insertSubject seals and stores a new subject, creating its data key.
+func (v *vault) insertSubject(ctx context.Context, sub *store.Subject) error {
+	if err := v.seal(ctx, sub); err != nil {
+		return err
+	}
+	return v.store.InsertSubject(ctx, sub)
+}
+
+// updateSubject is store.UpdateSubject with change seeing the opened subject.
+func (v *vault) updateSubject(ctx context.Context, id string, change func(*store.Subject) error) (*store.Subject, error) {
+	return v.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+		if err := v.open(ctx, sub); err != nil {
+			return err
+		}
+		if err := change(sub); err != nil {
+			return err
+		}
+		return v.seal(ctx, sub)
+	})
+}
+
+// subjectsOfController lists and opens a controller's subjects.
+func (v *vault) subjectsOfController(ctx context.Context, controller, after string, limit int) ([]*store.Subject, error) {
+	subs, err := v.store.SubjectsOfController(ctx, controller, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	for _, sub := range subs {
+		if err := v.open(ctx, sub); err != nil {
+			return nil, err
+		}
+	}
+	return subs, nil
+}
+
+// putHistoryEntry seals and stores a history entry.
+func (v *vault) putHistoryEntry(ctx context.Context, e *store.HistoryEntry) error {
+	dk, err := v.dataKey(ctx, e.SubjectID, false)
+	if err != nil {
+		return err
+	}
+	id := store.HistoryEntryID(e.SubjectID, e.Seq)
+	sealed := &store.SealedHistory{}
+	for _, f := range []struct {
+		field, value string
+		out          *[]byte
+	}{{"title", e.Title, &sealed.Title}, {"body", e.Body, &sealed.Body}, {"reference", e.Reference, &sealed.Reference}} {
+		if f.value == "" {
+			continue
+		}
+		if *f.out, err = dk.SealString(f.value, envelope.AAD("history", id, f.field)); err != nil {
+			return err
+		}
+	}
+	e.Sealed = sealed
+	return v.store.PutHistoryEntry(ctx, e)
+}
+
+// getHistoryEntry reads and opens a history entry.
+func (v *vault) getHistoryEntry(ctx context.Context, subjectID string, seq int64) (*store.HistoryEntry, error) {
+	e, err := v.store.GetHistoryEntry(ctx, subjectID, seq)
+	if err != nil {
+		return nil, err
+	}
+	if e.Sealed == nil {
+		return e, nil
+	}
+	dk, err := v.dataKey(ctx, subjectID, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		field string
+		in    []byte
+		out   *string
+	}{{"title", e.Sealed.Title, &e.Title}, {"body", e.Sealed.Body, &e.Body}, {"reference", e.Sealed.Reference, &e.Reference}} {
+		if f.in == nil {
+			continue
+		}
+		if *f.out, err = dk.OpenString(f.in, envelope.AAD("history", e.ID, f.field)); err != nil {
+			return nil, fmt.Errorf("open history %s: %w", f.field, err)
+		}
+	}
+	return e, nil
+}
+
+// shred destroys a subject's data key: whatever of its data remains in any
+// copy can no longer be decrypted.
+func (v *vault) shred(ctx context.Context, subjectID string) error {
+	v.cache.drop(subjectID)
+	return v.store.DeleteDataKey(ctx, subjectID)
+}
+
+// keyCache keeps unwrapped data keys for a while, so a read of a subject is
+// one document read, not two. Bounded; an entry lives keyCacheTTL. A key
+// erased on another replica may live on here until then, but by then
+// nothing is left that it could decrypt.
+type keyCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedKey
+	now     func() time.Time
+}
+
+type cachedKey struct {
+	key     envelope.DataKey
+	expires time.Time
+}
+
+const (
+	keyCacheTTL  = 10 * time.Minute
+	keyCacheSize = 100_000
+)
+
+func newKeyCache() *keyCache {
+	return &keyCache{entries: map[string]cachedKey{}, now: time.Now}
+}
+
+func (c *keyCache) get(id string) (envelope.DataKey, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[id]
+	if !ok || c.now().After(e.expires) {
+		delete(c.entries, id)
+		return envelope.DataKey{}, false
+	}
+	return e.key, true
+}
+
+func (c *keyCache) put(id string, k envelope.DataKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= keyCacheSize {
+		for victim := range c.entries { // map order is random: a random eviction
+			delete(c.entries, victim)
+			break
+		}
+	}
+	c.entries[id] = cachedKey{key: k, expires: c.now().Add(keyCacheTTL)}
+}
+
+func (c *keyCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, id)
+}

@@ -1,0 +1,196 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// AuditEvent is one event of an audit chain as stored. Its _id is
+// AuditEventID(Chain, Seq), so appending an event reserves its place in the
+// chain: a second writer of the same seq gets ErrExists. The package audit
+// computes PrevHash and Hash; the store only keeps them.
+type AuditEvent struct {
+	ID        string   `bson:"_id"`
+	Chain     string   `bson:"chain"`
+	Seq       int64    `bson:"seq"`
+	Time      int64    `bson:"time"` // Unix nanoseconds
+	Principal string   `bson:"principal"`
+	Tenant    string   `bson:"tenant"`
+	Purpose   string   `bson:"purpose"`
+	RPC       string   `bson:"rpc"`
+	SubjectID string   `bson:"subject_id"`
+	Fields    []string `bson:"fields"`
+	Outcome   string   `bson:"outcome"`
+	PrevHash  string   `bson:"prev_hash"`
+	Hash      string   `bson:"hash"`
+}
+
+// AuditHead is a hint of the last seq of a chain; its _id is the chain. It
+// is moved forward after each append, best effort, so it may lag behind the
+// chain but, short of tampering, is never ahead of it.
+type AuditHead struct {
+	ID  string `bson:"_id"`
+	Seq int64  `bson:"seq"`
+}
+
+// AuditEventID is the _id of event seq of chain. The seq is zero-padded so
+// that the events of a chain sort by _id in seq order.
+func AuditEventID(chain string, seq int64) string {
+	return fmt.Sprintf("%s/%012d", chain, seq)
+}
+
+// prepareAudit creates the index of ListAuditEventsByTenant on MongoDB. The
+// embedded store would not use it (it pushes down only exact _id filters),
+// so there it is not created.
+func (s *Store) prepareAudit(ctx context.Context) error {
+	if s.embedded != nil {
+		return nil
+	}
+	_, err := s.auditEvents.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "tenant", Value: 1}, {Key: "_id", Value: 1}},
+		Options: options.Index().SetName("tenant_id"),
+	})
+	if err != nil {
+		return fmt.Errorf("store: index %s: %w", auditEventsCollection, classify(err))
+	}
+	return nil
+}
+
+// InsertAuditEvent adds an event; an event with the same _id (another writer
+// took that seq) is ErrExists.
+func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
+	if e.ID == "" {
+		e.ID = AuditEventID(e.Chain, e.Seq)
+	}
+	if err := insert(ctx, s.auditEvents, e); err != nil {
+		return fmt.Errorf("store: insert audit event: %w", err)
+	}
+	return nil
+}
+
+// GetAuditEvent reads event seq of chain by its exact _id.
+func (s *Store) GetAuditEvent(ctx context.Context, chain string, seq int64) (*AuditEvent, error) {
+	var e AuditEvent
+	if err := get(ctx, s.auditEvents, AuditEventID(chain, seq), &e); err != nil {
+		return nil, fmt.Errorf("store: get audit event: %w", err)
+	}
+	return &e, nil
+}
+
+// ListAuditChain returns the events of chain from seq from on, consecutive:
+// it stops at limit events or at the first seq that is missing. On MongoDB
+// that is one walk over the _id index; on the embedded store, which would
+// scan for a range, it is one exact _id read per event.
+func (s *Store) ListAuditChain(ctx context.Context, chain string, from int64, limit int) ([]*AuditEvent, error) {
+	if from < 1 {
+		from = 1
+	}
+	var out []*AuditEvent
+	if s.embedded != nil {
+		for seq := from; len(out) < limit; seq++ {
+			e, err := s.GetAuditEvent(ctx, chain, seq)
+			if errors.Is(err, ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	filter := bson.D{{Key: "_id", Value: bson.D{
+		{Key: "$gte", Value: AuditEventID(chain, from)},
+		{Key: "$lt", Value: AuditEventID(chain, from+int64(limit))},
+	}}}
+	cur, err := s.auditEvents.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit chain: %w", classify(err))
+	}
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: list audit chain: %w", classify(err))
+	}
+	for i, e := range out {
+		if e.Seq != from+int64(i) || e.Chain != chain {
+			return out[:i], nil
+		}
+	}
+	return out, nil
+}
+
+// ListAuditEventsByTenant returns up to limit events of tenant, of every
+// chain, whose _id comes after afterID (all when it is empty), in _id order:
+// chain by chain, each in seq order. Listing a tenant's events cannot be an
+// exact _id read: on the embedded store each call scans the whole
+// audit_events collection (FerretDB v1 pushes down only a filter of the lone
+// _id), which is acceptable for this rare operator or controller listing; on
+// MongoDB the index {tenant: 1, _id: 1} that Open creates serves it.
+func (s *Store) ListAuditEventsByTenant(ctx context.Context, tenant, afterID string, limit int) ([]*AuditEvent, error) {
+	filter := bson.D{{Key: "tenant", Value: tenant}}
+	if afterID != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
+	}
+	cur, err := s.auditEvents.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit events: %w", classify(err))
+	}
+	var out []*AuditEvent
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: list audit events: %w", classify(err))
+	}
+	return out, nil
+}
+
+// GetAuditHead returns the head hint of chain: the last seq known to be
+// appended, 0 when there is none.
+func (s *Store) GetAuditHead(ctx context.Context, chain string) (int64, error) {
+	var h AuditHead
+	err := get(ctx, s.auditHeads, chain, &h)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: get audit head: %w", err)
+	}
+	return h.Seq, nil
+}
+
+// SetAuditHead moves the head hint of chain forward to seq; a head at seq or
+// beyond already is left as it is, so concurrent writers never move it back.
+// On MongoDB the comparison is in the filter; on the embedded store, which
+// would scan for such a filter, it is made under the document's lock.
+func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64) error {
+	if s.locks == nil {
+		_, err := s.auditHeads.UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: chain}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}},
+			options.UpdateOne().SetUpsert(true))
+		if mongo.IsDuplicateKeyError(err) {
+			return nil // the head is at seq or beyond: the upsert found no match and collided
+		}
+		if err != nil {
+			return fmt.Errorf("store: set audit head: %w", classify(err))
+		}
+		return nil
+	}
+	unlock := s.lock(auditHeadsCollection, chain)
+	defer unlock()
+	current, err := s.GetAuditHead(ctx, chain)
+	if err != nil {
+		return err
+	}
+	if current >= seq {
+		return nil
+	}
+	_, err = s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq},
+		options.Replace().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("store: set audit head: %w", classify(err))
+	}
+	return nil
+}

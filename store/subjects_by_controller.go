@@ -1,0 +1,47 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Listing the subjects of a controller cannot be an exact _id read, so the
+// two methods here are the exception to the rule of this package. They serve
+// the rare bulk operations at the end of a processor agreement (return or
+// deletion of a customer's data), never a request about one subject. On the
+// embedded store each call scans the whole subjects collection (FerretDB v1
+// pushes down only a filter of the lone _id), which is acceptable for those.
+// On MongoDB, with no index on controller, a page walks the _id index from
+// after, so all the pages together read the collection about once.
+
+// SubjectsOfController returns up to limit subjects of controller whose ids
+// come after the given one (all when it is empty), in _id order, erased ones
+// (tombstones) included.
+func (s *Store) SubjectsOfController(ctx context.Context, controller, after string, limit int) ([]*Subject, error) {
+	filter := bson.D{{Key: "controller", Value: controller}}
+	if after != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+	}
+	cur, err := s.subjects.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("store: subjects of controller: %w", classify(err))
+	}
+	var out []*Subject
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: subjects of controller: %w", classify(err))
+	}
+	return out, nil
+}
+
+// CountSubjectsOfController counts the subjects of controller, erased ones
+// included. It scans as SubjectsOfController does.
+func (s *Store) CountSubjectsOfController(ctx context.Context, controller string) (int64, error) {
+	n, err := s.subjects.CountDocuments(ctx, bson.D{{Key: "controller", Value: controller}})
+	if err != nil {
+		return 0, fmt.Errorf("store: count subjects of controller: %w", classify(err))
+	}
+	return n, nil
+}
