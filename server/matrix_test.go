@@ -154,10 +154,14 @@ func matrixRPCs() []matrixRPC {
 			}, resp: func() proto.Message { return &pdv1.VerifyAuditChainResponse{} }},
 
 		{method: "personaldata.v1.PrincipalService/GetCaller", tenantFree: true,
-			req:  func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message { return &pdv1.GetCallerRequest{} },
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.GetCallerRequest{}
+			},
 			resp: func() proto.Message { return &pdv1.GetCallerResponse{} }},
 		{method: "personaldata.v1.PrincipalService/ListPrincipals", tenantFree: true,
-			req:  func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message { return &pdv1.ListPrincipalsRequest{} },
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.ListPrincipalsRequest{}
+			},
 			resp: func() proto.Message { return &pdv1.ListPrincipalsResponse{} }},
 		{method: "personaldata.v1.PrincipalService/GetPrincipal", tenantFree: true,
 			req: func(_ *testing.T, _ *matrixFixture, p matrixPrincipal, _ string, _ *pdv1.Subject) proto.Message {
@@ -194,8 +198,8 @@ func matrixRPCs() []matrixRPC {
 func agreementReq(key, customer string, now time.Time) *pdv1.CreateProcessorAgreementRequest {
 	return &pdv1.CreateProcessorAgreementRequest{IdempotencyKey: key, CustomerId: customer, Terms: &pdv1.AgreementTerms{
 		SignTime: timestamppb.New(now.Add(-2 * time.Hour)), InForceFrom: timestamppb.New(now.Add(-time.Hour)),
-		Purposes:   allPurposes,
-		Categories: []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT, pdv1.DataCategory_DATA_CATEGORY_HISTORY},
+		Purposes:      allPurposes,
+		Categories:    []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT, pdv1.DataCategory_DATA_CATEGORY_HISTORY},
 		SubProcessors: []string{"iis.se"}, DocumentReference: "dpa/" + customer,
 	}}
 }
