@@ -16,13 +16,16 @@
 // one chain at once.
 //
 // What the chain alone cannot show: the removal of the LAST events of a
-// chain leaves a shorter chain that is intact. The head hint (the last seq
-// appended, kept beside the chain) mitigates this: Verify reports a chain that
-// ends before its head as missing its next event, and Append refuses to
-// continue such a chain rather than hide the gap. An attacker who can write
-// the database can still lower the head as well, or rewrite a chain's tail
-// with recomputed hashes; only anchoring head hashes outside the database
-// (for example periodically signing or publishing them) would show that.
+// chain leaves a shorter chain that is intact, and the last event can be
+// replaced by another with a recomputed hash. The head hint (seq and hash of
+// the last event appended, kept beside the chain) mitigates this: Verify
+// reports a chain that ends before its head as missing its next event, and
+// an event at the head's seq with another hash than the head's as changed.
+// Append goes on from the head, so a gap cut at the end stays a gap, which
+// Verify keeps reporting. An attacker who can write the database can still
+// rewrite or remove the head along with the tail; only anchoring head hashes
+// outside the database (for example periodically signing or publishing
+// them) would show that.
 package audit
 
 import (
@@ -71,9 +74,7 @@ const (
 
 // Errors callers test with errors.Is.
 var (
-	// ErrBroken: the chain's head hint is past the chain's last event, so
-	// events were removed from its end. Appending would hide that, so Append
-	// refuses; Verify reports it.
+	// ErrBroken: an event that another writer had appended is gone.
 	ErrBroken = errors.New("audit chain is broken")
 	// ErrContention: another writer took every seq tried.
 	ErrContention = errors.New("audit chain too contended")
@@ -177,11 +178,11 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	m.Lock()
 	defer m.Unlock()
 
-	hint, err := l.st.GetAuditHead(ctx, e.Chain)
+	head, err := l.st.GetAuditHead(ctx, e.Chain)
 	if err != nil {
 		return Event{}, fmt.Errorf("audit: append: %w", err)
 	}
-	last, lastHash, err := l.tail(ctx, e.Chain, hint)
+	last, lastHash, err := l.tail(ctx, e.Chain, head.Seq, head.Hash)
 	if err != nil {
 		return Event{}, fmt.Errorf("audit: append: %w", err)
 	}
@@ -192,7 +193,7 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 		if err == nil {
 			// Best effort: a head that lags only makes the next append probe
 			// further, and Verify's check of the end a little weaker.
-			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq)
+			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash)
 			return e, nil
 		}
 		if !errors.Is(err, store.ErrExists) {
@@ -203,7 +204,14 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 		if err := backoff(ctx, attempt); err != nil {
 			return Event{}, fmt.Errorf("audit: append: %w", err)
 		}
-		if last, lastHash, err = l.tail(ctx, e.Chain, e.Seq); err != nil {
+		taken, err := l.st.GetAuditEvent(ctx, e.Chain, e.Seq)
+		if errors.Is(err, store.ErrNotFound) {
+			err = fmt.Errorf("%w: %s seq %d was taken, then removed", ErrBroken, e.Chain, e.Seq)
+		}
+		if err != nil {
+			return Event{}, fmt.Errorf("audit: append: %w", err)
+		}
+		if last, lastHash, err = l.tail(ctx, e.Chain, e.Seq, taken.Hash); err != nil {
 			return Event{}, fmt.Errorf("audit: append: %w", err)
 		}
 	}
@@ -227,24 +235,12 @@ func backoff(ctx context.Context, attempt int) error {
 	}
 }
 
-// tail returns the seq and hash of the last event of chain, given that
-// event from exists (0: none is known). It reads event from, then probes
-// forward by exact _id reads: one by one at first, in growing steps with a
-// binary search at the end when the hint lags far behind. An absent event
-// from is ErrBroken: the chain ends before a seq known to be appended.
-func (l *Log) tail(ctx context.Context, chain string, from int64) (int64, string, error) {
-	lo, loHash := int64(0), ""
-	if from > 0 {
-		ev, err := l.st.GetAuditEvent(ctx, chain, from)
-		if errors.Is(err, store.ErrNotFound) {
-			return 0, "", fmt.Errorf("%w: %s ends before seq %d", ErrBroken, chain, from)
-		}
-		if err != nil {
-			return 0, "", err
-		}
-		lo, loHash = from, ev.Hash
-	}
-	// Gallop: lo is present; find hi, absent.
+// tail returns the seq and hash of the last event of chain, given event lo
+// with hash loHash (lo 0: none). It probes forward from lo by exact _id
+// reads: one by one at first, in growing steps with a binary search at the
+// end when lo lags far behind.
+func (l *Log) tail(ctx context.Context, chain string, lo int64, loHash string) (int64, string, error) {
+	// Gallop: lo is present (or 0); find hi, absent.
 	var hi int64
 	step := int64(1)
 	for hits := 0; ; hits++ {
@@ -298,31 +294,37 @@ func (r Result) Intact() bool { return r.FirstBroken == 0 }
 const verifyLookahead = 16
 
 // Verify walks chain from seq 1 by exact _id reads and reports the first
-// broken link: an event whose hash does not recompute (changed), a seq
-// absent before later events or before the head hint (missing), an event
-// whose prev_hash is not the previous event's hash or that names another
-// place (out of place). An empty chain is intact. See the package comment
-// for what no chain check can show.
+// broken link: an event whose hash does not recompute, or differs from the
+// head hint's for its seq (changed); a seq absent before later events or
+// before the head hint (missing); an event whose prev_hash is not the
+// previous event's hash or that names another place (out of place). An empty
+// chain is intact. See the package comment for what no check can show.
 func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 	head, err := l.st.GetAuditHead(ctx, chain)
 	if err != nil {
 		return Result{}, fmt.Errorf("audit: verify: %w", err)
 	}
 	var res Result
-	prev := ""
+	prev, atHead := "", ""
 	for seq := int64(1); ; seq++ {
 		se, err := l.st.GetAuditEvent(ctx, chain, seq)
 		if errors.Is(err, store.ErrNotFound) {
 			// The end of the chain, unless the head hint was past it or
 			// events follow.
-			later := head >= seq
+			later := head.Seq >= seq
 			if !later {
 				if later, err = l.anyFrom(ctx, chain, seq+1); err != nil {
 					return Result{}, fmt.Errorf("audit: verify: %w", err)
 				}
 			}
-			if later {
+			switch {
+			case later:
 				res.FirstBroken, res.Reason = seq, ReasonMissing
+			case head.Seq > 0 && atHead != head.Hash:
+				// The chain holds, but its event at the head is not the one
+				// appended there: the tail was rewritten.
+				res.FirstBroken, res.Reason = head.Seq, ReasonChanged
+				res.Events = head.Seq - 1
 			}
 			return res, nil
 		}
@@ -342,6 +344,9 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 			return res, nil
 		}
 		prev = e.Hash
+		if seq == head.Seq {
+			atHead = e.Hash
+		}
 		res.Events++
 	}
 }

@@ -2,7 +2,6 @@ package audit_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -319,8 +318,8 @@ func TestConcurrentAppends(t *testing.T) {
 				t.Errorf("Verify: %+v", res)
 			}
 			head, err := f.st.GetAuditHead(ctx, chain)
-			if err != nil || head != goroutines*each {
-				t.Errorf("head %d (%v), want %d", head, err, goroutines*each)
+			if err != nil || head.Seq != goroutines*each {
+				t.Errorf("head %d (%v), want %d", head.Seq, err, goroutines*each)
 			}
 		})
 	}
@@ -342,7 +341,11 @@ func TestAppendFindsEndPastLaggingHead(t *testing.T) {
 			}
 		},
 		func() { // a head far behind
-			_, err := f.db.Collection("audit_heads").ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, bson.D{{Key: "seq", Value: 3}})
+			ev, err := f.st.GetAuditEvent(ctx, chain, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.db.Collection("audit_heads").ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, bson.D{{Key: "seq", Value: 3}, {Key: "hash", Value: ev.Hash}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -410,7 +413,11 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			t.Errorf("Verify: %+v, want seq 7 missing", res)
 		}
 		// Lowering the head as well does not hide it: events follow.
-		if _, err := heads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, bson.D{{Key: "seq", Value: 6}}); err != nil {
+		ev, err := f.st.GetAuditEvent(ctx, chain, 6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := heads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, bson.D{{Key: "seq", Value: 6}, {Key: "hash", Value: ev.Hash}}); err != nil {
 			t.Fatal(err)
 		}
 		if res := verify(t, l, chain); res.FirstBroken != 7 || res.Reason != audit.ReasonMissing {
@@ -470,9 +477,32 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		if res.FirstBroken != 12 || res.Reason != audit.ReasonMissing || res.Events != 11 {
 			t.Errorf("Verify: %+v, want seq 12 missing (the head is at 12)", res)
 		}
-		// Appending would fill the gap and hide it: refused.
-		if _, err := l.Append(ctx, event(chain, 13)); !errors.Is(err, audit.ErrBroken) {
-			t.Errorf("Append to a truncated chain: %v, want ErrBroken", err)
+		// Appending goes on from the head, past the gap, which stays.
+		e, err := l.Append(ctx, event(chain, 13))
+		if err != nil {
+			t.Fatalf("Append to a truncated chain: %v", err)
+		}
+		if e.Seq != 13 {
+			t.Errorf("appended at %d, want 13", e.Seq)
+		}
+		if res := verify(t, l, chain); res.FirstBroken != 12 || res.Reason != audit.ReasonMissing {
+			t.Errorf("Verify after another append: %+v, want seq 12 missing", res)
+		}
+	})
+
+	t.Run("rewritten tail", func(t *testing.T) {
+		// The last event replaced by a forgery that chains correctly: the
+		// chain alone holds, the head's hash does not.
+		chain := audit.SubjectChain("rewritten")
+		evs := appendN(t, l, chain, 12)
+		forged := evs[11]
+		forged.Outcome = "NotFound"
+		forged.Hash = audit.Hash(forged)
+		if _, err := events.ReplaceOne(ctx, id(chain, 12), storeDoc(forged)); err != nil {
+			t.Fatal(err)
+		}
+		if res := verify(t, l, chain); res.FirstBroken != 12 || res.Reason != audit.ReasonChanged || res.Events != 11 {
+			t.Errorf("Verify: %+v, want seq 12 changed", res)
 		}
 	})
 }

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/example/personaldata/envelope"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/server"
 	"github.com/example/personaldata/store"
@@ -84,12 +85,14 @@ type env struct {
 	token string
 	// operator is the token of the first operator.
 	operator string
-	srv      *server.Server
-	grpc     *grpc.ClientConn
-	base     string // http://host:port
-	db       *mongo.Database
-	clock    *clock
-	logs     *syncBuffer
+	// keyFile holds the master keys.
+	keyFile string
+	srv     *server.Server
+	grpc    *grpc.ClientConn
+	base    string // http://host:port
+	db      *mongo.Database
+	clock   *clock
+	logs    *syncBuffer
 }
 
 // start runs a server for the test and stops it when the test ends.
@@ -99,12 +102,14 @@ func start(t *testing.T) *env {
 	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
 	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
 	tokenFile := filepath.Join(t.TempDir(), "operator.token")
+	e.keyFile = filepath.Join(t.TempDir(), "keyring.json")
 	cfg := server.Config{
 		GRPCAddr:          "127.0.0.1:0",
 		HTTPAddr:          "127.0.0.1:0",
 		Store:             store.Config{URI: os.Getenv(mongoURIEnv), DataDir: t.TempDir(), Database: database},
 		Now:               e.clock.Now,
 		OperatorTokenFile: tokenFile,
+		Keys:              server.KeysConfig{KeyFile: e.keyFile, CreateKeyFile: true},
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.New(ctx, cfg, log)
@@ -461,6 +466,50 @@ func badFields(err error) []string {
 	return out
 }
 
+// openStored decrypts a subject's stored fields the way only the service
+// can: with its data key, unwrapped by the master keys in the key file.
+func (e *env) openStored(t *testing.T, id string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	var doc struct {
+		Sealed map[string][]byte `bson:"sealed"`
+	}
+	if err := e.db.Collection("subjects").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+		t.Fatalf("stored subject: %v", err)
+	}
+	dk := e.dataKey(t, id)
+	out := map[string]string{}
+	for field, ct := range doc.Sealed {
+		v, err := dk.OpenString(ct, envelope.AAD("subject", id, field))
+		if err != nil {
+			t.Fatalf("open %s: %v", field, err)
+		}
+		out[field] = v
+	}
+	return out
+}
+
+// dataKey unwraps a subject's stored data key with the key file.
+func (e *env) dataKey(t *testing.T, id string) envelope.DataKey {
+	t.Helper()
+	var k struct {
+		KeyVersion int64  `bson:"key_version"`
+		Wrapped    []byte `bson:"wrapped"`
+	}
+	if err := e.db.Collection("data_keys").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&k); err != nil {
+		t.Fatalf("data key: %v", err)
+	}
+	ring, err := envelope.Load(e.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk, err := ring.Unwrap(envelope.WrappedKey{Version: uint32(k.KeyVersion), Ciphertext: k.Wrapped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dk
+}
+
 // count is the number of documents in a collection, read with the driver.
 func (e *env) count(t *testing.T, collection string) int64 {
 	t.Helper()
@@ -476,7 +525,7 @@ func (e *env) count(t *testing.T, collection string) int64 {
 func (e *env) rawDump(t *testing.T) string {
 	t.Helper()
 	var sb strings.Builder
-	for _, c := range []string{"subjects", "keys", "history"} {
+	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events"} {
 		cur, err := e.db.Collection(c).Find(context.Background(), bson.D{})
 		if err != nil {
 			t.Fatalf("find %s: %v", c, err)

@@ -99,6 +99,7 @@ func TestMutualTLS(t *testing.T) {
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: "mtls"},
 		OperatorTokenFile: filepath.Join(dir, "operator.token"),
+		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
 		TLS:               server.TLSConfig{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key"), ClientCAFile: filepath.Join(dir, "ca.crt")},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/example/personaldata/auth"
+	"github.com/example/personaldata/envelope"
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
@@ -50,6 +51,17 @@ type Config struct {
 	// TLS, when CertFile is set: the server's certificate and key, and the
 	// CA that signs client certificates for mutual TLS (optional).
 	TLS TLSConfig
+	// Keys are the master keys that protect personal data at rest.
+	Keys KeysConfig
+}
+
+// KeysConfig says where the master keys come from: MasterKeys (the keyring
+// JSON, e.g. from an environment variable) or the keyring file KeyFile,
+// which CreateKeyFile allows to be generated on first start.
+type KeysConfig struct {
+	MasterKeys    []byte
+	KeyFile       string
+	CreateKeyFile bool
 }
 
 // TLSConfig names the files for TLS and mutual TLS.
@@ -75,6 +87,8 @@ type Server struct {
 	tls        *tls.Config
 	// OperatorCreated says this start created the first operator.
 	OperatorCreated bool
+	// KeyFileCreated says this start generated the master key file.
+	KeyFileCreated bool
 }
 
 // New opens the store and binds both listeners.
@@ -112,7 +126,11 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	authn := auth.NewAuthenticator(s.store, s.log, reg)
 	gatewaySecret := randomSecret()
 
-	svc := service.New(s.store, service.Options{Now: cfg.Now, Logger: s.log})
+	keys, err := s.loadKeys(cfg.Keys)
+	if err != nil {
+		return err
+	}
+	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
 	if cfg.OperatorTokenFile != "" {
 		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
 			return err
@@ -191,6 +209,33 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	return nil
+}
+
+// loadKeys reads the master keys, generating the key file (owner-only) on
+// the first start where that is allowed.
+func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
+	switch {
+	case len(c.MasterKeys) > 0:
+		ring, err := envelope.Parse(c.MasterKeys)
+		if err != nil {
+			return nil, fmt.Errorf("master keys: %w", err)
+		}
+		return service.NewKeys(ring, ""), nil
+	case c.KeyFile != "" && c.CreateKeyFile:
+		ring, created, err := envelope.LoadOrCreate(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("master key file: %w", err)
+		}
+		s.KeyFileCreated = created
+		return service.NewKeys(ring, c.KeyFile), nil
+	case c.KeyFile != "":
+		ring, err := envelope.Load(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("master key file: %w", err)
+		}
+		return service.NewKeys(ring, c.KeyFile), nil
+	}
+	return nil, errors.New("no master keys: give a key file or the keyring JSON")
 }
 
 // GRPCAddr is the address the gRPC server listens on.

@@ -205,6 +205,7 @@ func TestRestartKeepsData(t *testing.T) {
 			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 			Store:             store.Config{DataDir: dir, Database: "restart"},
 			OperatorTokenFile: filepath.Join(dir, "operator.token"),
+			Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
 		}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
@@ -272,6 +273,7 @@ func TestStoreOutage(t *testing.T) {
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Store:             store.Config{URI: uri, Database: "outage"},
 		OperatorTokenFile: filepath.Join(dir, "operator.token"),
+		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -57,19 +57,14 @@ func TestCreateSubject(t *testing.T) {
 			t.Errorf("version %d state %v delivery %v, want 1 active active", sub.GetVersion(), sub.GetState(), sub.GetServiceDelivery())
 		}
 
-		// What was stored: the canonical forms, under the returned id.
-		var doc struct {
-			Controller string `bson:"controller"`
-			Person     struct {
-				IdentityNumber string `bson:"identity_number"`
-				Phone          string `bson:"phone"`
-			} `bson:"person"`
+		// What was stored: the canonical forms, under the returned id, each
+		// encrypted; nothing in the clear.
+		stored := e.openStored(t, sub.GetSubjectId())
+		if stored["identity_number"] != twelve || stored["phone"] != "+46701234567" || stored["given_name"] != "Testa1" {
+			t.Errorf("stored %v", stored)
 		}
-		if err := e.db.Collection("subjects").FindOne(context.Background(), bson.D{{Key: "_id", Value: sub.GetSubjectId()}}).Decode(&doc); err != nil {
-			t.Fatalf("stored subject: %v", err)
-		}
-		if doc.Controller != "company" || doc.Person.IdentityNumber != twelve || doc.Person.Phone != "+46701234567" {
-			t.Errorf("stored %+v", doc)
+		if dump := e.rawDump(t); strings.Contains(dump, twelve) || strings.Contains(dump, "Testa1") || strings.Contains(dump, "testa1@") {
+			t.Errorf("a personal value is stored in the clear")
 		}
 		if n := e.count(t, "keys"); n != 2 {
 			t.Errorf("%d key documents, want 2 (identity number and e-mail)", n)
@@ -611,7 +606,7 @@ func TestEraseSubject(t *testing.T) {
 				t.Errorf("stored documents still contain a value of the erased subject (%d chars)", len(v))
 			}
 		}
-		if !strings.Contains(dump, "Testa51") {
+		if other := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: keep.GetSubjectId()}, &pdv1.AccessSubjectResponse{}); other.GetSubject().GetPerson().GetGivenName() != "Testa51" {
 			t.Errorf("the other subject's data is gone")
 		}
 		if n := e.count(t, "history"); n != 0 {
@@ -666,7 +661,6 @@ func TestEraseSubject(t *testing.T) {
 		if got := call(t, c, "CreateSubject", back, &pdv1.CreateSubjectResponse{}).GetSubject(); got.GetSubjectId() == sub.GetSubjectId() {
 			t.Errorf("re-created subject reuses the erased id")
 		}
-		_ = keep
 		err := callErr(t, c, "EraseSubject", &pdv1.EraseSubjectRequest{IdempotencyKey: "e", SubjectId: sub.GetSubjectId(), Channel: 1, Reference: "r", PerformedBy: "p"}, &pdv1.EraseSubjectResponse{}, codes.InvalidArgument)
 		if !slices.Equal(badFields(err), []string{"ground"}) {
 			t.Errorf("fields %v", badFields(err))

@@ -256,7 +256,7 @@ func (s *Agreements) CreateProcessorAgreement(ctx context.Context, req *pdv1.Cre
 	if err != nil {
 		return nil, err
 	}
-	fp := fingerprint(req)
+	fp := s.fingerprint(req)
 	var seq int
 	set, err := s.store.UpdateAgreements(ctx, customer, func(set *store.Agreements) error {
 		if err := checkReplay(set.Ops, opKey(key), fp); err != nil {
@@ -341,7 +341,7 @@ func (s *Agreements) AmendProcessorAgreement(ctx context.Context, req *pdv1.Amen
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.changeAgreement(ctx, customer, seq, key, fingerprint(req), func(a *store.Agreement) error {
+	a, err := s.changeAgreement(ctx, customer, seq, key, s.fingerprint(req), func(a *store.Agreement) error {
 		if a.TerminatedAt != 0 {
 			return failedPrecondition("agreement %s is terminated and cannot be amended; record a new agreement", agreementIDOf(customer, seq))
 		}
@@ -374,7 +374,7 @@ func (s *Agreements) TerminateProcessorAgreement(ctx context.Context, req *pdv1.
 	if at == 0 {
 		at = now.UnixNano()
 	}
-	a, err := s.changeAgreement(ctx, customer, seq, key, fingerprint(req), func(a *store.Agreement) error {
+	a, err := s.changeAgreement(ctx, customer, seq, key, s.fingerprint(req), func(a *store.Agreement) error {
 		if a.TerminatedAt != 0 {
 			return &replayed{} // terminated already: nothing to write
 		}

@@ -73,7 +73,7 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 		return s.internal(ctx, "export", err)
 	}
 	for {
-		page, err := s.store.SubjectsOfController(ctx, customer, after, bulkPageSize)
+		page, err := s.vault.subjectsOfController(ctx, customer, after, bulkPageSize)
 		if err != nil {
 			return s.internal(ctx, "export", err)
 		}
@@ -126,7 +126,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	if err != nil {
 		return err
 	}
-	fp := fingerprint(req)
+	fp := s.fingerprint(req)
 	id := eraseJobID(customer, key)
 	job, err := s.store.GetJob(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -152,7 +152,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	}
 	after := job.LastSubjectID
 	for {
-		page, err := s.store.SubjectsOfController(ctx, customer, after, bulkPageSize)
+		page, err := s.vault.subjectsOfController(ctx, customer, after, bulkPageSize)
 		if err != nil {
 			return s.internal(ctx, "erase controller", err)
 		}

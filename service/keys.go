@@ -2,8 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
@@ -27,19 +25,15 @@ type lookupKey struct {
 	id    string
 }
 
-// lookupKeyID derives the _id of a lookup key from a value within one
-// controller, so equal values of different controllers never collide and the
-// value itself is not stored in the key.
-func lookupKeyID(field, controller, value string) string {
-	h := sha256.Sum256([]byte(field + "\x00" + controller + "\x00" + value))
-	return field + "." + hex.EncodeToString(h[:])
-}
-
-// lookupKeys are the keys a subject with person p holds.
-func lookupKeys(controller string, p *store.Person) []lookupKey {
+// lookupKeys are the keys a subject with person p holds: blind indexes
+// (keyed HMACs with a key of their own) of the identity number and the
+// e-mail address within the controller, so equal values of different
+// controllers never collide and no value can be read back from a key.
+func (s *Service) lookupKeys(controller string, p *store.Person) []lookupKey {
+	ring := s.vault.keys.Ring()
 	return []lookupKey{
-		{field: fieldIdentityNumber, id: lookupKeyID(fieldIdentityNumber, controller, p.IdentityNumber)},
-		{field: fieldEmail, id: lookupKeyID(fieldEmail, controller, strings.ToLower(p.Email))},
+		{field: fieldIdentityNumber, id: ring.Index(fieldIdentityNumber, controller, p.IdentityNumber)},
+		{field: fieldEmail, id: ring.Index(fieldEmail, controller, strings.ToLower(p.Email))},
 	}
 }
 
@@ -53,11 +47,11 @@ func keyIDs(keys []lookupKey) []string {
 
 // holds reports whether sub holds key id now: keys are hints, the subject's
 // own data decides.
-func holds(sub *store.Subject, id string) bool {
+func (s *Service) holds(sub *store.Subject, id string) bool {
 	if sub == nil || sub.Person == nil || sub.Erasure != nil {
 		return false
 	}
-	for _, k := range lookupKeys(sub.Controller, sub.Person) {
+	for _, k := range s.lookupKeys(sub.Controller, sub.Person) {
 		if k.id == id {
 			return true
 		}
@@ -94,11 +88,11 @@ func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) error {
 		if !errors.Is(err, store.ErrExists) {
 			return err
 		}
-		holder, err := s.store.GetSubject(ctx, held.SubjectID)
+		holder, err := s.vault.getSubject(ctx, held.SubjectID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if holds(holder, k.id) {
+		if s.holds(holder, k.id) {
 			return status.Errorf(codes.AlreadyExists, "a subject with this %s already exists for this controller", strings.ReplaceAll(k.field, "_", " "))
 		}
 		if time.Duration(now-held.ClaimedAt) < claimLease {
@@ -125,14 +119,14 @@ func (s *Service) findByKey(ctx context.Context, id string) (*store.Subject, err
 	if err != nil {
 		return nil, err
 	}
-	sub, err := s.store.GetSubject(ctx, k.SubjectID)
+	sub, err := s.vault.getSubject(ctx, k.SubjectID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !holds(sub, id) {
+	if !s.holds(sub, id) {
 		return nil, nil
 	}
 	return sub, nil

@@ -98,7 +98,7 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	fp := fingerprint(req)
+	fp := s.fingerprint(req)
 	token, hash := auth.NewToken(in.GetPrincipalId())
 	now := s.now().UnixNano()
 	p := &store.Principal{
@@ -191,7 +191,7 @@ func (s *Principals) UpdatePrincipal(ctx context.Context, req *pdv1.UpdatePrinci
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, fingerprint(req), func(p *store.Principal) error {
+	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, s.fingerprint(req), func(p *store.Principal) error {
 		if p.Version != req.GetExpectedVersion() {
 			return staleVersion(req.GetExpectedVersion(), p.Version)
 		}
@@ -213,7 +213,7 @@ func (s *Principals) IssueToken(ctx context.Context, req *pdv1.IssueTokenRequest
 	}
 	token, hash := auth.NewToken(req.GetPrincipalId())
 	replay := true
-	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, fingerprint(req), func(p *store.Principal) error {
+	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, s.fingerprint(req), func(p *store.Principal) error {
 		if p.Revoked {
 			return failedPrecondition("the principal is revoked")
 		}
@@ -245,7 +245,7 @@ func (s *Principals) RevokePrincipal(ctx context.Context, req *pdv1.RevokePrinci
 	if c := auth.FromContext(ctx); c != nil && c.ID() == req.GetPrincipalId() {
 		return nil, failedPrecondition("a principal cannot revoke itself")
 	}
-	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, fingerprint(req), func(p *store.Principal) error {
+	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, s.fingerprint(req), func(p *store.Principal) error {
 		if !p.Revoked {
 			p.Revoked = true
 			p.RevokedAt = s.now().UnixNano()

@@ -26,6 +26,8 @@ type Service struct {
 	log   *slog.Logger
 	// audit is the audit trail, on the same store.
 	audit *audit.Log
+	// vault seals and opens personal data on its way to and from the store.
+	vault *vault
 }
 
 // Options are the optional dependencies of a Service.
@@ -36,15 +38,18 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// New returns a Service on st.
-func New(st *store.Store, opts Options) *Service {
+// New returns a Service on st, sealing personal data with keys.
+func New(st *store.Store, keys *Keys, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Service{store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st)}
+	return &Service{
+		store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st),
+		vault: &vault{store: st, keys: keys, cache: newKeyCache()},
+	}
 }
 
 // maxOps bounds the idempotency keys remembered per subject: a retry comes
@@ -59,13 +64,12 @@ func opKey(key string) string {
 }
 
 // fingerprint identifies a request, to tell a retry from a different request
-// that reuses its idempotency key.
-func fingerprint(req proto.Message) []byte {
+// that reuses its idempotency key. It is keyed (the blind-index key), since
+// requests carry personal data and a plain hash of them could be confirmed
+// by guessing.
+func (s *Service) fingerprint(req proto.Message) []byte {
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
-	h := sha256.New()
-	h.Write([]byte(req.ProtoReflect().Descriptor().FullName()))
-	h.Write(b)
-	return h.Sum(nil)
+	return []byte(s.vault.keys.Ring().Index("fingerprint", string(req.ProtoReflect().Descriptor().FullName()), string(b)))
 }
 
 // findOpIn returns the operation recorded under key, if any.

@@ -44,15 +44,15 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		return nil, err
 	}
 	id := subjectIDFor(controller, key)
-	fp := fingerprint(req)
-	sub, err := s.store.GetSubject(ctx, id)
+	fp := s.fingerprint(req)
+	sub, err := s.vault.getSubject(ctx, id)
 	switch {
 	case err == nil:
 		return s.replayCreate(sub, key, fp)
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, s.internal(ctx, "create", err)
 	}
-	keys := lookupKeys(controller, &person)
+	keys := s.lookupKeys(controller, &person)
 	if err := s.claimKeys(ctx, id, keys); err != nil {
 		return nil, s.internal(ctx, "create", err)
 	}
@@ -75,10 +75,10 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		CreatedAt: now.UnixNano(),
 		UpdatedAt: now.UnixNano(),
 	}
-	err = s.store.InsertSubject(ctx, sub)
+	err = s.vault.insertSubject(ctx, sub)
 	if errors.Is(err, store.ErrExists) {
 		// A concurrent retry of the same request won the insert.
-		if sub, err = s.store.GetSubject(ctx, id); err == nil {
+		if sub, err = s.vault.getSubject(ctx, id); err == nil {
 			return s.replayCreate(sub, key, fp)
 		}
 	}
@@ -168,7 +168,7 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 		return nil, err
 	}
 	var id string
-	for _, k := range lookupKeys(controller, &p) {
+	for _, k := range s.lookupKeys(controller, &p) {
 		if k.field == field {
 			id = k.id
 		}
@@ -191,7 +191,7 @@ func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject
 	if err != nil {
 		return nil, err
 	}
-	sub, err := s.store.GetSubject(ctx, id)
+	sub, err := s.vault.getSubject(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound()
 	}
@@ -299,7 +299,7 @@ func (s *Service) accessResponse(ctx context.Context, sub *store.Subject) (*pdv1
 func (s *Service) historyRange(ctx context.Context, sub *store.Subject, from, to int64) ([]*pdv1.HistoryEntry, error) {
 	var out []*pdv1.HistoryEntry
 	for seq := from; seq < to; seq++ {
-		e, err := s.store.GetHistoryEntry(ctx, sub.ID, seq)
+		e, err := s.vault.getHistoryEntry(ctx, sub.ID, seq)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
@@ -326,7 +326,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	fp := fingerprint(req)
+	fp := s.fingerprint(req)
 	sub, err := s.getSubject(ctx, "rectify", id)
 	if err != nil {
 		return nil, err
@@ -342,9 +342,9 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	if sub.Version != req.GetExpectedVersion() {
 		return nil, staleVersion(req.GetExpectedVersion(), sub.Version)
 	}
-	oldKeys := lookupKeys(sub.Controller, sub.Person)
+	oldKeys := s.lookupKeys(sub.Controller, sub.Person)
 	person := applyFields(*sub.Person, newValues, fields)
-	newKeys := lookupKeys(sub.Controller, &person)
+	newKeys := s.lookupKeys(sub.Controller, &person)
 	var added []lookupKey
 	for i, k := range newKeys {
 		if k.id != oldKeys[i].id {
@@ -355,7 +355,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		return nil, s.internal(ctx, "rectify", err)
 	}
 	var change store.Change
-	updated, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
@@ -468,13 +468,13 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	fp := fingerprint(req)
+	fp := s.fingerprint(req)
 	if err := s.checkSubject(ctx, "add history", id, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
 		return nil, err
 	}
 	entry.SubjectID = id
 	entry.CreatedAt = now.UnixNano()
-	updated, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
@@ -498,10 +498,10 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 		return nil, s.internal(ctx, "add history", err)
 	}
 	_ = updated
-	if err := s.store.PutHistoryEntry(ctx, &entry); err != nil {
+	if err := s.vault.putHistoryEntry(ctx, &entry); err != nil {
 		return nil, s.internal(ctx, "add history", err)
 	}
-	stored, err := s.store.GetHistoryEntry(ctx, id, entry.Seq)
+	stored, err := s.vault.getHistoryEntry(ctx, id, entry.Seq)
 	if err != nil {
 		return nil, s.internal(ctx, "add history", err)
 	}
@@ -583,7 +583,7 @@ func (s *Service) RestrictProcessing(ctx context.Context, req *pdv1.RestrictProc
 		return nil, err
 	}
 	prov = prov.by(c)
-	sub, err := s.updateForRequest(ctx, "restrict", id, key, fingerprint(req), func(sub *store.Subject) error {
+	sub, err := s.updateForRequest(ctx, "restrict", id, key, s.fingerprint(req), func(sub *store.Subject) error {
 		if sub.Restriction != nil {
 			return failedPrecondition("processing is already restricted (ground %s)", sub.Restriction.Ground)
 		}
@@ -618,7 +618,7 @@ func (s *Service) LiftRestriction(ctx context.Context, req *pdv1.LiftRestriction
 		return nil, err
 	}
 	prov = prov.by(c)
-	sub, err := s.updateForRequest(ctx, "lift restriction", id, key, fingerprint(req), func(sub *store.Subject) error {
+	sub, err := s.updateForRequest(ctx, "lift restriction", id, key, s.fingerprint(req), func(sub *store.Subject) error {
 		if sub.Restriction == nil {
 			return failedPrecondition("processing is not restricted")
 		}
@@ -657,7 +657,7 @@ func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp [
 		return nil, err
 	}
 	var replay bool
-	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+	sub, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
@@ -766,7 +766,7 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	fp := fingerprint(req)
+	fp := s.fingerprint(req)
 	// Erasure needs no agreement in force: deleting is what the end of one
 	// requires. It does need the caller to act for the controller.
 	if _, err := s.getSubject(ctx, "erase", id); err != nil && !isErased(err) {
@@ -786,7 +786,7 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 // Erasing an erased subject writes nothing but finishes an interrupted
 // cleanup, so it may be repeated.
 func (s *Service) eraseStored(ctx context.Context, id, ground string, prov provenance, op store.Op, now time.Time) (*store.Subject, error) {
-	sub, err := s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+	sub, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			if sub.CleanupPending {
 				return nil // finish what an interrupted erasure left
@@ -810,7 +810,7 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 	})
 	switch {
 	case isReplay(err):
-		if sub, err = s.store.GetSubject(ctx, id); err != nil {
+		if sub, err = s.vault.getSubject(ctx, id); err != nil {
 			return nil, s.internal(ctx, "erase", err)
 		}
 	case errors.Is(err, store.ErrNotFound):
@@ -840,7 +840,12 @@ func (s *Service) finishErasure(ctx context.Context, sub *store.Subject) (*store
 			return nil, err
 		}
 	}
-	return s.store.UpdateSubject(ctx, sub.ID, func(sub *store.Subject) error {
+	// Crypto-shredding: without its data key, nothing of the subject that
+	// survives in a copy of the data (a backup) can be decrypted.
+	if err := s.vault.shred(ctx, sub.ID); err != nil {
+		return nil, err
+	}
+	return s.vault.updateSubject(ctx, sub.ID, func(sub *store.Subject) error {
 		sub.Keys = nil
 		sub.CleanupPending = false
 		return nil

@@ -30,12 +30,14 @@ type AuditEvent struct {
 	Hash      string   `bson:"hash"`
 }
 
-// AuditHead is a hint of the last seq of a chain; its _id is the chain. It
-// is moved forward after each append, best effort, so it may lag behind the
-// chain but, short of tampering, is never ahead of it.
+// AuditHead is a hint of the last event of a chain, its seq and hash; its _id
+// is the chain. It is moved forward after each append, best effort, so it may
+// lag behind the chain but, short of tampering, is never ahead of it, and
+// its hash is that of its seq's event.
 type AuditHead struct {
-	ID  string `bson:"_id"`
-	Seq int64  `bson:"seq"`
+	ID   string `bson:"_id"`
+	Seq  int64  `bson:"seq"`
+	Hash string `bson:"hash"`
 }
 
 // AuditEventID is the _id of event seq of chain. The seq is zero-padded so
@@ -146,29 +148,30 @@ func (s *Store) ListAuditEventsByTenant(ctx context.Context, tenant, afterID str
 	return out, nil
 }
 
-// GetAuditHead returns the head hint of chain: the last seq known to be
-// appended, 0 when there is none.
-func (s *Store) GetAuditHead(ctx context.Context, chain string) (int64, error) {
-	var h AuditHead
+// GetAuditHead returns the head hint of chain: the last event known to be
+// appended; Seq 0 when there is none.
+func (s *Store) GetAuditHead(ctx context.Context, chain string) (AuditHead, error) {
+	h := AuditHead{ID: chain}
 	err := get(ctx, s.auditHeads, chain, &h)
 	if errors.Is(err, ErrNotFound) {
-		return 0, nil
+		return AuditHead{ID: chain}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("store: get audit head: %w", err)
+		return AuditHead{}, fmt.Errorf("store: get audit head: %w", err)
 	}
-	return h.Seq, nil
+	return h, nil
 }
 
-// SetAuditHead moves the head hint of chain forward to seq; a head at seq or
-// beyond already is left as it is, so concurrent writers never move it back.
+// SetAuditHead moves the head hint of chain forward to event seq with hash;
+// a head at seq or beyond already is left as it is, so concurrent writers
+// never move it back. Seq and hash are written together, in one document.
 // On MongoDB the comparison is in the filter; on the embedded store, which
 // would scan for such a filter, it is made under the document's lock.
-func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64) error {
+func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64, hash string) error {
 	if s.locks == nil {
 		_, err := s.auditHeads.UpdateOne(ctx,
 			bson.D{{Key: "_id", Value: chain}, {Key: "seq", Value: bson.D{{Key: "$lt", Value: seq}}}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}, {Key: "hash", Value: hash}}}},
 			options.UpdateOne().SetUpsert(true))
 		if mongo.IsDuplicateKeyError(err) {
 			return nil // the head is at seq or beyond: the upsert found no match and collided
@@ -184,10 +187,10 @@ func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64) error
 	if err != nil {
 		return err
 	}
-	if current >= seq {
+	if current.Seq >= seq {
 		return nil
 	}
-	_, err = s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq},
+	_, err = s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq, Hash: hash},
 		options.Replace().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("store: set audit head: %w", classify(err))

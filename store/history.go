@@ -16,9 +16,9 @@ type HistoryEntry struct {
 	Kind      string `bson:"kind"`
 	// Title, Body and Reference are in the clear, never stored: the service
 	// seals them into Sealed.
-	Title     string         `bson:"title"`
-	Body      string         `bson:"body"`
-	Reference string         `bson:"reference,omitempty"`
+	Title     string         `bson:"-"`
+	Body      string         `bson:"-"`
+	Reference string         `bson:"-"`
 	Sealed    *SealedHistory `bson:"sealed,omitempty"`
 	OccurAt   int64          `bson:"occur_at"`
 	CreatedAt int64          `bson:"created_at"`

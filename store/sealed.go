@@ -18,7 +18,7 @@ type SealedPerson struct {
 	Email          []byte `bson:"email,omitempty"`
 	Phone          []byte `bson:"phone,omitempty"`
 	// Address is the postal address, encoded and then encrypted as one.
-	Address []byte `bson:"address,omitempty"`
+	Address []byte `bson:"postal_address,omitempty"`
 }
 
 // SealedHistory is the text of a history entry as stored, encrypted.

@@ -176,14 +176,14 @@ func TestKeyReassignRace(t *testing.T) {
 func TestHistoryEntries(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	e := &store.HistoryEntry{SubjectID: "s1", Seq: 0, Kind: "HISTORY_KIND_ERROR_REPORT", Title: "t", Body: "b"}
+	e := &store.HistoryEntry{SubjectID: "s1", Seq: 0, Kind: "HISTORY_KIND_ERROR_REPORT", Sealed: &store.SealedHistory{Title: []byte("t")}}
 	for range 2 { // the second put is what a retry does
 		if err := s.PutHistoryEntry(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := s.GetHistoryEntry(ctx, "s1", 0)
-	if err != nil || got.Title != "t" {
+	if err != nil || string(got.Sealed.Title) != "t" {
 		t.Fatalf("got %+v, %v", got, err)
 	}
 	if err := s.DeleteHistoryEntry(ctx, "s1", 0); err != nil {

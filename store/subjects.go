@@ -15,7 +15,7 @@ type Subject struct {
 	// Person is the personal data in the clear, nil once the subject is
 	// erased. It is never stored: the service seals it into Sealed before a
 	// write and opens it after a read.
-	Person *Person `bson:"person,omitempty"`
+	Person *Person `bson:"-"`
 	// Sealed is Person encrypted under the subject's data key.
 	Sealed      *SealedPerson `bson:"sealed,omitempty"`
 	Restriction *Restriction  `bson:"restriction,omitempty"`

@@ -278,6 +278,7 @@ func startServer(ctx context.Context, database string) (*server.Server, string, 
 		HTTPAddr:          "127.0.0.1:0",
 		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: database},
 		OperatorTokenFile: tokenFile,
+		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
 	}, log)
 	if err != nil {
 		_ = os.RemoveAll(dir)

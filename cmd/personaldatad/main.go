@@ -32,6 +32,7 @@ type config struct {
 	mongoURI, dataDir          string
 	database, logLevel         string
 	operatorTokenFile          string
+	keyFile                    string
 	tlsCert, tlsKey, tlsClient string
 }
 
@@ -52,6 +53,7 @@ func parseFlags(args []string) (config, error) {
 	str(&c.database, "database", "personaldata", "database name")
 	str(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
+	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
@@ -60,6 +62,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.operatorTokenFile == "" && c.mongoURI == "" {
 		c.operatorTokenFile = filepath.Join(c.dataDir, "operator.token")
+	}
+	if c.keyFile == "" && c.mongoURI == "" {
+		c.keyFile = filepath.Join(c.dataDir, "keyring.json")
 	}
 	return c, nil
 }
@@ -95,6 +100,13 @@ func realMain(ctx context.Context, args []string) error {
 		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database},
 		OperatorTokenFile: c.operatorTokenFile,
 		TLS:               server.TLSConfig{CertFile: c.tlsCert, KeyFile: c.tlsKey, ClientCAFile: c.tlsClient},
+		// A key file is generated only beside the embedded store's data: with
+		// a shared MongoDB, every replica must be given the same keys.
+		Keys: server.KeysConfig{
+			MasterKeys:    []byte(os.Getenv("PERSONALDATA_MASTER_KEYS")),
+			KeyFile:       c.keyFile,
+			CreateKeyFile: c.mongoURI == "",
+		},
 	}, log)
 	if err != nil {
 		return err
@@ -106,6 +118,9 @@ func realMain(ctx context.Context, args []string) error {
 	scheme := "http://"
 	if c.tlsCert != "" {
 		scheme = "https://"
+	}
+	if srv.KeyFileCreated {
+		log.Info("generated the master keys that protect personal data at rest; keep the file safe, and backed up apart from the data", slog.String("file", c.keyFile))
 	}
 	if srv.OperatorCreated {
 		// The path, never the token: the token is only in that file.
