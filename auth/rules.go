@@ -80,6 +80,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.ProcessorAgreementService_CreateProcessorAgreement_FullMethodName,
 				pdv1.ProcessorAgreementService_AmendProcessorAgreement_FullMethodName,
 				pdv1.ProcessorAgreementService_TerminateProcessorAgreement_FullMethodName,
+				pdv1.KeyService_RotateDataKeys_FullMethodName,
 			},
 			agreementReadRPCs, endOfAgreementRPCs, auditRPCs,
 		},

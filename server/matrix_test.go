@@ -184,6 +184,12 @@ func matrixRPCs() []matrixRPC {
 				return &pdv1.RevokePrincipalRequest{IdempotencyKey: "mr-" + p.id, PrincipalId: "made-by-" + p.id}
 			}, resp: func() proto.Message { return &pdv1.RevokePrincipalResponse{} }},
 
+		{method: "personaldata.v1.KeyService/RotateDataKeys", tenantFree: true,
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.RotateDataKeysRequest{}
+			},
+			resp: func() proto.Message { return &pdv1.RotateDataKeysResponse{} }},
+
 		// Last: it erases every subject of the tenant.
 		{method: "personaldata.v1.ProcessorAgreementService/EraseControllerSubjects", otherTenant: codes.NotFound,
 			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, _ *pdv1.Subject) proto.Message {

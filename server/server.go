@@ -147,6 +147,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
 		pdv1.RegisterAuditServiceServer(g, svc.Audit())
 		pdv1.RegisterProcessorAgreementServiceServer(g, svc.Agreements())
+		pdv1.RegisterKeyServiceServer(g, svc.KeyRotation())
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -179,6 +180,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterPrincipalServiceHandler,
 		pdv1.RegisterAuditServiceHandler,
 		pdv1.RegisterProcessorAgreementServiceHandler,
+		pdv1.RegisterKeyServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)

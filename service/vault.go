@@ -23,7 +23,7 @@ type Keys struct {
 
 // NewKeys wraps a keyring loaded from path ("" if not from a file).
 func NewKeys(ring *envelope.Keyring, path string) *Keys {
-	return &Keys{ring: ring, path: path}
+	return &Keys{ring: ring, path: path, lastReload: time.Now()}
 }
 
 // Ring is the keyring in use.
@@ -38,13 +38,40 @@ func (k *Keys) Ring() *envelope.Keyring {
 func (k *Keys) reload() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.path == "" || time.Since(k.lastReload) < time.Second {
+	if time.Since(k.lastReload) < time.Second {
+		return false
+	}
+	return k.load()
+}
+
+// reloadNow reads the keyring file again, as a rotation starts.
+func (k *Keys) reloadNow() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.load()
+}
+
+// fresh reloads the keyring file when it may have changed (checked every
+// half minute), so that a replica wraps new data keys under a master key
+// version added elsewhere, and a finished rotation leaves none behind.
+func (k *Keys) fresh() {
+	k.mu.RLock()
+	stale := k.path != "" && time.Since(k.lastReload) > 30*time.Second
+	k.mu.RUnlock()
+	if stale {
+		k.reload()
+	}
+}
+
+// load replaces the keyring with the file's; the caller holds k.mu.
+func (k *Keys) load() bool {
+	if k.path == "" {
 		return false
 	}
 	k.lastReload = time.Now()
 	ring, err := envelope.Load(k.path)
 	if err != nil {
-		return false
+		return false // keep serving with the keys we have
 	}
 	k.ring = ring
 	return true
@@ -79,6 +106,7 @@ func (v *vault) dataKey(ctx context.Context, subjectID string, create bool) (env
 	}
 	stored, err := v.store.GetDataKey(ctx, subjectID)
 	if errors.Is(err, store.ErrNotFound) && create {
+		v.keys.fresh()
 		dk, wrapped, err := v.keys.Ring().NewDataKey()
 		if err != nil {
 			return envelope.DataKey{}, err

@@ -13,6 +13,9 @@
 //	principal update -id ID -tenant T,... [-purpose P,...] [-rpc METHOD,...]
 //	principal issue-token -id ID
 //	principal revoke -id ID [-reason TEXT]
+//	keys add-version -key-file FILE       (on the server's machine: adds a master key version)
+//	keys rotate [-resume-after ID]          (re-wraps every data key under the newest version)
+//	keys remove-version -key-file FILE -version N   (after a finished rotation)
 //
 // KIND is billing-system, domain-registration, support-staff,
 // customer-controller or operator; P is a purpose such as invoicing. A new
@@ -41,6 +44,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/example/personaldata/envelope"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
@@ -72,17 +76,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> [flags]")
+		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> | keys <add-version|rotate|remove-version> [flags]")
+	}
+	if rest[0] == "keys" && len(rest) > 1 && rest[1] != "rotate" {
+		return keyFileCommand(rest[1], rest[2:], out) // the file only, no server
 	}
 	cc, err := c.dial()
 	if err != nil {
 		return err
 	}
 	defer cc.Close()
+	if rest[0] == "keys" {
+		return rotate(ctx, pdv1.NewKeyServiceClient(cc), rest[2:], out)
+	}
 	client := pdv1.NewPrincipalServiceClient(cc)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-
 	if rest[0] == "whoami" {
 		res, err := client.GetCaller(ctx, &pdv1.GetCallerRequest{})
 		return print(out, res, err)
@@ -159,6 +168,61 @@ func principalCommand(ctx context.Context, client pdv1.PrincipalServiceClient, c
 		return print(out, res, err)
 	}
 	return fmt.Errorf("unknown command principal %s", cmd)
+}
+
+// keyFileCommand changes the master key file itself; the servers re-read it.
+func keyFileCommand(cmd string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("keys "+cmd, flag.ContinueOnError)
+	file := fs.String("key-file", "data/keyring.json", "the master key file")
+	version := fs.Uint("version", 0, "the version to remove")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch cmd {
+	case "add-version":
+		v, err := envelope.AddVersion(*file)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(out, "master key version %d added and current; now run: pdctl keys rotate\n", v)
+		return err
+	case "remove-version":
+		if err := envelope.RemoveVersion(*file, uint32(*version)); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintf(out, "master key version %d removed\n", *version)
+		return err
+	}
+	return fmt.Errorf("unknown command keys %s", cmd)
+}
+
+// rotate runs a rotation and prints its progress; interrupted, it prints the
+// -resume-after to continue with.
+func rotate(ctx context.Context, client pdv1.KeyServiceClient, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
+	after := fs.String("resume-after", "", "continue after this subject id")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
+	defer cancel()
+	stream, err := client.RotateDataKeys(ctx, &pdv1.RotateDataKeysRequest{ResumeAfter: *after})
+	if err != nil {
+		return err
+	}
+	last := *after
+	for {
+		p, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("%w (resume with: pdctl keys rotate -resume-after %q)", err, last)
+		}
+		last = p.GetResumeAfter()
+		fmt.Fprintf(out, "version %d: %d of %d keys, %d re-wrapped\n", p.GetCurrentVersion(), p.GetDone(), p.GetTotal(), p.GetRewrapped())
+		if p.GetFinished() {
+			_, err := fmt.Fprintln(out, "finished: every data key is wrapped under the current version")
+			return err
+		}
+	}
 }
 
 func (c conn) dial() (*grpc.ClientConn, error) {

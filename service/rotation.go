@@ -1,0 +1,92 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+
+	"github.com/example/personaldata/envelope"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// KeyRotation implements KeyService.
+type KeyRotation struct {
+	pdv1.UnimplementedKeyServiceServer
+	*Service
+}
+
+// KeyRotation returns the KeyService on the same store and keys.
+func (s *Service) KeyRotation() *KeyRotation { return &KeyRotation{Service: s} }
+
+// rotationBatch is how many data keys one read of the walk returns.
+const rotationBatch = 200
+
+// RotateDataKeys re-wraps every data key under the current master key
+// version. Each key is re-wrapped atomically on its own document, so the
+// service keeps serving, and a run can stop anywhere and be resumed.
+func (s *KeyRotation) RotateDataKeys(req *pdv1.RotateDataKeysRequest, stream grpc.ServerStreamingServer[pdv1.RotateDataKeysResponse]) error {
+	ctx := stream.Context()
+	if req.GetResumeAfter() != "" && !controllerPattern.MatchString(req.GetResumeAfter()) {
+		return violations{{Field: "resume_after", Description: "is not a subject id"}}.err()
+	}
+	s.vault.keys.reloadNow()
+	ring := s.vault.keys.Ring()
+	total, err := s.store.CountDataKeys(ctx)
+	if err != nil {
+		return s.internal(ctx, "rotate keys", err)
+	}
+	progress := &pdv1.RotateDataKeysResponse{CurrentVersion: ring.Current(), Total: total, ResumeAfter: req.GetResumeAfter()}
+	for {
+		batch, err := s.store.DataKeysAfter(ctx, progress.ResumeAfter, rotationBatch)
+		if err != nil {
+			return s.internal(ctx, "rotate keys", err)
+		}
+		for _, k := range batch {
+			rewrapped, err := s.rewrap(stream, ring, k.ID)
+			if err != nil {
+				return err
+			}
+			if rewrapped {
+				progress.Rewrapped++
+			}
+			progress.Done++
+			progress.ResumeAfter = k.ID
+		}
+		if len(batch) < rotationBatch {
+			progress.Finished = true
+			progress.Total = max(progress.Total, progress.Done)
+			return stream.Send(progress)
+		}
+		if err := stream.Send(progress); err != nil {
+			return err
+		}
+	}
+}
+
+// errCurrent stops an update of a key that is current already.
+var errCurrent = errors.New("current")
+
+// rewrap moves one data key to the current master key version.
+func (s *KeyRotation) rewrap(stream grpc.ServerStreamingServer[pdv1.RotateDataKeysResponse], ring *envelope.Keyring, id string) (bool, error) {
+	ctx := stream.Context()
+	_, err := s.store.UpdateDataKey(ctx, id, func(k *store.DataKey) error {
+		w, changed, err := ring.Rewrap(envelope.WrappedKey{Version: k.KeyVersion, Ciphertext: k.Wrapped})
+		if err != nil {
+			return fmt.Errorf("rewrap data key of %s: %w", id, err)
+		}
+		if !changed {
+			return errCurrent
+		}
+		k.KeyVersion, k.Wrapped = w.Version, w.Ciphertext
+		return nil
+	})
+	switch {
+	case errors.Is(err, errCurrent), errors.Is(err, store.ErrNotFound): // erased meanwhile
+		return false, nil
+	case err != nil:
+		return false, s.internal(ctx, "rotate keys", err)
+	}
+	return true, nil
+}
