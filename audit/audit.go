@@ -76,8 +76,9 @@ const (
 var (
 	// ErrBroken: an event that another writer had appended is gone.
 	ErrBroken = errors.New("audit chain is broken")
-	// ErrContention: another writer took every seq tried.
-	ErrContention = errors.New("audit chain too contended")
+	// ErrContention: another writer took every seq tried. It is a
+	// store.ErrConflict, which the service answers with ABORTED.
+	ErrContention = fmt.Errorf("audit chain too contended: %w", store.ErrConflict)
 )
 
 // Event is one touch of personal data.

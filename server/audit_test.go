@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/example/personaldata/audit"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -111,7 +115,7 @@ func TestAuditTenantIsolation(t *testing.T) {
 		if res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "customer-9"}, &pdv1.ListAuditEventsResponse{}); len(res.GetEvents()) != 0 || res.GetNextPageToken() != "" {
 			t.Errorf("empty tenant: %v", res)
 		}
-		for _, chain := range []string{"tenants/customer-9", "principals", "subjects/" + sub.GetSubjectId()} {
+		for _, chain := range []string{"tenants/customer-9"} {
 			res := call(t, op, verifyAuditChain, &pdv1.VerifyAuditChainRequest{Chain: chain}, &pdv1.VerifyAuditChainResponse{})
 			if !res.GetIntact() || res.GetEvents() != 0 || res.GetFirstBrokenSeq() != 0 || res.GetReason() != "" {
 				t.Errorf("empty chain %s: %v", chain, res)
@@ -120,101 +124,116 @@ func TestAuditTenantIsolation(t *testing.T) {
 	})
 }
 
-// TestAuditEventsListedAndVerified reads events put in place through an
-// audit log on the server's database, and finds a changed one.
-func TestAuditEventsListedAndVerified(t *testing.T) {
+// TestAuditTrail drives a subject through the service and reads its trail:
+// one event per touch, in order, naming principal, tenant, purpose, RPC,
+// fields and outcome, never a value; hash-chained, so a change is found.
+func TestAuditTrail(t *testing.T) {
 	transports(t, func(t *testing.T, e *env, c caller) {
 		ctx := context.Background()
 		op := e.as(c, e.operator)
-		ctl := e.as(c, e.principal(t, "ctl7", pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER, []string{"customer-7"}, nil))
-		sub := auditSubject(t, e, c, 2)
+		sub := create(t, c, 800)
 		id := sub.GetSubjectId()
-		log := auditLog(t, e)
-		var appended []audit.Event
-		for i, ev := range []audit.Event{
-			auditEvent(audit.SubjectChain(id), "company", id),
-			auditEvent(audit.SubjectChain(id), "company", id),
-			auditEvent(audit.TenantChain("company"), "company", ""),
-			auditEvent(audit.SubjectChain(id), "company", id),
-			auditEvent(audit.TenantChain("customer-7"), "customer-7", ""),
-			auditEvent(audit.SubjectChain(id), "company", id),
-			auditEvent(audit.SubjectChain(id), "company", id),
-		} {
-			got, err := log.Append(ctx, ev)
-			if err != nil {
-				t.Fatalf("Append %d: %v", i, err)
-			}
-			appended = append(appended, got)
-		}
+		call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: id}, &pdv1.AccessSubjectResponse{})
+		call(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: id, Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
+		call(t, c, "RectifySubject", rectifyReq(sub, "r", &pdv1.Person{Email: "ny800@example.test"}, "email"), &pdv1.RectifySubjectResponse{})
+		cur := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: id}, &pdv1.AccessSubjectResponse{}).GetSubject()
+		call(t, c, "RestrictProcessing", restrictReq(cur, "x"), &pdv1.RestrictProcessingResponse{})
+		callErr(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: id, Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{}, codes.FailedPrecondition)
+		callErr(t, c, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "company", Key: &pdv1.FindSubjectRequest_Email{Email: "nobody@example.test"}}, &pdv1.FindSubjectResponse{}, codes.NotFound)
 
-		// A subject's chain, in pages of two.
-		var seqs []int64
+		var events []*pdv1.AuditEvent
 		token := ""
-		for page := 0; ; page++ {
-			res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{SubjectId: id, PageSize: 2, PageToken: token}, &pdv1.ListAuditEventsResponse{})
-			for _, ev := range res.GetEvents() {
-				seqs = append(seqs, ev.GetSeq())
-				if ev.GetChain() != audit.SubjectChain(id) || ev.GetTenantId() != "company" || ev.GetPurpose() != pdv1.Purpose_PURPOSE_SUPPORT ||
-					!slices.Equal(ev.GetFields(), []string{"email", "phone"}) || ev.GetOutcome() != "OK" || ev.GetHash() == "" || ev.GetEventTime() == nil {
-					t.Errorf("event %v", ev)
-				}
-			}
-			if token = res.GetNextPageToken(); token == "" {
-				break
-			}
-			if page > 3 {
-				t.Fatal("the listing does not end")
-			}
-		}
-		if !slices.Equal(seqs, []int64{1, 2, 3, 4, 5}) {
-			t.Errorf("subject chain seqs %v", seqs)
-		}
-
-		// A tenant's events, every chain, in pages of two; a page token of
-		// one listing is refused by another.
-		var chains []string
-		token = ""
 		for {
-			res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "company", PageSize: 2, PageToken: token}, &pdv1.ListAuditEventsResponse{})
-			for _, ev := range res.GetEvents() {
-				chains = append(chains, ev.GetChain())
-			}
+			res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{SubjectId: id, PageSize: 3, PageToken: token}, &pdv1.ListAuditEventsResponse{})
+			events = append(events, res.GetEvents()...)
 			if token = res.GetNextPageToken(); token == "" {
 				break
 			}
-			callErr(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "customer-7", PageToken: token}, &pdv1.ListAuditEventsResponse{}, codes.InvalidArgument)
-			callErr(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{SubjectId: id, PageToken: token}, &pdv1.ListAuditEventsResponse{}, codes.InvalidArgument)
 		}
-		if len(chains) != 6 || slices.Contains(chains, audit.TenantChain("customer-7")) {
-			t.Errorf("tenant listing: chains %v", chains)
+		var got []string
+		for i, ev := range events {
+			got = append(got, strings.TrimPrefix(ev.GetRpc(), "/personaldata.v1.PersonalDataService/")+":"+ev.GetOutcome())
+			if ev.GetSeq() != int64(i+1) || ev.GetPrincipalId() != "tester" || ev.GetTenantId() != "company" || ev.GetSubjectId() != id || ev.GetHash() == "" {
+				t.Errorf("event %d: %v", i+1, ev)
+			}
 		}
-		res := call(t, ctl, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "customer-7"}, &pdv1.ListAuditEventsResponse{})
-		if len(res.GetEvents()) != 1 || res.GetEvents()[0].GetHash() != appended[4].Hash {
-			t.Errorf("customer-7 listing: %v", res)
+		want := []string{"CreateSubject:OK", "AccessSubject:OK", "GetSubjectForPurpose:OK", "RectifySubject:OK", "AccessSubject:OK",
+			"RestrictProcessing:OK", "GetSubjectForPurpose:FailedPrecondition"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("trail %v, want %v", got, want)
+		}
+		if ev := events[2]; ev.GetPurpose() != pdv1.Purpose_PURPOSE_INVOICING || !slices.Equal(ev.GetFields(), []string{"email", "family_name", "given_name", "postal_address"}) {
+			t.Errorf("purpose view event: %v", ev)
+		}
+		if !slices.Equal(events[3].GetFields(), []string{"email"}) {
+			t.Errorf("rectify event fields %v", events[3].GetFields())
+		}
+		// The lookup that found no one is on the tenant's chain.
+		tenant := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "company", PageSize: 100}, &pdv1.ListAuditEventsResponse{})
+		var onTenant int
+		for _, ev := range tenant.GetEvents() {
+			if ev.GetChain() == "tenants/company" && strings.HasSuffix(ev.GetRpc(), "/FindSubject") && ev.GetOutcome() == "NotFound" {
+				onTenant++
+			}
+		}
+		if onTenant != 1 || len(tenant.GetEvents()) != len(events)+1 {
+			t.Errorf("tenant listing: %d events, %d failed lookups", len(tenant.GetEvents()), onTenant)
+		}
+		// Never a value in the trail.
+		trail := e.dumpCollection(t, "audit_events")
+		for _, v := range []string{"Testa800", "testa800@", "ny800@", "nobody@", "Provgatan"} {
+			if strings.Contains(trail, v) {
+				t.Errorf("the audit trail holds a personal value (%d chars)", len(v))
+			}
 		}
 
-		// Intact, then changed under the service.
+		// Intact, then changed under the service: the first broken link is named.
 		v := call(t, op, verifyAuditChain, &pdv1.VerifyAuditChainRequest{Chain: audit.SubjectChain(id)}, &pdv1.VerifyAuditChainResponse{})
-		if !v.GetIntact() || v.GetEvents() != 5 {
+		if !v.GetIntact() || v.GetEvents() != int64(len(events)) {
 			t.Errorf("verify: %v", v)
 		}
 		if _, err := e.db.Collection("audit_events").UpdateOne(ctx,
 			bson.D{{Key: "_id", Value: store.AuditEventID(audit.SubjectChain(id), 3)}},
-			bson.D{{Key: "$set", Value: bson.D{{Key: "fields", Value: bson.A{"email"}}}}}); err != nil {
+			bson.D{{Key: "$set", Value: bson.D{{Key: "purpose", Value: "PURPOSE_SUPPORT"}}}}); err != nil {
 			t.Fatal(err)
 		}
 		v = call(t, op, verifyAuditChain, &pdv1.VerifyAuditChainRequest{Chain: audit.SubjectChain(id)}, &pdv1.VerifyAuditChainResponse{})
-		if v.GetIntact() || v.GetFirstBrokenSeq() != 3 || v.GetReason() != audit.ReasonChanged || v.GetEvents() != 2 {
+		if v.GetIntact() || v.GetFirstBrokenSeq() != 3 || v.GetReason() != audit.ReasonChanged {
 			t.Errorf("verify after a change: %v", v)
 		}
 
-		// An erased subject's chain stays readable.
-		call(t, e.as(c, e.token), "EraseSubject", &pdv1.EraseSubjectRequest{
-			IdempotencyKey: "audit-erase", SubjectId: id, Ground: pdv1.ErasureGround_ERASURE_GROUND_CONSENT_WITHDRAWN,
-			Channel: pdv1.Channel_CHANNEL_EMAIL, Reference: "audit-test", PerformedBy: "support-agent",
-		}, &pdv1.EraseSubjectResponse{})
-		if res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{SubjectId: id}, &pdv1.ListAuditEventsResponse{}); len(res.GetEvents()) != 5 {
-			t.Errorf("erased subject: %d events, want 5", len(res.GetEvents()))
+		// Principal changes are on the principals' chain.
+		v = call(t, op, verifyAuditChain, &pdv1.VerifyAuditChainRequest{Chain: "principals"}, &pdv1.VerifyAuditChainResponse{})
+		if !v.GetIntact() || v.GetEvents() < 1 {
+			t.Errorf("principals chain: %v", v)
+		}
+		// An erased subject's chain stays readable, with the erasure on it.
+		call(t, c, "EraseSubject", eraseReq(sub, "e"), &pdv1.EraseSubjectResponse{})
+		res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{SubjectId: id, PageSize: 100}, &pdv1.ListAuditEventsResponse{})
+		if last := res.GetEvents()[len(res.GetEvents())-1]; !strings.HasSuffix(last.GetRpc(), "/EraseSubject") || last.GetOutcome() != "OK" {
+			t.Errorf("last event after erasure: %v", last)
 		}
 	})
+}
+
+// TestAuditFailsClosed makes the audit trail refuse writes (a unique index
+// that the next event breaks, put in place under the service): the request
+// fails, and no personal data is returned.
+func TestAuditFailsClosed(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	sub := create(t, c, 810)
+	call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+	if _, err := e.db.Collection("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
+		Keys: bson.D{{Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []caller{e.gc(), e.rc()} {
+		var res pdv1.AccessSubjectResponse
+		err := c.call(context.Background(), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &res)
+		if status.Code(err) != codes.Unavailable || res.GetSubject() != nil {
+			t.Errorf("%s with the trail refusing writes: %v, response %v", c.name(), err, &res)
+		}
+	}
 }

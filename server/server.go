@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/example/personaldata/audit"
 	"github.com/example/personaldata/auth"
 	"github.com/example/personaldata/envelope"
 	"github.com/example/personaldata/gen/openapi"
@@ -137,11 +138,13 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		}
 	}
 	s.health = health.NewServer()
+	// After authentication, so every event names its principal.
+	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now)
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
-			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary),
-			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream),
+			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary),
+			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream),
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/example/personaldata/audit"
 	"github.com/example/personaldata/auth"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
@@ -256,6 +257,7 @@ func (s *Agreements) CreateProcessorAgreement(ctx context.Context, req *pdv1.Cre
 	if err != nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{Tenant: customer, Fields: []string{"processor_agreement"}})
 	fp := s.fingerprint(req)
 	var seq int
 	set, err := s.store.UpdateAgreements(ctx, customer, func(set *store.Agreements) error {
@@ -337,6 +339,7 @@ func (s *Agreements) AmendProcessorAgreement(ctx context.Context, req *pdv1.Amen
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{Tenant: customer, Fields: []string{"processor_agreement"}})
 	c, err := s.caller(ctx)
 	if err != nil {
 		return nil, err
@@ -374,6 +377,7 @@ func (s *Agreements) TerminateProcessorAgreement(ctx context.Context, req *pdv1.
 	if at == 0 {
 		at = now.UnixNano()
 	}
+	note(ctx, audit.Touch{Tenant: customer, Fields: []string{"processor_agreement"}})
 	a, err := s.changeAgreement(ctx, customer, seq, key, s.fingerprint(req), func(a *store.Agreement) error {
 		if a.TerminatedAt != 0 {
 			return &replayed{} // terminated already: nothing to write

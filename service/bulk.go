@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/example/personaldata/audit"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 )
@@ -78,6 +79,10 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 			return s.internal(ctx, "export", err)
 		}
 		for _, sub := range page {
+			// On the trail before the data leaves; no trail, no data.
+			if err := audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"export"}, personFields...)}); err != nil {
+				return err
+			}
 			out, err := s.accessResponse(ctx, sub)
 			if err != nil {
 				return err
@@ -158,6 +163,9 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 		}
 		for _, sub := range page {
 			if sub.Erasure == nil || sub.CleanupPending {
+				if err := audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"erasure"}, erasedCategories...)}); err != nil {
+					return err
+				}
 				if _, err := s.eraseStored(ctx, sub.ID, job.Ground, prov, op, s.now()); err != nil {
 					return err
 				}

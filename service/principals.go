@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/example/personaldata/audit"
 	"github.com/example/personaldata/auth"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
@@ -98,6 +99,7 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 	if err := v.err(); err != nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{Chain: audit.PrincipalsChain, Fields: []string{"principal/" + in.GetPrincipalId()}})
 	fp := s.fingerprint(req)
 	token, hash := auth.NewToken(in.GetPrincipalId())
 	now := s.now().UnixNano()
@@ -271,6 +273,7 @@ func (s *Principals) GetCaller(ctx context.Context, _ *pdv1.GetCallerRequest) (*
 // updatePrincipal applies change under an idempotency key; a replay
 // returns the principal as it is without writing.
 func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []byte, change func(*store.Principal) error) (*store.Principal, error) {
+	note(ctx, audit.Touch{Chain: audit.PrincipalsChain, Fields: []string{"principal/" + id}})
 	if _, err := s.principal(ctx, id); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,9 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 	}
 }
 
+// AuditLog is the audit trail the service writes to.
+func (s *Service) AuditLog() *audit.Log { return s.audit }
+
 // maxOps bounds the idempotency keys remembered per subject: a retry comes
 // soon after the first attempt, not after dozens of other changes.
 const maxOps = 32

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/example/personaldata/audit"
 	"github.com/example/personaldata/auth"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -54,8 +55,10 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 	}
 	keys := s.lookupKeys(controller, &person)
 	if err := s.claimKeys(ctx, id, keys); err != nil {
+		note(ctx, audit.Touch{Tenant: controller, Fields: keyFields})
 		return nil, s.internal(ctx, "create", err)
 	}
+	note(ctx, audit.Touch{SubjectID: id, Tenant: controller, Fields: presentFields(&person)})
 	sub = &store.Subject{
 		ID:         id,
 		Version:    1,
@@ -178,8 +181,10 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 		return nil, s.internal(ctx, "find", err)
 	}
 	if sub == nil {
+		note(ctx, audit.Touch{Tenant: controller, Fields: []string{field}})
 		return nil, notFound()
 	}
+	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: controller, Fields: append([]string{field}, personFields...)})
 	return &pdv1.FindSubjectResponse{Subject: subjectToProto(sub)}, nil
 }
 
@@ -198,6 +203,8 @@ func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject
 	if err != nil {
 		return nil, s.internal(ctx, op, err)
 	}
+	// On record before any refusal: an attempt is a fact for the trail too.
+	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller})
 	if err := visible(c, sub); err != nil {
 		return nil, err
 	}
@@ -206,6 +213,16 @@ func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject
 	}
 	return sub, nil
 }
+
+// note tells the audit trail what a unary request touched; the interceptor
+// appends it with the outcome. (Streams call audit.Note themselves and stop
+// on its error.)
+func note(ctx context.Context, t audit.Touch) {
+	_ = audit.Note(ctx, t) // in a unary call it only records
+}
+
+// keyFields are what a lookup or a uniqueness check reads.
+var keyFields = []string{fieldIdentityNumber, fieldEmail}
 
 // visible is the tenant rule: a subject of a controller the caller does not
 // act for is NOT_FOUND, exactly as if it did not exist.
@@ -257,6 +274,7 @@ func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequ
 	if sub == nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: append([]string{"history", "changes"}, personFields...)})
 	if sub.Erasure == nil {
 		cats := []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT}
 		if sub.HistoryCount > 0 {
@@ -331,6 +349,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	if err != nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: fields})
 	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(fields)); err != nil {
 		return nil, err
 	}
@@ -469,6 +488,7 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 		return nil, err
 	}
 	fp := s.fingerprint(req)
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"history"}})
 	if err := s.checkSubject(ctx, "add history", id, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
 		return nil, err
 	}
@@ -530,6 +550,7 @@ func (s *Service) ListHistoryEntries(ctx context.Context, req *pdv1.ListHistoryE
 	if err != nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"history"}})
 	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
 		return nil, err
 	}
@@ -653,6 +674,7 @@ func rectifiedSince(sub *store.Subject, at int64) bool {
 // updateForRequest applies change to a live subject under the idempotency
 // key: a replay returns the subject as it is now without writing.
 func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp []byte, change func(*store.Subject) error) (*store.Subject, error) {
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"restriction"}})
 	if err := s.checkSubject(ctx, op, id, pdv1.Purpose_PURPOSE_UNSPECIFIED, nil); err != nil {
 		return nil, err
 	}
@@ -707,6 +729,7 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 	if err != nil {
 		return nil, err
 	}
+	note(ctx, audit.Touch{SubjectID: id, Purpose: req.GetPurpose().String(), Fields: rule.fields})
 	if err := refuseIfRestricted(sub); err != nil {
 		return nil, err
 	}
@@ -772,6 +795,7 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 	if _, err := s.getSubject(ctx, "erase", id); err != nil && !isErased(err) {
 		return nil, err
 	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: append([]string{"erasure"}, erasedCategories...)})
 	c, _ := s.caller(ctx)
 	prov = prov.by(c)
 	sub, err := s.eraseStored(ctx, id, ground, prov, store.Op{Key: opKey(key), Fingerprint: fp}, now)
