@@ -3,6 +3,7 @@ package server_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,6 +267,17 @@ func TestAuthorizationMatrix(t *testing.T) {
 							t.Errorf("got %v (%v), want %v", got, err, want)
 						}
 					})
+				}
+			}
+		}
+		// Every RPC and every refusal went through the logs: no person's
+		// value may be in them.
+		logs := e.logs.String()
+		for n := 1; n <= f.n; n++ {
+			p := testPerson(500 + n)
+			for _, v := range []string{p.GetGivenName(), p.GetFamilyName(), p.GetEmail(), strings.ReplaceAll(p.GetIdentityNumber(), "-", "")} {
+				if strings.Contains(logs, v) {
+					t.Errorf("the server's logs hold a personal value (%d chars)", len(v))
 				}
 			}
 		}
