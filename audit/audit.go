@@ -18,7 +18,8 @@
 // What the chain alone cannot show: the removal of the LAST events of a
 // chain leaves a shorter chain that is intact, and the last event can be
 // replaced by another with a recomputed hash. The head hint (seq and hash of
-// the last event appended, kept beside the chain) mitigates this: Verify
+// an event near the end, moved every 16 seqs so that an append is a single
+// insert; the last 15 events are not covered) mitigates this: Verify
 // reports a chain that ends before its head as missing its next event, and
 // an event at the head's seq with another hash than the head's as changed.
 // Append goes on from the head, so a gap cut at the end stays a gap, which
@@ -149,6 +150,41 @@ type Log struct {
 	// processes still race, and the _id reservation settles that.
 	seed   maphash.Seed
 	chains [256]sync.Mutex
+	// tails caches the last event this Log knows of each chain, so that an
+	// append is one insert: no read of the head, no probe, no head write.
+	// A stale entry (another process appended) only costs a collision on
+	// insert, after which the slow path finds the true end.
+	tailsMu sync.Mutex
+	tails   map[string]tailEntry
+}
+
+type tailEntry struct {
+	seq  int64
+	hash string
+}
+
+const (
+	// maxTails bounds the cache of chain ends.
+	maxTails = 100_000
+	// headEvery is how often, in seqs, an append moves the head hint: the
+	// hint may lag by less than this, which Verify's check of the end allows.
+	headEvery = 16
+)
+
+func (l *Log) cachedTail(chain string) (tailEntry, bool) {
+	l.tailsMu.Lock()
+	defer l.tailsMu.Unlock()
+	t, ok := l.tails[chain]
+	return t, ok
+}
+
+func (l *Log) cacheTail(chain string, t tailEntry) {
+	l.tailsMu.Lock()
+	defer l.tailsMu.Unlock()
+	if l.tails == nil || len(l.tails) >= maxTails {
+		l.tails = map[string]tailEntry{}
+	}
+	l.tails[chain] = t
 }
 
 // New returns a Log on st.
@@ -162,10 +198,11 @@ const maxAppendAttempts = 64
 
 // Append adds e to the end of e.Chain and returns it with Seq, PrevHash and
 // Hash set (Time too when it was zero). It finds the chain's last event (the
-// head hint, then exact reads forward), inserts e as the next seq, and on
-// finding that seq taken by another writer continues from that writer's
-// event. Once inserted it moves the head hint forward, best effort: an
-// appended event is never undone for a hint that could not be written.
+// end this Log appended last, or else the head hint, then exact reads
+// forward), inserts e as the next seq, and on finding that seq taken by
+// another writer continues from that writer's event. Every 16 seqs it moves
+// the head hint forward, best effort: an appended event is never undone for
+// a hint that could not be written.
 func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	if e.Chain == "" {
 		return Event{}, errors.New("audit: append: chain is required")
@@ -179,22 +216,28 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	m.Lock()
 	defer m.Unlock()
 
-	head, err := l.st.GetAuditHead(ctx, e.Chain)
-	if err != nil {
-		return Event{}, fmt.Errorf("audit: append: %w", err)
-	}
-	last, lastHash, err := l.tail(ctx, e.Chain, head.Seq, head.Hash)
-	if err != nil {
-		return Event{}, fmt.Errorf("audit: append: %w", err)
+	cached, known := l.cachedTail(e.Chain)
+	last, lastHash := cached.seq, cached.hash
+	if !known {
+		head, err := l.st.GetAuditHead(ctx, e.Chain)
+		if err != nil {
+			return Event{}, fmt.Errorf("audit: append: %w", err)
+		}
+		if last, lastHash, err = l.tail(ctx, e.Chain, head.Seq, head.Hash); err != nil {
+			return Event{}, fmt.Errorf("audit: append: %w", err)
+		}
 	}
 	for attempt := range maxAppendAttempts {
 		e.Seq, e.PrevHash = last+1, lastHash
 		e.Hash = Hash(e)
 		err := l.st.InsertAuditEvent(ctx, toStore(e))
 		if err == nil {
-			// Best effort: a head that lags only makes the next append probe
-			// further, and Verify's check of the end a little weaker.
-			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash)
+			l.cacheTail(e.Chain, tailEntry{seq: e.Seq, hash: e.Hash})
+			if !known || e.Seq%headEvery == 0 {
+				// Best effort: a head that lags only makes the next append
+				// of a process without the chain cached probe further.
+				_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash)
+			}
 			return e, nil
 		}
 		if !errors.Is(err, store.ErrExists) {

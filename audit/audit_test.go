@@ -468,25 +468,26 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	})
 
 	t.Run("truncated", func(t *testing.T) {
+		// The head moves every 16 seqs: the end it records is checked.
 		chain := audit.SubjectChain("truncated")
-		appendN(t, l, chain, 12)
-		if _, err := events.DeleteOne(ctx, id(chain, 12)); err != nil {
+		appendN(t, l, chain, 16)
+		if _, err := events.DeleteOne(ctx, id(chain, 16)); err != nil {
 			t.Fatal(err)
 		}
 		res := verify(t, l, chain)
-		if res.FirstBroken != 12 || res.Reason != audit.ReasonMissing || res.Events != 11 {
-			t.Errorf("Verify: %+v, want seq 12 missing (the head is at 12)", res)
+		if res.FirstBroken != 16 || res.Reason != audit.ReasonMissing || res.Events != 15 {
+			t.Errorf("Verify: %+v, want seq 16 missing (the head is at 16)", res)
 		}
 		// Appending goes on from the head, past the gap, which stays.
-		e, err := l.Append(ctx, event(chain, 13))
+		e, err := l.Append(ctx, event(chain, 17))
 		if err != nil {
 			t.Fatalf("Append to a truncated chain: %v", err)
 		}
-		if e.Seq != 13 {
-			t.Errorf("appended at %d, want 13", e.Seq)
+		if e.Seq != 17 {
+			t.Errorf("appended at %d, want 17", e.Seq)
 		}
-		if res := verify(t, l, chain); res.FirstBroken != 12 || res.Reason != audit.ReasonMissing {
-			t.Errorf("Verify after another append: %+v, want seq 12 missing", res)
+		if res := verify(t, l, chain); res.FirstBroken != 16 || res.Reason != audit.ReasonMissing {
+			t.Errorf("Verify after another append: %+v, want seq 16 missing", res)
 		}
 	})
 
@@ -494,15 +495,15 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		// The last event replaced by a forgery that chains correctly: the
 		// chain alone holds, the head's hash does not.
 		chain := audit.SubjectChain("rewritten")
-		evs := appendN(t, l, chain, 12)
-		forged := evs[11]
+		evs := appendN(t, l, chain, 16)
+		forged := evs[15]
 		forged.Outcome = "NotFound"
 		forged.Hash = audit.Hash(forged)
-		if _, err := events.ReplaceOne(ctx, id(chain, 12), storeDoc(forged)); err != nil {
+		if _, err := events.ReplaceOne(ctx, id(chain, 16), storeDoc(forged)); err != nil {
 			t.Fatal(err)
 		}
-		if res := verify(t, l, chain); res.FirstBroken != 12 || res.Reason != audit.ReasonChanged || res.Events != 11 {
-			t.Errorf("Verify: %+v, want seq 12 changed", res)
+		if res := verify(t, l, chain); res.FirstBroken != 16 || res.Reason != audit.ReasonChanged || res.Events != 15 {
+			t.Errorf("Verify: %+v, want seq 16 changed", res)
 		}
 	})
 }

@@ -95,54 +95,77 @@ type env struct {
 	logs    *syncBuffer
 }
 
-// start runs a server for the test and stops it when the test ends.
-func start(t *testing.T) *env {
+// serve runs a real server on loopback until stop is called or the test
+// ends. Its operator token and master keys are in dir; cfg gives the rest.
+func serve(t *testing.T, dir string, cfg server.Config, log *slog.Logger) (srv *server.Server, stop func()) {
 	t.Helper()
-	ctx := context.Background()
-	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
-	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
-	tokenFile := filepath.Join(t.TempDir(), "operator.token")
-	e.keyFile = filepath.Join(t.TempDir(), "keyring.json")
-	cfg := server.Config{
-		GRPCAddr:          "127.0.0.1:0",
-		HTTPAddr:          "127.0.0.1:0",
-		Store:             store.Config{URI: os.Getenv(mongoURIEnv), DataDir: t.TempDir(), Database: database},
-		Now:               e.clock.Now,
-		OperatorTokenFile: tokenFile,
-		Keys:              server.KeysConfig{KeyFile: e.keyFile, CreateKeyFile: true},
-	}
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(ctx, cfg, log)
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.OperatorTokenFile = filepath.Join(dir, "operator.token")
+	cfg.Keys = server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true}
+	srv, err := server.New(context.Background(), cfg, log)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
-	e.srv = srv
-	serveCtx, stop := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(serveCtx) }()
+	go func() { served <- srv.Serve(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("the server did not shut down")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return srv, stop
+}
 
-	e.grpc, err = grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial is a gRPC client of srv, closed when the test ends.
+func dial(t *testing.T, srv *server.Server) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("grpc.NewClient: %v", err)
 	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// start runs a server for the test and stops it when the test ends.
+func start(t *testing.T) *env {
+	t.Helper()
+	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
+	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	e.keyFile = filepath.Join(dir, "keyring.json")
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, stop := serve(t, dir, server.Config{
+		Store: store.Config{URI: os.Getenv(mongoURIEnv), DataDir: filepath.Join(dir, "data"), Database: database},
+		Now:   e.clock.Now,
+	}, log)
+	e.srv = srv
+	e.grpc = dial(t, srv)
 	e.base = "http://" + srv.HTTPAddr()
 	client, err := mongo.Connect(options.Client().ApplyURI(srv.StoreURI()))
 	if err != nil {
 		t.Fatalf("mongo.Connect: %v", err)
 	}
 	e.db = client.Database(database)
-	e.operator = readToken(t, tokenFile)
+	e.operator = readToken(t, filepath.Join(dir, "operator.token"))
 	e.token = e.principal(t, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-42"}, allPurposes)
 	t.Cleanup(func() {
-		_ = e.grpc.Close()
 		if os.Getenv(mongoURIEnv) != "" {
 			_ = e.db.Drop(context.Background())
 		}
 		_ = client.Disconnect(context.Background())
-		stop()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+		stop() // before the store's clients go, so the embedded store closes at once
 	})
 	return e
 }

@@ -95,20 +95,10 @@ func TestMutualTLS(t *testing.T) {
 	writePEM(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", keyDER)
 	writePEM(t, filepath.Join(dir, "ca.crt"), "CERTIFICATE", ca.cert.Raw)
 
-	srv, err := server.New(context.Background(), server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: "mtls"},
-		OperatorTokenFile: filepath.Join(dir, "operator.token"),
-		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
-		TLS:               server.TLSConfig{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key"), ClientCAFile: filepath.Join(dir, "ca.crt")},
+	srv, _ := serve(t, dir, server.Config{
+		Store: store.Config{DataDir: filepath.Join(dir, "data"), Database: "mtls"},
+		TLS:   server.TLSConfig{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key"), ClientCAFile: filepath.Join(dir, "ca.crt")},
 	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
 
 	dial := func(certs ...tls.Certificate) *grpc.ClientConn {
 		conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: ca.pool, Certificates: certs})))

@@ -11,11 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -201,37 +198,14 @@ func TestRestartKeepsData(t *testing.T) {
 	dir := t.TempDir()
 	var token string // the tester's, created on the first run, valid after the restart
 	run := func(f func(c caller)) {
-		srv, err := server.New(context.Background(), server.Config{
-			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-			Store:             store.Config{DataDir: dir, Database: "restart"},
-			OperatorTokenFile: filepath.Join(dir, "operator.token"),
-			Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
-		}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(ctx) }()
-		conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv, stop := serve(t, dir, server.Config{Store: store.Config{DataDir: filepath.Join(dir, "data"), Database: "restart"}}, slog.New(slog.DiscardHandler))
+		conn := dial(t, srv)
 		if token == "" {
 			op := grpcCaller{conn, readToken(t, filepath.Join(dir, "operator.token"))}
 			token = createPrincipal(t, op, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, nil)
 		}
 		f(grpcCaller{conn, token})
-		_ = conn.Close()
 		stop()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("server did not shut down")
-		}
 	}
 	var id string
 	run(func(c caller) {
@@ -269,23 +243,8 @@ func TestStoreOutage(t *testing.T) {
 	if !strings.Contains(db.URI(), "?") {
 		uri = db.URI() + "?serverSelectionTimeoutMS=500"
 	}
-	srv, err := server.New(context.Background(), server.Config{
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Store:             store.Config{URI: uri, Database: "outage"},
-		OperatorTokenFile: filepath.Join(dir, "operator.token"),
-		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	srv, stop := serve(t, dir, server.Config{Store: store.Config{URI: uri, Database: "outage"}}, slog.New(slog.DiscardHandler))
+	conn := dial(t, srv)
 	op := grpcCaller{conn, readToken(t, filepath.Join(dir, "operator.token"))}
 	token := createPrincipal(t, op, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, nil)
 	for _, c := range []caller{grpcCaller{conn, token}, restCaller{"http://" + srv.HTTPAddr(), token}} {
@@ -322,6 +281,5 @@ func TestStoreOutage(t *testing.T) {
 		break // the server's client still points at the old port; one round is enough
 	}
 	stop()
-	<-done
 	_ = db.Close()
 }

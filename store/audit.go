@@ -46,23 +46,6 @@ func AuditEventID(chain string, seq int64) string {
 	return fmt.Sprintf("%s/%012d", chain, seq)
 }
 
-// prepareAudit creates the index of ListAuditEventsByTenant on MongoDB. The
-// embedded store would not use it (it pushes down only exact _id filters),
-// so there it is not created.
-func (s *Store) prepareAudit(ctx context.Context) error {
-	if s.embedded != nil {
-		return nil
-	}
-	_, err := s.auditEvents.Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "tenant", Value: 1}, {Key: "_id", Value: 1}},
-		Options: options.Index().SetName("tenant_id"),
-	})
-	if err != nil {
-		return fmt.Errorf("store: index %s: %w", auditEventsCollection, classify(err))
-	}
-	return nil
-}
-
 // InsertAuditEvent adds an event; an event with the same _id (another writer
 // took that seq) is ErrExists.
 func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
@@ -133,19 +116,7 @@ func (s *Store) ListAuditChain(ctx context.Context, chain string, from int64, li
 // _id), which is acceptable for this rare operator or controller listing; on
 // MongoDB the index {tenant: 1, _id: 1} that Open creates serves it.
 func (s *Store) ListAuditEventsByTenant(ctx context.Context, tenant, afterID string, limit int) ([]*AuditEvent, error) {
-	filter := bson.D{{Key: "tenant", Value: tenant}}
-	if afterID != "" {
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
-	}
-	cur, err := s.auditEvents.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("store: list audit events: %w", classify(err))
-	}
-	var out []*AuditEvent
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: list audit events: %w", classify(err))
-	}
-	return out, nil
+	return listAfter[AuditEvent](ctx, s.auditEvents, bson.D{{Key: "tenant", Value: tenant}}, afterID, limit)
 }
 
 // GetAuditHead returns the head hint of chain: the last event known to be

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Principal is a caller of the service. Its _id is its identity, so the
@@ -60,17 +59,5 @@ func (d *Principal) version() *int64 { return &d.Version }
 // one, in id order. Principals are few and listed rarely, by operators, so a
 // scan of the collection is acceptable here.
 func (s *Store) ListPrincipals(ctx context.Context, after string, limit int) ([]*Principal, error) {
-	filter := bson.D{}
-	if after != "" {
-		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}
-	}
-	cur, err := s.principals.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("store: list principals: %w", classify(err))
-	}
-	var out []*Principal
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: list principals: %w", classify(err))
-	}
-	return out, nil
+	return listAfter[Principal](ctx, s.principals, bson.D{}, after, limit)
 }

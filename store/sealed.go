@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // SealedPerson is a subject's personal data as stored: each field encrypted
@@ -76,19 +75,7 @@ func (s *Store) DeleteDataKey(ctx context.Context, subjectID string) error {
 // in id order, for key rotation: a walk over the whole collection, which
 // scans on the embedded store and is meant for that rare operation only.
 func (s *Store) DataKeysAfter(ctx context.Context, after string, limit int) ([]*DataKey, error) {
-	filter := bson.D{}
-	if after != "" {
-		filter = bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}}}
-	}
-	cur, err := s.dataKeys.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("store: list data keys: %w", classify(err))
-	}
-	var out []*DataKey
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: list data keys: %w", classify(err))
-	}
-	return out, nil
+	return listAfter[DataKey](ctx, s.dataKeys, bson.D{}, after, limit)
 }
 
 // CountDataKeys counts the data keys, for the progress of a rotation.

@@ -138,8 +138,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // prepare creates the collections and, on the embedded store, the index that
-// makes exact _id reads searches instead of scans. Every collection is read
-// only by _id, so MongoDB needs no index beyond its own.
+// makes exact _id reads searches instead of scans. Requests read only by
+// _id; on MongoDB the two listings by another field get an index each.
 func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 	existing, err := db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
@@ -162,9 +162,16 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 			return fmt.Errorf("store: index embedded store: %w", err)
 		}
 	}
-	// The tenant listing of audit events is not by _id: an index on MongoDB.
-	if err := s.prepareAudit(ctx); err != nil {
-		return err
+	if s.embedded != nil {
+		return nil // FerretDB v1 would not use them: it scans for such filters
+	}
+	for c, field := range map[*mongo.Collection]string{s.auditEvents: "tenant", s.subjects: "controller"} {
+		if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{
+			Keys:    bson.D{{Key: field, Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName(field + "_id"),
+		}); err != nil {
+			return fmt.Errorf("store: index %s: %w", c.Name(), classify(err))
+		}
 	}
 	return nil
 }
@@ -285,6 +292,26 @@ func get(ctx context.Context, c *mongo.Collection, id string, out any) error {
 		return ErrNotFound
 	}
 	return classify(err)
+}
+
+// listAfter returns up to limit documents matching filter whose _id comes
+// after the given one (all when it is empty), in _id order. It is for the
+// rare listings that cannot be exact _id reads (operators' listings, bulk
+// operations, key rotation): on the embedded store every call scans the
+// collection, since FerretDB v1 pushes down only a filter of the lone _id.
+func listAfter[D any](ctx context.Context, c *mongo.Collection, filter bson.D, after string, limit int) ([]*D, error) {
+	if after != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
+	}
+	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", c.Name(), classify(err))
+	}
+	var out []*D
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", c.Name(), classify(err))
+	}
+	return out, nil
 }
 
 // insert adds doc; a document with the same _id is ErrExists.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Listing the subjects of a controller cannot be an exact _id read, so the
@@ -21,19 +20,7 @@ import (
 // come after the given one (all when it is empty), in _id order, erased ones
 // (tombstones) included.
 func (s *Store) SubjectsOfController(ctx context.Context, controller, after string, limit int) ([]*Subject, error) {
-	filter := bson.D{{Key: "controller", Value: controller}}
-	if after != "" {
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: after}}})
-	}
-	cur, err := s.subjects.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("store: subjects of controller: %w", classify(err))
-	}
-	var out []*Subject
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: subjects of controller: %w", classify(err))
-	}
-	return out, nil
+	return listAfter[Subject](ctx, s.subjects, bson.D{{Key: "controller", Value: controller}}, after, limit)
 }
 
 // CountSubjectsOfController counts the subjects of controller, erased ones
