@@ -37,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -148,8 +147,11 @@ type Log struct {
 	// chains serialises the appends of this Log to one chain, so that its
 	// own goroutines queue instead of racing for the same seq; other
 	// processes still race, and the _id reservation settles that.
-	seed   maphash.Seed
-	chains [256]sync.Mutex
+	// group queues the appends that arrive while a batch is being written:
+	// busy says a caller is writing one.
+	group sync.Mutex
+	queue []*pending
+	busy  bool
 	// tails caches the last event this Log knows of each chain, so that an
 	// append is one insert: no read of the head, no probe, no head write.
 	// A stale entry (another process appended) only costs a collision on
@@ -178,6 +180,12 @@ func (l *Log) cachedTail(chain string) (tailEntry, bool) {
 	return t, ok
 }
 
+func (l *Log) forgetTail(chain string) {
+	l.tailsMu.Lock()
+	defer l.tailsMu.Unlock()
+	delete(l.tails, chain)
+}
+
 func (l *Log) cacheTail(chain string, t tailEntry) {
 	l.tailsMu.Lock()
 	defer l.tailsMu.Unlock()
@@ -189,7 +197,7 @@ func (l *Log) cacheTail(chain string, t tailEntry) {
 
 // New returns a Log on st.
 func New(st *store.Store) *Log {
-	return &Log{st: st, seed: maphash.MakeSeed()}
+	return &Log{st: st}
 }
 
 // maxAppendAttempts bounds the seqs an Append tries before giving up; each
@@ -197,12 +205,13 @@ func New(st *store.Store) *Log {
 const maxAppendAttempts = 64
 
 // Append adds e to the end of e.Chain and returns it with Seq, PrevHash and
-// Hash set (Time too when it was zero). It finds the chain's last event (the
-// end this Log appended last, or else the head hint, then exact reads
-// forward), inserts e as the next seq, and on finding that seq taken by
-// another writer continues from that writer's event. Every 16 seqs it moves
-// the head hint forward, best effort: an appended event is never undone for
-// a hint that could not be written.
+// Hash set (Time too when it was zero). Appends that arrive together are
+// written together, in one insert (group commit): the first caller writes
+// the events queued so far, and hands the next batch to a caller waiting
+// behind it. Each chain's events get consecutive seqs from the chain's end
+// as this Log last wrote it; if another writer took one of those seqs, the
+// events from there on go one by one through appendOne, which finds the true
+// end. Every 16 seqs the head hint moves forward, best effort.
 func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	if e.Chain == "" {
 		return Event{}, errors.New("audit: append: chain is required")
@@ -212,20 +221,119 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 	e.Time = time.Unix(0, e.Time.UnixNano()).UTC() // as stored and hashed
 
-	m := &l.chains[maphash.String(l.seed, e.Chain)%uint64(len(l.chains))]
-	m.Lock()
-	defer m.Unlock()
+	p := &pending{e: e, wake: make(chan bool, 1)}
+	l.group.Lock()
+	l.queue = append(l.queue, p)
+	lead := !l.busy
+	l.busy = true
+	l.group.Unlock()
+	if !lead && !<-p.wake { // woken either with its result or to lead
+		return p.res, p.err
+	}
+	l.group.Lock()
+	batch := l.queue
+	l.queue = nil
+	l.group.Unlock()
+	l.flush(ctx, batch)
+	l.group.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].wake <- true
+	} else {
+		l.busy = false
+	}
+	l.group.Unlock()
+	return p.res, p.err
+}
 
-	cached, known := l.cachedTail(e.Chain)
-	last, lastHash := cached.seq, cached.hash
-	if !known {
-		head, err := l.st.GetAuditHead(ctx, e.Chain)
-		if err != nil {
-			return Event{}, fmt.Errorf("audit: append: %w", err)
+// pending is an event waiting in the group.
+type pending struct {
+	e    Event
+	res  Event
+	err  error
+	wake chan bool // false: res and err are set; true: lead the next batch
+}
+
+// flush writes a batch; only one runs at a time in a Log. It is detached
+// from the leader's cancellation, since the batch carries other callers'
+// events, but bounded.
+func (l *Log) flush(ctx context.Context, batch []*pending) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	defer func() {
+		for _, p := range batch {
+			select {
+			case p.wake <- false:
+			default: // the leader's own, read directly
+			}
 		}
-		if last, lastHash, err = l.tail(ctx, e.Chain, head.Seq, head.Hash); err != nil {
-			return Event{}, fmt.Errorf("audit: append: %w", err)
+	}()
+	// Chain each event to the one before it, in queue order.
+	ends := map[string]tailEntry{}
+	known := map[string]bool{}
+	docs := make([]*store.AuditEvent, 0, len(batch))
+	for _, p := range batch {
+		end, ok := ends[p.e.Chain]
+		if !ok {
+			end, ok = l.cachedTail(p.e.Chain)
+			known[p.e.Chain] = ok
+			if !ok {
+				head, err := l.st.GetAuditHead(ctx, p.e.Chain)
+				if err == nil {
+					end.seq, end.hash, err = l.tail(ctx, p.e.Chain, head.Seq, head.Hash)
+				}
+				if err != nil {
+					for _, q := range batch {
+						q.err = fmt.Errorf("audit: append: %w", err)
+					}
+					return
+				}
+			}
 		}
+		p.e.Seq, p.e.PrevHash = end.seq+1, end.hash
+		p.e.Hash = Hash(p.e)
+		ends[p.e.Chain] = tailEntry{seq: p.e.Seq, hash: p.e.Hash}
+		docs = append(docs, toStore(p.e))
+	}
+	n, err := l.st.InsertAuditEvents(ctx, docs)
+	for _, p := range batch[:n] {
+		p.res = p.e
+		l.cacheTail(p.e.Chain, tailEntry{seq: p.e.Seq, hash: p.e.Hash})
+		if !known[p.e.Chain] || p.e.Seq%headEvery == 0 {
+			known[p.e.Chain] = true
+			// Best effort: a head that lags only makes a process without
+			// the chain cached probe further.
+			_ = l.st.SetAuditHead(ctx, p.e.Chain, p.e.Seq, p.e.Hash)
+		}
+	}
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, store.ErrExists) {
+		for _, p := range batch[n:] {
+			p.err = fmt.Errorf("audit: append: %w", err)
+		}
+		return
+	}
+	// Another writer took a seq: from there on, one by one from the true end.
+	for _, p := range batch[n:] {
+		l.forgetTail(p.e.Chain)
+	}
+	for _, p := range batch[n:] {
+		p.res, p.err = l.appendOne(ctx, p.e)
+	}
+}
+
+// appendOne appends e after the chain's true end, found by reading; on
+// finding its seq taken by another writer it continues from that writer's
+// event.
+func (l *Log) appendOne(ctx context.Context, e Event) (Event, error) {
+	head, err := l.st.GetAuditHead(ctx, e.Chain)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	last, lastHash, err := l.tail(ctx, e.Chain, head.Seq, head.Hash)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
 	}
 	for attempt := range maxAppendAttempts {
 		e.Seq, e.PrevHash = last+1, lastHash
@@ -233,11 +341,7 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 		err := l.st.InsertAuditEvent(ctx, toStore(e))
 		if err == nil {
 			l.cacheTail(e.Chain, tailEntry{seq: e.Seq, hash: e.Hash})
-			if !known || e.Seq%headEvery == 0 {
-				// Best effort: a head that lags only makes the next append
-				// of a process without the chain cached probe further.
-				_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash)
-			}
+			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash) // best effort
 			return e, nil
 		}
 		if !errors.Is(err, store.ErrExists) {

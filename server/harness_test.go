@@ -165,7 +165,8 @@ func start(t *testing.T) *env {
 			_ = e.db.Drop(context.Background())
 		}
 		_ = client.Disconnect(context.Background())
-		stop() // before the store's clients go, so the embedded store closes at once
+		_ = e.grpc.Close() // ends open streams, which a graceful stop waits for
+		stop()
 	})
 	return e
 }

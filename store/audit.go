@@ -58,6 +58,33 @@ func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
 	return nil
 }
 
+// InsertAuditEvents adds events in order, in one round trip, stopping at
+// the first that fails; it returns how many were inserted, and ErrExists
+// when the one after them had its _id taken.
+func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (int, error) {
+	docs := make([]any, len(events))
+	for i, e := range events {
+		if e.ID == "" {
+			e.ID = AuditEventID(e.Chain, e.Seq)
+		}
+		docs[i] = e
+	}
+	_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+	if err == nil {
+		return len(events), nil
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
+		first := bwe.WriteErrors[0]
+		if mongo.IsDuplicateKeyError(err) {
+			return first.Index, fmt.Errorf("store: insert audit events: %w", ErrExists)
+		}
+		return first.Index, fmt.Errorf("store: insert audit events: %w", classify(err))
+	}
+	// Nothing is known to have been written.
+	return 0, fmt.Errorf("store: insert audit events: %w", classify(err))
+}
+
 // GetAuditEvent reads event seq of chain by its exact _id.
 func (s *Store) GetAuditEvent(ctx context.Context, chain string, seq int64) (*AuditEvent, error) {
 	var e AuditEvent
