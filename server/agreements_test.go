@@ -398,7 +398,7 @@ func TestAgreementRuleOnSubjects(t *testing.T) {
 		req2.ControllerId = "customer-42"
 		callErr(t, c, "CreateSubject", req2, &pdv1.CreateSubjectResponse{}, codes.FailedPrecondition)
 		callErr(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}, codes.FailedPrecondition)
-		callErr(t, c, "RectifySubject", rectifyReq(sub, "r-1", &pdv1.Person{GivenName: "Ny"}, "given_name"), &pdv1.RectifySubjectResponse{}, codes.FailedPrecondition)
+		callErr(t, e.controller(t, c), "RectifySubject", rectifyReq(sub, "r-1", &pdv1.Person{GivenName: "Ny"}, "given_name"), &pdv1.RectifySubjectResponse{}, codes.FailedPrecondition)
 
 		exported, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-42"}, 0)
 		if err != nil {
@@ -411,7 +411,7 @@ func TestAgreementRuleOnSubjects(t *testing.T) {
 		if err != nil || len(erased) == 0 || !erased[len(erased)-1].GetFinished() || erased[len(erased)-1].GetDone() != 1 {
 			t.Fatalf("erasure after termination: %v %v", erased, err)
 		}
-		access := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+		access := call(t, e.controller(t, c), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 		if access.GetSubject().GetState() != pdv1.SubjectState_SUBJECT_STATE_ERASED || access.GetSubject().GetPerson() != nil {
 			t.Errorf("after the bulk erasure: %v", access.GetSubject())
 		}
@@ -495,7 +495,7 @@ func TestExportControllerSubjects(t *testing.T) {
 			want[sub.GetSubjectId()] = true
 		}
 		call(t, c, "AddHistoryEntry", historyReq(subs[0], "h-1", 1), &pdv1.AddHistoryEntryResponse{})
-		call(t, c, "EraseSubject", eraseReq(subs[1], "erase-1"), &pdv1.EraseSubjectResponse{})
+		call(t, e.controller(t, c), "EraseSubject", eraseReq(subs[1], "erase-1"), &pdv1.EraseSubjectResponse{})
 		create(t, c, 200) // the company's own: not part of the export
 		call(t, op, terminateAgreementRPC, &pdv1.TerminateProcessorAgreementRequest{IdempotencyKey: "end", AgreementId: "customer-42.1"}, &pdv1.TerminateProcessorAgreementResponse{})
 
@@ -601,7 +601,7 @@ func TestEraseControllerSubjects(t *testing.T) {
 
 		// Every subject of the customer is a tombstone; the company's are intact.
 		for _, sub := range subs {
-			a := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+			a := call(t, e.controller(t, c), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 			s := a.GetSubject()
 			if s.GetState() != pdv1.SubjectState_SUBJECT_STATE_ERASED || s.GetPerson() != nil || len(a.GetHistory()) != 0 ||
 				s.GetErasure().GetGround() != pdv1.ErasureGround_ERASURE_GROUND_NO_LEGAL_BASIS || s.GetErasure().GetReference() != "notice-2026-11" ||
@@ -693,7 +693,7 @@ func TestEraseControllerSubjectsResume(t *testing.T) {
 			t.Errorf("after resuming: %v", last)
 		}
 		for _, sub := range subs {
-			a := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+			a := call(t, e.controller(t, c), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 			var erased int
 			for _, ch := range a.GetChanges() {
 				if ch.GetKind() == pdv1.ChangeKind_CHANGE_KIND_ERASED {

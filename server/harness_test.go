@@ -87,12 +87,14 @@ type env struct {
 	operator string
 	// keyFile holds the master keys.
 	keyFile string
-	srv     *server.Server
-	grpc    *grpc.ClientConn
-	base    string // http://host:port
-	db      *mongo.Database
-	clock   *clock
-	logs    *syncBuffer
+	// customer42 is the token of customer-42's controller, once made.
+	customer42 string
+	srv        *server.Server
+	grpc       *grpc.ClientConn
+	base       string // http://host:port
+	db         *mongo.Database
+	clock      *clock
+	logs       *syncBuffer
 }
 
 // serve runs a real server on loopback until stop is called or the test
@@ -206,6 +208,16 @@ func (e *env) as(c caller, token string) caller {
 		return restCaller{e.base, token}
 	}
 	return grpcCaller{e.grpc, token}
+}
+
+// controller is c's transport as the controller principal of customer-42,
+// who makes the rights requests about that customer's data.
+func (e *env) controller(t *testing.T, c caller) caller {
+	t.Helper()
+	if e.customer42 == "" {
+		e.customer42 = e.principal(t, "customer-42-admin", pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER, []string{"customer-42"}, allPurposes)
+	}
+	return e.as(c, e.customer42)
 }
 
 // gc and rc call as the tester over gRPC and REST.

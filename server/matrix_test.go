@@ -43,7 +43,9 @@ func (f *matrixFixture) fresh(t *testing.T, tenant string) *pdv1.Subject {
 // version is the subject's current version, read by the setup principal.
 func (f *matrixFixture) version(t *testing.T, id string) int64 {
 	t.Helper()
-	return call(t, f.setup, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: id}, &pdv1.AccessSubjectResponse{}).GetSubject().GetVersion()
+	// A purpose view, not an access request: those on a customer's data are
+	// the controller's to make.
+	return call(t, f.setup, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: id, Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}).GetVersion()
 }
 
 // matrixRPC is one RPC of the matrix: how to call it on a tenant's subject,

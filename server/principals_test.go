@@ -158,3 +158,27 @@ func (e *env) dumpCollection(t *testing.T, name string) string {
 	}
 	return sb.String()
 }
+
+// TestRightsRequestsOnCustomerData shows that rights requests about data a
+// customer controls come from the controller's principal: the company's
+// support staff, even acting for that customer, may store and process but
+// not answer them.
+func TestRightsRequestsOnCustomerData(t *testing.T) {
+	transports(t, func(t *testing.T, e *env, c caller) {
+		call(t, e.as(c, e.operator), "personaldata.v1.ProcessorAgreementService/CreateProcessorAgreement", agreementReq("pa", "customer-42", e.clock.Now()), &pdv1.CreateProcessorAgreementResponse{})
+		req := createReq("c42", 900)
+		req.ControllerId = "customer-42"
+		sub := call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject()
+		ctl := e.controller(t, c)
+		callErr(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{}, codes.PermissionDenied)
+		callErr(t, c, "RestrictProcessing", restrictReq(sub, "x"), &pdv1.RestrictProcessingResponse{}, codes.PermissionDenied)
+		callErr(t, c, "EraseSubject", eraseReq(sub, "e"), &pdv1.EraseSubjectResponse{}, codes.PermissionDenied)
+		call(t, ctl, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+		rect := call(t, ctl, "RectifySubject", rectifyReq(sub, "r", &pdv1.Person{Phone: "+46701234000"}, "phone"), &pdv1.RectifySubjectResponse{})
+		if rect.GetChange().GetPerformedBy() != "customer-42-admin for support-agent-7" {
+			t.Errorf("performed by %q", rect.GetChange().GetPerformedBy())
+		}
+		call(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{})
+		call(t, ctl, "EraseSubject", eraseReq(sub, "e"), &pdv1.EraseSubjectResponse{})
+	})
+}

@@ -233,6 +233,22 @@ func visible(c *auth.Caller, sub *store.Subject) error {
 	return nil
 }
 
+// onControllersInstruction is the rule that a rights request (access,
+// rectification, restriction, erasure) about data a customer controls is
+// carried out on that controller's instruction: it must come from the
+// controller's own principal, not from the company's staff on the data
+// subject's word. For the company's own data, the company is controller.
+func (s *Service) onControllersInstruction(ctx context.Context, sub *store.Subject) error {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return err
+	}
+	if sub.Controller != companyController && c.Principal.Kind != pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER.String() {
+		return status.Error(codes.PermissionDenied, "a rights request about a customer's data is carried out on the controller's instruction: send it as the controller's principal")
+	}
+	return nil
+}
+
 // caller is the authenticated caller; handlers fail closed without one.
 func (s *Service) caller(ctx context.Context) (*auth.Caller, error) {
 	if c := auth.FromContext(ctx); c != nil {
@@ -275,6 +291,9 @@ func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequ
 		return nil, err
 	}
 	note(ctx, audit.Touch{SubjectID: id, Fields: append([]string{"history", "changes"}, personFields...)})
+	if err := s.onControllersInstruction(ctx, sub); err != nil {
+		return nil, err
+	}
 	if sub.Erasure == nil {
 		cats := []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT}
 		if sub.HistoryCount > 0 {
@@ -350,6 +369,9 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		return nil, err
 	}
 	note(ctx, audit.Touch{SubjectID: id, Fields: fields})
+	if err := s.onControllersInstruction(ctx, sub); err != nil {
+		return nil, err
+	}
 	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(fields)); err != nil {
 		return nil, err
 	}
@@ -489,7 +511,7 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 	}
 	fp := s.fingerprint(req)
 	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"history"}})
-	if err := s.checkSubject(ctx, "add history", id, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
+	if _, err := s.checkSubject(ctx, "add history", id, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
 		return nil, err
 	}
 	entry.SubjectID = id
@@ -675,11 +697,15 @@ func rectifiedSince(sub *store.Subject, at int64) bool {
 // key: a replay returns the subject as it is now without writing.
 func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp []byte, change func(*store.Subject) error) (*store.Subject, error) {
 	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"restriction"}})
-	if err := s.checkSubject(ctx, op, id, pdv1.Purpose_PURPOSE_UNSPECIFIED, nil); err != nil {
+	sub, err := s.checkSubject(ctx, op, id, pdv1.Purpose_PURPOSE_UNSPECIFIED, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.onControllersInstruction(ctx, sub); err != nil {
 		return nil, err
 	}
 	var replay bool
-	sub, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+	sub, err = s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
@@ -751,12 +777,12 @@ var historyCategory = []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_HISTOR
 // checkSubject makes sure, before a change, that the subject exists, is
 // not erased, is visible to the caller, and that an agreement covers the
 // change when the data is a customer's.
-func (s *Service) checkSubject(ctx context.Context, op, id string, purpose pdv1.Purpose, categories []pdv1.DataCategory) error {
+func (s *Service) checkSubject(ctx context.Context, op, id string, purpose pdv1.Purpose, categories []pdv1.DataCategory) (*store.Subject, error) {
 	sub, err := s.getSubject(ctx, op, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.requireAgreement(ctx, sub.Controller, purpose, categories)
+	return sub, s.requireAgreement(ctx, sub.Controller, purpose, categories)
 }
 
 // isErased reports whether err is the answer for an erased subject.
@@ -792,7 +818,11 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 	fp := s.fingerprint(req)
 	// Erasure needs no agreement in force: deleting is what the end of one
 	// requires. It does need the caller to act for the controller.
-	if _, err := s.getSubject(ctx, "erase", id); err != nil && !isErased(err) {
+	current, err := s.getSubject(ctx, "erase", id)
+	if err != nil && !isErased(err) {
+		return nil, err
+	}
+	if err := s.onControllersInstruction(ctx, current); err != nil {
 		return nil, err
 	}
 	note(ctx, audit.Touch{SubjectID: id, Fields: append([]string{"erasure"}, erasedCategories...)})

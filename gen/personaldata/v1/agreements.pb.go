@@ -23,62 +23,6 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// DataCategory is a category of personal data, as the policy names them.
-type DataCategory int32
-
-const (
-	DataCategory_DATA_CATEGORY_UNSPECIFIED DataCategory = 0
-	// Identity number and name.
-	DataCategory_DATA_CATEGORY_IDENTIFICATION DataCategory = 1
-	// E-mail, phone, postal address.
-	DataCategory_DATA_CATEGORY_CONTACT DataCategory = 2
-	// E-mail conversations and error reports.
-	DataCategory_DATA_CATEGORY_HISTORY DataCategory = 3
-)
-
-// Enum value maps for DataCategory.
-var (
-	DataCategory_name = map[int32]string{
-		0: "DATA_CATEGORY_UNSPECIFIED",
-		1: "DATA_CATEGORY_IDENTIFICATION",
-		2: "DATA_CATEGORY_CONTACT",
-		3: "DATA_CATEGORY_HISTORY",
-	}
-	DataCategory_value = map[string]int32{
-		"DATA_CATEGORY_UNSPECIFIED":    0,
-		"DATA_CATEGORY_IDENTIFICATION": 1,
-		"DATA_CATEGORY_CONTACT":        2,
-		"DATA_CATEGORY_HISTORY":        3,
-	}
-)
-
-func (x DataCategory) Enum() *DataCategory {
-	p := new(DataCategory)
-	*p = x
-	return p
-}
-
-func (x DataCategory) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (DataCategory) Descriptor() protoreflect.EnumDescriptor {
-	return file_personaldata_v1_agreements_proto_enumTypes[0].Descriptor()
-}
-
-func (DataCategory) Type() protoreflect.EnumType {
-	return &file_personaldata_v1_agreements_proto_enumTypes[0]
-}
-
-func (x DataCategory) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use DataCategory.Descriptor instead.
-func (DataCategory) EnumDescriptor() ([]byte, []int) {
-	return file_personaldata_v1_agreements_proto_rawDescGZIP(), []int{0}
-}
-
 // AgreementState is where an agreement stands at the time of the answer.
 type AgreementState int32
 
@@ -121,11 +65,11 @@ func (x AgreementState) String() string {
 }
 
 func (AgreementState) Descriptor() protoreflect.EnumDescriptor {
-	return file_personaldata_v1_agreements_proto_enumTypes[1].Descriptor()
+	return file_personaldata_v1_agreements_proto_enumTypes[0].Descriptor()
 }
 
 func (AgreementState) Type() protoreflect.EnumType {
-	return &file_personaldata_v1_agreements_proto_enumTypes[1]
+	return &file_personaldata_v1_agreements_proto_enumTypes[0]
 }
 
 func (x AgreementState) Number() protoreflect.EnumNumber {
@@ -134,7 +78,7 @@ func (x AgreementState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AgreementState.Descriptor instead.
 func (AgreementState) EnumDescriptor() ([]byte, []int) {
-	return file_personaldata_v1_agreements_proto_rawDescGZIP(), []int{1}
+	return file_personaldata_v1_agreements_proto_rawDescGZIP(), []int{0}
 }
 
 // AgreementTerms are the terms of one version of an agreement.
@@ -1401,12 +1345,7 @@ const file_personaldata_v1_agreements_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x03R\x04done\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x1a\n" +
-	"\bfinished\x18\x04 \x01(\bR\bfinished*\x85\x01\n" +
-	"\fDataCategory\x12\x1d\n" +
-	"\x19DATA_CATEGORY_UNSPECIFIED\x10\x00\x12 \n" +
-	"\x1cDATA_CATEGORY_IDENTIFICATION\x10\x01\x12\x19\n" +
-	"\x15DATA_CATEGORY_CONTACT\x10\x02\x12\x19\n" +
-	"\x15DATA_CATEGORY_HISTORY\x10\x03*\xa9\x01\n" +
+	"\bfinished\x18\x04 \x01(\bR\bfinished*\xa9\x01\n" +
 	"\x0eAgreementState\x12\x1f\n" +
 	"\x1bAGREEMENT_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AGREEMENT_STATE_PENDING\x10\x01\x12\x1c\n" +
@@ -1435,76 +1374,76 @@ func file_personaldata_v1_agreements_proto_rawDescGZIP() []byte {
 	return file_personaldata_v1_agreements_proto_rawDescData
 }
 
-var file_personaldata_v1_agreements_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_personaldata_v1_agreements_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_personaldata_v1_agreements_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_personaldata_v1_agreements_proto_goTypes = []any{
-	(DataCategory)(0),                           // 0: personaldata.v1.DataCategory
-	(AgreementState)(0),                         // 1: personaldata.v1.AgreementState
-	(*AgreementTerms)(nil),                      // 2: personaldata.v1.AgreementTerms
-	(*AgreementVersion)(nil),                    // 3: personaldata.v1.AgreementVersion
-	(*ProcessorAgreement)(nil),                  // 4: personaldata.v1.ProcessorAgreement
-	(*CreateProcessorAgreementRequest)(nil),     // 5: personaldata.v1.CreateProcessorAgreementRequest
-	(*CreateProcessorAgreementResponse)(nil),    // 6: personaldata.v1.CreateProcessorAgreementResponse
-	(*GetProcessorAgreementRequest)(nil),        // 7: personaldata.v1.GetProcessorAgreementRequest
-	(*GetProcessorAgreementResponse)(nil),       // 8: personaldata.v1.GetProcessorAgreementResponse
-	(*ListProcessorAgreementsRequest)(nil),      // 9: personaldata.v1.ListProcessorAgreementsRequest
-	(*ListProcessorAgreementsResponse)(nil),     // 10: personaldata.v1.ListProcessorAgreementsResponse
-	(*AmendProcessorAgreementRequest)(nil),      // 11: personaldata.v1.AmendProcessorAgreementRequest
-	(*AmendProcessorAgreementResponse)(nil),     // 12: personaldata.v1.AmendProcessorAgreementResponse
-	(*TerminateProcessorAgreementRequest)(nil),  // 13: personaldata.v1.TerminateProcessorAgreementRequest
-	(*TerminateProcessorAgreementResponse)(nil), // 14: personaldata.v1.TerminateProcessorAgreementResponse
-	(*CheckProcessorAgreementRequest)(nil),      // 15: personaldata.v1.CheckProcessorAgreementRequest
-	(*CheckProcessorAgreementResponse)(nil),     // 16: personaldata.v1.CheckProcessorAgreementResponse
-	(*ExportControllerSubjectsRequest)(nil),     // 17: personaldata.v1.ExportControllerSubjectsRequest
-	(*ExportControllerSubjectsResponse)(nil),    // 18: personaldata.v1.ExportControllerSubjectsResponse
-	(*EraseControllerSubjectsRequest)(nil),      // 19: personaldata.v1.EraseControllerSubjectsRequest
-	(*EraseControllerSubjectsResponse)(nil),     // 20: personaldata.v1.EraseControllerSubjectsResponse
-	(*timestamppb.Timestamp)(nil),               // 21: google.protobuf.Timestamp
-	(Purpose)(0),                                // 22: personaldata.v1.Purpose
+	(AgreementState)(0),                         // 0: personaldata.v1.AgreementState
+	(*AgreementTerms)(nil),                      // 1: personaldata.v1.AgreementTerms
+	(*AgreementVersion)(nil),                    // 2: personaldata.v1.AgreementVersion
+	(*ProcessorAgreement)(nil),                  // 3: personaldata.v1.ProcessorAgreement
+	(*CreateProcessorAgreementRequest)(nil),     // 4: personaldata.v1.CreateProcessorAgreementRequest
+	(*CreateProcessorAgreementResponse)(nil),    // 5: personaldata.v1.CreateProcessorAgreementResponse
+	(*GetProcessorAgreementRequest)(nil),        // 6: personaldata.v1.GetProcessorAgreementRequest
+	(*GetProcessorAgreementResponse)(nil),       // 7: personaldata.v1.GetProcessorAgreementResponse
+	(*ListProcessorAgreementsRequest)(nil),      // 8: personaldata.v1.ListProcessorAgreementsRequest
+	(*ListProcessorAgreementsResponse)(nil),     // 9: personaldata.v1.ListProcessorAgreementsResponse
+	(*AmendProcessorAgreementRequest)(nil),      // 10: personaldata.v1.AmendProcessorAgreementRequest
+	(*AmendProcessorAgreementResponse)(nil),     // 11: personaldata.v1.AmendProcessorAgreementResponse
+	(*TerminateProcessorAgreementRequest)(nil),  // 12: personaldata.v1.TerminateProcessorAgreementRequest
+	(*TerminateProcessorAgreementResponse)(nil), // 13: personaldata.v1.TerminateProcessorAgreementResponse
+	(*CheckProcessorAgreementRequest)(nil),      // 14: personaldata.v1.CheckProcessorAgreementRequest
+	(*CheckProcessorAgreementResponse)(nil),     // 15: personaldata.v1.CheckProcessorAgreementResponse
+	(*ExportControllerSubjectsRequest)(nil),     // 16: personaldata.v1.ExportControllerSubjectsRequest
+	(*ExportControllerSubjectsResponse)(nil),    // 17: personaldata.v1.ExportControllerSubjectsResponse
+	(*EraseControllerSubjectsRequest)(nil),      // 18: personaldata.v1.EraseControllerSubjectsRequest
+	(*EraseControllerSubjectsResponse)(nil),     // 19: personaldata.v1.EraseControllerSubjectsResponse
+	(*timestamppb.Timestamp)(nil),               // 20: google.protobuf.Timestamp
+	(Purpose)(0),                                // 21: personaldata.v1.Purpose
+	(DataCategory)(0),                           // 22: personaldata.v1.DataCategory
 	(*AccessSubjectResponse)(nil),               // 23: personaldata.v1.AccessSubjectResponse
 	(ErasureGround)(0),                          // 24: personaldata.v1.ErasureGround
 }
 var file_personaldata_v1_agreements_proto_depIdxs = []int32{
-	21, // 0: personaldata.v1.AgreementTerms.sign_time:type_name -> google.protobuf.Timestamp
-	21, // 1: personaldata.v1.AgreementTerms.in_force_from:type_name -> google.protobuf.Timestamp
-	21, // 2: personaldata.v1.AgreementTerms.in_force_to:type_name -> google.protobuf.Timestamp
-	22, // 3: personaldata.v1.AgreementTerms.purposes:type_name -> personaldata.v1.Purpose
-	0,  // 4: personaldata.v1.AgreementTerms.categories:type_name -> personaldata.v1.DataCategory
-	2,  // 5: personaldata.v1.AgreementVersion.terms:type_name -> personaldata.v1.AgreementTerms
-	21, // 6: personaldata.v1.AgreementVersion.create_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: personaldata.v1.ProcessorAgreement.state:type_name -> personaldata.v1.AgreementState
-	2,  // 8: personaldata.v1.ProcessorAgreement.terms:type_name -> personaldata.v1.AgreementTerms
-	3,  // 9: personaldata.v1.ProcessorAgreement.versions:type_name -> personaldata.v1.AgreementVersion
-	21, // 10: personaldata.v1.ProcessorAgreement.terminate_time:type_name -> google.protobuf.Timestamp
-	2,  // 11: personaldata.v1.CreateProcessorAgreementRequest.terms:type_name -> personaldata.v1.AgreementTerms
-	4,  // 12: personaldata.v1.CreateProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
-	4,  // 13: personaldata.v1.GetProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
-	4,  // 14: personaldata.v1.ListProcessorAgreementsResponse.agreements:type_name -> personaldata.v1.ProcessorAgreement
-	2,  // 15: personaldata.v1.AmendProcessorAgreementRequest.terms:type_name -> personaldata.v1.AgreementTerms
-	4,  // 16: personaldata.v1.AmendProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
-	21, // 17: personaldata.v1.TerminateProcessorAgreementRequest.terminate_time:type_name -> google.protobuf.Timestamp
-	4,  // 18: personaldata.v1.TerminateProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
-	22, // 19: personaldata.v1.CheckProcessorAgreementRequest.purpose:type_name -> personaldata.v1.Purpose
-	0,  // 20: personaldata.v1.CheckProcessorAgreementRequest.category:type_name -> personaldata.v1.DataCategory
-	4,  // 21: personaldata.v1.CheckProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
+	20, // 0: personaldata.v1.AgreementTerms.sign_time:type_name -> google.protobuf.Timestamp
+	20, // 1: personaldata.v1.AgreementTerms.in_force_from:type_name -> google.protobuf.Timestamp
+	20, // 2: personaldata.v1.AgreementTerms.in_force_to:type_name -> google.protobuf.Timestamp
+	21, // 3: personaldata.v1.AgreementTerms.purposes:type_name -> personaldata.v1.Purpose
+	22, // 4: personaldata.v1.AgreementTerms.categories:type_name -> personaldata.v1.DataCategory
+	1,  // 5: personaldata.v1.AgreementVersion.terms:type_name -> personaldata.v1.AgreementTerms
+	20, // 6: personaldata.v1.AgreementVersion.create_time:type_name -> google.protobuf.Timestamp
+	0,  // 7: personaldata.v1.ProcessorAgreement.state:type_name -> personaldata.v1.AgreementState
+	1,  // 8: personaldata.v1.ProcessorAgreement.terms:type_name -> personaldata.v1.AgreementTerms
+	2,  // 9: personaldata.v1.ProcessorAgreement.versions:type_name -> personaldata.v1.AgreementVersion
+	20, // 10: personaldata.v1.ProcessorAgreement.terminate_time:type_name -> google.protobuf.Timestamp
+	1,  // 11: personaldata.v1.CreateProcessorAgreementRequest.terms:type_name -> personaldata.v1.AgreementTerms
+	3,  // 12: personaldata.v1.CreateProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
+	3,  // 13: personaldata.v1.GetProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
+	3,  // 14: personaldata.v1.ListProcessorAgreementsResponse.agreements:type_name -> personaldata.v1.ProcessorAgreement
+	1,  // 15: personaldata.v1.AmendProcessorAgreementRequest.terms:type_name -> personaldata.v1.AgreementTerms
+	3,  // 16: personaldata.v1.AmendProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
+	20, // 17: personaldata.v1.TerminateProcessorAgreementRequest.terminate_time:type_name -> google.protobuf.Timestamp
+	3,  // 18: personaldata.v1.TerminateProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
+	21, // 19: personaldata.v1.CheckProcessorAgreementRequest.purpose:type_name -> personaldata.v1.Purpose
+	22, // 20: personaldata.v1.CheckProcessorAgreementRequest.category:type_name -> personaldata.v1.DataCategory
+	3,  // 21: personaldata.v1.CheckProcessorAgreementResponse.agreement:type_name -> personaldata.v1.ProcessorAgreement
 	23, // 22: personaldata.v1.ExportControllerSubjectsResponse.subject:type_name -> personaldata.v1.AccessSubjectResponse
 	24, // 23: personaldata.v1.EraseControllerSubjectsRequest.ground:type_name -> personaldata.v1.ErasureGround
-	5,  // 24: personaldata.v1.ProcessorAgreementService.CreateProcessorAgreement:input_type -> personaldata.v1.CreateProcessorAgreementRequest
-	7,  // 25: personaldata.v1.ProcessorAgreementService.GetProcessorAgreement:input_type -> personaldata.v1.GetProcessorAgreementRequest
-	9,  // 26: personaldata.v1.ProcessorAgreementService.ListProcessorAgreements:input_type -> personaldata.v1.ListProcessorAgreementsRequest
-	11, // 27: personaldata.v1.ProcessorAgreementService.AmendProcessorAgreement:input_type -> personaldata.v1.AmendProcessorAgreementRequest
-	13, // 28: personaldata.v1.ProcessorAgreementService.TerminateProcessorAgreement:input_type -> personaldata.v1.TerminateProcessorAgreementRequest
-	15, // 29: personaldata.v1.ProcessorAgreementService.CheckProcessorAgreement:input_type -> personaldata.v1.CheckProcessorAgreementRequest
-	17, // 30: personaldata.v1.ProcessorAgreementService.ExportControllerSubjects:input_type -> personaldata.v1.ExportControllerSubjectsRequest
-	19, // 31: personaldata.v1.ProcessorAgreementService.EraseControllerSubjects:input_type -> personaldata.v1.EraseControllerSubjectsRequest
-	6,  // 32: personaldata.v1.ProcessorAgreementService.CreateProcessorAgreement:output_type -> personaldata.v1.CreateProcessorAgreementResponse
-	8,  // 33: personaldata.v1.ProcessorAgreementService.GetProcessorAgreement:output_type -> personaldata.v1.GetProcessorAgreementResponse
-	10, // 34: personaldata.v1.ProcessorAgreementService.ListProcessorAgreements:output_type -> personaldata.v1.ListProcessorAgreementsResponse
-	12, // 35: personaldata.v1.ProcessorAgreementService.AmendProcessorAgreement:output_type -> personaldata.v1.AmendProcessorAgreementResponse
-	14, // 36: personaldata.v1.ProcessorAgreementService.TerminateProcessorAgreement:output_type -> personaldata.v1.TerminateProcessorAgreementResponse
-	16, // 37: personaldata.v1.ProcessorAgreementService.CheckProcessorAgreement:output_type -> personaldata.v1.CheckProcessorAgreementResponse
-	18, // 38: personaldata.v1.ProcessorAgreementService.ExportControllerSubjects:output_type -> personaldata.v1.ExportControllerSubjectsResponse
-	20, // 39: personaldata.v1.ProcessorAgreementService.EraseControllerSubjects:output_type -> personaldata.v1.EraseControllerSubjectsResponse
+	4,  // 24: personaldata.v1.ProcessorAgreementService.CreateProcessorAgreement:input_type -> personaldata.v1.CreateProcessorAgreementRequest
+	6,  // 25: personaldata.v1.ProcessorAgreementService.GetProcessorAgreement:input_type -> personaldata.v1.GetProcessorAgreementRequest
+	8,  // 26: personaldata.v1.ProcessorAgreementService.ListProcessorAgreements:input_type -> personaldata.v1.ListProcessorAgreementsRequest
+	10, // 27: personaldata.v1.ProcessorAgreementService.AmendProcessorAgreement:input_type -> personaldata.v1.AmendProcessorAgreementRequest
+	12, // 28: personaldata.v1.ProcessorAgreementService.TerminateProcessorAgreement:input_type -> personaldata.v1.TerminateProcessorAgreementRequest
+	14, // 29: personaldata.v1.ProcessorAgreementService.CheckProcessorAgreement:input_type -> personaldata.v1.CheckProcessorAgreementRequest
+	16, // 30: personaldata.v1.ProcessorAgreementService.ExportControllerSubjects:input_type -> personaldata.v1.ExportControllerSubjectsRequest
+	18, // 31: personaldata.v1.ProcessorAgreementService.EraseControllerSubjects:input_type -> personaldata.v1.EraseControllerSubjectsRequest
+	5,  // 32: personaldata.v1.ProcessorAgreementService.CreateProcessorAgreement:output_type -> personaldata.v1.CreateProcessorAgreementResponse
+	7,  // 33: personaldata.v1.ProcessorAgreementService.GetProcessorAgreement:output_type -> personaldata.v1.GetProcessorAgreementResponse
+	9,  // 34: personaldata.v1.ProcessorAgreementService.ListProcessorAgreements:output_type -> personaldata.v1.ListProcessorAgreementsResponse
+	11, // 35: personaldata.v1.ProcessorAgreementService.AmendProcessorAgreement:output_type -> personaldata.v1.AmendProcessorAgreementResponse
+	13, // 36: personaldata.v1.ProcessorAgreementService.TerminateProcessorAgreement:output_type -> personaldata.v1.TerminateProcessorAgreementResponse
+	15, // 37: personaldata.v1.ProcessorAgreementService.CheckProcessorAgreement:output_type -> personaldata.v1.CheckProcessorAgreementResponse
+	17, // 38: personaldata.v1.ProcessorAgreementService.ExportControllerSubjects:output_type -> personaldata.v1.ExportControllerSubjectsResponse
+	19, // 39: personaldata.v1.ProcessorAgreementService.EraseControllerSubjects:output_type -> personaldata.v1.EraseControllerSubjectsResponse
 	32, // [32:40] is the sub-list for method output_type
 	24, // [24:32] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
@@ -1523,7 +1462,7 @@ func file_personaldata_v1_agreements_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_agreements_proto_rawDesc), len(file_personaldata_v1_agreements_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      1,
 			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -426,6 +426,8 @@ const (
 	Purpose_PURPOSE_SUPPORT Purpose = 4
 	// Registering domains with a registry: identity number, name, e-mail, phone, postal address.
 	Purpose_PURPOSE_DOMAIN_REGISTRATION Purpose = 5
+	// Direct marketing: name and e-mail, only with the subject's consent on record.
+	Purpose_PURPOSE_DIRECT_MARKETING Purpose = 6
 )
 
 // Enum value maps for Purpose.
@@ -437,6 +439,7 @@ var (
 		3: "PURPOSE_ACCOUNT_COMMUNICATION",
 		4: "PURPOSE_SUPPORT",
 		5: "PURPOSE_DOMAIN_REGISTRATION",
+		6: "PURPOSE_DIRECT_MARKETING",
 	}
 	Purpose_value = map[string]int32{
 		"PURPOSE_UNSPECIFIED":           0,
@@ -445,6 +448,7 @@ var (
 		"PURPOSE_ACCOUNT_COMMUNICATION": 3,
 		"PURPOSE_SUPPORT":               4,
 		"PURPOSE_DOMAIN_REGISTRATION":   5,
+		"PURPOSE_DIRECT_MARKETING":      6,
 	}
 )
 
@@ -584,6 +588,288 @@ func (x HistoryKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use HistoryKind.Descriptor instead.
 func (HistoryKind) EnumDescriptor() ([]byte, []int) {
 	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{9}
+}
+
+// DataCategory is a category of personal data, as the policy names them.
+type DataCategory int32
+
+const (
+	DataCategory_DATA_CATEGORY_UNSPECIFIED DataCategory = 0
+	// Identity number and name.
+	DataCategory_DATA_CATEGORY_IDENTIFICATION DataCategory = 1
+	// E-mail, phone, postal address.
+	DataCategory_DATA_CATEGORY_CONTACT DataCategory = 2
+	// E-mail conversations and error reports.
+	DataCategory_DATA_CATEGORY_HISTORY DataCategory = 3
+)
+
+// Enum value maps for DataCategory.
+var (
+	DataCategory_name = map[int32]string{
+		0: "DATA_CATEGORY_UNSPECIFIED",
+		1: "DATA_CATEGORY_IDENTIFICATION",
+		2: "DATA_CATEGORY_CONTACT",
+		3: "DATA_CATEGORY_HISTORY",
+	}
+	DataCategory_value = map[string]int32{
+		"DATA_CATEGORY_UNSPECIFIED":    0,
+		"DATA_CATEGORY_IDENTIFICATION": 1,
+		"DATA_CATEGORY_CONTACT":        2,
+		"DATA_CATEGORY_HISTORY":        3,
+	}
+)
+
+func (x DataCategory) Enum() *DataCategory {
+	p := new(DataCategory)
+	*p = x
+	return p
+}
+
+func (x DataCategory) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DataCategory) Descriptor() protoreflect.EnumDescriptor {
+	return file_personaldata_v1_personaldata_proto_enumTypes[10].Descriptor()
+}
+
+func (DataCategory) Type() protoreflect.EnumType {
+	return &file_personaldata_v1_personaldata_proto_enumTypes[10]
+}
+
+func (x DataCategory) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DataCategory.Descriptor instead.
+func (DataCategory) EnumDescriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{10}
+}
+
+// ConsentPurpose is what a consent is for.
+type ConsentPurpose int32
+
+const (
+	ConsentPurpose_CONSENT_PURPOSE_UNSPECIFIED ConsentPurpose = 0
+	// Direct marketing by e-mail or phone.
+	ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING ConsentPurpose = 1
+	// Disclosure of data to a named third party.
+	ConsentPurpose_CONSENT_PURPOSE_DISCLOSURE ConsentPurpose = 2
+)
+
+// Enum value maps for ConsentPurpose.
+var (
+	ConsentPurpose_name = map[int32]string{
+		0: "CONSENT_PURPOSE_UNSPECIFIED",
+		1: "CONSENT_PURPOSE_DIRECT_MARKETING",
+		2: "CONSENT_PURPOSE_DISCLOSURE",
+	}
+	ConsentPurpose_value = map[string]int32{
+		"CONSENT_PURPOSE_UNSPECIFIED":      0,
+		"CONSENT_PURPOSE_DIRECT_MARKETING": 1,
+		"CONSENT_PURPOSE_DISCLOSURE":       2,
+	}
+)
+
+func (x ConsentPurpose) Enum() *ConsentPurpose {
+	p := new(ConsentPurpose)
+	*p = x
+	return p
+}
+
+func (x ConsentPurpose) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConsentPurpose) Descriptor() protoreflect.EnumDescriptor {
+	return file_personaldata_v1_personaldata_proto_enumTypes[11].Descriptor()
+}
+
+func (ConsentPurpose) Type() protoreflect.EnumType {
+	return &file_personaldata_v1_personaldata_proto_enumTypes[11]
+}
+
+func (x ConsentPurpose) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConsentPurpose.Descriptor instead.
+func (ConsentPurpose) EnumDescriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{11}
+}
+
+// DisclosureBasis is the legal basis of a disclosure, as the policy allows.
+type DisclosureBasis int32
+
+const (
+	DisclosureBasis_DISCLOSURE_BASIS_UNSPECIFIED DisclosureBasis = 0
+	// The subject's consent to disclosure to this recipient is on record.
+	DisclosureBasis_DISCLOSURE_BASIS_CONSENT DisclosureBasis = 1
+	// The contract needs it: the customer ordered the service (e.g. a domain).
+	DisclosureBasis_DISCLOSURE_BASIS_CONTRACT DisclosureBasis = 2
+	// The customer broke the terms of the agreement.
+	DisclosureBasis_DISCLOSURE_BASIS_BREACH_OF_TERMS DisclosureBasis = 3
+	// Legal proceedings.
+	DisclosureBasis_DISCLOSURE_BASIS_LEGAL_PROCEEDINGS DisclosureBasis = 4
+	// An authority's request under Swedish law.
+	DisclosureBasis_DISCLOSURE_BASIS_AUTHORITY_REQUEST DisclosureBasis = 5
+)
+
+// Enum value maps for DisclosureBasis.
+var (
+	DisclosureBasis_name = map[int32]string{
+		0: "DISCLOSURE_BASIS_UNSPECIFIED",
+		1: "DISCLOSURE_BASIS_CONSENT",
+		2: "DISCLOSURE_BASIS_CONTRACT",
+		3: "DISCLOSURE_BASIS_BREACH_OF_TERMS",
+		4: "DISCLOSURE_BASIS_LEGAL_PROCEEDINGS",
+		5: "DISCLOSURE_BASIS_AUTHORITY_REQUEST",
+	}
+	DisclosureBasis_value = map[string]int32{
+		"DISCLOSURE_BASIS_UNSPECIFIED":       0,
+		"DISCLOSURE_BASIS_CONSENT":           1,
+		"DISCLOSURE_BASIS_CONTRACT":          2,
+		"DISCLOSURE_BASIS_BREACH_OF_TERMS":   3,
+		"DISCLOSURE_BASIS_LEGAL_PROCEEDINGS": 4,
+		"DISCLOSURE_BASIS_AUTHORITY_REQUEST": 5,
+	}
+)
+
+func (x DisclosureBasis) Enum() *DisclosureBasis {
+	p := new(DisclosureBasis)
+	*p = x
+	return p
+}
+
+func (x DisclosureBasis) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DisclosureBasis) Descriptor() protoreflect.EnumDescriptor {
+	return file_personaldata_v1_personaldata_proto_enumTypes[12].Descriptor()
+}
+
+func (DisclosureBasis) Type() protoreflect.EnumType {
+	return &file_personaldata_v1_personaldata_proto_enumTypes[12]
+}
+
+func (x DisclosureBasis) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DisclosureBasis.Descriptor instead.
+func (DisclosureBasis) EnumDescriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{12}
+}
+
+// NotificationKind is what happened to data a recipient holds.
+type NotificationKind int32
+
+const (
+	NotificationKind_NOTIFICATION_KIND_UNSPECIFIED NotificationKind = 0
+	NotificationKind_NOTIFICATION_KIND_RECTIFIED   NotificationKind = 1
+	NotificationKind_NOTIFICATION_KIND_RESTRICTED  NotificationKind = 2
+	NotificationKind_NOTIFICATION_KIND_ERASED      NotificationKind = 3
+)
+
+// Enum value maps for NotificationKind.
+var (
+	NotificationKind_name = map[int32]string{
+		0: "NOTIFICATION_KIND_UNSPECIFIED",
+		1: "NOTIFICATION_KIND_RECTIFIED",
+		2: "NOTIFICATION_KIND_RESTRICTED",
+		3: "NOTIFICATION_KIND_ERASED",
+	}
+	NotificationKind_value = map[string]int32{
+		"NOTIFICATION_KIND_UNSPECIFIED": 0,
+		"NOTIFICATION_KIND_RECTIFIED":   1,
+		"NOTIFICATION_KIND_RESTRICTED":  2,
+		"NOTIFICATION_KIND_ERASED":      3,
+	}
+)
+
+func (x NotificationKind) Enum() *NotificationKind {
+	p := new(NotificationKind)
+	*p = x
+	return p
+}
+
+func (x NotificationKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NotificationKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_personaldata_v1_personaldata_proto_enumTypes[13].Descriptor()
+}
+
+func (NotificationKind) Type() protoreflect.EnumType {
+	return &file_personaldata_v1_personaldata_proto_enumTypes[13]
+}
+
+func (x NotificationKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NotificationKind.Descriptor instead.
+func (NotificationKind) EnumDescriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{13}
+}
+
+// HoldBasis is the legal reason to keep data past an erasure.
+type HoldBasis int32
+
+const (
+	HoldBasis_HOLD_BASIS_UNSPECIFIED HoldBasis = 0
+	// Swedish accounting law: until seven years after the end of the calendar
+	// year of the transaction.
+	HoldBasis_HOLD_BASIS_BOOKKEEPING HoldBasis = 1
+	// To establish, exercise or defend legal claims.
+	HoldBasis_HOLD_BASIS_LEGAL_CLAIMS HoldBasis = 2
+	// An agreement with the subject still in force.
+	HoldBasis_HOLD_BASIS_AGREEMENT_IN_FORCE HoldBasis = 3
+)
+
+// Enum value maps for HoldBasis.
+var (
+	HoldBasis_name = map[int32]string{
+		0: "HOLD_BASIS_UNSPECIFIED",
+		1: "HOLD_BASIS_BOOKKEEPING",
+		2: "HOLD_BASIS_LEGAL_CLAIMS",
+		3: "HOLD_BASIS_AGREEMENT_IN_FORCE",
+	}
+	HoldBasis_value = map[string]int32{
+		"HOLD_BASIS_UNSPECIFIED":        0,
+		"HOLD_BASIS_BOOKKEEPING":        1,
+		"HOLD_BASIS_LEGAL_CLAIMS":       2,
+		"HOLD_BASIS_AGREEMENT_IN_FORCE": 3,
+	}
+)
+
+func (x HoldBasis) Enum() *HoldBasis {
+	p := new(HoldBasis)
+	*p = x
+	return p
+}
+
+func (x HoldBasis) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HoldBasis) Descriptor() protoreflect.EnumDescriptor {
+	return file_personaldata_v1_personaldata_proto_enumTypes[14].Descriptor()
+}
+
+func (HoldBasis) Type() protoreflect.EnumType {
+	return &file_personaldata_v1_personaldata_proto_enumTypes[14]
+}
+
+func (x HoldBasis) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HoldBasis.Descriptor instead.
+func (HoldBasis) EnumDescriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{14}
 }
 
 // Subject is a data subject's record as held by the service.
@@ -1695,13 +1981,19 @@ func (x *AccessSubjectRequest) GetSubjectId() string {
 
 // AccessSubjectResponse is everything held about a subject, in one document.
 type AccessSubjectResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	History       []*HistoryEntry        `protobuf:"bytes,2,rep,name=history,proto3" json:"history,omitempty"`
-	Changes       []*ChangeRecord        `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
-	Purposes      []*ProcessingPurpose   `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
-	Retention     *Retention             `protobuf:"bytes,5,opt,name=retention,proto3" json:"retention,omitempty"`
-	GenerateTime  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=generate_time,json=generateTime,proto3" json:"generate_time,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Subject      *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	History      []*HistoryEntry        `protobuf:"bytes,2,rep,name=history,proto3" json:"history,omitempty"`
+	Changes      []*ChangeRecord        `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	Purposes     []*ProcessingPurpose   `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	Retention    *Retention             `protobuf:"bytes,5,opt,name=retention,proto3" json:"retention,omitempty"`
+	GenerateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=generate_time,json=generateTime,proto3" json:"generate_time,omitempty"`
+	// Consents given, and withdrawn.
+	Consents []*Consent `protobuf:"bytes,7,rep,name=consents,proto3" json:"consents,omitempty"`
+	// Every disclosure to a third party.
+	Disclosures []*Disclosure `protobuf:"bytes,8,rep,name=disclosures,proto3" json:"disclosures,omitempty"`
+	// Legal retention holds, active and ended.
+	Holds         []*RetentionHold `protobuf:"bytes,9,rep,name=holds,proto3" json:"holds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1774,6 +2066,27 @@ func (x *AccessSubjectResponse) GetRetention() *Retention {
 func (x *AccessSubjectResponse) GetGenerateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.GenerateTime
+	}
+	return nil
+}
+
+func (x *AccessSubjectResponse) GetConsents() []*Consent {
+	if x != nil {
+		return x.Consents
+	}
+	return nil
+}
+
+func (x *AccessSubjectResponse) GetDisclosures() []*Disclosure {
+	if x != nil {
+		return x.Disclosures
+	}
+	return nil
+}
+
+func (x *AccessSubjectResponse) GetHolds() []*RetentionHold {
+	if x != nil {
+		return x.Holds
 	}
 	return nil
 }
@@ -2640,8 +2953,11 @@ type EraseSubjectResponse struct {
 	Subject *Subject `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The categories of personal data that were erased.
 	ErasedCategories []string `protobuf:"bytes,2,rep,name=erased_categories,json=erasedCategories,proto3" json:"erased_categories,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What legal retention holds kept, why and until when; that data is
+	// restricted to storage only until it is purged.
+	Kept          []*KeptData `protobuf:"bytes,3,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EraseSubjectResponse) Reset() {
@@ -2686,6 +3002,496 @@ func (x *EraseSubjectResponse) GetErasedCategories() []string {
 		return x.ErasedCategories
 	}
 	return nil
+}
+
+func (x *EraseSubjectResponse) GetKept() []*KeptData {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
+// Consent is a consent given, and perhaps withdrawn.
+type Consent struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ConsentId string                 `protobuf:"bytes,1,opt,name=consent_id,json=consentId,proto3" json:"consent_id,omitempty"`
+	Purpose   ConsentPurpose         `protobuf:"varint,2,opt,name=purpose,proto3,enum=personaldata.v1.ConsentPurpose" json:"purpose,omitempty"`
+	// For CONSENT_PURPOSE_DISCLOSURE: the recipient it allows ("iis.se").
+	Recipient string                 `protobuf:"bytes,3,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	GiveTime  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=give_time,json=giveTime,proto3" json:"give_time,omitempty"`
+	Channel   Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// Reference to the wording the subject agreed to.
+	WordingReference string `protobuf:"bytes,6,opt,name=wording_reference,json=wordingReference,proto3" json:"wording_reference,omitempty"`
+	// Set once withdrawn.
+	WithdrawTime      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=withdraw_time,json=withdrawTime,proto3" json:"withdraw_time,omitempty"`
+	WithdrawChannel   Channel                `protobuf:"varint,8,opt,name=withdraw_channel,json=withdrawChannel,proto3,enum=personaldata.v1.Channel" json:"withdraw_channel,omitempty"`
+	WithdrawReference string                 `protobuf:"bytes,9,opt,name=withdraw_reference,json=withdrawReference,proto3" json:"withdraw_reference,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Consent) Reset() {
+	*x = Consent{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Consent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Consent) ProtoMessage() {}
+
+func (x *Consent) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Consent.ProtoReflect.Descriptor instead.
+func (*Consent) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Consent) GetConsentId() string {
+	if x != nil {
+		return x.ConsentId
+	}
+	return ""
+}
+
+func (x *Consent) GetPurpose() ConsentPurpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return ConsentPurpose_CONSENT_PURPOSE_UNSPECIFIED
+}
+
+func (x *Consent) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *Consent) GetGiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GiveTime
+	}
+	return nil
+}
+
+func (x *Consent) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *Consent) GetWordingReference() string {
+	if x != nil {
+		return x.WordingReference
+	}
+	return ""
+}
+
+func (x *Consent) GetWithdrawTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WithdrawTime
+	}
+	return nil
+}
+
+func (x *Consent) GetWithdrawChannel() Channel {
+	if x != nil {
+		return x.WithdrawChannel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *Consent) GetWithdrawReference() string {
+	if x != nil {
+		return x.WithdrawReference
+	}
+	return ""
+}
+
+// Disclosure records one hand-over of personal data to a third party.
+type Disclosure struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	DisclosureId string                 `protobuf:"bytes,1,opt,name=disclosure_id,json=disclosureId,proto3" json:"disclosure_id,omitempty"`
+	Recipient    string                 `protobuf:"bytes,2,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Purpose      Purpose                `protobuf:"varint,3,opt,name=purpose,proto3,enum=personaldata.v1.Purpose" json:"purpose,omitempty"`
+	Categories   []DataCategory         `protobuf:"varint,4,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
+	Basis        DisclosureBasis        `protobuf:"varint,5,opt,name=basis,proto3,enum=personaldata.v1.DisclosureBasis" json:"basis,omitempty"`
+	// The order, case or request the basis rests on.
+	Reference     string                 `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
+	DiscloseTime  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=disclose_time,json=discloseTime,proto3" json:"disclose_time,omitempty"`
+	PrincipalId   string                 `protobuf:"bytes,8,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Disclosure) Reset() {
+	*x = Disclosure{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Disclosure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Disclosure) ProtoMessage() {}
+
+func (x *Disclosure) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
+func (*Disclosure) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Disclosure) GetDisclosureId() string {
+	if x != nil {
+		return x.DisclosureId
+	}
+	return ""
+}
+
+func (x *Disclosure) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *Disclosure) GetPurpose() Purpose {
+	if x != nil {
+		return x.Purpose
+	}
+	return Purpose_PURPOSE_UNSPECIFIED
+}
+
+func (x *Disclosure) GetCategories() []DataCategory {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *Disclosure) GetBasis() DisclosureBasis {
+	if x != nil {
+		return x.Basis
+	}
+	return DisclosureBasis_DISCLOSURE_BASIS_UNSPECIFIED
+}
+
+func (x *Disclosure) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *Disclosure) GetDiscloseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DiscloseTime
+	}
+	return nil
+}
+
+func (x *Disclosure) GetPrincipalId() string {
+	if x != nil {
+		return x.PrincipalId
+	}
+	return ""
+}
+
+// RecipientNotification tells a recipient that data it received changed
+// (Art. 19). It names the subject and fields, never values: the recipient
+// fetches what it may hold through Disclose.
+type RecipientNotification struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	NotificationId string                 `protobuf:"bytes,1,opt,name=notification_id,json=notificationId,proto3" json:"notification_id,omitempty"`
+	Recipient      string                 `protobuf:"bytes,2,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	SubjectId      string                 `protobuf:"bytes,3,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Kind           NotificationKind       `protobuf:"varint,4,opt,name=kind,proto3,enum=personaldata.v1.NotificationKind" json:"kind,omitempty"`
+	// For RECTIFIED: the fields that changed.
+	Fields        []string               `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecipientNotification) Reset() {
+	*x = RecipientNotification{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecipientNotification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecipientNotification) ProtoMessage() {}
+
+func (x *RecipientNotification) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecipientNotification.ProtoReflect.Descriptor instead.
+func (*RecipientNotification) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RecipientNotification) GetNotificationId() string {
+	if x != nil {
+		return x.NotificationId
+	}
+	return ""
+}
+
+func (x *RecipientNotification) GetRecipient() string {
+	if x != nil {
+		return x.Recipient
+	}
+	return ""
+}
+
+func (x *RecipientNotification) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *RecipientNotification) GetKind() NotificationKind {
+	if x != nil {
+		return x.Kind
+	}
+	return NotificationKind_NOTIFICATION_KIND_UNSPECIFIED
+}
+
+func (x *RecipientNotification) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *RecipientNotification) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// RetentionHold keeps categories of a subject's data.
+type RetentionHold struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	HoldId     string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	Basis      HoldBasis              `protobuf:"varint,2,opt,name=basis,proto3,enum=personaldata.v1.HoldBasis" json:"basis,omitempty"`
+	Categories []DataCategory         `protobuf:"varint,3,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
+	// For BOOKKEEPING: the date of the transaction; until follows from it.
+	TransactionTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=transaction_time,json=transactionTime,proto3" json:"transaction_time,omitempty"`
+	// When the hold ends.
+	Until     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=until,proto3" json:"until,omitempty"`
+	Reference string                 `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
+	PlaceTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=place_time,json=placeTime,proto3" json:"place_time,omitempty"`
+	PlacedBy  string                 `protobuf:"bytes,8,opt,name=placed_by,json=placedBy,proto3" json:"placed_by,omitempty"`
+	// Set when released early or purged.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetentionHold) Reset() {
+	*x = RetentionHold{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetentionHold) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetentionHold) ProtoMessage() {}
+
+func (x *RetentionHold) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetentionHold.ProtoReflect.Descriptor instead.
+func (*RetentionHold) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RetentionHold) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *RetentionHold) GetBasis() HoldBasis {
+	if x != nil {
+		return x.Basis
+	}
+	return HoldBasis_HOLD_BASIS_UNSPECIFIED
+}
+
+func (x *RetentionHold) GetCategories() []DataCategory {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *RetentionHold) GetTransactionTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TransactionTime
+	}
+	return nil
+}
+
+func (x *RetentionHold) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *RetentionHold) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *RetentionHold) GetPlaceTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlaceTime
+	}
+	return nil
+}
+
+func (x *RetentionHold) GetPlacedBy() string {
+	if x != nil {
+		return x.PlacedBy
+	}
+	return ""
+}
+
+func (x *RetentionHold) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// KeptData says what an erasure kept, why and until when.
+type KeptData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Categories    []DataCategory         `protobuf:"varint,1,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
+	Basis         HoldBasis              `protobuf:"varint,2,opt,name=basis,proto3,enum=personaldata.v1.HoldBasis" json:"basis,omitempty"`
+	Until         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	HoldId        string                 `protobuf:"bytes,4,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeptData) Reset() {
+	*x = KeptData{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeptData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeptData) ProtoMessage() {}
+
+func (x *KeptData) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeptData.ProtoReflect.Descriptor instead.
+func (*KeptData) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *KeptData) GetCategories() []DataCategory {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
+}
+
+func (x *KeptData) GetBasis() HoldBasis {
+	if x != nil {
+		return x.Basis
+	}
+	return HoldBasis_HOLD_BASIS_UNSPECIFIED
+}
+
+func (x *KeptData) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *KeptData) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
 }
 
 var File_personaldata_v1_personaldata_proto protoreflect.FileDescriptor
@@ -2787,14 +3593,17 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"5\n" +
 	"\x14AccessSubjectRequest\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\x01 \x01(\tR\tsubjectId\"\xf8\x02\n" +
+	"subject_id\x18\x01 \x01(\tR\tsubjectId\"\xa3\x04\n" +
 	"\x15AccessSubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x127\n" +
 	"\ahistory\x18\x02 \x03(\v2\x1d.personaldata.v1.HistoryEntryR\ahistory\x127\n" +
 	"\achanges\x18\x03 \x03(\v2\x1d.personaldata.v1.ChangeRecordR\achanges\x12>\n" +
 	"\bpurposes\x18\x04 \x03(\v2\".personaldata.v1.ProcessingPurposeR\bpurposes\x128\n" +
 	"\tretention\x18\x05 \x01(\v2\x1a.personaldata.v1.RetentionR\tretention\x12?\n" +
-	"\rgenerate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fgenerateTime\"\xed\x02\n" +
+	"\rgenerate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fgenerateTime\x124\n" +
+	"\bconsents\x18\a \x03(\v2\x18.personaldata.v1.ConsentR\bconsents\x12=\n" +
+	"\vdisclosures\x18\b \x03(\v2\x1b.personaldata.v1.DisclosureR\vdisclosures\x124\n" +
+	"\x05holds\x18\t \x03(\v2\x1e.personaldata.v1.RetentionHoldR\x05holds\"\xed\x02\n" +
 	"\x15RectifySubjectRequest\x12'\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
 	"\n" +
@@ -2865,10 +3674,63 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundR\x06ground\x122\n" +
 	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
 	"\treference\x18\x05 \x01(\tR\treference\x12!\n" +
-	"\fperformed_by\x18\x06 \x01(\tR\vperformedBy\"w\n" +
+	"\fperformed_by\x18\x06 \x01(\tR\vperformedBy\"\xa6\x01\n" +
 	"\x14EraseSubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x12+\n" +
-	"\x11erased_categories\x18\x02 \x03(\tR\x10erasedCategories*\x8d\x01\n" +
+	"\x11erased_categories\x18\x02 \x03(\tR\x10erasedCategories\x12-\n" +
+	"\x04kept\x18\x03 \x03(\v2\x19.personaldata.v1.KeptDataR\x04kept\"\xd0\x03\n" +
+	"\aConsent\x12\x1d\n" +
+	"\n" +
+	"consent_id\x18\x01 \x01(\tR\tconsentId\x129\n" +
+	"\apurpose\x18\x02 \x01(\x0e2\x1f.personaldata.v1.ConsentPurposeR\apurpose\x12\x1c\n" +
+	"\trecipient\x18\x03 \x01(\tR\trecipient\x127\n" +
+	"\tgive_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bgiveTime\x122\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12+\n" +
+	"\x11wording_reference\x18\x06 \x01(\tR\x10wordingReference\x12?\n" +
+	"\rwithdraw_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fwithdrawTime\x12C\n" +
+	"\x10withdraw_channel\x18\b \x01(\x0e2\x18.personaldata.v1.ChannelR\x0fwithdrawChannel\x12-\n" +
+	"\x12withdraw_reference\x18\t \x01(\tR\x11withdrawReference\"\xfc\x02\n" +
+	"\n" +
+	"Disclosure\x12#\n" +
+	"\rdisclosure_id\x18\x01 \x01(\tR\fdisclosureId\x12\x1c\n" +
+	"\trecipient\x18\x02 \x01(\tR\trecipient\x122\n" +
+	"\apurpose\x18\x03 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\x12=\n" +
+	"\n" +
+	"categories\x18\x04 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\n" +
+	"categories\x126\n" +
+	"\x05basis\x18\x05 \x01(\x0e2 .personaldata.v1.DisclosureBasisR\x05basis\x12\x1c\n" +
+	"\treference\x18\x06 \x01(\tR\treference\x12?\n" +
+	"\rdisclose_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fdiscloseTime\x12!\n" +
+	"\fprincipal_id\x18\b \x01(\tR\vprincipalId\"\x89\x02\n" +
+	"\x15RecipientNotification\x12'\n" +
+	"\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12\x1c\n" +
+	"\trecipient\x18\x02 \x01(\tR\trecipient\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\x03 \x01(\tR\tsubjectId\x125\n" +
+	"\x04kind\x18\x04 \x01(\x0e2!.personaldata.v1.NotificationKindR\x04kind\x12\x16\n" +
+	"\x06fields\x18\x05 \x03(\tR\x06fields\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\xbf\x03\n" +
+	"\rRetentionHold\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x120\n" +
+	"\x05basis\x18\x02 \x01(\x0e2\x1a.personaldata.v1.HoldBasisR\x05basis\x12=\n" +
+	"\n" +
+	"categories\x18\x03 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\n" +
+	"categories\x12E\n" +
+	"\x10transaction_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftransactionTime\x120\n" +
+	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1c\n" +
+	"\treference\x18\x06 \x01(\tR\treference\x129\n" +
+	"\n" +
+	"place_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tplaceTime\x12\x1b\n" +
+	"\tplaced_by\x18\b \x01(\tR\bplacedBy\x125\n" +
+	"\bend_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\xc6\x01\n" +
+	"\bKeptData\x12=\n" +
+	"\n" +
+	"categories\x18\x01 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\n" +
+	"categories\x120\n" +
+	"\x05basis\x18\x02 \x01(\x0e2\x1a.personaldata.v1.HoldBasisR\x05basis\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x17\n" +
+	"\ahold_id\x18\x04 \x01(\tR\x06holdId*\x8d\x01\n" +
 	"\x12IdentityNumberKind\x12$\n" +
 	" IDENTITY_NUMBER_KIND_UNSPECIFIED\x10\x00\x12%\n" +
 	"!IDENTITY_NUMBER_KIND_PERSONNUMMER\x10\x01\x12*\n" +
@@ -2905,14 +3767,15 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\"ERASURE_GROUND_UNLAWFUL_PROCESSING\x10\x02\x12'\n" +
 	"#ERASURE_GROUND_NO_LEGITIMATE_REASON\x10\x03\x12-\n" +
 	")ERASURE_GROUND_DIRECT_MARKETING_OBJECTION\x10\x04\x12$\n" +
-	" ERASURE_GROUND_CONSENT_WITHDRAWN\x10\x05*\xb0\x01\n" +
+	" ERASURE_GROUND_CONSENT_WITHDRAWN\x10\x05*\xce\x01\n" +
 	"\aPurpose\x12\x17\n" +
 	"\x13PURPOSE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11PURPOSE_INVOICING\x10\x01\x12\x1c\n" +
 	"\x18PURPOSE_SERVICE_DELIVERY\x10\x02\x12!\n" +
 	"\x1dPURPOSE_ACCOUNT_COMMUNICATION\x10\x03\x12\x13\n" +
 	"\x0fPURPOSE_SUPPORT\x10\x04\x12\x1f\n" +
-	"\x1bPURPOSE_DOMAIN_REGISTRATION\x10\x05*\xb5\x01\n" +
+	"\x1bPURPOSE_DOMAIN_REGISTRATION\x10\x05\x12\x1c\n" +
+	"\x18PURPOSE_DIRECT_MARKETING\x10\x06*\xb5\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2924,7 +3787,33 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\vHistoryKind\x12\x1c\n" +
 	"\x18HISTORY_KIND_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fHISTORY_KIND_EMAIL_CONVERSATION\x10\x01\x12\x1d\n" +
-	"\x19HISTORY_KIND_ERROR_REPORT\x10\x022\xbd\v\n" +
+	"\x19HISTORY_KIND_ERROR_REPORT\x10\x02*\x85\x01\n" +
+	"\fDataCategory\x12\x1d\n" +
+	"\x19DATA_CATEGORY_UNSPECIFIED\x10\x00\x12 \n" +
+	"\x1cDATA_CATEGORY_IDENTIFICATION\x10\x01\x12\x19\n" +
+	"\x15DATA_CATEGORY_CONTACT\x10\x02\x12\x19\n" +
+	"\x15DATA_CATEGORY_HISTORY\x10\x03*w\n" +
+	"\x0eConsentPurpose\x12\x1f\n" +
+	"\x1bCONSENT_PURPOSE_UNSPECIFIED\x10\x00\x12$\n" +
+	" CONSENT_PURPOSE_DIRECT_MARKETING\x10\x01\x12\x1e\n" +
+	"\x1aCONSENT_PURPOSE_DISCLOSURE\x10\x02*\xe6\x01\n" +
+	"\x0fDisclosureBasis\x12 \n" +
+	"\x1cDISCLOSURE_BASIS_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18DISCLOSURE_BASIS_CONSENT\x10\x01\x12\x1d\n" +
+	"\x19DISCLOSURE_BASIS_CONTRACT\x10\x02\x12$\n" +
+	" DISCLOSURE_BASIS_BREACH_OF_TERMS\x10\x03\x12&\n" +
+	"\"DISCLOSURE_BASIS_LEGAL_PROCEEDINGS\x10\x04\x12&\n" +
+	"\"DISCLOSURE_BASIS_AUTHORITY_REQUEST\x10\x05*\x96\x01\n" +
+	"\x10NotificationKind\x12!\n" +
+	"\x1dNOTIFICATION_KIND_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bNOTIFICATION_KIND_RECTIFIED\x10\x01\x12 \n" +
+	"\x1cNOTIFICATION_KIND_RESTRICTED\x10\x02\x12\x1c\n" +
+	"\x18NOTIFICATION_KIND_ERASED\x10\x03*\x83\x01\n" +
+	"\tHoldBasis\x12\x1a\n" +
+	"\x16HOLD_BASIS_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HOLD_BASIS_BOOKKEEPING\x10\x01\x12\x1b\n" +
+	"\x17HOLD_BASIS_LEGAL_CLAIMS\x10\x02\x12!\n" +
+	"\x1dHOLD_BASIS_AGREEMENT_IN_FORCE\x10\x032\xbd\v\n" +
 	"\x13PersonalDataService\x12w\n" +
 	"\rCreateSubject\x12%.personaldata.v1.CreateSubjectRequest\x1a&.personaldata.v1.CreateSubjectResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/subjects\x12v\n" +
 	"\vFindSubject\x12#.personaldata.v1.FindSubjectRequest\x1a$.personaldata.v1.FindSubjectResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/subjects:find\x12\x88\x01\n" +
@@ -2949,8 +3838,8 @@ func file_personaldata_v1_personaldata_proto_rawDescGZIP() []byte {
 	return file_personaldata_v1_personaldata_proto_rawDescData
 }
 
-var file_personaldata_v1_personaldata_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_personaldata_v1_personaldata_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
+var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(IdentityNumberKind)(0),              // 0: personaldata.v1.IdentityNumberKind
 	(SubjectState)(0),                    // 1: personaldata.v1.SubjectState
@@ -2962,119 +3851,153 @@ var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(Purpose)(0),                         // 7: personaldata.v1.Purpose
 	(ChangeKind)(0),                      // 8: personaldata.v1.ChangeKind
 	(HistoryKind)(0),                     // 9: personaldata.v1.HistoryKind
-	(*Subject)(nil),                      // 10: personaldata.v1.Subject
-	(*Person)(nil),                       // 11: personaldata.v1.Person
-	(*PostalAddress)(nil),                // 12: personaldata.v1.PostalAddress
-	(*Restriction)(nil),                  // 13: personaldata.v1.Restriction
-	(*Erasure)(nil),                      // 14: personaldata.v1.Erasure
-	(*ChangeRecord)(nil),                 // 15: personaldata.v1.ChangeRecord
-	(*HistoryEntry)(nil),                 // 16: personaldata.v1.HistoryEntry
-	(*ProcessingPurpose)(nil),            // 17: personaldata.v1.ProcessingPurpose
-	(*Retention)(nil),                    // 18: personaldata.v1.Retention
-	(*CreateSubjectRequest)(nil),         // 19: personaldata.v1.CreateSubjectRequest
-	(*CreateSubjectResponse)(nil),        // 20: personaldata.v1.CreateSubjectResponse
-	(*FindSubjectRequest)(nil),           // 21: personaldata.v1.FindSubjectRequest
-	(*FindSubjectResponse)(nil),          // 22: personaldata.v1.FindSubjectResponse
-	(*AccessSubjectRequest)(nil),         // 23: personaldata.v1.AccessSubjectRequest
-	(*AccessSubjectResponse)(nil),        // 24: personaldata.v1.AccessSubjectResponse
-	(*RectifySubjectRequest)(nil),        // 25: personaldata.v1.RectifySubjectRequest
-	(*RectifySubjectResponse)(nil),       // 26: personaldata.v1.RectifySubjectResponse
-	(*AddHistoryEntryRequest)(nil),       // 27: personaldata.v1.AddHistoryEntryRequest
-	(*AddHistoryEntryResponse)(nil),      // 28: personaldata.v1.AddHistoryEntryResponse
-	(*ListHistoryEntriesRequest)(nil),    // 29: personaldata.v1.ListHistoryEntriesRequest
-	(*ListHistoryEntriesResponse)(nil),   // 30: personaldata.v1.ListHistoryEntriesResponse
-	(*RestrictProcessingRequest)(nil),    // 31: personaldata.v1.RestrictProcessingRequest
-	(*RestrictProcessingResponse)(nil),   // 32: personaldata.v1.RestrictProcessingResponse
-	(*LiftRestrictionRequest)(nil),       // 33: personaldata.v1.LiftRestrictionRequest
-	(*LiftRestrictionResponse)(nil),      // 34: personaldata.v1.LiftRestrictionResponse
-	(*GetSubjectForPurposeRequest)(nil),  // 35: personaldata.v1.GetSubjectForPurposeRequest
-	(*GetSubjectForPurposeResponse)(nil), // 36: personaldata.v1.GetSubjectForPurposeResponse
-	(*EraseSubjectRequest)(nil),          // 37: personaldata.v1.EraseSubjectRequest
-	(*EraseSubjectResponse)(nil),         // 38: personaldata.v1.EraseSubjectResponse
-	(*timestamppb.Timestamp)(nil),        // 39: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 40: google.protobuf.FieldMask
+	(DataCategory)(0),                    // 10: personaldata.v1.DataCategory
+	(ConsentPurpose)(0),                  // 11: personaldata.v1.ConsentPurpose
+	(DisclosureBasis)(0),                 // 12: personaldata.v1.DisclosureBasis
+	(NotificationKind)(0),                // 13: personaldata.v1.NotificationKind
+	(HoldBasis)(0),                       // 14: personaldata.v1.HoldBasis
+	(*Subject)(nil),                      // 15: personaldata.v1.Subject
+	(*Person)(nil),                       // 16: personaldata.v1.Person
+	(*PostalAddress)(nil),                // 17: personaldata.v1.PostalAddress
+	(*Restriction)(nil),                  // 18: personaldata.v1.Restriction
+	(*Erasure)(nil),                      // 19: personaldata.v1.Erasure
+	(*ChangeRecord)(nil),                 // 20: personaldata.v1.ChangeRecord
+	(*HistoryEntry)(nil),                 // 21: personaldata.v1.HistoryEntry
+	(*ProcessingPurpose)(nil),            // 22: personaldata.v1.ProcessingPurpose
+	(*Retention)(nil),                    // 23: personaldata.v1.Retention
+	(*CreateSubjectRequest)(nil),         // 24: personaldata.v1.CreateSubjectRequest
+	(*CreateSubjectResponse)(nil),        // 25: personaldata.v1.CreateSubjectResponse
+	(*FindSubjectRequest)(nil),           // 26: personaldata.v1.FindSubjectRequest
+	(*FindSubjectResponse)(nil),          // 27: personaldata.v1.FindSubjectResponse
+	(*AccessSubjectRequest)(nil),         // 28: personaldata.v1.AccessSubjectRequest
+	(*AccessSubjectResponse)(nil),        // 29: personaldata.v1.AccessSubjectResponse
+	(*RectifySubjectRequest)(nil),        // 30: personaldata.v1.RectifySubjectRequest
+	(*RectifySubjectResponse)(nil),       // 31: personaldata.v1.RectifySubjectResponse
+	(*AddHistoryEntryRequest)(nil),       // 32: personaldata.v1.AddHistoryEntryRequest
+	(*AddHistoryEntryResponse)(nil),      // 33: personaldata.v1.AddHistoryEntryResponse
+	(*ListHistoryEntriesRequest)(nil),    // 34: personaldata.v1.ListHistoryEntriesRequest
+	(*ListHistoryEntriesResponse)(nil),   // 35: personaldata.v1.ListHistoryEntriesResponse
+	(*RestrictProcessingRequest)(nil),    // 36: personaldata.v1.RestrictProcessingRequest
+	(*RestrictProcessingResponse)(nil),   // 37: personaldata.v1.RestrictProcessingResponse
+	(*LiftRestrictionRequest)(nil),       // 38: personaldata.v1.LiftRestrictionRequest
+	(*LiftRestrictionResponse)(nil),      // 39: personaldata.v1.LiftRestrictionResponse
+	(*GetSubjectForPurposeRequest)(nil),  // 40: personaldata.v1.GetSubjectForPurposeRequest
+	(*GetSubjectForPurposeResponse)(nil), // 41: personaldata.v1.GetSubjectForPurposeResponse
+	(*EraseSubjectRequest)(nil),          // 42: personaldata.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),         // 43: personaldata.v1.EraseSubjectResponse
+	(*Consent)(nil),                      // 44: personaldata.v1.Consent
+	(*Disclosure)(nil),                   // 45: personaldata.v1.Disclosure
+	(*RecipientNotification)(nil),        // 46: personaldata.v1.RecipientNotification
+	(*RetentionHold)(nil),                // 47: personaldata.v1.RetentionHold
+	(*KeptData)(nil),                     // 48: personaldata.v1.KeptData
+	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 50: google.protobuf.FieldMask
 }
 var file_personaldata_v1_personaldata_proto_depIdxs = []int32{
 	1,  // 0: personaldata.v1.Subject.state:type_name -> personaldata.v1.SubjectState
 	2,  // 1: personaldata.v1.Subject.service_delivery:type_name -> personaldata.v1.ServiceDelivery
-	11, // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
-	13, // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
-	14, // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
-	39, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
-	39, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
+	16, // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
+	18, // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
+	19, // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
+	49, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
+	49, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: personaldata.v1.Person.identity_number_kind:type_name -> personaldata.v1.IdentityNumberKind
-	12, // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
+	17, // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
 	4,  // 9: personaldata.v1.Restriction.ground:type_name -> personaldata.v1.RestrictionGround
-	39, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
+	49, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
 	3,  // 11: personaldata.v1.Restriction.channel:type_name -> personaldata.v1.Channel
 	6,  // 12: personaldata.v1.Erasure.ground:type_name -> personaldata.v1.ErasureGround
-	39, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
+	49, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
 	3,  // 14: personaldata.v1.Erasure.channel:type_name -> personaldata.v1.Channel
 	8,  // 15: personaldata.v1.ChangeRecord.kind:type_name -> personaldata.v1.ChangeKind
-	39, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
+	49, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
 	3,  // 17: personaldata.v1.ChangeRecord.channel:type_name -> personaldata.v1.Channel
 	4,  // 18: personaldata.v1.ChangeRecord.restriction_ground:type_name -> personaldata.v1.RestrictionGround
 	5,  // 19: personaldata.v1.ChangeRecord.lift_resolution:type_name -> personaldata.v1.LiftResolution
 	6,  // 20: personaldata.v1.ChangeRecord.erasure_ground:type_name -> personaldata.v1.ErasureGround
 	9,  // 21: personaldata.v1.HistoryEntry.kind:type_name -> personaldata.v1.HistoryKind
-	39, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
-	39, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
+	49, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
+	49, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 24: personaldata.v1.ProcessingPurpose.purpose:type_name -> personaldata.v1.Purpose
-	11, // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
+	16, // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
 	3,  // 26: personaldata.v1.CreateSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	10, // 27: personaldata.v1.CreateSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	10, // 28: personaldata.v1.FindSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	10, // 29: personaldata.v1.AccessSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	16, // 30: personaldata.v1.AccessSubjectResponse.history:type_name -> personaldata.v1.HistoryEntry
-	15, // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
-	17, // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
-	18, // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
-	39, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
-	11, // 35: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
-	40, // 36: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 37: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
-	10, // 38: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
-	15, // 39: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
-	16, // 40: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
-	16, // 41: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
-	16, // 42: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
-	4,  // 43: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
-	3,  // 44: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
-	10, // 45: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
-	5,  // 46: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
-	3,  // 47: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
-	10, // 48: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
-	7,  // 49: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
-	7,  // 50: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
-	11, // 51: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
-	6,  // 52: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
-	3,  // 53: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	10, // 54: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	19, // 55: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
-	21, // 56: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
-	23, // 57: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
-	25, // 58: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
-	27, // 59: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
-	29, // 60: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
-	31, // 61: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
-	33, // 62: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
-	35, // 63: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
-	37, // 64: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
-	20, // 65: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
-	22, // 66: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
-	24, // 67: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
-	26, // 68: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
-	28, // 69: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
-	30, // 70: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
-	32, // 71: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
-	34, // 72: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
-	36, // 73: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
-	38, // 74: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
-	65, // [65:75] is the sub-list for method output_type
-	55, // [55:65] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	15, // 27: personaldata.v1.CreateSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	15, // 28: personaldata.v1.FindSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	15, // 29: personaldata.v1.AccessSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	21, // 30: personaldata.v1.AccessSubjectResponse.history:type_name -> personaldata.v1.HistoryEntry
+	20, // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
+	22, // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
+	23, // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
+	49, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
+	44, // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
+	45, // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
+	47, // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
+	16, // 38: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
+	50, // 39: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 40: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 41: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
+	20, // 42: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
+	21, // 43: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
+	21, // 44: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
+	21, // 45: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
+	4,  // 46: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
+	3,  // 47: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 48: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
+	5,  // 49: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
+	3,  // 50: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 51: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
+	7,  // 52: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
+	7,  // 53: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
+	16, // 54: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
+	6,  // 55: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
+	3,  // 56: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 57: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	48, // 58: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
+	11, // 59: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
+	49, // 60: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
+	3,  // 61: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
+	49, // 62: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
+	3,  // 63: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
+	7,  // 64: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
+	10, // 65: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
+	12, // 66: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
+	49, // 67: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	13, // 68: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
+	49, // 69: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
+	14, // 70: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
+	10, // 71: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
+	49, // 72: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
+	49, // 73: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
+	49, // 74: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
+	49, // 75: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
+	10, // 76: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
+	14, // 77: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
+	49, // 78: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
+	24, // 79: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
+	26, // 80: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
+	28, // 81: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
+	30, // 82: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
+	32, // 83: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
+	34, // 84: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
+	36, // 85: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
+	38, // 86: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
+	40, // 87: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
+	42, // 88: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
+	25, // 89: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
+	27, // 90: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
+	29, // 91: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
+	31, // 92: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
+	33, // 93: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
+	35, // 94: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
+	37, // 95: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
+	39, // 96: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
+	41, // 97: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
+	43, // 98: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
+	89, // [89:99] is the sub-list for method output_type
+	79, // [79:89] is the sub-list for method input_type
+	79, // [79:79] is the sub-list for extension type_name
+	79, // [79:79] is the sub-list for extension extendee
+	0,  // [0:79] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_personaldata_proto_init() }
@@ -3091,8 +4014,8 @@ func file_personaldata_v1_personaldata_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_personaldata_proto_rawDesc), len(file_personaldata_v1_personaldata_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   29,
+			NumEnums:      15,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
