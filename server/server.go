@@ -209,7 +209,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
+		// No write timeout: exports, bulk erasures and notification streams
+		// run long; calls are bounded by their own deadlines instead.
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}

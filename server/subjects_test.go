@@ -656,6 +656,8 @@ func TestEraseSubject(t *testing.T) {
 				t.Errorf("erase again (%s): %v", key, again)
 			}
 		}
+		// The first create, retried, learns of the erasure.
+		callErr(t, c, "CreateSubject", createReq("create-50", 50), &pdv1.CreateSubjectResponse{}, codes.NotFound)
 		// The person may come back as a new subject.
 		back := createReq("create-again", 50)
 		if got := call(t, c, "CreateSubject", back, &pdv1.CreateSubjectResponse{}).GetSubject(); got.GetSubjectId() == sub.GetSubjectId() {

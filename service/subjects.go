@@ -95,14 +95,14 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 
 // replayCreate answers a create whose subject exists already.
 func (s *Service) replayCreate(sub *store.Subject, key string, fp []byte) (*pdv1.CreateSubjectResponse, error) {
+	if sub.Erasure != nil {
+		return nil, erasedError(sub) // created by this key once, erased since
+	}
 	if err := checkReplay(sub.Ops, opKey(key), fp); !isReplay(err) {
 		if err == nil {
 			err = keyReused()
 		}
 		return nil, err
-	}
-	if sub.Erasure != nil {
-		return nil, erasedError(sub)
 	}
 	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
 }
