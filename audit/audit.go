@@ -76,6 +76,8 @@ const (
 var (
 	// ErrBroken: an event that another writer had appended is gone.
 	ErrBroken = errors.New("audit chain is broken")
+	// errPanic stands for a failure inside a batch write.
+	errPanic = errors.New("internal failure while writing the batch")
 	// ErrContention: another writer took every seq tried. It is a
 	// store.ErrConflict, which the service answers with ABORTED.
 	ErrContention = fmt.Errorf("audit chain too contended: %w", store.ErrConflict)
@@ -221,28 +223,46 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 	e.Time = time.Unix(0, e.Time.UnixNano()).UTC() // as stored and hashed
 
-	p := &pending{e: e, wake: make(chan bool, 1)}
+	p := &pending{e: e, done: make(chan struct{})}
 	l.group.Lock()
 	l.queue = append(l.queue, p)
 	lead := !l.busy
 	l.busy = true
 	l.group.Unlock()
-	if !lead && !<-p.wake { // woken either with its result or to lead
+	if lead {
+		l.drain(ctx)
+	}
+	select {
+	case <-p.done:
 		return p.res, p.err
+	case <-ctx.Done():
+		// The event may still be written; the caller fails closed anyway.
+		return Event{}, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
-	l.group.Lock()
-	batch := l.queue
-	l.queue = nil
-	l.group.Unlock()
-	l.flush(ctx, batch)
-	l.group.Lock()
-	if len(l.queue) > 0 {
-		l.queue[0].wake <- true
-	} else {
-		l.busy = false
+}
+
+// drain writes batches until the queue is empty. The caller that found no
+// writer busy writes the first batch, which holds its own event, and leaves
+// the rest to a goroutine, so that its latency does not grow with the load.
+func (l *Log) drain(ctx context.Context) {
+	first := true
+	for {
+		l.group.Lock()
+		batch := l.queue
+		l.queue = nil
+		if len(batch) == 0 {
+			l.busy = false
+			l.group.Unlock()
+			return
+		}
+		l.group.Unlock()
+		l.flush(ctx, batch)
+		if first {
+			first = false
+			go l.drain(context.WithoutCancel(ctx))
+			return
+		}
 	}
-	l.group.Unlock()
-	return p.res, p.err
 }
 
 // pending is an event waiting in the group.
@@ -250,7 +270,7 @@ type pending struct {
 	e    Event
 	res  Event
 	err  error
-	wake chan bool // false: res and err are set; true: lead the next batch
+	done chan struct{} // closed when res and err are set
 }
 
 // flush writes a batch; only one runs at a time in a Log. It is detached
@@ -260,11 +280,17 @@ func (l *Log) flush(ctx context.Context, batch []*pending) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	defer func() {
-		for _, p := range batch {
-			select {
-			case p.wake <- false:
-			default: // the leader's own, read directly
+		// Whatever happened, every caller gets an answer; a panic is an
+		// error for each event not known to be written, never a success.
+		if r := recover(); r != nil {
+			for _, p := range batch {
+				if p.res.Hash == "" && p.err == nil {
+					p.err = fmt.Errorf("audit: append: %v", errPanic)
+				}
 			}
+		}
+		for _, p := range batch {
+			close(p.done)
 		}
 	}()
 	// Chain each event to the one before it, in queue order.
