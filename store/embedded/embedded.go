@@ -11,9 +11,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,9 +32,11 @@ type Server struct {
 }
 
 // Start creates dir if needed (0700) and starts FerretDB with data in dir,
-// listening on 127.0.0.1:0, with a discarding logger (FerretDB otherwise logs
-// every response at WARN). It returns once the server accepts connections.
-// ctx bounds only the start-up; the server runs until Close.
+// with a discarding logger (FerretDB otherwise logs every response at WARN).
+// FerretDB v1 has no authentication, so it listens on a Unix socket inside
+// dir, not on a TCP port: only the owner of dir can reach it. It returns once
+// the server accepts connections. ctx bounds only the start-up; the server
+// runs until Close.
 func Start(ctx context.Context, dir string) (*Server, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -47,9 +49,20 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create data directory: %w", err)
 	}
+	// Owner only, even if it existed: it holds the data and the socket.
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("embedded: restrict data directory: %w", err)
+	}
 
+	socket := filepath.Join(abs, socketName)
+	if len(socket) > maxSocketPath {
+		return nil, fmt.Errorf("embedded: data directory %q is too long for the store's socket (at most %d characters in all)", abs, maxSocketPath)
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("embedded: remove the socket of an earlier run: %w", err)
+	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener:  ferretdb.ListenerConfig{Unix: socket},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + abs + "/", // FerretDB requires the trailing slash
 		Logger:    slog.New(slog.DiscardHandler),
@@ -69,18 +82,21 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	// so this does not race with Run.
 	s.uri = f.MongoDBURI()
 
-	u, err := url.Parse(s.uri)
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", socket)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("embedded: parse FerretDB URI %q: %w", s.uri, err), s.Close())
-	}
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("embedded: connect to FerretDB at %s: %w", u.Host, err), s.Close())
+		return nil, errors.Join(fmt.Errorf("embedded: connect to FerretDB at %s: %w", socket, err), s.Close())
 	}
 	_ = conn.Close() // a probe only; nothing was written
 
 	return s, nil
 }
+
+const (
+	socketName = "ferretdb.sock"
+	// maxSocketPath is what a Unix socket path may hold on Linux (108 with
+	// the terminating NUL), less a margin.
+	maxSocketPath = 100
+)
 
 // URI is the mongodb:// URI for the driver.
 func (s *Server) URI() string { return s.uri }

@@ -246,3 +246,24 @@ func BenchmarkFindByID(b *testing.B) {
 		})
 	}
 }
+
+// TestListensOnlyInsideItsDirectory: FerretDB v1 has no authentication, so
+// the store must not be on a TCP port; its socket lives in the owner-only
+// data directory.
+func TestListensOnlyInsideItsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	srv, db := start(t, dir)
+	if !strings.HasPrefix(srv.URI(), "mongodb://%2F") || !strings.Contains(srv.URI(), "ferretdb.sock") {
+		t.Errorf("URI %q is not the Unix socket", srv.URI())
+	}
+	if _, err := db.Collection("c").InsertOne(t.Context(), map[string]string{"_id": "x"}); err != nil {
+		t.Fatalf("the driver cannot use the socket: %v", err)
+	}
+	info, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		t.Errorf("data directory mode %v lets others reach the socket", info.Mode().Perm())
+	}
+}
