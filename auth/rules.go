@@ -45,6 +45,32 @@ var auditRPCs = []string{
 	pdv1.AuditService_VerifyAuditChain_FullMethodName,
 }
 
+// holdRPCs place and release legal retention holds: support staff for the
+// company's data, controllers for their own.
+var holdRPCs = []string{
+	pdv1.RetentionService_PlaceHold_FullMethodName,
+	pdv1.RetentionService_ReleaseHold_FullMethodName,
+}
+
+// consentRPCs record and withdraw a subject's consents: support staff for
+// the company's data, controllers for their own.
+var consentRPCs = []string{
+	pdv1.ConsentService_RecordConsent_FullMethodName,
+	pdv1.ConsentService_WithdrawConsent_FullMethodName,
+}
+
+// discloseRPCs hand a subject's data to a third party, with its basis.
+var discloseRPCs = []string{pdv1.DisclosureService_Disclose_FullMethodName}
+
+// notificationRPCs read and acknowledge the recipients' queues (Art. 19).
+// The service lets only the domain-registration integration and operators
+// read a recipient's queue, whatever RPCs a principal is granted.
+var notificationRPCs = []string{
+	pdv1.DisclosureService_ListRecipientNotifications_FullMethodName,
+	pdv1.DisclosureService_StreamRecipientNotifications_FullMethodName,
+	pdv1.DisclosureService_AcknowledgeNotification_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
 // says otherwise when creating it: least privilege for systems, the rights
 // requests for support staff and controllers, administration for operators.
@@ -53,19 +79,19 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 	purposes []pdv1.Purpose
 }{
 	pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM: {
-		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}},
+		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}, {pdv1.RetentionService_PlaceHold_FullMethodName}},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION: {
-		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}},
+		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}, discloseRPCs, notificationRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs},
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, holdRPCs, consentRPCs, discloseRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs},
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs, holdRPCs, consentRPCs, discloseRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION, pdv1.Purpose_PURPOSE_SUPPORT},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
@@ -81,8 +107,9 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.ProcessorAgreementService_AmendProcessorAgreement_FullMethodName,
 				pdv1.ProcessorAgreementService_TerminateProcessorAgreement_FullMethodName,
 				pdv1.KeyService_RotateDataKeys_FullMethodName,
+				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
 			},
-			agreementReadRPCs, endOfAgreementRPCs, auditRPCs,
+			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs,
 		},
 	},
 }

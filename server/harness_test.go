@@ -561,7 +561,7 @@ func (e *env) count(t *testing.T, collection string) int64 {
 func (e *env) rawDump(t *testing.T) string {
 	t.Helper()
 	var sb strings.Builder
-	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events"} {
+	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events", "notifications", "notification_heads", "notification_keys"} {
 		cur, err := e.db.Collection(c).Find(context.Background(), bson.D{})
 		if err != nil {
 			t.Fatalf("find %s: %v", c, err)

@@ -62,6 +62,9 @@ type matrixRPC struct {
 	// onCompany is the answer on the company's own data where it is not OK:
 	// the company, being controller, has no processor agreements.
 	onCompany codes.Code
+	// endless streams (the recipients' notifications) run until the caller
+	// stops them: matrixCall stops them (disclosure_test.go).
+	endless bool
 }
 
 type matrixPrincipal struct {
@@ -96,6 +99,7 @@ func matrixRPCs() []matrixRPC {
 		subjectRPC("GetSubjectForPurpose", func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
 			return &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: p.purpose}
 		}, func() proto.Message { return &pdv1.GetSubjectForPurposeResponse{} }),
+		matrixRecordConsent(), matrixWithdrawConsent(), matrixDisclose(), // disclosure_test.go
 		subjectRPC("RectifySubject", func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
 			return &pdv1.RectifySubjectRequest{IdempotencyKey: key(p, "rectify", tenant), SubjectId: sub.GetSubjectId(),
 				ExpectedVersion: f.version(t, sub.GetSubjectId()), Person: &pdv1.Person{Phone: "+46701112233"},
@@ -113,6 +117,27 @@ func matrixRPCs() []matrixRPC {
 		subjectRPC("LiftRestriction", func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
 			return liftReq(sub, key(p, "lift", tenant), pdv1.LiftResolution_LIFT_RESOLUTION_CONFIRMED_CORRECT)
 		}, func() proto.Message { return &pdv1.LiftRestrictionResponse{} }),
+		{method: placeHold, otherTenant: codes.NotFound,
+			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
+				return bookkeepingReq(sub, key(p, "hold", tenant), f.e.clock.Now().AddDate(0, -1, 0), pdv1.DataCategory_DATA_CATEGORY_CONTACT)
+			}, resp: func() proto.Message { return &pdv1.PlaceHoldResponse{} }},
+		{method: releaseHold, otherTenant: codes.NotFound,
+			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
+				// A hold to release, placed by whoever may: the setup principal
+				// on the company's data, the controller on its own. Where
+				// none may, the release is refused before its hold is looked at.
+				placer := f.setup
+				if tenant != "company" {
+					placer = f.e.as(f.setup, p.token)
+				}
+				var placed pdv1.PlaceHoldResponse
+				_ = placer.call(t.Context(), placeHold, claimsReq(sub, key(p, "hold-to-release", tenant), f.e.clock.Now().AddDate(1, 0, 0), pdv1.DataCategory_DATA_CATEGORY_HISTORY), &placed)
+				id := placed.GetHold().GetHoldId()
+				if id == "" {
+					id = "nohold"
+				}
+				return releaseReq(sub, key(p, "release", tenant), id)
+			}, resp: func() proto.Message { return &pdv1.ReleaseHoldResponse{} }},
 		subjectRPC("EraseSubject", func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
 			return eraseReq(sub, key(p, "erase", tenant))
 		}, func() proto.Message { return &pdv1.EraseSubjectResponse{} }),
@@ -192,6 +217,12 @@ func matrixRPCs() []matrixRPC {
 				return &pdv1.RotateDataKeysRequest{}
 			},
 			resp: func() proto.Message { return &pdv1.RotateDataKeysResponse{} }},
+		matrixListNotifications(), matrixStreamNotifications(), matrixAckNotification(), // disclosure_test.go
+		{method: runSweep, tenantFree: true,
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.RunRetentionSweepRequest{}
+			},
+			resp: func() proto.Message { return &pdv1.RunRetentionSweepResponse{} }},
 
 		// Last: it erases every subject of the tenant.
 		{method: "personaldata.v1.ProcessorAgreementService/EraseControllerSubjects", otherTenant: codes.NotFound,
@@ -264,7 +295,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 						want = rpc.onCompany
 					}
 					t.Run(fmt.Sprintf("%s/%s/%s", p.id, rpc.method[len("personaldata.v1."):], map[bool]string{true: "own", false: "other"}[tenant == p.tenant]), func(t *testing.T) {
-						err := as.call(t.Context(), rpc.method, rpc.req(t, f, p, tenant, sub), rpc.resp())
+						err := matrixCall(t, as, rpc, rpc.req(t, f, p, tenant, sub))
 						if got := status.Code(err); got != want {
 							t.Errorf("got %v (%v), want %v", got, err, want)
 						}

@@ -61,7 +61,8 @@ func TestPrincipalManagement(t *testing.T) {
 		p := created.GetPrincipal()
 		if !strings.HasPrefix(created.GetToken(), "pd1.billing.") || p.GetTokenCount() != 1 ||
 			!slices.Equal(p.GetPurposes(), []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING}) ||
-			!slices.Contains(p.GetRpcs(), "/personaldata.v1.PersonalDataService/GetSubjectForPurpose") || len(p.GetRpcs()) != 2 {
+			!slices.Contains(p.GetRpcs(), "/personaldata.v1.PersonalDataService/GetSubjectForPurpose") ||
+			!slices.Contains(p.GetRpcs(), "/personaldata.v1.RetentionService/PlaceHold") || len(p.GetRpcs()) != 3 {
 			t.Errorf("created %v", created)
 		}
 		// The token is stored only as a hash.

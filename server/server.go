@@ -54,6 +54,9 @@ type Config struct {
 	TLS TLSConfig
 	// Keys are the master keys that protect personal data at rest.
 	Keys KeysConfig
+	// RetentionSweepInterval is how often the retention sweeper runs; 0
+	// runs it only when an operator asks (RunRetentionSweep).
+	RetentionSweepInterval time.Duration
 }
 
 // KeysConfig says where the master keys come from: MasterKeys (the keyring
@@ -90,6 +93,10 @@ type Server struct {
 	OperatorCreated bool
 	// KeyFileCreated says this start generated the master key file.
 	KeyFileCreated bool
+	// retention is the RetentionService, whose sweeper Serve runs every
+	// sweepInterval (never when 0).
+	retention     *service.Retention
+	sweepInterval time.Duration
 }
 
 // New opens the store and binds both listeners.
@@ -132,6 +139,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		return err
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
+	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
 	if cfg.OperatorTokenFile != "" {
 		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
 			return err
@@ -151,6 +159,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterAuditServiceServer(g, svc.Audit())
 		pdv1.RegisterProcessorAgreementServiceServer(g, svc.Agreements())
 		pdv1.RegisterKeyServiceServer(g, svc.KeyRotation())
+		pdv1.RegisterConsentServiceServer(g, svc.Consents())
+		pdv1.RegisterDisclosureServiceServer(g, svc.Disclosures())
+		pdv1.RegisterRetentionServiceServer(g, s.retention)
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -184,6 +195,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterAuditServiceHandler,
 		pdv1.RegisterProcessorAgreementServiceHandler,
 		pdv1.RegisterKeyServiceHandler,
+		pdv1.RegisterConsentServiceHandler,
+		pdv1.RegisterDisclosureServiceHandler,
+		pdv1.RegisterRetentionServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)
@@ -227,7 +241,9 @@ func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
 			return nil, fmt.Errorf("master keys: %w", err)
 		}
 		return service.NewKeys(ring, ""), nil
-	case c.KeyFile != "" && c.CreateKeyFile:
+	case c.KeyFile != "" && c.CreateKeyFile && s.noDataYet():
+		// Generate only for an empty store: new keys for existing data would
+		// read nothing and break the blind indexes.
 		ring, created, err := envelope.LoadOrCreate(c.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("master key file: %w", err)
@@ -242,6 +258,12 @@ func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
 		return service.NewKeys(ring, c.KeyFile), nil
 	}
 	return nil, errors.New("no master keys: give a key file or the keyring JSON")
+}
+
+// noDataYet reports whether the store holds no data key yet.
+func (s *Server) noDataYet() bool {
+	n, err := s.store.CountDataKeys(context.Background())
+	return err == nil && n == 0
 }
 
 // GRPCAddr is the address the gRPC server listens on.
@@ -272,6 +294,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	go s.watchStore(ctx)
+	sweepCtx, stopSweeping := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		if s.sweepInterval > 0 {
+			s.retention.Run(sweepCtx, s.sweepInterval)
+		}
+	}()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -289,6 +319,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.grpc.Stop()
 		s.gateway.Stop()
 	}
+	stopSweeping()
+	<-swept // the sweeper stops before the store closes
 	return errors.Join(serveErr, httpErr, s.Close())
 }
 

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,17 @@ func keyIDs(keys []lookupKey) []string {
 	return ids
 }
 
+// mergeKeyIDs is a followed by the ids of b it lacks.
+func mergeKeyIDs(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, id := range b {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // holds reports whether sub holds key id now: keys are hints, the subject's
 // own data decides.
 func (s *Service) holds(sub *store.Subject, id string) bool {
@@ -62,52 +74,66 @@ func (s *Service) holds(sub *store.Subject, id string) bool {
 // claimKeys reserves keys for subject id. A key held by a live subject is
 // ALREADY_EXISTS, naming the field; one reserved moments ago by a request
 // still under way is ABORTED; one left behind by an interrupted request is
-// taken over. On refusal the keys claimed so far are released.
-func (s *Service) claimKeys(ctx context.Context, id string, keys []lookupKey) error {
-	var claimed []string
+// taken over. It returns the keys this call took (not those the subject
+// held already, which a concurrent retry may be relying on); on refusal it
+// releases them.
+func (s *Service) claimKeys(ctx context.Context, id string, keys []lookupKey) ([]string, error) {
+	var taken []string
 	for _, k := range keys {
-		err := s.claimKey(ctx, id, k)
+		took, err := s.claimKey(ctx, id, k)
 		if err != nil {
-			for _, c := range claimed {
-				_ = s.store.ReleaseKey(ctx, c, id) // best effort: a stale key is harmless
-			}
-			return err
+			s.releaseKeys(ctx, id, taken)
+			return nil, err
 		}
-		claimed = append(claimed, k.id)
+		if took {
+			taken = append(taken, k.id)
+		}
 	}
-	return nil
+	return taken, nil
 }
 
-func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) error {
+// releaseKeys gives up keys of subject id, best effort: a key left behind
+// is only a hint, checked against the subject, and taken over in time.
+func (s *Service) releaseKeys(ctx context.Context, id string, keys []string) {
+	for _, k := range keys {
+		_ = s.store.ReleaseKey(ctx, k, id)
+	}
+}
+
+// claimKey reserves one key and reports whether this call took it.
+func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) (bool, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		now := s.now().UnixNano()
 		held, err := s.store.ClaimKey(ctx, k.id, id, now)
-		if err == nil || (held != nil && held.SubjectID == id) {
-			return nil
+		if err == nil {
+			return true, nil
+		}
+		if held != nil && held.SubjectID == id {
+			return false, nil
 		}
 		if !errors.Is(err, store.ErrExists) {
-			return err
+			return false, err
 		}
 		holder, err := s.vault.getSubject(ctx, held.SubjectID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
+			return false, err
 		}
 		if s.holds(holder, k.id) {
-			return status.Errorf(codes.AlreadyExists, "a subject with this %s already exists for this controller", strings.ReplaceAll(k.field, "_", " "))
+			return false, status.Errorf(codes.AlreadyExists, "a subject with this %s already exists for this controller", strings.ReplaceAll(k.field, "_", " "))
 		}
 		if time.Duration(now-held.ClaimedAt) < claimLease {
-			return status.Errorf(codes.Aborted, "another request is saving a subject with this %s; retry", strings.ReplaceAll(k.field, "_", " "))
+			return false, status.Errorf(codes.Aborted, "another request is saving a subject with this %s; retry", strings.ReplaceAll(k.field, "_", " "))
 		}
 		err = s.store.ReassignKey(ctx, k.id, held.SubjectID, id, now)
 		if err == nil {
-			return nil
+			return true, nil
 		}
 		if !errors.Is(err, store.ErrConflict) && !errors.Is(err, store.ErrNotFound) {
-			return err
+			return false, err
 		}
 		// The key moved or vanished meanwhile: look again.
 	}
-	return status.Error(codes.Aborted, "concurrent changes to the same key; retry")
+	return false, status.Error(codes.Aborted, "concurrent changes to the same key; retry")
 }
 
 // findByKey returns the live subject that holds key id, or nil.

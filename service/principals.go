@@ -214,12 +214,10 @@ func (s *Principals) IssueToken(ctx context.Context, req *pdv1.IssueTokenRequest
 		return nil, err
 	}
 	token, hash := auth.NewToken(req.GetPrincipalId())
-	replay := true
 	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, s.fingerprint(req), func(p *store.Principal) error {
 		if p.Revoked {
 			return failedPrecondition("the principal is revoked")
 		}
-		replay = false
 		p.Tokens = append(p.Tokens, store.Token{Hash: hash, CreatedAt: s.now().UnixNano()})
 		if len(p.Tokens) > maxTokens {
 			p.Tokens = p.Tokens[len(p.Tokens)-maxTokens:]
@@ -229,8 +227,11 @@ func (s *Principals) IssueToken(ctx context.Context, req *pdv1.IssueTokenRequest
 	if err != nil {
 		return nil, err
 	}
-	if replay {
-		token = "" // shown once, with the first response
+	// The token goes out only if it is the one stored: a replay (even one
+	// decided by a lost race inside the update) gets none, as it was shown
+	// once, with the first response.
+	if !slices.ContainsFunc(p.Tokens, func(t store.Token) bool { return t.Hash == hash }) {
+		token = ""
 	}
 	return &pdv1.IssueTokenResponse{Principal: principalToProto(p), Token: token}, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/example/personaldata/envelope"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -38,6 +40,36 @@ func (s *KeyRotation) RotateDataKeys(req *pdv1.RotateDataKeysRequest, stream grp
 		return s.internal(ctx, "rotate keys", err)
 	}
 	progress := &pdv1.RotateDataKeysResponse{CurrentVersion: ring.Current(), Total: total, ResumeAfter: req.GetResumeAfter()}
+	for pass := 1; ; pass++ {
+		if err := s.rotationPass(stream, ring, progress); err != nil {
+			return err
+		}
+		// Keys made meanwhile under an older version (by a replica that
+		// had not yet read the new one) sort anywhere: walk again until a
+		// count finds none, so that the old version can then be removed.
+		left, err := s.store.CountDataKeysNotAt(ctx, ring.Current())
+		if err != nil {
+			return s.internal(ctx, "rotate keys", err)
+		}
+		if left == 0 {
+			progress.Finished = true
+			progress.Total = max(progress.Total, progress.Done)
+			return stream.Send(progress)
+		}
+		if pass == maxRotationPasses {
+			return status.Errorf(codes.Aborted, "%d data keys are still under an older master key version; run the rotation again", left)
+		}
+		progress.ResumeAfter = ""
+	}
+}
+
+// maxRotationPasses bounds the walks of one rotation.
+const maxRotationPasses = 5
+
+// rotationPass walks the data keys after progress.ResumeAfter once,
+// re-wrapping each, and sends progress after every batch.
+func (s *KeyRotation) rotationPass(stream grpc.ServerStreamingServer[pdv1.RotateDataKeysResponse], ring *envelope.Keyring, progress *pdv1.RotateDataKeysResponse) error {
+	ctx := stream.Context()
 	for {
 		batch, err := s.store.DataKeysAfter(ctx, progress.ResumeAfter, rotationBatch)
 		if err != nil {
@@ -55,9 +87,7 @@ func (s *KeyRotation) RotateDataKeys(req *pdv1.RotateDataKeysRequest, stream grp
 			progress.ResumeAfter = k.ID
 		}
 		if len(batch) < rotationBatch {
-			progress.Finished = true
-			progress.Total = max(progress.Total, progress.Done)
-			return stream.Send(progress)
+			return nil
 		}
 		if err := stream.Send(progress); err != nil {
 			return err

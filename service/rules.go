@@ -22,6 +22,9 @@ var personFields = []string{fieldIdentityNumber, fieldGivenName, fieldFamilyName
 type purposeRule struct {
 	description string
 	fields      []string
+	// basis, when set, is the purpose's own legal basis for the company's
+	// data instead of the contract.
+	basis string
 }
 
 // contractBasis is the company's basis for its own customers' data, as its
@@ -51,6 +54,11 @@ var purposeRules = map[pdv1.Purpose]purposeRule{
 		description: "registering domains ordered by the customer with the registry",
 		fields:      []string{fieldIdentityNumber, fieldGivenName, fieldFamilyName, fieldEmail, fieldPhone, fieldPostalAddress},
 	},
+	pdv1.Purpose_PURPOSE_DIRECT_MARKETING: {
+		description: "direct marketing by e-mail, only while the subject's consent is on record",
+		fields:      []string{fieldGivenName, fieldFamilyName, fieldEmail},
+		basis:       "consent of the data subject (GDPR Art. 6(1)(a)); stops on withdrawal or objection (Art. 7(3), 21(3))",
+	},
 }
 
 // processorBasis is the basis for data a customer keeps in the company's
@@ -78,10 +86,14 @@ func processingPurposes(controller string) []*pdv1.ProcessingPurpose {
 		if !ok {
 			return out
 		}
+		legalBasis := basis
+		if rule.basis != "" && controller == companyController {
+			legalBasis = rule.basis
+		}
 		out = append(out, &pdv1.ProcessingPurpose{
 			Purpose:     p,
 			Description: rule.description,
-			LegalBasis:  basis,
+			LegalBasis:  legalBasis,
 			Fields:      rule.fields,
 		})
 	}

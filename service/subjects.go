@@ -49,12 +49,13 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 	sub, err := s.vault.getSubject(ctx, id)
 	switch {
 	case err == nil:
+		note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: presentFields(sub.Person)})
 		return s.replayCreate(sub, key, fp)
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, s.internal(ctx, "create", err)
 	}
 	keys := s.lookupKeys(controller, &person)
-	if err := s.claimKeys(ctx, id, keys); err != nil {
+	if _, err := s.claimKeys(ctx, id, keys); err != nil {
 		note(ctx, audit.Touch{Tenant: controller, Fields: keyFields})
 		return nil, s.internal(ctx, "create", err)
 	}
@@ -114,6 +115,9 @@ func isReplay(err error) bool {
 
 // presentFields names the fields of p that hold a value.
 func presentFields(p *store.Person) []string {
+	if p == nil {
+		return nil
+	}
 	var out []string
 	for _, f := range personFields {
 		if !fieldEmpty(p, f) {
@@ -208,6 +212,7 @@ func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject
 	if err := visible(c, sub); err != nil {
 		return nil, err
 	}
+	sub = s.afterChange(ctx, sub) // what an earlier change left pending (notifications.go)
 	if sub.Erasure != nil {
 		return sub, erasedError(sub)
 	}
@@ -312,16 +317,21 @@ func (s *Service) accessResponse(ctx context.Context, sub *store.Subject) (*pdv1
 	out := &pdv1.AccessSubjectResponse{
 		Subject:      subjectToProto(sub),
 		Purposes:     processingPurposes(sub.Controller),
-		Retention:    &pdv1.Retention{Policy: retentionPolicy},
+		Retention:    retentionOf(sub, s.now()),
 		GenerateTime: timestamppb.New(s.now()),
 	}
 	for _, c := range sub.Changes {
 		out.Changes = append(out.Changes, changeToProto(c))
 	}
+	out.Holds = holdsToProto(sub.Holds)
+	out.Consents, out.Disclosures = consentsToProto(sub.Consents), disclosuresToProto(sub.Disclosures)
 	if sub.Erasure != nil {
-		// The tombstone is all that is held.
+		// The tombstone is all that is held, with what legal holds keep
+		// (storage only).
 		out.Purposes = nil
-		return out, nil
+		if !keepsHistory(sub) {
+			return out, nil
+		}
 	}
 	var err error
 	out.History, err = s.historyRange(ctx, sub, 0, sub.HistoryCount)
@@ -392,7 +402,8 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			added = append(added, k)
 		}
 	}
-	if err := s.claimKeys(ctx, id, added); err != nil {
+	taken, err := s.claimKeys(ctx, id, added)
+	if err != nil {
 		return nil, s.internal(ctx, "rectify", err)
 	}
 	var change store.Change
@@ -408,7 +419,9 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		}
 		p := applyFields(*sub.Person, newValues, fields)
 		sub.Person = &p
-		sub.Keys = keyIDs(newKeys)
+		// The old keys stay listed until erasure, which releases every key
+		// the subject ever held; releasing them below is best effort.
+		sub.Keys = mergeKeyIDs(sub.Keys, keyIDs(newKeys))
 		sub.UpdatedAt = now.UnixNano()
 		change = store.Change{
 			Kind:        pdv1.ChangeKind_CHANGE_KIND_RECTIFIED.String(),
@@ -423,20 +436,27 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
 		return nil
 	})
+	if isReplay(err) {
+		// Applied by a concurrent attempt, which holds the keys now.
+		if updated, err = s.getSubject(ctx, "rectify", id); err != nil {
+			return nil, err
+		}
+		r := &replayed{}
+		if op := findOpIn(updated.Ops, opKey(key)); op != nil {
+			r.op = *op
+		}
+		return s.rectifyReplay(updated, r)
+	}
 	if err != nil {
-		for _, k := range added {
-			_ = s.store.ReleaseKey(ctx, k.id, id) // best effort: a stale key is harmless
-		}
-		if isReplay(err) {
-			return s.rectifyReplay(updated, err)
-		}
+		s.releaseKeys(ctx, id, taken) // only those this call took
 		return nil, s.internal(ctx, "rectify", err)
 	}
 	for i, k := range oldKeys {
 		if k.id != newKeys[i].id {
-			_ = s.store.ReleaseKey(ctx, k.id, id) // best effort: a stale key is harmless
+			s.releaseKeys(ctx, id, []string{k.id})
 		}
 	}
+	updated = s.afterChange(ctx, updated) // tell the recipients of earlier disclosures (Art. 19)
 	return &pdv1.RectifySubjectResponse{Subject: subjectToProto(updated), Change: changeToProto(change)}, nil
 }
 
@@ -642,6 +662,7 @@ func (s *Service) RestrictProcessing(ctx context.Context, req *pdv1.RestrictProc
 	if err != nil {
 		return nil, err
 	}
+	sub = s.afterChange(ctx, sub) // tell the recipients of earlier disclosures (Art. 19)
 	return &pdv1.RestrictProcessingResponse{Subject: subjectToProto(sub)}, nil
 }
 
@@ -759,6 +780,9 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 	if err := refuseIfRestricted(sub); err != nil {
 		return nil, err
 	}
+	if err := requireConsent(sub, req.GetPurpose()); err != nil { // direct marketing (consent.go)
+		return nil, err
+	}
 	if err := s.requireAgreement(ctx, sub.Controller, req.GetPurpose(), categoriesOf(rule.fields)); err != nil {
 		return nil, err
 	}
@@ -832,7 +856,7 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 	if err != nil {
 		return nil, err
 	}
-	return &pdv1.EraseSubjectResponse{Subject: subjectToProto(sub), ErasedCategories: erasedCategories}, nil
+	return erasureResponse(sub, now), nil
 }
 
 // eraseStored erases the stored subject id: it leaves a tombstone that
@@ -848,7 +872,7 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 			return &replayed{}
 		}
 		sub.Erasure = &store.Erasure{Ground: ground, At: now.UnixNano(), Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy}
-		sub.Person = nil
+		keepHeld(sub, now) // what active legal holds cover stays, storage only
 		sub.Restriction = nil
 		sub.CleanupPending = true
 		// Forget the fingerprints of earlier requests: they were taken over
@@ -872,6 +896,7 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 	case err != nil:
 		return nil, s.internal(ctx, "erase", err)
 	}
+	sub = s.afterChange(ctx, sub) // tell the recipients (Art. 19); an objection withdraws consents
 	if sub.CleanupPending {
 		if sub, err = s.finishErasure(ctx, sub); err != nil {
 			return nil, s.internal(ctx, "erase", err)
@@ -890,18 +915,28 @@ func (s *Service) finishErasure(ctx context.Context, sub *store.Subject) (*store
 		}
 	}
 	for seq := range sub.HistoryCount {
+		if keepsHistory(sub) {
+			break // a legal hold keeps it
+		}
 		if err := s.store.DeleteHistoryEntry(ctx, sub.ID, seq); err != nil {
 			return nil, err
 		}
 	}
 	// Crypto-shredding: without its data key, nothing of the subject that
-	// survives in a copy of the data (a backup) can be decrypted.
-	if err := s.vault.shred(ctx, sub.ID); err != nil {
-		return nil, err
+	// survives in a copy of the data (a backup) can be decrypted. Data that
+	// legal holds keep still needs it; the retention sweeper shreds it.
+	if len(sub.Kept) == 0 {
+		if err := s.vault.shred(ctx, sub.ID); err != nil {
+			return nil, err
+		}
 	}
+	kept := sub.Kept
 	return s.vault.updateSubject(ctx, sub.ID, func(sub *store.Subject) error {
 		sub.Keys = nil
-		sub.CleanupPending = false
+		// Unless the retention sweeper purged meanwhile: it finishes that.
+		if slices.Equal(sub.Kept, kept) {
+			sub.CleanupPending = false
+		}
 		return nil
 	})
 }

@@ -86,3 +86,13 @@ func (s *Store) CountDataKeys(ctx context.Context) (int64, error) {
 	}
 	return n, nil
 }
+
+// CountDataKeysNotAt counts the data keys wrapped under another master key
+// version than v: what a rotation to v has yet to do. A scan, like the walk.
+func (s *Store) CountDataKeysNotAt(ctx context.Context, v uint32) (int64, error) {
+	n, err := s.dataKeys.CountDocuments(ctx, bson.D{{Key: "key_version", Value: bson.D{{Key: "$ne", Value: v}}}})
+	if err != nil {
+		return 0, fmt.Errorf("store: count data keys: %w", classify(err))
+	}
+	return n, nil
+}

@@ -29,6 +29,20 @@ type Subject struct {
 	// CleanupPending says an erasure still has key and history documents to
 	// remove.
 	CleanupPending bool `bson:"cleanup_pending,omitempty"`
+	// Holds are the legal retention holds on the subject's data, active and
+	// ended (holds.go).
+	Holds []Hold `bson:"holds,omitempty"`
+	// Kept names the data categories an erasure kept because a hold covered
+	// them: storage only, until the retention sweeper purges them.
+	Kept []string `bson:"kept,omitempty"`
+	// Consents are the consents the subject gave, withdrawn or not, and
+	// Disclosures every hand-over of its data to a third party (consents.go).
+	// Neither holds personal values; both stay in the tombstone.
+	Consents    []Consent    `bson:"consents,omitempty"`
+	Disclosures []Disclosure `bson:"disclosures,omitempty"`
+	// NotifiedVersion: the recipients of earlier disclosures have been
+	// queued notifications of the changes up to this version (Art. 19).
+	NotifiedVersion int64 `bson:"notified_version,omitempty"`
 	// Ops are the most recent idempotent operations applied to this subject.
 	Ops       []Op  `bson:"ops,omitempty"`
 	CreatedAt int64 `bson:"created_at"` // Unix nanoseconds

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/example/personaldata/server"
 	"github.com/example/personaldata/store"
@@ -34,6 +35,7 @@ type config struct {
 	operatorTokenFile          string
 	keyFile                    string
 	tlsCert, tlsKey, tlsClient string
+	retentionSweepInterval     time.Duration
 }
 
 func parseFlags(args []string) (config, error) {
@@ -57,8 +59,20 @@ func parseFlags(args []string) (config, error) {
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
+	c.retentionSweepInterval = time.Hour
+	if v, ok := os.LookupEnv("PERSONALDATA_RETENTION_SWEEP_INTERVAL"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("PERSONALDATA_RETENTION_SWEEP_INTERVAL: %w", err)
+		}
+		c.retentionSweepInterval = d
+	}
+	fs.DurationVar(&c.retentionSweepInterval, "retention-sweep-interval", c.retentionSweepInterval, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass) (env PERSONALDATA_RETENTION_SWEEP_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.retentionSweepInterval < 0 {
+		return c, fmt.Errorf("-retention-sweep-interval: must not be negative")
 	}
 	if c.operatorTokenFile == "" && c.mongoURI == "" {
 		c.operatorTokenFile = filepath.Join(c.dataDir, "operator.token")
@@ -107,6 +121,7 @@ func realMain(ctx context.Context, args []string) error {
 			KeyFile:       c.keyFile,
 			CreateKeyFile: c.mongoURI == "",
 		},
+		RetentionSweepInterval: c.retentionSweepInterval,
 	}, log)
 	if err != nil {
 		return err

@@ -1,0 +1,384 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/audit"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// Consents implements ConsentService: the subject's consents, given and
+// withdrawn, kept in the subject's own document.
+type Consents struct {
+	pdv1.UnimplementedConsentServiceServer
+	*Service
+}
+
+// Consents returns the ConsentService on the same store and clock.
+func (s *Service) Consents() *Consents { return &Consents{Service: s} }
+
+// Reasons in the PreconditionFailure of a refusal for want of consent.
+const (
+	reasonConsentMissing   = "CONSENT_MISSING"
+	reasonConsentWithdrawn = "CONSENT_WITHDRAWN"
+	reasonObjection        = "OBJECTION"
+)
+
+// consentRule says which purposes rest on the subject's consent, which
+// consent that is, and which erasure ground is the subject's objection to
+// the purpose: that purpose is processed only while such a consent is on
+// record and not withdrawn, and never after the objection (Art. 7(3),
+// Art. 21(3)).
+type consentRule struct {
+	consent   pdv1.ConsentPurpose
+	objection pdv1.ErasureGround
+}
+
+var consentRules = map[pdv1.Purpose]consentRule{
+	pdv1.Purpose_PURPOSE_DIRECT_MARKETING: {
+		consent:   pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING,
+		objection: pdv1.ErasureGround_ERASURE_GROUND_DIRECT_MARKETING_OBJECTION,
+	},
+}
+
+// requireConsent is the rule that a purpose resting on consent is refused
+// (FAILED_PRECONDITION) unless the consent is on record and not withdrawn,
+// and always once the subject objected to it or was erased.
+func requireConsent(sub *store.Subject, purpose pdv1.Purpose) error {
+	rule, ok := consentRules[purpose]
+	if !ok {
+		return nil
+	}
+	if ch := objection(sub, rule.objection); ch != nil {
+		return consentError(sub, reasonObjection, fmt.Sprintf("the subject objected to %s (erasure on ground %s at %s): it is not processed for it",
+			purpose, ch.ErasureGround, rfc3339(ch.At)))
+	}
+	if sub.Erasure != nil {
+		return erasedError(sub)
+	}
+	_, err := liveConsent(sub, rule.consent, "")
+	return err
+}
+
+// objection is the change that records the subject's objection (an erasure
+// on ground), or nil.
+func objection(sub *store.Subject, ground pdv1.ErasureGround) *store.Change {
+	for i := len(sub.Changes) - 1; i >= 0; i-- {
+		ch := &sub.Changes[i]
+		if ch.Kind == pdv1.ChangeKind_CHANGE_KIND_ERASED.String() && ch.ErasureGround == ground.String() {
+			return ch
+		}
+	}
+	if sub.Erasure != nil && sub.Erasure.Ground == ground.String() {
+		return &store.Change{At: sub.Erasure.At, Channel: sub.Erasure.Channel, Reference: sub.Erasure.Reference,
+			PerformedBy: sub.Erasure.PerformedBy, ErasureGround: sub.Erasure.Ground}
+	}
+	return nil
+}
+
+// liveConsent returns the subject's consent for purpose (and, for a
+// disclosure, to recipient) that is on record and not withdrawn; else a
+// FAILED_PRECONDITION that says whether none was given or it was withdrawn.
+func liveConsent(sub *store.Subject, purpose pdv1.ConsentPurpose, recipient string) (*store.Consent, error) {
+	var withdrawn *store.Consent
+	for i := range sub.Consents {
+		c := &sub.Consents[i]
+		if c.Purpose != purpose.String() || c.Recipient != recipient {
+			continue
+		}
+		if c.Live() {
+			return c, nil
+		}
+		withdrawn = c
+	}
+	what := purpose.String()
+	if recipient != "" {
+		what += " to " + recipient
+	}
+	if withdrawn != nil {
+		return nil, consentError(sub, reasonConsentWithdrawn, fmt.Sprintf("the subject's consent %s (consent %s) was withdrawn at %s; no consent is on record",
+			what, withdrawn.ID, rfc3339(withdrawn.WithdrawnAt)))
+	}
+	return nil, consentError(sub, reasonConsentMissing, fmt.Sprintf("no consent of the subject %s is on record", what))
+}
+
+func consentError(sub *store.Subject, reason, desc string) error {
+	st := status.New(codes.FailedPrecondition, desc)
+	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+		Type: reason, Subject: "subjects/" + sub.ID, Description: desc,
+	}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// withdrawObjectedConsents withdraws, in the record, the consents to a
+// purpose the subject objected to: an objection to direct marketing is a
+// withdrawal of that consent too. requireConsent refuses the purpose on the
+// objection alone, so this only keeps the record of consents true; it may
+// run late (after an interruption) and more than once.
+func (s *Service) withdrawObjectedConsents(ctx context.Context, sub *store.Subject) (*store.Subject, error) {
+	if !objectedConsentsLive(sub) {
+		return sub, nil
+	}
+	errNone := errors.New("nothing to withdraw")
+	updated, err := s.vault.updateSubject(ctx, sub.ID, func(sub *store.Subject) error {
+		if !objectedConsentsLive(sub) {
+			return errNone
+		}
+		for _, rule := range consentRules {
+			ch := objection(sub, rule.objection)
+			if ch == nil {
+				continue
+			}
+			for i := range sub.Consents {
+				if c := &sub.Consents[i]; c.Live() && c.Purpose == rule.consent.String() {
+					c.WithdrawnAt, c.WithdrawChannel, c.WithdrawReference, c.WithdrawnBy = ch.At, ch.Channel, ch.Reference, ch.PerformedBy
+				}
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errNone) {
+		return sub, nil
+	}
+	return updated, err
+}
+
+// objectedConsentsLive reports whether a consent is still live for a
+// purpose the subject objected to.
+func objectedConsentsLive(sub *store.Subject) bool {
+	for _, rule := range consentRules {
+		if objection(sub, rule.objection) == nil {
+			continue
+		}
+		for i := range sub.Consents {
+			if c := &sub.Consents[i]; c.Live() && c.Purpose == rule.consent.String() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RecordConsent records a consent the subject gave.
+func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentRequest) (*pdv1.RecordConsentResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	purpose := v.enum("purpose", req.GetPurpose())
+	var recipient string
+	switch req.GetPurpose() {
+	case pdv1.ConsentPurpose_CONSENT_PURPOSE_DISCLOSURE:
+		recipient = v.recipient("recipient", req.GetRecipient())
+	default:
+		if req.GetRecipient() != "" {
+			v.add("recipient", "is only for a consent to disclosure (CONSENT_PURPOSE_DISCLOSURE)")
+		}
+	}
+	given := v.pastTime("give_time", req.GetGiveTime(), now)
+	channel := v.channel(req.GetChannel(), true)
+	wording := v.text("wording_reference", req.GetWordingReference(), maxReferenceLen, true, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	sub, err := s.consentSubject(ctx, "record consent", id)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		return consentReplay(sub, err, func(c *pdv1.Consent) *pdv1.RecordConsentResponse { return &pdv1.RecordConsentResponse{Consent: c} })
+	}
+	c, _ := s.caller(ctx)
+	var consent store.Consent
+	_, err = s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		consent = store.Consent{
+			ID: strconv.Itoa(len(sub.Consents) + 1), Purpose: purpose, Recipient: recipient,
+			GivenAt: given, Channel: channel, WordingReference: wording,
+			RecordedAt: now.UnixNano(), RecordedBy: c.ID(),
+		}
+		sub.Consents = append(sub.Consents, consent)
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Consents))})
+		return nil
+	})
+	if isReplay(err) {
+		sub, rerr := s.vault.getSubject(ctx, id)
+		if rerr != nil {
+			return nil, s.internal(ctx, "record consent", rerr)
+		}
+		return consentReplay(sub, err, func(c *pdv1.Consent) *pdv1.RecordConsentResponse { return &pdv1.RecordConsentResponse{Consent: c} })
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "record consent", err)
+	}
+	return &pdv1.RecordConsentResponse{Consent: consentToProto(&consent)}, nil
+}
+
+// WithdrawConsent withdraws a consent; a withdrawn one is returned as it is.
+func (s *Consents) WithdrawConsent(ctx context.Context, req *pdv1.WithdrawConsentRequest) (*pdv1.WithdrawConsentResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	consentID := v.seqID("consent_id", req.GetConsentId())
+	channel := v.channel(req.GetChannel(), true)
+	ref := v.text("reference", req.GetReference(), maxReferenceLen, false, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	sub, err := s.consentSubject(ctx, "withdraw consent", id)
+	if err != nil {
+		return nil, err
+	}
+	respond := func(c *pdv1.Consent) *pdv1.WithdrawConsentResponse { return &pdv1.WithdrawConsentResponse{Consent: c} }
+	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		return consentReplay(sub, err, respond)
+	}
+	if findConsent(sub, consentID) == nil {
+		return nil, consentNotFound()
+	}
+	c, _ := s.caller(ctx)
+	errUnchanged := errors.New("withdrawn before")
+	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		consent := findConsent(sub, consentID)
+		if consent == nil {
+			return consentNotFound()
+		}
+		if !consent.Live() {
+			return errUnchanged
+		}
+		consent.WithdrawnAt, consent.WithdrawChannel, consent.WithdrawReference, consent.WithdrawnBy = now.UnixNano(), channel, ref, c.ID()
+		n, _ := strconv.Atoi(consentID)
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(n)})
+		return nil
+	})
+	switch {
+	case isReplay(err), errors.Is(err, errUnchanged):
+		if updated, err = s.vault.getSubject(ctx, id); err != nil {
+			return nil, s.internal(ctx, "withdraw consent", err)
+		}
+	case err != nil:
+		return nil, s.internal(ctx, "withdraw consent", err)
+	}
+	consent := findConsent(updated, consentID)
+	if consent == nil {
+		return nil, consentNotFound()
+	}
+	return respond(consentToProto(consent)), nil
+}
+
+// consentSubject reads a live subject for a change of its consents: a
+// consent is given to the controller, so for a customer's data the change
+// comes from that controller under an agreement in force.
+func (s *Consents) consentSubject(ctx context.Context, op, id string) (*store.Subject, error) {
+	sub, err := s.getSubject(ctx, op, id)
+	if err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"consents"}})
+	if err := s.onControllersInstruction(ctx, sub); err != nil {
+		return nil, err
+	}
+	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, nil); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+// consentReplay answers a consent request applied before with the consent
+// it recorded, as it is now; another error passes on.
+func consentReplay[R any](sub *store.Subject, err error, respond func(*pdv1.Consent) R) (R, error) {
+	var zero R
+	var r *replayed
+	if !errors.As(err, &r) {
+		return zero, err
+	}
+	c := findConsent(sub, strconv.FormatInt(r.op.Result, 10))
+	if c == nil {
+		return zero, consentNotFound()
+	}
+	return respond(consentToProto(c)), nil
+}
+
+func findConsent(sub *store.Subject, id string) *store.Consent {
+	for i := range sub.Consents {
+		if sub.Consents[i].ID == id {
+			return &sub.Consents[i]
+		}
+	}
+	return nil
+}
+
+func consentNotFound() error {
+	return status.Error(codes.NotFound, "consent not found")
+}
+
+// seqID checks an id that is a number handed out by the service (a consent
+// or a notification): 1 to 12 digits, not zero.
+func (v *violations) seqID(field, s string) string {
+	n, err := strconv.ParseInt(s, 10, 64)
+	switch {
+	case s == "":
+		v.add(field, "is required")
+	case err != nil || n < 1 || len(s) > 12 || strconv.FormatInt(n, 10) != s:
+		v.add(field, "is not an id this service handed out")
+	}
+	return s
+}
+
+// recipient checks the name of a third party: a lower-case host name such
+// as "iis.se", as sub-processors are named in agreements.
+func (v *violations) recipient(field, s string) string {
+	switch {
+	case s == "":
+		v.add(field, `is required: the third party's host name, such as "iis.se"`)
+	case len(s) > maxSubProcessorLen || !hostPattern.MatchString(s):
+		v.add(field, fmt.Sprintf(`must be a lower-case host name of at most %d characters, such as "iis.se"`, maxSubProcessorLen))
+	}
+	return s
+}
+
+func consentToProto(c *store.Consent) *pdv1.Consent {
+	return &pdv1.Consent{
+		ConsentId:         c.ID,
+		Purpose:           enumValue[pdv1.ConsentPurpose](pdv1.ConsentPurpose_value, c.Purpose),
+		Recipient:         c.Recipient,
+		GiveTime:          ts(c.GivenAt),
+		Channel:           enumValue[pdv1.Channel](pdv1.Channel_value, c.Channel),
+		WordingReference:  c.WordingReference,
+		WithdrawTime:      ts(c.WithdrawnAt),
+		WithdrawChannel:   enumValue[pdv1.Channel](pdv1.Channel_value, c.WithdrawChannel),
+		WithdrawReference: c.WithdrawReference,
+	}
+}
+
+func consentsToProto(cs []store.Consent) []*pdv1.Consent {
+	var out []*pdv1.Consent
+	for i := range cs {
+		out = append(out, consentToProto(&cs[i]))
+	}
+	return out
+}

@@ -1,0 +1,313 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/audit"
+	"github.com/example/personaldata/auth"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// Recipients are told (Art. 19) when a subject whose data went to them is
+// rectified, restricted or erased. What to tell follows from the subject's
+// own document, which records both the changes (sub.Changes, written in the
+// same atomic update as the change itself) and the disclosures: every change
+// of those kinds with a version above sub.NotifiedVersion is news to each
+// recipient of a disclosure recorded before it (a lower version). Queueing
+// is therefore crash-safe without a transaction: the handler that made the
+// change queues at once (afterChange), and should it stop before that, the
+// next call that reads the subject, or a retry, does it. Each notification
+// has a key (subject and change version), and the store queues a key once
+// per recipient, so doing it again never queues it twice.
+
+// noticeKinds are the changes recipients are told of, and how.
+var noticeKinds = map[string]pdv1.NotificationKind{
+	pdv1.ChangeKind_CHANGE_KIND_RECTIFIED.String():  pdv1.NotificationKind_NOTIFICATION_KIND_RECTIFIED,
+	pdv1.ChangeKind_CHANGE_KIND_RESTRICTED.String(): pdv1.NotificationKind_NOTIFICATION_KIND_RESTRICTED,
+	pdv1.ChangeKind_CHANGE_KIND_ERASED.String():     pdv1.NotificationKind_NOTIFICATION_KIND_ERASED,
+}
+
+// Limits of the recipients' queues.
+const (
+	defaultNotificationPageSize = 50
+	// maxNotificationReads bounds the notifications one listing reads
+	// (acknowledged ones and other tenants' are read and skipped).
+	maxNotificationReads = 1000
+	// notificationPollInterval is how often a stream looks for new ones.
+	notificationPollInterval = 200 * time.Millisecond
+)
+
+// afterChange finishes what follows from a change of a subject beyond its
+// own document: the recipients' notifications, and withdrawing in the
+// record the consents the subject objected to. It runs after each change
+// and on every read of a subject, does nothing when nothing is pending, and
+// is best effort: what fails is done by a later call. It returns the
+// subject as it is now.
+func (s *Service) afterChange(ctx context.Context, sub *store.Subject) *store.Subject {
+	if sub == nil {
+		return nil
+	}
+	updated, err := s.withdrawObjectedConsents(ctx, sub)
+	if err == nil {
+		sub = updated
+	} else if ctx.Err() == nil {
+		s.log.WarnContext(ctx, "consents not withdrawn yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
+	}
+	if err := s.queueNotices(ctx, sub); err != nil && ctx.Err() == nil {
+		s.log.WarnContext(ctx, "recipient notifications not queued yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
+	}
+	return sub
+}
+
+// queueNotices queues the notifications of sub's changes that are news to
+// recipients of earlier disclosures, then marks them queued.
+func (s *Service) queueNotices(ctx context.Context, sub *store.Subject) error {
+	if len(sub.Disclosures) == 0 {
+		return nil
+	}
+	var upto int64
+	for _, ch := range sub.Changes {
+		kind, ok := noticeKinds[ch.Kind]
+		if !ok || ch.Version <= sub.NotifiedVersion {
+			continue
+		}
+		for _, r := range recipientsBefore(sub, ch.Version) {
+			n := &store.Notification{
+				Recipient: r, Key: sub.ID + "." + strconv.FormatInt(ch.Version, 10),
+				SubjectID: sub.ID, Controller: sub.Controller, Kind: kind.String(), CreatedAt: ch.At,
+			}
+			if kind == pdv1.NotificationKind_NOTIFICATION_KIND_RECTIFIED {
+				n.Fields = ch.Fields
+			}
+			if _, err := s.store.EnqueueNotification(ctx, n); err != nil {
+				return err
+			}
+			upto = ch.Version
+		}
+	}
+	if upto == 0 {
+		return nil
+	}
+	if err := s.store.MarkSubjectNotified(ctx, sub.ID, upto); err != nil {
+		return err
+	}
+	sub.NotifiedVersion = max(sub.NotifiedVersion, upto)
+	return nil
+}
+
+// recipientsBefore lists, once each and in the order of their first
+// disclosure, the recipients of sub's disclosures recorded before version.
+func recipientsBefore(sub *store.Subject, version int64) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, d := range sub.Disclosures {
+		if d.Version < version && !seen[d.Recipient] {
+			seen[d.Recipient] = true
+			out = append(out, d.Recipient)
+		}
+	}
+	return out
+}
+
+// queueReaders are the kinds of principal that may read and acknowledge a
+// recipient's queue: the domain-registration integration, which passes the
+// notifications on to the registries and registrars, and operators. A
+// reader sees only notifications about subjects of controllers it acts for.
+var queueReaders = map[string]bool{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION.String(): true,
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR.String():            true,
+}
+
+func (s *Disclosures) queueReader(ctx context.Context) (*auth.Caller, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !queueReaders[c.Principal.Kind] {
+		return nil, status.Error(codes.PermissionDenied, "recipients' notifications are read by the domain-registration integration and operators")
+	}
+	return c, nil
+}
+
+// pending reads recipient's notifications from seq from on (at the earliest
+// after its head's AckedUpto) and returns up to limit that are not
+// acknowledged and concern controllers c acts for, the seq to go on from,
+// and whether more may follow.
+func (s *Disclosures) pending(ctx context.Context, c *auth.Caller, recipient string, from int64, limit int) ([]*store.Notification, int64, bool, error) {
+	head, err := s.store.GetNotificationHead(ctx, recipient)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	pos := max(from, head.AckedUpto+1)
+	var out []*store.Notification
+	for reads := 0; reads < maxNotificationReads; {
+		batch, err := s.store.NotificationsFrom(ctx, recipient, pos, limit)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		for _, n := range batch {
+			reads++
+			pos = n.Seq + 1
+			if !n.Acked && c.ActsFor(n.Controller) {
+				out = append(out, n)
+				if len(out) == limit {
+					return out, pos, true, nil
+				}
+			}
+		}
+		if len(batch) < limit {
+			return out, pos, false, nil
+		}
+	}
+	return out, pos, true, nil
+}
+
+// ListRecipientNotifications lists a recipient's unacknowledged
+// notifications, oldest first.
+func (s *Disclosures) ListRecipientNotifications(ctx context.Context, req *pdv1.ListRecipientNotificationsRequest) (*pdv1.ListRecipientNotificationsResponse, error) {
+	var v violations
+	recipient := v.recipient("recipient", req.GetRecipient())
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = defaultNotificationPageSize
+	case size < 0 || size > maxPageSize:
+		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
+	}
+	var from int64
+	if len(v) == 0 {
+		if pos := v.auditPageToken(req.GetPageToken(), "n", recipient); pos != "" {
+			var err error
+			if from, err = strconv.ParseInt(pos, 10, 64); err != nil || from < 1 {
+				v.add("page_token", "is not a token from this listing")
+			}
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.queueReader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ns, next, more, err := s.pending(ctx, c, recipient, from, size)
+	if err != nil {
+		return nil, s.internal(ctx, "list notifications", err)
+	}
+	out := &pdv1.ListRecipientNotificationsResponse{}
+	for _, n := range ns {
+		note(ctx, noticeTouch(n))
+		out.Notifications = append(out.Notifications, notificationToProto(n))
+	}
+	if more {
+		out.NextPageToken = auditPageToken("n", recipient, strconv.FormatInt(next, 10))
+	}
+	return out, nil
+}
+
+// StreamRecipientNotifications sends a recipient's unacknowledged
+// notifications, then new ones as they are queued (looked for every
+// notificationPollInterval, so those queued by other replicas come too),
+// until the caller ends the stream. Each is sent once per stream; one not
+// acknowledged is sent again by the next stream or listing.
+func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNotificationsRequest, stream grpc.ServerStreamingServer[pdv1.StreamRecipientNotificationsResponse]) error {
+	ctx := stream.Context()
+	var v violations
+	recipient := v.recipient("recipient", req.GetRecipient())
+	if err := v.err(); err != nil {
+		return err
+	}
+	c, err := s.queueReader(ctx)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(notificationPollInterval)
+	defer tick.Stop()
+	var next int64
+	for {
+		ns, pos, more, err := s.pending(ctx, c, recipient, next, maxPageSize)
+		if err != nil {
+			return s.internal(ctx, "stream notifications", err)
+		}
+		for _, n := range ns {
+			// On the trail before it leaves; no trail, nothing sent.
+			if err := audit.Note(ctx, noticeTouch(n)); err != nil {
+				return err
+			}
+			if err := stream.Send(&pdv1.StreamRecipientNotificationsResponse{Notification: notificationToProto(n)}); err != nil {
+				return err
+			}
+		}
+		next = pos
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// AcknowledgeNotification marks a notification delivered; it is not sent
+// again. Acknowledging twice is harmless.
+func (s *Disclosures) AcknowledgeNotification(ctx context.Context, req *pdv1.AcknowledgeNotificationRequest) (*pdv1.AcknowledgeNotificationResponse, error) {
+	var v violations
+	recipient := v.recipient("recipient", req.GetRecipient())
+	id := v.seqID("notification_id", req.GetNotificationId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	seq, _ := strconv.ParseInt(id, 10, 64)
+	c, err := s.queueReader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.store.GetNotification(ctx, recipient, seq)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notificationNotFound()
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "acknowledge notification", err)
+	}
+	if !c.ActsFor(n.Controller) {
+		return nil, notificationNotFound() // another tenant's, as if it did not exist
+	}
+	note(ctx, noticeTouch(n))
+	if n, err = s.store.AckNotification(ctx, recipient, seq, s.now().UnixNano(), c.ID()); err != nil {
+		return nil, s.internal(ctx, "acknowledge notification", err)
+	}
+	return &pdv1.AcknowledgeNotificationResponse{Notification: notificationToProto(n)}, nil
+}
+
+func notificationNotFound() error {
+	return status.Error(codes.NotFound, "notification not found")
+}
+
+// noticeTouch is what passing on or acknowledging a notification touches:
+// news about the subject, no personal values.
+func noticeTouch(n *store.Notification) audit.Touch {
+	return audit.Touch{SubjectID: n.SubjectID, Tenant: n.Controller, Fields: []string{"recipient_notification"}}
+}
+
+func notificationToProto(n *store.Notification) *pdv1.RecipientNotification {
+	return &pdv1.RecipientNotification{
+		NotificationId: strconv.FormatInt(n.Seq, 10),
+		Recipient:      n.Recipient,
+		SubjectId:      n.SubjectID,
+		Kind:           enumValue[pdv1.NotificationKind](pdv1.NotificationKind_value, n.Kind),
+		Fields:         n.Fields,
+		CreateTime:     ts(n.CreatedAt),
+	}
+}

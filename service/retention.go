@@ -1,0 +1,570 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	_ "time/tzdata" // Europe/Stockholm also where the machine has no zoneinfo
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/example/personaldata/audit"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// Retention implements RetentionService: legal retention holds, which keep
+// categories of a subject's data past an erasure, storage only, until the
+// hold ends; and the retention sweeper, which purges that data then
+// (sweeper.go).
+type Retention struct {
+	pdv1.UnimplementedRetentionServiceServer
+	*Service
+	// holder names this process in the sweeper's lease.
+	holder string
+	// passMu runs one sweep at a time in this process: the background one
+	// or one asked for by RunRetentionSweep.
+	passMu sync.Mutex
+}
+
+// NewRetention returns the RetentionService on s's store and clock. Make one
+// per process and register it on every listener: it is the process's
+// identity in the sweeper's lease.
+func NewRetention(s *Service) *Retention {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return &Retention{Service: s, holder: "sweeper-" + hex.EncodeToString(b)}
+}
+
+// holdRule is one legal basis for keeping data past an erasure, and how its
+// end is decided.
+type holdRule struct {
+	// law is the basis in words, for the subject's view of retention.
+	law string
+	// fromTransaction: the end follows from the time of the transaction;
+	// otherwise the caller gives it.
+	fromTransaction bool
+}
+
+// holdRules is the table of retention bases the policy names (GDPR Art.
+// 17(3)(b) and (e), and the contract).
+var holdRules = map[pdv1.HoldBasis]holdRule{
+	pdv1.HoldBasis_HOLD_BASIS_BOOKKEEPING: {
+		law:             "Swedish accounting law: accounting records are kept until seven years after the end of the calendar year of the transaction",
+		fromTransaction: true,
+	},
+	pdv1.HoldBasis_HOLD_BASIS_LEGAL_CLAIMS: {
+		law: "to establish, exercise or defend legal claims (GDPR Art. 17(3)(e))",
+	},
+	pdv1.HoldBasis_HOLD_BASIS_AGREEMENT_IN_FORCE: {
+		law: "to enforce an agreement with the subject that is still in force",
+	},
+}
+
+// dataCategories are the categories a hold may keep, in the order they are
+// reported.
+var dataCategories = []pdv1.DataCategory{
+	pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION,
+	pdv1.DataCategory_DATA_CATEGORY_CONTACT,
+	pdv1.DataCategory_DATA_CATEGORY_HISTORY,
+}
+
+// maxHolds bounds the holds of one subject, active and ended.
+const maxHolds = 100
+
+// bookkeepingYears is how long after the end of the calendar year of a
+// transaction Swedish accounting law keeps its records.
+const bookkeepingYears = 7
+
+// stockholm is Swedish time, in which the accounting law's calendar year runs.
+var stockholm = func() *time.Location {
+	l, err := time.LoadLocation("Europe/Stockholm")
+	if err != nil {
+		panic(err) // embedded by time/tzdata: cannot happen
+	}
+	return l
+}()
+
+// bookkeepingUntil is when a bookkeeping hold on a transaction at tx ends:
+// seven years after the end of the calendar year of the transaction, the
+// year taken in Swedish time. The year ends at 00:00 on 1 January of the
+// next one, so the hold ends at 00:00 Europe/Stockholm on 1 January of the
+// transaction's year + 8: a transaction on 2026-03-10 is kept until
+// 2034-01-01T00:00+01:00, which is 2033-12-31T23:00Z.
+func bookkeepingUntil(tx time.Time) time.Time {
+	return time.Date(tx.In(stockholm).Year()+1+bookkeepingYears, time.January, 1, 0, 0, 0, 0, stockholm)
+}
+
+// holdIDPattern is what hold ids look like.
+var holdIDPattern = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+
+// holdIDFor derives a hold's id from its subject and the idempotency key of
+// the request that placed it, so a retry names the same hold (and the same
+// deadline, written before the hold).
+func holdIDFor(subjectID, key string) string {
+	h := sha256.Sum256([]byte("hold\x00" + subjectID + "\x00" + key))
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:10]))
+}
+
+// holdNotFound is the answer for a hold the subject does not have.
+func holdNotFound() error {
+	return status.Error(codes.NotFound, "retention hold not found")
+}
+
+// categoryLabel is how erased categories are named: "contact".
+func categoryLabel(c pdv1.DataCategory) string {
+	return strings.ToLower(strings.TrimPrefix(c.String(), "DATA_CATEGORY_"))
+}
+
+// holdCategories checks the categories of a hold and returns their names,
+// each once, in report order.
+func (v *violations) holdCategories(cs []pdv1.DataCategory) []string {
+	if len(cs) == 0 {
+		v.add("categories", "is required: one or more of DATA_CATEGORY_IDENTIFICATION, DATA_CATEGORY_CONTACT, DATA_CATEGORY_HISTORY")
+		return nil
+	}
+	var out []string
+	for _, c := range dataCategories {
+		if slices.Contains(cs, c) {
+			out = append(out, c.String())
+		}
+	}
+	for _, c := range cs {
+		if !slices.Contains(dataCategories, c) {
+			v.add("categories", "must be DATA_CATEGORY_IDENTIFICATION, DATA_CATEGORY_CONTACT or DATA_CATEGORY_HISTORY")
+			break
+		}
+	}
+	return out
+}
+
+// futureTime checks a required time after now, within what is stored.
+func (v *violations) futureTime(field string, t *timestamppb.Timestamp, now time.Time) int64 {
+	switch {
+	case t == nil:
+		v.add(field, "is required")
+	case t.CheckValid() != nil:
+		v.add(field, "is not a valid time")
+	case !t.AsTime().After(now):
+		v.add(field, "must be in the future")
+	case t.AsTime().After(maxTime):
+		v.add(field, "is too far in the future")
+	default:
+		return t.AsTime().UnixNano()
+	}
+	return 0
+}
+
+// hold checks the hold a PlaceHold request asks for.
+func (v *violations) hold(req *pdv1.PlaceHoldRequest, now time.Time) store.Hold {
+	h := store.Hold{
+		Basis:      v.enum("basis", req.GetBasis()),
+		Categories: v.holdCategories(req.GetCategories()),
+		Reference:  v.text("reference", req.GetReference(), maxReferenceLen, true, false),
+	}
+	rule, ok := holdRules[req.GetBasis()]
+	if !ok {
+		return h // basis is named already; the times depend on it
+	}
+	if !rule.fromTransaction {
+		if req.GetTransactionTime() != nil {
+			v.add("transaction_time", "is only for HOLD_BASIS_BOOKKEEPING")
+		}
+		h.Until = v.futureTime("until", req.GetUntil(), now)
+		return h
+	}
+	if req.GetUntil() != nil {
+		v.add("until", "is computed from transaction_time for HOLD_BASIS_BOOKKEEPING: leave it unset")
+	}
+	if h.TransactionAt = v.pastTime("transaction_time", req.GetTransactionTime(), now); h.TransactionAt != 0 {
+		until := bookkeepingUntil(time.Unix(0, h.TransactionAt))
+		if !until.After(now) {
+			v.add("transaction_time", fmt.Sprintf("its bookkeeping period ended at %s: there is nothing left to hold", until.Format(time.RFC3339)))
+		}
+		h.Until = until.UnixNano()
+	}
+	return h
+}
+
+// PlaceHold keeps categories of a subject's data past an erasure until the
+// hold ends. A hold on data a customer controls is the controller's to
+// place, under an agreement that covers the categories.
+func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (*pdv1.PlaceHoldResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	hold := v.hold(req, now)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := s.getSubject(ctx, "place hold", id)
+	if err != nil {
+		return nil, err // an erased subject has nothing left to hold
+	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"holds"}})
+	if err := s.onControllersInstruction(ctx, sub); err != nil {
+		return nil, err
+	}
+	var cats []pdv1.DataCategory
+	for _, name := range hold.Categories {
+		cats = append(cats, pdv1.DataCategory(pdv1.DataCategory_value[name]))
+	}
+	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, cats); err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	hold.ID = holdIDFor(id, key)
+	hold.PlacedAt = now.UnixNano()
+	hold.PlacedBy = c.ID()
+	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		return s.placeReplay(ctx, id, hold.ID, err)
+	}
+	// The deadline before the hold: the sweeper must find every hold that
+	// may keep data. One whose hold never lands is removed when it is due.
+	if err := s.store.PutHoldDeadline(ctx, hold.Until, id, hold.ID); err != nil {
+		return nil, s.internal(ctx, "place hold", err)
+	}
+	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		if len(sub.Holds) >= maxHolds {
+			return failedPrecondition("the subject has %d retention holds, the most it may have", maxHolds)
+		}
+		sub.Holds = append(sub.Holds, hold)
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	switch {
+	case isReplay(err):
+		return s.placeReplay(ctx, id, hold.ID, err)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, notFound()
+	case err != nil:
+		return nil, s.internal(ctx, "place hold", err)
+	}
+	return &pdv1.PlaceHoldResponse{Hold: holdToProto(findHold(updated.Holds, hold.ID))}, nil
+}
+
+// placeReplay answers a PlaceHold that was applied before with its hold.
+func (s *Retention) placeReplay(ctx context.Context, subjectID, holdID string, err error) (*pdv1.PlaceHoldResponse, error) {
+	h, err := s.replayedHold(ctx, subjectID, holdID, err)
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.PlaceHoldResponse{Hold: h}, nil
+}
+
+// replayedHold is the hold as it is now, for a request applied before; any
+// other error is passed on.
+func (s *Retention) replayedHold(ctx context.Context, subjectID, holdID string, err error) (*pdv1.RetentionHold, error) {
+	if !isReplay(err) {
+		return nil, err
+	}
+	sub, err := s.vault.getSubject(ctx, subjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound()
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "hold", err)
+	}
+	h := findHold(sub.Holds, holdID)
+	if h == nil {
+		return nil, holdNotFound()
+	}
+	return holdToProto(h), nil
+}
+
+// ReleaseHold ends a hold early. Releasing an ended hold returns it as it
+// is. It also works on an erased subject: what the hold kept is then purged
+// by the next sweep, unless another hold still covers it.
+func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldRequest) (*pdv1.ReleaseHoldResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	holdID := req.GetHoldId()
+	if holdID == "" {
+		v.add("hold_id", "is required")
+	} else if !holdIDPattern.MatchString(holdID) {
+		v.add("hold_id", "is not a hold id")
+	}
+	ref := v.text("reference", req.GetReference(), maxReferenceLen, true, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := s.getSubject(ctx, "release hold", id)
+	if sub == nil {
+		return nil, err // erased subjects come with their tombstone: go on
+	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"holds"}})
+	if err := s.onControllersInstruction(ctx, sub); err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		return s.releaseReplay(ctx, id, holdID, err)
+	}
+	h := findHold(sub.Holds, holdID)
+	if h == nil {
+		return nil, holdNotFound()
+	}
+	if h.EndedAt != 0 {
+		return &pdv1.ReleaseHoldResponse{Hold: holdToProto(h)}, nil
+	}
+	// The new deadline before the release, as for a new hold.
+	if err := s.store.PutHoldDeadline(ctx, now.UnixNano(), id, holdID); err != nil {
+		return nil, s.internal(ctx, "release hold", err)
+	}
+	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		h := findHold(sub.Holds, holdID)
+		switch {
+		case h == nil:
+			return holdNotFound()
+		case h.EndedAt != 0:
+			return &replayed{} // ended meanwhile: answer it as it is
+		}
+		h.EndedAt = now.UnixNano()
+		h.ReleasedBy = c.ID()
+		h.ReleaseReference = ref
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	switch {
+	case isReplay(err):
+		return s.releaseReplay(ctx, id, holdID, err)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, notFound()
+	case err != nil:
+		return nil, s.internal(ctx, "release hold", err)
+	}
+	if h.Until > now.UnixNano() {
+		// The release's deadline stands in for the later one.
+		_ = s.store.DeleteHoldDeadline(ctx, store.HoldDeadlineID(h.Until, id, holdID)) // best effort: a stale deadline is harmless
+	}
+	return &pdv1.ReleaseHoldResponse{Hold: holdToProto(findHold(updated.Holds, holdID))}, nil
+}
+
+// releaseReplay answers a ReleaseHold that was applied before.
+func (s *Retention) releaseReplay(ctx context.Context, subjectID, holdID string, err error) (*pdv1.ReleaseHoldResponse, error) {
+	h, err := s.replayedHold(ctx, subjectID, holdID, err)
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.ReleaseHoldResponse{Hold: h}, nil
+}
+
+// RunRetentionSweep runs one pass of the sweeper now, if this replica gets
+// the sweeper's lease, and says what it did.
+func (s *Retention) RunRetentionSweep(ctx context.Context, _ *pdv1.RunRetentionSweepRequest) (*pdv1.RunRetentionSweepResponse, error) {
+	res, err := s.Sweep(ctx, pdv1.RetentionService_RunRetentionSweep_FullMethodName)
+	if err != nil {
+		return nil, s.internal(ctx, "retention sweep", err)
+	}
+	return &pdv1.RunRetentionSweepResponse{PurgedSubjectIds: res.PurgedSubjectIDs, HoldsEnded: res.HoldsEnded, Ran: res.Ran}, nil
+}
+
+// findHold returns the hold with this id, or nil.
+func findHold(holds []store.Hold, id string) *store.Hold {
+	for i := range holds {
+		if holds[i].ID == id {
+			return &holds[i]
+		}
+	}
+	return nil
+}
+
+// activeHold reports whether h keeps data at now: not released and not past
+// its end. A hold past its end keeps nothing, whether or not the sweeper has
+// recorded its end yet.
+func activeHold(h *store.Hold, now int64) bool {
+	return h.EndedAt == 0 && h.Until > now
+}
+
+// covered reports whether an active hold of sub covers category c at now.
+func covered(sub *store.Subject, c pdv1.DataCategory, now int64) bool {
+	for i := range sub.Holds {
+		if activeHold(&sub.Holds[i], now) && slices.Contains(sub.Holds[i].Categories, c.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasData reports whether sub holds data of category c.
+func hasData(sub *store.Subject, c pdv1.DataCategory) bool {
+	if c == pdv1.DataCategory_DATA_CATEGORY_HISTORY {
+		return sub.HistoryCount > 0
+	}
+	if sub.Person == nil {
+		return false
+	}
+	for _, f := range personFields {
+		if fieldCategories[f] == c && !fieldEmpty(sub.Person, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// keepHeld is the rule of an erasure under legal holds: of sub's data it
+// keeps the categories an active hold covers at now, storage only, and
+// removes everything else from sub.Person. With no active hold it keeps
+// nothing: a full erasure. Lookup keys go in every case (finishErasure): kept
+// data is for storage only, never to be found for processing.
+func keepHeld(sub *store.Subject, now time.Time) {
+	sub.Kept = nil
+	for _, c := range dataCategories {
+		if covered(sub, c, now.UnixNano()) && hasData(sub, c) {
+			sub.Kept = append(sub.Kept, c.String())
+		}
+	}
+	sub.Person = keepFields(sub.Person, sub.Kept)
+}
+
+// keepFields returns p with only the fields of the kept categories; nil when
+// none is left.
+func keepFields(p *store.Person, kept []string) *store.Person {
+	if p == nil {
+		return nil
+	}
+	var drop []string
+	for _, f := range personFields {
+		if !slices.Contains(kept, fieldCategories[f].String()) {
+			drop = append(drop, f)
+		}
+	}
+	q := applyFields(*p, store.Person{}, drop)
+	if len(presentFields(&q)) == 0 {
+		return nil
+	}
+	return &q
+}
+
+// keepsHistory reports whether an erasure kept sub's history entries.
+func keepsHistory(sub *store.Subject) bool {
+	return slices.Contains(sub.Kept, pdv1.DataCategory_DATA_CATEGORY_HISTORY.String())
+}
+
+// erasureResponse answers an erasure: the tombstone (what holds kept is shown
+// to the subject by AccessSubject, not here), the categories erased, and
+// what was kept, why and until when, one entry per hold keeping something.
+func erasureResponse(sub *store.Subject, now time.Time) *pdv1.EraseSubjectResponse {
+	tomb := subjectToProto(sub)
+	tomb.Person = nil
+	out := &pdv1.EraseSubjectResponse{Subject: tomb, Kept: keptData(sub, now)}
+	for _, c := range dataCategories {
+		if !slices.Contains(sub.Kept, c.String()) {
+			out.ErasedCategories = append(out.ErasedCategories, categoryLabel(c))
+		}
+	}
+	return out
+}
+
+// keptData is what the active holds of an erased subject keep.
+func keptData(sub *store.Subject, now time.Time) []*pdv1.KeptData {
+	var out []*pdv1.KeptData
+	for i := range sub.Holds {
+		h := &sub.Holds[i]
+		if !activeHold(h, now.UnixNano()) {
+			continue
+		}
+		var cats []pdv1.DataCategory
+		for _, c := range dataCategories {
+			if slices.Contains(h.Categories, c.String()) && slices.Contains(sub.Kept, c.String()) {
+				cats = append(cats, c)
+			}
+		}
+		if len(cats) > 0 {
+			out = append(out, &pdv1.KeptData{
+				Categories: cats,
+				Basis:      enumValue[pdv1.HoldBasis](pdv1.HoldBasis_value, h.Basis),
+				Until:      ts(h.Until),
+				HoldId:     h.ID,
+			})
+		}
+	}
+	return out
+}
+
+// retentionOf says how long sub's data is kept: the policy, and what legal
+// holds keep past an erasure.
+func retentionOf(sub *store.Subject, now time.Time) *pdv1.Retention {
+	var b strings.Builder
+	b.WriteString(retentionPolicy)
+	b.WriteString(" Data under a legal retention hold (bookkeeping, legal claims, an agreement still in force) is kept past an erasure, for storage only, until the hold ends, and is then removed.")
+	for i := range sub.Holds {
+		h := &sub.Holds[i]
+		if !activeHold(h, now.UnixNano()) {
+			continue
+		}
+		var labels []string
+		for _, name := range h.Categories {
+			labels = append(labels, categoryLabel(pdv1.DataCategory(pdv1.DataCategory_value[name])))
+		}
+		verb := "would be kept past an erasure"
+		if sub.Erasure != nil {
+			verb = "is kept, storage only,"
+		}
+		fmt.Fprintf(&b, " Hold %s: %s %s until %s (%s).", h.ID, strings.Join(labels, ", "), verb,
+			time.Unix(0, h.Until).In(stockholm).Format(time.RFC3339), holdRules[enumValue[pdv1.HoldBasis](pdv1.HoldBasis_value, h.Basis)].law)
+	}
+	return &pdv1.Retention{Policy: b.String()}
+}
+
+// holdsToProto lists a subject's holds, active and ended.
+func holdsToProto(holds []store.Hold) []*pdv1.RetentionHold {
+	var out []*pdv1.RetentionHold
+	for i := range holds {
+		out = append(out, holdToProto(&holds[i]))
+	}
+	return out
+}
+
+func holdToProto(h *store.Hold) *pdv1.RetentionHold {
+	if h == nil {
+		return nil
+	}
+	out := &pdv1.RetentionHold{
+		HoldId:          h.ID,
+		Basis:           enumValue[pdv1.HoldBasis](pdv1.HoldBasis_value, h.Basis),
+		TransactionTime: ts(h.TransactionAt),
+		Until:           ts(h.Until),
+		Reference:       h.Reference,
+		PlaceTime:       ts(h.PlacedAt),
+		PlacedBy:        h.PlacedBy,
+		EndTime:         ts(h.EndedAt),
+	}
+	for _, name := range h.Categories {
+		out.Categories = append(out.Categories, pdv1.DataCategory(pdv1.DataCategory_value[name]))
+	}
+	return out
+}

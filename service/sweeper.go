@@ -1,0 +1,266 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/example/personaldata/audit"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// The retention sweeper purges what legal holds kept of an erased subject's
+// data once no active hold covers it any more, and records the end of holds
+// that ran out. Several replicas may run it: a lease in the store lets one
+// pass run at a time, so no purge is done (and audited) twice.
+//
+// It finds its work without reading every subject: each hold has a deadline
+// document (store.HoldDeadline) written before the hold itself, and moved to
+// the release time when the hold is released early. A pass reads the
+// deadlines due, a range scan over their _ids, and settles each one's
+// subject.
+
+// Names of the sweeper.
+const (
+	// sweepLeaseName is the _id of the sweeper's lease.
+	sweepLeaseName = "retention-sweeper"
+	// sweeperPrincipal is who the audit trail and the record of changes
+	// say purged held data.
+	sweeperPrincipal = "retention-sweeper"
+	// sweepTrigger is the audit event's RPC for a scheduled pass.
+	sweepTrigger = "retention-sweeper/scheduled"
+)
+
+// sweepLease is how long a pass holds the lease before it must renew it: far
+// longer than one subject takes. A replica that dies mid-pass keeps the
+// others waiting this long at most. A pass releases the lease when it ends.
+const sweepLease = 5 * time.Minute
+
+// sweepPage is how many deadlines one read returns.
+const sweepPage = 200
+
+// sweepReplans bounds how often one deadline is planned again when its
+// subject changed between the plan and the write; it is tried again in the
+// next pass.
+const sweepReplans = 3
+
+// errReplan abandons a sweep update whose plan no longer fits the subject.
+var errReplan = errors.New("subject changed since the plan")
+
+// errNothingToDo abandons a sweep update that would write nothing.
+var errNothingToDo = errors.New("nothing to do")
+
+// SweepResult is what one pass of the sweeper did.
+type SweepResult struct {
+	// Ran is false when another replica held the lease: nothing was done.
+	Ran bool
+	// PurgedSubjectIDs are the subjects some of whose held data was purged.
+	PurgedSubjectIDs []string
+	// HoldsEnded counts the holds found past their end and recorded ended.
+	HoldsEnded int64
+}
+
+// Run sweeps at once and then every interval until ctx ends. A failed pass
+// is logged, and the next one tries again.
+func (s *Retention) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		res, err := s.Sweep(ctx, sweepTrigger)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.log.WarnContext(ctx, "retention sweep failed", slog.String("error", err.Error()))
+		case len(res.PurgedSubjectIDs) > 0 || res.HoldsEnded > 0:
+			s.log.InfoContext(ctx, "retention sweep", slog.Int("purged_subjects", len(res.PurgedSubjectIDs)), slog.Int64("holds_ended", res.HoldsEnded))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Sweep runs one pass if it gets the lease. trigger names what started it
+// in the audit events of its purges.
+func (s *Retention) Sweep(ctx context.Context, trigger string) (SweepResult, error) {
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	var res SweepResult
+	lease, err := s.store.TakeLease(ctx, sweepLeaseName, s.holder, s.now(), sweepLease)
+	if errors.Is(err, store.ErrLeaseHeld) {
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Ran = true
+	defer func() {
+		// Let the next pass, here or on another replica, start at once.
+		_ = s.store.ReleaseLease(context.WithoutCancel(ctx), sweepLeaseName, s.holder) // best effort: it expires anyway
+	}()
+	now := s.now()
+	after := ""
+	for {
+		due, err := s.store.HoldDeadlinesDue(ctx, now.UnixNano(), after, sweepPage)
+		if err != nil {
+			return res, err
+		}
+		for _, d := range due {
+			if s.now().Add(sweepLease/2).UnixNano() > lease.Expires {
+				lease, err = s.store.TakeLease(ctx, sweepLeaseName, s.holder, s.now(), sweepLease)
+				if errors.Is(err, store.ErrLeaseHeld) {
+					return res, nil // it lapsed and another replica took over
+				}
+				if err != nil {
+					return res, err
+				}
+			}
+			if err := s.settle(ctx, d, now, trigger, &res); err != nil {
+				return res, err
+			}
+			after = d.ID
+		}
+		if len(due) < sweepPage {
+			return res, nil
+		}
+	}
+}
+
+// settle does what a due deadline asks for, then removes the deadline.
+func (s *Retention) settle(ctx context.Context, d *store.HoldDeadline, now time.Time, trigger string, res *SweepResult) error {
+	for range sweepReplans {
+		done, err := s.settleSubject(ctx, d.SubjectID, now, trigger, res)
+		if err != nil {
+			return fmt.Errorf("retention sweep of a subject: %w", err)
+		}
+		if done {
+			return s.store.DeleteHoldDeadline(ctx, d.ID)
+		}
+	}
+	return nil // the deadline stays for the next pass
+}
+
+// settleSubject records the end of the subject's holds that are past their
+// end, and purges what its erasure kept that no active hold covers any more.
+// It reports false when the subject changed under the plan.
+func (s *Retention) settleSubject(ctx context.Context, id string, now time.Time, trigger string, res *SweepResult) (bool, error) {
+	sub, err := s.vault.getSubject(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	purge := purgeable(sub, now)
+	if len(purge) > 0 {
+		// On the trail before the data goes: no trail, no purge.
+		fields := make([]string, 0, len(purge)+1)
+		for _, c := range purge {
+			fields = append(fields, categoryLabel(c))
+		}
+		if len(purge) == len(sub.Kept) {
+			fields = append(fields, "data_key") // nothing left: crypto-shredded
+		}
+		if _, err := s.audit.Append(ctx, audit.Event{
+			Chain: audit.SubjectChain(id), Time: now, Principal: sweeperPrincipal, Tenant: sub.Controller,
+			RPC: trigger, SubjectID: id, Fields: fields, Outcome: codes.OK.String(),
+		}); err != nil {
+			return false, fmt.Errorf("audit the purge: %w", err)
+		}
+	}
+	var ended int64
+	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+		if !slices.Equal(purgeable(sub, now), purge) {
+			return errReplan
+		}
+		ended = 0
+		for i := range sub.Holds {
+			if h := &sub.Holds[i]; h.EndedAt == 0 && h.Until <= now.UnixNano() {
+				h.EndedAt = now.UnixNano()
+				ended++
+			}
+		}
+		if len(purge) == 0 && ended == 0 {
+			return errNothingToDo
+		}
+		if len(purge) > 0 {
+			purgeKept(sub, purge, now)
+		}
+		sub.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	switch {
+	case errors.Is(err, errReplan):
+		return false, nil
+	case errors.Is(err, errNothingToDo):
+		updated = sub
+	case errors.Is(err, store.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	res.HoldsEnded += ended
+	if len(purge) > 0 && !slices.Contains(res.PurgedSubjectIDs, id) {
+		res.PurgedSubjectIDs = append(res.PurgedSubjectIDs, id)
+	}
+	if updated.Erasure != nil && updated.CleanupPending {
+		// Remove the purged history and, with nothing left, the data key;
+		// this also finishes an erasure that was interrupted.
+		if _, err := s.finishErasure(ctx, updated); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// purgeable lists the categories an erased subject's erasure kept that no
+// hold active at now covers any more.
+func purgeable(sub *store.Subject, now time.Time) []pdv1.DataCategory {
+	if sub.Erasure == nil {
+		return nil
+	}
+	var out []pdv1.DataCategory
+	for _, c := range dataCategories {
+		if slices.Contains(sub.Kept, c.String()) && !covered(sub, c, now.UnixNano()) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// purgeKept removes the kept categories purge from an erased subject and
+// records it in the record of changes. The history entries and the data key
+// go in finishErasure, which CleanupPending calls for.
+func purgeKept(sub *store.Subject, purge []pdv1.DataCategory, now time.Time) {
+	var fields []string
+	for _, c := range purge {
+		for _, f := range personFields {
+			if fieldCategories[f] == c && sub.Person != nil && !fieldEmpty(sub.Person, f) {
+				fields = append(fields, f)
+			}
+		}
+		if c == pdv1.DataCategory_DATA_CATEGORY_HISTORY {
+			fields = append(fields, "history")
+		}
+		sub.Kept = slices.DeleteFunc(sub.Kept, func(k string) bool { return k == c.String() })
+	}
+	if len(sub.Kept) == 0 {
+		sub.Kept = nil
+	}
+	sub.Person = keepFields(sub.Person, sub.Kept)
+	sub.CleanupPending = true
+	sub.Changes = append(sub.Changes, store.Change{
+		Kind: pdv1.ChangeKind_CHANGE_KIND_ERASED.String(), Fields: fields, At: now.UnixNano(),
+		Reference: "retention holds ended", PerformedBy: sweeperPrincipal,
+		Version: sub.Version + 1, ErasureGround: sub.Erasure.Ground,
+	})
+}
