@@ -180,6 +180,9 @@ func TestFindSubject(t *testing.T) {
 			if got.GetSubjectId() != sub.GetSubjectId() {
 				t.Errorf("FindSubject(%v) found %s, want %s", req.GetKey(), got.GetSubjectId(), sub.GetSubjectId())
 			}
+			if got.GetPerson() != nil || got.GetState() != pdv1.SubjectState_SUBJECT_STATE_ACTIVE {
+				t.Errorf("FindSubject returns personal data or no state: %v", got)
+			}
 		}
 		callErr(t, c, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "company", Key: &pdv1.FindSubjectRequest_Email{Email: "nobody@example.test"}}, &pdv1.FindSubjectResponse{}, codes.NotFound)
 		callErr(t, c, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "customer-1", Key: &pdv1.FindSubjectRequest_IdentityNumber{IdentityNumber: canonical}}, &pdv1.FindSubjectResponse{}, codes.NotFound)

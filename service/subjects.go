@@ -188,8 +188,12 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 		note(ctx, audit.Touch{Tenant: controller, Fields: []string{field}})
 		return nil, notFound()
 	}
-	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: controller, Fields: append([]string{field}, personFields...)})
-	return &pdv1.FindSubjectResponse{Subject: subjectToProto(sub)}, nil
+	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: controller, Fields: []string{field}})
+	// Which subject, and its state; the data itself only through a purpose
+	// view or an access request, where the purpose and rights rules apply.
+	found := subjectToProto(sub)
+	found.Person = nil
+	return &pdv1.FindSubjectResponse{Subject: found}, nil
 }
 
 // getSubject reads a subject for a request, mapping absence, and subjects

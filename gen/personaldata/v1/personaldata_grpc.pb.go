@@ -47,8 +47,10 @@ type PersonalDataServiceClient interface {
 	// identity number (and per e-mail address) per controller: a second one is
 	// ALREADY_EXISTS.
 	CreateSubject(ctx context.Context, in *CreateSubjectRequest, opts ...grpc.CallOption) (*CreateSubjectResponse, error)
-	// FindSubject looks a subject up by identity number or e-mail address. The
-	// value is sent in the body (POST on REST) so it never appears in a URL.
+	// FindSubject looks a subject up by identity number or e-mail address and
+	// returns which subject it is and its state, without its personal data
+	// (read that through GetSubjectForPurpose or AccessSubject). The value is
+	// sent in the body (POST on REST) so it never appears in a URL.
 	FindSubject(ctx context.Context, in *FindSubjectRequest, opts ...grpc.CallOption) (*FindSubjectResponse, error)
 	// AccessSubject returns everything held about a subject (Art. 15, and the
 	// machine-readable copy of Art. 20): the record, its history, the record of
@@ -205,8 +207,10 @@ type PersonalDataServiceServer interface {
 	// identity number (and per e-mail address) per controller: a second one is
 	// ALREADY_EXISTS.
 	CreateSubject(context.Context, *CreateSubjectRequest) (*CreateSubjectResponse, error)
-	// FindSubject looks a subject up by identity number or e-mail address. The
-	// value is sent in the body (POST on REST) so it never appears in a URL.
+	// FindSubject looks a subject up by identity number or e-mail address and
+	// returns which subject it is and its state, without its personal data
+	// (read that through GetSubjectForPurpose or AccessSubject). The value is
+	// sent in the body (POST on REST) so it never appears in a URL.
 	FindSubject(context.Context, *FindSubjectRequest) (*FindSubjectResponse, error)
 	// AccessSubject returns everything held about a subject (Art. 15, and the
 	// machine-readable copy of Art. 20): the record, its history, the record of
