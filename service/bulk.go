@@ -3,8 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"strconv"
@@ -106,9 +104,8 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 
 // eraseJobID derives a bulk erasure's job id from the customer and the
 // idempotency key, so a retry finds the job its first attempt started.
-func eraseJobID(customer, key string) string {
-	h := sha256.Sum256([]byte("erase-job\x00" + customer + "\x00" + key))
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16]))
+func (s *Agreements) eraseJobID(customer, key string) string {
+	return s.derivedID("erase-job", customer, key)
 }
 
 // EraseControllerSubjects erases every subject of a customer, as
@@ -132,7 +129,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 		return err
 	}
 	fp := s.fingerprint(req)
-	id := eraseJobID(customer, key)
+	id := s.eraseJobID(customer, key)
 	job, err := s.store.GetJob(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		job, err = s.startEraseJob(ctx, id, customer, ground, ref, c.ID(), fp)

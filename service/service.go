@@ -28,6 +28,9 @@ type Service struct {
 	audit *audit.Log
 	// vault seals and opens personal data on its way to and from the store.
 	vault *vault
+	// streams ends the streams that never end by themselves (the recipients'
+	// notifications) when the server shuts down (notifications.go).
+	streams streamGate
 }
 
 // Options are the optional dependencies of a Service.
@@ -117,7 +120,14 @@ func checkReplay(ops []store.Op, key string, fp []byte) error {
 // idempotency key of the create request, so a retried create finds the
 // subject its first attempt made. The id is opaque and carries no personal
 // data.
-func subjectIDFor(controller, key string) string {
-	h := sha256.Sum256([]byte("subject\x00" + controller + "\x00" + key))
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h[:16]))
+func (s *Service) subjectIDFor(controller, key string) string {
+	return s.derivedID("subject", controller, key)
+}
+
+// derivedID is an opaque id derived from a caller's idempotency key with the
+// keyed hash of the blind indexes, so that it reveals nothing of the key.
+func (s *Service) derivedID(kind, scope, key string) string {
+	index := s.vault.keys.Ring().Index(kind, scope, key)
+	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
 }

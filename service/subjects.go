@@ -44,7 +44,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(presentFields(&person))); err != nil {
 		return nil, err
 	}
-	id := subjectIDFor(controller, key)
+	id := s.subjectIDFor(controller, key)
 	fp := s.fingerprint(req)
 	sub, err := s.vault.getSubject(ctx, id)
 	switch {

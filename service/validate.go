@@ -95,6 +95,11 @@ func (v *violations) idempotencyKey(s string) string {
 		v.add("idempotency_key", "is required")
 	case len(s) > maxKeyLen || !keyPattern.MatchString(s):
 		v.add("idempotency_key", fmt.Sprintf("must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':', '-'", maxKeyLen))
+	default:
+		// Keys are remembered (hashed): they must not be personal data.
+		if _, err := personnummer.Parse(s, time.Now()); err == nil {
+			v.add("idempotency_key", "must not be personal data such as an identity number")
+		}
 	}
 	return s
 }
