@@ -114,6 +114,7 @@ func TestCreateSubjectBadInput(t *testing.T) {
 		{"no idempotency key", func(r *pdv1.CreateSubjectRequest) { r.IdempotencyKey = "" }, []string{"idempotency_key"}},
 		{"idempotency key with spaces", func(r *pdv1.CreateSubjectRequest) { r.IdempotencyKey = "a b" }, []string{"idempotency_key"}},
 		{"idempotency key too long", func(r *pdv1.CreateSubjectRequest) { r.IdempotencyKey = strings.Repeat("k", 129) }, []string{"idempotency_key"}},
+		{"idempotency key is an identity number", func(r *pdv1.CreateSubjectRequest) { r.IdempotencyKey = "19121212-1212" }, []string{"idempotency_key"}},
 		{"no controller", func(r *pdv1.CreateSubjectRequest) { r.ControllerId = "" }, []string{"controller_id"}},
 		{"bad controller", func(r *pdv1.CreateSubjectRequest) { r.ControllerId = "Company!" }, []string{"controller_id"}},
 		{"no person", func(r *pdv1.CreateSubjectRequest) { r.Person = nil }, []string{"person"}},
