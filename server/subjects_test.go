@@ -653,6 +653,10 @@ func TestEraseSubject(t *testing.T) {
 		}
 		callErr(t, c, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "company", Key: &pdv1.FindSubjectRequest_Email{Email: "testa50@example.test"}}, &pdv1.FindSubjectResponse{}, codes.NotFound)
 
+		// The erasure's key with another request is refused.
+		reused := eraseReq(sub, "erase-1")
+		reused.Reference = "ticket-999"
+		callErr(t, c, "EraseSubject", reused, &pdv1.EraseSubjectResponse{}, codes.InvalidArgument)
 		// Erasing again is idempotent, with the same key or another.
 		for _, key := range []string{"erase-1", "erase-2"} {
 			again := call(t, c, "EraseSubject", eraseReq(sub, key), &pdv1.EraseSubjectResponse{}).GetSubject()

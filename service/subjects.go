@@ -870,6 +870,10 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 func (s *Service) eraseStored(ctx context.Context, id, ground string, prov provenance, op store.Op, now time.Time) (*store.Subject, error) {
 	sub, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
 		if sub.Erasure != nil {
+			// Erasing again is fine, but not under a key used for another request.
+			if err := checkReplay(sub.Ops, op.Key, op.Fingerprint); err != nil && !isReplay(err) {
+				return err
+			}
 			if sub.CleanupPending {
 				return nil // finish what an interrupted erasure left
 			}
