@@ -97,6 +97,9 @@ type Server struct {
 	// sweepInterval (never when 0).
 	retention     *service.Retention
 	sweepInterval time.Duration
+	// endStreams ends the notification streams, which never end by
+	// themselves, as shutdown begins.
+	endStreams func()
 }
 
 // New opens the store and binds both listeners.
@@ -140,6 +143,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
+	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
 		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
 			return err
@@ -225,8 +229,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		ReadTimeout:       30 * time.Second,
 		// No write timeout: exports, bulk erasures and notification streams
 		// run long; calls are bounded by their own deadlines instead.
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
 	}
 	return nil
 }
@@ -310,6 +314,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.health.Shutdown()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
 	httpErr := s.http.Shutdown(shutdownCtx)
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); s.gateway.GracefulStop(); close(stopped) }()

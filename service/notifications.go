@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -255,6 +256,8 @@ func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNoti
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
+		case <-s.streams.done():
+			return status.Error(codes.Unavailable, "the server is shutting down: reconnect to go on from the first unacknowledged notification")
 		case <-tick.C:
 		}
 	}
@@ -309,5 +312,39 @@ func notificationToProto(n *store.Notification) *pdv1.RecipientNotification {
 		Kind:           enumValue[pdv1.NotificationKind](pdv1.NotificationKind_value, n.Kind),
 		Fields:         n.Fields,
 		CreateTime:     ts(n.CreatedAt),
+	}
+}
+
+// streamGate is closed once, when the server shuts down; its zero value is
+// open.
+type streamGate struct {
+	mu     sync.Mutex
+	closed chan struct{}
+}
+
+func (g *streamGate) done() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+	return g.closed
+}
+
+// EndStreams ends the notification streams, now and any opened later, with
+// UNAVAILABLE, so that a graceful shutdown need not wait for them; their
+// clients reconnect to another replica. Call it as shutdown begins.
+func (s *Service) EndStreams() { s.streams.end() }
+
+func (g *streamGate) end() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+	select {
+	case <-g.closed:
+	default:
+		close(g.closed)
 	}
 }
