@@ -209,6 +209,9 @@ func (s *Retention) settleSubject(ctx context.Context, id string, now time.Time,
 		return false, err
 	}
 	res.HoldsEnded += ended
+	if len(purge) > 0 {
+		updated = s.afterChange(ctx, updated) // recipients of earlier disclosures learn of it (Art. 19)
+	}
 	if len(purge) > 0 && !slices.Contains(res.PurgedSubjectIDs, id) {
 		res.PurgedSubjectIDs = append(res.PurgedSubjectIDs, id)
 	}

@@ -215,13 +215,21 @@ func (v *vault) open(ctx context.Context, sub *store.Subject) error {
 	return nil
 }
 
-// getSubject reads and opens a subject.
+// getSubject reads and opens a subject. A read that races an erasure or a
+// purge may find the data key already destroyed: the data it read is gone
+// by then, so it reads again.
 func (v *vault) getSubject(ctx context.Context, id string) (*store.Subject, error) {
-	sub, err := v.store.GetSubject(ctx, id)
-	if err != nil {
-		return nil, err
+	for attempt := 0; ; attempt++ {
+		sub, err := v.store.GetSubject(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		err = v.open(ctx, sub)
+		if errors.Is(err, errNoDataKey) && attempt == 0 {
+			continue
+		}
+		return sub, err
 	}
-	return sub, v.open(ctx, sub)
 }
 
 // insertSubject seals and stores a new subject, creating its data key.
