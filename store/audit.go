@@ -99,40 +99,7 @@ func (s *Store) GetAuditEvent(ctx context.Context, chain string, seq int64) (*Au
 // that is one walk over the _id index; on the embedded store, which would
 // scan for a range, it is one exact _id read per event.
 func (s *Store) ListAuditChain(ctx context.Context, chain string, from int64, limit int) ([]*AuditEvent, error) {
-	if from < 1 {
-		from = 1
-	}
-	var out []*AuditEvent
-	if s.embedded != nil {
-		for seq := from; len(out) < limit; seq++ {
-			e, err := s.GetAuditEvent(ctx, chain, seq)
-			if errors.Is(err, ErrNotFound) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, e)
-		}
-		return out, nil
-	}
-	filter := bson.D{{Key: "_id", Value: bson.D{
-		{Key: "$gte", Value: AuditEventID(chain, from)},
-		{Key: "$lt", Value: AuditEventID(chain, from+int64(limit))},
-	}}}
-	cur, err := s.auditEvents.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("store: list audit chain: %w", classify(err))
-	}
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: list audit chain: %w", classify(err))
-	}
-	for i, e := range out {
-		if e.Seq != from+int64(i) || e.Chain != chain {
-			return out[:i], nil
-		}
-	}
-	return out, nil
+	return seqRange[AuditEvent](ctx, s, s.auditEvents, func(seq int64) string { return AuditEventID(chain, seq) }, from, limit)
 }
 
 // ListAuditEventsByTenant returns up to limit events of tenant, of every

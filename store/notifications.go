@@ -7,7 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Collection names of the recipients' notification queues (GDPR Art. 19).
@@ -212,38 +211,7 @@ func (s *Store) GetNotification(ctx context.Context, recipient string, seq int64
 // with none. On MongoDB that is one walk over the _id index; on the
 // embedded store, which would scan for a range, one exact _id read each.
 func (s *Store) NotificationsFrom(ctx context.Context, recipient string, from int64, limit int) ([]*Notification, error) {
-	from = max(from, 1)
-	var out []*Notification
-	if s.embedded != nil {
-		for seq := from; len(out) < limit; seq++ {
-			n, err := s.GetNotification(ctx, recipient, seq)
-			if errors.Is(err, ErrNotFound) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, n)
-		}
-		return out, nil
-	}
-	filter := bson.D{{Key: "_id", Value: bson.D{
-		{Key: "$gte", Value: NotificationID(recipient, from)},
-		{Key: "$lt", Value: NotificationID(recipient, from+int64(limit))},
-	}}}
-	cur, err := s.notifications().Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, fmt.Errorf("store: list notifications: %w", classify(err))
-	}
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("store: list notifications: %w", classify(err))
-	}
-	for i, n := range out {
-		if n.Seq != from+int64(i) || n.Recipient != recipient {
-			return out[:i], nil
-		}
-	}
-	return out, nil
+	return seqRange[Notification](ctx, s, s.notifications(), func(seq int64) string { return NotificationID(recipient, seq) }, from, limit)
 }
 
 // errAlreadyAcked skips the write of an acknowledgement made before.

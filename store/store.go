@@ -314,6 +314,54 @@ func listAfter[D any](ctx context.Context, c *mongo.Collection, filter bson.D, a
 	return out, nil
 }
 
+// identified is a document that knows its _id.
+type identified[D any] interface {
+	*D
+	docID() string
+}
+
+func (e *AuditEvent) docID() string   { return e.ID }
+func (n *Notification) docID() string { return n.ID }
+
+// seqRange returns the documents whose _ids are idOf(from), idOf(from+1),
+// ..., up to limit, stopping at the first that is missing: a chain or a
+// queue read in order. On the embedded store, which would scan for a range,
+// that is one exact _id read each; on MongoDB one walk over the _id index.
+func seqRange[D any, P identified[D]](ctx context.Context, s *Store, c *mongo.Collection, idOf func(int64) string, from int64, limit int) ([]P, error) {
+	from = max(from, 1)
+	var out []P
+	if s.embedded != nil {
+		for seq := from; len(out) < limit; seq++ {
+			doc := P(new(D))
+			err := get(ctx, c, idOf(seq), doc)
+			if errors.Is(err, ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("store: read %s: %w", c.Name(), err)
+			}
+			out = append(out, doc)
+		}
+		return out, nil
+	}
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$gte", Value: idOf(from)}, {Key: "$lt", Value: idOf(from + int64(limit))}}}}
+	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", c.Name(), classify(err))
+	}
+	var docs []*D
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("store: read %s: %w", c.Name(), classify(err))
+	}
+	for i, d := range docs {
+		if P(d).docID() != idOf(from+int64(i)) {
+			break // a gap: what follows it is not in order
+		}
+		out = append(out, P(d))
+	}
+	return out, nil
+}
+
 // insert adds doc; a document with the same _id is ErrExists.
 func insert(ctx context.Context, c *mongo.Collection, doc any) error {
 	_, err := c.InsertOne(ctx, doc)
