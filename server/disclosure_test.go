@@ -360,8 +360,13 @@ func TestConsents(t *testing.T) {
 
 		// A new consent makes it lawful again; AccessSubject shows both, and
 		// the purpose with its basis.
-		call(t, c, recordConsentRPC, consentReq(sub, "c-dm-2", pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING, "", e.clock.Now()), &pdv1.RecordConsentResponse{})
+		renewed := call(t, c, recordConsentRPC, consentReq(sub, "c-dm-2", pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING, "", e.clock.Now()), &pdv1.RecordConsentResponse{}).GetConsent()
 		call(t, marketing, "GetSubjectForPurpose", dm, &pdv1.GetSubjectForPurposeResponse{})
+		// Consent given again while one is live is the one on record, so a
+		// single withdrawal always stops the processing.
+		if twice := call(t, c, recordConsentRPC, consentReq(sub, "c-dm-3", pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING, "", e.clock.Now()), &pdv1.RecordConsentResponse{}).GetConsent(); twice.GetConsentId() != renewed.GetConsentId() {
+			t.Errorf("a second live consent %s beside %s", twice.GetConsentId(), renewed.GetConsentId())
+		}
 		access := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 		if cs := access.GetConsents(); len(cs) != 2 || !proto.Equal(cs[0], withdrawn) || cs[1].GetWithdrawTime() != nil {
 			t.Errorf("consents %v", cs)

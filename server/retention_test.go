@@ -644,3 +644,24 @@ func TestScheduledSweep(t *testing.T) {
 		t.Errorf("hold not recorded ended")
 	}
 }
+
+// TestPlaceHoldLateRetry retries a PlaceHold after more changes than the
+// subject remembers idempotency keys for: it finds its hold and adds none.
+func TestPlaceHoldLateRetry(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	sub := create(t, c, 69)
+	req := claimsReq(sub, "late", e.clock.Now().AddDate(1, 0, 0), contactData)
+	first := call(t, c, placeHold, req, &pdv1.PlaceHoldResponse{}).GetHold()
+	for i := range 40 {
+		call(t, c, "AddHistoryEntry", historyReq(sub, fmt.Sprintf("h-%d", i), i), &pdv1.AddHistoryEntryResponse{})
+	}
+	again := call(t, c, placeHold, req, &pdv1.PlaceHoldResponse{}).GetHold()
+	if again.GetHoldId() != first.GetHoldId() {
+		t.Errorf("retry gave hold %s, want %s", again.GetHoldId(), first.GetHoldId())
+	}
+	access := call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+	if n := len(access.GetHolds()); n != 1 {
+		t.Errorf("%d holds after a late retry, want 1", n)
+	}
+}

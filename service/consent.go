@@ -169,6 +169,9 @@ func objectedConsentsLive(sub *store.Subject) bool {
 	return false
 }
 
+// errConsentOnRecord stops an update that would record a consent twice.
+var errConsentOnRecord = errors.New("consent on record")
+
 // RecordConsent records a consent the subject gave.
 func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentRequest) (*pdv1.RecordConsentResponse, error) {
 	now := s.now()
@@ -208,6 +211,15 @@ func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentReq
 		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
 			return err
 		}
+		// One live consent per purpose and recipient: a second, or a retry
+		// later than the ops the subject remembers, answers the one on
+		// record, so a single withdrawal always stops the processing.
+		for i := range sub.Consents {
+			if c := &sub.Consents[i]; c.Live() && c.Purpose == purpose && c.Recipient == recipient {
+				consent = *c
+				return errConsentOnRecord
+			}
+		}
 		consent = store.Consent{
 			ID: strconv.Itoa(len(sub.Consents) + 1), Purpose: purpose, Recipient: recipient,
 			GivenAt: given, Channel: channel, WordingReference: wording,
@@ -224,7 +236,7 @@ func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentReq
 		}
 		return consentReplay(sub, err, func(c *pdv1.Consent) *pdv1.RecordConsentResponse { return &pdv1.RecordConsentResponse{Consent: c} })
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, errConsentOnRecord) {
 		return nil, s.internal(ctx, "record consent", err)
 	}
 	return &pdv1.RecordConsentResponse{Consent: consentToProto(&consent)}, nil

@@ -73,6 +73,11 @@ func keyReused() error {
 	return violations{{Field: "idempotency_key", Description: "was used before with a different request"}}.err()
 }
 
+func hasDeadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
+}
+
 // internal maps an error from below the service to a status. Store and
 // driver errors carry no personal values, only ids and codes, so they may be
 // logged; the caller sees a generic text.
@@ -86,6 +91,10 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case ctx.Err() != nil:
 		return status.Error(codes.Canceled, "request canceled")
+	case hasDeadline(ctx) && errors.Is(err, context.DeadlineExceeded):
+		// The driver gives up just before the caller's deadline, while the
+		// context is not yet done: the caller's deadline, not an outage.
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.String("error", err.Error()))
 		return status.Error(codes.Unavailable, "store unavailable, retry later")

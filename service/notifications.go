@@ -55,8 +55,16 @@ const (
 // is best effort: what fails is done by a later call. It returns the
 // subject as it is now.
 func (s *Service) afterChange(ctx context.Context, sub *store.Subject) *store.Subject {
+	sub, _ = s.settleChange(ctx, sub)
+	return sub
+}
+
+// settleChange is afterChange for the request that made the change: it
+// says when a notification could not be queued, so that the request fails
+// (its retry, or any later read, queues it) instead of reporting success.
+func (s *Service) settleChange(ctx context.Context, sub *store.Subject) (*store.Subject, error) {
 	if sub == nil {
-		return nil
+		return nil, nil
 	}
 	updated, err := s.withdrawObjectedConsents(ctx, sub)
 	if err == nil {
@@ -64,10 +72,13 @@ func (s *Service) afterChange(ctx context.Context, sub *store.Subject) *store.Su
 	} else if ctx.Err() == nil {
 		s.log.WarnContext(ctx, "consents not withdrawn yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
 	}
-	if err := s.queueNotices(ctx, sub); err != nil && ctx.Err() == nil {
-		s.log.WarnContext(ctx, "recipient notifications not queued yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
+	if err := s.queueNotices(ctx, sub); err != nil {
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "recipient notifications not queued yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
+		}
+		return sub, err
 	}
-	return sub
+	return sub, nil
 }
 
 // queueNotices queues the notifications of sub's changes that are news to
@@ -260,7 +271,28 @@ func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNoti
 			return status.Error(codes.Unavailable, "the server is shutting down: reconnect to go on from the first unacknowledged notification")
 		case <-tick.C:
 		}
+		// A stream outlives its authentication: read the principal again,
+		// so a revocation or a tenant taken away ends it.
+		if c, err = s.recheck(ctx, c); err != nil {
+			return err
+		}
 	}
+}
+
+// recheck reads a streaming caller's principal again.
+func (s *Disclosures) recheck(ctx context.Context, c *auth.Caller) (*auth.Caller, error) {
+	p, err := s.store.GetPrincipal(ctx, c.ID())
+	switch {
+	case errors.Is(err, store.ErrNotFound) || (err == nil && p.Revoked):
+		return nil, status.Error(codes.Unauthenticated, "the principal was revoked")
+	case err != nil:
+		return nil, s.internal(ctx, "stream notifications", err)
+	}
+	fresh := &auth.Caller{Principal: p, Method: c.Method}
+	if !queueReaders[p.Kind] {
+		return nil, status.Error(codes.PermissionDenied, "recipients' notifications are read by the domain-registration integration and operators")
+	}
+	return fresh, nil
 }
 
 // AcknowledgeNotification marks a notification delivered; it is not sent

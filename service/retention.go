@@ -247,6 +247,11 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
 			return err
 		}
+		// The hold id comes from the key: a retry later than the ops the
+		// subject remembers still finds its hold, and adds no second one.
+		if findHold(sub.Holds, hold.ID) != nil {
+			return &replayed{}
+		}
 		if len(sub.Holds) >= maxHolds {
 			return failedPrecondition("the subject has %d retention holds, the most it may have", maxHolds)
 		}
@@ -364,6 +369,11 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 	case errors.Is(err, store.ErrNotFound):
 		return nil, notFound()
 	case err != nil:
+		return nil, s.internal(ctx, "release hold", err)
+	}
+	// Written again now that the release is committed: a sweep that read
+	// the hold as still active in between may have removed it.
+	if err := s.store.PutHoldDeadline(ctx, now.UnixNano(), id, holdID); err != nil {
 		return nil, s.internal(ctx, "release hold", err)
 	}
 	if h.Until > now.UnixNano() {

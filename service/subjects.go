@@ -460,7 +460,11 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			s.releaseKeys(ctx, id, []string{k.id})
 		}
 	}
-	updated = s.afterChange(ctx, updated) // tell the recipients of earlier disclosures (Art. 19)
+	// Tell the recipients of earlier disclosures (Art. 19); if that fails,
+	// so does the request, and its retry finishes it.
+	if updated, err = s.settleChange(ctx, updated); err != nil {
+		return nil, s.internal(ctx, "rectify", err)
+	}
 	return &pdv1.RectifySubjectResponse{Subject: subjectToProto(updated), Change: changeToProto(change)}, nil
 }
 
@@ -666,7 +670,9 @@ func (s *Service) RestrictProcessing(ctx context.Context, req *pdv1.RestrictProc
 	if err != nil {
 		return nil, err
 	}
-	sub = s.afterChange(ctx, sub) // tell the recipients of earlier disclosures (Art. 19)
+	if sub, err = s.settleChange(ctx, sub); err != nil { // tell the recipients (Art. 19)
+		return nil, s.internal(ctx, "restrict", err)
+	}
 	return &pdv1.RestrictProcessingResponse{Subject: subjectToProto(sub)}, nil
 }
 
@@ -904,7 +910,10 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 	case err != nil:
 		return nil, s.internal(ctx, "erase", err)
 	}
-	sub = s.afterChange(ctx, sub) // tell the recipients (Art. 19); an objection withdraws consents
+	// Tell the recipients (Art. 19); an objection withdraws consents.
+	if sub, err = s.settleChange(ctx, sub); err != nil {
+		return nil, s.internal(ctx, "erase", err)
+	}
 	if sub.CleanupPending {
 		if sub, err = s.finishErasure(ctx, sub); err != nil {
 			return nil, s.internal(ctx, "erase", err)

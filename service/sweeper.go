@@ -92,9 +92,11 @@ func (s *Retention) Run(ctx context.Context, interval time.Duration) {
 // Sweep runs one pass if it gets the lease. trigger names what started it
 // in the audit events of its purges.
 func (s *Retention) Sweep(ctx context.Context, trigger string) (SweepResult, error) {
-	s.passMu.Lock()
-	defer s.passMu.Unlock()
 	var res SweepResult
+	if !s.passMu.TryLock() {
+		return res, nil // a pass is running in this process: it did not run
+	}
+	defer s.passMu.Unlock()
 	lease, err := s.store.TakeLease(ctx, sweepLeaseName, s.holder, s.now(), sweepLease)
 	if errors.Is(err, store.ErrLeaseHeld) {
 		return res, nil
@@ -125,7 +127,12 @@ func (s *Retention) Sweep(ctx context.Context, trigger string) (SweepResult, err
 				}
 			}
 			if err := s.settle(ctx, d, now, trigger, &res); err != nil {
-				return res, err
+				if ctx.Err() != nil || errors.Is(err, errAuditDown) {
+					return res, err
+				}
+				// One subject that fails must not hold up every later
+				// deadline: this one stays for the next pass.
+				s.log.WarnContext(ctx, "retention sweep: a subject failed; its deadline stays", slog.String("error", err.Error()))
 			}
 			after = d.ID
 		}
@@ -134,6 +141,9 @@ func (s *Retention) Sweep(ctx context.Context, trigger string) (SweepResult, err
 		}
 	}
 }
+
+// errAuditDown stops a sweep: no purge goes unrecorded.
+var errAuditDown = errors.New("the audit trail cannot be written")
 
 // settle does what a due deadline asks for, then removes the deadline.
 func (s *Retention) settle(ctx context.Context, d *store.HoldDeadline, now time.Time, trigger string, res *SweepResult) error {
@@ -174,7 +184,7 @@ func (s *Retention) settleSubject(ctx context.Context, id string, now time.Time,
 			Chain: audit.SubjectChain(id), Time: now, Principal: sweeperPrincipal, Tenant: sub.Controller,
 			RPC: trigger, SubjectID: id, Fields: fields, Outcome: codes.OK.String(),
 		}); err != nil {
-			return false, fmt.Errorf("audit the purge: %w", err)
+			return false, fmt.Errorf("%w: %w", errAuditDown, err)
 		}
 	}
 	var ended int64
@@ -209,8 +219,10 @@ func (s *Retention) settleSubject(ctx context.Context, id string, now time.Time,
 		return false, err
 	}
 	res.HoldsEnded += ended
-	if len(purge) > 0 {
-		updated = s.afterChange(ctx, updated) // recipients of earlier disclosures learn of it (Art. 19)
+	// Recipients of earlier disclosures learn of it (Art. 19); until they
+	// have, the deadline stays and the next pass tries again.
+	if updated, err = s.settleChange(ctx, updated); err != nil {
+		return false, err
 	}
 	if len(purge) > 0 && !slices.Contains(res.PurgedSubjectIDs, id) {
 		res.PurgedSubjectIDs = append(res.PurgedSubjectIDs, id)
