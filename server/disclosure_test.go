@@ -883,3 +883,35 @@ func matrixCall(t *testing.T, as caller, rpc matrixRPC, req proto.Message) error
 	}
 	return err
 }
+
+// TestStreamEndsOnRevocation: an open notification stream reads its
+// principal again, so revoking it ends the stream.
+func TestStreamEndsOnRevocation(t *testing.T) {
+	e := start(t)
+	token := e.principal(t, "domreg-revoked", pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, []string{"company"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := pdv1.NewDisclosureServiceClient(e.grpc).StreamRecipientNotifications(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), &pdv1.StreamRecipientNotificationsRequest{Recipient: "iis.se"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := st.Recv(); err != nil {
+				ended <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the stream is open and polling
+	call(t, e.as(e.gc(), e.operator), principalSvc+"RevokePrincipal", &pdv1.RevokePrincipalRequest{IdempotencyKey: "r", PrincipalId: "domreg-revoked"}, &pdv1.RevokePrincipalResponse{})
+	select {
+	case err := <-ended:
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("stream ended with %v, want UNAUTHENTICATED", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stream of a revoked principal stayed open")
+	}
+}
