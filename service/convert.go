@@ -6,7 +6,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/personnummer"
+	"github.com/example/personaldata/service/personnummer"
 	"github.com/example/personaldata/store"
 )
 

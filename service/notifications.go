@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/example/personaldata/audit"
-	"github.com/example/personaldata/auth"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
 )
 

@@ -14,9 +14,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/example/personaldata/contact"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/personnummer"
+	"github.com/example/personaldata/service/contact"
+	"github.com/example/personaldata/service/personnummer"
 	"github.com/example/personaldata/store"
 )
 

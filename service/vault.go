@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/example/personaldata/envelope"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 // Keys holds the master keys: the keyring, and the file it came from so that

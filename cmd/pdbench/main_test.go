@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/example/personaldata/contact"
-	"github.com/example/personaldata/personnummer"
+	"github.com/example/personaldata/service/contact"
+	"github.com/example/personaldata/service/personnummer"
 )
 
 func TestMadeUpPeopleAreValidAndDistinct(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/example/personaldata/server"
+	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/store"
 )
 

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/example/personaldata/server"
+	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/store"
 )
 

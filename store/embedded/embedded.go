@@ -3,7 +3,9 @@
 //
 // FerretDB's own _id index is built on an expression its queries do not use,
 // so reads by _id scan the whole table; IndexIDs adds the index they do use.
-// See /work/shared/embedded-store.md for what else FerretDB v1 gets wrong.
+// FerretDB v1 also applies updates non-atomically, pushes down only filters
+// that are exactly {_id: ...}, and lacks transactions and TTL indexes; the
+// store package is written around those limits (see its package comment).
 package embedded
 
 import (

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/example/personaldata/auth"
+	"github.com/example/personaldata/service/auth"
 )
 
 // loadTLS builds the TLS configuration of both listeners, or nil without a

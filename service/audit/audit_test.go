@@ -15,7 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/example/personaldata/audit"
+	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
 )
 

@@ -8,8 +8,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/grpc/codes"
 
-	"github.com/example/personaldata/envelope"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store/envelope"
 )
 
 const keySvc = "personaldata.v1.KeyService/"

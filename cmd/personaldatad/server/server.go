@@ -25,13 +25,13 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/example/personaldata/audit"
-	"github.com/example/personaldata/auth"
-	"github.com/example/personaldata/envelope"
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 // maxRequestBytes bounds a request, over gRPC and over REST.

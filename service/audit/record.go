@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/example/personaldata/auth"
+	"github.com/example/personaldata/service/auth"
 )
 
 // Touch is what a handler tells the audit trail it touched: a subject (or,

@@ -32,10 +32,10 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/example/personaldata/envelope"
+	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/server"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 // mongoURIEnv names a real MongoDB for the tests; without it they run on the
