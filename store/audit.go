@@ -12,7 +12,7 @@ import (
 
 // AuditEvent is one event of an audit chain as stored. Its _id is
 // AuditEventID(Chain, Seq), so appending an event reserves its place in the
-// chain: a second writer of the same seq gets ErrExists. The package audit
+// chain: a second writer of the same seq gets ErrExists. Package service/audit
 // computes PrevHash and Hash; the store only keeps them.
 type AuditEvent struct {
 	ID        string   `bson:"_id"`

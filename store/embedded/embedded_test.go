@@ -59,7 +59,7 @@ func insert(tb testing.TB, db *mongo.Database, coll string, n int) {
 
 // queryPlans returns, per collection of the database in dir, SQLite's plan
 // for the query FerretDB issues for a find by _id
-// (internal/backends/sqlite/collection.go, Query, FerretDB v1.24.2).
+// (the Query method of FerretDB v1.24.2's SQLite backend).
 func queryPlans(tb testing.TB, dir string) map[string]string {
 	tb.Helper()
 	conn, err := sql.Open("sqlite", "file:"+filepath.Join(dir, dbName+".sqlite")+"?mode=ro&_pragma=busy_timeout(10000)")
