@@ -106,21 +106,16 @@ func (v *vault) dataKey(ctx context.Context, subjectID string, create bool) (env
 	}
 	stored, err := v.store.GetDataKey(ctx, subjectID)
 	if errors.Is(err, store.ErrNotFound) && create {
-		v.keys.fresh()
-		dk, wrapped, err := v.keys.Ring().NewDataKey()
+		created, cerr := v.newDataKey(ctx, subjectID)
+		if !errors.Is(cerr, store.ErrExists) {
+			return created, cerr
+		}
+		// A concurrent create of the same subject (a retry racing its
+		// original) stored its key first: use that one.
+		stored, err = v.store.GetDataKey(ctx, subjectID)
 		if err != nil {
 			return envelope.DataKey{}, err
 		}
-		err = v.store.InsertDataKey(ctx, &store.DataKey{ID: subjectID, KeyVersion: wrapped.Version, Wrapped: wrapped.Ciphertext})
-		if err == nil {
-			v.cache.put(subjectID, dk)
-			return dk, nil
-		}
-		if !errors.Is(err, store.ErrExists) {
-			return envelope.DataKey{}, err
-		}
-		// A concurrent create made it first: use that one.
-		stored, err = v.store.GetDataKey(ctx, subjectID)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return envelope.DataKey{}, errNoDataKey
@@ -131,6 +126,21 @@ func (v *vault) dataKey(ctx context.Context, subjectID string, create bool) (env
 	dk, err := v.keys.unwrap(envelope.WrappedKey{Version: stored.KeyVersion, Ciphertext: stored.Wrapped})
 	if err != nil {
 		return envelope.DataKey{}, fmt.Errorf("unwrap data key: %w", err)
+	}
+	v.cache.put(subjectID, dk)
+	return dk, nil
+}
+
+// newDataKey makes and stores a data key for a new subject; ErrExists means
+// another request stored one first.
+func (v *vault) newDataKey(ctx context.Context, subjectID string) (envelope.DataKey, error) {
+	v.keys.fresh()
+	dk, wrapped, err := v.keys.Ring().NewDataKey()
+	if err != nil {
+		return envelope.DataKey{}, err
+	}
+	if err := v.store.InsertDataKey(ctx, &store.DataKey{ID: subjectID, KeyVersion: wrapped.Version, Wrapped: wrapped.Ciphertext}); err != nil {
+		return envelope.DataKey{}, err
 	}
 	v.cache.put(subjectID, dk)
 	return dk, nil
