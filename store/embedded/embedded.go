@@ -55,6 +55,9 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if err := os.Chmod(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: restrict data directory: %w", err)
 	}
+	if err := restrictFiles(abs); err != nil {
+		return nil, err
+	}
 
 	socket := filepath.Join(abs, socketName)
 	if len(socket) > maxSocketPath {
@@ -147,6 +150,26 @@ func (s *Server) IndexIDs(ctx context.Context, db string) (err error) {
 			quoteIdent(t+"_id_expr"), quoteIdent(t))
 		if _, err := conn.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("embedded: index _id of table %q in %q: %w", t, db, err)
+		}
+	}
+	// The database file exists by now (SQLite made it 0644); the -wal and
+	// -shm files SQLite makes later copy the database file's mode.
+	return restrictFiles(s.dir)
+}
+
+// restrictFiles makes every file in dir owner-only. Values are encrypted,
+// but the blind indexes and the audit metadata are personal data too.
+func restrictFiles(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("embedded: list data directory: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue // the socket: the directory's 0700 guards it
+		}
+		if err := os.Chmod(filepath.Join(dir, e.Name()), 0o600); err != nil {
+			return fmt.Errorf("embedded: restrict %s: %w", e.Name(), err)
 		}
 	}
 	return nil

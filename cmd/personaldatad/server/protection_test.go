@@ -3,6 +3,9 @@ package server_test
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,6 +14,52 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store/envelope"
 )
+
+// TestFilesAtRestAreOwnerOnly writes through every kind of document and then
+// checks the mode of every file and folder the server made: the store's
+// files (the database and its -wal and -shm), the keyring and the operator's
+// token are the owner's alone. So is each file after a restart.
+func TestFilesAtRestAreOwnerOnly(t *testing.T) {
+	if os.Getenv(mongoURIEnv) != "" {
+		t.Skip("the store's files are MongoDB's, not ours")
+	}
+	e := start(t)
+	c := e.gc()
+	sub := create(t, c, 310)
+	call(t, c, "AddHistoryEntry", historyReq(sub, "h", 310), &pdv1.AddHistoryEntryResponse{})
+	dir := filepath.Dir(e.keyFile)
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		switch {
+		case d.IsDir():
+			if path != dir && info.Mode().Perm() != 0o700 {
+				t.Errorf("folder %s is %v, want 0700", rel, info.Mode().Perm())
+			}
+		case info.Mode().IsRegular():
+			files = append(files, rel)
+			if info.Mode().Perm() != 0o600 {
+				t.Errorf("file %s is %v, want 0600", rel, info.Mode().Perm())
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"keyring.json", "operator.token", "data/" + e.db.Name() + ".sqlite", "data/" + e.db.Name() + ".sqlite-wal"} {
+		if !strings.Contains(strings.Join(files, " "), want) {
+			t.Errorf("no file %s among %v: the test would check nothing", want, files)
+		}
+	}
+}
 
 // TestNothingReadableAtRest runs a subject through every kind of change and
 // then reads every stored document raw, through the driver: none of the
