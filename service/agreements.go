@@ -271,7 +271,7 @@ func (s *Agreements) CreateProcessorAgreement(ctx context.Context, req *pdv1.Cre
 		ver := terms
 		ver.Version, ver.CreatedAt, ver.CreatedBy = 1, now.UnixNano(), c.ID()
 		set.Agreements = append(set.Agreements, store.Agreement{Seq: seq, Versions: []store.AgreementVersion{ver}})
-		set.Ops = appendOp(set.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(seq)})
+		set.Ops = appendOp(set.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(seq)}, s.now())
 		return nil
 	})
 	var r *replayed
@@ -410,7 +410,7 @@ func (s *Agreements) changeAgreement(ctx context.Context, customer string, seq i
 		if err := change(a); err != nil {
 			return err
 		}
-		set.Ops = appendOp(set.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(seq)})
+		set.Ops = appendOp(set.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(seq)}, s.now())
 		return nil
 	})
 	if isReplay(err) {

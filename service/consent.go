@@ -226,7 +226,7 @@ func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentReq
 			RecordedAt: now.UnixNano(), RecordedBy: c.ID(),
 		}
 		sub.Consents = append(sub.Consents, consent)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Consents))})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Consents))}, s.now())
 		return nil
 	})
 	if isReplay(err) {
@@ -284,7 +284,7 @@ func (s *Consents) WithdrawConsent(ctx context.Context, req *pdv1.WithdrawConsen
 		}
 		consent.WithdrawnAt, consent.WithdrawChannel, consent.WithdrawReference, consent.WithdrawnBy = now.UnixNano(), channel, ref, c.ID()
 		n, _ := strconv.Atoi(consentID)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(n)})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(n)}, s.now())
 		return nil
 	})
 	switch {

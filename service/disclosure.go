@@ -145,7 +145,7 @@ func (s *Disclosures) Disclose(ctx context.Context, req *pdv1.DiscloseRequest) (
 			d.Categories = append(d.Categories, cat.String())
 		}
 		sub.Disclosures = append(sub.Disclosures, d)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Disclosures))})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Disclosures))}, s.now())
 		return nil
 	})
 	switch {

@@ -106,7 +106,7 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 	p := &store.Principal{
 		ID: in.GetPrincipalId(), Version: 1, Kind: kind, TenantIDs: tenants, Purposes: purposes, RPCs: rpcs,
 		Description: desc, Tokens: []store.Token{{Hash: hash, CreatedAt: now}}, CreatedAt: now,
-		Ops: []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1}},
+		Ops: []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1, At: now}},
 	}
 	err := s.store.InsertPrincipal(ctx, p)
 	if errors.Is(err, store.ErrExists) {
@@ -285,7 +285,7 @@ func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []b
 		if err := change(p); err != nil {
 			return err
 		}
-		p.Ops = appendOp(p.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: p.Version + 1})
+		p.Ops = appendOp(p.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: p.Version + 1}, s.now())
 		return nil
 	})
 	switch {

@@ -256,7 +256,7 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 			return failedPrecondition("the subject has %d retention holds, the most it may have", maxHolds)
 		}
 		sub.Holds = append(sub.Holds, hold)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		sub.UpdatedAt = now.UnixNano()
 		return nil
 	})
@@ -359,7 +359,7 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 		h.EndedAt = now.UnixNano()
 		h.ReleasedBy = c.ID()
 		h.ReleaseReference = ref
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		sub.UpdatedAt = now.UnixNano()
 		return nil
 	})

@@ -58,9 +58,15 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 // AuditLog is the audit trail the service writes to.
 func (s *Service) AuditLog() *audit.Log { return s.audit }
 
-// maxOps bounds the idempotency keys remembered per subject: a retry comes
-// soon after the first attempt, not after dozens of other changes.
-const maxOps = 32
+// idempotencyWindow is how long a subject remembers the idempotency key of a
+// change made to it: a retry within the window answers the first result,
+// however many other changes came between (24 hours, as payment APIs do).
+const idempotencyWindow = 24 * time.Hour
+
+// maxOps bounds the keys one subject remembers, so that a subject changed
+// thousands of times a day cannot grow its document without end. It is far
+// above a day of real changes to one person; past it the oldest is forgotten.
+const maxOps = 1000
 
 // opKey is how an idempotency key is remembered: hashed, so a caller's key,
 // whatever it contains, is not stored as it is.
@@ -88,13 +94,22 @@ func findOpIn(ops []store.Op, key string) *store.Op {
 	return nil
 }
 
-// appendOp remembers an applied operation, forgetting the oldest beyond maxOps.
-func appendOp(ops []store.Op, op store.Op) []store.Op {
-	ops = append(ops, op)
-	if len(ops) > maxOps {
-		ops = ops[len(ops)-maxOps:]
+// appendOp remembers an operation applied at now, and forgets those older
+// than idempotencyWindow (and the oldest beyond maxOps).
+func appendOp(ops []store.Op, op store.Op, now time.Time) []store.Op {
+	op.At = now.UnixNano()
+	cutoff := now.Add(-idempotencyWindow).UnixNano()
+	kept := make([]store.Op, 0, len(ops)+1)
+	for _, o := range ops {
+		if o.At == 0 || o.At >= cutoff { // 0: recorded before ops had a time
+			kept = append(kept, o)
+		}
 	}
-	return ops
+	kept = append(kept, op)
+	if len(kept) > maxOps {
+		kept = kept[len(kept)-maxOps:]
+	}
+	return kept
 }
 
 // replayed is returned from inside an update when the request was applied

@@ -75,7 +75,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 			Version:     1,
 		}},
 		Keys:      keyIDs(keys),
-		Ops:       []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1}},
+		Ops:       []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1, At: now.UnixNano()}},
 		CreatedAt: now.UnixNano(),
 		UpdatedAt: now.UnixNano(),
 	}
@@ -437,7 +437,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			Version:     sub.Version + 1,
 		}
 		sub.Changes = append(sub.Changes, change)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		return nil
 	})
 	if isReplay(err) {
@@ -553,7 +553,7 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 		}
 		entry.Seq = sub.HistoryCount
 		sub.HistoryCount++
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq}, s.now())
 		return nil
 	})
 	var r *replayed
@@ -746,7 +746,7 @@ func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp [
 		if err := change(sub); err != nil {
 			return err
 		}
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1})
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		return nil
 	})
 	switch {
@@ -891,7 +891,7 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 		sub.CleanupPending = true
 		// Forget the fingerprints of earlier requests: they were taken over
 		// personal data.
-		sub.Ops = []store.Op{{Key: op.Key, Fingerprint: op.Fingerprint, Result: sub.Version + 1}}
+		sub.Ops = []store.Op{{Key: op.Key, Fingerprint: op.Fingerprint, Result: sub.Version + 1, At: now.UnixNano()}}
 		sub.Changes = append(sub.Changes, store.Change{
 			Kind: pdv1.ChangeKind_CHANGE_KIND_ERASED.String(), At: now.UnixNano(),
 			Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy,

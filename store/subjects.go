@@ -108,6 +108,8 @@ type Op struct {
 	// Result is what the operation produced: the version it wrote, or the
 	// sequence number of the history entry it added.
 	Result int64 `bson:"result"`
+	// At is when it was applied (Unix ns), for the idempotency window.
+	At int64 `bson:"at,omitempty"`
 }
 
 // GetSubject reads a subject by its id.
