@@ -48,6 +48,9 @@ import (
 const (
 	// PrincipalsChain holds the changes of principals.
 	PrincipalsChain = "principals"
+	// ReadinessChain holds the probes that tell whether appends work again
+	// after one failed (see Ready).
+	ReadinessChain = "readiness"
 	subjectsPrefix  = "subjects/"
 	tenantsPrefix   = "tenants/"
 )
@@ -160,6 +163,10 @@ type Log struct {
 	// insert, after which the slow path finds the true end.
 	tailsMu sync.Mutex
 	tails   map[string]tailEntry
+	// failing is the error of the last append that the store refused (a
+	// full disk, an outage), nil once one succeeds again.
+	failingMu sync.Mutex
+	failing   error
 }
 
 type tailEntry struct {
@@ -234,11 +241,42 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 	select {
 	case <-p.done:
+		l.noteOutcome(p.err)
 		return p.res, p.err
 	case <-ctx.Done():
 		// The event may still be written; the caller fails closed anyway.
 		return Event{}, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
+}
+
+// noteOutcome remembers whether the store took an append. A caller's own
+// deadline or cancellation says nothing about the store.
+func (l *Log) noteOutcome(err error) {
+	if err != nil && !errors.Is(err, store.ErrUnavailable) &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return
+	}
+	l.failingMu.Lock()
+	defer l.failingMu.Unlock()
+	l.failing = err
+}
+
+// Ready reports whether appends work, which every audited call needs: nil
+// while the last append succeeded. After a failure it appends a probe event
+// to ReadinessChain, so that a process the load balancer stopped sending
+// calls to finds out when the store takes appends again.
+func (l *Log) Ready(ctx context.Context) error {
+	l.failingMu.Lock()
+	failing := l.failing
+	l.failingMu.Unlock()
+	if failing == nil {
+		return nil
+	}
+	_, err := l.Append(ctx, Event{Chain: ReadinessChain, RPC: "readiness probe", Outcome: "OK"})
+	if err != nil {
+		return fmt.Errorf("audit: appends fail: %w", err)
+	}
+	return nil
 }
 
 // drain writes batches until the queue is empty. The caller that found no

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -79,7 +80,9 @@ type Server struct {
 	store  *store.Store
 	grpc   *grpc.Server // the public listener's
 	health *health.Server
-	http   *http.Server
+	// auditLog is checked for readiness: every audited call appends to it.
+	auditLog *audit.Log
+	http     *http.Server
 	// gateway is the server the REST gateway dials, on a loopback listener of
 	// its own: it believes client-certificate identities that the gateway
 	// forwards with its secret, which the public server never does.
@@ -150,6 +153,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		}
 	}
 	s.health = health.NewServer()
+	s.auditLog = svc.AuditLog()
 	// After authentication, so every event names its principal.
 	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now)
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
@@ -215,13 +219,21 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		_, _ = w.Write(openapi.Document)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := s.store.Ping(r.Context()); err != nil {
-			http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+	// Liveness: the process serves; restarting it would not help a store
+	// that is down or full.
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	// Readiness: calls can succeed. /healthz is the same, as before the split.
+	ready := func(w http.ResponseWriter, r *http.Request) {
+		if err := s.ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
-	})
+	}
+	mux.HandleFunc("GET /readyz", ready)
+	mux.HandleFunc("GET /healthz", ready)
 	s.http = &http.Server{
 		Handler:           mux,
 		TLSConfig:         s.tls,
@@ -329,20 +341,46 @@ func (s *Server) Serve(ctx context.Context) error {
 	return errors.Join(serveErr, httpErr, s.Close())
 }
 
-// watchStore keeps the health status in step with the store.
+// ready reports whether calls can succeed: the store answers and takes
+// audit appends, which every audited call makes (reads too). The reason
+// names the part that fails, never data.
+func (s *Server) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		return errors.New("store unavailable")
+	}
+	if err := s.auditLog.Ready(ctx); err != nil {
+		return errors.New("store refuses audit appends")
+	}
+	return nil
+}
+
+// watchStore keeps the gRPC health statuses in step with readiness: each
+// API service is SERVING only while ready; the server as a whole (service
+// "") stays SERVING while it runs, which is liveness.
 func (s *Server) watchStore(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
+	wasReady := true
 	for {
 		st := healthpb.HealthCheckResponse_SERVING
-		pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := s.store.Ping(pingCtx); err != nil && ctx.Err() == nil {
+		err := s.ready(ctx)
+		if err != nil && ctx.Err() == nil {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
-			s.log.Warn("store ping failed", slog.String("error", err.Error()))
+			if wasReady {
+				s.log.Warn("not ready", slog.String("reason", err.Error()))
+			}
+		} else if !wasReady {
+			s.log.Info("ready again")
 		}
-		cancel()
-		s.health.SetServingStatus("", st)
-		s.health.SetServingStatus(pdv1.PersonalDataService_ServiceDesc.ServiceName, st)
+		wasReady = st == healthpb.HealthCheckResponse_SERVING
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		for name := range s.grpc.GetServiceInfo() {
+			if name != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(name, "grpc.reflection.") {
+				s.health.SetServingStatus(name, st)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
