@@ -161,7 +161,8 @@ func (v *violations) provenance(c pdv1.Channel, reference, performedBy string, r
 
 // person checks the fields of p named in fields and returns them in
 // canonical form: the identity number as 12 digits, the phone in E.164, the
-// e-mail with its domain in lower case, a Swedish postal code as "NNN NN".
+// e-mail with its domain in IDNA ASCII form (lower case, xn-- labels), a
+// Swedish postal code as "NNN NN".
 func (v *violations) person(p *pdv1.Person, fields []string, now time.Time) store.Person {
 	var out store.Person
 	if p == nil {

@@ -1017,9 +1017,12 @@ type Person struct {
 	IdentityNumberKind IdentityNumberKind `protobuf:"varint,2,opt,name=identity_number_kind,json=identityNumberKind,proto3,enum=personaldata.v1.IdentityNumberKind" json:"identity_number_kind,omitempty"`
 	GivenName          string             `protobuf:"bytes,3,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
 	FamilyName         string             `protobuf:"bytes,4,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
-	Email              string             `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
-	// Swedish forms ("070-123 45 67") or international ("+4670..."); stored in
-	// E.164.
+	// A bare address; the domain may be internationalised ("räksmörgås.se").
+	// Stored and returned with the domain in its IDNA ASCII form, lower case
+	// ("xn--rksmrgs-5wao1o.se"); lookups accept either form.
+	Email string `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
+	// Swedish forms ("070-123 45 67") or international ("+4670..."), valid in
+	// the country's numbering plan; stored in E.164.
 	Phone         string         `protobuf:"bytes,6,opt,name=phone,proto3" json:"phone,omitempty"`
 	PostalAddress *PostalAddress `protobuf:"bytes,7,opt,name=postal_address,json=postalAddress,proto3" json:"postal_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
