@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +17,7 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/personnummer"
 	"github.com/example/personaldata/store"
 )
 
@@ -90,8 +93,8 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 	var v violations
 	key := v.idempotencyKey(req.GetIdempotencyKey())
 	in := req.GetPrincipal()
-	if in.GetPrincipalId() == "" || !controllerPattern.MatchString(in.GetPrincipalId()) {
-		v.add("principal.principal_id", "must be 1 to 63 characters of a-z, 0-9, '_', '-'")
+	if !validPrincipalID(in.GetPrincipalId()) {
+		v.add("principal.principal_id", "must be 1 to 63 characters of a-z, 0-9, '_', '-', and not an identity number")
 	}
 	kind := v.enum("principal.kind", in.GetKind())
 	tenants, purposes, rpcs := v.principalFields(in.GetKind(), in.GetTenantIds(), in.GetPurposes(), in.GetRpcs())
@@ -136,7 +139,7 @@ func (s *Principals) GetPrincipal(ctx context.Context, req *pdv1.GetPrincipalReq
 }
 
 func (s *Principals) principal(ctx context.Context, id string) (*store.Principal, error) {
-	if id == "" || !controllerPattern.MatchString(id) {
+	if !validPrincipalID(id) {
 		return nil, violations{{Field: "principal_id", Description: "is not a principal id"}}.err()
 	}
 	p, err := s.store.GetPrincipal(ctx, id)
@@ -271,10 +274,32 @@ func (s *Principals) GetCaller(ctx context.Context, _ *pdv1.GetCallerRequest) (*
 	return &pdv1.GetCallerResponse{Principal: principalToProto(c.Principal), Method: c.Method}, nil
 }
 
+// validPrincipalID says whether id may name a principal. Ids are written to
+// the audit trail and logs, so they must not be personal data.
+func validPrincipalID(id string) bool {
+	if id == "" || !controllerPattern.MatchString(id) {
+		return false
+	}
+	_, err := personnummer.Parse(id, time.Now())
+	return err != nil
+}
+
+// principalRef names a principal in the audit trail: by its id once the id
+// is valid, else by a keyed hash of what came, which may be anything (an
+// identity number, markup, control bytes) and is never stored as it came.
+// The hash still lets an investigator tie repeated attempts together.
+func (s *Principals) principalRef(id string) string {
+	if validPrincipalID(id) {
+		return "principal/" + id
+	}
+	index := s.vault.keys.Ring().Index("rejected", "principal_id", id)
+	return "principal/rejected-id:" + index[strings.IndexByte(index, '.')+1:][:16]
+}
+
 // updatePrincipal applies change under an idempotency key; a replay
 // returns the principal as it is without writing.
 func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []byte, change func(*store.Principal) error) (*store.Principal, error) {
-	note(ctx, audit.Touch{Chain: audit.PrincipalsChain, Fields: []string{"principal/" + id}})
+	note(ctx, audit.Touch{Chain: audit.PrincipalsChain, Fields: []string{s.principalRef(id)}})
 	if _, err := s.principal(ctx, id); err != nil {
 		return nil, err
 	}
