@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/storetest"
 )
 
 // TestEnqueueNotificationOncePerKey: many writers enqueue the same keys at
 // once, as replicas finishing the same pending notices would; each key is
 // queued exactly once, at consecutive seqs, and the head follows.
 func TestEnqueueNotificationOncePerKey(t *testing.T) {
+	storetest.SkipUnlessAtomic(t)
 	s := open(t)
 	ctx := context.Background()
 	const writers, keys = 6, 10

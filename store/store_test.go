@@ -4,21 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/storetest"
 )
 
-// open returns a store for the test: the real MongoDB named by
-// PERSONALDATA_TEST_MONGO_URI, or else the embedded store in a temp dir.
+// TestMain runs the tests against the store that storetest.Env names.
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// open returns a store for the test: the MongoDB that storetest names, or
+// else the embedded store in a temp dir.
 func open(t *testing.T) *store.Store {
 	t.Helper()
 	ctx := context.Background()
 	db := fmt.Sprintf("storetest_%d", time.Now().UnixNano())
-	s, err := store.Open(ctx, store.Config{URI: os.Getenv("PERSONALDATA_TEST_MONGO_URI"), DataDir: t.TempDir(), Database: db})
+	s, err := store.Open(ctx, store.Config{URI: storetest.URI(), DataDir: t.TempDir(), Database: db})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -31,6 +34,7 @@ func open(t *testing.T) *store.Store {
 }
 
 func TestUpdateSubjectLosesNoUpdate(t *testing.T) {
+	storetest.SkipUnlessAtomic(t)
 	s := open(t)
 	ctx := context.Background()
 	if err := s.InsertSubject(ctx, &store.Subject{ID: "s1", Version: 1, Controller: "company"}); err != nil {
@@ -125,6 +129,7 @@ func TestKeyClaimRace(t *testing.T) {
 // TestKeyReassignRace has many goroutines take over one stale key at once:
 // exactly one succeeds.
 func TestKeyReassignRace(t *testing.T) {
+	storetest.SkipUnlessAtomic(t)
 	s := open(t)
 	ctx := context.Background()
 	if _, err := s.ClaimKey(ctx, "k", "dead", 1); err != nil {
@@ -196,9 +201,7 @@ func TestHistoryEntries(t *testing.T) {
 
 // TestReopen shows that what was written survives a restart of the store.
 func TestReopen(t *testing.T) {
-	if os.Getenv("PERSONALDATA_TEST_MONGO_URI") != "" {
-		t.Skip("restarts the embedded store")
-	}
+	storetest.SkipInMongoMode(t)
 	dir := t.TempDir()
 	ctx := context.Background()
 	s, err := store.Open(ctx, store.Config{DataDir: dir})

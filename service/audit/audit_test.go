@@ -3,7 +3,6 @@ package audit_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -17,9 +16,8 @@ import (
 
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/storetest"
 )
-
-const mongoURIEnv = "PERSONALDATA_TEST_MONGO_URI"
 
 // fixture is a store for one test, with raw driver access to its database
 // for tampering.
@@ -29,12 +27,15 @@ type fixture struct {
 	cfg store.Config
 }
 
-// open returns a store on the real MongoDB named by PERSONALDATA_TEST_MONGO_URI,
-// or else on the embedded store in a temp dir.
+// TestMain runs the tests against the store that storetest.Env names.
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// open returns a store on the MongoDB that storetest names, or else on the
+// embedded store in a temp dir.
 func open(tb testing.TB) *fixture {
 	tb.Helper()
 	ctx := context.Background()
-	cfg := store.Config{URI: os.Getenv(mongoURIEnv), DataDir: tb.TempDir(), Database: fmt.Sprintf("audittest_%d", time.Now().UnixNano())}
+	cfg := store.Config{URI: storetest.URI(), DataDir: tb.TempDir(), Database: fmt.Sprintf("audittest_%d", time.Now().UnixNano())}
 	st, err := store.Open(ctx, cfg)
 	if err != nil {
 		tb.Fatalf("store.Open: %v", err)

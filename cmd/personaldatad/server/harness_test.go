@@ -36,11 +36,12 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
+	"github.com/example/personaldata/store/storetest"
 )
 
-// mongoURIEnv names a real MongoDB for the tests; without it they run on the
-// embedded store.
-const mongoURIEnv = "PERSONALDATA_TEST_MONGO_URI"
+// TestMain runs the tests against the store that storetest.Env names: by
+// default each test starts the embedded store of its own.
+func TestMain(m *testing.M) { storetest.Main(m) }
 
 // clock is a settable clock shared by the test and the server.
 type clock struct {
@@ -149,7 +150,7 @@ func start(t *testing.T) *env {
 	e.keyFile = filepath.Join(dir, "keyring.json")
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, stop := serve(t, dir, server.Config{
-		Store: store.Config{URI: os.Getenv(mongoURIEnv), DataDir: filepath.Join(dir, "data"), Database: database},
+		Store: store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: database},
 		Now:   e.clock.Now,
 	}, log)
 	e.srv = srv
@@ -163,7 +164,7 @@ func start(t *testing.T) *env {
 	e.operator = readToken(t, filepath.Join(dir, "operator.token"))
 	e.token = e.principal(t, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-42"}, allPurposes)
 	t.Cleanup(func() {
-		if os.Getenv(mongoURIEnv) != "" {
+		if storetest.URI() != "" {
 			_ = e.db.Drop(context.Background())
 		}
 		_ = client.Disconnect(context.Background())

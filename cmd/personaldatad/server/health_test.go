@@ -19,6 +19,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/storetest"
 )
 
 // TestReadinessFollowsAFullDisk runs the server on a small file system of
@@ -28,9 +29,7 @@ import (
 // the process is not restarted in a loop. Freed space makes it ready again,
 // and nothing acknowledged is lost. Needs root to mount a tmpfs.
 func TestReadinessFollowsAFullDisk(t *testing.T) {
-	if os.Getenv(mongoURIEnv) != "" {
-		t.Skip("fills the embedded store's disk")
-	}
+	storetest.SkipInMongoMode(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store/envelope"
+	"github.com/example/personaldata/store/storetest"
 )
 
 // TestFilesAtRestAreOwnerOnly writes through every kind of document and then
@@ -20,9 +20,7 @@ import (
 // files (the database and its -wal and -shm), the keyring and the operator's
 // token are the owner's alone. So is each file after a restart.
 func TestFilesAtRestAreOwnerOnly(t *testing.T) {
-	if os.Getenv(mongoURIEnv) != "" {
-		t.Skip("the store's files are MongoDB's, not ours")
-	}
+	storetest.SkipInMongoMode(t)
 	e := start(t)
 	c := e.gc()
 	sub := create(t, c, 310)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/storetest"
 )
 
 const (
@@ -460,7 +460,8 @@ func TestRetentionSweepLease(t *testing.T) {
 // TestLeaseExclusive has many replicas try to take one lease at once:
 // exactly one gets it; it is free again when it expires.
 func TestLeaseExclusive(t *testing.T) {
-	st, err := store.Open(context.Background(), store.Config{URI: os.Getenv(mongoURIEnv), DataDir: filepath.Join(t.TempDir(), "data"), Database: fmt.Sprintf("pdlease_%d", time.Now().UnixNano())})
+	storetest.SkipUnlessAtomic(t)
+	st, err := store.Open(context.Background(), store.Config{URI: storetest.URI(), DataDir: filepath.Join(t.TempDir(), "data"), Database: fmt.Sprintf("pdlease_%d", time.Now().UnixNano())})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -616,7 +617,7 @@ func TestScheduledSweep(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	srv, _ := serve(t, dir, server.Config{
-		Store:                  store.Config{URI: os.Getenv(mongoURIEnv), DataDir: filepath.Join(dir, "data"), Database: fmt.Sprintf("pdsweep_%d", time.Now().UnixNano())},
+		Store:                  store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: fmt.Sprintf("pdsweep_%d", time.Now().UnixNano())},
 		Now:                    clk.Now,
 		RetentionSweepInterval: 20 * time.Millisecond,
 	}, slog.New(slog.DiscardHandler))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,6 +21,7 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/embedded"
+	"github.com/example/personaldata/store/storetest"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -231,9 +231,7 @@ func TestRestartKeepsData(t *testing.T) {
 // with UNAVAILABLE (not INTERNAL), and what was acknowledged before is there
 // when the database is back.
 func TestStoreOutage(t *testing.T) {
-	if os.Getenv(mongoURIEnv) != "" {
-		t.Skip("stops the embedded store")
-	}
+	storetest.SkipInMongoMode(t)
 	dir := t.TempDir()
 	db, err := embedded.Start(context.Background(), dir)
 	if err != nil {

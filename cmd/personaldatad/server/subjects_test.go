@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store/storetest"
 )
 
 func createReq(key string, n int) *pdv1.CreateSubjectRequest {
@@ -707,6 +708,7 @@ func TestUnknownSubject(t *testing.T) {
 // update may be lost, and of rectifications from the same version exactly
 // one wins.
 func TestConcurrentChanges(t *testing.T) {
+	storetest.SkipUnlessAtomic(t)
 	e := start(t)
 	c := e.gc()
 	sub := create(t, c, 60)
