@@ -83,16 +83,20 @@ func (AgreementState) EnumDescriptor() ([]byte, []int) {
 
 // AgreementTerms are the terms of one version of an agreement.
 type AgreementTerms struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was signed: not in the future.
 	SignTime    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=sign_time,json=signTime,proto3" json:"sign_time,omitempty"`
 	InForceFrom *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=in_force_from,json=inForceFrom,proto3" json:"in_force_from,omitempty"`
-	// Absent: until terminated.
-	InForceTo  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=in_force_to,json=inForceTo,proto3" json:"in_force_to,omitempty"`
-	Purposes   []Purpose              `protobuf:"varint,4,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
-	Categories []DataCategory         `protobuf:"varint,5,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
-	// Approved sub-processors, such as domain registries ("iis.se").
+	// Absent: until terminated. After in_force_from.
+	InForceTo *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=in_force_to,json=inForceTo,proto3" json:"in_force_to,omitempty"`
+	// At least one.
+	Purposes []Purpose `protobuf:"varint,4,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
+	// At least one.
+	Categories []DataCategory `protobuf:"varint,5,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
+	// Approved sub-processors, such as domain registries ("iis.se"): at most 20,
+	// each a lower-case host name of at most 100 characters.
 	SubProcessors []string `protobuf:"bytes,6,rep,name=sub_processors,json=subProcessors,proto3" json:"sub_processors,omitempty"`
-	// Where the signed document is kept.
+	// Where the signed document is kept: at most 200 characters.
 	DocumentReference string `protobuf:"bytes,7,opt,name=document_reference,json=documentReference,proto3" json:"document_reference,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
@@ -352,12 +356,15 @@ func (x *ProcessorAgreement) GetTerminationReference() string {
 
 // CreateProcessorAgreementRequest is the input of CreateProcessorAgreement.
 type CreateProcessorAgreementRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	CustomerId     string                 `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Terms          *AgreementTerms        `protobuf:"bytes,3,opt,name=terms,proto3" json:"terms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// The customer: 1 to 63 characters a-z, 0-9, '_', '-'; not "company".
+	CustomerId    string          `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Terms         *AgreementTerms `protobuf:"bytes,3,opt,name=terms,proto3" json:"terms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateProcessorAgreementRequest) Reset() {
@@ -638,9 +645,11 @@ func (x *ListProcessorAgreementsResponse) GetAgreements() []*ProcessorAgreement 
 
 // AmendProcessorAgreementRequest is the input of AmendProcessorAgreement.
 type AmendProcessorAgreementRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	AgreementId    string                 `protobuf:"bytes,2,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	AgreementId    string `protobuf:"bytes,2,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
 	// The version being amended; a stale one is ABORTED.
 	ExpectedVersion int32           `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
 	Terms           *AgreementTerms `protobuf:"bytes,4,opt,name=terms,proto3" json:"terms,omitempty"`
@@ -753,12 +762,15 @@ func (x *AmendProcessorAgreementResponse) GetAgreement() *ProcessorAgreement {
 
 // TerminateProcessorAgreementRequest is the input of TerminateProcessorAgreement.
 type TerminateProcessorAgreementRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	AgreementId    string                 `protobuf:"bytes,2,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	AgreementId    string `protobuf:"bytes,2,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
 	// When it ends; now when absent.
 	TerminateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=terminate_time,json=terminateTime,proto3" json:"terminate_time,omitempty"`
-	Reference     string                 `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Optional: at most 200 characters.
+	Reference     string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -868,8 +880,9 @@ func (x *TerminateProcessorAgreementResponse) GetAgreement() *ProcessorAgreement
 
 // CheckProcessorAgreementRequest is the input of CheckProcessorAgreement.
 type CheckProcessorAgreementRequest struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	ControllerId string                 `protobuf:"bytes,1,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "company" or a customer id.
+	ControllerId string `protobuf:"bytes,1,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
 	// PURPOSE_UNSPECIFIED asks about storage and rights handling on the
 	// controller's instruction, which any agreement in force covering the
 	// category allows.
@@ -1118,13 +1131,16 @@ func (x *ExportControllerSubjectsResponse) GetResumeToken() string {
 
 // EraseControllerSubjectsRequest is the input of EraseControllerSubjects.
 type EraseControllerSubjectsRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	CustomerId     string                 `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Ground         ErasureGround          `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.ErasureGround" json:"ground,omitempty"`
-	Reference      string                 `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string        `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	CustomerId     string        `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	Ground         ErasureGround `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.ErasureGround" json:"ground,omitempty"`
+	// Optional: at most 200 characters.
+	Reference     string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EraseControllerSubjectsRequest) Reset() {
@@ -1258,17 +1274,17 @@ var File_personaldata_v1_agreements_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_agreements_proto_rawDesc = "" +
 	"\n" +
-	" personaldata/v1/agreements.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\x90\x03\n" +
-	"\x0eAgreementTerms\x127\n" +
-	"\tsign_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsignTime\x12>\n" +
-	"\rin_force_from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vinForceFrom\x12:\n" +
-	"\vin_force_to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tinForceTo\x124\n" +
-	"\bpurposes\x18\x04 \x03(\x0e2\x18.personaldata.v1.PurposeR\bpurposes\x12=\n" +
+	" personaldata/v1/agreements.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xae\x03\n" +
+	"\x0eAgreementTerms\x12=\n" +
+	"\tsign_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bsignTime\x12D\n" +
+	"\rin_force_from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\vinForceFrom\x12:\n" +
+	"\vin_force_to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tinForceTo\x12:\n" +
+	"\bpurposes\x18\x04 \x03(\x0e2\x18.personaldata.v1.PurposeB\x04\xe2A\x01\x02R\bpurposes\x12C\n" +
 	"\n" +
-	"categories\x18\x05 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\n" +
+	"categories\x18\x05 \x03(\x0e2\x1d.personaldata.v1.DataCategoryB\x04\xe2A\x01\x02R\n" +
 	"categories\x12%\n" +
-	"\x0esub_processors\x18\x06 \x03(\tR\rsubProcessors\x12-\n" +
-	"\x12document_reference\x18\a \x01(\tR\x11documentReference\"\xbf\x01\n" +
+	"\x0esub_processors\x18\x06 \x03(\tR\rsubProcessors\x123\n" +
+	"\x12document_reference\x18\a \x01(\tB\x04\xe2A\x01\x02R\x11documentReference\"\xbf\x01\n" +
 	"\x10AgreementVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x05R\aversion\x125\n" +
 	"\x05terms\x18\x02 \x01(\v2\x1f.personaldata.v1.AgreementTermsR\x05terms\x12;\n" +
@@ -1285,61 +1301,61 @@ const file_personaldata_v1_agreements_proto_rawDesc = "" +
 	"\aversion\x18\x05 \x01(\x05R\aversion\x12=\n" +
 	"\bversions\x18\x06 \x03(\v2!.personaldata.v1.AgreementVersionR\bversions\x12A\n" +
 	"\x0eterminate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rterminateTime\x123\n" +
-	"\x15termination_reference\x18\b \x01(\tR\x14terminationReference\"\xa2\x01\n" +
-	"\x1fCreateProcessorAgreementRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x125\n" +
-	"\x05terms\x18\x03 \x01(\v2\x1f.personaldata.v1.AgreementTermsR\x05terms\"e\n" +
+	"\x15termination_reference\x18\b \x01(\tR\x14terminationReference\"\xb4\x01\n" +
+	"\x1fCreateProcessorAgreementRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12%\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"customerId\x12;\n" +
+	"\x05terms\x18\x03 \x01(\v2\x1f.personaldata.v1.AgreementTermsB\x04\xe2A\x01\x02R\x05terms\"e\n" +
 	" CreateProcessorAgreementResponse\x12A\n" +
-	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"A\n" +
-	"\x1cGetProcessorAgreementRequest\x12!\n" +
-	"\fagreement_id\x18\x01 \x01(\tR\vagreementId\"b\n" +
+	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"G\n" +
+	"\x1cGetProcessorAgreementRequest\x12'\n" +
+	"\fagreement_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vagreementId\"b\n" +
 	"\x1dGetProcessorAgreementResponse\x12A\n" +
-	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"A\n" +
-	"\x1eListProcessorAgreementsRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"G\n" +
+	"\x1eListProcessorAgreementsRequest\x12%\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
 	"customerId\"f\n" +
 	"\x1fListProcessorAgreementsResponse\x12C\n" +
 	"\n" +
 	"agreements\x18\x01 \x03(\v2#.personaldata.v1.ProcessorAgreementR\n" +
-	"agreements\"\xce\x01\n" +
-	"\x1eAmendProcessorAgreementRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\fagreement_id\x18\x02 \x01(\tR\vagreementId\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x05R\x0fexpectedVersion\x125\n" +
-	"\x05terms\x18\x04 \x01(\v2\x1f.personaldata.v1.AgreementTermsR\x05terms\"d\n" +
+	"agreements\"\xe6\x01\n" +
+	"\x1eAmendProcessorAgreementRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12'\n" +
+	"\fagreement_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vagreementId\x12/\n" +
+	"\x10expected_version\x18\x03 \x01(\x05B\x04\xe2A\x01\x02R\x0fexpectedVersion\x12;\n" +
+	"\x05terms\x18\x04 \x01(\v2\x1f.personaldata.v1.AgreementTermsB\x04\xe2A\x01\x02R\x05terms\"d\n" +
 	"\x1fAmendProcessorAgreementResponse\x12A\n" +
-	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"\xd1\x01\n" +
-	"\"TerminateProcessorAgreementRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\fagreement_id\x18\x02 \x01(\tR\vagreementId\x12A\n" +
+	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"\xdd\x01\n" +
+	"\"TerminateProcessorAgreementRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12'\n" +
+	"\fagreement_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vagreementId\x12A\n" +
 	"\x0eterminate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rterminateTime\x12\x1c\n" +
 	"\treference\x18\x04 \x01(\tR\treference\"h\n" +
 	"#TerminateProcessorAgreementResponse\x12A\n" +
-	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"\xb4\x01\n" +
-	"\x1eCheckProcessorAgreementRequest\x12#\n" +
-	"\rcontroller_id\x18\x01 \x01(\tR\fcontrollerId\x122\n" +
-	"\apurpose\x18\x02 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\x129\n" +
-	"\bcategory\x18\x03 \x01(\x0e2\x1d.personaldata.v1.DataCategoryR\bcategory\"\x96\x01\n" +
+	"\tagreement\x18\x01 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"\xc0\x01\n" +
+	"\x1eCheckProcessorAgreementRequest\x12)\n" +
+	"\rcontroller_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\fcontrollerId\x122\n" +
+	"\apurpose\x18\x02 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\x12?\n" +
+	"\bcategory\x18\x03 \x01(\x0e2\x1d.personaldata.v1.DataCategoryB\x04\xe2A\x01\x02R\bcategory\"\x96\x01\n" +
 	"\x1fCheckProcessorAgreementResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12A\n" +
-	"\tagreement\x18\x03 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"e\n" +
-	"\x1fExportControllerSubjectsRequest\x12\x1f\n" +
-	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"\tagreement\x18\x03 \x01(\v2#.personaldata.v1.ProcessorAgreementR\tagreement\"k\n" +
+	"\x1fExportControllerSubjectsRequest\x12%\n" +
+	"\vcustomer_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\n" +
 	"customerId\x12!\n" +
 	"\fresume_token\x18\x02 \x01(\tR\vresumeToken\"\xb1\x01\n" +
 	" ExportControllerSubjectsResponse\x12@\n" +
 	"\asubject\x18\x01 \x01(\v2&.personaldata.v1.AccessSubjectResponseR\asubject\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x03R\x04done\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12!\n" +
-	"\fresume_token\x18\x04 \x01(\tR\vresumeToken\"\xc0\x01\n" +
-	"\x1eEraseControllerSubjectsRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1f\n" +
-	"\vcustomer_id\x18\x02 \x01(\tR\n" +
-	"customerId\x126\n" +
-	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundR\x06ground\x12\x1c\n" +
+	"\fresume_token\x18\x04 \x01(\tR\vresumeToken\"\xd2\x01\n" +
+	"\x1eEraseControllerSubjectsRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12%\n" +
+	"\vcustomer_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"customerId\x12<\n" +
+	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundB\x04\xe2A\x01\x02R\x06ground\x12\x1c\n" +
 	"\treference\x18\x04 \x01(\tR\treference\"~\n" +
 	"\x1fEraseControllerSubjectsResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +

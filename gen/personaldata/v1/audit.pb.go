@@ -172,7 +172,7 @@ type ListAuditEventsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	TenantId  string                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// 1 to 100; 50 when 0.
+	// 0 to 100; 50 when 0.
 	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -413,7 +413,7 @@ var File_personaldata_v1_audit_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1bpersonaldata/v1/audit.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xf7\x02\n" +
+	"\x1bpersonaldata/v1/audit.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xf7\x02\n" +
 	"\n" +
 	"AuditEvent\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\tR\x05chain\x12\x10\n" +
@@ -440,9 +440,9 @@ const file_personaldata_v1_audit_proto_rawDesc = "" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"v\n" +
 	"\x17ListAuditEventsResponse\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.personaldata.v1.AuditEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
-	"\x17VerifyAuditChainRequest\x12\x14\n" +
-	"\x05chain\x18\x01 \x01(\tR\x05chain\"\x8c\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
+	"\x17VerifyAuditChainRequest\x12\x1a\n" +
+	"\x05chain\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05chain\"\x8c\x01\n" +
 	"\x18VerifyAuditChainResponse\x12\x16\n" +
 	"\x06intact\x18\x01 \x01(\bR\x06intact\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x03R\x06events\x12(\n" +

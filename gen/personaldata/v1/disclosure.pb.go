@@ -25,14 +25,20 @@ const (
 
 // RecordConsentRequest is the input of RecordConsent.
 type RecordConsentRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey   string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId        string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Purpose          ConsentPurpose         `protobuf:"varint,3,opt,name=purpose,proto3,enum=personaldata.v1.ConsentPurpose" json:"purpose,omitempty"`
-	Recipient        string                 `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	GiveTime         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=give_time,json=giveTime,proto3" json:"give_time,omitempty"`
-	Channel          Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	WordingReference string                 `protobuf:"bytes,7,opt,name=wording_reference,json=wordingReference,proto3" json:"wording_reference,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string         `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string         `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Purpose        ConsentPurpose `protobuf:"varint,3,opt,name=purpose,proto3,enum=personaldata.v1.ConsentPurpose" json:"purpose,omitempty"`
+	// Required for CONSENT_PURPOSE_DISCLOSURE, and only for it: a lower-case host
+	// name of at most 100 characters, such as "iis.se".
+	Recipient string `protobuf:"bytes,4,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// When the subject gave it: not in the future.
+	GiveTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=give_time,json=giveTime,proto3" json:"give_time,omitempty"`
+	Channel  Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// Reference to the wording the subject agreed to: at most 200 characters.
+	WordingReference string `protobuf:"bytes,7,opt,name=wording_reference,json=wordingReference,proto3" json:"wording_reference,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -163,14 +169,17 @@ func (x *RecordConsentResponse) GetConsent() *Consent {
 
 // WithdrawConsentRequest is the input of WithdrawConsent.
 type WithdrawConsentRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	ConsentId      string                 `protobuf:"bytes,3,opt,name=consent_id,json=consentId,proto3" json:"consent_id,omitempty"`
-	Channel        Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	Reference      string                 `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string  `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string  `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	ConsentId      string  `protobuf:"bytes,3,opt,name=consent_id,json=consentId,proto3" json:"consent_id,omitempty"`
+	Channel        Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// Optional: at most 200 characters.
+	Reference     string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WithdrawConsentRequest) Reset() {
@@ -285,15 +294,22 @@ func (x *WithdrawConsentResponse) GetConsent() *Consent {
 
 // DiscloseRequest is the input of Disclose.
 type DiscloseRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	// The third party: a lower-case host name such as "iis.se".
-	Recipient     string          `protobuf:"bytes,3,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	Purpose       Purpose         `protobuf:"varint,4,opt,name=purpose,proto3,enum=personaldata.v1.Purpose" json:"purpose,omitempty"`
-	Categories    []DataCategory  `protobuf:"varint,5,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
-	Basis         DisclosureBasis `protobuf:"varint,6,opt,name=basis,proto3,enum=personaldata.v1.DisclosureBasis" json:"basis,omitempty"`
-	Reference     string          `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The third party: a lower-case host name of at most 100 characters, such as
+	// "iis.se".
+	Recipient string  `protobuf:"bytes,3,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	Purpose   Purpose `protobuf:"varint,4,opt,name=purpose,proto3,enum=personaldata.v1.Purpose" json:"purpose,omitempty"`
+	// DATA_CATEGORY_IDENTIFICATION, DATA_CATEGORY_CONTACT or both; history is
+	// never disclosed.
+	Categories []DataCategory  `protobuf:"varint,5,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
+	Basis      DisclosureBasis `protobuf:"varint,6,opt,name=basis,proto3,enum=personaldata.v1.DisclosureBasis" json:"basis,omitempty"`
+	// What the basis rests on (the order, the case, the request): required for
+	// every basis but DISCLOSURE_BASIS_CONSENT; at most 200 characters.
+	Reference     string `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -435,7 +451,7 @@ func (x *DiscloseResponse) GetPerson() *Person {
 type ListRecipientNotificationsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Recipient string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	// 1 to 100; 50 when 0.
+	// 0 to 100; 50 when 0.
 	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -736,16 +752,21 @@ func (x *AcknowledgeNotificationResponse) GetNotification() *RecipientNotificati
 
 // PlaceHoldRequest is the input of PlaceHold.
 type PlaceHoldRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Basis          HoldBasis              `protobuf:"varint,3,opt,name=basis,proto3,enum=personaldata.v1.HoldBasis" json:"basis,omitempty"`
-	Categories     []DataCategory         `protobuf:"varint,4,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
-	// Required for BOOKKEEPING.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string         `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string         `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Basis          HoldBasis      `protobuf:"varint,3,opt,name=basis,proto3,enum=personaldata.v1.HoldBasis" json:"basis,omitempty"`
+	Categories     []DataCategory `protobuf:"varint,4,rep,packed,name=categories,proto3,enum=personaldata.v1.DataCategory" json:"categories,omitempty"`
+	// Required for BOOKKEEPING, and only for it: not in the future; until follows
+	// from it.
 	TransactionTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=transaction_time,json=transactionTime,proto3" json:"transaction_time,omitempty"`
-	// Required for LEGAL_CLAIMS and AGREEMENT_IN_FORCE.
-	Until         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
-	Reference     string                 `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Required for LEGAL_CLAIMS and AGREEMENT_IN_FORCE, and only for them: in the
+	// future.
+	Until *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=until,proto3" json:"until,omitempty"`
+	// At most 200 characters.
+	Reference     string `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -876,13 +897,16 @@ func (x *PlaceHoldResponse) GetHold() *RetentionHold {
 
 // ReleaseHoldRequest is the input of ReleaseHold.
 type ReleaseHoldRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	HoldId         string                 `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
-	Reference      string                 `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	HoldId         string `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	// At most 200 characters.
+	Reference     string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReleaseHoldRequest) Reset() {
@@ -1093,80 +1117,80 @@ var File_personaldata_v1_disclosure_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_disclosure_proto_rawDesc = "" +
 	"\n" +
-	" personaldata/v1/disclosure.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xd1\x02\n" +
-	"\x14RecordConsentRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	" personaldata/v1/disclosure.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xf5\x02\n" +
+	"\x14RecordConsentRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x129\n" +
-	"\apurpose\x18\x03 \x01(\x0e2\x1f.personaldata.v1.ConsentPurposeR\apurpose\x12\x1c\n" +
-	"\trecipient\x18\x04 \x01(\tR\trecipient\x127\n" +
-	"\tgive_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bgiveTime\x122\n" +
-	"\achannel\x18\x06 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12+\n" +
-	"\x11wording_reference\x18\a \x01(\tR\x10wordingReference\"K\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12?\n" +
+	"\apurpose\x18\x03 \x01(\x0e2\x1f.personaldata.v1.ConsentPurposeB\x04\xe2A\x01\x02R\apurpose\x12\x1c\n" +
+	"\trecipient\x18\x04 \x01(\tR\trecipient\x12=\n" +
+	"\tgive_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bgiveTime\x128\n" +
+	"\achannel\x18\x06 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x121\n" +
+	"\x11wording_reference\x18\a \x01(\tB\x04\xe2A\x01\x02R\x10wordingReference\"K\n" +
 	"\x15RecordConsentResponse\x122\n" +
-	"\aconsent\x18\x01 \x01(\v2\x18.personaldata.v1.ConsentR\aconsent\"\xd1\x01\n" +
-	"\x16WithdrawConsentRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\aconsent\x18\x01 \x01(\v2\x18.personaldata.v1.ConsentR\aconsent\"\xe9\x01\n" +
+	"\x16WithdrawConsentRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x1d\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12#\n" +
 	"\n" +
-	"consent_id\x18\x03 \x01(\tR\tconsentId\x122\n" +
-	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
+	"consent_id\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\tconsentId\x128\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\x1c\n" +
 	"\treference\x18\x05 \x01(\tR\treference\"M\n" +
 	"\x17WithdrawConsentResponse\x122\n" +
-	"\aconsent\x18\x01 \x01(\v2\x18.personaldata.v1.ConsentR\aconsent\"\xc0\x02\n" +
-	"\x0fDiscloseRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\aconsent\x18\x01 \x01(\v2\x18.personaldata.v1.ConsentR\aconsent\"\xe4\x02\n" +
+	"\x0fDiscloseRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x1c\n" +
-	"\trecipient\x18\x03 \x01(\tR\trecipient\x122\n" +
-	"\apurpose\x18\x04 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\x12=\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\"\n" +
+	"\trecipient\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\trecipient\x128\n" +
+	"\apurpose\x18\x04 \x01(\x0e2\x18.personaldata.v1.PurposeB\x04\xe2A\x01\x02R\apurpose\x12C\n" +
 	"\n" +
-	"categories\x18\x05 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\n" +
-	"categories\x126\n" +
-	"\x05basis\x18\x06 \x01(\x0e2 .personaldata.v1.DisclosureBasisR\x05basis\x12\x1c\n" +
+	"categories\x18\x05 \x03(\x0e2\x1d.personaldata.v1.DataCategoryB\x04\xe2A\x01\x02R\n" +
+	"categories\x12<\n" +
+	"\x05basis\x18\x06 \x01(\x0e2 .personaldata.v1.DisclosureBasisB\x04\xe2A\x01\x02R\x05basis\x12\x1c\n" +
 	"\treference\x18\a \x01(\tR\treference\"\x80\x01\n" +
 	"\x10DiscloseResponse\x12;\n" +
 	"\n" +
 	"disclosure\x18\x01 \x01(\v2\x1b.personaldata.v1.DisclosureR\n" +
 	"disclosure\x12/\n" +
-	"\x06person\x18\x02 \x01(\v2\x17.personaldata.v1.PersonR\x06person\"}\n" +
-	"!ListRecipientNotificationsRequest\x12\x1c\n" +
-	"\trecipient\x18\x01 \x01(\tR\trecipient\x12\x1b\n" +
+	"\x06person\x18\x02 \x01(\v2\x17.personaldata.v1.PersonR\x06person\"\x83\x01\n" +
+	"!ListRecipientNotificationsRequest\x12\"\n" +
+	"\trecipient\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\trecipient\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x9a\x01\n" +
 	"\"ListRecipientNotificationsResponse\x12L\n" +
 	"\rnotifications\x18\x01 \x03(\v2&.personaldata.v1.RecipientNotificationR\rnotifications\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"C\n" +
-	"#StreamRecipientNotificationsRequest\x12\x1c\n" +
-	"\trecipient\x18\x01 \x01(\tR\trecipient\"r\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"#StreamRecipientNotificationsRequest\x12\"\n" +
+	"\trecipient\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\trecipient\"r\n" +
 	"$StreamRecipientNotificationsResponse\x12J\n" +
-	"\fnotification\x18\x01 \x01(\v2&.personaldata.v1.RecipientNotificationR\fnotification\"g\n" +
-	"\x1eAcknowledgeNotificationRequest\x12\x1c\n" +
-	"\trecipient\x18\x01 \x01(\tR\trecipient\x12'\n" +
-	"\x0fnotification_id\x18\x02 \x01(\tR\x0enotificationId\"m\n" +
+	"\fnotification\x18\x01 \x01(\v2&.personaldata.v1.RecipientNotificationR\fnotification\"s\n" +
+	"\x1eAcknowledgeNotificationRequest\x12\"\n" +
+	"\trecipient\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\trecipient\x12-\n" +
+	"\x0fnotification_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x0enotificationId\"m\n" +
 	"\x1fAcknowledgeNotificationResponse\x12J\n" +
-	"\fnotification\x18\x01 \x01(\v2&.personaldata.v1.RecipientNotificationR\fnotification\"\xe2\x02\n" +
-	"\x10PlaceHoldRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\fnotification\x18\x01 \x01(\v2&.personaldata.v1.RecipientNotificationR\fnotification\"\x80\x03\n" +
+	"\x10PlaceHoldRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x120\n" +
-	"\x05basis\x18\x03 \x01(\x0e2\x1a.personaldata.v1.HoldBasisR\x05basis\x12=\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x126\n" +
+	"\x05basis\x18\x03 \x01(\x0e2\x1a.personaldata.v1.HoldBasisB\x04\xe2A\x01\x02R\x05basis\x12C\n" +
 	"\n" +
-	"categories\x18\x04 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\n" +
+	"categories\x18\x04 \x03(\x0e2\x1d.personaldata.v1.DataCategoryB\x04\xe2A\x01\x02R\n" +
 	"categories\x12E\n" +
 	"\x10transaction_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0ftransactionTime\x120\n" +
-	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1c\n" +
-	"\treference\x18\a \x01(\tR\treference\"G\n" +
+	"\x05until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\"\n" +
+	"\treference\x18\a \x01(\tB\x04\xe2A\x01\x02R\treference\"G\n" +
 	"\x11PlaceHoldResponse\x122\n" +
-	"\x04hold\x18\x01 \x01(\v2\x1e.personaldata.v1.RetentionHoldR\x04hold\"\x93\x01\n" +
-	"\x12ReleaseHoldRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\x04hold\x18\x01 \x01(\v2\x1e.personaldata.v1.RetentionHoldR\x04hold\"\xab\x01\n" +
+	"\x12ReleaseHoldRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12\x17\n" +
-	"\ahold_id\x18\x03 \x01(\tR\x06holdId\x12\x1c\n" +
-	"\treference\x18\x04 \x01(\tR\treference\"I\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1d\n" +
+	"\ahold_id\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06holdId\x12\"\n" +
+	"\treference\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\treference\"I\n" +
 	"\x13ReleaseHoldResponse\x122\n" +
 	"\x04hold\x18\x01 \x01(\v2\x1e.personaldata.v1.RetentionHoldR\x04hold\"\x1a\n" +
 	"\x18RunRetentionSweepRequest\"|\n" +

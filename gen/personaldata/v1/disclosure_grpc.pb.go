@@ -427,7 +427,8 @@ const (
 // RetentionService keeps legal retention holds and runs the retention sweep.
 type RetentionServiceClient interface {
 	// PlaceHold keeps categories of a subject's data past an erasure, for a
-	// legal reason, until a time the basis decides.
+	// legal reason, until a time the basis decides. A subject has at most 100
+	// holds, active and ended.
 	PlaceHold(ctx context.Context, in *PlaceHoldRequest, opts ...grpc.CallOption) (*PlaceHoldResponse, error)
 	// ReleaseHold ends a hold early (the reason is gone).
 	ReleaseHold(ctx context.Context, in *ReleaseHoldRequest, opts ...grpc.CallOption) (*ReleaseHoldResponse, error)
@@ -481,7 +482,8 @@ func (c *retentionServiceClient) RunRetentionSweep(ctx context.Context, in *RunR
 // RetentionService keeps legal retention holds and runs the retention sweep.
 type RetentionServiceServer interface {
 	// PlaceHold keeps categories of a subject's data past an erasure, for a
-	// legal reason, until a time the basis decides.
+	// legal reason, until a time the basis decides. A subject has at most 100
+	// holds, active and ended.
 	PlaceHold(context.Context, *PlaceHoldRequest) (*PlaceHoldResponse, error)
 	// ReleaseHold ends a hold early (the reason is gone).
 	ReleaseHold(context.Context, *ReleaseHoldRequest) (*ReleaseHoldResponse, error)

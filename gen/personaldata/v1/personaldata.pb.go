@@ -1013,16 +1013,20 @@ type Person struct {
 	// Personnummer or samordningsnummer: 10 or 12 digits, with or without "-"
 	// or "+" before the last four. Stored and returned as 12 digits.
 	IdentityNumber string `protobuf:"bytes,1,opt,name=identity_number,json=identityNumber,proto3" json:"identity_number,omitempty"`
-	// Output only: which kind identity_number is.
+	// Which kind identity_number is.
 	IdentityNumberKind IdentityNumberKind `protobuf:"varint,2,opt,name=identity_number_kind,json=identityNumberKind,proto3,enum=personaldata.v1.IdentityNumberKind" json:"identity_number_kind,omitempty"`
-	GivenName          string             `protobuf:"bytes,3,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
-	FamilyName         string             `protobuf:"bytes,4,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
-	// A bare address; the domain may be internationalised ("räksmörgås.se").
-	// Stored and returned with the domain in its IDNA ASCII form, lower case
-	// ("xn--rksmrgs-5wao1o.se"); lookups accept either form.
+	// At most 100 characters.
+	GivenName string `protobuf:"bytes,3,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
+	// At most 100 characters.
+	FamilyName string `protobuf:"bytes,4,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
+	// A bare address, at most 254 characters; the domain may be
+	// internationalised ("räksmörgås.se"). Stored and returned with the domain
+	// in its IDNA ASCII form, lower case ("xn--rksmrgs-5wao1o.se"); lookups
+	// accept either form.
 	Email string `protobuf:"bytes,5,opt,name=email,proto3" json:"email,omitempty"`
-	// Swedish forms ("070-123 45 67") or international ("+4670..."), valid in
-	// the country's numbering plan; stored in E.164.
+	// Swedish forms ("070-123 45 67") or international ("+4670..."), at most 64
+	// characters as written, valid in the country's numbering plan; stored in
+	// E.164.
 	Phone         string         `protobuf:"bytes,6,opt,name=phone,proto3" json:"phone,omitempty"`
 	PostalAddress *PostalAddress `protobuf:"bytes,7,opt,name=postal_address,json=postalAddress,proto3" json:"postal_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1111,11 +1115,13 @@ func (x *Person) GetPostalAddress() *PostalAddress {
 // PostalAddress is where invoices and letters go.
 type PostalAddress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Street, number, and c/o or apartment as needed, one per line.
+	// Street, number, and c/o or apartment as needed, one per line: 1 to 3 lines
+	// of at most 100 characters.
 	Lines []string `protobuf:"bytes,1,rep,name=lines,proto3" json:"lines,omitempty"`
-	// For Sweden five digits, returned as "NNN NN".
+	// At most 16 characters; for Sweden five digits, returned as "NNN NN".
 	PostalCode string `protobuf:"bytes,2,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
-	Locality   string `protobuf:"bytes,3,opt,name=locality,proto3" json:"locality,omitempty"`
+	// At most 100 characters.
+	Locality string `protobuf:"bytes,3,opt,name=locality,proto3" json:"locality,omitempty"`
 	// ISO 3166-1 alpha-2; "SE" when empty.
 	CountryCode   string `protobuf:"bytes,4,opt,name=country_code,json=countryCode,proto3" json:"country_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1457,19 +1463,18 @@ func (x *ChangeRecord) GetErasureGround() ErasureGround {
 
 // HistoryEntry is an earlier e-mail conversation or an error report.
 type HistoryEntry struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Output only.
-	EntryId string      `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
-	Kind    HistoryKind `protobuf:"varint,2,opt,name=kind,proto3,enum=personaldata.v1.HistoryKind" json:"kind,omitempty"`
-	// A short title such as the e-mail subject line.
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EntryId string                 `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	Kind    HistoryKind            `protobuf:"varint,2,opt,name=kind,proto3,enum=personaldata.v1.HistoryKind" json:"kind,omitempty"`
+	// A short title such as the e-mail subject line: at most 200 characters.
 	Title string `protobuf:"bytes,3,opt,name=title,proto3" json:"title,omitempty"`
-	// The text of the conversation or report.
+	// The text of the conversation or report: at most 65,536 characters, line
+	// breaks and tabs allowed.
 	Body string `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
-	// When the conversation or report took place.
+	// When the conversation or report took place: not in the future.
 	OccurTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occur_time,json=occurTime,proto3" json:"occur_time,omitempty"`
-	// A reference such as an order or ticket number.
-	Reference string `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
-	// Output only.
+	// A reference such as an order or ticket number: at most 200 characters.
+	Reference     string                 `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1672,14 +1677,26 @@ func (x *Retention) GetPolicy() string {
 
 // CreateSubjectRequest is the input of CreateSubject.
 type CreateSubjectRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	// "company", or the id of the customer who is controller.
-	ControllerId  string  `protobuf:"bytes,2,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
-	Person        *Person `protobuf:"bytes,3,opt,name=person,proto3" json:"person,omitempty"`
-	Channel       Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	Reference     string  `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
-	PerformedBy   string  `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// "company", or the id of the customer who is controller (1 to 63 characters
+	// a-z, 0-9, '_', '-'). May be left empty by a caller that acts for one
+	// controller only.
+	ControllerId string `protobuf:"bytes,2,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	// identity_number, given_name, family_name and email are required; phone and
+	// postal_address are optional.
+	Person *Person `protobuf:"bytes,3,opt,name=person,proto3" json:"person,omitempty"`
+	// Optional: how the subject's request reached the company.
+	Channel Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// Optional. The request's reference, such as a ticket number: at most 200
+	// characters.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Optional. The person who carried the request out, when the caller is a tool
+	// acting for staff: at most 100 characters. The change record names the
+	// caller too.
+	PerformedBy   string `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1803,8 +1820,11 @@ func (x *CreateSubjectResponse) GetSubject() *Subject {
 
 // FindSubjectRequest is the input of FindSubject.
 type FindSubjectRequest struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	ControllerId string                 `protobuf:"bytes,1,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "company", or the id of the customer who is controller (1 to 63 characters
+	// a-z, 0-9, '_', '-'). May be left empty by a caller that acts for one
+	// controller only.
+	ControllerId string `protobuf:"bytes,1,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
 	// Types that are valid to be assigned to Key:
 	//
 	//	*FindSubjectRequest_IdentityNumber
@@ -2096,18 +2116,26 @@ func (x *AccessSubjectResponse) GetHolds() []*RetentionHold {
 
 // RectifySubjectRequest is the input of RectifySubject.
 type RectifySubjectRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey  string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId       string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	ExpectedVersion int64                  `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	// New values for the fields named in update_mask.
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The version read before the change; a stale one is ABORTED.
+	ExpectedVersion int64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	// New values for the fields named in update_mask, checked as on create; phone
+	// and postal_address may be left empty, which removes them.
 	Person *Person `protobuf:"bytes,4,opt,name=person,proto3" json:"person,omitempty"`
 	// Paths relative to person: identity_number, given_name, family_name,
-	// email, phone, postal_address.
-	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,5,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
-	Channel       Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	Reference     string                 `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
-	PerformedBy   string                 `protobuf:"bytes,8,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
+	// email, phone, postal_address. In JSON a comma-separated string of
+	// lowerCamelCase paths, such as "email,givenName".
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,5,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	Channel    Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// The request's reference, such as a ticket number: at most 200 characters.
+	Reference string `protobuf:"bytes,7,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The person who carried the request out, when the caller is a tool acting
+	// for staff: at most 100 characters. The change record names the caller too.
+	PerformedBy   string `protobuf:"bytes,8,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2253,10 +2281,12 @@ func (x *RectifySubjectResponse) GetChange() *ChangeRecord {
 
 // AddHistoryEntryRequest is the input of AddHistoryEntry.
 type AddHistoryEntryRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Entry          *HistoryEntry          `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string        `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string        `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Entry          *HistoryEntry `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -2361,7 +2391,7 @@ func (x *AddHistoryEntryResponse) GetEntry() *HistoryEntry {
 type ListHistoryEntriesRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	// 1 to 100; 20 when 0.
+	// 0 to 100; 20 when 0.
 	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2475,15 +2505,20 @@ func (x *ListHistoryEntriesResponse) GetNextPageToken() string {
 
 // RestrictProcessingRequest is the input of RestrictProcessing.
 type RestrictProcessingRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Ground         RestrictionGround      `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.RestrictionGround" json:"ground,omitempty"`
-	Channel        Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	Reference      string                 `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
-	PerformedBy    string                 `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string            `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string            `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Ground         RestrictionGround `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.RestrictionGround" json:"ground,omitempty"`
+	Channel        Channel           `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// The request's reference, such as a ticket number: at most 200 characters.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The person who carried the request out, when the caller is a tool acting
+	// for staff: at most 100 characters. The change record names the caller too.
+	PerformedBy   string `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestrictProcessingRequest) Reset() {
@@ -2605,15 +2640,20 @@ func (x *RestrictProcessingResponse) GetSubject() *Subject {
 
 // LiftRestrictionRequest is the input of LiftRestriction.
 type LiftRestrictionRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Resolution     LiftResolution         `protobuf:"varint,3,opt,name=resolution,proto3,enum=personaldata.v1.LiftResolution" json:"resolution,omitempty"`
-	Channel        Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	Reference      string                 `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
-	PerformedBy    string                 `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string         `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string         `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Resolution     LiftResolution `protobuf:"varint,3,opt,name=resolution,proto3,enum=personaldata.v1.LiftResolution" json:"resolution,omitempty"`
+	Channel        Channel        `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// The request's reference, such as a ticket number: at most 200 characters.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The person who carried the request out, when the caller is a tool acting
+	// for staff: at most 100 characters. The change record names the caller too.
+	PerformedBy   string `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LiftRestrictionRequest) Reset() {
@@ -2866,15 +2906,20 @@ func (x *GetSubjectForPurposeResponse) GetFields() []string {
 
 // EraseSubjectRequest is the input of EraseSubject.
 type EraseSubjectRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	SubjectId      string                 `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	Ground         ErasureGround          `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.ErasureGround" json:"ground,omitempty"`
-	Channel        Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
-	Reference      string                 `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
-	PerformedBy    string                 `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string        `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string        `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	Ground         ErasureGround `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.ErasureGround" json:"ground,omitempty"`
+	Channel        Channel       `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// The request's reference, such as a ticket number: at most 200 characters.
+	Reference string `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	// The person who carried the request out, when the caller is a tool acting
+	// for staff: at most 100 characters. The change record names the caller too.
+	PerformedBy   string `protobuf:"bytes,6,opt,name=performed_by,json=performedBy,proto3" json:"performed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EraseSubjectRequest) Reset() {
@@ -3501,7 +3546,7 @@ var File_personaldata_v1_personaldata_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\n" +
-	"\"personaldata/v1/personaldata.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"\"personaldata/v1/personaldata.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
 	"\aSubject\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12#\n" +
@@ -3517,22 +3562,22 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12#\n" +
-	"\rhistory_count\x18\v \x01(\x03R\fhistoryCount\"\xbb\x02\n" +
+	"\rhistory_count\x18\v \x01(\x03R\fhistoryCount\"\xc1\x02\n" +
 	"\x06Person\x12'\n" +
-	"\x0fidentity_number\x18\x01 \x01(\tR\x0eidentityNumber\x12U\n" +
-	"\x14identity_number_kind\x18\x02 \x01(\x0e2#.personaldata.v1.IdentityNumberKindR\x12identityNumberKind\x12\x1d\n" +
+	"\x0fidentity_number\x18\x01 \x01(\tR\x0eidentityNumber\x12[\n" +
+	"\x14identity_number_kind\x18\x02 \x01(\x0e2#.personaldata.v1.IdentityNumberKindB\x04\xe2A\x01\x03R\x12identityNumberKind\x12\x1d\n" +
 	"\n" +
 	"given_name\x18\x03 \x01(\tR\tgivenName\x12\x1f\n" +
 	"\vfamily_name\x18\x04 \x01(\tR\n" +
 	"familyName\x12\x14\n" +
 	"\x05email\x18\x05 \x01(\tR\x05email\x12\x14\n" +
 	"\x05phone\x18\x06 \x01(\tR\x05phone\x12E\n" +
-	"\x0epostal_address\x18\a \x01(\v2\x1e.personaldata.v1.PostalAddressR\rpostalAddress\"\x85\x01\n" +
-	"\rPostalAddress\x12\x14\n" +
-	"\x05lines\x18\x01 \x03(\tR\x05lines\x12\x1f\n" +
-	"\vpostal_code\x18\x02 \x01(\tR\n" +
-	"postalCode\x12\x1a\n" +
-	"\blocality\x18\x03 \x01(\tR\blocality\x12!\n" +
+	"\x0epostal_address\x18\a \x01(\v2\x1e.personaldata.v1.PostalAddressR\rpostalAddress\"\x97\x01\n" +
+	"\rPostalAddress\x12\x1a\n" +
+	"\x05lines\x18\x01 \x03(\tB\x04\xe2A\x01\x02R\x05lines\x12%\n" +
+	"\vpostal_code\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"postalCode\x12 \n" +
+	"\blocality\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\blocality\x12!\n" +
 	"\fcountry_code\x18\x04 \x01(\tR\vcountryCode\"\xff\x01\n" +
 	"\vRestriction\x12:\n" +
 	"\x06ground\x18\x01 \x01(\x0e2\".personaldata.v1.RestrictionGroundR\x06ground\x12?\n" +
@@ -3559,16 +3604,16 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x12restriction_ground\x18\b \x01(\x0e2\".personaldata.v1.RestrictionGroundR\x11restrictionGround\x12H\n" +
 	"\x0flift_resolution\x18\t \x01(\x0e2\x1f.personaldata.v1.LiftResolutionR\x0eliftResolution\x12E\n" +
 	"\x0eerasure_ground\x18\n" +
-	" \x01(\x0e2\x1e.personaldata.v1.ErasureGroundR\rerasureGround\"\x9b\x02\n" +
-	"\fHistoryEntry\x12\x19\n" +
-	"\bentry_id\x18\x01 \x01(\tR\aentryId\x120\n" +
-	"\x04kind\x18\x02 \x01(\x0e2\x1c.personaldata.v1.HistoryKindR\x04kind\x12\x14\n" +
-	"\x05title\x18\x03 \x01(\tR\x05title\x12\x12\n" +
-	"\x04body\x18\x04 \x01(\tR\x04body\x129\n" +
+	" \x01(\x0e2\x1e.personaldata.v1.ErasureGroundR\rerasureGround\"\xbf\x02\n" +
+	"\fHistoryEntry\x12\x1f\n" +
+	"\bentry_id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\aentryId\x126\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1c.personaldata.v1.HistoryKindB\x04\xe2A\x01\x02R\x04kind\x12\x1a\n" +
+	"\x05title\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x05title\x12\x18\n" +
+	"\x04body\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\x04body\x12?\n" +
 	"\n" +
-	"occur_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\toccurTime\x12\x1c\n" +
-	"\treference\x18\x06 \x01(\tR\treference\x12;\n" +
-	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occur_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\toccurTime\x12\x1c\n" +
+	"\treference\x18\x06 \x01(\tR\treference\x12A\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"createTime\"\xa2\x01\n" +
 	"\x11ProcessingPurpose\x122\n" +
 	"\apurpose\x18\x01 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\x12 \n" +
@@ -3577,11 +3622,11 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"legalBasis\x12\x16\n" +
 	"\x06fields\x18\x04 \x03(\tR\x06fields\"#\n" +
 	"\tRetention\x12\x16\n" +
-	"\x06policy\x18\x01 \x01(\tR\x06policy\"\x8a\x02\n" +
-	"\x14CreateSubjectRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12#\n" +
-	"\rcontroller_id\x18\x02 \x01(\tR\fcontrollerId\x12/\n" +
-	"\x06person\x18\x03 \x01(\v2\x17.personaldata.v1.PersonR\x06person\x122\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\"\x96\x02\n" +
+	"\x14CreateSubjectRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
+	"\rcontroller_id\x18\x02 \x01(\tR\fcontrollerId\x125\n" +
+	"\x06person\x18\x03 \x01(\v2\x17.personaldata.v1.PersonB\x04\xe2A\x01\x02R\x06person\x122\n" +
 	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
 	"\treference\x18\x05 \x01(\tR\treference\x12!\n" +
 	"\fperformed_by\x18\x06 \x01(\tR\vperformedBy\"K\n" +
@@ -3593,10 +3638,10 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x05email\x18\x03 \x01(\tH\x00R\x05emailB\x05\n" +
 	"\x03key\"I\n" +
 	"\x13FindSubjectResponse\x122\n" +
-	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"5\n" +
-	"\x14AccessSubjectRequest\x12\x1d\n" +
+	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\";\n" +
+	"\x14AccessSubjectRequest\x12#\n" +
 	"\n" +
-	"subject_id\x18\x01 \x01(\tR\tsubjectId\"\xa3\x04\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\"\xa3\x04\n" +
 	"\x15AccessSubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x127\n" +
 	"\ahistory\x18\x02 \x03(\v2\x1d.personaldata.v1.HistoryEntryR\ahistory\x127\n" +
@@ -3606,78 +3651,78 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\rgenerate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fgenerateTime\x124\n" +
 	"\bconsents\x18\a \x03(\v2\x18.personaldata.v1.ConsentR\bconsents\x12=\n" +
 	"\vdisclosures\x18\b \x03(\v2\x1b.personaldata.v1.DisclosureR\vdisclosures\x124\n" +
-	"\x05holds\x18\t \x03(\v2\x1e.personaldata.v1.RetentionHoldR\x05holds\"\xed\x02\n" +
-	"\x15RectifySubjectRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\x05holds\x18\t \x03(\v2\x1e.personaldata.v1.RetentionHoldR\x05holds\"\x9d\x03\n" +
+	"\x15RectifySubjectRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12/\n" +
-	"\x06person\x18\x04 \x01(\v2\x17.personaldata.v1.PersonR\x06person\x12;\n" +
-	"\vupdate_mask\x18\x05 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\x122\n" +
-	"\achannel\x18\x06 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
-	"\treference\x18\a \x01(\tR\treference\x12!\n" +
-	"\fperformed_by\x18\b \x01(\tR\vperformedBy\"\x83\x01\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12/\n" +
+	"\x10expected_version\x18\x03 \x01(\x03B\x04\xe2A\x01\x02R\x0fexpectedVersion\x125\n" +
+	"\x06person\x18\x04 \x01(\v2\x17.personaldata.v1.PersonB\x04\xe2A\x01\x02R\x06person\x12A\n" +
+	"\vupdate_mask\x18\x05 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
+	"updateMask\x128\n" +
+	"\achannel\x18\x06 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\"\n" +
+	"\treference\x18\a \x01(\tB\x04\xe2A\x01\x02R\treference\x12'\n" +
+	"\fperformed_by\x18\b \x01(\tB\x04\xe2A\x01\x02R\vperformedBy\"\x83\x01\n" +
 	"\x16RectifySubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x125\n" +
-	"\x06change\x18\x02 \x01(\v2\x1d.personaldata.v1.ChangeRecordR\x06change\"\x95\x01\n" +
-	"\x16AddHistoryEntryRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\x06change\x18\x02 \x01(\v2\x1d.personaldata.v1.ChangeRecordR\x06change\"\xa7\x01\n" +
+	"\x16AddHistoryEntryRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x123\n" +
-	"\x05entry\x18\x03 \x01(\v2\x1d.personaldata.v1.HistoryEntryR\x05entry\"N\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x129\n" +
+	"\x05entry\x18\x03 \x01(\v2\x1d.personaldata.v1.HistoryEntryB\x04\xe2A\x01\x02R\x05entry\"N\n" +
 	"\x17AddHistoryEntryResponse\x123\n" +
-	"\x05entry\x18\x01 \x01(\v2\x1d.personaldata.v1.HistoryEntryR\x05entry\"v\n" +
-	"\x19ListHistoryEntriesRequest\x12\x1d\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1d.personaldata.v1.HistoryEntryR\x05entry\"|\n" +
+	"\x19ListHistoryEntriesRequest\x12#\n" +
 	"\n" +
-	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1b\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"}\n" +
 	"\x1aListHistoryEntriesResponse\x127\n" +
 	"\aentries\x18\x01 \x03(\v2\x1d.personaldata.v1.HistoryEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x94\x02\n" +
-	"\x19RestrictProcessingRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb8\x02\n" +
+	"\x19RestrictProcessingRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12:\n" +
-	"\x06ground\x18\x03 \x01(\x0e2\".personaldata.v1.RestrictionGroundR\x06ground\x122\n" +
-	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
-	"\treference\x18\x05 \x01(\tR\treference\x12!\n" +
-	"\fperformed_by\x18\x06 \x01(\tR\vperformedBy\"P\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12@\n" +
+	"\x06ground\x18\x03 \x01(\x0e2\".personaldata.v1.RestrictionGroundB\x04\xe2A\x01\x02R\x06ground\x128\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\"\n" +
+	"\treference\x18\x05 \x01(\tB\x04\xe2A\x01\x02R\treference\x12'\n" +
+	"\fperformed_by\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\vperformedBy\"P\n" +
 	"\x1aRestrictProcessingResponse\x122\n" +
-	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"\x96\x02\n" +
-	"\x16LiftRestrictionRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"\xba\x02\n" +
+	"\x16LiftRestrictionRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x12?\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12E\n" +
 	"\n" +
-	"resolution\x18\x03 \x01(\x0e2\x1f.personaldata.v1.LiftResolutionR\n" +
-	"resolution\x122\n" +
-	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
-	"\treference\x18\x05 \x01(\tR\treference\x12!\n" +
-	"\fperformed_by\x18\x06 \x01(\tR\vperformedBy\"M\n" +
+	"resolution\x18\x03 \x01(\x0e2\x1f.personaldata.v1.LiftResolutionB\x04\xe2A\x01\x02R\n" +
+	"resolution\x128\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\"\n" +
+	"\treference\x18\x05 \x01(\tB\x04\xe2A\x01\x02R\treference\x12'\n" +
+	"\fperformed_by\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\vperformedBy\"M\n" +
 	"\x17LiftRestrictionResponse\x122\n" +
-	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"p\n" +
-	"\x1bGetSubjectForPurposeRequest\x12\x1d\n" +
+	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"|\n" +
+	"\x1bGetSubjectForPurposeRequest\x12#\n" +
 	"\n" +
-	"subject_id\x18\x01 \x01(\tR\tsubjectId\x122\n" +
-	"\apurpose\x18\x02 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\"\xd4\x01\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x128\n" +
+	"\apurpose\x18\x02 \x01(\x0e2\x18.personaldata.v1.PurposeB\x04\xe2A\x01\x02R\apurpose\"\xd4\x01\n" +
 	"\x1cGetSubjectForPurposeResponse\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x122\n" +
 	"\apurpose\x18\x02 \x01(\x0e2\x18.personaldata.v1.PurposeR\apurpose\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\x12/\n" +
 	"\x06person\x18\x04 \x01(\v2\x17.personaldata.v1.PersonR\x06person\x12\x16\n" +
-	"\x06fields\x18\x05 \x03(\tR\x06fields\"\x8a\x02\n" +
-	"\x13EraseSubjectRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12\x1d\n" +
+	"\x06fields\x18\x05 \x03(\tR\x06fields\"\xae\x02\n" +
+	"\x13EraseSubjectRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
-	"subject_id\x18\x02 \x01(\tR\tsubjectId\x126\n" +
-	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundR\x06ground\x122\n" +
-	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
-	"\treference\x18\x05 \x01(\tR\treference\x12!\n" +
-	"\fperformed_by\x18\x06 \x01(\tR\vperformedBy\"\xa6\x01\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12<\n" +
+	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundB\x04\xe2A\x01\x02R\x06ground\x128\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\"\n" +
+	"\treference\x18\x05 \x01(\tB\x04\xe2A\x01\x02R\treference\x12'\n" +
+	"\fperformed_by\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\vperformedBy\"\xa6\x01\n" +
 	"\x14EraseSubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x12+\n" +
 	"\x11erased_categories\x18\x02 \x03(\tR\x10erasedCategories\x12-\n" +

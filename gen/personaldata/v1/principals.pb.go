@@ -90,19 +90,21 @@ func (PrincipalKind) EnumDescriptor() ([]byte, []int) {
 // Principal is a caller: who it is, whom it acts for, what it may do.
 type Principal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Lower-case letters, digits and '-'. With mutual TLS, the client
-	// certificate's common name (or first DNS/URI SAN) is this id.
+	// 1 to 63 characters a-z, 0-9, '_', '-'. With mutual TLS, the client
+	// certificate's common name (or else first DNS name) is this id.
 	PrincipalId string        `protobuf:"bytes,1,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
 	Kind        PrincipalKind `protobuf:"varint,2,opt,name=kind,proto3,enum=personaldata.v1.PrincipalKind" json:"kind,omitempty"`
 	// The controllers it acts for: "company" or customer ids. "*" (operators
 	// only) means every controller.
 	TenantIds []string `protobuf:"bytes,3,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
-	// The purposes it may ask for in GetSubjectForPurpose.
+	// The purposes it may ask for in GetSubjectForPurpose. Empty on create means
+	// the default of its kind.
 	Purposes []Purpose `protobuf:"varint,4,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
 	// The RPCs it may call, as full method names
 	// ("/personaldata.v1.PersonalDataService/GetSubjectForPurpose"). Empty on
 	// create means the default of its kind.
-	Rpcs        []string               `protobuf:"bytes,5,rep,name=rpcs,proto3" json:"rpcs,omitempty"`
+	Rpcs []string `protobuf:"bytes,5,rep,name=rpcs,proto3" json:"rpcs,omitempty"`
+	// At most 200 characters.
 	Description string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
 	Revoked     bool                   `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
 	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -223,9 +225,11 @@ func (x *Principal) GetVersion() int64 {
 
 // CreatePrincipalRequest is the input of CreatePrincipal.
 type CreatePrincipalRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	Principal      *Principal             `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string     `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	Principal      *Principal `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -422,7 +426,7 @@ func (x *GetPrincipalResponse) GetPrincipal() *Principal {
 // ListPrincipalsRequest is the input of ListPrincipals.
 type ListPrincipalsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// 1 to 100; 50 when 0.
+	// 0 to 100; 50 when 0.
 	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -528,13 +532,16 @@ func (x *ListPrincipalsResponse) GetNextPageToken() string {
 
 // UpdatePrincipalRequest is the input of UpdatePrincipal.
 type UpdatePrincipalRequest struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey  string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	PrincipalId     string                 `protobuf:"bytes,2,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
-	ExpectedVersion int64                  `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
-	TenantIds       []string               `protobuf:"bytes,4,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
-	Purposes        []Purpose              `protobuf:"varint,5,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
-	Rpcs            []string               `protobuf:"bytes,6,rep,name=rpcs,proto3" json:"rpcs,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	PrincipalId    string `protobuf:"bytes,2,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	// The version read before the change; a stale one is ABORTED.
+	ExpectedVersion int64     `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3" json:"expected_version,omitempty"`
+	TenantIds       []string  `protobuf:"bytes,4,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
+	Purposes        []Purpose `protobuf:"varint,5,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
+	Rpcs            []string  `protobuf:"bytes,6,rep,name=rpcs,proto3" json:"rpcs,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -658,9 +665,11 @@ func (x *UpdatePrincipalResponse) GetPrincipal() *Principal {
 
 // IssueTokenRequest is the input of IssueToken.
 type IssueTokenRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	PrincipalId    string                 `protobuf:"bytes,2,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	PrincipalId    string `protobuf:"bytes,2,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -765,12 +774,15 @@ func (x *IssueTokenResponse) GetToken() string {
 
 // RevokePrincipalRequest is the input of RevokePrincipal.
 type RevokePrincipalRequest struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	PrincipalId    string                 `protobuf:"bytes,2,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
-	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	PrincipalId    string `protobuf:"bytes,2,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	// Optional: at most 200 characters.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokePrincipalRequest) Reset() {
@@ -964,32 +976,32 @@ var File_personaldata_v1_principals_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\n" +
-	" personaldata/v1/principals.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xbc\x03\n" +
-	"\tPrincipal\x12!\n" +
-	"\fprincipal_id\x18\x01 \x01(\tR\vprincipalId\x122\n" +
-	"\x04kind\x18\x02 \x01(\x0e2\x1e.personaldata.v1.PrincipalKindR\x04kind\x12\x1d\n" +
+	" personaldata/v1/principals.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xec\x03\n" +
+	"\tPrincipal\x12'\n" +
+	"\fprincipal_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\x128\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.personaldata.v1.PrincipalKindB\x04\xe2A\x01\x02R\x04kind\x12#\n" +
 	"\n" +
-	"tenant_ids\x18\x03 \x03(\tR\ttenantIds\x124\n" +
+	"tenant_ids\x18\x03 \x03(\tB\x04\xe2A\x01\x02R\ttenantIds\x124\n" +
 	"\bpurposes\x18\x04 \x03(\x0e2\x18.personaldata.v1.PurposeR\bpurposes\x12\x12\n" +
 	"\x04rpcs\x18\x05 \x03(\tR\x04rpcs\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x18\n" +
-	"\arevoked\x18\a \x01(\bR\arevoked\x12;\n" +
-	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vrevoke_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime\x12\x1f\n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12\x1e\n" +
+	"\arevoked\x18\a \x01(\bB\x04\xe2A\x01\x03R\arevoked\x12A\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12A\n" +
+	"\vrevoke_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"revokeTime\x12%\n" +
 	"\vtoken_count\x18\n" +
-	" \x01(\x05R\n" +
-	"tokenCount\x12\x18\n" +
-	"\aversion\x18\v \x01(\x03R\aversion\"{\n" +
-	"\x16CreatePrincipalRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x128\n" +
-	"\tprincipal\x18\x02 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\"i\n" +
+	" \x01(\x05B\x04\xe2A\x01\x03R\n" +
+	"tokenCount\x12\x1e\n" +
+	"\aversion\x18\v \x01(\x03B\x04\xe2A\x01\x03R\aversion\"\x87\x01\n" +
+	"\x16CreatePrincipalRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12>\n" +
+	"\tprincipal\x18\x02 \x01(\v2\x1a.personaldata.v1.PrincipalB\x04\xe2A\x01\x02R\tprincipal\"i\n" +
 	"\x17CreatePrincipalResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\"8\n" +
-	"\x13GetPrincipalRequest\x12!\n" +
-	"\fprincipal_id\x18\x01 \x01(\tR\vprincipalId\"P\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\">\n" +
+	"\x13GetPrincipalRequest\x12'\n" +
+	"\fprincipal_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\"P\n" +
 	"\x14GetPrincipalResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\"S\n" +
 	"\x15ListPrincipalsRequest\x12\x1b\n" +
@@ -1000,26 +1012,26 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\n" +
 	"principals\x18\x01 \x03(\v2\x1a.personaldata.v1.PrincipalR\n" +
 	"principals\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf8\x01\n" +
-	"\x16UpdatePrincipalRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\fprincipal_id\x18\x02 \x01(\tR\vprincipalId\x12)\n" +
-	"\x10expected_version\x18\x03 \x01(\x03R\x0fexpectedVersion\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x02\n" +
+	"\x16UpdatePrincipalRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12'\n" +
+	"\fprincipal_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\x12/\n" +
+	"\x10expected_version\x18\x03 \x01(\x03B\x04\xe2A\x01\x02R\x0fexpectedVersion\x12\x1d\n" +
 	"\n" +
 	"tenant_ids\x18\x04 \x03(\tR\ttenantIds\x124\n" +
 	"\bpurposes\x18\x05 \x03(\x0e2\x18.personaldata.v1.PurposeR\bpurposes\x12\x12\n" +
 	"\x04rpcs\x18\x06 \x03(\tR\x04rpcs\"S\n" +
 	"\x17UpdatePrincipalResponse\x128\n" +
-	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\"_\n" +
-	"\x11IssueTokenRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\fprincipal_id\x18\x02 \x01(\tR\vprincipalId\"d\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\"k\n" +
+	"\x11IssueTokenRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12'\n" +
+	"\fprincipal_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\"d\n" +
 	"\x12IssueTokenResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\"|\n" +
-	"\x16RevokePrincipalRequest\x12'\n" +
-	"\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\fprincipal_id\x18\x02 \x01(\tR\vprincipalId\x12\x16\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\x88\x01\n" +
+	"\x16RevokePrincipalRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12'\n" +
+	"\fprincipal_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"S\n" +
 	"\x17RevokePrincipalResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\"\x12\n" +

@@ -45,6 +45,7 @@ type PrincipalServiceClient interface {
 	// UpdatePrincipal replaces the tenants, purposes and RPCs of a principal.
 	UpdatePrincipal(ctx context.Context, in *UpdatePrincipalRequest, opts ...grpc.CallOption) (*UpdatePrincipalResponse, error)
 	// IssueToken issues another bearer token for a principal (for rotation).
+	// A principal keeps at most 5 tokens: a sixth drops the oldest.
 	IssueToken(ctx context.Context, in *IssueTokenRequest, opts ...grpc.CallOption) (*IssueTokenResponse, error)
 	// RevokePrincipal disables a principal and all its tokens at once.
 	RevokePrincipal(ctx context.Context, in *RevokePrincipalRequest, opts ...grpc.CallOption) (*RevokePrincipalResponse, error)
@@ -148,6 +149,7 @@ type PrincipalServiceServer interface {
 	// UpdatePrincipal replaces the tenants, purposes and RPCs of a principal.
 	UpdatePrincipal(context.Context, *UpdatePrincipalRequest) (*UpdatePrincipalResponse, error)
 	// IssueToken issues another bearer token for a principal (for rotation).
+	// A principal keeps at most 5 tokens: a sixth drops the oldest.
 	IssueToken(context.Context, *IssueTokenRequest) (*IssueTokenResponse, error)
 	// RevokePrincipal disables a principal and all its tokens at once.
 	RevokePrincipal(context.Context, *RevokePrincipalRequest) (*RevokePrincipalResponse, error)
