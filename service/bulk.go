@@ -51,8 +51,10 @@ func decodeExportToken(token, customer string) (int64, string, bool) {
 }
 
 // ExportControllerSubjects streams everything held about every subject of a
-// customer, erased ones as their tombstones, in subject id order. It needs
-// no agreement in force: returning the data is what the end of one requires.
+// customer, erased ones as their tombstones, in subject id order: each as
+// the pages of its access document, one a message, so that no message is too
+// large whatever a subject holds. It needs no agreement in force: returning
+// the data is what the end of one requires.
 func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjectsRequest, stream grpc.ServerStreamingServer[pdv1.ExportControllerSubjectsResponse]) error {
 	ctx := stream.Context()
 	var v violations
@@ -71,30 +73,41 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 	if err != nil {
 		return s.internal(ctx, "export", err)
 	}
+	// Read once: the purposes and retention each document states.
+	agreements, err := s.agreementsOf(ctx, customer)
+	if err != nil {
+		return err
+	}
+	token := req.GetResumeToken()
 	for {
 		page, err := s.vault.subjectsOfController(ctx, customer, after, bulkPageSize)
 		if err != nil {
 			return s.internal(ctx, "export", err)
 		}
 		for _, sub := range page {
-			// On the trail before the data leaves; no trail, no data.
-			if err := audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"export"}, personFields...)}); err != nil {
-				return err
+			// On the trail before the data leaves (Send writes it); no
+			// trail, no data.
+			audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"export"}, personFields...)})
+			for c := (accessCursor{}); c.list != listEnd; {
+				var doc *pdv1.AccessSubjectResponse
+				if doc, c, err = s.accessPage(ctx, sub, agreements, c); err != nil {
+					return s.internal(ctx, "export", err)
+				}
+				if c.list == listEnd {
+					done++
+					after = sub.ID
+					token = encodeExportToken(customer, done, sub.ID)
+				}
+				if err := stream.Send(&pdv1.ExportControllerSubjectsResponse{
+					Subject:     doc,
+					Done:        done,
+					Total:       max(total, done), // subjects created during the export
+					ResumeToken: token,
+				}); err != nil {
+					return err
+				}
 			}
-			out, err := s.accessResponse(ctx, sub)
-			if err != nil {
-				return err
-			}
-			done++
-			after = sub.ID
-			if err := stream.Send(&pdv1.ExportControllerSubjectsResponse{
-				Subject:     out,
-				Done:        done,
-				Total:       max(total, done), // subjects created during the export
-				ResumeToken: encodeExportToken(customer, done, sub.ID),
-			}); err != nil {
-				return err
-			}
+			audit.Sent(ctx)
 		}
 		if len(page) < bulkPageSize {
 			return nil
@@ -160,7 +173,9 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 		}
 		for _, sub := range page {
 			if sub.Erasure == nil || sub.CleanupPending {
-				if err := audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"erasure"}, erasedCategories...)}); err != nil {
+				// On the trail before the change; no trail, no erasure.
+				audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"erasure"}, erasedCategories...)})
+				if err := audit.Flush(ctx); err != nil {
 					return err
 				}
 				if _, err := s.eraseStored(ctx, sub.ID, job.Ground, prov, op, s.now()); err != nil {
@@ -183,6 +198,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 			if err := progress(job); err != nil {
 				return err
 			}
+			audit.Sent(ctx)
 		}
 		if len(page) < bulkPageSize {
 			break

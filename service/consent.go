@@ -386,11 +386,3 @@ func consentToProto(c *store.Consent) *pdv1.Consent {
 		WithdrawReference: c.WithdrawReference,
 	}
 }
-
-func consentsToProto(cs []store.Consent) []*pdv1.Consent {
-	var out []*pdv1.Consent
-	for i := range cs {
-		out = append(out, consentToProto(&cs[i]))
-	}
-	return out
-}

@@ -263,11 +263,3 @@ func disclosureToProto(d *store.Disclosure) *pdv1.Disclosure {
 	}
 	return out
 }
-
-func disclosuresToProto(ds []store.Disclosure) []*pdv1.Disclosure {
-	var out []*pdv1.Disclosure
-	for i := range ds {
-		out = append(out, disclosureToProto(&ds[i]))
-	}
-	return out
-}

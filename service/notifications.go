@@ -252,13 +252,13 @@ func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNoti
 			return s.internal(ctx, "stream notifications", err)
 		}
 		for _, n := range ns {
-			// On the trail before it leaves; no trail, nothing sent.
-			if err := audit.Note(ctx, noticeTouch(n)); err != nil {
-				return err
-			}
+			// On the trail before it leaves (Send writes it); no trail,
+			// nothing sent.
+			audit.Note(ctx, noticeTouch(n))
 			if err := stream.Send(&pdv1.StreamRecipientNotificationsResponse{Notification: notificationToProto(n)}); err != nil {
 				return err
 			}
+			audit.Sent(ctx)
 		}
 		next = pos
 		if more {

@@ -493,7 +493,7 @@ func erasureResponse(sub *store.Subject, now time.Time) *pdv1.EraseSubjectRespon
 	out := &pdv1.EraseSubjectResponse{Subject: tomb, Kept: keptData(sub, now)}
 	for _, c := range dataCategories {
 		if !slices.Contains(sub.Kept, c.String()) {
-			out.ErasedCategories = append(out.ErasedCategories, categoryLabel(c))
+			out.ErasedCategories = append(out.ErasedCategories, c)
 		}
 	}
 	return out
@@ -525,12 +525,26 @@ func keptData(sub *store.Subject, now time.Time) []*pdv1.KeptData {
 	return out
 }
 
-// retentionOf says how long sub's data is kept: the policy, and what legal
-// holds keep past an erasure.
-func retentionOf(sub *store.Subject, now time.Time) *pdv1.Retention {
+// retentionOf says how long sub's data is kept: for the company's own data
+// its policy; for a customer's data what the processor agreement in force
+// among agreements gives (none for a tombstone). Then what legal holds keep
+// past an erasure.
+func retentionOf(sub *store.Subject, agreements *store.Agreements, now time.Time) *pdv1.Retention {
+	out := &pdv1.Retention{}
 	var b strings.Builder
-	b.WriteString(retentionPolicy)
-	b.WriteString(" Data under a legal retention hold (bookkeeping, legal claims, an agreement still in force) is kept past an erasure, for storage only, until the hold ends, and is then removed.")
+	if sub.Controller == companyController {
+		b.WriteString(retentionPolicy)
+		b.WriteString(" Data under a legal retention hold (bookkeeping, legal claims, an agreement still in force) is kept past an erasure, for storage only, until the hold ends, and is then removed.")
+	} else {
+		var a *store.Agreement
+		if agreements != nil && sub.Erasure == nil {
+			a, _ = agreementCovering(agreements, now.UnixNano(), pdv1.Purpose_PURPOSE_UNSPECIFIED, heldCategories(sub))
+		}
+		if a != nil {
+			out.AgreementId = agreementIDOf(sub.Controller, a.Seq)
+		}
+		b.WriteString(processorRetention(sub, a))
+	}
 	for i := range sub.Holds {
 		h := &sub.Holds[i]
 		if !activeHold(h, now.UnixNano()) {
@@ -547,16 +561,36 @@ func retentionOf(sub *store.Subject, now time.Time) *pdv1.Retention {
 		fmt.Fprintf(&b, " Hold %s: %s %s until %s (%s).", h.ID, strings.Join(labels, ", "), verb,
 			time.Unix(0, h.Until).In(stockholm).Format(time.RFC3339), holdRules[enumValue[pdv1.HoldBasis](pdv1.HoldBasis_value, h.Basis)].law)
 	}
-	return &pdv1.Retention{Policy: b.String()}
+	out.Policy = b.String()
+	return out
 }
 
-// holdsToProto lists a subject's holds, active and ended.
-func holdsToProto(holds []store.Hold) []*pdv1.RetentionHold {
-	var out []*pdv1.RetentionHold
-	for i := range holds {
-		out = append(out, holdToProto(&holds[i]))
+// processorRetention is how long a customer's data is kept: as long as the
+// customer, its controller, instructs within the agreement in force (a; nil
+// when none is, or the subject is erased), and at the agreement's end
+// returned or erased as the customer decides (GDPR Art. 28(3)(g)).
+func processorRetention(sub *store.Subject, a *store.Agreement) string {
+	switch {
+	case sub.Erasure != nil:
+		return fmt.Sprintf("Kept for the controller %s under a processor agreement, as long as the controller instructs. "+
+			"Erased on the controller's instruction: a tombstone without personal data remains.", sub.Controller)
+	case a == nil:
+		return fmt.Sprintf("Kept for the controller %s. No processor agreement covering it is in force: "+
+			"it is only stored until the controller has it returned (export) or erased (GDPR Art. 28(3)(g)).", sub.Controller)
 	}
-	return out
+	cur := a.Current()
+	end := cur.InForceTo
+	if a.TerminatedAt != 0 && (end == 0 || a.TerminatedAt < end) {
+		end = a.TerminatedAt
+	}
+	until := "until terminated"
+	if end != 0 {
+		until = "until " + rfc3339(end)
+	}
+	return fmt.Sprintf("Kept for the controller %s, as long as it instructs, under processor agreement %s (%s), in force from %s %s. "+
+		"When the agreement ends, the controller decides whether the data is returned to it (export) or erased (GDPR Art. 28(3)(g)). "+
+		"Erasure removes the data and leaves a tombstone without personal data.",
+		sub.Controller, agreementIDOf(sub.Controller, a.Seq), cur.DocumentRef, rfc3339(cur.InForceFrom), until)
 }
 
 func holdToProto(h *store.Hold) *pdv1.RetentionHold {

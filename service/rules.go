@@ -1,7 +1,10 @@
 package service
 
 import (
+	"fmt"
+
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
 )
 
 // Names of the Person fields, as used in update masks, change records and
@@ -62,8 +65,9 @@ var purposeRules = map[pdv1.Purpose]purposeRule{
 }
 
 // processorBasis is the basis for data a customer keeps in the company's
-// systems: the company processes it on the customer's instruction.
-const processorBasis = "processing on the controller's instruction under a processor agreement (GDPR Art. 28)"
+// systems: the company processes it on the customer's instruction, under the
+// agreement named by %s.
+const processorBasis = "processing on the controller's instruction under processor agreement %s (GDPR Art. 28)"
 
 // retentionPolicy is the policy's promise on how long data is kept.
 const retentionPolicy = "Kept as long as needed to deliver the services and as long as the law requires: " +
@@ -73,21 +77,30 @@ const retentionPolicy = "Kept as long as needed to deliver the services and as l
 // erasedCategories are the categories of personal data an erasure removes.
 var erasedCategories = []string{"identification", "contact", "history"}
 
-// processingPurposes describes every purpose for AccessSubject, with the
-// legal basis that applies to this controller's data.
-func processingPurposes(controller string) []*pdv1.ProcessingPurpose {
-	basis := contractBasis
-	if controller != companyController {
-		basis = processorBasis
-	}
+// processingPurposes describes the purposes for AccessSubject with their
+// legal basis: for the company's own data every purpose; for a customer's
+// data (agreements, read by agreementsOf) only those for which an agreement
+// in force at now covers the purpose and the data it uses, as the purpose
+// view requires.
+func processingPurposes(controller string, agreements *store.Agreements, now int64) []*pdv1.ProcessingPurpose {
 	var out []*pdv1.ProcessingPurpose
 	for p := pdv1.Purpose(1); ; p++ {
 		rule, ok := purposeRules[p]
 		if !ok {
 			return out
 		}
-		legalBasis := basis
-		if rule.basis != "" && controller == companyController {
+		legalBasis := contractBasis
+		switch {
+		case controller != companyController:
+			if agreements == nil {
+				return nil
+			}
+			a, _ := agreementCovering(agreements, now, p, categoriesOf(rule.fields))
+			if a == nil {
+				continue
+			}
+			legalBasis = fmt.Sprintf(processorBasis, agreementIDOf(controller, a.Seq))
+		case rule.basis != "":
 			legalBasis = rule.basis
 		}
 		out = append(out, &pdv1.ProcessingPurpose{

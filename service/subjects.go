@@ -13,7 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
@@ -223,11 +223,10 @@ func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject
 	return sub, nil
 }
 
-// note tells the audit trail what a unary request touched; the interceptor
-// appends it with the outcome. (Streams call audit.Note themselves and stop
-// on its error.)
+// note tells the audit trail what a request touched; the interceptor
+// appends it with the outcome, in a stream before the data leaves.
 func note(ctx context.Context, t audit.Touch) {
-	_ = audit.Note(ctx, t) // in a unary call it only records
+	audit.Note(ctx, t)
 }
 
 // keyFields are what a lookup or a uniqueness check reads.
@@ -286,80 +285,6 @@ func (v *violations) controllerFor(c *auth.Caller, id string) string {
 		}
 	}
 	return v.controller(id)
-}
-
-// AccessSubject returns everything held about a subject.
-func (s *Service) AccessSubject(ctx context.Context, req *pdv1.AccessSubjectRequest) (*pdv1.AccessSubjectResponse, error) {
-	var v violations
-	id := v.subjectID(req.GetSubjectId())
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	sub, err := s.getSubject(ctx, "access", id)
-	if sub == nil {
-		return nil, err
-	}
-	note(ctx, audit.Touch{SubjectID: id, Fields: append([]string{"history", "changes"}, personFields...)})
-	if err := s.onControllersInstruction(ctx, sub); err != nil {
-		return nil, err
-	}
-	if sub.Erasure == nil {
-		cats := []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT}
-		if sub.HistoryCount > 0 {
-			cats = append(cats, pdv1.DataCategory_DATA_CATEGORY_HISTORY)
-		}
-		if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, cats); err != nil {
-			return nil, err
-		}
-	}
-	return s.accessResponse(ctx, sub)
-}
-
-// accessResponse is everything held about sub, as AccessSubject answers it:
-// for an erased subject, the tombstone.
-func (s *Service) accessResponse(ctx context.Context, sub *store.Subject) (*pdv1.AccessSubjectResponse, error) {
-	out := &pdv1.AccessSubjectResponse{
-		Subject:      subjectToProto(sub),
-		Purposes:     processingPurposes(sub.Controller),
-		Retention:    retentionOf(sub, s.now()),
-		GenerateTime: timestamppb.New(s.now()),
-	}
-	for _, c := range sub.Changes {
-		out.Changes = append(out.Changes, changeToProto(c))
-	}
-	out.Holds = holdsToProto(sub.Holds)
-	out.Consents, out.Disclosures = consentsToProto(sub.Consents), disclosuresToProto(sub.Disclosures)
-	if sub.Erasure != nil {
-		// The tombstone is all that is held, with what legal holds keep
-		// (storage only).
-		out.Purposes = nil
-		if !keepsHistory(sub) {
-			return out, nil
-		}
-	}
-	var err error
-	out.History, err = s.historyRange(ctx, sub, 0, sub.HistoryCount)
-	if err != nil {
-		return nil, s.internal(ctx, "access", err)
-	}
-	return out, nil
-}
-
-// historyRange reads entries [from, to) of a subject by exact _id. A number
-// with no entry (an add interrupted before its entry was written) is skipped.
-func (s *Service) historyRange(ctx context.Context, sub *store.Subject, from, to int64) ([]*pdv1.HistoryEntry, error) {
-	var out []*pdv1.HistoryEntry
-	for seq := from; seq < to; seq++ {
-		e, err := s.vault.getHistoryEntry(ctx, sub.ID, seq)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, historyToProto(e))
-	}
-	return out, nil
 }
 
 // RectifySubject changes the fields named in the update mask.
@@ -604,14 +529,22 @@ func (s *Service) ListHistoryEntries(ctx context.Context, req *pdv1.ListHistoryE
 	if err := s.requireAgreement(ctx, sub.Controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, historyCategory); err != nil {
 		return nil, err
 	}
-	to := min(from+size, sub.HistoryCount)
-	entries, err := s.historyRange(ctx, sub, from, to)
-	if err != nil {
-		return nil, s.internal(ctx, "list history", err)
+	// Up to size entries, fewer when they reach maxPageBytes (access.go).
+	out := &pdv1.ListHistoryEntriesResponse{}
+	to, pageBytes := min(from+size, sub.HistoryCount), 0
+	next := from
+	for ; next < to && pageBytes < maxPageBytes; next++ {
+		e, err := s.historyEntry(ctx, id, next)
+		if err != nil {
+			return nil, s.internal(ctx, "list history", err)
+		}
+		if e != nil {
+			out.Entries = append(out.Entries, e)
+			pageBytes += proto.Size(e)
+		}
 	}
-	out := &pdv1.ListHistoryEntriesResponse{Entries: entries}
-	if to < sub.HistoryCount {
-		out.NextPageToken = encodePageToken(id, to)
+	if next < sub.HistoryCount {
+		out.NextPageToken = encodePageToken(id, next)
 	}
 	return out, nil
 }

@@ -39,35 +39,44 @@ func (t Touch) chain() string {
 }
 
 // record gathers a request's touches. In a unary call they are appended
-// when the handler returns, with its outcome, before the response leaves;
-// in a stream (immediate), each is appended as it is noted, before the data
-// it concerns is sent.
+// when the handler returns, with its outcome, before the response leaves. In
+// a stream (flush set) they are appended with outcome OK just before the
+// next message leaves, or at Flush, so that no data goes out and no change
+// is made before its event is written; a stream that then ends in an error
+// appends another event, with that error, for the touches whose data was
+// still being sent (not yet marked Sent).
 type record struct {
-	mu        sync.Mutex
-	touches   []Touch
-	immediate func(Touch) error
+	mu      sync.Mutex
+	touches []Touch // noted, not yet appended
+	// flush, in a stream, appends the noted touches with outcome OK and
+	// moves them to open; nil in a unary call.
+	flush func() error
+	// open are the touches of a stream appended with OK whose data has not
+	// all been sent yet.
+	open []Touch
 }
 
 type recordKey struct{}
 
-// Note records that the request touched personal data. In a stream it
-// appends the event at once and returns its error: the handler must then
-// stop without sending the data (fail closed). Handlers call it as soon as
-// they have read a subject, before any refusal, so that refused attempts are
-// on record too; later notes about the same chain add their fields.
-func Note(ctx context.Context, t Touch) error {
+// Note records that the request touched personal data. Handlers call it as
+// soon as they have read a subject, before any refusal, so that refused
+// attempts are on record too; later notes about the same chain, before its
+// event is appended, add their fields.
+func Note(ctx context.Context, t Touch) {
 	r, _ := ctx.Value(recordKey{}).(*record)
 	if r == nil {
-		return nil
-	}
-	if r.immediate != nil {
-		return r.immediate(t)
+		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := range r.touches {
-		if r.touches[i].chain() == t.chain() {
-			m := &r.touches[i]
+	r.touches = merge(r.touches, t)
+}
+
+// merge adds t to touches, into the touch of the same chain if there is one.
+func merge(touches []Touch, t Touch) []Touch {
+	for i := range touches {
+		if touches[i].chain() == t.chain() {
+			m := &touches[i]
 			m.Fields = append(m.Fields, t.Fields...)
 			if t.Purpose != "" {
 				m.Purpose = t.Purpose
@@ -78,11 +87,33 @@ func Note(ctx context.Context, t Touch) error {
 			if t.SubjectID != "" {
 				m.SubjectID = t.SubjectID
 			}
-			return nil
+			return touches
 		}
 	}
-	r.touches = append(r.touches, t)
+	return append(touches, t)
+}
+
+// Flush appends, in a stream, the events of the touches noted so far, as
+// sending a message does; a stream handler calls it before a change. On
+// error the handler must stop without sending or changing anything (fail
+// closed). In a unary call it does nothing: the events follow the outcome.
+func Flush(ctx context.Context) error {
+	if r, _ := ctx.Value(recordKey{}).(*record); r != nil && r.flush != nil {
+		return r.flush()
+	}
 	return nil
+}
+
+// Sent tells, in a stream, that the data of the touches noted so far has
+// been sent in full: if the stream fails later, their events stand as OK.
+func Sent(ctx context.Context) {
+	r, _ := ctx.Value(recordKey{}).(*record)
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.open = nil
 }
 
 // Recorder is the one place that writes audit events: an interceptor around
@@ -125,36 +156,82 @@ func (r *Recorder) Unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	rec := &record{}
 	resp, err := handler(context.WithValue(ctx, recordKey{}, rec), req)
 	for _, t := range rec.touches {
-		if _, aerr := r.log.Append(ctx, r.event(ctx, info.FullMethod, t, err)); aerr != nil {
-			r.logger.ErrorContext(ctx, "audit trail not written; request refused", slog.String("method", info.FullMethod), slog.String("error", aerr.Error()))
+		if !r.append(ctx, info.FullMethod, t, err) {
 			return nil, errAuditDown
 		}
 	}
 	return resp, err
 }
 
-// Stream makes notes in a stream append at once.
+// Stream appends the events of a stream's touches before the data they
+// concern leaves (see record), and, when the stream ends in an error, the
+// outcome the caller got for the data it did not receive in full.
 func (r *Recorder) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !audited(info.FullMethod) {
 		return handler(srv, ss)
 	}
 	ctx := ss.Context()
-	rec := &record{immediate: func(t Touch) error {
-		if _, err := r.log.Append(ctx, r.event(ctx, info.FullMethod, t, nil)); err != nil {
-			r.logger.ErrorContext(ctx, "audit trail not written; stream stopped", slog.String("method", info.FullMethod), slog.String("error", err.Error()))
-			return errAuditDown
+	rec := &record{}
+	rec.flush = func() error {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for len(rec.touches) > 0 {
+			t := rec.touches[0]
+			if !r.append(ctx, info.FullMethod, t, nil) {
+				return errAuditDown
+			}
+			rec.touches = rec.touches[1:]
+			rec.open = merge(rec.open, t)
 		}
 		return nil
-	}}
-	return handler(srv, &recordStream{ServerStream: ss, ctx: context.WithValue(ctx, recordKey{}, rec)})
+	}
+	err := handler(srv, &recordStream{ServerStream: ss, ctx: context.WithValue(ctx, recordKey{}, rec), rec: rec})
+	// The caller may be gone: what is left to record is written regardless.
+	ctx = context.WithoutCancel(ctx)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	// Notes whose data never left (refusals, mostly): their outcome is the
+	// stream's, as in a unary call.
+	for _, t := range rec.touches {
+		if !r.append(ctx, info.FullMethod, t, err) && err == nil {
+			err = errAuditDown
+		}
+	}
+	if err != nil {
+		// Data that went out with OK on record, but not in full.
+		for _, t := range rec.open {
+			r.append(ctx, info.FullMethod, t, err)
+		}
+	}
+	return err
 }
 
+// append writes the event of t with the outcome of err, and says whether it
+// could.
+func (r *Recorder) append(ctx context.Context, method string, t Touch, err error) bool {
+	if _, aerr := r.log.Append(ctx, r.event(ctx, method, t, err)); aerr != nil {
+		r.logger.ErrorContext(ctx, "audit trail not written", slog.String("method", method), slog.String("error", aerr.Error()))
+		return false
+	}
+	return true
+}
+
+// recordStream is a stream whose messages leave only after the events of
+// what they carry are written.
 type recordStream struct {
 	grpc.ServerStream
 	ctx context.Context
+	rec *record
 }
 
 func (s *recordStream) Context() context.Context { return s.ctx }
+
+func (s *recordStream) SendMsg(m any) error {
+	if err := s.rec.flush(); err != nil {
+		return err
+	}
+	return s.ServerStream.SendMsg(m)
+}
 
 // audited says which RPCs touch personal data or who may: everything but
 // health, reflection, the caller's own identity and the audit trail itself.

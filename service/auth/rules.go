@@ -16,6 +16,7 @@ var subjectRPCs = []string{
 	pdv1.PersonalDataService_CreateSubject_FullMethodName,
 	pdv1.PersonalDataService_FindSubject_FullMethodName,
 	pdv1.PersonalDataService_AccessSubject_FullMethodName,
+	pdv1.PersonalDataService_StreamSubjectAccess_FullMethodName,
 	pdv1.PersonalDataService_RectifySubject_FullMethodName,
 	pdv1.PersonalDataService_AddHistoryEntry_FullMethodName,
 	pdv1.PersonalDataService_ListHistoryEntries_FullMethodName,

@@ -520,7 +520,10 @@ func TestExportControllerSubjects(t *testing.T) {
 			}
 			switch s.GetSubjectId() {
 			case subs[0].GetSubjectId():
-				if len(m.GetSubject().GetHistory()) != 1 || s.GetPerson().GetGivenName() != "Testa100" || len(m.GetSubject().GetPurposes()) == 0 {
+				// The agreement has ended: no purpose any more, only storage
+				// until the customer has its data returned or erased.
+				if len(m.GetSubject().GetHistory()) != 1 || s.GetPerson().GetGivenName() != "Testa100" || len(m.GetSubject().GetPurposes()) != 0 ||
+					m.GetSubject().GetRetention().GetAgreementId() != "" || !strings.Contains(m.GetSubject().GetRetention().GetPolicy(), "No processor agreement covering it is in force") {
 					t.Errorf("export of the subject with history: %v", m.GetSubject())
 				}
 			case subs[1].GetSubjectId():
@@ -718,9 +721,9 @@ func TestEraseControllerSubjectsResume(t *testing.T) {
 // token; stopAfter > 0 cancels the call after that many messages.
 func exportSubjects(t *testing.T, e *env, transport, token string, req *pdv1.ExportControllerSubjectsRequest, stopAfter int) ([]*pdv1.ExportControllerSubjectsResponse, error) {
 	t.Helper()
-	return streamRPC(t, e, transport, token, req, "/v1/customers/"+req.GetCustomerId()+"/subjects:export", stopAfter,
-		func(ctx context.Context, cl pdv1.ProcessorAgreementServiceClient) (grpc.ServerStreamingClient[pdv1.ExportControllerSubjectsResponse], error) {
-			return cl.ExportControllerSubjects(ctx, req)
+	return streamRPC(t, e, transport, token, req, http.MethodPost, "/v1/customers/"+req.GetCustomerId()+"/subjects:export", doneAt[*pdv1.ExportControllerSubjectsResponse](stopAfter),
+		func(ctx context.Context, conn *grpc.ClientConn) (grpc.ServerStreamingClient[pdv1.ExportControllerSubjectsResponse], error) {
+			return pdv1.NewProcessorAgreementServiceClient(conn).ExportControllerSubjects(ctx, req)
 		})
 }
 
@@ -729,9 +732,9 @@ func exportSubjects(t *testing.T, e *env, transport, token string, req *pdv1.Exp
 // subjects done.
 func eraseSubjects(t *testing.T, e *env, transport, token string, req *pdv1.EraseControllerSubjectsRequest, stopAfter int) ([]*pdv1.EraseControllerSubjectsResponse, error) {
 	t.Helper()
-	return streamRPC(t, e, transport, token, req, "/v1/customers/"+req.GetCustomerId()+"/subjects:erase", stopAfter,
-		func(ctx context.Context, cl pdv1.ProcessorAgreementServiceClient) (grpc.ServerStreamingClient[pdv1.EraseControllerSubjectsResponse], error) {
-			return cl.EraseControllerSubjects(ctx, req)
+	return streamRPC(t, e, transport, token, req, http.MethodPost, "/v1/customers/"+req.GetCustomerId()+"/subjects:erase", doneAt[*pdv1.EraseControllerSubjectsResponse](stopAfter),
+		func(ctx context.Context, conn *grpc.ClientConn) (grpc.ServerStreamingClient[pdv1.EraseControllerSubjectsResponse], error) {
+			return pdv1.NewProcessorAgreementServiceClient(conn).EraseControllerSubjects(ctx, req)
 		})
 }
 
@@ -741,24 +744,32 @@ type progress interface {
 	GetDone() int64
 }
 
+// doneAt stops a stream once a message reports n done; never when n is 0.
+func doneAt[Resp progress](n int) func(Resp) bool {
+	return func(m Resp) bool { return n > 0 && m.GetDone() >= int64(n) }
+}
+
 // streamRPC collects the messages of a server-streaming RPC: over gRPC with
-// the generated client, over REST with a POST whose answer is the gateway's
-// newline-delimited JSON, a {"result": ...} or {"error": ...} per line. With
-// stopAfter > 0 it cancels the call once a message reports that many done.
+// the generated client, over REST with the request's verb (POST with the
+// request as body; GET with path holding it), whose answer is the gateway's
+// newline-delimited JSON, a {"result": ...} or {"error": ...} per line. It
+// cancels the call once stop (if not nil) says so.
 func streamRPC[R any, Resp interface {
 	*R
-	progress
-}](t *testing.T, e *env, transport, token string, req proto.Message, path string, stopAfter int,
-	open func(context.Context, pdv1.ProcessorAgreementServiceClient) (grpc.ServerStreamingClient[R], error),
+	proto.Message
+}](t *testing.T, e *env, transport, token string, req proto.Message, verb, path string, stop func(Resp) bool,
+	open func(context.Context, *grpc.ClientConn) (grpc.ServerStreamingClient[R], error),
 ) ([]Resp, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out []Resp
-	stop := func(m Resp) bool { return stopAfter > 0 && m.GetDone() >= int64(stopAfter) }
+	if stop == nil {
+		stop = func(Resp) bool { return false }
+	}
 	if transport != "rest" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
-		st, err := open(ctx, pdv1.NewProcessorAgreementServiceClient(e.grpc))
+		st, err := open(ctx, e.grpc)
 		if err != nil {
 			return nil, err
 		}
@@ -776,11 +787,15 @@ func streamRPC[R any, Resp interface {
 			}
 		}
 	}
-	body, err := jsonOut.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
+	var body io.Reader
+	if verb == http.MethodPost {
+		b, err := jsonOut.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
 	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, e.base+path, bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, verb, e.base+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}

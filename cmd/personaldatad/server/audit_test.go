@@ -224,6 +224,9 @@ func TestAuditFailsClosed(t *testing.T) {
 	c := e.gc()
 	sub := create(t, c, 810)
 	call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+	if _, err := streamAccess(t, e, "grpc", e.token, &pdv1.StreamSubjectAccessRequest{SubjectId: sub.GetSubjectId()}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.db.Collection("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
 		Keys: bson.D{{Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
 	}); err != nil {
@@ -234,6 +237,11 @@ func TestAuditFailsClosed(t *testing.T) {
 		err := c.call(context.Background(), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &res)
 		if status.Code(err) != codes.Unavailable || res.GetSubject() != nil {
 			t.Errorf("%s with the trail refusing writes: %v, response %v", c.name(), err, &res)
+		}
+		// A stream sends nothing before its event is written.
+		pages, err := streamAccess(t, e, c.name(), e.token, &pdv1.StreamSubjectAccessRequest{SubjectId: sub.GetSubjectId()})
+		if status.Code(err) != codes.Unavailable || len(pages) != 0 {
+			t.Errorf("%s stream with the trail refusing writes: %v, %d pages", c.name(), err, len(pages))
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // metrics counts RPCs by method and status code. Labels are method names and
@@ -114,5 +115,21 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 			}
 		}()
 		return handler(srv, ss)
+	}
+}
+
+// limitUnary refuses a unary response larger than max with
+// RESOURCE_EXHAUSTED before it leaves. The transport would refuse it too,
+// but only after every interceptor had counted, logged and audited the call
+// as a success.
+func limitUnary(max int) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if m, ok := resp.(proto.Message); ok && err == nil {
+			if n := proto.Size(m); n > max {
+				return nil, status.Errorf(codes.ResourceExhausted, "the response would be %d bytes, more than the %d a message may have", n, max)
+			}
+		}
+		return resp, err
 	}
 }

@@ -164,7 +164,7 @@ func TestEraseWithContactHold(t *testing.T) {
 		if tomb := res.GetSubject(); tomb.GetState() != pdv1.SubjectState_SUBJECT_STATE_ERASED || tomb.GetPerson() != nil {
 			t.Errorf("tombstone %v", tomb)
 		}
-		if !slices.Equal(res.GetErasedCategories(), []string{"identification", "history"}) {
+		if !slices.Equal(res.GetErasedCategories(), []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_HISTORY}) {
 			t.Errorf("erased %v", res.GetErasedCategories())
 		}
 		wantKept := []*pdv1.KeptData{{Categories: []pdv1.DataCategory{contactData}, Basis: pdv1.HoldBasis_HOLD_BASIS_BOOKKEEPING, Until: hold.GetUntil(), HoldId: hold.GetHoldId()}}
@@ -295,7 +295,7 @@ func TestMarketingObjectionWithHold(t *testing.T) {
 		req := eraseReq(sub, "object")
 		req.Ground = pdv1.ErasureGround_ERASURE_GROUND_DIRECT_MARKETING_OBJECTION
 		res := call(t, c, "EraseSubject", req, &pdv1.EraseSubjectResponse{})
-		if len(res.GetKept()) != 1 || !slices.Equal(res.GetErasedCategories(), []string{"identification", "history"}) {
+		if len(res.GetKept()) != 1 || !slices.Equal(res.GetErasedCategories(), []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_HISTORY}) {
 			t.Errorf("erase %v", res)
 		}
 		refusedForMarketing(t, e, c, sub.GetSubjectId())
@@ -314,7 +314,7 @@ func TestEraseWithoutActiveHold(t *testing.T) {
 		call(t, c, placeHold, claimsReq(sub, "short", e.clock.Now().Add(time.Hour), identification), &pdv1.PlaceHoldResponse{})
 		e.clock.Advance(2 * time.Hour)
 		res := call(t, c, "EraseSubject", eraseReq(sub, "erase"), &pdv1.EraseSubjectResponse{})
-		if !slices.Equal(res.GetErasedCategories(), []string{"identification", "contact", "history"}) || len(res.GetKept()) != 0 || res.GetSubject().GetPerson() != nil {
+		if !slices.Equal(res.GetErasedCategories(), []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT, pdv1.DataCategory_DATA_CATEGORY_HISTORY}) || len(res.GetKept()) != 0 || res.GetSubject().GetPerson() != nil {
 			t.Errorf("erase %v", res)
 		}
 		if e.hasDataKey(t, sub.GetSubjectId()) || len(e.sealedFields(t, sub.GetSubjectId())) != 0 {
@@ -334,7 +334,7 @@ func TestLegalClaimsReleasedEarly(t *testing.T) {
 		call(t, c, "AddHistoryEntry", historyReq(sub, "h", 1), &pdv1.AddHistoryEntryResponse{})
 		claims := call(t, c, placeHold, claimsReq(sub, "claims", e.clock.Now().AddDate(2, 0, 0), identification, historyData), &pdv1.PlaceHoldResponse{}).GetHold()
 		res := call(t, c, "EraseSubject", eraseReq(sub, "erase"), &pdv1.EraseSubjectResponse{})
-		if !slices.Equal(res.GetErasedCategories(), []string{"contact"}) || len(res.GetKept()) != 1 ||
+		if !slices.Equal(res.GetErasedCategories(), []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_CONTACT}) || len(res.GetKept()) != 1 ||
 			!slices.Equal(res.GetKept()[0].GetCategories(), []pdv1.DataCategory{identification, historyData}) ||
 			res.GetKept()[0].GetBasis() != pdv1.HoldBasis_HOLD_BASIS_LEGAL_CLAIMS {
 			t.Errorf("erase %v", res)
@@ -392,7 +392,7 @@ func TestHoldsPartlyEnded(t *testing.T) {
 		short := call(t, c, placeHold, claimsReq(sub, "short", e.clock.Now().Add(24*time.Hour), identification, contactData), &pdv1.PlaceHoldResponse{}).GetHold()
 		long := call(t, c, placeHold, claimsReq(sub, "long", e.clock.Now().Add(48*time.Hour), contactData), &pdv1.PlaceHoldResponse{}).GetHold()
 		res := call(t, c, "EraseSubject", eraseReq(sub, "erase"), &pdv1.EraseSubjectResponse{})
-		if !slices.Equal(res.GetErasedCategories(), []string{"history"}) || len(res.GetKept()) != 2 ||
+		if !slices.Equal(res.GetErasedCategories(), []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_HISTORY}) || len(res.GetKept()) != 2 ||
 			res.GetKept()[0].GetHoldId() != short.GetHoldId() || res.GetKept()[1].GetHoldId() != long.GetHoldId() ||
 			!slices.Equal(res.GetKept()[1].GetCategories(), []pdv1.DataCategory{contactData}) {
 			t.Errorf("erase %v", res)

@@ -38,6 +38,11 @@ import (
 // maxRequestBytes bounds a request, over gRPC and over REST.
 const maxRequestBytes = 1 << 20
 
+// maxResponseBytes bounds a response message: 4 MiB, what gRPC clients
+// accept by default, and the gateway's own connection too. The service pages
+// what grows (about 1 MiB a page), so no answer needs more.
+const maxResponseBytes = 4 << 20
+
 // Config is what the server needs to start.
 type Config struct {
 	// GRPCAddr and HTTPAddr are the listen addresses; ":0" picks a free port.
@@ -159,7 +164,11 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
-			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary),
+			// A stream's message over the limit fails in Send, which the
+			// handler returns; a unary response, in limitUnary, inside the
+			// audit recorder, so the trail records what the caller got.
+			grpc.MaxSendMsgSize(maxResponseBytes),
+			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, limitUnary(maxResponseBytes)),
 			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream),
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
@@ -185,6 +194,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	// interceptors (metrics, logs, authentication).
 	s.gateConn, err = grpc.NewClient(s.gatewayLis.Addr().String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)),
 		grpc.WithPerRPCCredentials(gatewayCredentials(gatewaySecret)))
 	if err != nil {
 		return fmt.Errorf("dial gateway: %w", err)

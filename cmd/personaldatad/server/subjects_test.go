@@ -600,7 +600,7 @@ func TestEraseSubject(t *testing.T) {
 			!tomb.GetErasure().GetEraseTime().AsTime().Equal(e.clock.Now()) {
 			t.Errorf("tombstone %v", tomb)
 		}
-		if !slices.Equal(res.GetErasedCategories(), []string{"identification", "contact", "history"}) {
+		if !slices.Equal(res.GetErasedCategories(), []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT, pdv1.DataCategory_DATA_CATEGORY_HISTORY}) {
 			t.Errorf("erased categories %v", res.GetErasedCategories())
 		}
 

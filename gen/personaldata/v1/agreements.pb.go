@@ -1060,13 +1060,17 @@ func (x *ExportControllerSubjectsRequest) GetResumeToken() string {
 	return ""
 }
 
-// ExportControllerSubjectsResponse is one subject and the progress so far.
+// ExportControllerSubjectsResponse is one page of a subject's access
+// document and the progress so far. A subject whose page has a
+// next_page_token continues in the next message.
 type ExportControllerSubjectsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       *AccessSubjectResponse `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Done          int64                  `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
-	Total         int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
-	ResumeToken   string                 `protobuf:"bytes,4,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject *AccessSubjectResponse `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Subjects sent in full.
+	Done  int64 `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	Total int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	// Resumes after the last subject sent in full.
+	ResumeToken   string `protobuf:"bytes,4,opt,name=resume_token,json=resumeToken,proto3" json:"resume_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

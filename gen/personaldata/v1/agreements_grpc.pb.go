@@ -54,7 +54,8 @@ type ProcessorAgreementServiceClient interface {
 	CheckProcessorAgreement(ctx context.Context, in *CheckProcessorAgreementRequest, opts ...grpc.CallOption) (*CheckProcessorAgreementResponse, error)
 	// ExportControllerSubjects streams everything held about every subject of
 	// a controller (the return of data at the end of an agreement), with
-	// progress. Resume after an interruption with the last resume_token.
+	// progress: each subject as the pages of its access document, one page a
+	// message. Resume after an interruption with the last resume_token.
 	ExportControllerSubjects(ctx context.Context, in *ExportControllerSubjectsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportControllerSubjectsResponse], error)
 	// EraseControllerSubjects erases every subject of a controller (deletion
 	// at the end of an agreement), streaming progress. The job is recorded; a
@@ -193,7 +194,8 @@ type ProcessorAgreementServiceServer interface {
 	CheckProcessorAgreement(context.Context, *CheckProcessorAgreementRequest) (*CheckProcessorAgreementResponse, error)
 	// ExportControllerSubjects streams everything held about every subject of
 	// a controller (the return of data at the end of an agreement), with
-	// progress. Resume after an interruption with the last resume_token.
+	// progress: each subject as the pages of its access document, one page a
+	// message. Resume after an interruption with the last resume_token.
 	ExportControllerSubjects(*ExportControllerSubjectsRequest, grpc.ServerStreamingServer[ExportControllerSubjectsResponse]) error
 	// EraseControllerSubjects erases every subject of a controller (deletion
 	// at the end of an agreement), streaming progress. The job is recorded; a

@@ -1632,8 +1632,13 @@ func (x *ProcessingPurpose) GetFields() []string {
 
 // Retention says how long the data is kept.
 type Retention struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Policy        string                 `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The company's policy for its own data; for a customer's data, what the
+	// processor agreement in force says. Then what legal holds keep.
+	Policy string `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// For a customer's data: the processor agreement whose terms apply; empty
+	// for the company's own data, and when no agreement is in force.
+	AgreementId   string `protobuf:"bytes,2,opt,name=agreement_id,json=agreementId,proto3" json:"agreement_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1671,6 +1676,13 @@ func (*Retention) Descriptor() ([]byte, []int) {
 func (x *Retention) GetPolicy() string {
 	if x != nil {
 		return x.Policy
+	}
+	return ""
+}
+
+func (x *Retention) GetAgreementId() string {
+	if x != nil {
+		return x.AgreementId
 	}
 	return ""
 }
@@ -1959,8 +1971,10 @@ func (x *FindSubjectResponse) GetSubject() *Subject {
 
 // AccessSubjectRequest is the input of AccessSubject.
 type AccessSubjectRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SubjectId     string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The next_page_token of the page before; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2002,13 +2016,27 @@ func (x *AccessSubjectRequest) GetSubjectId() string {
 	return ""
 }
 
-// AccessSubjectResponse is everything held about a subject, in one document.
+func (x *AccessSubjectRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// AccessSubjectResponse is one page of everything held about a subject. The
+// first page has the purposes and retention; every page has the subject's
+// record and the next items of the lists (changes, consents, disclosures,
+// holds, then history, each oldest first). The lists of all pages, appended
+// in order, are the whole document. A page is about 1 MiB at most.
 type AccessSubjectResponse struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	Subject      *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	History      []*HistoryEntry        `protobuf:"bytes,2,rep,name=history,proto3" json:"history,omitempty"`
-	Changes      []*ChangeRecord        `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
-	Purposes     []*ProcessingPurpose   `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	History []*HistoryEntry        `protobuf:"bytes,2,rep,name=history,proto3" json:"history,omitempty"`
+	Changes []*ChangeRecord        `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	// For a customer's data, only the purposes its processor agreement in
+	// force covers. First page only.
+	Purposes []*ProcessingPurpose `protobuf:"bytes,4,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	// First page only.
 	Retention    *Retention             `protobuf:"bytes,5,opt,name=retention,proto3" json:"retention,omitempty"`
 	GenerateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=generate_time,json=generateTime,proto3" json:"generate_time,omitempty"`
 	// Consents given, and withdrawn.
@@ -2016,7 +2044,9 @@ type AccessSubjectResponse struct {
 	// Every disclosure to a third party.
 	Disclosures []*Disclosure `protobuf:"bytes,8,rep,name=disclosures,proto3" json:"disclosures,omitempty"`
 	// Legal retention holds, active and ended.
-	Holds         []*RetentionHold `protobuf:"bytes,9,rep,name=holds,proto3" json:"holds,omitempty"`
+	Holds []*RetentionHold `protobuf:"bytes,9,rep,name=holds,proto3" json:"holds,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,10,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2114,6 +2144,112 @@ func (x *AccessSubjectResponse) GetHolds() []*RetentionHold {
 	return nil
 }
 
+func (x *AccessSubjectResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// StreamSubjectAccessRequest is the input of StreamSubjectAccess.
+type StreamSubjectAccessRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// To resume: the next_page_token of the last page received.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSubjectAccessRequest) Reset() {
+	*x = StreamSubjectAccessRequest{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSubjectAccessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSubjectAccessRequest) ProtoMessage() {}
+
+func (x *StreamSubjectAccessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSubjectAccessRequest.ProtoReflect.Descriptor instead.
+func (*StreamSubjectAccessRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StreamSubjectAccessRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *StreamSubjectAccessRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// StreamSubjectAccessResponse is one page of the access document.
+type StreamSubjectAccessResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Page          *AccessSubjectResponse `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamSubjectAccessResponse) Reset() {
+	*x = StreamSubjectAccessResponse{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamSubjectAccessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamSubjectAccessResponse) ProtoMessage() {}
+
+func (x *StreamSubjectAccessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamSubjectAccessResponse.ProtoReflect.Descriptor instead.
+func (*StreamSubjectAccessResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StreamSubjectAccessResponse) GetPage() *AccessSubjectResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
 // RectifySubjectRequest is the input of RectifySubject.
 type RectifySubjectRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2142,7 +2278,7 @@ type RectifySubjectRequest struct {
 
 func (x *RectifySubjectRequest) Reset() {
 	*x = RectifySubjectRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[15]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2290,7 @@ func (x *RectifySubjectRequest) String() string {
 func (*RectifySubjectRequest) ProtoMessage() {}
 
 func (x *RectifySubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[15]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2303,7 @@ func (x *RectifySubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifySubjectRequest.ProtoReflect.Descriptor instead.
 func (*RectifySubjectRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{15}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RectifySubjectRequest) GetIdempotencyKey() string {
@@ -2237,7 +2373,7 @@ type RectifySubjectResponse struct {
 
 func (x *RectifySubjectResponse) Reset() {
 	*x = RectifySubjectResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[16]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2385,7 @@ func (x *RectifySubjectResponse) String() string {
 func (*RectifySubjectResponse) ProtoMessage() {}
 
 func (x *RectifySubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[16]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2398,7 @@ func (x *RectifySubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RectifySubjectResponse.ProtoReflect.Descriptor instead.
 func (*RectifySubjectResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{16}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RectifySubjectResponse) GetSubject() *Subject {
@@ -2293,7 +2429,7 @@ type AddHistoryEntryRequest struct {
 
 func (x *AddHistoryEntryRequest) Reset() {
 	*x = AddHistoryEntryRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[17]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2441,7 @@ func (x *AddHistoryEntryRequest) String() string {
 func (*AddHistoryEntryRequest) ProtoMessage() {}
 
 func (x *AddHistoryEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[17]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2454,7 @@ func (x *AddHistoryEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddHistoryEntryRequest.ProtoReflect.Descriptor instead.
 func (*AddHistoryEntryRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{17}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AddHistoryEntryRequest) GetIdempotencyKey() string {
@@ -2352,7 +2488,7 @@ type AddHistoryEntryResponse struct {
 
 func (x *AddHistoryEntryResponse) Reset() {
 	*x = AddHistoryEntryResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[18]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2500,7 @@ func (x *AddHistoryEntryResponse) String() string {
 func (*AddHistoryEntryResponse) ProtoMessage() {}
 
 func (x *AddHistoryEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[18]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2513,7 @@ func (x *AddHistoryEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddHistoryEntryResponse.ProtoReflect.Descriptor instead.
 func (*AddHistoryEntryResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{18}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddHistoryEntryResponse) GetEntry() *HistoryEntry {
@@ -2391,7 +2527,8 @@ func (x *AddHistoryEntryResponse) GetEntry() *HistoryEntry {
 type ListHistoryEntriesRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
-	// 0 to 100; 20 when 0.
+	// 0 to 100; 20 when 0. A page holds fewer when its entries reach about
+	// 1 MiB.
 	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2400,7 +2537,7 @@ type ListHistoryEntriesRequest struct {
 
 func (x *ListHistoryEntriesRequest) Reset() {
 	*x = ListHistoryEntriesRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[19]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2549,7 @@ func (x *ListHistoryEntriesRequest) String() string {
 func (*ListHistoryEntriesRequest) ProtoMessage() {}
 
 func (x *ListHistoryEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[19]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2562,7 @@ func (x *ListHistoryEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHistoryEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListHistoryEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{19}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListHistoryEntriesRequest) GetSubjectId() string {
@@ -2461,7 +2598,7 @@ type ListHistoryEntriesResponse struct {
 
 func (x *ListHistoryEntriesResponse) Reset() {
 	*x = ListHistoryEntriesResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[20]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2610,7 @@ func (x *ListHistoryEntriesResponse) String() string {
 func (*ListHistoryEntriesResponse) ProtoMessage() {}
 
 func (x *ListHistoryEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[20]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2623,7 @@ func (x *ListHistoryEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHistoryEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListHistoryEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{20}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListHistoryEntriesResponse) GetEntries() []*HistoryEntry {
@@ -2523,7 +2660,7 @@ type RestrictProcessingRequest struct {
 
 func (x *RestrictProcessingRequest) Reset() {
 	*x = RestrictProcessingRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[21]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2672,7 @@ func (x *RestrictProcessingRequest) String() string {
 func (*RestrictProcessingRequest) ProtoMessage() {}
 
 func (x *RestrictProcessingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[21]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2685,7 @@ func (x *RestrictProcessingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictProcessingRequest.ProtoReflect.Descriptor instead.
 func (*RestrictProcessingRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{21}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RestrictProcessingRequest) GetIdempotencyKey() string {
@@ -2603,7 +2740,7 @@ type RestrictProcessingResponse struct {
 
 func (x *RestrictProcessingResponse) Reset() {
 	*x = RestrictProcessingResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[22]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2752,7 @@ func (x *RestrictProcessingResponse) String() string {
 func (*RestrictProcessingResponse) ProtoMessage() {}
 
 func (x *RestrictProcessingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[22]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2765,7 @@ func (x *RestrictProcessingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestrictProcessingResponse.ProtoReflect.Descriptor instead.
 func (*RestrictProcessingResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{22}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RestrictProcessingResponse) GetSubject() *Subject {
@@ -2658,7 +2795,7 @@ type LiftRestrictionRequest struct {
 
 func (x *LiftRestrictionRequest) Reset() {
 	*x = LiftRestrictionRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[23]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2807,7 @@ func (x *LiftRestrictionRequest) String() string {
 func (*LiftRestrictionRequest) ProtoMessage() {}
 
 func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[23]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2820,7 @@ func (x *LiftRestrictionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftRestrictionRequest.ProtoReflect.Descriptor instead.
 func (*LiftRestrictionRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{23}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LiftRestrictionRequest) GetIdempotencyKey() string {
@@ -2738,7 +2875,7 @@ type LiftRestrictionResponse struct {
 
 func (x *LiftRestrictionResponse) Reset() {
 	*x = LiftRestrictionResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[24]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2750,7 +2887,7 @@ func (x *LiftRestrictionResponse) String() string {
 func (*LiftRestrictionResponse) ProtoMessage() {}
 
 func (x *LiftRestrictionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[24]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2763,7 +2900,7 @@ func (x *LiftRestrictionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiftRestrictionResponse.ProtoReflect.Descriptor instead.
 func (*LiftRestrictionResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{24}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *LiftRestrictionResponse) GetSubject() *Subject {
@@ -2784,7 +2921,7 @@ type GetSubjectForPurposeRequest struct {
 
 func (x *GetSubjectForPurposeRequest) Reset() {
 	*x = GetSubjectForPurposeRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[25]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2933,7 @@ func (x *GetSubjectForPurposeRequest) String() string {
 func (*GetSubjectForPurposeRequest) ProtoMessage() {}
 
 func (x *GetSubjectForPurposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[25]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +2946,7 @@ func (x *GetSubjectForPurposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubjectForPurposeRequest.ProtoReflect.Descriptor instead.
 func (*GetSubjectForPurposeRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{25}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetSubjectForPurposeRequest) GetSubjectId() string {
@@ -2841,7 +2978,7 @@ type GetSubjectForPurposeResponse struct {
 
 func (x *GetSubjectForPurposeResponse) Reset() {
 	*x = GetSubjectForPurposeResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[26]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +2990,7 @@ func (x *GetSubjectForPurposeResponse) String() string {
 func (*GetSubjectForPurposeResponse) ProtoMessage() {}
 
 func (x *GetSubjectForPurposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[26]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3003,7 @@ func (x *GetSubjectForPurposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSubjectForPurposeResponse.ProtoReflect.Descriptor instead.
 func (*GetSubjectForPurposeResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{26}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetSubjectForPurposeResponse) GetSubjectId() string {
@@ -2924,7 +3061,7 @@ type EraseSubjectRequest struct {
 
 func (x *EraseSubjectRequest) Reset() {
 	*x = EraseSubjectRequest{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[27]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3073,7 @@ func (x *EraseSubjectRequest) String() string {
 func (*EraseSubjectRequest) ProtoMessage() {}
 
 func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[27]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3086,7 @@ func (x *EraseSubjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectRequest.ProtoReflect.Descriptor instead.
 func (*EraseSubjectRequest) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{27}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EraseSubjectRequest) GetIdempotencyKey() string {
@@ -3000,7 +3137,7 @@ type EraseSubjectResponse struct {
 	// The tombstone.
 	Subject *Subject `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// The categories of personal data that were erased.
-	ErasedCategories []string `protobuf:"bytes,2,rep,name=erased_categories,json=erasedCategories,proto3" json:"erased_categories,omitempty"`
+	ErasedCategories []DataCategory `protobuf:"varint,4,rep,packed,name=erased_categories,json=erasedCategories,proto3,enum=personaldata.v1.DataCategory" json:"erased_categories,omitempty"`
 	// What legal retention holds kept, why and until when; that data is
 	// restricted to storage only until it is purged.
 	Kept          []*KeptData `protobuf:"bytes,3,rep,name=kept,proto3" json:"kept,omitempty"`
@@ -3010,7 +3147,7 @@ type EraseSubjectResponse struct {
 
 func (x *EraseSubjectResponse) Reset() {
 	*x = EraseSubjectResponse{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[28]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3159,7 @@ func (x *EraseSubjectResponse) String() string {
 func (*EraseSubjectResponse) ProtoMessage() {}
 
 func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[28]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3172,7 @@ func (x *EraseSubjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseSubjectResponse.ProtoReflect.Descriptor instead.
 func (*EraseSubjectResponse) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{28}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EraseSubjectResponse) GetSubject() *Subject {
@@ -3045,7 +3182,7 @@ func (x *EraseSubjectResponse) GetSubject() *Subject {
 	return nil
 }
 
-func (x *EraseSubjectResponse) GetErasedCategories() []string {
+func (x *EraseSubjectResponse) GetErasedCategories() []DataCategory {
 	if x != nil {
 		return x.ErasedCategories
 	}
@@ -3080,7 +3217,7 @@ type Consent struct {
 
 func (x *Consent) Reset() {
 	*x = Consent{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[29]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3092,7 +3229,7 @@ func (x *Consent) String() string {
 func (*Consent) ProtoMessage() {}
 
 func (x *Consent) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[29]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3105,7 +3242,7 @@ func (x *Consent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consent.ProtoReflect.Descriptor instead.
 func (*Consent) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{29}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Consent) GetConsentId() string {
@@ -3189,7 +3326,7 @@ type Disclosure struct {
 
 func (x *Disclosure) Reset() {
 	*x = Disclosure{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[30]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3338,7 @@ func (x *Disclosure) String() string {
 func (*Disclosure) ProtoMessage() {}
 
 func (x *Disclosure) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[30]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3351,7 @@ func (x *Disclosure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disclosure.ProtoReflect.Descriptor instead.
 func (*Disclosure) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{30}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Disclosure) GetDisclosureId() string {
@@ -3291,7 +3428,7 @@ type RecipientNotification struct {
 
 func (x *RecipientNotification) Reset() {
 	*x = RecipientNotification{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[31]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3440,7 @@ func (x *RecipientNotification) String() string {
 func (*RecipientNotification) ProtoMessage() {}
 
 func (x *RecipientNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[31]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3453,7 @@ func (x *RecipientNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecipientNotification.ProtoReflect.Descriptor instead.
 func (*RecipientNotification) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{31}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RecipientNotification) GetNotificationId() string {
@@ -3382,7 +3519,7 @@ type RetentionHold struct {
 
 func (x *RetentionHold) Reset() {
 	*x = RetentionHold{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[32]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3394,7 +3531,7 @@ func (x *RetentionHold) String() string {
 func (*RetentionHold) ProtoMessage() {}
 
 func (x *RetentionHold) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[32]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3407,7 +3544,7 @@ func (x *RetentionHold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetentionHold.ProtoReflect.Descriptor instead.
 func (*RetentionHold) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{32}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RetentionHold) GetHoldId() string {
@@ -3486,7 +3623,7 @@ type KeptData struct {
 
 func (x *KeptData) Reset() {
 	*x = KeptData{}
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[33]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3498,7 +3635,7 @@ func (x *KeptData) String() string {
 func (*KeptData) ProtoMessage() {}
 
 func (x *KeptData) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_personaldata_proto_msgTypes[33]
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3511,7 +3648,7 @@ func (x *KeptData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeptData.ProtoReflect.Descriptor instead.
 func (*KeptData) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{33}
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *KeptData) GetCategories() []DataCategory {
@@ -3620,9 +3757,10 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
 	"\vlegal_basis\x18\x03 \x01(\tR\n" +
 	"legalBasis\x12\x16\n" +
-	"\x06fields\x18\x04 \x03(\tR\x06fields\"#\n" +
+	"\x06fields\x18\x04 \x03(\tR\x06fields\"F\n" +
 	"\tRetention\x12\x16\n" +
-	"\x06policy\x18\x01 \x01(\tR\x06policy\"\x96\x02\n" +
+	"\x06policy\x18\x01 \x01(\tR\x06policy\x12!\n" +
+	"\fagreement_id\x18\x02 \x01(\tR\vagreementId\"\x96\x02\n" +
 	"\x14CreateSubjectRequest\x12-\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\rcontroller_id\x18\x02 \x01(\tR\fcontrollerId\x125\n" +
@@ -3638,10 +3776,12 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x05email\x18\x03 \x01(\tH\x00R\x05emailB\x05\n" +
 	"\x03key\"I\n" +
 	"\x13FindSubjectResponse\x122\n" +
-	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\";\n" +
+	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\"Z\n" +
 	"\x14AccessSubjectRequest\x12#\n" +
 	"\n" +
-	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\"\xa3\x04\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xcb\x04\n" +
 	"\x15AccessSubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x127\n" +
 	"\ahistory\x18\x02 \x03(\v2\x1d.personaldata.v1.HistoryEntryR\ahistory\x127\n" +
@@ -3651,7 +3791,16 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\rgenerate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fgenerateTime\x124\n" +
 	"\bconsents\x18\a \x03(\v2\x18.personaldata.v1.ConsentR\bconsents\x12=\n" +
 	"\vdisclosures\x18\b \x03(\v2\x1b.personaldata.v1.DisclosureR\vdisclosures\x124\n" +
-	"\x05holds\x18\t \x03(\v2\x1e.personaldata.v1.RetentionHoldR\x05holds\"\x9d\x03\n" +
+	"\x05holds\x18\t \x03(\v2\x1e.personaldata.v1.RetentionHoldR\x05holds\x12&\n" +
+	"\x0fnext_page_token\x18\n" +
+	" \x01(\tR\rnextPageToken\"`\n" +
+	"\x1aStreamSubjectAccessRequest\x12#\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"Y\n" +
+	"\x1bStreamSubjectAccessResponse\x12:\n" +
+	"\x04page\x18\x01 \x01(\v2&.personaldata.v1.AccessSubjectResponseR\x04page\"\x9d\x03\n" +
 	"\x15RectifySubjectRequest\x12-\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
 	"\n" +
@@ -3722,11 +3871,11 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundB\x04\xe2A\x01\x02R\x06ground\x128\n" +
 	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\"\n" +
 	"\treference\x18\x05 \x01(\tB\x04\xe2A\x01\x02R\treference\x12'\n" +
-	"\fperformed_by\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\vperformedBy\"\xa6\x01\n" +
+	"\fperformed_by\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\vperformedBy\"\xcb\x01\n" +
 	"\x14EraseSubjectResponse\x122\n" +
-	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x12+\n" +
-	"\x11erased_categories\x18\x02 \x03(\tR\x10erasedCategories\x12-\n" +
-	"\x04kept\x18\x03 \x03(\v2\x19.personaldata.v1.KeptDataR\x04kept\"\xd0\x03\n" +
+	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x12J\n" +
+	"\x11erased_categories\x18\x04 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\x10erasedCategories\x12-\n" +
+	"\x04kept\x18\x03 \x03(\v2\x19.personaldata.v1.KeptDataR\x04keptJ\x04\b\x02\x10\x03\"\xd0\x03\n" +
 	"\aConsent\x12\x1d\n" +
 	"\n" +
 	"consent_id\x18\x01 \x01(\tR\tconsentId\x129\n" +
@@ -3861,11 +4010,12 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x16HOLD_BASIS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16HOLD_BASIS_BOOKKEEPING\x10\x01\x12\x1b\n" +
 	"\x17HOLD_BASIS_LEGAL_CLAIMS\x10\x02\x12!\n" +
-	"\x1dHOLD_BASIS_AGREEMENT_IN_FORCE\x10\x032\xbd\v\n" +
+	"\x1dHOLD_BASIS_AGREEMENT_IN_FORCE\x10\x032\xe2\f\n" +
 	"\x13PersonalDataService\x12w\n" +
 	"\rCreateSubject\x12%.personaldata.v1.CreateSubjectRequest\x1a&.personaldata.v1.CreateSubjectResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/subjects\x12v\n" +
 	"\vFindSubject\x12#.personaldata.v1.FindSubjectRequest\x1a$.personaldata.v1.FindSubjectResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/subjects:find\x12\x88\x01\n" +
-	"\rAccessSubject\x12%.personaldata.v1.AccessSubjectRequest\x1a&.personaldata.v1.AccessSubjectResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/subjects/{subject_id}:access\x12\x8f\x01\n" +
+	"\rAccessSubject\x12%.personaldata.v1.AccessSubjectRequest\x1a&.personaldata.v1.AccessSubjectResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/subjects/{subject_id}:access\x12\xa2\x01\n" +
+	"\x13StreamSubjectAccess\x12+.personaldata.v1.StreamSubjectAccessRequest\x1a,.personaldata.v1.StreamSubjectAccessResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/subjects/{subject_id}:streamAccess0\x01\x12\x8f\x01\n" +
 	"\x0eRectifySubject\x12&.personaldata.v1.RectifySubjectRequest\x1a'.personaldata.v1.RectifySubjectResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/subjects/{subject_id}:rectify\x12\x92\x01\n" +
 	"\x0fAddHistoryEntry\x12'.personaldata.v1.AddHistoryEntryRequest\x1a(.personaldata.v1.AddHistoryEntryResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/subjects/{subject_id}/history\x12\x98\x01\n" +
 	"\x12ListHistoryEntries\x12*.personaldata.v1.ListHistoryEntriesRequest\x1a+.personaldata.v1.ListHistoryEntriesResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/subjects/{subject_id}/history\x12\x9c\x01\n" +
@@ -3887,7 +4037,7 @@ func file_personaldata_v1_personaldata_proto_rawDescGZIP() []byte {
 }
 
 var file_personaldata_v1_personaldata_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(IdentityNumberKind)(0),              // 0: personaldata.v1.IdentityNumberKind
 	(SubjectState)(0),                    // 1: personaldata.v1.SubjectState
@@ -3919,27 +4069,29 @@ var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(*FindSubjectResponse)(nil),          // 27: personaldata.v1.FindSubjectResponse
 	(*AccessSubjectRequest)(nil),         // 28: personaldata.v1.AccessSubjectRequest
 	(*AccessSubjectResponse)(nil),        // 29: personaldata.v1.AccessSubjectResponse
-	(*RectifySubjectRequest)(nil),        // 30: personaldata.v1.RectifySubjectRequest
-	(*RectifySubjectResponse)(nil),       // 31: personaldata.v1.RectifySubjectResponse
-	(*AddHistoryEntryRequest)(nil),       // 32: personaldata.v1.AddHistoryEntryRequest
-	(*AddHistoryEntryResponse)(nil),      // 33: personaldata.v1.AddHistoryEntryResponse
-	(*ListHistoryEntriesRequest)(nil),    // 34: personaldata.v1.ListHistoryEntriesRequest
-	(*ListHistoryEntriesResponse)(nil),   // 35: personaldata.v1.ListHistoryEntriesResponse
-	(*RestrictProcessingRequest)(nil),    // 36: personaldata.v1.RestrictProcessingRequest
-	(*RestrictProcessingResponse)(nil),   // 37: personaldata.v1.RestrictProcessingResponse
-	(*LiftRestrictionRequest)(nil),       // 38: personaldata.v1.LiftRestrictionRequest
-	(*LiftRestrictionResponse)(nil),      // 39: personaldata.v1.LiftRestrictionResponse
-	(*GetSubjectForPurposeRequest)(nil),  // 40: personaldata.v1.GetSubjectForPurposeRequest
-	(*GetSubjectForPurposeResponse)(nil), // 41: personaldata.v1.GetSubjectForPurposeResponse
-	(*EraseSubjectRequest)(nil),          // 42: personaldata.v1.EraseSubjectRequest
-	(*EraseSubjectResponse)(nil),         // 43: personaldata.v1.EraseSubjectResponse
-	(*Consent)(nil),                      // 44: personaldata.v1.Consent
-	(*Disclosure)(nil),                   // 45: personaldata.v1.Disclosure
-	(*RecipientNotification)(nil),        // 46: personaldata.v1.RecipientNotification
-	(*RetentionHold)(nil),                // 47: personaldata.v1.RetentionHold
-	(*KeptData)(nil),                     // 48: personaldata.v1.KeptData
-	(*timestamppb.Timestamp)(nil),        // 49: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 50: google.protobuf.FieldMask
+	(*StreamSubjectAccessRequest)(nil),   // 30: personaldata.v1.StreamSubjectAccessRequest
+	(*StreamSubjectAccessResponse)(nil),  // 31: personaldata.v1.StreamSubjectAccessResponse
+	(*RectifySubjectRequest)(nil),        // 32: personaldata.v1.RectifySubjectRequest
+	(*RectifySubjectResponse)(nil),       // 33: personaldata.v1.RectifySubjectResponse
+	(*AddHistoryEntryRequest)(nil),       // 34: personaldata.v1.AddHistoryEntryRequest
+	(*AddHistoryEntryResponse)(nil),      // 35: personaldata.v1.AddHistoryEntryResponse
+	(*ListHistoryEntriesRequest)(nil),    // 36: personaldata.v1.ListHistoryEntriesRequest
+	(*ListHistoryEntriesResponse)(nil),   // 37: personaldata.v1.ListHistoryEntriesResponse
+	(*RestrictProcessingRequest)(nil),    // 38: personaldata.v1.RestrictProcessingRequest
+	(*RestrictProcessingResponse)(nil),   // 39: personaldata.v1.RestrictProcessingResponse
+	(*LiftRestrictionRequest)(nil),       // 40: personaldata.v1.LiftRestrictionRequest
+	(*LiftRestrictionResponse)(nil),      // 41: personaldata.v1.LiftRestrictionResponse
+	(*GetSubjectForPurposeRequest)(nil),  // 42: personaldata.v1.GetSubjectForPurposeRequest
+	(*GetSubjectForPurposeResponse)(nil), // 43: personaldata.v1.GetSubjectForPurposeResponse
+	(*EraseSubjectRequest)(nil),          // 44: personaldata.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),         // 45: personaldata.v1.EraseSubjectResponse
+	(*Consent)(nil),                      // 46: personaldata.v1.Consent
+	(*Disclosure)(nil),                   // 47: personaldata.v1.Disclosure
+	(*RecipientNotification)(nil),        // 48: personaldata.v1.RecipientNotification
+	(*RetentionHold)(nil),                // 49: personaldata.v1.RetentionHold
+	(*KeptData)(nil),                     // 50: personaldata.v1.KeptData
+	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 52: google.protobuf.FieldMask
 }
 var file_personaldata_v1_personaldata_proto_depIdxs = []int32{
 	1,  // 0: personaldata.v1.Subject.state:type_name -> personaldata.v1.SubjectState
@@ -3947,25 +4099,25 @@ var file_personaldata_v1_personaldata_proto_depIdxs = []int32{
 	16, // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
 	18, // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
 	19, // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
-	49, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
-	49, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
+	51, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
+	51, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: personaldata.v1.Person.identity_number_kind:type_name -> personaldata.v1.IdentityNumberKind
 	17, // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
 	4,  // 9: personaldata.v1.Restriction.ground:type_name -> personaldata.v1.RestrictionGround
-	49, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
+	51, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
 	3,  // 11: personaldata.v1.Restriction.channel:type_name -> personaldata.v1.Channel
 	6,  // 12: personaldata.v1.Erasure.ground:type_name -> personaldata.v1.ErasureGround
-	49, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
+	51, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
 	3,  // 14: personaldata.v1.Erasure.channel:type_name -> personaldata.v1.Channel
 	8,  // 15: personaldata.v1.ChangeRecord.kind:type_name -> personaldata.v1.ChangeKind
-	49, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
+	51, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
 	3,  // 17: personaldata.v1.ChangeRecord.channel:type_name -> personaldata.v1.Channel
 	4,  // 18: personaldata.v1.ChangeRecord.restriction_ground:type_name -> personaldata.v1.RestrictionGround
 	5,  // 19: personaldata.v1.ChangeRecord.lift_resolution:type_name -> personaldata.v1.LiftResolution
 	6,  // 20: personaldata.v1.ChangeRecord.erasure_ground:type_name -> personaldata.v1.ErasureGround
 	9,  // 21: personaldata.v1.HistoryEntry.kind:type_name -> personaldata.v1.HistoryKind
-	49, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
-	49, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
+	51, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
+	51, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 24: personaldata.v1.ProcessingPurpose.purpose:type_name -> personaldata.v1.Purpose
 	16, // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
 	3,  // 26: personaldata.v1.CreateSubjectRequest.channel:type_name -> personaldata.v1.Channel
@@ -3976,76 +4128,80 @@ var file_personaldata_v1_personaldata_proto_depIdxs = []int32{
 	20, // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
 	22, // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
 	23, // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
-	49, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
-	44, // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
-	45, // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
-	47, // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
-	16, // 38: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
-	50, // 39: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 40: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 41: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
-	20, // 42: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
-	21, // 43: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
-	21, // 44: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
-	21, // 45: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
-	4,  // 46: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
-	3,  // 47: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 48: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
-	5,  // 49: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
-	3,  // 50: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 51: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
-	7,  // 52: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
-	7,  // 53: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
-	16, // 54: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
-	6,  // 55: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
-	3,  // 56: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 57: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	48, // 58: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
-	11, // 59: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
-	49, // 60: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
-	3,  // 61: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
-	49, // 62: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
-	3,  // 63: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
-	7,  // 64: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
-	10, // 65: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
-	12, // 66: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
-	49, // 67: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
-	13, // 68: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
-	49, // 69: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
-	14, // 70: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
-	10, // 71: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
-	49, // 72: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
-	49, // 73: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
-	49, // 74: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
-	49, // 75: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
-	10, // 76: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
-	14, // 77: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
-	49, // 78: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
-	24, // 79: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
-	26, // 80: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
-	28, // 81: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
-	30, // 82: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
-	32, // 83: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
-	34, // 84: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
-	36, // 85: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
-	38, // 86: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
-	40, // 87: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
-	42, // 88: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
-	25, // 89: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
-	27, // 90: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
-	29, // 91: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
-	31, // 92: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
-	33, // 93: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
-	35, // 94: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
-	37, // 95: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
-	39, // 96: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
-	41, // 97: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
-	43, // 98: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
-	89, // [89:99] is the sub-list for method output_type
-	79, // [79:89] is the sub-list for method input_type
-	79, // [79:79] is the sub-list for extension type_name
-	79, // [79:79] is the sub-list for extension extendee
-	0,  // [0:79] is the sub-list for field type_name
+	51, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
+	46, // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
+	47, // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
+	49, // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
+	29, // 38: personaldata.v1.StreamSubjectAccessResponse.page:type_name -> personaldata.v1.AccessSubjectResponse
+	16, // 39: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
+	52, // 40: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 41: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 42: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
+	20, // 43: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
+	21, // 44: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
+	21, // 45: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
+	21, // 46: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
+	4,  // 47: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
+	3,  // 48: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 49: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
+	5,  // 50: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
+	3,  // 51: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 52: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
+	7,  // 53: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
+	7,  // 54: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
+	16, // 55: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
+	6,  // 56: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
+	3,  // 57: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
+	15, // 58: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	10, // 59: personaldata.v1.EraseSubjectResponse.erased_categories:type_name -> personaldata.v1.DataCategory
+	50, // 60: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
+	11, // 61: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
+	51, // 62: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
+	3,  // 63: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
+	51, // 64: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
+	3,  // 65: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
+	7,  // 66: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
+	10, // 67: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
+	12, // 68: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
+	51, // 69: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	13, // 70: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
+	51, // 71: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
+	14, // 72: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
+	10, // 73: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
+	51, // 74: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
+	51, // 75: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
+	51, // 76: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
+	51, // 77: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
+	10, // 78: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
+	14, // 79: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
+	51, // 80: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
+	24, // 81: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
+	26, // 82: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
+	28, // 83: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
+	30, // 84: personaldata.v1.PersonalDataService.StreamSubjectAccess:input_type -> personaldata.v1.StreamSubjectAccessRequest
+	32, // 85: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
+	34, // 86: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
+	36, // 87: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
+	38, // 88: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
+	40, // 89: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
+	42, // 90: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
+	44, // 91: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
+	25, // 92: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
+	27, // 93: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
+	29, // 94: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
+	31, // 95: personaldata.v1.PersonalDataService.StreamSubjectAccess:output_type -> personaldata.v1.StreamSubjectAccessResponse
+	33, // 96: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
+	35, // 97: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
+	37, // 98: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
+	39, // 99: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
+	41, // 100: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
+	43, // 101: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
+	45, // 102: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
+	92, // [92:103] is the sub-list for method output_type
+	81, // [81:92] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_personaldata_proto_init() }
@@ -4063,7 +4219,7 @@ func file_personaldata_v1_personaldata_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_personaldata_proto_rawDesc), len(file_personaldata_v1_personaldata_proto_rawDesc)),
 			NumEnums:      15,
-			NumMessages:   34,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -89,6 +89,8 @@ func local_request_PersonalDataService_FindSubject_0(ctx context.Context, marsha
 	return msg, metadata, err
 }
 
+var filter_PersonalDataService_AccessSubject_0 = &utilities.DoubleArray{Encoding: map[string]int{"subject_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
 func request_PersonalDataService_AccessSubject_0(ctx context.Context, marshaler runtime.Marshaler, client PersonalDataServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq AccessSubjectRequest
@@ -102,6 +104,12 @@ func request_PersonalDataService_AccessSubject_0(ctx context.Context, marshaler 
 	protoReq.SubjectId, err = runtime.String(val)
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "subject_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PersonalDataService_AccessSubject_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	if req.Body != nil {
 		_, _ = io.Copy(io.Discard, req.Body)
@@ -124,8 +132,51 @@ func local_request_PersonalDataService_AccessSubject_0(ctx context.Context, mars
 	if err != nil {
 		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "subject_id", err)
 	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PersonalDataService_AccessSubject_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
 	msg, err := server.AccessSubject(ctx, &protoReq)
 	return msg, metadata, err
+}
+
+var filter_PersonalDataService_StreamSubjectAccess_0 = &utilities.DoubleArray{Encoding: map[string]int{"subject_id": 0}, Base: []int{1, 1, 0}, Check: []int{0, 1, 2}}
+
+func request_PersonalDataService_StreamSubjectAccess_0(ctx context.Context, marshaler runtime.Marshaler, client PersonalDataServiceClient, req *http.Request, pathParams map[string]string) (PersonalDataService_StreamSubjectAccessClient, runtime.ServerMetadata, error) {
+	var (
+		protoReq StreamSubjectAccessRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["subject_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "subject_id")
+	}
+	protoReq.SubjectId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "subject_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_PersonalDataService_StreamSubjectAccess_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	stream, err := client.StreamSubjectAccess(ctx, &protoReq)
+	if err != nil {
+		return nil, metadata, err
+	}
+	header, err := stream.Header()
+	if err != nil {
+		return nil, metadata, err
+	}
+	metadata.HeaderMD = header
+	return stream, metadata, nil
 }
 
 func request_PersonalDataService_RectifySubject_0(ctx context.Context, marshaler runtime.Marshaler, client PersonalDataServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
@@ -525,6 +576,13 @@ func RegisterPersonalDataServiceHandlerServer(ctx context.Context, mux *runtime.
 		}
 		forward_PersonalDataService_AccessSubject_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+
+	mux.Handle(http.MethodGet, pattern_PersonalDataService_StreamSubjectAccess_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		err := status.Error(codes.Unimplemented, "streaming calls are not yet supported in the in-process transport")
+		_, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+		return
+	})
 	mux.Handle(http.MethodPost, pattern_PersonalDataService_RectifySubject_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -756,6 +814,23 @@ func RegisterPersonalDataServiceHandlerClient(ctx context.Context, mux *runtime.
 		}
 		forward_PersonalDataService_AccessSubject_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_PersonalDataService_StreamSubjectAccess_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.PersonalDataService/StreamSubjectAccess", runtime.WithHTTPPathPattern("/v1/subjects/{subject_id}:streamAccess"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_PersonalDataService_StreamSubjectAccess_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_PersonalDataService_StreamSubjectAccess_0(annotatedContext, mux, outboundMarshaler, w, req, func() (proto.Message, error) { return resp.Recv() }, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_PersonalDataService_RectifySubject_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -882,6 +957,7 @@ var (
 	pattern_PersonalDataService_CreateSubject_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "subjects"}, ""))
 	pattern_PersonalDataService_FindSubject_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "subjects"}, "find"))
 	pattern_PersonalDataService_AccessSubject_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "subjects", "subject_id"}, "access"))
+	pattern_PersonalDataService_StreamSubjectAccess_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "subjects", "subject_id"}, "streamAccess"))
 	pattern_PersonalDataService_RectifySubject_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "subjects", "subject_id"}, "rectify"))
 	pattern_PersonalDataService_AddHistoryEntry_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "subjects", "subject_id", "history"}, ""))
 	pattern_PersonalDataService_ListHistoryEntries_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "subjects", "subject_id", "history"}, ""))
@@ -895,6 +971,7 @@ var (
 	forward_PersonalDataService_CreateSubject_0        = runtime.ForwardResponseMessage
 	forward_PersonalDataService_FindSubject_0          = runtime.ForwardResponseMessage
 	forward_PersonalDataService_AccessSubject_0        = runtime.ForwardResponseMessage
+	forward_PersonalDataService_StreamSubjectAccess_0  = runtime.ForwardResponseStream
 	forward_PersonalDataService_RectifySubject_0       = runtime.ForwardResponseMessage
 	forward_PersonalDataService_AddHistoryEntry_0      = runtime.ForwardResponseMessage
 	forward_PersonalDataService_ListHistoryEntries_0   = runtime.ForwardResponseMessage

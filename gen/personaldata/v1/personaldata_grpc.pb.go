@@ -22,6 +22,7 @@ const (
 	PersonalDataService_CreateSubject_FullMethodName        = "/personaldata.v1.PersonalDataService/CreateSubject"
 	PersonalDataService_FindSubject_FullMethodName          = "/personaldata.v1.PersonalDataService/FindSubject"
 	PersonalDataService_AccessSubject_FullMethodName        = "/personaldata.v1.PersonalDataService/AccessSubject"
+	PersonalDataService_StreamSubjectAccess_FullMethodName  = "/personaldata.v1.PersonalDataService/StreamSubjectAccess"
 	PersonalDataService_RectifySubject_FullMethodName       = "/personaldata.v1.PersonalDataService/RectifySubject"
 	PersonalDataService_AddHistoryEntry_FullMethodName      = "/personaldata.v1.PersonalDataService/AddHistoryEntry"
 	PersonalDataService_ListHistoryEntries_FullMethodName   = "/personaldata.v1.PersonalDataService/ListHistoryEntries"
@@ -57,7 +58,18 @@ type PersonalDataServiceClient interface {
 	// changes, the restriction state, purposes with their legal basis, and
 	// retention. Still works while processing is restricted. For an erased
 	// subject it returns the tombstone: when, and on which ground.
+	//
+	// What grows without bound (history, changes, consents, disclosures,
+	// holds) comes in pages of about 1 MiB, so that no answer is too large
+	// whatever is held: pass next_page_token as page_token for the next page.
+	// StreamSubjectAccess sends every page in one call.
 	AccessSubject(ctx context.Context, in *AccessSubjectRequest, opts ...grpc.CallOption) (*AccessSubjectResponse, error)
+	// StreamSubjectAccess sends the whole access document of AccessSubject in
+	// one call, as the sequence of its pages: over REST, one download of
+	// newline-delimited JSON, a {"result": {"page": ...}} line per page. A
+	// broken download goes on from the next_page_token of the last page
+	// received.
+	StreamSubjectAccess(ctx context.Context, in *StreamSubjectAccessRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSubjectAccessResponse], error)
 	// RectifySubject changes the fields named in update_mask (Art. 16). The
 	// expected_version must be the current one, or the call is ABORTED. A change
 	// record names the fields, the channel and the reference, never old values.
@@ -120,6 +132,25 @@ func (c *personalDataServiceClient) AccessSubject(ctx context.Context, in *Acces
 	}
 	return out, nil
 }
+
+func (c *personalDataServiceClient) StreamSubjectAccess(ctx context.Context, in *StreamSubjectAccessRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSubjectAccessResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PersonalDataService_ServiceDesc.Streams[0], PersonalDataService_StreamSubjectAccess_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamSubjectAccessRequest, StreamSubjectAccessResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PersonalDataService_StreamSubjectAccessClient = grpc.ServerStreamingClient[StreamSubjectAccessResponse]
 
 func (c *personalDataServiceClient) RectifySubject(ctx context.Context, in *RectifySubjectRequest, opts ...grpc.CallOption) (*RectifySubjectResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -217,7 +248,18 @@ type PersonalDataServiceServer interface {
 	// changes, the restriction state, purposes with their legal basis, and
 	// retention. Still works while processing is restricted. For an erased
 	// subject it returns the tombstone: when, and on which ground.
+	//
+	// What grows without bound (history, changes, consents, disclosures,
+	// holds) comes in pages of about 1 MiB, so that no answer is too large
+	// whatever is held: pass next_page_token as page_token for the next page.
+	// StreamSubjectAccess sends every page in one call.
 	AccessSubject(context.Context, *AccessSubjectRequest) (*AccessSubjectResponse, error)
+	// StreamSubjectAccess sends the whole access document of AccessSubject in
+	// one call, as the sequence of its pages: over REST, one download of
+	// newline-delimited JSON, a {"result": {"page": ...}} line per page. A
+	// broken download goes on from the next_page_token of the last page
+	// received.
+	StreamSubjectAccess(*StreamSubjectAccessRequest, grpc.ServerStreamingServer[StreamSubjectAccessResponse]) error
 	// RectifySubject changes the fields named in update_mask (Art. 16). The
 	// expected_version must be the current one, or the call is ABORTED. A change
 	// record names the fields, the channel and the reference, never old values.
@@ -259,6 +301,9 @@ func (UnimplementedPersonalDataServiceServer) FindSubject(context.Context, *Find
 }
 func (UnimplementedPersonalDataServiceServer) AccessSubject(context.Context, *AccessSubjectRequest) (*AccessSubjectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AccessSubject not implemented")
+}
+func (UnimplementedPersonalDataServiceServer) StreamSubjectAccess(*StreamSubjectAccessRequest, grpc.ServerStreamingServer[StreamSubjectAccessResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamSubjectAccess not implemented")
 }
 func (UnimplementedPersonalDataServiceServer) RectifySubject(context.Context, *RectifySubjectRequest) (*RectifySubjectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RectifySubject not implemented")
@@ -355,6 +400,17 @@ func _PersonalDataService_AccessSubject_Handler(srv interface{}, ctx context.Con
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _PersonalDataService_StreamSubjectAccess_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamSubjectAccessRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PersonalDataServiceServer).StreamSubjectAccess(m, &grpc.GenericServerStream[StreamSubjectAccessRequest, StreamSubjectAccessResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PersonalDataService_StreamSubjectAccessServer = grpc.ServerStreamingServer[StreamSubjectAccessResponse]
 
 func _PersonalDataService_RectifySubject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RectifySubjectRequest)
@@ -530,6 +586,12 @@ var PersonalDataService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PersonalDataService_EraseSubject_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamSubjectAccess",
+			Handler:       _PersonalDataService_StreamSubjectAccess_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "personaldata/v1/personaldata.proto",
 }
