@@ -118,7 +118,7 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 			// A retry: the token was shown once already and is not kept.
 			return &pdv1.CreatePrincipalResponse{Principal: principalToProto(existing)}, nil
 		}
-		return nil, status.Error(codes.AlreadyExists, "a principal with this id exists")
+		return nil, alreadyExists(reasonPrincipalExists, "personaldata.v1.Principal", "principals/"+p.ID, nil, "a principal with this id exists")
 	}
 	if err != nil {
 		return nil, s.internal(ctx, "create principal", err)
@@ -195,7 +195,7 @@ func (s *Principals) UpdatePrincipal(ctx context.Context, req *pdv1.UpdatePrinci
 	}
 	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, s.fingerprint(req), func(p *store.Principal) error {
 		if p.Version != req.GetExpectedVersion() {
-			return staleVersion(req.GetExpectedVersion(), p.Version)
+			return staleVersion("principal", req.GetExpectedVersion(), p.Version)
 		}
 		p.TenantIDs, p.Purposes, p.RPCs = tenants, purposes, rpcs
 		return nil

@@ -38,7 +38,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		return nil, err
 	}
 	if !c.ActsFor(controller) {
-		return nil, status.Error(codes.PermissionDenied, "the caller does not act for this controller")
+		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"controller_id": controller}, "the caller does not act for this controller")
 	}
 	prov = prov.by(c)
 	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(presentFields(&person))); err != nil {
@@ -253,7 +253,8 @@ func (s *Service) onControllersInstruction(ctx context.Context, sub *store.Subje
 		return err
 	}
 	if sub.Controller != companyController && c.Principal.Kind != pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER.String() {
-		return status.Error(codes.PermissionDenied, "a rights request about a customer's data is carried out on the controller's instruction: send it as the controller's principal")
+		return permissionDenied(reasonControllerInstruction, map[string]string{"controller_id": sub.Controller},
+			"a rights request about a customer's data is carried out on the controller's instruction: send it as the controller's principal")
 	}
 	return nil
 }
@@ -395,7 +396,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		return s.rectifyReplay(sub, err)
 	}
 	if sub.Version != req.GetExpectedVersion() {
-		return nil, staleVersion(req.GetExpectedVersion(), sub.Version)
+		return nil, staleVersion("subject", req.GetExpectedVersion(), sub.Version)
 	}
 	oldKeys := s.lookupKeys(sub.Controller, sub.Person)
 	person := applyFields(*sub.Person, newValues, fields)
@@ -419,7 +420,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			return err
 		}
 		if sub.Version != req.GetExpectedVersion() {
-			return staleVersion(req.GetExpectedVersion(), sub.Version)
+			return staleVersion("subject", req.GetExpectedVersion(), sub.Version)
 		}
 		p := applyFields(*sub.Person, newValues, fields)
 		sub.Person = &p
@@ -780,7 +781,7 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 		return nil, err
 	}
 	if !c.MayUse(req.GetPurpose()) {
-		return nil, status.Errorf(codes.PermissionDenied, "the caller may not process for purpose %s", req.GetPurpose())
+		return nil, purposeDenied(req.GetPurpose())
 	}
 	sub, err := s.getSubject(ctx, "purpose view", id)
 	if err != nil {
