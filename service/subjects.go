@@ -372,7 +372,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	if req.GetExpectedVersion() <= 0 {
 		v.add("expected_version", "is required: the version read before the change")
 	}
-	fields := v.updateMask(req.GetUpdateMask().GetPaths())
+	fields := v.updateMask(req.GetUpdateMask().GetPaths(), personFields)
 	newValues := v.person(req.GetPerson(), fields, now)
 	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), true)
 	if err := v.err(); err != nil {
@@ -488,16 +488,17 @@ func (s *Service) rectifyReplay(sub *store.Subject, err error) (*pdv1.RectifySub
 	return out, nil
 }
 
-// updateMask checks the paths of a rectification's field mask.
-func (v *violations) updateMask(paths []string) []string {
+// updateMask checks the paths of an update's field mask against the fields
+// it may name (allowed) and returns them without repeats.
+func (v *violations) updateMask(paths, allowed []string) []string {
 	if len(paths) == 0 {
 		v.add("update_mask", "is required: name the fields to change")
 		return nil
 	}
 	var fields []string
 	for _, p := range paths {
-		if !slices.Contains(personFields, p) {
-			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(personFields, ", ")))
+		if !slices.Contains(allowed, p) {
+			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(allowed, ", ")))
 			continue
 		}
 		if !slices.Contains(fields, p) {
