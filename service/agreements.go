@@ -349,7 +349,7 @@ func (s *Agreements) AmendProcessorAgreement(ctx context.Context, req *pdv1.Amen
 			return failedPrecondition("agreement %s is terminated and cannot be amended; record a new agreement", agreementIDOf(customer, seq))
 		}
 		if cur := a.Current().Version; int32(cur) != req.GetExpectedVersion() {
-			return status.Errorf(codes.Aborted, "expected_version %d is stale: the agreement is at version %d", req.GetExpectedVersion(), cur)
+			return staleVersion("agreement", int64(req.GetExpectedVersion()), int64(cur))
 		}
 		ver := terms
 		ver.Version, ver.CreatedAt, ver.CreatedBy = a.Current().Version+1, now.UnixNano(), c.ID()

@@ -140,7 +140,7 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 	switch {
 	case chain == audit.PrincipalsChain:
 		if !c.ActsFor(auth.AllTenants) {
-			return nil, status.Error(codes.PermissionDenied, "the chain of principals is for operators")
+			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chain of principals is for operators")
 		}
 	case strings.HasPrefix(chain, "subjects/"):
 		if err := s.subjectVisible(ctx, c, strings.TrimPrefix(chain, "subjects/")); err != nil {

@@ -100,7 +100,7 @@ func (s *Disclosures) Disclose(ctx context.Context, req *pdv1.DiscloseRequest) (
 		return nil, err
 	}
 	if !c.MayUse(purpose) {
-		return nil, status.Errorf(codes.PermissionDenied, "the caller may not process for purpose %s", purpose)
+		return nil, purposeDenied(purpose)
 	}
 	if err := requireConsent(sub, purpose); err != nil {
 		return nil, err

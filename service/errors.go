@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 )
 
@@ -21,7 +25,48 @@ const errorDomain = "personaldata.v1"
 const (
 	reasonErased     = "SUBJECT_ERASED"
 	reasonRestricted = "PROCESSING_RESTRICTED"
+	// PERMISSION_DENIED
+	reasonTenantNotPermitted    = "TENANT_NOT_PERMITTED"
+	reasonPurposeNotPermitted   = "PURPOSE_NOT_PERMITTED"
+	reasonControllerInstruction = "CONTROLLER_INSTRUCTION_REQUIRED"
+	reasonKindNotPermitted      = "PRINCIPAL_KIND_NOT_PERMITTED"
+	// ALREADY_EXISTS
+	reasonSubjectExists   = "SUBJECT_EXISTS"
+	reasonPrincipalExists = "PRINCIPAL_EXISTS"
+	// ABORTED
+	reasonStaleVersion       = "STALE_VERSION"
+	reasonConcurrentChange   = "CONCURRENT_CHANGE"
+	reasonRotationUnfinished = "ROTATION_UNFINISHED"
+	// UNAVAILABLE
+	reasonStoreUnavailable = "STORE_UNAVAILABLE"
+	reasonShuttingDown     = "SHUTTING_DOWN"
 )
+
+// retryDelay is the RetryInfo of a refusal that the same request, sent
+// again, may get past: a store outage or a lost race. The idempotency key
+// makes the retry safe.
+const retryDelay = time.Second
+
+// withDetails is a status carrying details. A detail that cannot be attached
+// (it always can: they are registered messages) leaves the bare status.
+func withDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(details...); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// errorInfo is the machine-readable reason of a refusal; metadata holds ids,
+// versions and enum names, never a personal value.
+func errorInfo(reason string, metadata map[string]string) *errdetails.ErrorInfo {
+	return &errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: metadata}
+}
+
+// retryInfo tells the caller when to send the same request again.
+func retryInfo(after time.Duration) *errdetails.RetryInfo {
+	return &errdetails.RetryInfo{RetryDelay: durationpb.New(after)}
+}
 
 // notFound is the answer for an unknown subject.
 func notFound() error {
@@ -32,30 +77,19 @@ func notFound() error {
 // instead of a bare NOT_FOUND.
 func erasedError(sub *store.Subject) error {
 	at := time.Unix(0, sub.Erasure.At).UTC().Format(time.RFC3339)
-	st := status.New(codes.NotFound, fmt.Sprintf("subject was erased at %s on ground %s", at, sub.Erasure.Ground))
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   reasonErased,
-		Domain:   errorDomain,
-		Metadata: map[string]string{"erase_time": at, "ground": sub.Erasure.Ground},
-	}); err == nil {
-		st = d
-	}
-	return st.Err()
+	return withDetails(codes.NotFound, fmt.Sprintf("subject was erased at %s on ground %s", at, sub.Erasure.Ground),
+		errorInfo(reasonErased, map[string]string{"erase_time": at, "ground": sub.Erasure.Ground}))
 }
 
 // restrictedError refuses a processing use of a restricted subject.
 func restrictedError(sub *store.Subject) error {
 	since := time.Unix(0, sub.Restriction.At).UTC().Format(time.RFC3339)
 	desc := fmt.Sprintf("processing is restricted to storage only since %s (ground %s)", since, sub.Restriction.Ground)
-	st := status.New(codes.FailedPrecondition, desc)
-	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+	return withDetails(codes.FailedPrecondition, desc, &errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
 		Type:        reasonRestricted,
 		Subject:     "subjects/" + sub.ID,
 		Description: desc,
-	}}}); err == nil {
-		st = d
-	}
-	return st.Err()
+	}}})
 }
 
 // failedPrecondition refuses a request the subject's state does not allow.
@@ -63,9 +97,46 @@ func failedPrecondition(format string, args ...any) error {
 	return status.Errorf(codes.FailedPrecondition, format, args...)
 }
 
-// staleVersion is the answer for a lost optimistic-concurrency race.
-func staleVersion(expected, current int64) error {
-	return status.Errorf(codes.Aborted, "expected_version %d is stale: the subject is at version %d", expected, current)
+// permissionDenied refuses a caller, saying why in ErrorInfo.
+func permissionDenied(reason string, metadata map[string]string, msg string) error {
+	return withDetails(codes.PermissionDenied, msg, errorInfo(reason, metadata))
+}
+
+// purposeDenied refuses a purpose the caller was not granted.
+func purposeDenied(p pdv1.Purpose) error {
+	return permissionDenied(reasonPurposeNotPermitted, map[string]string{"purpose": p.String()},
+		fmt.Sprintf("the caller may not process for purpose %s", p))
+}
+
+// alreadyExists refuses to create what exists: ResourceInfo names its type
+// (and its name when that is not personal), ErrorInfo the reason.
+func alreadyExists(reason, resourceType, resourceName string, metadata map[string]string, msg string) error {
+	return withDetails(codes.AlreadyExists, msg, errorInfo(reason, metadata),
+		&errdetails.ResourceInfo{ResourceType: resourceType, ResourceName: resourceName, Description: msg})
+}
+
+// staleVersion is the answer for a lost optimistic-concurrency race on a
+// resource ("subject", "principal", "agreement"): the current version is in
+// ErrorInfo, so the caller can read again and decide.
+func staleVersion(resource string, expected, current int64) error {
+	return withDetails(codes.Aborted,
+		fmt.Sprintf("expected_version %d is stale: the %s is at version %d", expected, resource, current),
+		errorInfo(reasonStaleVersion, map[string]string{
+			"resource":         resource,
+			"expected_version": strconv.FormatInt(expected, 10),
+			"current_version":  strconv.FormatInt(current, 10),
+		}))
+}
+
+// concurrentChange is ABORTED for a race the same request may win if sent
+// again.
+func concurrentChange(msg string) error {
+	return withDetails(codes.Aborted, msg, errorInfo(reasonConcurrentChange, nil), retryInfo(retryDelay))
+}
+
+// unavailable refuses for now, saying when to retry.
+func unavailable(reason, msg string) error {
+	return withDetails(codes.Unavailable, msg, errorInfo(reason, nil), retryInfo(retryDelay))
 }
 
 // keyReused refuses an idempotency key sent again with a different request.
@@ -97,9 +168,9 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.String("error", err.Error()))
-		return status.Error(codes.Unavailable, "store unavailable, retry later")
+		return unavailable(reasonStoreUnavailable, "store unavailable, retry later")
 	case errors.Is(err, store.ErrConflict):
-		return status.Error(codes.Aborted, "too many concurrent changes to this subject, retry")
+		return concurrentChange("too many concurrent changes to this subject, retry")
 	}
 	s.log.ErrorContext(ctx, "internal error", slog.String("op", op), slog.String("error", err.Error()))
 	return status.Error(codes.Internal, "internal error")

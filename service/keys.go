@@ -3,12 +3,10 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/example/personaldata/store"
 )
@@ -119,10 +117,13 @@ func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) (bool, e
 			return false, err
 		}
 		if s.holds(holder, k.id) {
-			return false, status.Errorf(codes.AlreadyExists, "a subject with this %s already exists for this controller", strings.ReplaceAll(k.field, "_", " "))
+			// The holder's id stays out: it would tell who has this
+			// identity number or e-mail; the field's name says enough.
+			return false, alreadyExists(reasonSubjectExists, "personaldata.v1.Subject", "", map[string]string{"field": k.field},
+				fmt.Sprintf("a subject with this %s already exists for this controller", strings.ReplaceAll(k.field, "_", " ")))
 		}
 		if time.Duration(now-held.ClaimedAt) < claimLease {
-			return false, status.Errorf(codes.Aborted, "another request is saving a subject with this %s; retry", strings.ReplaceAll(k.field, "_", " "))
+			return false, concurrentChange(fmt.Sprintf("another request is saving a subject with this %s; retry", strings.ReplaceAll(k.field, "_", " ")))
 		}
 		err = s.store.ReassignKey(ctx, k.id, held.SubjectID, id, now)
 		if err == nil {
@@ -133,7 +134,7 @@ func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) (bool, e
 		}
 		// The key moved or vanished meanwhile: look again.
 	}
-	return false, status.Error(codes.Aborted, "concurrent changes to the same key; retry")
+	return false, concurrentChange("concurrent changes to the same key; retry")
 }
 
 // findByKey returns the live subject that holds key id, or nil.

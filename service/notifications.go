@@ -140,13 +140,19 @@ var queueReaders = map[string]bool{
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR.String():            true,
 }
 
+// notificationReaderDenied refuses a kind of principal that does not read
+// recipients' notifications.
+func notificationReaderDenied() error {
+	return permissionDenied(reasonKindNotPermitted, nil, "recipients' notifications are read by the domain-registration integration and operators")
+}
+
 func (s *Disclosures) queueReader(ctx context.Context) (*auth.Caller, error) {
 	c, err := s.caller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !queueReaders[c.Principal.Kind] {
-		return nil, status.Error(codes.PermissionDenied, "recipients' notifications are read by the domain-registration integration and operators")
+		return nil, notificationReaderDenied()
 	}
 	return c, nil
 }
@@ -268,7 +274,7 @@ func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNoti
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-s.streams.done():
-			return status.Error(codes.Unavailable, "the server is shutting down: reconnect to go on from the first unacknowledged notification")
+			return unavailable(reasonShuttingDown, "the server is shutting down: reconnect to go on from the first unacknowledged notification")
 		case <-tick.C:
 		}
 		// A stream outlives its authentication: read the principal again,
@@ -290,7 +296,7 @@ func (s *Disclosures) recheck(ctx context.Context, c *auth.Caller) (*auth.Caller
 	}
 	fresh := &auth.Caller{Principal: p, Method: c.Method}
 	if !queueReaders[p.Kind] {
-		return nil, status.Error(codes.PermissionDenied, "recipients' notifications are read by the domain-registration integration and operators")
+		return nil, notificationReaderDenied()
 	}
 	return fresh, nil
 }

@@ -121,7 +121,7 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 			// A retry: the token was shown once already and is not kept.
 			return &pdv1.CreatePrincipalResponse{Principal: principalToProto(existing)}, nil
 		}
-		return nil, status.Error(codes.AlreadyExists, "a principal with this id exists")
+		return nil, alreadyExists(reasonPrincipalExists, "personaldata.v1.Principal", "principals/"+p.ID, nil, "a principal with this id exists")
 	}
 	if err != nil {
 		return nil, s.internal(ctx, "create principal", err)
@@ -180,27 +180,65 @@ func (s *Principals) ListPrincipals(ctx context.Context, req *pdv1.ListPrincipal
 	return out, nil
 }
 
-// UpdatePrincipal replaces a principal's grants.
+// The grants an UpdatePrincipal mask may name.
+const (
+	grantTenants  = "tenant_ids"
+	grantPurposes = "purposes"
+	grantRPCs     = "rpcs"
+)
+
+var principalGrants = []string{grantTenants, grantPurposes, grantRPCs}
+
+// UpdatePrincipal changes the grants named in the update mask and keeps the
+// others. The mask is required: an empty one is refused, not read as "all
+// fields", because a full replace is what silently reset a principal's
+// purposes to its kind's defaults when only its tenants were changed.
 func (s *Principals) UpdatePrincipal(ctx context.Context, req *pdv1.UpdatePrincipalRequest) (*pdv1.UpdatePrincipalResponse, error) {
 	var v violations
 	key := v.idempotencyKey(req.GetIdempotencyKey())
 	if req.GetExpectedVersion() <= 0 {
 		v.add("expected_version", "is required: the version read before the change")
 	}
+	fields := v.updateMask(req.GetUpdateMask().GetPaths(), principalGrants)
 	current, err := s.principal(ctx, req.GetPrincipalId())
 	if err != nil {
 		return nil, err
 	}
+	// The grants as they will be, checked together: named ones from the
+	// request, the others as they are.
+	tenants, rpcs := current.TenantIDs, current.RPCs
+	var purposes []pdv1.Purpose
+	for _, name := range current.Purposes {
+		purposes = append(purposes, enumValue[pdv1.Purpose](pdv1.Purpose_value, name))
+	}
+	named := func(f string) bool { return slices.Contains(fields, f) }
+	if named(grantTenants) {
+		tenants = req.GetTenantIds()
+	}
+	if named(grantPurposes) {
+		purposes = req.GetPurposes()
+	}
+	if named(grantRPCs) {
+		rpcs = req.GetRpcs()
+	}
 	kind := enumValue[pdv1.PrincipalKind](pdv1.PrincipalKind_value, current.Kind)
-	tenants, purposes, rpcs := v.principalFields(kind, req.GetTenantIds(), req.GetPurposes(), req.GetRpcs())
+	tenants, purposeNames, rpcs := v.principalFields(kind, tenants, purposes, rpcs)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
 	p, err := s.updatePrincipal(ctx, req.GetPrincipalId(), key, s.fingerprint(req), func(p *store.Principal) error {
 		if p.Version != req.GetExpectedVersion() {
-			return staleVersion(req.GetExpectedVersion(), p.Version)
+			return staleVersion("principal", req.GetExpectedVersion(), p.Version)
 		}
-		p.TenantIDs, p.Purposes, p.RPCs = tenants, purposes, rpcs
+		if named(grantTenants) {
+			p.TenantIDs = tenants
+		}
+		if named(grantPurposes) {
+			p.Purposes = purposeNames
+		}
+		if named(grantRPCs) {
+			p.RPCs = rpcs
+		}
 		return nil
 	})
 	if err != nil {

@@ -3,10 +3,10 @@ package service
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
@@ -57,7 +57,8 @@ func (s *KeyRotation) RotateDataKeys(req *pdv1.RotateDataKeysRequest, stream grp
 			return stream.Send(progress)
 		}
 		if pass == maxRotationPasses {
-			return status.Errorf(codes.Aborted, "%d data keys are still under an older master key version; run the rotation again", left)
+			return withDetails(codes.Aborted, fmt.Sprintf("%d data keys are still under an older master key version; run the rotation again", left),
+				errorInfo(reasonRotationUnfinished, map[string]string{"keys_left": strconv.FormatInt(left, 10)}))
 		}
 		progress.ResumeAfter = ""
 	}

@@ -38,7 +38,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		return nil, err
 	}
 	if !c.ActsFor(controller) {
-		return nil, status.Error(codes.PermissionDenied, "the caller does not act for this controller")
+		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"controller_id": controller}, "the caller does not act for this controller")
 	}
 	prov = prov.by(c)
 	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(presentFields(&person))); err != nil {
@@ -252,7 +252,8 @@ func (s *Service) onControllersInstruction(ctx context.Context, sub *store.Subje
 		return err
 	}
 	if sub.Controller != companyController && c.Principal.Kind != pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER.String() {
-		return status.Error(codes.PermissionDenied, "a rights request about a customer's data is carried out on the controller's instruction: send it as the controller's principal")
+		return permissionDenied(reasonControllerInstruction, map[string]string{"controller_id": sub.Controller},
+			"a rights request about a customer's data is carried out on the controller's instruction: send it as the controller's principal")
 	}
 	return nil
 }
@@ -296,7 +297,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	if req.GetExpectedVersion() <= 0 {
 		v.add("expected_version", "is required: the version read before the change")
 	}
-	fields := v.updateMask(req.GetUpdateMask().GetPaths())
+	fields := v.updateMask(req.GetUpdateMask().GetPaths(), personFields)
 	newValues := v.person(req.GetPerson(), fields, now)
 	prov := v.provenance(req.GetChannel(), req.GetReference(), req.GetPerformedBy(), true)
 	if err := v.err(); err != nil {
@@ -320,7 +321,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		return s.rectifyReplay(sub, err)
 	}
 	if sub.Version != req.GetExpectedVersion() {
-		return nil, staleVersion(req.GetExpectedVersion(), sub.Version)
+		return nil, staleVersion("subject", req.GetExpectedVersion(), sub.Version)
 	}
 	oldKeys := s.lookupKeys(sub.Controller, sub.Person)
 	person := applyFields(*sub.Person, newValues, fields)
@@ -344,7 +345,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			return err
 		}
 		if sub.Version != req.GetExpectedVersion() {
-			return staleVersion(req.GetExpectedVersion(), sub.Version)
+			return staleVersion("subject", req.GetExpectedVersion(), sub.Version)
 		}
 		p := applyFields(*sub.Person, newValues, fields)
 		sub.Person = &p
@@ -412,16 +413,17 @@ func (s *Service) rectifyReplay(sub *store.Subject, err error) (*pdv1.RectifySub
 	return out, nil
 }
 
-// updateMask checks the paths of a rectification's field mask.
-func (v *violations) updateMask(paths []string) []string {
+// updateMask checks the paths of an update's field mask against the fields
+// it may name (allowed) and returns them without repeats.
+func (v *violations) updateMask(paths, allowed []string) []string {
 	if len(paths) == 0 {
 		v.add("update_mask", "is required: name the fields to change")
 		return nil
 	}
 	var fields []string
 	for _, p := range paths {
-		if !slices.Contains(personFields, p) {
-			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(personFields, ", ")))
+		if !slices.Contains(allowed, p) {
+			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(allowed, ", ")))
 			continue
 		}
 		if !slices.Contains(fields, p) {
@@ -713,7 +715,7 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 		return nil, err
 	}
 	if !c.MayUse(req.GetPurpose()) {
-		return nil, status.Errorf(codes.PermissionDenied, "the caller may not process for purpose %s", req.GetPurpose())
+		return nil, purposeDenied(req.GetPurpose())
 	}
 	sub, err := s.getSubject(ctx, "purpose view", id)
 	if err != nil {

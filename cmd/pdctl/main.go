@@ -10,7 +10,7 @@
 //	principal create -id ID -kind KIND -tenant T[,T...] [-purpose P,...] [-rpc METHOD,...] [-description TEXT]
 //	principal get -id ID
 //	principal list
-//	principal update -id ID -tenant T,... [-purpose P,...] [-rpc METHOD,...]
+//	principal update -id ID [-tenant T,...] [-purpose P,...] [-rpc METHOD,...]
 //	principal issue-token -id ID
 //	principal revoke -id ID [-reason TEXT]
 //	keys add-version -key-file FILE       (on the server's machine: adds a master key version)
@@ -20,6 +20,8 @@
 // KIND is billing-system, domain-registration, support-staff,
 // customer-controller or operator; P is a purpose such as invoicing. A new
 // token is printed once, on its own line, and is not kept anywhere else.
+// "principal update" changes only the grants given as flags; -purpose "" or
+// -rpc "" sets that grant back to its kind's default.
 package main
 
 import (
@@ -43,6 +45,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store/envelope"
@@ -147,17 +150,28 @@ func principalCommand(ctx context.Context, client pdv1.PrincipalServiceClient, c
 			}
 		}
 	case "update":
-		cur, err := client.GetPrincipal(ctx, &pdv1.GetPrincipalRequest{PrincipalId: *id})
-		if err != nil {
-			return err
+		// Only the grants given as flags change: the mask names them.
+		grants := map[string]string{"tenant": "tenant_ids", "purpose": "purposes", "rpc": "rpcs"}
+		mask := &fieldmaskpb.FieldMask{}
+		fs.Visit(func(f *flag.Flag) {
+			if path, ok := grants[f.Name]; ok {
+				mask.Paths = append(mask.Paths, path)
+			}
+		})
+		if len(mask.Paths) == 0 {
+			return errors.New("give the grants to change: -tenant, -purpose and/or -rpc")
 		}
 		ps, err := purposeList(*purposes)
 		if err != nil {
 			return err
 		}
+		cur, err := client.GetPrincipal(ctx, &pdv1.GetPrincipalRequest{PrincipalId: *id})
+		if err != nil {
+			return err
+		}
 		res, err := client.UpdatePrincipal(ctx, &pdv1.UpdatePrincipalRequest{
 			IdempotencyKey: key, PrincipalId: *id, ExpectedVersion: cur.GetPrincipal().GetVersion(),
-			TenantIds: list(*tenants), Purposes: ps, Rpcs: list(*rpcs),
+			TenantIds: list(*tenants), Purposes: ps, Rpcs: list(*rpcs), UpdateMask: mask,
 		})
 		return print(out, res, err)
 	case "issue-token":

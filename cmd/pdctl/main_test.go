@@ -6,22 +6,26 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/example/personaldata/cmd/personaldatad/server"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 )
 
-// TestPrincipalCommands runs pdctl against a real server: create a billing
-// principal, use its printed token, list, revoke.
-func TestPrincipalCommands(t *testing.T) {
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "operator.token")
+// startServer runs a real server in dir until the test ends and returns
+// pdctl for it, run with the token in tokenFile, and the operator's token file.
+func startServer(t *testing.T, dir string) (pdctl func(tokenFile string, args ...string) (string, error), operatorToken string) {
+	t.Helper()
+	operatorToken = filepath.Join(dir, "operator.token")
 	srv, err := server.New(context.Background(), server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Store:             store.Config{DataDir: filepath.Join(dir, "data")},
-		OperatorTokenFile: tokenFile,
+		OperatorTokenFile: operatorToken,
 		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -31,12 +35,18 @@ func TestPrincipalCommands(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { stop(); <-done })
-
-	pdctl := func(tokenFile string, args ...string) (string, error) {
+	return func(tokenFile string, args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(context.Background(), append([]string{"-addr", srv.GRPCAddr(), "-token-file", tokenFile}, args...), &out)
 		return out.String(), err
-	}
+	}, operatorToken
+}
+
+// TestPrincipalCommands runs pdctl against a real server: create a billing
+// principal, use its printed token, list, revoke.
+func TestPrincipalCommands(t *testing.T) {
+	dir := t.TempDir()
+	pdctl, tokenFile := startServer(t, dir)
 	out, err := pdctl(tokenFile, "principal", "create", "-id", "billing", "-kind", "billing-system", "-tenant", "company")
 	if err != nil {
 		t.Fatalf("create: %v", err)
@@ -64,5 +74,46 @@ func TestPrincipalCommands(t *testing.T) {
 	}
 	if _, err := pdctl(tokenFile, "principal", "create", "-id", "x", "-kind", "nonsense", "-tenant", "company"); err == nil {
 		t.Errorf("an unknown kind was accepted")
+	}
+}
+
+// TestPrincipalUpdateChangesOnlyTheGivenGrants: "principal update" sends
+// only the grants given as flags, so new tenants keep the purposes.
+func TestPrincipalUpdateChangesOnlyTheGivenGrants(t *testing.T) {
+	pdctlAs, tokenFile := startServer(t, t.TempDir())
+	pdctl := func(args ...string) (string, error) { return pdctlAs(tokenFile, args...) }
+	stored := func() *pdv1.Principal {
+		out, err := pdctl("principal", "get", "-id", "support-1")
+		if err != nil {
+			t.Fatalf("get: %v", err)
+		}
+		var res pdv1.GetPrincipalResponse
+		if err := protojson.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("get printed %q: %v", out, err)
+		}
+		return res.GetPrincipal()
+	}
+	if _, err := pdctl("principal", "create", "-id", "support-1", "-kind", "support-staff", "-tenant", "company", "-purpose", "support,invoicing"); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	before := stored()
+	if _, err := pdctl("principal", "update", "-id", "support-1", "-tenant", "company,customer-7"); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	after := stored()
+	purposes := []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_INVOICING}
+	if !slices.Equal(after.GetTenantIds(), []string{"company", "customer-7"}) || !slices.Equal(after.GetPurposes(), purposes) ||
+		!slices.Equal(after.GetRpcs(), before.GetRpcs()) || after.GetVersion() != before.GetVersion()+1 {
+		t.Errorf("after update -tenant: %v, before %v", after, before)
+	}
+	if _, err := pdctl("principal", "update", "-id", "support-1", "-purpose", "support"); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if p := stored(); !slices.Equal(p.GetTenantIds(), []string{"company", "customer-7"}) || !slices.Equal(p.GetPurposes(), purposes[:1]) {
+		t.Errorf("after update -purpose: %v", p)
+	}
+	// Nothing to change is refused before anything is sent.
+	if _, err := pdctl("principal", "update", "-id", "support-1"); err == nil {
+		t.Errorf("an update without grants was accepted")
 	}
 }

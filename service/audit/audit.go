@@ -51,8 +51,8 @@ const (
 	// ReadinessChain holds the probes that tell whether appends work again
 	// after one failed (see Ready).
 	ReadinessChain = "readiness"
-	subjectsPrefix  = "subjects/"
-	tenantsPrefix   = "tenants/"
+	subjectsPrefix = "subjects/"
+	tenantsPrefix  = "tenants/"
 )
 
 // SubjectChain is the chain of the events of one data subject.

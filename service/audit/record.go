@@ -8,9 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/example/personaldata/service/auth"
 )
@@ -133,8 +135,19 @@ func NewRecorder(l *Log, logger *slog.Logger, now func() time.Time) *Recorder {
 }
 
 // errAuditDown is the answer when the trail cannot be written: the request
-// fails and returns no personal data.
-var errAuditDown = status.Error(codes.Unavailable, "the audit trail cannot be written; the request was refused, retry later")
+// fails and returns no personal data. The trail is in the store, whose
+// outages pass: RetryInfo says when to send the request again (the details
+// are those of the service's other refusals, service/errors.go).
+var errAuditDown = func() error {
+	st := status.New(codes.Unavailable, "the audit trail cannot be written; the request was refused, retry later")
+	if d, err := st.WithDetails(
+		&errdetails.ErrorInfo{Reason: "AUDIT_UNAVAILABLE", Domain: "personaldata.v1"},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)},
+	); err == nil {
+		st = d
+	}
+	return st.Err()
+}()
 
 func (r *Recorder) event(ctx context.Context, method string, t Touch, err error) Event {
 	e := Event{

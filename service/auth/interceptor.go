@@ -4,16 +4,21 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/example/personaldata/store"
 )
@@ -86,6 +91,23 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 
 var errUnauthenticated = status.Error(codes.Unauthenticated, "missing or invalid credentials")
 
+// errorDomain and retryDelay are those of the service's other refusals
+// (service/errors.go), which this package cannot import.
+const (
+	errorDomain = "personaldata.v1"
+	retryDelay  = time.Second
+)
+
+// refusal is a status with an ErrorInfo of reason, and any other details.
+func refusal(code codes.Code, reason string, metadata map[string]string, msg string, details ...protoadapt.MessageV1) error {
+	st := status.New(code, msg)
+	details = append([]protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: metadata}}, details...)
+	if d, err := st.WithDetails(details...); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
 func (a *Authenticator) authenticate(ctx context.Context, method string) (context.Context, error) {
 	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
 		return ctx, nil
@@ -100,7 +122,8 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 	}
 	if !caller.MayCall(method) {
 		a.failures.WithLabelValues("rpc_not_permitted").Inc()
-		return nil, status.Errorf(codes.PermissionDenied, "principal %s may not call %s", caller.ID(), method)
+		return nil, refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method},
+			fmt.Sprintf("principal %s may not call %s", caller.ID(), method))
 	}
 	return NewContext(ctx, caller), nil
 }
@@ -110,11 +133,11 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if auth := first(md, "authorization"); auth != "" {
-		token, ok := strings.CutPrefix(auth, "Bearer ")
+		token, ok := bearerToken(auth)
 		if !ok {
 			return nil, "malformed", nil
 		}
-		id, ok := tokenPrincipal(strings.TrimSpace(token))
+		id, ok := tokenPrincipal(token)
 		if !ok {
 			return nil, "malformed", nil
 		}
@@ -122,7 +145,7 @@ func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 		if p == nil {
 			return nil, reason, err
 		}
-		hash := HashToken(strings.TrimSpace(token))
+		hash := HashToken(token)
 		for _, t := range p.Tokens {
 			if hashMatches(t.Hash, hash) {
 				return &Caller{Principal: p, Method: "bearer"}, "", nil
@@ -141,6 +164,17 @@ func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 	return &Caller{Principal: p, Method: "mtls"}, "", nil
 }
 
+// bearerToken is the token of an authorization value "Bearer <token>"; the
+// scheme's name is case-insensitive (RFC 7235 section 2.1).
+func bearerToken(auth string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(auth), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
 func (a *Authenticator) principal(ctx context.Context, id string) (*store.Principal, string, error) {
 	p, err := a.store.GetPrincipal(ctx, id)
 	switch {
@@ -148,7 +182,8 @@ func (a *Authenticator) principal(ctx context.Context, id string) (*store.Princi
 		return nil, "unknown_principal", nil
 	case err != nil:
 		a.log.WarnContext(ctx, "authentication: store error", slog.String("error", err.Error()))
-		return nil, "", status.Error(codes.Unavailable, "cannot check credentials now, retry later")
+		return nil, "", refusal(codes.Unavailable, "STORE_UNAVAILABLE", nil, "cannot check credentials now, retry later",
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(retryDelay)})
 	case p.Revoked:
 		return nil, "revoked", nil
 	}

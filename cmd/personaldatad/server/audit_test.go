@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -237,6 +238,9 @@ func TestAuditFailsClosed(t *testing.T) {
 		err := c.call(context.Background(), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &res)
 		if status.Code(err) != codes.Unavailable || res.GetSubject() != nil {
 			t.Errorf("%s with the trail refusing writes: %v, response %v", c.name(), err, &res)
+		}
+		if ri := detail[*errdetails.RetryInfo](err); ri.GetRetryDelay().AsDuration() <= 0 {
+			t.Errorf("%s with the trail refusing writes: RetryInfo %v", c.name(), ri)
 		}
 		// A stream sends nothing before its event is written.
 		pages, err := streamAccess(t, e, c.name(), e.token, &pdv1.StreamSubjectAccessRequest{SubjectId: sub.GetSubjectId()})

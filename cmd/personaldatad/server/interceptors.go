@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "personaldata_grpc_requests_total",
-			Help: "RPCs handled, by method and gRPC status code (REST calls included: the gateway calls gRPC).",
+			Help: "RPCs handled, by method and gRPC status code (REST calls included: the gateway calls gRPC, or refuses what it cannot read under the RPC of the route).",
 		}, []string{"method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "personaldata_grpc_request_duration_seconds",
@@ -39,9 +39,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	m.duration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	m.observe(info.FullMethod, status.Code(err), start)
 	return resp, err
+}
+
+// observe counts one call of method that ended with code.
+func (m *metrics) observe(method string, code codes.Code, start time.Time) {
+	m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+	m.requests.WithLabelValues(method, code.String()).Inc()
 }
 
 // logUnary logs each RPC's method, status code and duration; never the
@@ -55,9 +60,9 @@ func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	}
 }
 
-// logRPC writes the one line per RPC: method, code, duration; successes at
-// debug level, faults at error.
-func logRPC(ctx context.Context, log *slog.Logger, method string, err error, start time.Time) {
+// logRPC writes the one line per RPC: method, code, duration (and attrs);
+// successes at debug level, faults at error.
+func logRPC(ctx context.Context, log *slog.Logger, method string, err error, start time.Time, attrs ...slog.Attr) {
 	code := status.Code(err)
 	level := slog.LevelInfo
 	switch code {
@@ -68,10 +73,10 @@ func logRPC(ctx context.Context, log *slog.Logger, method string, err error, sta
 	case codes.Unavailable, codes.DeadlineExceeded:
 		level = slog.LevelWarn
 	}
-	log.LogAttrs(ctx, level, "rpc",
+	log.LogAttrs(ctx, level, "rpc", append([]slog.Attr{
 		slog.String("method", method),
 		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)))
+		slog.Duration("duration", time.Since(start))}, attrs...)...)
 }
 
 // recoverUnary turns a panic in a handler into INTERNAL instead of a crash.
@@ -90,8 +95,7 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	err := handler(srv, ss)
-	m.duration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	m.observe(info.FullMethod, status.Code(err), start)
 	return err
 }
 

@@ -201,7 +201,8 @@ func matrixRPCs() []matrixRPC {
 			}, resp: func() proto.Message { return &pdv1.CreatePrincipalResponse{} }},
 		{method: "personaldata.v1.PrincipalService/UpdatePrincipal", tenantFree: true,
 			req: func(_ *testing.T, _ *matrixFixture, p matrixPrincipal, _ string, _ *pdv1.Subject) proto.Message {
-				return &pdv1.UpdatePrincipalRequest{IdempotencyKey: "mu-" + p.id, PrincipalId: "made-by-" + p.id, ExpectedVersion: 1, TenantIds: []string{"company"}}
+				return &pdv1.UpdatePrincipalRequest{IdempotencyKey: "mu-" + p.id, PrincipalId: "made-by-" + p.id, ExpectedVersion: 1, TenantIds: []string{"company"},
+					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"tenant_ids"}}}
 			}, resp: func() proto.Message { return &pdv1.UpdatePrincipalResponse{} }},
 		{method: "personaldata.v1.PrincipalService/IssueToken", tenantFree: true,
 			req: func(_ *testing.T, _ *matrixFixture, p matrixPrincipal, _ string, _ *pdv1.Subject) proto.Message {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
@@ -124,12 +126,14 @@ func TestPrincipalManagement(t *testing.T) {
 		got := call(t, opc, principalSvc+"GetPrincipal", &pdv1.GetPrincipalRequest{PrincipalId: "billing"}, &pdv1.GetPrincipalResponse{}).GetPrincipal()
 		callErr(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}, codes.PermissionDenied)
 		call(t, opc, principalSvc+"UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
-			IdempotencyKey: "u1", PrincipalId: "billing", ExpectedVersion: got.GetVersion(), TenantIds: []string{"company"},
-			Purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING, pdv1.Purpose_PURPOSE_SUPPORT}, Rpcs: got.GetRpcs(),
+			IdempotencyKey: "u1", PrincipalId: "billing", ExpectedVersion: got.GetVersion(),
+			Purposes:   []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING, pdv1.Purpose_PURPOSE_SUPPORT},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"purposes"}},
 		}, &pdv1.UpdatePrincipalResponse{})
 		call(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{})
 		callErr(t, opc, principalSvc+"UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
 			IdempotencyKey: "u2", PrincipalId: "billing", ExpectedVersion: got.GetVersion(), TenantIds: []string{"company"},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"tenant_ids"}},
 		}, &pdv1.UpdatePrincipalResponse{}, codes.Aborted)
 
 		// Revocation is immediate, for every token.
@@ -143,6 +147,59 @@ func TestPrincipalManagement(t *testing.T) {
 
 		// Only operators manage principals.
 		callErr(t, c, principalSvc+"ListPrincipals", &pdv1.ListPrincipalsRequest{}, &pdv1.ListPrincipalsResponse{}, codes.PermissionDenied)
+	})
+}
+
+// TestUpdatePrincipalMask: an update changes the grants its mask names and
+// keeps the others; the mask is required and names only grants.
+func TestUpdatePrincipalMask(t *testing.T) {
+	transports(t, func(t *testing.T, e *env, c caller) {
+		opc := e.as(c, e.operator)
+		support := []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_INVOICING}
+		e.principal(t, "support-1", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, support)
+		get := func() *pdv1.Principal {
+			return call(t, opc, principalSvc+"GetPrincipal", &pdv1.GetPrincipalRequest{PrincipalId: "support-1"}, &pdv1.GetPrincipalResponse{}).GetPrincipal()
+		}
+		before := get()
+		update := func(key string, version int64, req *pdv1.UpdatePrincipalRequest, paths ...string) *pdv1.UpdatePrincipalRequest {
+			req.IdempotencyKey, req.PrincipalId, req.ExpectedVersion = key, "support-1", version
+			if paths != nil {
+				req.UpdateMask = &fieldmaskpb.FieldMask{Paths: paths}
+			}
+			return req
+		}
+
+		// New tenants; the purposes (not in the mask, and empty in the
+		// request) stay as they were, not the kind's defaults.
+		got := call(t, opc, principalSvc+"UpdatePrincipal", update("u1", before.GetVersion(),
+			&pdv1.UpdatePrincipalRequest{TenantIds: []string{"company", "customer-7"}}, "tenant_ids"), &pdv1.UpdatePrincipalResponse{}).GetPrincipal()
+		stored := get()
+		for _, p := range []*pdv1.Principal{got, stored} {
+			if !slices.Equal(p.GetTenantIds(), []string{"company", "customer-7"}) || !slices.Equal(p.GetPurposes(), support) ||
+				!slices.Equal(p.GetRpcs(), before.GetRpcs()) || p.GetVersion() != before.GetVersion()+1 {
+				t.Errorf("after a tenants update: %v", p)
+			}
+		}
+		// New purposes; the tenants stay.
+		call(t, opc, principalSvc+"UpdatePrincipal", update("u2", stored.GetVersion(),
+			&pdv1.UpdatePrincipalRequest{Purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT}, TenantIds: []string{"ignored"}}, "purposes"), &pdv1.UpdatePrincipalResponse{})
+		stored = get()
+		if !slices.Equal(stored.GetTenantIds(), []string{"company", "customer-7"}) || !slices.Equal(stored.GetPurposes(), []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT}) {
+			t.Errorf("after a purposes update: %v", stored)
+		}
+
+		// No mask, or a path that is not a grant: INVALID_ARGUMENT naming
+		// update_mask, and nothing changes.
+		for _, paths := range [][]string{nil, {}, {"kind"}, {"tenant_ids", "description"}} {
+			err := callErr(t, opc, principalSvc+"UpdatePrincipal", update("bad", stored.GetVersion(),
+				&pdv1.UpdatePrincipalRequest{TenantIds: []string{"company"}}, paths...), &pdv1.UpdatePrincipalResponse{}, codes.InvalidArgument)
+			if !slices.Equal(badFields(err), []string{"update_mask"}) {
+				t.Errorf("mask %q: fields %v", paths, badFields(err))
+			}
+		}
+		if after := get(); !proto.Equal(after, stored) {
+			t.Errorf("a refused update changed the principal: %v", after)
+		}
 	})
 }
 

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -195,18 +194,13 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	s.gateConn, err = grpc.NewClient(s.gatewayLis.Addr().String(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)),
-		grpc.WithPerRPCCredentials(gatewayCredentials(gatewaySecret)))
+		grpc.WithPerRPCCredentials(gatewayCredentials(gatewaySecret)),
+		grpc.WithChainUnaryInterceptor(markReached),
+		grpc.WithChainStreamInterceptor(markReachedStream))
 	if err != nil {
 		return fmt.Errorf("dial gateway: %w", err)
 	}
-	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{},
-		}),
-		runtime.WithMetadata(forwardClientCertificate),
-		runtime.WithIncomingHeaderMatcher(refuseInternalHeaders),
-	)
+	gw := newGatewayMux(s.log, m)
 	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 		pdv1.RegisterPersonalDataServiceHandler,
 		pdv1.RegisterPrincipalServiceHandler,
@@ -223,7 +217,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", http.MaxBytesHandler(gw, maxRequestBytes))
+	mux.Handle("/v1/", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)

@@ -10,11 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -206,39 +208,52 @@ func TestStoreOutage(t *testing.T) {
 	conn := dial(t, srv)
 	op := grpcCaller{conn, readToken(t, filepath.Join(dir, "operator.token"))}
 	token := createPrincipal(t, op, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, nil)
-	for _, c := range []caller{grpcCaller{conn, token}, restCaller{"http://" + srv.HTTPAddr(), token}} {
-		sub := create(t, c, 96)
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
-		err := c.call(context.Background(), "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
-		if status.Code(err) != codes.Unavailable {
-			t.Errorf("%s with the store down: %v, want UNAVAILABLE", c.name(), err)
-		}
-		if re, ok := err.(*restError); ok && re.httpCode != http.StatusServiceUnavailable {
-			t.Errorf("REST with the store down: HTTP %d, want 503", re.httpCode)
-		}
-		err = c.call(context.Background(), "CreateSubject", createReq("during-outage", 97), &pdv1.CreateSubjectResponse{})
-		if status.Code(err) != codes.Unavailable {
-			t.Errorf("%s create with the store down: %v, want UNAVAILABLE", c.name(), err)
-		}
-		if code, _ := httpGet(t, "http://"+srv.HTTPAddr()+"/healthz"); code != http.StatusServiceUnavailable {
-			t.Errorf("/healthz with the store down: %d", code)
-		}
-		// Back on the same data: the acknowledged subject is there.
-		if db, err = embedded.Start(context.Background(), dir); err != nil {
-			t.Fatal(err)
-		}
-		check, err := store.Open(context.Background(), store.Config{URI: db.URI(), Database: "outage"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := check.GetSubject(context.Background(), sub.GetSubjectId()); err != nil {
-			t.Errorf("acknowledged subject after the outage: %v", err)
-		}
-		_ = check.Close(context.Background())
-		break // the server's client still points at the old port; one round is enough
+	sub := create(t, grpcCaller{conn, token}, 96)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
+	for _, c := range []caller{grpcCaller{conn, token}, restCaller{"http://" + srv.HTTPAddr(), token}} {
+		for _, r := range []struct {
+			method    string
+			req, resp proto.Message
+		}{
+			{"AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{}},
+			{"CreateSubject", createReq("during-outage", 97), &pdv1.CreateSubjectResponse{}},
+		} {
+			method := r.method
+			err := c.call(context.Background(), method, r.req, r.resp)
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("%s %s with the store down: %v, want UNAVAILABLE", c.name(), method, err)
+			}
+			if re, ok := err.(*restError); ok && re.httpCode != http.StatusServiceUnavailable {
+				t.Errorf("REST %s with the store down: HTTP %d, want 503", method, re.httpCode)
+			}
+			// The details say it is the store, and when to try again.
+			if ri := detail[*errdetails.RetryInfo](err); ri.GetRetryDelay().AsDuration() <= 0 {
+				t.Errorf("%s %s with the store down: RetryInfo %v", c.name(), method, ri)
+			}
+			if info := detail[*errdetails.ErrorInfo](err); info.GetReason() != "STORE_UNAVAILABLE" {
+				t.Errorf("%s %s with the store down: ErrorInfo %v", c.name(), method, info)
+			}
+		}
+	}
+	if code, _ := httpGet(t, "http://"+srv.HTTPAddr()+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with the store down: %d", code)
+	}
+	// Back on the same data: the acknowledged subject is there. (The
+	// server's client still points at the old port; the store is checked
+	// directly.)
+	if db, err = embedded.Start(context.Background(), dir); err != nil {
+		t.Fatal(err)
+	}
+	check, err := store.Open(context.Background(), store.Config{URI: db.URI(), Database: "outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := check.GetSubject(context.Background(), sub.GetSubjectId()); err != nil {
+		t.Errorf("acknowledged subject after the outage: %v", err)
+	}
+	_ = check.Close(context.Background())
 	stop()
 	_ = db.Close()
 }

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -542,8 +543,13 @@ type UpdatePrincipalRequest struct {
 	TenantIds       []string  `protobuf:"bytes,4,rep,name=tenant_ids,json=tenantIds,proto3" json:"tenant_ids,omitempty"`
 	Purposes        []Purpose `protobuf:"varint,5,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
 	Rpcs            []string  `protobuf:"bytes,6,rep,name=rpcs,proto3" json:"rpcs,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The grants to change: tenant_ids, purposes, rpcs (on REST a
+	// comma-separated string of lowerCamelCase paths, e.g. "tenantIds").
+	// An empty mask is INVALID_ARGUMENT. A named grant given empty
+	// gets its kind's default (purposes, rpcs) or is refused (tenant_ids).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,7,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdatePrincipalRequest) Reset() {
@@ -614,6 +620,13 @@ func (x *UpdatePrincipalRequest) GetPurposes() []Purpose {
 func (x *UpdatePrincipalRequest) GetRpcs() []string {
 	if x != nil {
 		return x.Rpcs
+	}
+	return nil
+}
+
+func (x *UpdatePrincipalRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
 	}
 	return nil
 }
@@ -976,7 +989,7 @@ var File_personaldata_v1_principals_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\n" +
-	" personaldata/v1/principals.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xec\x03\n" +
+	" personaldata/v1/principals.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"\xec\x03\n" +
 	"\tPrincipal\x12'\n" +
 	"\fprincipal_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\x128\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1e.personaldata.v1.PrincipalKindB\x04\xe2A\x01\x02R\x04kind\x12#\n" +
@@ -1012,7 +1025,7 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\n" +
 	"principals\x18\x01 \x03(\v2\x1a.personaldata.v1.PrincipalR\n" +
 	"principals\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x02\n" +
 	"\x16UpdatePrincipalRequest\x12-\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12'\n" +
 	"\fprincipal_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vprincipalId\x12/\n" +
@@ -1020,7 +1033,9 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\n" +
 	"tenant_ids\x18\x04 \x03(\tR\ttenantIds\x124\n" +
 	"\bpurposes\x18\x05 \x03(\x0e2\x18.personaldata.v1.PurposeR\bpurposes\x12\x12\n" +
-	"\x04rpcs\x18\x06 \x03(\tR\x04rpcs\"S\n" +
+	"\x04rpcs\x18\x06 \x03(\tR\x04rpcs\x12A\n" +
+	"\vupdate_mask\x18\a \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
+	"updateMask\"S\n" +
 	"\x17UpdatePrincipalResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\"k\n" +
 	"\x11IssueTokenRequest\x12-\n" +
@@ -1090,6 +1105,7 @@ var file_personaldata_v1_principals_proto_goTypes = []any{
 	(*GetCallerResponse)(nil),       // 15: personaldata.v1.GetCallerResponse
 	(Purpose)(0),                    // 16: personaldata.v1.Purpose
 	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),   // 18: google.protobuf.FieldMask
 }
 var file_personaldata_v1_principals_proto_depIdxs = []int32{
 	0,  // 0: personaldata.v1.Principal.kind:type_name -> personaldata.v1.PrincipalKind
@@ -1101,29 +1117,30 @@ var file_personaldata_v1_principals_proto_depIdxs = []int32{
 	1,  // 6: personaldata.v1.GetPrincipalResponse.principal:type_name -> personaldata.v1.Principal
 	1,  // 7: personaldata.v1.ListPrincipalsResponse.principals:type_name -> personaldata.v1.Principal
 	16, // 8: personaldata.v1.UpdatePrincipalRequest.purposes:type_name -> personaldata.v1.Purpose
-	1,  // 9: personaldata.v1.UpdatePrincipalResponse.principal:type_name -> personaldata.v1.Principal
-	1,  // 10: personaldata.v1.IssueTokenResponse.principal:type_name -> personaldata.v1.Principal
-	1,  // 11: personaldata.v1.RevokePrincipalResponse.principal:type_name -> personaldata.v1.Principal
-	1,  // 12: personaldata.v1.GetCallerResponse.principal:type_name -> personaldata.v1.Principal
-	2,  // 13: personaldata.v1.PrincipalService.CreatePrincipal:input_type -> personaldata.v1.CreatePrincipalRequest
-	4,  // 14: personaldata.v1.PrincipalService.GetPrincipal:input_type -> personaldata.v1.GetPrincipalRequest
-	6,  // 15: personaldata.v1.PrincipalService.ListPrincipals:input_type -> personaldata.v1.ListPrincipalsRequest
-	8,  // 16: personaldata.v1.PrincipalService.UpdatePrincipal:input_type -> personaldata.v1.UpdatePrincipalRequest
-	10, // 17: personaldata.v1.PrincipalService.IssueToken:input_type -> personaldata.v1.IssueTokenRequest
-	12, // 18: personaldata.v1.PrincipalService.RevokePrincipal:input_type -> personaldata.v1.RevokePrincipalRequest
-	14, // 19: personaldata.v1.PrincipalService.GetCaller:input_type -> personaldata.v1.GetCallerRequest
-	3,  // 20: personaldata.v1.PrincipalService.CreatePrincipal:output_type -> personaldata.v1.CreatePrincipalResponse
-	5,  // 21: personaldata.v1.PrincipalService.GetPrincipal:output_type -> personaldata.v1.GetPrincipalResponse
-	7,  // 22: personaldata.v1.PrincipalService.ListPrincipals:output_type -> personaldata.v1.ListPrincipalsResponse
-	9,  // 23: personaldata.v1.PrincipalService.UpdatePrincipal:output_type -> personaldata.v1.UpdatePrincipalResponse
-	11, // 24: personaldata.v1.PrincipalService.IssueToken:output_type -> personaldata.v1.IssueTokenResponse
-	13, // 25: personaldata.v1.PrincipalService.RevokePrincipal:output_type -> personaldata.v1.RevokePrincipalResponse
-	15, // 26: personaldata.v1.PrincipalService.GetCaller:output_type -> personaldata.v1.GetCallerResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 9: personaldata.v1.UpdatePrincipalRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 10: personaldata.v1.UpdatePrincipalResponse.principal:type_name -> personaldata.v1.Principal
+	1,  // 11: personaldata.v1.IssueTokenResponse.principal:type_name -> personaldata.v1.Principal
+	1,  // 12: personaldata.v1.RevokePrincipalResponse.principal:type_name -> personaldata.v1.Principal
+	1,  // 13: personaldata.v1.GetCallerResponse.principal:type_name -> personaldata.v1.Principal
+	2,  // 14: personaldata.v1.PrincipalService.CreatePrincipal:input_type -> personaldata.v1.CreatePrincipalRequest
+	4,  // 15: personaldata.v1.PrincipalService.GetPrincipal:input_type -> personaldata.v1.GetPrincipalRequest
+	6,  // 16: personaldata.v1.PrincipalService.ListPrincipals:input_type -> personaldata.v1.ListPrincipalsRequest
+	8,  // 17: personaldata.v1.PrincipalService.UpdatePrincipal:input_type -> personaldata.v1.UpdatePrincipalRequest
+	10, // 18: personaldata.v1.PrincipalService.IssueToken:input_type -> personaldata.v1.IssueTokenRequest
+	12, // 19: personaldata.v1.PrincipalService.RevokePrincipal:input_type -> personaldata.v1.RevokePrincipalRequest
+	14, // 20: personaldata.v1.PrincipalService.GetCaller:input_type -> personaldata.v1.GetCallerRequest
+	3,  // 21: personaldata.v1.PrincipalService.CreatePrincipal:output_type -> personaldata.v1.CreatePrincipalResponse
+	5,  // 22: personaldata.v1.PrincipalService.GetPrincipal:output_type -> personaldata.v1.GetPrincipalResponse
+	7,  // 23: personaldata.v1.PrincipalService.ListPrincipals:output_type -> personaldata.v1.ListPrincipalsResponse
+	9,  // 24: personaldata.v1.PrincipalService.UpdatePrincipal:output_type -> personaldata.v1.UpdatePrincipalResponse
+	11, // 25: personaldata.v1.PrincipalService.IssueToken:output_type -> personaldata.v1.IssueTokenResponse
+	13, // 26: personaldata.v1.PrincipalService.RevokePrincipal:output_type -> personaldata.v1.RevokePrincipalResponse
+	15, // 27: personaldata.v1.PrincipalService.GetCaller:output_type -> personaldata.v1.GetCallerResponse
+	21, // [21:28] is the sub-list for method output_type
+	14, // [14:21] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_principals_proto_init() }

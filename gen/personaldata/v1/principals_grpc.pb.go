@@ -42,7 +42,8 @@ type PrincipalServiceClient interface {
 	GetPrincipal(ctx context.Context, in *GetPrincipalRequest, opts ...grpc.CallOption) (*GetPrincipalResponse, error)
 	// ListPrincipals pages through all principals by id.
 	ListPrincipals(ctx context.Context, in *ListPrincipalsRequest, opts ...grpc.CallOption) (*ListPrincipalsResponse, error)
-	// UpdatePrincipal replaces the tenants, purposes and RPCs of a principal.
+	// UpdatePrincipal changes the grants named in update_mask (tenant_ids,
+	// purposes, rpcs) and leaves the others as they are.
 	UpdatePrincipal(ctx context.Context, in *UpdatePrincipalRequest, opts ...grpc.CallOption) (*UpdatePrincipalResponse, error)
 	// IssueToken issues another bearer token for a principal (for rotation).
 	// A principal keeps at most 5 tokens: a sixth drops the oldest.
@@ -146,7 +147,8 @@ type PrincipalServiceServer interface {
 	GetPrincipal(context.Context, *GetPrincipalRequest) (*GetPrincipalResponse, error)
 	// ListPrincipals pages through all principals by id.
 	ListPrincipals(context.Context, *ListPrincipalsRequest) (*ListPrincipalsResponse, error)
-	// UpdatePrincipal replaces the tenants, purposes and RPCs of a principal.
+	// UpdatePrincipal changes the grants named in update_mask (tenant_ids,
+	// purposes, rpcs) and leaves the others as they are.
 	UpdatePrincipal(context.Context, *UpdatePrincipalRequest) (*UpdatePrincipalResponse, error)
 	// IssueToken issues another bearer token for a principal (for rotation).
 	// A principal keeps at most 5 tokens: a sixth drops the oldest.
