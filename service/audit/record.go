@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +13,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/example/personaldata/service/auth"
 )
@@ -56,6 +61,8 @@ type record struct {
 	// open are the touches of a stream appended with OK whose data has not
 	// all been sent yet.
 	open []Touch
+	// req is a stream's request, once received.
+	req any
 }
 
 type recordKey struct{}
@@ -119,19 +126,26 @@ func Sent(ctx context.Context) {
 }
 
 // Recorder is the one place that writes audit events: an interceptor around
-// every RPC, after authentication.
+// every RPC, after authentication and before the RPC rule.
 type Recorder struct {
-	log    *Log
-	logger *slog.Logger
-	now    func() time.Time
+	log      *Log
+	logger   *slog.Logger
+	now      func() time.Time
+	refusals *prometheus.CounterVec
 }
 
-// NewRecorder returns the interceptors that append to l.
-func NewRecorder(l *Log, logger *slog.Logger, now func() time.Time) *Recorder {
+// NewRecorder returns the interceptors that append to l. Refusals are
+// counted by RPC and reason in personaldata_refusals_total on reg.
+func NewRecorder(l *Log, logger *slog.Logger, now func() time.Time, reg prometheus.Registerer) *Recorder {
 	if now == nil {
 		now = time.Now
 	}
-	return &Recorder{log: l, logger: logger, now: now}
+	r := &Recorder{log: l, logger: logger, now: now, refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "personaldata_refusals_total",
+		Help: "Calls of authenticated principals refused by a rule (RPC, tenant, purpose, agreement, restriction), by RPC and reason.",
+	}, []string{"method", "reason"})}
+	reg.MustRegister(r.refusals)
+	return r
 }
 
 // errAuditDown is the answer when the trail cannot be written: the request
@@ -168,6 +182,9 @@ func (r *Recorder) Unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	}
 	rec := &record{}
 	resp, err := handler(context.WithValue(ctx, recordKey{}, rec), req)
+	if t, ok := r.refused(ctx, info.FullMethod, req, rec.touches, err); ok {
+		rec.touches = append(rec.touches, t)
+	}
 	for _, t := range rec.touches {
 		if !r.append(ctx, info.FullMethod, t, err) {
 			return nil, errAuditDown
@@ -203,6 +220,9 @@ func (r *Recorder) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	ctx = context.WithoutCancel(ctx)
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	if t, ok := r.refused(ctx, info.FullMethod, rec.req, rec.touches, err); ok {
+		rec.touches = append(rec.touches, t)
+	}
 	// Notes whose data never left (refusals, mostly): their outcome is the
 	// stream's, as in a unary call.
 	for _, t := range rec.touches {
@@ -239,12 +259,78 @@ type recordStream struct {
 
 func (s *recordStream) Context() context.Context { return s.ctx }
 
+// RecvMsg keeps the request, which a refusal's event names.
+func (s *recordStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil {
+		s.rec.mu.Lock()
+		if s.rec.req == nil {
+			s.rec.req = m
+		}
+		s.rec.mu.Unlock()
+	}
+	return err
+}
+
 func (s *recordStream) SendMsg(m any) error {
 	if err := s.rec.flush(); err != nil {
 		return err
 	}
 	return s.ServerStream.SendMsg(m)
 }
+
+// refused returns the event of a refused call whose handler noted nothing
+// (the RPC rule refuses before the handler runs; a purpose or tenant rule
+// before anything is read), and counts the refusal. Every refusal is thus on
+// record: who, which RPC, which purpose, and the subject when the request
+// names one, in that subject's chain, or else in the chain of the caller's
+// tenant. Only ids of the form the service issues are taken from the
+// request; the request is never recorded otherwise.
+func (r *Recorder) refused(ctx context.Context, method string, req any, noted []Touch, err error) (Touch, bool) {
+	code := status.Code(err)
+	if code != codes.PermissionDenied && code != codes.FailedPrecondition {
+		return Touch{}, false
+	}
+	reason := code.String()
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reason = info.GetReason()
+		}
+	}
+	r.refusals.WithLabelValues(method, reason).Inc()
+	if len(noted) > 0 {
+		return Touch{}, false // the handler's own notes carry the outcome
+	}
+	t := Touch{Fields: []string{"refused:" + reason}}
+	if m, ok := req.(proto.Message); ok {
+		fields := m.ProtoReflect().Descriptor().Fields()
+		if f := fields.ByName("subject_id"); f != nil && f.Kind() == protoreflect.StringKind {
+			if id := m.ProtoReflect().Get(f).String(); subjectIDPattern.MatchString(id) {
+				t.SubjectID = id
+			}
+		}
+		if f := fields.ByName("purpose"); f != nil && f.Kind() == protoreflect.EnumKind {
+			if v := f.Enum().Values().ByNumber(m.ProtoReflect().Get(f).Enum()); v != nil && v.Number() != 0 {
+				t.Purpose = string(v.Name())
+			}
+		}
+	}
+	switch c := auth.FromContext(ctx); {
+	case t.SubjectID != "":
+	case strings.HasPrefix(method, "/personaldata.v1.PrincipalService/"):
+		t.Chain = PrincipalsChain
+	case c != nil && len(c.Principal.TenantIDs) > 0 && c.Principal.TenantIDs[0] != auth.AllTenants:
+		t.Tenant = c.Principal.TenantIDs[0]
+	default:
+		t.Chain = PrincipalsChain
+	}
+	return t, true
+}
+
+// subjectIDPattern is the form of the subject ids the service issues
+// (base32 of 128 bits, lower case): a value of any other form in a refused
+// request is not recorded, since it may be anything, personal data too.
+var subjectIDPattern = regexp.MustCompile(`^[a-z2-7]{26}$`)
 
 // audited says which RPCs touch personal data or who may: everything but
 // health, reflection, the caller's own identity and the audit trail itself.

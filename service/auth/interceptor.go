@@ -64,7 +64,8 @@ func (a *Authenticator) ForGateway(secret string) *Authenticator {
 	return &c
 }
 
-// Unary is the unary interceptor.
+// Unary is the unary interceptor that authenticates: it puts the Caller in
+// the context, or refuses the call as UNAUTHENTICATED.
 func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := a.authenticate(ctx, info.FullMethod)
 	if err != nil {
@@ -73,13 +74,31 @@ func (a *Authenticator) Unary(ctx context.Context, req any, info *grpc.UnaryServ
 	return handler(ctx, req)
 }
 
-// Stream is the stream interceptor.
+// Stream is the stream interceptor that authenticates.
 func (a *Authenticator) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := a.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
 	return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+}
+
+// AuthorizeUnary is the unary interceptor that applies the RPC rule: the
+// caller may call only the RPCs it was granted. It runs after the audit
+// recorder, so that a refusal is on record with the principal it refused.
+func (a *Authenticator) AuthorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := a.authorize(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// AuthorizeStream is the stream interceptor that applies the RPC rule.
+func (a *Authenticator) AuthorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := a.authorize(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
 }
 
 type contextStream struct {
@@ -120,12 +139,24 @@ func (a *Authenticator) authenticate(ctx context.Context, method string) (contex
 		a.failures.WithLabelValues(reason).Inc()
 		return nil, errUnauthenticated
 	}
+	return NewContext(ctx, caller), nil
+}
+
+// authorize refuses a call the authenticated caller was not granted.
+func (a *Authenticator) authorize(ctx context.Context, method string) error {
+	caller := FromContext(ctx)
+	if caller == nil {
+		if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+			return nil
+		}
+		return errUnauthenticated
+	}
 	if !caller.MayCall(method) {
 		a.failures.WithLabelValues("rpc_not_permitted").Inc()
-		return nil, refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method},
+		return refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method},
 			fmt.Sprintf("principal %s may not call %s", caller.ID(), method))
 	}
-	return NewContext(ctx, caller), nil
+	return nil
 }
 
 // identify finds the caller from a bearer token, or else from a verified

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,6 +41,64 @@ func TestRejectedPrincipalIDsAreNotStored(t *testing.T) {
 		}
 		if n := strings.Count(dump, "principal/rejected-id:"); n < 2*len(bad) {
 			t.Errorf("%d audited attempts with a rejected id, want %d", n, 2*len(bad))
+		}
+	})
+}
+
+// TestRefusalsAreAudited has the billing system try what it may not: an RPC
+// it was not granted (AccessSubject) and a view for a purpose it may not use
+// (SUPPORT). Each refusal is in the subject's chain with the principal, the
+// RPC, the purpose and the outcome, and is counted by reason.
+func TestRefusalsAreAudited(t *testing.T) {
+	transports(t, func(t *testing.T, e *env, c caller) {
+		sub := create(t, c, 340)
+		billing := e.as(c, e.principal(t, "billing", pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, []string{"company"}, nil))
+		id := sub.GetSubjectId()
+		callErr(t, billing, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: id}, &pdv1.AccessSubjectResponse{}, codes.PermissionDenied)
+		callErr(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: id, Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}, codes.PermissionDenied)
+		call(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: id, Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
+		// A value of another form than a subject id is not recorded.
+		callErr(t, billing, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: "191212121212"}, &pdv1.AccessSubjectResponse{}, codes.PermissionDenied)
+
+		op := e.as(c, e.operator)
+		res := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{SubjectId: id, PageSize: 100}, &pdv1.ListAuditEventsResponse{})
+		var got []string
+		for _, ev := range res.GetEvents() {
+			if ev.GetPrincipalId() != "billing" {
+				continue
+			}
+			got = append(got, fmt.Sprintf("%s %s %s %v", strings.TrimPrefix(ev.GetRpc(), "/personaldata.v1.PersonalDataService/"), ev.GetPurpose(), ev.GetOutcome(), ev.GetFields()))
+		}
+		want := []string{
+			"AccessSubject PURPOSE_UNSPECIFIED PermissionDenied [refused:RPC_NOT_PERMITTED]",
+			"GetSubjectForPurpose PURPOSE_SUPPORT PermissionDenied [refused:PURPOSE_NOT_PERMITTED]",
+			"GetSubjectForPurpose PURPOSE_INVOICING OK [email family_name given_name postal_address]",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("billing's events in the subject's chain:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		// The refusal that named no subject id is on the caller's tenant's chain.
+		tenant := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "company", PageSize: 100}, &pdv1.ListAuditEventsResponse{})
+		var onTenant int
+		for _, ev := range tenant.GetEvents() {
+			if ev.GetChain() == "tenants/company" && ev.GetPrincipalId() == "billing" && ev.GetOutcome() == "PermissionDenied" {
+				onTenant++
+			}
+		}
+		if onTenant != 1 {
+			t.Errorf("%d refusals without a subject id on the tenant's chain, want 1", onTenant)
+		}
+		if strings.Contains(e.rawDump(t), "191212121212") {
+			t.Error("a refused request's value is stored")
+		}
+		_, metrics := httpGet(t, e.base+"/metrics")
+		for _, line := range []string{
+			`personaldata_refusals_total{method="/personaldata.v1.PersonalDataService/AccessSubject",reason="RPC_NOT_PERMITTED"} 2`,
+			`personaldata_refusals_total{method="/personaldata.v1.PersonalDataService/GetSubjectForPurpose",reason="PURPOSE_NOT_PERMITTED"} 1`,
+		} {
+			if !strings.Contains(metrics, line) {
+				t.Errorf("metrics lack %s", line)
+			}
 		}
 	})
 }

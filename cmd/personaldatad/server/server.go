@@ -159,7 +159,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	s.health = health.NewServer()
 	s.auditLog = svc.AuditLog()
 	// After authentication, so every event names its principal.
-	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now)
+	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now, reg)
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
@@ -167,8 +167,10 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			// handler returns; a unary response, in limitUnary, inside the
 			// audit recorder, so the trail records what the caller got.
 			grpc.MaxSendMsgSize(maxResponseBytes),
-			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, limitUnary(maxResponseBytes)),
-			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream),
+			// Authentication, then the audit recorder, then the RPC rule, so
+			// that a refused call is on record with its principal.
+			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
+			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
