@@ -52,8 +52,12 @@ func (v *violations) principalFields(kind pdv1.PrincipalKind, tenants []string, 
 	}
 	var purposeNames []string
 	for _, p := range purposes {
-		if _, ok := purposeRules[p]; !ok {
+		switch _, ok := purposeRules[p]; {
+		case !ok:
 			v.add("purposes", "contains an unknown purpose")
+			continue
+		case !auth.PurposeGrantable(kind, p):
+			v.add("purposes", fmt.Sprintf("contains a purpose that a principal of kind %s may not be granted", kind))
 			continue
 		}
 		purposeNames = append(purposeNames, p.String())
@@ -62,8 +66,11 @@ func (v *violations) principalFields(kind pdv1.PrincipalKind, tenants []string, 
 		rpcs = auth.DefaultRPCs(kind)
 	}
 	for _, m := range rpcs {
-		if !auth.KnownRPC(m) {
-			v.add("rpcs", fmt.Sprintf("%q is not an RPC that can be granted", m))
+		switch {
+		case !auth.KnownRPC(m):
+			v.add("rpcs", "contains a name that is not an RPC that can be granted")
+		case !auth.Grantable(kind, m):
+			v.add("rpcs", fmt.Sprintf("contains an RPC that a principal of kind %s may not be granted", kind))
 		}
 	}
 	return slices.Compact(slices.Sorted(slices.Values(tenants))), purposeNames, rpcs
@@ -103,6 +110,11 @@ func (s *Principals) CreatePrincipal(ctx context.Context, req *pdv1.CreatePrinci
 		return nil, err
 	}
 	note(ctx, audit.Touch{Chain: audit.PrincipalsChain, Fields: []string{"principal/" + in.GetPrincipalId()}})
+	for _, t := range tenants {
+		if t != auth.AllTenants {
+			note(ctx, audit.Touch{Tenant: t, Fields: []string{"principal/" + in.GetPrincipalId()}})
+		}
+	}
 	fp := s.fingerprint(req)
 	token, hash := auth.NewToken(in.GetPrincipalId())
 	now := s.now().UnixNano()
@@ -338,8 +350,16 @@ func (s *Principals) principalRef(id string) string {
 // returns the principal as it is without writing.
 func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []byte, change func(*store.Principal) error) (*store.Principal, error) {
 	note(ctx, audit.Touch{Chain: audit.PrincipalsChain, Fields: []string{s.principalRef(id)}})
-	if _, err := s.principal(ctx, id); err != nil {
+	current, err := s.principal(ctx, id)
+	if err != nil {
 		return nil, err
+	}
+	// A principal's tenants see every change of its grants and every token
+	// issued for it in their own chains, whoever made it.
+	for _, t := range current.TenantIDs {
+		if t != auth.AllTenants {
+			note(ctx, audit.Touch{Tenant: t, Fields: []string{"principal/" + id}})
+		}
 	}
 	p, err := s.store.UpdatePrincipal(ctx, id, func(p *store.Principal) error {
 		if err := checkReplay(p.Ops, opKey(key), fp); err != nil {

@@ -33,12 +33,18 @@ func (c *Caller) SoleTenant() (string, bool) {
 
 // MayUse reports whether the caller holds purpose.
 func (c *Caller) MayUse(purpose pdv1.Purpose) bool {
-	return slices.Contains(c.Principal.Purposes, purpose.String())
+	return slices.Contains(c.Principal.Purposes, purpose.String()) && PurposeGrantable(c.kind(), purpose)
 }
 
 // MayCall reports whether the caller may call the RPC method.
+// A grant beyond the kind's ceiling, stored before the ceiling existed,
+// does not count.
 func (c *Caller) MayCall(method string) bool {
-	return anyPrincipalRPCs[method] || slices.Contains(c.Principal.RPCs, method)
+	return anyPrincipalRPCs[method] || slices.Contains(c.Principal.RPCs, method) && Grantable(c.kind(), method)
+}
+
+func (c *Caller) kind() pdv1.PrincipalKind {
+	return pdv1.PrincipalKind(pdv1.PrincipalKind_value[c.Principal.Kind])
 }
 
 type callerKey struct{}

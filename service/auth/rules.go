@@ -4,6 +4,8 @@
 package auth
 
 import (
+	"slices"
+
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
@@ -113,6 +115,34 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs,
 		},
 	},
+}
+
+// purposeCeilings bound the purposes that a principal of a kind may be
+// granted; a kind not listed may be granted any. Systems get the purpose
+// they exist for; operators administer and process no one's data.
+var purposeCeilings = map[pdv1.PrincipalKind][]pdv1.Purpose{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM:      {pdv1.Purpose_PURPOSE_INVOICING},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION: {pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR:            {},
+}
+
+// Grantable reports whether a principal of kind may be granted the RPC
+// method: its kind's defaults are also its ceiling. Grants only narrow
+// them, so principal administration (an operator's) never reaches the
+// subjects' data, whoever an operator grants what.
+func Grantable(kind pdv1.PrincipalKind, method string) bool {
+	for _, group := range kindDefaults[kind].rpcs {
+		if slices.Contains(group, method) {
+			return true
+		}
+	}
+	return false
+}
+
+// PurposeGrantable reports whether a principal of kind may be granted purpose.
+func PurposeGrantable(kind pdv1.PrincipalKind, purpose pdv1.Purpose) bool {
+	ceiling, bounded := purposeCeilings[kind]
+	return !bounded || slices.Contains(ceiling, purpose)
 }
 
 // DefaultRPCs are the RPCs a principal of kind may call by default.

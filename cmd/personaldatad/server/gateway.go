@@ -2,16 +2,28 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // noRoute is the method label of a REST request that matched no route.
@@ -32,10 +44,10 @@ type gateway struct {
 func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
 	g := &gateway{log: log, metrics: m}
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{},
-		}),
+		}}),
 		runtime.WithMetadata(forwardClientCertificate),
 		runtime.WithIncomingHeaderMatcher(refuseInternalHeaders),
 		// The gRPC server's headers and trailers are between it and the
@@ -48,6 +60,27 @@ func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
 }
 
 func dropMetadata(string) (string, bool) { return "", false }
+
+// strictJSON is the gateway's JSON, which takes a body of exactly one JSON
+// object: data after it is refused, not ignored.
+type strictJSON struct{ runtime.JSONPb }
+
+// errTrailingData is what the decoder says of data after the object.
+var errTrailingData = errors.New("data after the JSON object")
+
+func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	d := json.NewDecoder(r)
+	inner := runtime.DecoderWrapper{Decoder: d, UnmarshalOptions: m.UnmarshalOptions}
+	return runtime.DecoderFunc(func(v any) error {
+		if err := inner.Decode(v); err != nil {
+			return err
+		}
+		if _, err := d.Token(); !errors.Is(err, io.EOF) {
+			return errTrailingData
+		}
+		return nil
+	})
+}
 
 // gatewayCall follows one REST request, so that its error can be told apart:
 // the gRPC server's answer, or the gateway's own refusal before calling.
@@ -75,7 +108,13 @@ func gatewayCallFrom(ctx context.Context) *gatewayCall {
 // markReached and markReachedStream are the gateway's client interceptors:
 // the request got as far as a gRPC call, whose outcome the server's own
 // interceptors log and count.
+//
+// A request gRPC cannot carry (a string that is not UTF-8, from a path or
+// query parameter) is the gateway's own refusal too: it never leaves.
 func markReached(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if err := carriable(req); err != nil {
+		return err
+	}
 	if c := gatewayCallFrom(ctx); c != nil {
 		c.reached.Store(true)
 	}
@@ -83,10 +122,94 @@ func markReached(ctx context.Context, method string, req, reply any, cc *grpc.Cl
 }
 
 func markReachedStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	if c := gatewayCallFrom(ctx); c != nil {
+	return &lazyStream{ctx: ctx, open: func() (grpc.ClientStream, error) {
+		return streamer(ctx, desc, cc, method, opts...)
+	}}, nil
+}
+
+// lazyStream opens the gRPC stream only when its request goes out, so that
+// a request the gateway refuses never starts a call on the server. The
+// gateway's streams are server streams: one request, then responses.
+type lazyStream struct {
+	ctx    context.Context
+	open   func() (grpc.ClientStream, error)
+	stream grpc.ClientStream
+}
+
+var errStreamNotOpen = status.Error(codes.Internal, "gateway: stream used before its request was sent")
+
+func (s *lazyStream) SendMsg(m any) error {
+	if s.stream != nil {
+		return s.stream.SendMsg(m)
+	}
+	if err := carriable(m); err != nil {
+		return err
+	}
+	if c := gatewayCallFrom(s.ctx); c != nil {
 		c.reached.Store(true)
 	}
-	return streamer(ctx, desc, cc, method, opts...)
+	stream, err := s.open()
+	if err != nil {
+		return err
+	}
+	s.stream = stream
+	return stream.SendMsg(m)
+}
+
+func (s *lazyStream) RecvMsg(m any) error {
+	if s.stream == nil {
+		return errStreamNotOpen
+	}
+	return s.stream.RecvMsg(m)
+}
+
+func (s *lazyStream) Header() (metadata.MD, error) {
+	if s.stream == nil {
+		return nil, errStreamNotOpen
+	}
+	return s.stream.Header()
+}
+
+func (s *lazyStream) Trailer() metadata.MD {
+	if s.stream == nil {
+		return nil
+	}
+	return s.stream.Trailer()
+}
+
+func (s *lazyStream) CloseSend() error {
+	if s.stream == nil {
+		return errStreamNotOpen
+	}
+	return s.stream.CloseSend()
+}
+
+func (s *lazyStream) Context() context.Context {
+	if s.stream == nil {
+		return s.ctx
+	}
+	return s.stream.Context()
+}
+
+// carriable refuses a request with a string field that is not UTF-8, which
+// proto cannot encode, naming the field.
+func carriable(req any) error {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	var bad string
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap() && !utf8.ValidString(v.String()) {
+			bad = string(fd.Name())
+			return false
+		}
+		return true
+	})
+	if bad == "" {
+		return nil
+	}
+	return badRequest(bad, "is not valid UTF-8").Err()
 }
 
 // writeError is the gateway's error handler. An error of the gRPC server
@@ -102,16 +225,21 @@ func (g *gateway) writeError(ctx context.Context, _ *runtime.ServeMux, m runtime
 	}
 	st := rejection(ctx, err)
 	g.record(ctx, routeMethod(ctx), st, c)
-	writeStatus(w, m, st, runtime.HTTPStatusFromCode(st.Code()))
+	httpStatus := runtime.HTTPStatusFromCode(st.Code())
+	if st.Code() == codes.ResourceExhausted {
+		httpStatus = http.StatusRequestEntityTooLarge // the body, the one thing it can be here
+	}
+	writeStatus(w, m, st, httpStatus)
 }
 
 // writeRoutingError answers a request that matches no route: 404, or 405
 // for a route that exists with another HTTP method.
-func (g *gateway) writeRoutingError(ctx context.Context, _ *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, _ *http.Request, httpStatus int) {
+func (g *gateway) writeRoutingError(ctx context.Context, _ *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
 	code := codes.NotFound
 	switch httpStatus {
 	case http.StatusMethodNotAllowed:
 		code = codes.Unimplemented
+		w.Header().Set("Allow", strings.Join(allowedMethods(r.URL.Path), ", "))
 	case http.StatusBadRequest:
 		code = codes.InvalidArgument
 	}
@@ -160,4 +288,61 @@ func writeStatus(w http.ResponseWriter, m runtime.Marshaler, st *status.Status, 
 	}
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(body)
+}
+
+// routes are the REST routes of every RPC, for the Allow header of a 405.
+var routes = func() []route {
+	var out []route
+	protoregistry.GlobalFiles.RangeFilesByPackage("personaldata.v1", func(f protoreflect.FileDescriptor) bool {
+		for i := range f.Services().Len() {
+			methods := f.Services().Get(i).Methods()
+			for j := range methods.Len() {
+				rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
+				switch {
+				case rule.GetGet() != "":
+					out = append(out, route{http.MethodGet, templatePattern(rule.GetGet())})
+				case rule.GetPost() != "":
+					out = append(out, route{http.MethodPost, templatePattern(rule.GetPost())})
+				}
+			}
+		}
+		return true
+	})
+	return out
+}()
+
+type route struct {
+	method string
+	path   *regexp.Regexp
+}
+
+// templatePattern turns a path template ("/v1/subjects/{subject_id}:access")
+// into a pattern of the paths it matches.
+func templatePattern(tmpl string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for rest := tmpl; rest != ""; {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			b.WriteString(regexp.QuoteMeta(rest))
+			break
+		}
+		b.WriteString(regexp.QuoteMeta(rest[:i]))
+		b.WriteString(`[^/:]+`)
+		rest = rest[i+strings.IndexByte(rest[i:], '}')+1:]
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
+}
+
+// allowedMethods are the HTTP methods of the routes that match path.
+func allowedMethods(path string) []string {
+	var out []string
+	for _, r := range routes {
+		if r.path.MatchString(path) && !slices.Contains(out, r.method) {
+			out = append(out, r.method)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
@@ -99,6 +102,63 @@ func TestRefusalsAreAudited(t *testing.T) {
 			if !strings.Contains(metrics, line) {
 				t.Errorf("metrics lack %s", line)
 			}
+		}
+	})
+}
+
+// TestOperatorsCannotReachSubjects: administering principals does not give
+// access to the subjects' data. An operator cannot grant itself or anyone an
+// RPC or purpose beyond the principal's kind, and a grant beyond it that is
+// in the store anyway (written before the rule, or by hand) does not count.
+// A token issued and grants changed by an operator show in the principal's
+// tenant's chain.
+func TestOperatorsCannotReachSubjects(t *testing.T) {
+	transports(t, func(t *testing.T, e *env, c caller) {
+		op := e.as(c, e.operator)
+		sub := create(t, c, 350)
+		self := call(t, op, "personaldata.v1.PrincipalService/GetPrincipal", &pdv1.GetPrincipalRequest{PrincipalId: "operator"}, &pdv1.GetPrincipalResponse{}).GetPrincipal()
+		err := callErr(t, op, "personaldata.v1.PrincipalService/UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
+			IdempotencyKey: "self-grant", PrincipalId: "operator", ExpectedVersion: self.GetVersion(),
+			Rpcs:       append(self.GetRpcs(), pdv1.PersonalDataService_AccessSubject_FullMethodName),
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"rpcs"}},
+		}, &pdv1.UpdatePrincipalResponse{}, codes.InvalidArgument)
+		if !slices.Equal(badFields(err), []string{"rpcs"}) {
+			t.Errorf("self-grant refused on %v, want rpcs", badFields(err))
+		}
+		callErr(t, op, "personaldata.v1.PrincipalService/CreatePrincipal", &pdv1.CreatePrincipalRequest{
+			IdempotencyKey: "create-reader-op",
+			Principal: &pdv1.Principal{PrincipalId: "reader-op", Kind: pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR, TenantIds: []string{"*"},
+				Rpcs: []string{pdv1.PersonalDataService_AccessSubject_FullMethodName}},
+		}, &pdv1.CreatePrincipalResponse{}, codes.InvalidArgument)
+		err = callErr(t, op, "personaldata.v1.PrincipalService/CreatePrincipal", &pdv1.CreatePrincipalRequest{
+			IdempotencyKey: "create-nosy-billing",
+			Principal: &pdv1.Principal{PrincipalId: "nosy-billing", Kind: pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, TenantIds: []string{"company"},
+				Purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT}},
+		}, &pdv1.CreatePrincipalResponse{}, codes.InvalidArgument)
+		if !slices.Equal(badFields(err), []string{"principal.purposes"}) && !slices.Equal(badFields(err), []string{"purposes"}) {
+			t.Errorf("billing with SUPPORT refused on %v, want purposes", badFields(err))
+		}
+
+		// A grant written into the store by hand is not honoured.
+		if _, err := e.db.Collection("principals").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "operator"}},
+			bson.D{{Key: "$push", Value: bson.D{{Key: "rpcs", Value: pdv1.PersonalDataService_AccessSubject_FullMethodName}}}}); err != nil {
+			t.Fatal(err)
+		}
+		callErr(t, op, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{}, codes.PermissionDenied)
+
+		// The operator issues a token for support staff of the company: the
+		// company's chain shows it, naming the operator.
+		e.principal(t, "support-9", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, nil)
+		call(t, op, "personaldata.v1.PrincipalService/IssueToken", &pdv1.IssueTokenRequest{IdempotencyKey: "issue-support-9", PrincipalId: "support-9"}, &pdv1.IssueTokenResponse{})
+		tenant := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "company", PageSize: 100}, &pdv1.ListAuditEventsResponse{})
+		var seen []string
+		for _, ev := range tenant.GetEvents() {
+			if slices.Contains(ev.GetFields(), "principal/support-9") {
+				seen = append(seen, strings.TrimPrefix(ev.GetRpc(), "/personaldata.v1.PrincipalService/")+" by "+ev.GetPrincipalId()+" "+ev.GetOutcome())
+			}
+		}
+		if want := []string{"CreatePrincipal by operator OK", "IssueToken by operator OK"}; !slices.Equal(seen, want) {
+			t.Errorf("the company's chain shows %v, want %v", seen, want)
 		}
 	})
 }

@@ -46,6 +46,11 @@ func rejection(ctx context.Context, err error) *status.Status {
 		return badRequest("path", "is not a well-formed URL path")
 	}
 	st := status.Convert(err)
+	for _, d := range st.Details() {
+		if _, ok := d.(*errdetails.BadRequest); ok {
+			return st // the gateway's own checks (gateway.go), which name no value
+		}
+	}
 	if st.Code() != codes.InvalidArgument {
 		return status.New(st.Code(), fmt.Sprintf("the gateway could not handle the request (%s)", st.Code()))
 	}
@@ -61,7 +66,9 @@ func rejection(ctx context.Context, err error) *status.Status {
 	case strings.HasPrefix(msg, "invalid binary header"):
 		return badRequest("headers", "a -bin header is not base64")
 	case strings.Contains(msg, "request body too large"):
-		return badRequest("body", fmt.Sprintf("is larger than %d bytes", maxRequestBytes))
+		return withViolation(codes.ResourceExhausted, "body", fmt.Sprintf("is larger than %d bytes", maxRequestBytes))
+	case strings.HasSuffix(msg, errTrailingData.Error()):
+		return badRequest("body", "has data after the JSON object")
 	}
 	if m := pathParam.FindStringSubmatch(msg); m != nil {
 		if path, fd := findField(in, m[1]); fd != nil {
@@ -99,7 +106,12 @@ func rejection(ctx context.Context, err error) *status.Status {
 // badRequest is INVALID_ARGUMENT with a BadRequest naming field, as the
 // service's own validation answers.
 func badRequest(field, description string) *status.Status {
-	st := status.New(codes.InvalidArgument, "invalid request: "+field+": "+description)
+	return withViolation(codes.InvalidArgument, field, description)
+}
+
+// withViolation is a status of code with a BadRequest naming field.
+func withViolation(code codes.Code, field, description string) *status.Status {
+	st := status.New(code, "invalid request: "+field+": "+description)
 	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
 		Field: field, Description: description,
 	}}}); err == nil {
