@@ -122,15 +122,25 @@ func TestPrincipalManagement(t *testing.T) {
 			t.Errorf("listed %v", ids)
 		}
 
-		// Granting another purpose takes effect at once.
+		// A purpose beyond a billing system's (INVOICING) cannot be granted.
 		got := call(t, opc, principalSvc+"GetPrincipal", &pdv1.GetPrincipalRequest{PrincipalId: "billing"}, &pdv1.GetPrincipalResponse{}).GetPrincipal()
 		callErr(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}, codes.PermissionDenied)
-		call(t, opc, principalSvc+"UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
-			IdempotencyKey: "u1", PrincipalId: "billing", ExpectedVersion: got.GetVersion(),
+		callErr(t, opc, principalSvc+"UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
+			IdempotencyKey: "u0", PrincipalId: "billing", ExpectedVersion: got.GetVersion(),
 			Purposes:   []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING, pdv1.Purpose_PURPOSE_SUPPORT},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"purposes"}},
+		}, &pdv1.UpdatePrincipalResponse{}, codes.InvalidArgument)
+		// Narrowing a grant takes effect at once: without FindSubject, billing
+		// can no longer look subjects up.
+		find := &pdv1.FindSubjectRequest{ControllerId: "company", Key: &pdv1.FindSubjectRequest_Email{Email: sub.GetPerson().GetEmail()}}
+		call(t, billing, "FindSubject", find, &pdv1.FindSubjectResponse{})
+		call(t, opc, principalSvc+"UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
+			IdempotencyKey: "u1", PrincipalId: "billing", ExpectedVersion: got.GetVersion(),
+			Rpcs:       []string{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"rpcs"}},
 		}, &pdv1.UpdatePrincipalResponse{})
-		call(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{})
+		callErr(t, billing, "FindSubject", find, &pdv1.FindSubjectResponse{}, codes.PermissionDenied)
+		call(t, billing, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
 		callErr(t, opc, principalSvc+"UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
 			IdempotencyKey: "u2", PrincipalId: "billing", ExpectedVersion: got.GetVersion(), TenantIds: []string{"company"},
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"tenant_ids"}},
