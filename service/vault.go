@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
 )
@@ -335,55 +337,30 @@ func (v *vault) shred(ctx context.Context, subjectID string) error {
 	return v.store.DeleteDataKey(ctx, subjectID)
 }
 
-// keyCache keeps unwrapped data keys for a while, so a read of a subject is
-// one document read, not two. Bounded; an entry lives keyCacheTTL. A key
-// erased on another replica may live on here until then, but by then
-// nothing is left that it could decrypt.
+// keyCache keeps unwrapped data keys, so a read of a subject is one document
+// read, not two. It is a bounded LRU with no expiry: a cached key is only
+// ever used after the document it decrypts was read in the same call, and an
+// erasure removes that data (or the subject's sealed fields) for every
+// replica at once; so a key erased elsewhere that lives on here decrypts
+// nothing. Erasing here drops it at once.
 type keyCache struct {
-	mu      sync.Mutex
-	entries map[string]cachedKey
-	now     func() time.Time
+	keys *lru.Cache[string, envelope.DataKey]
 }
 
-type cachedKey struct {
-	key     envelope.DataKey
-	expires time.Time
-}
-
-const (
-	keyCacheTTL  = 10 * time.Minute
-	keyCacheSize = 100_000
-)
+// keyCacheSize bounds the cache: 100,000 subjects' keys, a few hundred
+// bytes each.
+const keyCacheSize = 100_000
 
 func newKeyCache() *keyCache {
-	return &keyCache{entries: map[string]cachedKey{}, now: time.Now}
-}
-
-func (c *keyCache) get(id string) (envelope.DataKey, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[id]
-	if !ok || c.now().After(e.expires) {
-		delete(c.entries, id)
-		return envelope.DataKey{}, false
+	keys, err := lru.New[string, envelope.DataKey](keyCacheSize)
+	if err != nil {
+		panic(err) // only for a size below 1
 	}
-	return e.key, true
+	return &keyCache{keys: keys}
 }
 
-func (c *keyCache) put(id string, k envelope.DataKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= keyCacheSize {
-		for victim := range c.entries { // map order is random: a random eviction
-			delete(c.entries, victim)
-			break
-		}
-	}
-	c.entries[id] = cachedKey{key: k, expires: c.now().Add(keyCacheTTL)}
-}
+func (c *keyCache) get(id string) (envelope.DataKey, bool) { return c.keys.Get(id) }
 
-func (c *keyCache) drop(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.entries, id)
-}
+func (c *keyCache) put(id string, k envelope.DataKey) { c.keys.Add(id, k) }
+
+func (c *keyCache) drop(id string) { c.keys.Remove(id) }
