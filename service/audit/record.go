@@ -293,8 +293,13 @@ func (r *Recorder) refused(ctx context.Context, method string, req any, noted []
 	}
 	reason := code.String()
 	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			reason = info.GetReason()
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.PreconditionFailure:
+			if v := d.GetViolations(); len(v) > 0 {
+				reason = v[0].GetType()
+			}
 		}
 	}
 	r.refusals.WithLabelValues(method, reason).Inc()
