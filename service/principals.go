@@ -379,6 +379,12 @@ func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []b
 	case err != nil:
 		return nil, s.internal(ctx, "update principal", err)
 	}
+	// A tenant the update grants sees it too (notes on one chain merge).
+	for _, t := range p.TenantIDs {
+		if t != auth.AllTenants {
+			note(ctx, audit.Touch{Tenant: t, Fields: []string{"principal/" + id}})
+		}
+	}
 	return p, nil
 }
 

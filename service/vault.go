@@ -191,6 +191,9 @@ func (v *vault) seal(ctx context.Context, sub *store.Subject) error {
 func (v *vault) open(ctx context.Context, sub *store.Subject) error {
 	if sub.Sealed == nil {
 		sub.Person = nil
+		if sub.Erasure != nil {
+			v.cache.drop(sub.ID) // erased, perhaps on another replica
+		}
 		return nil
 	}
 	dk, err := v.dataKey(ctx, sub.ID, false)

@@ -234,7 +234,6 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 	select {
 	case <-p.done:
-		l.noteOutcome(p.err)
 		return p.res, p.err
 	case <-ctx.Done():
 		// The event may still be written; the caller fails closed anyway.
@@ -242,13 +241,10 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 }
 
-// noteOutcome remembers whether the store took an append. A caller's own
-// deadline or cancellation says nothing about the store.
+// noteOutcome remembers whether the store took a batch of appends. flush
+// calls it, one batch at a time and detached from the callers' deadlines,
+// so the last outcome noted is the store's latest answer.
 func (l *Log) noteOutcome(err error) {
-	if err != nil && !errors.Is(err, store.ErrUnavailable) &&
-		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		return
-	}
 	l.failingMu.Lock()
 	defer l.failingMu.Unlock()
 	l.failing = err
@@ -320,6 +316,14 @@ func (l *Log) flush(ctx context.Context, batch []*pending) {
 				}
 			}
 		}
+		var failed error
+		for _, p := range batch {
+			if p.err != nil && !errors.Is(p.err, store.ErrConflict) { // contention is no fault of the store
+				failed = p.err
+				break
+			}
+		}
+		l.noteOutcome(failed)
 		for _, p := range batch {
 			close(p.done)
 		}

@@ -178,7 +178,12 @@ func (r *Recorder) event(ctx context.Context, method string, t Touch, err error)
 // replaces the response with UNAVAILABLE if it cannot.
 func (r *Recorder) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !audited(info.FullMethod) {
-		return handler(ctx, req)
+		// Not audited when answered, but a refusal is, as everywhere.
+		resp, err := handler(ctx, req)
+		if t, ok := r.refused(ctx, info.FullMethod, req, nil, err); ok && !r.append(ctx, info.FullMethod, t, err) {
+			return nil, errAuditDown
+		}
+		return resp, err
 	}
 	rec := &record{}
 	resp, err := handler(context.WithValue(ctx, recordKey{}, rec), req)
@@ -224,17 +229,20 @@ func (r *Recorder) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 		rec.touches = append(rec.touches, t)
 	}
 	// Notes whose data never left (refusals, mostly): their outcome is the
-	// stream's, as in a unary call.
+	// stream's, as in a unary call. A call whose event cannot be written
+	// fails as unavailable, whatever else it ended with.
+	written := true
 	for _, t := range rec.touches {
-		if !r.append(ctx, info.FullMethod, t, err) && err == nil {
-			err = errAuditDown
-		}
+		written = r.append(ctx, info.FullMethod, t, err) && written
 	}
 	if err != nil {
 		// Data that went out with OK on record, but not in full.
 		for _, t := range rec.open {
-			r.append(ctx, info.FullMethod, t, err)
+			written = r.append(ctx, info.FullMethod, t, err) && written
 		}
+	}
+	if !written {
+		return errAuditDown
 	}
 	return err
 }
@@ -283,8 +291,10 @@ func (s *recordStream) SendMsg(m any) error {
 // (the RPC rule refuses before the handler runs; a purpose or tenant rule
 // before anything is read), and counts the refusal. Every refusal is thus on
 // record: who, which RPC, which purpose, and the subject when the request
-// names one, in that subject's chain, or else in the chain of the caller's
-// tenant. Only ids of the form the service issues are taken from the
+// names one, in that subject's chain, or else in the chain of the tenant the
+// request names (when the caller acts for it) or of the caller's first
+// tenant. A stream refused by the RPC rule has not read its request yet, so
+// its refusal goes to the tenant's chain. Only ids of the form the service issues are taken from the
 // request; the request is never recorded otherwise.
 func (r *Recorder) refused(ctx context.Context, method string, req any, noted []Touch, err error) (Touch, bool) {
 	code := status.Code(err)
@@ -320,16 +330,37 @@ func (r *Recorder) refused(ctx context.Context, method string, req any, noted []
 			}
 		}
 	}
-	switch c := auth.FromContext(ctx); {
+	c := auth.FromContext(ctx)
+	switch named := requestTenant(req); {
 	case t.SubjectID != "":
 	case strings.HasPrefix(method, "/personaldata.v1.PrincipalService/"):
 		t.Chain = PrincipalsChain
+	case named != "" && c != nil && c.ActsFor(named):
+		t.Tenant = named // the controller the request names, if the caller acts for it
 	case c != nil && len(c.Principal.TenantIDs) > 0 && c.Principal.TenantIDs[0] != auth.AllTenants:
 		t.Tenant = c.Principal.TenantIDs[0]
 	default:
 		t.Chain = PrincipalsChain
 	}
 	return t, true
+}
+
+// requestTenant is the controller a request names (controller_id,
+// customer_id or tenant_id), if any.
+func requestTenant(req any) string {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return ""
+	}
+	fields := m.ProtoReflect().Descriptor().Fields()
+	for _, name := range []protoreflect.Name{"controller_id", "customer_id", "tenant_id"} {
+		if f := fields.ByName(name); f != nil && f.Kind() == protoreflect.StringKind && !f.IsList() {
+			if v := m.ProtoReflect().Get(f).String(); v != "" && v != auth.AllTenants {
+				return v
+			}
+		}
+	}
+	return ""
 }
 
 // subjectIDPattern is the form of the subject ids the service issues

@@ -127,9 +127,11 @@ var purposeCeilings = map[pdv1.PrincipalKind][]pdv1.Purpose{
 }
 
 // Grantable reports whether a principal of kind may be granted the RPC
-// method: its kind's defaults are also its ceiling. Grants only narrow
-// them, so principal administration (an operator's) never reaches the
-// subjects' data, whoever an operator grants what.
+// method: its kind's defaults are also its ceiling, and grants only narrow
+// them. So an operator cannot grant itself, or another operator, an RPC on
+// the subjects' data; what it can do, create or issue a token for a
+// principal of a kind that has them, shows in that principal's tenants'
+// audit chains.
 func Grantable(kind pdv1.PrincipalKind, method string) bool {
 	for _, group := range kindDefaults[kind].rpcs {
 		if slices.Contains(group, method) {

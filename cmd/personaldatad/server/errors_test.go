@@ -224,6 +224,10 @@ func TestBearerSchemeAndHeaders(t *testing.T) {
 			t.Errorf("401 with WWW-Authenticate %q, want Bearer", got)
 		}
 	}
+	// A stream's 401 names the scheme too.
+	if res, body := e.restRaw(t, "GET", "/v1/subjects/abcdefghijklmnopqrstuvwxyz:streamAccess", "", ""); res.StatusCode != http.StatusUnauthorized || res.Header.Get("WWW-Authenticate") != "Bearer" {
+		t.Errorf("a stream without credentials: HTTP %d, WWW-Authenticate %q, %s", res.StatusCode, res.Header.Get("WWW-Authenticate"), body)
+	}
 	err := grpcCaller{e.grpc, ""}.call(context.Background(), "personaldata.v1.PrincipalService/GetCaller", &pdv1.GetCallerRequest{}, &pdv1.GetCallerResponse{})
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("gRPC without credentials: %v", err)

@@ -96,9 +96,29 @@ type gatewayCallKey struct{}
 func trackGatewayCalls(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &gatewayCall{start: time.Now()}
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
+		h.ServeHTTP(&challengeWriter{w}, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
 	})
 }
+
+// challengeWriter names the scheme on every 401, from a unary call or a
+// stream alike (RFC 7235 section 3.1, RFC 6750 section 3).
+type challengeWriter struct{ http.ResponseWriter }
+
+func (w *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Flush lets streamed responses out as they come.
+func (w *challengeWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *challengeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func gatewayCallFrom(ctx context.Context) *gatewayCall {
 	c, _ := ctx.Value(gatewayCallKey{}).(*gatewayCall)
@@ -282,10 +302,6 @@ func writeStatus(w http.ResponseWriter, m runtime.Marshaler, st *status.Status, 
 	h.Del("Trailer")
 	h.Del("Transfer-Encoding") // set by a stream that failed before its first message
 	h.Set("Content-Type", m.ContentType(st.Proto()))
-	if st.Code() == codes.Unauthenticated {
-		// RFC 7235 section 3.1, RFC 6750 section 3: a 401 names the scheme.
-		h.Set("WWW-Authenticate", "Bearer")
-	}
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(body)
 }

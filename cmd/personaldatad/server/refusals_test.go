@@ -106,13 +106,12 @@ func TestRefusalsAreAudited(t *testing.T) {
 	})
 }
 
-// TestOperatorsCannotReachSubjects: administering principals does not give
-// access to the subjects' data. An operator cannot grant itself or anyone an
+// TestGrantsStayWithinTheKind: an operator cannot grant itself or anyone an
 // RPC or purpose beyond the principal's kind, and a grant beyond it that is
 // in the store anyway (written before the rule, or by hand) does not count.
 // A token issued and grants changed by an operator show in the principal's
 // tenant's chain.
-func TestOperatorsCannotReachSubjects(t *testing.T) {
+func TestGrantsStayWithinTheKind(t *testing.T) {
 	transports(t, func(t *testing.T, e *env, c caller) {
 		op := e.as(c, e.operator)
 		sub := create(t, c, 350)
@@ -159,6 +158,30 @@ func TestOperatorsCannotReachSubjects(t *testing.T) {
 		}
 		if want := []string{"CreatePrincipal by operator OK", "IssueToken by operator OK"}; !slices.Equal(seen, want) {
 			t.Errorf("the company's chain shows %v, want %v", seen, want)
+		}
+
+		// A tenant that an update grants sees the update in its own chain.
+		p9 := call(t, op, "personaldata.v1.PrincipalService/GetPrincipal", &pdv1.GetPrincipalRequest{PrincipalId: "support-9"}, &pdv1.GetPrincipalResponse{}).GetPrincipal()
+		call(t, op, "personaldata.v1.PrincipalService/UpdatePrincipal", &pdv1.UpdatePrincipalRequest{
+			IdempotencyKey: "grant-customer-42", PrincipalId: "support-9", ExpectedVersion: p9.GetVersion(),
+			TenantIds: []string{"company", "customer-42"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"tenant_ids"}},
+		}, &pdv1.UpdatePrincipalResponse{})
+		granted := call(t, op, listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "customer-42", PageSize: 100}, &pdv1.ListAuditEventsResponse{})
+		var grants int
+		for _, ev := range granted.GetEvents() {
+			if slices.Contains(ev.GetFields(), "principal/support-9") && strings.HasSuffix(ev.GetRpc(), "/UpdatePrincipal") {
+				grants++
+			}
+		}
+		if grants != 1 {
+			t.Errorf("customer-42's chain shows %d grants to support-9, want 1", grants)
+		}
+
+		// A refused call to the audit trail itself is on record and counted.
+		callErr(t, e.as(c, e.token), listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "company"}, &pdv1.ListAuditEventsResponse{}, codes.PermissionDenied)
+		_, metrics := httpGet(t, e.base+"/metrics")
+		if !strings.Contains(metrics, `personaldata_refusals_total{method="/personaldata.v1.AuditService/ListAuditEvents",reason="RPC_NOT_PERMITTED"} 1`) {
+			t.Error("the refused audit listing is not counted")
 		}
 	})
 }
