@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -54,6 +56,9 @@ func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
 		// gateway: none goes out as Grpc-Metadata-* or Grpc-Trailer-*.
 		runtime.WithOutgoingHeaderMatcher(dropMetadata),
 		runtime.WithOutgoingTrailerMatcher(dropMetadata),
+		// A query parameter that names no field of the request is refused,
+		// as an unknown field of a body is, not ignored (and logged).
+		runtime.SetQueryParameterParser(strictQuery{}),
 		runtime.WithErrorHandler(g.writeError),
 		runtime.WithRoutingErrorHandler(g.writeRoutingError),
 	)
@@ -304,6 +309,40 @@ func writeStatus(w http.ResponseWriter, m runtime.Marshaler, st *status.Status, 
 	h.Set("Content-Type", m.ContentType(st.Proto()))
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write(body)
+}
+
+// strictQuery reads query parameters as grpc-gateway does, but refuses one
+// that names no field of the request message.
+type strictQuery struct{ runtime.DefaultQueryParser }
+
+func (q strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	for key := range values {
+		if !hasFieldPath(msg.ProtoReflect().Descriptor(), strings.Split(key, ".")) {
+			return badRequest("query", "names a field that this request does not have").Err()
+		}
+	}
+	return q.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// hasFieldPath says whether path names a field of md (each step by its
+// proto or JSON name), through nested messages.
+func hasFieldPath(md protoreflect.MessageDescriptor, path []string) bool {
+	for i, name := range path {
+		fd := md.Fields().ByName(protoreflect.Name(name))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(name)
+		}
+		if fd == nil {
+			return false
+		}
+		if i < len(path)-1 {
+			if fd.Message() == nil || fd.IsList() || fd.IsMap() {
+				return false
+			}
+			md = fd.Message()
+		}
+	}
+	return len(path) > 0
 }
 
 // routes are the REST routes of every RPC, for the Allow header of a 405.
