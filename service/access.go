@@ -2,11 +2,9 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strconv"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -53,23 +51,19 @@ type accessCursor struct {
 // Access page tokens are opaque to callers: the subject, the list and the
 // position, so a token cannot be used on another subject's document.
 func encodeAccessToken(subjectID string, c accessCursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(subjectID + "/" + accessListNames[c.list] + "/" + strconv.FormatInt(c.next, 10)))
+	return subjectToken(subjectID, accessListNames[c.list], strconv.FormatInt(c.next, 10))
 }
 
 func decodeAccessToken(token, subjectID string) (accessCursor, bool) {
 	if token == "" {
 		return accessCursor{}, true
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
+	parts, ok := subjectTokenParts(token, subjectID, 2)
+	if !ok {
 		return accessCursor{}, false
 	}
-	parts := strings.Split(string(b), "/")
-	if len(parts) != 3 || parts[0] != subjectID {
-		return accessCursor{}, false
-	}
-	list := slices.Index(accessListNames, parts[1])
-	next, err := strconv.ParseInt(parts[2], 10, 64)
+	list := slices.Index(accessListNames, parts[0])
+	next, err := strconv.ParseInt(parts[1], 10, 64)
 	if list < 0 || err != nil || next < 0 {
 		return accessCursor{}, false
 	}

@@ -559,23 +559,39 @@ func (s *Service) ListHistoryEntries(ctx context.Context, req *pdv1.ListHistoryE
 // Page tokens are opaque to callers: the subject and the next sequence
 // number, so a token cannot be used on another subject's listing.
 func encodePageToken(subjectID string, next int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(subjectID + "/" + strconv.FormatInt(next, 10)))
+	return subjectToken(subjectID, strconv.FormatInt(next, 10))
 }
 
 func decodePageToken(token, subjectID string) (int64, bool) {
 	if token == "" {
 		return 0, true
 	}
+	parts, ok := subjectTokenParts(token, subjectID, 1)
+	if !ok {
+		return 0, false
+	}
+	next, err := strconv.ParseInt(parts[0], 10, 64)
+	return next, err == nil && next >= 0
+}
+
+// subjectToken is an opaque page token bound to one subject: its id and the
+// cursor's parts, so that a token of another subject's listing is refused.
+// Ids and parts hold no "/".
+func subjectToken(subjectID string, parts ...string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strings.Join(append([]string{subjectID}, parts...), "/")))
+}
+
+// subjectTokenParts returns the n parts of a subjectToken of subjectID.
+func subjectTokenParts(token, subjectID string, n int) ([]string, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
-		return 0, false
+		return nil, false
 	}
-	sid, n, ok := strings.Cut(string(b), "/")
-	if !ok || sid != subjectID {
-		return 0, false
+	parts := strings.Split(string(b), "/")
+	if len(parts) != n+1 || parts[0] != subjectID {
+		return nil, false
 	}
-	next, err := strconv.ParseInt(n, 10, 64)
-	return next, err == nil && next >= 0
+	return parts[1:], true
 }
 
 // RestrictProcessing limits processing of a subject to storage only.
