@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
@@ -61,6 +62,9 @@ type Config struct {
 	DataDir string
 	// Database is the database name.
 	Database string
+	// Monitor, when set, sees every command the store sends (tests check
+	// with it that hot paths read by exact _id).
+	Monitor *event.CommandMonitor
 }
 
 // Store is the service's database.
@@ -107,6 +111,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	opts := options.Client().ApplyURI(uri).
 		SetWriteConcern(writeconcern.Majority()).
 		SetTimeout(30 * time.Second)
+	if cfg.Monitor != nil {
+		opts.SetMonitor(cfg.Monitor)
+	}
 	if s.embedded != nil {
 		// FerretDB v1 has no sessions, so no retryable writes.
 		opts.SetRetryWrites(false)
