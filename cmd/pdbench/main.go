@@ -164,13 +164,15 @@ func realMain(ctx context.Context) error {
 
 	target := "personaldatad at " + cfg.addr
 	grpcAddr, mongoURI, token := cfg.addr, cfg.mongoURI, cfg.token
+	var dataDir string // the embedded store's, when this run started it
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
-		srv, operator, stop, err := startServer(ctx, cfg.database)
+		srv, operator, dir, stop, err := startServer(ctx, cfg.database)
 		if err != nil {
 			return err
 		}
+		dataDir = filepath.Join(dir, "data")
 		defer stop()
 		if token, err = benchPrincipal(ctx, srv.GRPCAddr(), operator); err != nil {
 			return err
@@ -214,6 +216,12 @@ func realMain(ctx context.Context) error {
 	b.nextPerson.Store(int64(firstPerson))
 	if err := b.seed(ctx); err != nil {
 		return err
+	}
+	if dataDir != "" {
+		if n, err := diskBytes(dataDir); err == nil && cfg.subjects > 0 {
+			fmt.Printf("store files after seeding: %.1f MB, %.1f KB per subject (documents, audit trail, keys)\n\n",
+				float64(n)/1e6, float64(n)/1e3/float64(cfg.subjects))
+		}
 	}
 
 	var results []result
@@ -266,10 +274,10 @@ func benchPrincipal(ctx context.Context, addr, operator string) (string, error) 
 // startServer starts the real server with an embedded store in a fresh
 // temporary directory and returns it with the first operator's token. stop
 // shuts it down and removes the directory.
-func startServer(ctx context.Context, database string) (*server.Server, string, func(), error) {
+func startServer(ctx context.Context, database string) (*server.Server, string, string, func(), error) {
 	dir, err := os.MkdirTemp("", "pdbench-*")
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	tokenFile := filepath.Join(dir, "operator.token")
@@ -282,13 +290,13 @@ func startServer(ctx context.Context, database string) (*server.Server, string, 
 	}, log)
 	if err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
 	operator, err := os.ReadFile(tokenFile)
 	if err != nil {
 		_ = srv.Close()
 		_ = os.RemoveAll(dir)
-		return nil, "", nil, err
+		return nil, "", "", nil, err
 	}
 	// The server outlives an interrupt long enough for the clients to close.
 	serveCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -303,7 +311,23 @@ func startServer(ctx context.Context, database string) (*server.Server, string, 
 			fmt.Fprintln(os.Stderr, "pdbench:", err)
 		}
 	}
-	return srv, strings.TrimSpace(string(operator)), stop, nil
+	return srv, strings.TrimSpace(string(operator)), dir, stop, nil
+}
+
+// diskBytes is the size of the regular files in dir: the embedded store's
+// database, its write-ahead log and shared memory.
+func diskBytes(dir string) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+	}
+	return n, nil
 }
 
 // bench holds what the operations share.
