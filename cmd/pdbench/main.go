@@ -164,7 +164,7 @@ func realMain(ctx context.Context) error {
 
 	target := "personaldatad at " + cfg.addr
 	grpcAddr, mongoURI, token := cfg.addr, cfg.mongoURI, cfg.token
-	var dataDir string // the embedded store's, when this run started it
+	var dataDir string                          // the embedded store's, when this run started it
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
