@@ -164,7 +164,8 @@ func realMain(ctx context.Context) error {
 
 	target := "personaldatad at " + cfg.addr
 	grpcAddr, mongoURI, token := cfg.addr, cfg.mongoURI, cfg.token
-	var dataDir string                          // the embedded store's, when this run started it
+	// dataDir is the embedded store's folder, when this run started one.
+	var dataDir string
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
