@@ -373,11 +373,20 @@ func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []b
 	})
 	switch {
 	case isReplay(err):
+		// The first attempt may have failed to publish the change.
+		if err := s.principals.Changed(ctx); err != nil {
+			return nil, s.internal(ctx, "publish a principal's change", err)
+		}
 		return s.principal(ctx, id)
 	case errors.Is(err, store.ErrNotFound):
 		return nil, status.Error(codes.NotFound, "principal not found")
 	case err != nil:
 		return nil, s.internal(ctx, "update principal", err)
+	}
+	// Answered only once no replica authenticates with the principal as it
+	// was: a revocation holds from the next call on.
+	if err := s.principals.Changed(ctx); err != nil {
+		return nil, s.internal(ctx, "publish a principal's change", err)
 	}
 	// A tenant the update grants sees it too (notes on one chain merge).
 	for _, t := range p.TenantIDs {

@@ -15,6 +15,7 @@ import (
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
 )
 
@@ -26,6 +27,9 @@ type Service struct {
 	log   *slog.Logger
 	// audit is the audit trail, on the same store.
 	audit *audit.Log
+	// principals are the principals as authentication finds them; every
+	// change of one is published through it.
+	principals *auth.PrincipalCache
 	// vault seals and opens personal data on its way to and from the store.
 	vault *vault
 	// streams ends the streams that never end by themselves (the recipients'
@@ -51,9 +55,14 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 	}
 	return &Service{
 		store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st),
+		principals: auth.NewPrincipalCache(st),
 		vault: &vault{store: st, keys: keys, cache: newKeyCache()},
 	}
 }
+
+// PrincipalCache is where authentication finds principals; the service
+// publishes every change of a principal through it.
+func (s *Service) PrincipalCache() *auth.PrincipalCache { return s.principals }
 
 // AuditLog is the audit trail the service writes to.
 func (s *Service) AuditLog() *audit.Log { return s.audit }

@@ -44,23 +44,26 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf(presentFields(&person))); err != nil {
 		return nil, err
 	}
+	// The id follows from the idempotency key, so a retry finds the
+	// subject its first attempt made: not by reading first (a new subject
+	// is the common case), but when its insert collides.
 	id := s.subjectIDFor(controller, key)
 	fp := s.fingerprint(req)
-	sub, err := s.vault.getSubject(ctx, id)
-	switch {
-	case err == nil:
-		note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: presentFields(sub.Person)})
-		return s.replayCreate(sub, key, fp)
-	case !errors.Is(err, store.ErrNotFound):
-		return nil, s.internal(ctx, "create", err)
-	}
 	keys := s.lookupKeys(controller, &person)
-	if _, err := s.claimKeys(ctx, id, keys); err != nil {
+	taken, err := s.claimKeys(ctx, id, keys)
+	if err != nil {
+		if status.Code(err) == codes.AlreadyExists {
+			// Perhaps held by this very subject, rectified since the
+			// first attempt of this create.
+			if resp, ok, rerr := s.createdBefore(ctx, id, key, fp, nil); ok {
+				return resp, rerr
+			}
+		}
 		note(ctx, audit.Touch{Tenant: controller, Fields: keyFields})
 		return nil, s.internal(ctx, "create", err)
 	}
 	note(ctx, audit.Touch{SubjectID: id, Tenant: controller, Fields: presentFields(&person)})
-	sub = &store.Subject{
+	sub := &store.Subject{
 		ID:         id,
 		Version:    1,
 		Controller: controller,
@@ -81,10 +84,11 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 	}
 	err = s.vault.insertSubject(ctx, sub)
 	if errors.Is(err, store.ErrExists) {
-		// A concurrent retry of the same request won the insert.
-		if sub, err = s.vault.getSubject(ctx, id); err == nil {
-			return s.replayCreate(sub, key, fp)
+		// An earlier attempt of the same request made the subject.
+		if resp, ok, rerr := s.createdBefore(ctx, id, key, fp, taken); ok {
+			return resp, rerr
 		}
+		err = fmt.Errorf("subject %w, then vanished", store.ErrExists)
 	}
 	if err != nil {
 		// The claimed keys stay: if the insert did land, they are right; if
@@ -92,6 +96,30 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		return nil, s.internal(ctx, "create", err)
 	}
 	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
+}
+
+// createdBefore answers a create whose subject an earlier attempt made, if
+// it exists (ok). The keys this attempt took for the person as the request
+// gives it are given back: the subject holds what it holds now. An erased
+// subject's data key, which this attempt may have stored anew, is destroyed
+// again.
+func (s *Service) createdBefore(ctx context.Context, id, key string, fp []byte, taken []string) (*pdv1.CreateSubjectResponse, bool, error) {
+	sub, err := s.vault.getSubject(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, true, s.internal(ctx, "create", err)
+	}
+	s.releaseKeys(ctx, id, taken)
+	if sub.Erasure != nil {
+		if err := s.vault.shred(ctx, id); err != nil {
+			return nil, true, s.internal(ctx, "create", err)
+		}
+	}
+	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: presentFields(sub.Person)})
+	resp, err := s.replayCreate(sub, key, fp)
+	return resp, true, err
 }
 
 // replayCreate answers a create whose subject exists already.

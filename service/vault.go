@@ -101,13 +101,34 @@ type vault struct {
 // errNoDataKey means a subject's data key is gone: it was erased.
 var errNoDataKey = errors.New("no data key")
 
-// dataKey returns the subject's data key, creating it when create is set.
-func (v *vault) dataKey(ctx context.Context, subjectID string, create bool) (envelope.DataKey, error) {
+// keyMode says what dataKey does when the subject's key is not cached.
+type keyMode int
+
+const (
+	// existingKey reads the key; errNoDataKey when there is none.
+	existingKey keyMode = iota
+	// readOrCreateKey reads the key and creates it when there is none.
+	readOrCreateKey
+	// newSubjectKey creates the key of a subject being created, without
+	// looking first (it cannot have one, unless a retry of the same create
+	// stored it: then that one is read).
+	newSubjectKey
+)
+
+// dataKey returns the subject's data key, from the cache or the store; mode
+// says whether to create it.
+func (v *vault) dataKey(ctx context.Context, subjectID string, mode keyMode) (envelope.DataKey, error) {
 	if dk, ok := v.cache.get(subjectID); ok {
 		return dk, nil
 	}
+	if mode == newSubjectKey {
+		created, err := v.newDataKey(ctx, subjectID)
+		if !errors.Is(err, store.ErrExists) {
+			return created, err
+		}
+	}
 	stored, err := v.store.GetDataKey(ctx, subjectID)
-	if errors.Is(err, store.ErrNotFound) && create {
+	if errors.Is(err, store.ErrNotFound) && mode == readOrCreateKey {
 		created, cerr := v.newDataKey(ctx, subjectID)
 		if !errors.Is(cerr, store.ErrExists) {
 			return created, cerr
@@ -149,12 +170,13 @@ func (v *vault) newDataKey(ctx context.Context, subjectID string) (envelope.Data
 }
 
 // seal encrypts sub.Person into sub.Sealed; an erased subject has neither.
-func (v *vault) seal(ctx context.Context, sub *store.Subject) error {
+// mode is newSubjectKey for a subject being created.
+func (v *vault) seal(ctx context.Context, sub *store.Subject, mode keyMode) error {
 	if sub.Person == nil {
 		sub.Sealed = nil
 		return nil
 	}
-	dk, err := v.dataKey(ctx, sub.ID, true)
+	dk, err := v.dataKey(ctx, sub.ID, mode)
 	if err != nil {
 		return err
 	}
@@ -196,7 +218,7 @@ func (v *vault) open(ctx context.Context, sub *store.Subject) error {
 		}
 		return nil
 	}
-	dk, err := v.dataKey(ctx, sub.ID, false)
+	dk, err := v.dataKey(ctx, sub.ID, existingKey)
 	if err != nil {
 		return err
 	}
@@ -249,7 +271,7 @@ func (v *vault) getSubject(ctx context.Context, id string) (*store.Subject, erro
 
 // insertSubject seals and stores a new subject, creating its data key.
 func (v *vault) insertSubject(ctx context.Context, sub *store.Subject) error {
-	if err := v.seal(ctx, sub); err != nil {
+	if err := v.seal(ctx, sub, newSubjectKey); err != nil {
 		return err
 	}
 	return v.store.InsertSubject(ctx, sub)
@@ -264,7 +286,7 @@ func (v *vault) updateSubject(ctx context.Context, id string, change func(*store
 		if err := change(sub); err != nil {
 			return err
 		}
-		return v.seal(ctx, sub)
+		return v.seal(ctx, sub, readOrCreateKey)
 	})
 }
 
@@ -284,7 +306,7 @@ func (v *vault) subjectsOfController(ctx context.Context, controller, after stri
 
 // putHistoryEntry seals and stores a history entry.
 func (v *vault) putHistoryEntry(ctx context.Context, e *store.HistoryEntry) error {
-	dk, err := v.dataKey(ctx, e.SubjectID, false)
+	dk, err := v.dataKey(ctx, e.SubjectID, existingKey)
 	if err != nil {
 		return err
 	}
@@ -314,7 +336,7 @@ func (v *vault) getHistoryEntry(ctx context.Context, subjectID string, seq int64
 	if e.Sealed == nil {
 		return e, nil
 	}
-	dk, err := v.dataKey(ctx, subjectID, false)
+	dk, err := v.dataKey(ctx, subjectID, existingKey)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,14 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Principal is a caller of the service. Its _id is its identity, so the
@@ -60,4 +65,51 @@ func (d *Principal) version() *int64 { return &d.Version }
 // scan of the collection is acceptable here.
 func (s *Store) ListPrincipals(ctx context.Context, after string, limit int) ([]*Principal, error) {
 	return listAfter[Principal](ctx, s.principals, bson.D{}, after, limit)
+}
+
+// generationsCollection holds one document per cache that replicas keep of
+// a collection: its generation, a random value that every change of that
+// collection replaces. A replica that reads the same generation again knows
+// its cached copies are still current.
+const generationsCollection = "generations"
+
+// principalsGeneration is the _id of the principals' generation.
+const principalsGeneration = "principals"
+
+type generation struct {
+	ID    string `bson:"_id"`
+	Value string `bson:"value"`
+}
+
+// PrincipalsGeneration is the current generation of the principals: "" until
+// the first change after which replicas must drop what they cached.
+func (s *Store) PrincipalsGeneration(ctx context.Context) (string, error) {
+	var g generation
+	err := get(ctx, s.generations(), principalsGeneration, &g)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: get principals generation: %w", err)
+	}
+	return g.Value, nil
+}
+
+// NewPrincipalsGeneration replaces the principals' generation with a new
+// random value and returns it; call it after every change of a principal.
+// Concurrent calls each write a value no replica has seen, so whichever
+// lands last still tells every replica that something changed.
+func (s *Store) NewPrincipalsGeneration(ctx context.Context) (string, error) {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	g := generation{ID: principalsGeneration, Value: hex.EncodeToString(b[:])}
+	_, err := s.generations().ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g, options.Replace().SetUpsert(true))
+	if err != nil {
+		return "", fmt.Errorf("store: new principals generation: %w", classify(err))
+	}
+	return g.Value, nil
+}
+
+func (s *Store) generations() *mongo.Collection {
+	return s.subjects.Database().Collection(generationsCollection)
 }

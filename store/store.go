@@ -156,7 +156,7 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 	for _, n := range existing {
 		have[n] = true
 	}
-	for _, name := range []string{subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection, dataKeysCollection, auditEventsCollection, auditHeadsCollection, holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection} {
+	for _, name := range []string{subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection, dataKeysCollection, auditEventsCollection, auditHeadsCollection, holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection} {
 		if have[name] {
 			continue
 		}

@@ -33,20 +33,21 @@ const (
 // Authenticator checks the credentials of every call but health checks and
 // puts the Caller in the context.
 type Authenticator struct {
-	store *store.Store
-	log   *slog.Logger
+	principals *PrincipalCache
+	log        *slog.Logger
 	// gatewaySecret, when set, makes this server believe the client
 	// certificate identity that the gateway forwards.
 	gatewaySecret string
 	failures      *prometheus.CounterVec
 }
 
-// NewAuthenticator returns an Authenticator; failures are counted by reason
-// in personaldata_auth_failures_total on reg.
-func NewAuthenticator(st *store.Store, log *slog.Logger, reg prometheus.Registerer) *Authenticator {
+// NewAuthenticator returns an Authenticator that finds principals through
+// principals; failures are counted by reason in
+// personaldata_auth_failures_total on reg.
+func NewAuthenticator(principals *PrincipalCache, log *slog.Logger, reg prometheus.Registerer) *Authenticator {
 	a := &Authenticator{
-		store: st,
-		log:   log,
+		principals: principals,
+		log:        log,
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "personaldata_auth_failures_total",
 			Help: "Calls refused as unauthenticated or not permitted, by reason.",
@@ -172,15 +173,20 @@ func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 		if !ok {
 			return nil, "malformed", nil
 		}
-		p, reason, err := a.principal(ctx, id)
+		p, reason, err := a.principal(ctx, id, false)
 		if p == nil {
 			return nil, reason, err
 		}
 		hash := HashToken(token)
-		for _, t := range p.Tokens {
-			if hashMatches(t.Hash, hash) {
-				return &Caller{Principal: p, Method: "bearer"}, "", nil
+		if !holdsToken(p, hash) {
+			// The token may have been issued since the principal was
+			// cached: read it again before refusing.
+			if p, reason, err = a.principal(ctx, id, true); p == nil {
+				return nil, reason, err
 			}
+		}
+		if holdsToken(p, hash) {
+			return &Caller{Principal: p, Method: "bearer"}, "", nil
 		}
 		return nil, "bad_token", nil
 	}
@@ -188,7 +194,7 @@ func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 	if id == "" {
 		return nil, "missing", nil
 	}
-	p, reason, err := a.principal(ctx, id)
+	p, reason, err := a.principal(ctx, id, false)
 	if p == nil {
 		return nil, reason, err
 	}
@@ -206,8 +212,23 @@ func bearerToken(auth string) (string, bool) {
 	return token, true
 }
 
-func (a *Authenticator) principal(ctx context.Context, id string) (*store.Principal, string, error) {
-	p, err := a.store.GetPrincipal(ctx, id)
+func holdsToken(p *store.Principal, hash string) bool {
+	for _, t := range p.Tokens {
+		if hashMatches(t.Hash, hash) {
+			return true
+		}
+	}
+	return false
+}
+
+// principal finds principal id, through the cache unless reload is set; a
+// nil principal comes with the reason for the metrics.
+func (a *Authenticator) principal(ctx context.Context, id string, reload bool) (*store.Principal, string, error) {
+	get := a.principals.Get
+	if reload {
+		get = a.principals.Reload
+	}
+	p, err := get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, "unknown_principal", nil

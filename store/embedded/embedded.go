@@ -69,7 +69,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{Unix: socket},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/", // FerretDB requires the trailing slash
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(normal)", // FerretDB requires the trailing slash
 		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

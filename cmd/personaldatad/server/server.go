@@ -141,7 +141,6 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := newMetrics(reg)
-	authn := auth.NewAuthenticator(s.store, s.log, reg)
 	gatewaySecret := randomSecret()
 
 	keys, err := s.loadKeys(cfg.Keys)
@@ -149,6 +148,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		return err
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
+	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
 	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
