@@ -24,20 +24,33 @@
 // per operation, then the ratios service/driver: access and purpose against
 // driver-read, rectify against driver-write, create against driver-insert.
 //
-// Without -addr it starts the real server in-process (server.New on
-// 127.0.0.1:0) with an embedded store in a fresh temporary directory, removed
-// afterwards, and the driver part talks to that store:
+// The table also gives the server's CPU time (user+system) per successful
+// call, read from /proc before and after each operation, and pdbench's own.
+//
+// Without -addr it runs the real server (server.New on 127.0.0.1:0) with an
+// embedded store in a fresh temporary directory, removed afterwards, in a
+// child process: its own binary again, with PDBENCH_SERVE=1 in the
+// environment and the database name as argument. So the server's CPU time is
+// its own, the embedded store's included, which makes the server column of
+// the driver-* operations the store's CPU per call. The child writes one JSON
+// line to stdout (gRPC address, store URI, operator token, data directory),
+// then obeys "profile-start FILE" and "profile-stop" lines on stdin, and shuts
+// down when stdin ends (the parent exits or dies) or on SIGINT or SIGTERM.
+// The driver part talks to the child's store:
 //
 //	go run ./cmd/pdbench -subjects 20000 -duration 10s
 //
 // With -addr it benchmarks a running personaldatad and needs -mongo-uri for
 // the driver part; the subjects it creates, and the documents driver-write
-// touches, stay behind, so point it at a database of its own:
+// touches, stay behind, so point it at a database of its own. -server-pid
+// names that personaldatad's process on this machine for its CPU time:
 //
-//	go run ./cmd/pdbench -addr 127.0.0.1:50051 -mongo-uri mongodb://127.0.0.1:27017 -database pdbench
+//	go run ./cmd/pdbench -addr 127.0.0.1:50051 -mongo-uri mongodb://127.0.0.1:27017 -database pdbench -server-pid 1234
 //
-// -ops runs a subset (e.g. -ops access,driver-read) and -cpuprofile writes a
-// CPU profile of the whole process, server included when it runs in-process.
+// -ops runs a subset (e.g. -ops access,driver-read). -cpuprofile FILE
+// profiles the server child during the operations only, not the seeding nor
+// pdbench's client (go tool pprof -top FILE); with -addr it profiles pdbench
+// itself, seeding included.
 package main
 
 import (
@@ -76,6 +89,13 @@ import (
 )
 
 func main() {
+	if os.Getenv(serveEnv) == "1" {
+		if err := serveChild(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "pdbench server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := realMain(ctx)
 	stop()
@@ -99,6 +119,7 @@ type config struct {
 	database              string
 	ops                   []string
 	cpuProfile            string
+	serverPID             int
 }
 
 func parseFlags(args []string) (config, error) {
@@ -113,7 +134,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.mongoURI, "mongo-uri", "", "MongoDB URI of the store behind -addr, for the driver operations (in-process, the embedded store's is used)")
 	fs.StringVar(&c.database, "database", "personaldata", "database name")
 	fs.StringVar(&ops, "ops", strings.Join(allOps(), ","), "comma-separated operations to run")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile to this file")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the server during the operations (not the seeding); with -addr, of pdbench itself")
+	fs.IntVar(&c.serverPID, "server-pid", 0, "with -addr: pid of that personaldatad on this machine, to measure its CPU time per call")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -128,6 +150,10 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-addr needs -token")
 	case c.addr == "" && c.mongoURI != "":
 		return c, errors.New("-mongo-uri goes with -addr: in-process the driver uses the embedded store")
+	case c.serverPID < 0:
+		return c, errors.New("-server-pid must be positive")
+	case c.addr == "" && c.serverPID != 0:
+		return c, errors.New("-server-pid goes with -addr: pdbench measures the server it starts itself")
 	case c.addr != "" && c.mongoURI == "" && usesDriver(ops):
 		return c, errors.New("-addr needs -mongo-uri for the driver operations")
 	}
@@ -151,39 +177,58 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	if cfg.cpuProfile != "" {
+		// Without -addr the server child writes the profile; creating the
+		// file here too makes a bad path fail before the seeding.
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if cfg.addr != "" {
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		} else if cfg.cpuProfile, err = filepath.Abs(cfg.cpuProfile); err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
 	}
 
 	target := "personaldatad at " + cfg.addr
 	grpcAddr, mongoURI, token := cfg.addr, cfg.mongoURI, cfg.token
 	// dataDir is the embedded store's folder, when this run started one.
 	var dataDir string
+	// serverProc is the server child, when this run started one.
+	var serverProc *serverProcess
+	serverCPU, serverNote := cpuMeter(nil), "- without -server-pid"
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
-		srv, operator, dir, stop, err := startServer(ctx, cfg.database)
+		p, err := startServerProcess(ctx, cfg.database)
 		if err != nil {
 			return err
 		}
-		dataDir = filepath.Join(dir, "data")
-		defer stop()
-		if token, err = benchPrincipal(ctx, srv.GRPCAddr(), operator); err != nil {
+		defer p.stop()
+		serverProc, dataDir = p, p.info.DataDir
+		if token, err = benchPrincipal(ctx, p.info.GRPCAddr, p.info.OperatorToken); err != nil {
 			return err
 		}
-		grpcAddr, mongoURI = srv.GRPCAddr(), srv.StoreURI()
-		target = "in-process server, embedded store in a temporary directory"
+		grpcAddr, mongoURI = p.info.GRPCAddr, p.info.StoreURI
+		target = fmt.Sprintf("server in a child process (pid %d), embedded store in a temporary directory", p.pid())
+		serverCPU = procCPU(p.pid())
+		serverNote = fmt.Sprintf("the server process (pid %d), embedded store included: for driver-* it is the store's CPU per call", p.pid())
 	} else {
 		// A running service may hold subjects from earlier runs: start the
 		// made-up people somewhere else in their range.
 		firstPerson = rand.IntN(maxPeople / 2)
+		if cfg.serverPID != 0 {
+			serverCPU = procCPU(cfg.serverPID)
+			if _, err := serverCPU(); err != nil {
+				return fmt.Errorf("-server-pid: %w", err)
+			}
+			target += fmt.Sprintf(" (pid %d)", cfg.serverPID)
+			serverNote = fmt.Sprintf("personaldatad (pid %d); driver-* calls bypass it, so for them it shows the store's CPU only if the store is embedded in it", cfg.serverPID)
+		}
 	}
 
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
@@ -213,7 +258,7 @@ func realMain(ctx context.Context) error {
 		cfg.subjects, cfg.concurrency, cfg.duration, runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU())
 	fmt.Printf("target: %s\n\n", target)
 
-	b := &bench{cfg: cfg, client: client, coll: coll, runID: runID}
+	b := &bench{cfg: cfg, client: client, coll: coll, runID: runID, serverCPU: serverCPU, clientCPU: procCPU(os.Getpid())}
 	b.nextPerson.Store(int64(firstPerson))
 	if err := b.seed(ctx); err != nil {
 		return err
@@ -225,6 +270,12 @@ func realMain(ctx context.Context) error {
 		}
 	}
 
+	profiling := serverProc != nil && cfg.cpuProfile != ""
+	if profiling {
+		if err := serverProc.command(cmdProfileStart + " " + cfg.cpuProfile); err != nil {
+			return fmt.Errorf("start the server's CPU profile: %w", err)
+		}
+	}
 	var results []result
 	for _, op := range cfg.ops {
 		r, err := b.run(ctx, op)
@@ -237,7 +288,15 @@ func realMain(ctx context.Context) error {
 		fmt.Printf("  %-13s done: %d calls, %d errors\n", op, r.calls, r.errors)
 		results = append(results, r)
 	}
-	printResults(cfg, results)
+	if profiling {
+		// After an interrupt the child may have ended already, its
+		// profile written out on the way.
+		if err := serverProc.command(cmdProfileStop); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("stop the server's CPU profile: %w", err)
+		}
+		fmt.Printf("\nCPU profile of the server during the operations: %s\n", cfg.cpuProfile)
+	}
+	printResults(cfg, results, serverNote)
 	return ctx.Err()
 }
 
@@ -338,6 +397,10 @@ type bench struct {
 	coll   *mongo.Collection // nil without a store URI
 	runID  string
 
+	// serverCPU measures the server's CPU time, nil when it is unknown;
+	// clientCPU this process's.
+	serverCPU, clientCPU cpuMeter
+
 	// ids are the seeded subjects' ids; versions their versions as the
 	// rectifying goroutine that owns each subject last saw them.
 	ids      []string
@@ -431,11 +494,22 @@ type result struct {
 	elapsed                  time.Duration
 	latencies                []time.Duration // of the successful calls, sorted
 	firstErr                 error
+	// serverCPU and clientCPU are the CPU time the server and this process
+	// spent while the operation ran, or -1 when not measured.
+	serverCPU, clientCPU time.Duration
 }
 
 func (r result) ok() int { return r.calls - r.errors - r.conflicts }
 
 func (r result) throughput() float64 { return float64(r.ok()) / r.elapsed.Seconds() }
+
+// cpuPerCall is cpu in milliseconds per successful call, or "-".
+func (r result) cpuPerCall(cpu time.Duration) string {
+	if cpu < 0 || r.ok() == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", ms(cpu)/float64(r.ok()))
+}
 
 // percentile is the nearest-rank percentile p (0 < p <= 100) of the latencies.
 func (r result) percentile(p int) time.Duration {
@@ -462,6 +536,7 @@ func (b *bench) run(ctx context.Context, op string) (result, error) {
 		firstErr                 error
 	}
 	tallies := make([]tally, b.cfg.concurrency)
+	server0, client0 := measure(b.serverCPU), measure(b.clientCPU)
 	start := time.Now()
 	deadline := start.Add(b.cfg.duration)
 	var wg sync.WaitGroup
@@ -489,6 +564,8 @@ func (b *bench) run(ctx context.Context, op string) (result, error) {
 	}
 	wg.Wait()
 	r := result{op: op, elapsed: time.Since(start)}
+	r.serverCPU = cpuSince(b.serverCPU, server0)
+	r.clientCPU = cpuSince(b.clientCPU, client0)
 	for _, t := range tallies {
 		r.calls += t.calls
 		r.errors += t.errors
@@ -503,6 +580,31 @@ func (b *bench) run(ctx context.Context, op string) (result, error) {
 		b.removeInserted(context.WithoutCancel(ctx))
 	}
 	return r, nil
+}
+
+// measure reads m, or gives -1 when m is nil or fails.
+func measure(m cpuMeter) time.Duration {
+	if m == nil {
+		return -1
+	}
+	d, err := m()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pdbench: measure CPU time:", err)
+		return -1
+	}
+	return d
+}
+
+// cpuSince is the CPU time m measures since start, or -1.
+func cpuSince(m cpuMeter, start time.Duration) time.Duration {
+	if start < 0 {
+		return -1
+	}
+	end := measure(m)
+	if end < 0 {
+		return -1
+	}
+	return end - start
 }
 
 // operation returns, for op, a function that makes the call of goroutine w.
@@ -691,22 +793,24 @@ func describe(err error) string {
 	return err.Error()
 }
 
-func printResults(cfg config, results []result) {
+// printResults prints the table; serverNote says what the server CPU is.
+func printResults(cfg config, results []result, serverNote string) {
 	if len(results) == 0 {
 		return
 	}
 	fmt.Printf("\n%d subjects, concurrency %d, %v per operation, %s, GOMAXPROCS %d\n\n",
 		cfg.subjects, cfg.concurrency, cfg.duration, runtime.Version(), runtime.GOMAXPROCS(0))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-13s\tcalls\terrors\tconflicts\tcalls/s\tp50 ms\tp99 ms\t\n", "op")
+	fmt.Fprintf(tw, "%-13s\tcalls\terrors\tconflicts\tcalls/s\tp50 ms\tp99 ms\tserver CPU ms/call\tclient CPU ms/call\t\n", "op")
 	byOp := map[string]result{}
 	for _, r := range results {
 		byOp[r.op] = r
-		fmt.Fprintf(tw, "%-13s\t%d\t%d\t%d\t%.1f\t%.2f\t%.2f\t\n", r.op, r.calls, r.errors, r.conflicts,
-			r.throughput(), ms(r.percentile(50)), ms(r.percentile(99)))
+		fmt.Fprintf(tw, "%-13s\t%d\t%d\t%d\t%.1f\t%.2f\t%.2f\t%s\t%s\t\n", r.op, r.calls, r.errors, r.conflicts,
+			r.throughput(), ms(r.percentile(50)), ms(r.percentile(99)), r.cpuPerCall(r.serverCPU), r.cpuPerCall(r.clientCPU))
 	}
 	tw.Flush()
-	fmt.Println("(calls/s and latencies count successful calls only)")
+	fmt.Println("(calls/s, latencies and CPU per call count successful calls only; CPU is user+system time while the operation ran)")
+	fmt.Println("(server CPU: " + serverNote + "; client CPU: pdbench itself)")
 
 	for _, r := range results {
 		if r.firstErr != nil {
