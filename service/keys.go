@@ -76,8 +76,21 @@ func (s *Service) holds(sub *store.Subject, id string) bool {
 // held already, which a concurrent retry may be relying on); on refusal it
 // releases them.
 func (s *Service) claimKeys(ctx context.Context, id string, keys []lookupKey) ([]string, error) {
+	// One insert of them all, the common case; the keys held already
+	// go one by one.
+	held, err := s.store.ClaimKeys(ctx, keyIDs(keys), id, s.now().UnixNano())
+	if err != nil {
+		// Which of them were written is unknown, and releasing one a
+		// concurrent retry holds would undo its claim: any left behind
+		// is a stale hint, taken over after claimLease.
+		return nil, err
+	}
 	var taken []string
 	for _, k := range keys {
+		if !slices.Contains(held, k.id) {
+			taken = append(taken, k.id)
+			continue
+		}
 		took, err := s.claimKey(ctx, id, k)
 		if err != nil {
 			s.releaseKeys(ctx, id, taken)

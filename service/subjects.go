@@ -95,6 +95,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		// not, they are stale and get taken over after their lease.
 		return nil, s.internal(ctx, "create", err)
 	}
+	note(ctx, audit.Touch{SubjectID: id, NewChain: true})
 	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Key maps a lookup key (a keyed hash of an identity number or e-mail address
@@ -44,6 +46,36 @@ func (s *Store) ClaimKey(ctx context.Context, id, subjectID string, now int64) (
 		return nil, fmt.Errorf("store: claim key: %w", err)
 	}
 	return k, nil
+}
+
+// ClaimKeys reserves the keys ids for subjectID in one round trip and
+// returns those another holder had already (claim each of them with
+// ClaimKey to learn who). On any other error some of the keys may have been
+// claimed; ReleaseKey gives them back.
+func (s *Store) ClaimKeys(ctx context.Context, ids []string, subjectID string, now int64) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	docs := make([]any, len(ids))
+	for i, id := range ids {
+		docs[i] = &Key{ID: id, SubjectID: subjectID, ClaimedAt: now}
+	}
+	_, err := s.keys.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return nil, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, fmt.Errorf("store: claim keys: %w", classify(err))
+	}
+	var held []string
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we) || we.Index < 0 || we.Index >= len(ids) {
+			return nil, fmt.Errorf("store: claim keys: %w", classify(err))
+		}
+		held = append(held, ids[we.Index])
+	}
+	return held, nil
 }
 
 // ReassignKey moves key id from subject from to subject to, provided from

@@ -103,6 +103,9 @@ type Event struct {
 	Outcome  string
 	PrevHash string // set by Append
 	Hash     string // set by Append
+	// likelyNew: the chain is most likely empty (Touch.NewChain); not
+	// stored.
+	likelyNew bool
 }
 
 // ID is the event's _id in the store: its chain and seq.
@@ -336,6 +339,9 @@ func (l *Log) flush(ctx context.Context, batch []*pending) {
 		end, ok := ends[p.e.Chain]
 		if !ok {
 			end, ok = l.cachedTail(p.e.Chain)
+			// A likely new chain starts at seq 1 with no head to write
+			// (the head lags by up to headEvery-1 seqs anyway).
+			ok = ok || p.e.likelyNew
 			known[p.e.Chain] = ok
 			if !ok {
 				head, err := l.st.GetAuditHead(ctx, p.e.Chain)

@@ -33,6 +33,11 @@ type Touch struct {
 	Tenant    string
 	Purpose   string
 	Fields    []string
+	// NewChain says the handler has just created the subject whose chain
+	// this is, so the chain is most likely empty: the append goes to seq 1
+	// without reading the chain's end first (if an earlier attempt left
+	// events there, the insert collides and the append finds the true end).
+	NewChain bool
 }
 
 func (t Touch) chain() string {
@@ -96,6 +101,7 @@ func merge(touches []Touch, t Touch) []Touch {
 			if t.SubjectID != "" {
 				m.SubjectID = t.SubjectID
 			}
+			m.NewChain = m.NewChain || t.NewChain
 			return touches
 		}
 	}
@@ -167,6 +173,7 @@ func (r *Recorder) event(ctx context.Context, method string, t Touch, err error)
 	e := Event{
 		Chain: t.chain(), Time: r.now(), RPC: method, SubjectID: t.SubjectID, Tenant: t.Tenant,
 		Purpose: t.Purpose, Fields: slices.Compact(slices.Sorted(slices.Values(t.Fields))), Outcome: status.Code(err).String(),
+		likelyNew: t.NewChain,
 	}
 	if c := auth.FromContext(ctx); c != nil {
 		e.Principal = c.ID()
