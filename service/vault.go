@@ -169,6 +169,31 @@ func (v *vault) newDataKey(ctx context.Context, subjectID string) (envelope.Data
 	return dk, nil
 }
 
+// newKey is the outcome of newSubjectKey.
+type newKey struct {
+	created bool // this call stored it
+	err     error
+}
+
+// newSubjectKey stores the data key of a subject being created, and caches
+// it for seal. One stored already by an earlier attempt of the same create
+// is not an error: seal reads it.
+func (v *vault) newSubjectKey(ctx context.Context, subjectID string) newKey {
+	_, err := v.newDataKey(ctx, subjectID)
+	if errors.Is(err, store.ErrExists) {
+		return newKey{}
+	}
+	return newKey{created: err == nil, err: err}
+}
+
+// dropNewKey destroys the key newSubjectKey stored for a create that was
+// refused, best effort: it would encrypt nothing.
+func (v *vault) dropNewKey(ctx context.Context, subjectID string, k newKey) {
+	if k.created {
+		_ = v.shred(context.WithoutCancel(ctx), subjectID)
+	}
+}
+
 // seal encrypts sub.Person into sub.Sealed; an erased subject has neither.
 // mode is newSubjectKey for a subject being created.
 func (v *vault) seal(ctx context.Context, sub *store.Subject, mode keyMode) error {

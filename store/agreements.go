@@ -66,7 +66,7 @@ func (s *Store) UpdateAgreements(ctx context.Context, customerID string, change 
 			return a, err
 		}
 		// No document yet: start one, and let update apply the change to it.
-		err = insert(ctx, s.agreements, &Agreements{ID: customerID, Agreements: []Agreement{}})
+		err = s.insert(ctx, s.agreements, &Agreements{ID: customerID, Agreements: []Agreement{}})
 		if err != nil && !errors.Is(err, ErrExists) {
 			return nil, fmt.Errorf("store: create agreements: %w", err)
 		}

@@ -52,7 +52,7 @@ func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
 	if e.ID == "" {
 		e.ID = AuditEventID(e.Chain, e.Seq)
 	}
-	if err := insert(ctx, s.auditEvents, e); err != nil {
+	if err := s.insert(ctx, s.auditEvents, e); err != nil {
 		return fmt.Errorf("store: insert audit event: %w", err)
 	}
 	return nil
@@ -69,7 +69,12 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (in
 		}
 		docs[i] = e
 	}
-	_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+	done, err := s.writing(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: insert audit events: %w", err)
+	}
+	_, err = s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+	done()
 	if err == nil {
 		return len(events), nil
 	}
@@ -155,8 +160,13 @@ func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64, hash 
 	if current.Seq >= seq {
 		return nil
 	}
+	done, err := s.writing(ctx)
+	if err != nil {
+		return fmt.Errorf("store: set audit head: %w", err)
+	}
 	_, err = s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq, Hash: hash},
 		options.Replace().SetUpsert(true))
+	done()
 	if err != nil {
 		return fmt.Errorf("store: set audit head: %w", classify(err))
 	}

@@ -33,7 +33,7 @@ func HistoryEntryID(subjectID string, seq int64) string {
 // not an error, so an interrupted add can be completed by its retry.
 func (s *Store) PutHistoryEntry(ctx context.Context, e *HistoryEntry) error {
 	e.ID = HistoryEntryID(e.SubjectID, e.Seq)
-	if err := insert(ctx, s.history, e); err != nil && !errors.Is(err, ErrExists) {
+	if err := s.insert(ctx, s.history, e); err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("store: put history entry: %w", err)
 	}
 	return nil

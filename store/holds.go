@@ -65,7 +65,7 @@ func (s *Store) PutHoldDeadline(ctx context.Context, until int64, subjectID, hol
 		return fmt.Errorf("store: put hold deadline: negative time %d", until)
 	}
 	d := &HoldDeadline{ID: HoldDeadlineID(until, subjectID, holdID), SubjectID: subjectID, HoldID: holdID, Until: until}
-	if err := insert(ctx, s.holdDeadlines(), d); err != nil && !errors.Is(err, ErrExists) {
+	if err := s.insert(ctx, s.holdDeadlines(), d); err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("store: put hold deadline: %w", err)
 	}
 	return nil

@@ -46,7 +46,7 @@ func (s *Store) GetJob(ctx context.Context, id string) (*Job, error) {
 
 // InsertJob records a new job; an existing id is ErrExists.
 func (s *Store) InsertJob(ctx context.Context, j *Job) error {
-	if err := insert(ctx, s.jobs, j); err != nil {
+	if err := s.insert(ctx, s.jobs, j); err != nil {
 		return fmt.Errorf("store: insert job: %w", err)
 	}
 	return nil

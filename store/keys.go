@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Key maps a lookup key (a keyed hash of an identity number or e-mail address
@@ -34,7 +32,7 @@ func (s *Store) GetKey(ctx context.Context, id string) (*Key, error) {
 // returns the holder and ErrExists.
 func (s *Store) ClaimKey(ctx context.Context, id, subjectID string, now int64) (*Key, error) {
 	k := &Key{ID: id, SubjectID: subjectID, ClaimedAt: now}
-	err := insert(ctx, s.keys, k)
+	err := s.insert(ctx, s.keys, k)
 	if errors.Is(err, ErrExists) {
 		held, gerr := s.GetKey(ctx, id)
 		if gerr != nil {
@@ -60,20 +58,18 @@ func (s *Store) ClaimKeys(ctx context.Context, ids []string, subjectID string, n
 	for i, id := range ids {
 		docs[i] = &Key{ID: id, SubjectID: subjectID, ClaimedAt: now}
 	}
-	_, err := s.keys.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	if err == nil {
-		return nil, nil
-	}
-	var bwe mongo.BulkWriteException
-	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return nil, fmt.Errorf("store: claim keys: %w", classify(err))
+	errs, err := s.keyInserts.insert(ctx, docs...)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim keys: %w", err)
 	}
 	var held []string
-	for _, we := range bwe.WriteErrors {
-		if !mongo.IsDuplicateKeyError(we) || we.Index < 0 || we.Index >= len(ids) {
-			return nil, fmt.Errorf("store: claim keys: %w", classify(err))
+	for i, err := range errs {
+		switch {
+		case errors.Is(err, ErrExists):
+			held = append(held, ids[i])
+		case err != nil:
+			return nil, fmt.Errorf("store: claim keys: %w", err)
 		}
-		held = append(held, ids[we.Index])
 	}
 	return held, nil
 }

@@ -53,7 +53,7 @@ func (s *Store) TakeLease(ctx context.Context, name, holder string, now time.Tim
 			return l, err
 		}
 		l = &Lease{ID: name, Version: 1, Holder: holder, Expires: expires}
-		err = insert(ctx, s.leases(), l)
+		err = s.insert(ctx, s.leases(), l)
 		if err == nil {
 			return l, nil
 		}

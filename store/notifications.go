@@ -150,7 +150,7 @@ func (s *Store) EnqueueNotification(ctx context.Context, n *Notification) (*Noti
 // insertNotification inserts n at seq; false when the seq is taken.
 func (s *Store) insertNotification(ctx context.Context, n *Notification, seq int64) (bool, error) {
 	n.Seq, n.ID, n.Version = seq, NotificationID(n.Recipient, seq), 1
-	err := insert(ctx, s.notifications(), n)
+	err := s.insert(ctx, s.notifications(), n)
 	if errors.Is(err, ErrExists) {
 		return false, nil
 	}
@@ -165,7 +165,7 @@ func (s *Store) getOrInsertNotificationKey(ctx context.Context, id string) (*not
 	err := get(ctx, s.notificationKeys(), id, &k)
 	if errors.Is(err, ErrNotFound) {
 		k = notificationKey{ID: id, Version: 1}
-		err = insert(ctx, s.notificationKeys(), &k)
+		err = s.insert(ctx, s.notificationKeys(), &k)
 		if errors.Is(err, ErrExists) {
 			err = get(ctx, s.notificationKeys(), id, &k)
 		}
@@ -292,7 +292,7 @@ func (s *Store) moveNotificationHead(ctx context.Context, recipient string, next
 		case !errors.Is(err, ErrNotFound):
 			return fmt.Errorf("store: move notification head: %w", err)
 		}
-		err = insert(ctx, s.notificationHeads(), &NotificationHead{ID: recipient, Version: 1, Next: 1})
+		err = s.insert(ctx, s.notificationHeads(), &NotificationHead{ID: recipient, Version: 1, Next: 1})
 		if err != nil && !errors.Is(err, ErrExists) {
 			return fmt.Errorf("store: create notification head: %w", err)
 		}
@@ -327,7 +327,13 @@ func (s *Store) MarkSubjectNotified(ctx context.Context, id string, version int6
 	if cur.NotifiedVersion >= version {
 		return nil
 	}
-	if _, err := s.subjects.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: version}}}}); err != nil {
+	done, err := s.writing(ctx)
+	if err != nil {
+		return fmt.Errorf("store: mark subject notified: %w", err)
+	}
+	_, err = s.subjects.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: version}}}})
+	done()
+	if err != nil {
 		return fmt.Errorf("store: mark subject notified: %w", classify(err))
 	}
 	return nil

@@ -47,7 +47,7 @@ func (s *Store) GetPrincipal(ctx context.Context, id string) (*Principal, error)
 
 // InsertPrincipal adds a principal; an existing id is ErrExists.
 func (s *Store) InsertPrincipal(ctx context.Context, p *Principal) error {
-	if err := insert(ctx, s.principals, p); err != nil {
+	if err := s.insert(ctx, s.principals, p); err != nil {
 		return fmt.Errorf("store: insert principal: %w", err)
 	}
 	return nil
@@ -103,7 +103,12 @@ func (s *Store) NewPrincipalsGeneration(ctx context.Context) (string, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	g := generation{ID: principalsGeneration, Value: hex.EncodeToString(b[:])}
-	_, err := s.generations().ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g, options.Replace().SetUpsert(true))
+	done, err := s.writing(ctx)
+	if err != nil {
+		return "", fmt.Errorf("store: new principals generation: %w", err)
+	}
+	_, err = s.generations().ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g, options.Replace().SetUpsert(true))
+	done()
 	if err != nil {
 		return "", fmt.Errorf("store: new principals generation: %w", classify(err))
 	}

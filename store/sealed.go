@@ -52,7 +52,7 @@ func (s *Store) GetDataKey(ctx context.Context, subjectID string) (*DataKey, err
 // InsertDataKey stores a subject's wrapped data key; one that exists is
 // ErrExists, and stays as it is.
 func (s *Store) InsertDataKey(ctx context.Context, k *DataKey) error {
-	if err := insert(ctx, s.dataKeys, k); err != nil {
+	if err := s.dataKeyInserts.insertOne(ctx, k); err != nil {
 		return fmt.Errorf("store: insert data key: %w", err)
 	}
 	return nil

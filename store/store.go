@@ -8,6 +8,7 @@
 package store
 
 import (
+	"os"
 	"context"
 	"errors"
 	"fmt"
@@ -84,6 +85,11 @@ type Store struct {
 	// agreements are the processor agreements, one document per customer.
 	agreements *mongo.Collection
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
+	// The inserts of creates, batched across concurrent callers.
+	subjectInserts, keyInserts, dataKeyInserts *batcher
+	// writer is the embedded store's one writer slot (see writing); nil on
+	// MongoDB.
+	writer chan struct{}
 
 	// auditEvents are the hash-chained audit events; auditHeads hint at the
 	// last seq of each chain.
@@ -106,6 +112,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.embedded = srv
 		s.locks = &docLocks{seed: maphash.MakeSeed()}
+		if os.Getenv("PD_NOGATE") == "" {
+			s.writer = make(chan struct{}, 1)
+		}
 		uri = srv.URI()
 	}
 	opts := options.Client().ApplyURI(uri).
@@ -137,6 +146,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.dataKeys = db.Collection(dataKeysCollection)
 	s.auditEvents = db.Collection(auditEventsCollection)
 	s.auditHeads = db.Collection(auditHeadsCollection)
+	s.subjectInserts = newBatcher(s, s.subjects)
+	s.keyInserts = newBatcher(s, s.keys)
+	s.dataKeyInserts = newBatcher(s, s.dataKeys)
 	if err := s.prepare(ctx, db); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
@@ -220,6 +232,24 @@ func (s *Store) lock(collection, id string) func() {
 	return s.locks.lock(collection + "\x00" + id)
 }
 
+// writing waits for the embedded store's writer slot and returns the
+// function that gives it back. SQLite takes one writer at a time and makes
+// the others sleep in its busy handler (1, 2, 5, 10 ms and on), so under
+// concurrent writes a write waited far longer than it took; queued here, the
+// next write starts as soon as the last one is done. Reads do not queue. On
+// MongoDB there is nothing to wait for.
+func (s *Store) writing(ctx context.Context) (func(), error) {
+	if s.writer == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.writer <- struct{}{}:
+		return func() { <-s.writer }, nil
+	case <-ctx.Done():
+		return nil, classify(ctx.Err())
+	}
+}
+
 // maxUpdateAttempts bounds the retries of an update that lost a race on
 // MongoDB; each attempt re-reads and re-applies the change.
 const maxUpdateAttempts = 16
@@ -274,7 +304,12 @@ func (s *Store) replace(ctx context.Context, c *mongo.Collection, id string, gua
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
+	done, err := s.writing(ctx)
+	if err != nil {
+		return false, err
+	}
 	res, err := c.ReplaceOne(ctx, filter, doc)
+	done()
 	if err != nil {
 		return false, classify(err)
 	}
@@ -288,7 +323,12 @@ func (s *Store) remove(ctx context.Context, c *mongo.Collection, id string, guar
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
-	_, err := c.DeleteOne(ctx, filter)
+	done, err := s.writing(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.DeleteOne(ctx, filter)
+	done()
 	return classify(err)
 }
 
@@ -370,8 +410,13 @@ func seqRange[D any, P identified[D]](ctx context.Context, s *Store, c *mongo.Co
 }
 
 // insert adds doc; a document with the same _id is ErrExists.
-func insert(ctx context.Context, c *mongo.Collection, doc any) error {
-	_, err := c.InsertOne(ctx, doc)
+func (s *Store) insert(ctx context.Context, c *mongo.Collection, doc any) error {
+	done, err := s.writing(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = c.InsertOne(ctx, doc)
+	done()
 	if mongo.IsDuplicateKeyError(err) {
 		return ErrExists
 	}

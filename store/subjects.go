@@ -123,7 +123,7 @@ func (s *Store) GetSubject(ctx context.Context, id string) (*Subject, error) {
 
 // InsertSubject adds a new subject; an existing id is ErrExists.
 func (s *Store) InsertSubject(ctx context.Context, sub *Subject) error {
-	if err := insert(ctx, s.subjects, sub); err != nil {
+	if err := s.subjectInserts.insertOne(ctx, sub); err != nil {
 		return fmt.Errorf("store: insert subject: %w", err)
 	}
 	return nil
