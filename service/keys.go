@@ -119,6 +119,9 @@ func (s *Service) claimKey(ctx context.Context, id string, k lookupKey) (bool, e
 		if err == nil {
 			return true, nil
 		}
+		if errors.Is(err, store.ErrNotFound) {
+			continue // released between our insert and our read: try again
+		}
 		if held != nil && held.SubjectID == id {
 			return false, nil
 		}

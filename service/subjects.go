@@ -110,10 +110,10 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 }
 
 // createdBefore answers a create whose subject an earlier attempt made, if
-// it exists (ok). The keys this attempt took for the person as the request
-// gives it are given back: the subject holds what it holds now. An erased
-// subject's data key, which this attempt may have stored anew, is destroyed
-// again.
+// it exists (ok). Of the keys this attempt took for the person as the
+// request gives it, those the subject no longer holds (it was rectified or
+// erased since) are given back. An erased subject's data key, which this
+// attempt may have stored anew, is destroyed again.
 func (s *Service) createdBefore(ctx context.Context, id, key string, fp []byte, taken []string) (*pdv1.CreateSubjectResponse, bool, error) {
 	sub, err := s.vault.getSubject(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -122,7 +122,13 @@ func (s *Service) createdBefore(ctx context.Context, id, key string, fp []byte, 
 	if err != nil {
 		return nil, true, s.internal(ctx, "create", err)
 	}
-	s.releaseKeys(ctx, id, taken)
+	var stale []string
+	for _, k := range taken {
+		if !s.holds(sub, k) {
+			stale = append(stale, k)
+		}
+	}
+	s.releaseKeys(ctx, id, stale)
 	if sub.Erasure != nil {
 		if err := s.vault.shred(ctx, id); err != nil {
 			return nil, true, s.internal(ctx, "create", err)

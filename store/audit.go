@@ -69,7 +69,7 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (in
 		}
 		docs[i] = e
 	}
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, s.auditEvents)
 	if err != nil {
 		return 0, fmt.Errorf("store: insert audit events: %w", err)
 	}
@@ -160,7 +160,7 @@ func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64, hash 
 	if current.Seq >= seq {
 		return nil
 	}
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, s.auditHeads)
 	if err != nil {
 		return fmt.Errorf("store: set audit head: %w", err)
 	}

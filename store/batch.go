@@ -117,7 +117,7 @@ func (b *batcher) insertMany(ctx context.Context, docs []any) []error {
 		}
 		return errs
 	}
-	done, err := b.s.writing(ctx)
+	done, err := b.s.writing(ctx, b.coll)
 	if err != nil {
 		return fail(err)
 	}

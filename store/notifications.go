@@ -327,7 +327,7 @@ func (s *Store) MarkSubjectNotified(ctx context.Context, id string, version int6
 	if cur.NotifiedVersion >= version {
 		return nil
 	}
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, s.subjects)
 	if err != nil {
 		return fmt.Errorf("store: mark subject notified: %w", err)
 	}

@@ -103,7 +103,7 @@ func (s *Store) NewPrincipalsGeneration(ctx context.Context) (string, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	g := generation{ID: principalsGeneration, Value: hex.EncodeToString(b[:])}
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, s.generations())
 	if err != nil {
 		return "", fmt.Errorf("store: new principals generation: %w", err)
 	}

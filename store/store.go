@@ -55,6 +55,19 @@ const (
 	auditHeadsCollection  = "audit_heads"
 )
 
+// The audit trail and the data keys each have a database of their own,
+// named after the main one. On MongoDB the service's role can then be
+// granted only insert and find on the trail, and the keys backed up apart
+// from the data they decrypt; on the embedded store each database is a file
+// of its own, with a writer of its own, so appends to the trail and the
+// writes of data never wait for each other.
+
+// AuditDatabase is the name of the audit trail's database beside db.
+func AuditDatabase(db string) string { return db + "_audit" }
+
+// KeysDatabase is the name of the data keys' database beside db.
+func KeysDatabase(db string) string { return db + "_keys" }
+
 // Config says which database to use.
 type Config struct {
 	// URI of a MongoDB deployment. Empty starts the embedded store in DataDir.
@@ -87,9 +100,9 @@ type Store struct {
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
 	// The inserts of creates, batched across concurrent callers.
 	subjectInserts, keyInserts, dataKeyInserts *batcher
-	// writer is the embedded store's one writer slot (see writing); nil on
-	// MongoDB.
-	writer chan struct{}
+	// writers are the embedded store's writer slots, one per database (see
+	// writing); nil on MongoDB.
+	writers map[string]chan struct{}
 
 	// auditEvents are the hash-chained audit events; auditHeads hint at the
 	// last seq of each chain.
@@ -113,7 +126,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.embedded = srv
 		s.locks = &docLocks{seed: maphash.MakeSeed()}
 		if os.Getenv("PD_NOGATE") == "" {
-			s.writer = make(chan struct{}, 1)
+			s.writers = map[string]chan struct{}{}
+		for _, db := range []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)} {
+			s.writers[db] = make(chan struct{}, 1)
+		}
 		}
 		uri = srv.URI()
 	}
@@ -137,29 +153,41 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.client = client
 	s.uri = uri
 	db := client.Database(cfg.Database)
+	auditDB := client.Database(AuditDatabase(cfg.Database))
+	keysDB := client.Database(KeysDatabase(cfg.Database))
 	s.subjects = db.Collection(subjectsCollection)
 	s.keys = db.Collection(keysCollection)
 	s.history = db.Collection(historyCollection)
 	s.principals = db.Collection(principalsCollection)
 	s.agreements = db.Collection(agreementsCollection)
 	s.jobs = db.Collection(jobsCollection)
-	s.dataKeys = db.Collection(dataKeysCollection)
-	s.auditEvents = db.Collection(auditEventsCollection)
-	s.auditHeads = db.Collection(auditHeadsCollection)
+	s.dataKeys = keysDB.Collection(dataKeysCollection)
+	s.auditEvents = auditDB.Collection(auditEventsCollection)
+	s.auditHeads = auditDB.Collection(auditHeadsCollection)
 	s.subjectInserts = newBatcher(s, s.subjects)
 	s.keyInserts = newBatcher(s, s.keys)
 	s.dataKeyInserts = newBatcher(s, s.dataKeys)
-	if err := s.prepare(ctx, db); err != nil {
+	for d, collections := range map[*mongo.Database][]string{
+		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
+			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection},
+		auditDB: {auditEventsCollection, auditHeadsCollection},
+		keysDB:  {dataKeysCollection},
+	} {
+		if err := s.prepare(ctx, d, collections); err != nil {
+			_ = s.Close(context.Background())
+			return nil, err
+		}
+	}
+	if err := s.index(ctx); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
 	}
 	return s, nil
 }
 
-// prepare creates the collections and, on the embedded store, the index that
-// makes exact _id reads searches instead of scans. Requests read only by
-// _id; on MongoDB the two listings by another field get an index each.
-func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
+// prepare creates the collections of db and, on the embedded store, the
+// index that makes exact _id reads searches instead of scans.
+func (s *Store) prepare(ctx context.Context, db *mongo.Database, collections []string) error {
 	existing, err := db.ListCollectionNames(ctx, bson.D{})
 	if err != nil {
 		return fmt.Errorf("store: list collections: %w", classify(err))
@@ -168,7 +196,7 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 	for _, n := range existing {
 		have[n] = true
 	}
-	for _, name := range []string{subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection, dataKeysCollection, auditEventsCollection, auditHeadsCollection, holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection} {
+	for _, name := range collections {
 		if have[name] {
 			continue
 		}
@@ -181,6 +209,12 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database) error {
 			return fmt.Errorf("store: index embedded store: %w", err)
 		}
 	}
+	return nil
+}
+
+// index creates, on MongoDB, the indexes of the two listings by another
+// field than _id; requests read only by _id.
+func (s *Store) index(ctx context.Context) error {
 	if s.embedded != nil {
 		return nil // FerretDB v1 would not use them: it scans for such filters
 	}
@@ -232,19 +266,21 @@ func (s *Store) lock(collection, id string) func() {
 	return s.locks.lock(collection + "\x00" + id)
 }
 
-// writing waits for the embedded store's writer slot and returns the
+// writing waits for the embedded store's writer slot of c's database (its
+// SQLite file) and returns the
 // function that gives it back. SQLite takes one writer at a time and makes
 // the others sleep in its busy handler (1, 2, 5, 10 ms and on), so under
 // concurrent writes a write waited far longer than it took; queued here, the
 // next write starts as soon as the last one is done. Reads do not queue. On
 // MongoDB there is nothing to wait for.
-func (s *Store) writing(ctx context.Context) (func(), error) {
-	if s.writer == nil {
+func (s *Store) writing(ctx context.Context, c *mongo.Collection) (func(), error) {
+	writer := s.writers[c.Database().Name()]
+	if writer == nil {
 		return func() {}, nil
 	}
 	select {
-	case s.writer <- struct{}{}:
-		return func() { <-s.writer }, nil
+	case writer <- struct{}{}:
+		return func() { <-writer }, nil
 	case <-ctx.Done():
 		return nil, classify(ctx.Err())
 	}
@@ -304,7 +340,7 @@ func (s *Store) replace(ctx context.Context, c *mongo.Collection, id string, gua
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, c)
 	if err != nil {
 		return false, err
 	}
@@ -323,7 +359,7 @@ func (s *Store) remove(ctx context.Context, c *mongo.Collection, id string, guar
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -411,7 +447,7 @@ func seqRange[D any, P identified[D]](ctx context.Context, s *Store, c *mongo.Co
 
 // insert adds doc; a document with the same _id is ErrExists.
 func (s *Store) insert(ctx context.Context, c *mongo.Collection, doc any) error {
-	done, err := s.writing(ctx)
+	done, err := s.writing(ctx, c)
 	if err != nil {
 		return err
 	}

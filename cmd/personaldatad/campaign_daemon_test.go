@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/example/personaldata/store"
+
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -504,7 +506,11 @@ func readRaw(ctx context.Context, dataDir string) (*rawStore, error) {
 	db := cl.Database("personaldata")
 	raw := &rawStore{dataKeys: map[string]int64{}, subjects: map[string]rawSubject{}, history: map[string]int{}, lookups: map[string]int{}}
 	each := func(coll string, projection bson.D, f func(bson.Raw) error) error {
-		cur, err := db.Collection(coll).Find(ctx, bson.D{}, options.Find().SetProjection(projection))
+		d := db
+		if coll == "data_keys" {
+			d = cl.Database(store.KeysDatabase("personaldata"))
+		}
+		cur, err := d.Collection(coll).Find(ctx, bson.D{}, options.Find().SetProjection(projection))
 		if err != nil {
 			return fmt.Errorf("read %s: %w", coll, err)
 		}

@@ -439,7 +439,7 @@ func backoff(ctx context.Context, attempt int) error {
 	if attempt == 0 {
 		return ctx.Err()
 	}
-	d := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(attempt, 7)))
+	d := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(attempt, 10)))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -44,7 +44,8 @@ func open(tb testing.TB) *fixture {
 	if err != nil {
 		tb.Fatalf("mongo.Connect: %v", err)
 	}
-	f := &fixture{st: st, db: client.Database(cfg.Database), cfg: cfg}
+	// db is the audit trail's database, where the tests tamper.
+	f := &fixture{st: st, db: client.Database(store.AuditDatabase(cfg.Database)), cfg: cfg}
 	tb.Cleanup(func() {
 		if cfg.URI != "" {
 			_ = f.db.Drop(context.Background())

@@ -630,7 +630,7 @@ func TestEraseControllerSubjects(t *testing.T) {
 
 		// The job is recorded.
 		var job bson.M
-		if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: last.GetJobId()}}).Decode(&job); err != nil {
+		if err := e.coll("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: last.GetJobId()}}).Decode(&job); err != nil {
 			t.Fatalf("job: %v", err)
 		}
 		if job["kind"] != "ERASE_CONTROLLER_SUBJECTS" || job["customer"] != "customer-42" || job["ground"] != "ERASURE_GROUND_NO_LEGAL_BASIS" ||
@@ -711,7 +711,7 @@ func TestEraseControllerSubjectsResume(t *testing.T) {
 			t.Errorf("%d keys left", k)
 		}
 		var job bson.M
-		if err := e.db.Collection("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: last.GetJobId()}}).Decode(&job); err != nil || job["state"] != "FINISHED" || job["done"] != int64(n) {
+		if err := e.coll("jobs").FindOne(context.Background(), bson.D{{Key: "_id", Value: last.GetJobId()}}).Decode(&job); err != nil || job["state"] != "FINISHED" || job["done"] != int64(n) {
 			t.Errorf("job %v %v", job, err)
 		}
 	})

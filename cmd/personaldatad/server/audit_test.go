@@ -206,7 +206,7 @@ func TestAuditTrail(t *testing.T) {
 		if !v.GetIntact() || v.GetEvents() != int64(len(events)) {
 			t.Errorf("verify: %v", v)
 		}
-		if _, err := e.db.Collection("audit_events").UpdateOne(ctx,
+		if _, err := e.coll("audit_events").UpdateOne(ctx,
 			bson.D{{Key: "_id", Value: store.AuditEventID(audit.SubjectChain(id), 3)}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "purpose", Value: "PURPOSE_SUPPORT"}}}}); err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	if _, err := streamAccess(t, e, "grpc", e.token, &pdv1.StreamSubjectAccessRequest{SubjectId: sub.GetSubjectId()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.Collection("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
+	if _, err := e.coll("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
 		Keys: bson.D{{Key: "chain", Value: 1}, {Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
 	}); err != nil {
 		t.Fatal(err)

@@ -556,7 +556,7 @@ func TestPendingNoticeRecovery(t *testing.T) {
 		// document (in the same update as the change itself, unsealed, as it
 		// names fields only), and nothing else happened.
 		ctx := context.Background()
-		subjects := e.db.Collection("subjects")
+		subjects := e.coll("subjects")
 		var doc struct {
 			Version int64 `bson:"v"`
 		}

@@ -165,7 +165,9 @@ func start(t *testing.T) *env {
 	e.token = e.principal(t, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-42"}, allPurposes)
 	t.Cleanup(func() {
 		if storetest.URI() != "" {
-			_ = e.db.Drop(context.Background())
+			for _, name := range []string{database, store.AuditDatabase(database), store.KeysDatabase(database)} {
+				_ = client.Database(name).Drop(context.Background())
+			}
 		}
 		_ = client.Disconnect(context.Background())
 		_ = e.grpc.Close() // ends open streams, which a graceful stop waits for
@@ -511,7 +513,7 @@ func (e *env) openStored(t *testing.T, id string) map[string]string {
 	var doc struct {
 		Sealed map[string][]byte `bson:"sealed"`
 	}
-	if err := e.db.Collection("subjects").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+	if err := e.coll("subjects").FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
 		t.Fatalf("stored subject: %v", err)
 	}
 	dk := e.dataKey(t, id)
@@ -533,7 +535,7 @@ func (e *env) dataKey(t *testing.T, id string) envelope.DataKey {
 		KeyVersion int64  `bson:"key_version"`
 		Wrapped    []byte `bson:"wrapped"`
 	}
-	if err := e.db.Collection("data_keys").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&k); err != nil {
+	if err := e.coll("data_keys").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&k); err != nil {
 		t.Fatalf("data key: %v", err)
 	}
 	ring, err := envelope.Load(e.keyFile)
@@ -550,11 +552,24 @@ func (e *env) dataKey(t *testing.T, id string) envelope.DataKey {
 // count is the number of documents in a collection, read with the driver.
 func (e *env) count(t *testing.T, collection string) int64 {
 	t.Helper()
-	n, err := e.db.Collection(collection).CountDocuments(context.Background(), bson.D{})
+	n, err := e.coll(collection).CountDocuments(context.Background(), bson.D{})
 	if err != nil {
 		t.Fatalf("count %s: %v", collection, err)
 	}
 	return n
+}
+
+// coll is a collection of the server's store, in the database it lives in:
+// the audit trail and the data keys have databases of their own.
+func (e *env) coll(name string) *mongo.Collection {
+	db := e.db
+	switch name {
+	case "audit_events", "audit_heads":
+		db = db.Client().Database(store.AuditDatabase(db.Name()))
+	case "data_keys":
+		db = db.Client().Database(store.KeysDatabase(db.Name()))
+	}
+	return db.Collection(name)
 }
 
 // rawDump is every stored document of the service as extended JSON, to
@@ -563,7 +578,7 @@ func (e *env) rawDump(t *testing.T) string {
 	t.Helper()
 	var sb strings.Builder
 	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events", "notifications", "notification_heads", "notification_keys"} {
-		cur, err := e.db.Collection(c).Find(context.Background(), bson.D{})
+		cur, err := e.coll(c).Find(context.Background(), bson.D{})
 		if err != nil {
 			t.Fatalf("find %s: %v", c, err)
 		}

@@ -216,7 +216,7 @@ func TestUpdatePrincipalMask(t *testing.T) {
 // dumpCollection is one collection's documents as extended JSON.
 func (e *env) dumpCollection(t *testing.T, name string) string {
 	t.Helper()
-	cur, err := e.db.Collection(name).Find(context.Background(), map[string]any{})
+	cur, err := e.coll(name).Find(context.Background(), map[string]any{})
 	if err != nil {
 		t.Fatal(err)
 	}

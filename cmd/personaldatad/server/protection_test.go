@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/example/personaldata/store"
+
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -52,7 +54,8 @@ func TestFilesAtRestAreOwnerOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"keyring.json", "operator.token", "data/" + e.db.Name() + ".sqlite", "data/" + e.db.Name() + ".sqlite-wal"} {
+	for _, want := range []string{"keyring.json", "operator.token", "data/" + e.db.Name() + ".sqlite", "data/" + e.db.Name() + ".sqlite-wal",
+		"data/" + store.AuditDatabase(e.db.Name()) + ".sqlite", "data/" + store.KeysDatabase(e.db.Name()) + ".sqlite"} {
 		if !strings.Contains(strings.Join(files, " "), want) {
 			t.Errorf("no file %s among %v: the test would check nothing", want, files)
 		}
@@ -107,10 +110,10 @@ func TestCryptoShredding(t *testing.T) {
 		History bson.Raw
 	}
 	var err error
-	if backup.Subject, err = e.db.Collection("subjects").FindOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}).Raw(); err != nil {
+	if backup.Subject, err = e.coll("subjects").FindOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}).Raw(); err != nil {
 		t.Fatal(err)
 	}
-	if backup.History, err = e.db.Collection("history").FindOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId() + ".0000000000"}}).Raw(); err != nil {
+	if backup.History, err = e.coll("history").FindOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId() + ".0000000000"}}).Raw(); err != nil {
 		t.Fatal(err)
 	}
 	sealed := sealedFields(t, backup.Subject, backup.History)
@@ -128,7 +131,7 @@ func TestCryptoShredding(t *testing.T) {
 
 	call(t, c, "EraseSubject", eraseReq(sub, "e"), &pdv1.EraseSubjectResponse{})
 
-	if n, _ := e.db.Collection("data_keys").CountDocuments(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}); n != 0 {
+	if n, _ := e.coll("data_keys").CountDocuments(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}); n != 0 {
 		t.Fatalf("the data key survived the erasure")
 	}
 	// Every key still stored, and every master key, fails on every field.
@@ -136,7 +139,7 @@ func TestCryptoShredding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err := e.db.Collection("data_keys").Find(ctx, bson.D{})
+	cur, err := e.coll("data_keys").Find(ctx, bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func TestGrantsStayWithinTheKind(t *testing.T) {
 		}
 
 		// A grant written into the store by hand is not honoured.
-		if _, err := e.db.Collection("principals").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "operator"}},
+		if _, err := e.coll("principals").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: "operator"}},
 			bson.D{{Key: "$push", Value: bson.D{{Key: "rpcs", Value: pdv1.PersonalDataService_AccessSubject_FullMethodName}}}}); err != nil {
 			t.Fatal(err)
 		}

@@ -67,7 +67,7 @@ func sweepNow(t *testing.T, e *env, c caller) *pdv1.RunRetentionSweepResponse {
 // hasDataKey reports whether the subject's data key is still stored.
 func (e *env) hasDataKey(t *testing.T, id string) bool {
 	t.Helper()
-	err := e.db.Collection("data_keys").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Err()
+	err := e.coll("data_keys").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Err()
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return false
 	}
@@ -83,7 +83,7 @@ func (e *env) sealedFields(t *testing.T, id string) []string {
 	var doc struct {
 		Sealed map[string][]byte `bson:"sealed"`
 	}
-	if err := e.db.Collection("subjects").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
+	if err := e.coll("subjects").FindOne(context.Background(), bson.D{{Key: "_id", Value: id}}).Decode(&doc); err != nil {
 		t.Fatalf("stored subject: %v", err)
 	}
 	var out []string

@@ -17,7 +17,7 @@ const keySvc = "personaldata.v1.KeyService/"
 // keyVersions are the master key versions of the stored data keys, by subject.
 func (e *env) keyVersions(t *testing.T) map[string]int64 {
 	t.Helper()
-	cur, err := e.db.Collection("data_keys").Find(context.Background(), bson.D{})
+	cur, err := e.coll("data_keys").Find(context.Background(), bson.D{})
 	if err != nil {
 		t.Fatal(err)
 	}

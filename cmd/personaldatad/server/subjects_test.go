@@ -798,7 +798,7 @@ func TestAbandonedReservation(t *testing.T) {
 	req := createReq("first", 80)
 	sub := call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject()
 	// Simulate the crash: the keys stay, the subject document is gone.
-	if _, err := e.db.Collection("subjects").DeleteOne(context.Background(), bson.D{{Key: "_id", Value: sub.GetSubjectId()}}); err != nil {
+	if _, err := e.coll("subjects").DeleteOne(context.Background(), bson.D{{Key: "_id", Value: sub.GetSubjectId()}}); err != nil {
 		t.Fatal(err)
 	}
 	callErr(t, c, "CreateSubject", createReq("second", 80), &pdv1.CreateSubjectResponse{}, codes.Aborted)
@@ -806,7 +806,7 @@ func TestAbandonedReservation(t *testing.T) {
 	if got := call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject(); got.GetSubjectId() != sub.GetSubjectId() {
 		t.Errorf("retry made %s, want %s", got.GetSubjectId(), sub.GetSubjectId())
 	}
-	if _, err := e.db.Collection("subjects").DeleteOne(context.Background(), bson.D{{Key: "_id", Value: sub.GetSubjectId()}}); err != nil {
+	if _, err := e.coll("subjects").DeleteOne(context.Background(), bson.D{{Key: "_id", Value: sub.GetSubjectId()}}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(3 * time.Minute)
