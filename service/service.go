@@ -56,7 +56,7 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 	return &Service{
 		store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st),
 		principals: auth.NewPrincipalCache(st),
-		vault: &vault{store: st, keys: keys, cache: newKeyCache()},
+		vault:      &vault{store: st, keys: keys, cache: newKeyCache()},
 	}
 }
 

@@ -8,11 +8,11 @@
 package store
 
 import (
-	"os"
 	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"os"
 	"sync"
 	"time"
 
@@ -127,9 +127,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.locks = &docLocks{seed: maphash.MakeSeed()}
 		if os.Getenv("PD_NOGATE") == "" {
 			s.writers = map[string]chan struct{}{}
-		for _, db := range []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)} {
-			s.writers[db] = make(chan struct{}, 1)
-		}
+			for _, db := range []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)} {
+				s.writers[db] = make(chan struct{}, 1)
+			}
 		}
 		uri = srv.URI()
 	}
