@@ -146,9 +146,18 @@ func (s *Server) IndexIDs(ctx context.Context, db string) (err error) {
 		return fmt.Errorf("embedded: list collections of %q: %w", db, err)
 	}
 	for _, t := range tables {
-		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s (_ferretdb_sjson->'$._id')`,
-			quoteIdent(t+"_id_expr"), quoteIdent(t))
-		if _, err := conn.ExecContext(ctx, q); err != nil {
+		// The unique index takes over from FerretDB's own (on the
+		// expression it never queries with), which is dropped after it, in
+		// one transaction: _id stays unique throughout, FerretDB still
+		// reports a duplicate _id (it maps any unique constraint to one),
+		// and every write maintains one index less. The plain index of an
+		// earlier version goes too.
+		stmts := []string{
+			fmt.Sprintf(`CREATE UNIQUE INDEX IF NOT EXISTS %s ON %s (_ferretdb_sjson->'$._id')`, quoteIdent(t+"_id_unique"), quoteIdent(t)),
+			fmt.Sprintf(`DROP INDEX IF EXISTS %s`, quoteIdent(t+"__id_")),
+			fmt.Sprintf(`DROP INDEX IF EXISTS %s`, quoteIdent(t+"_id_expr")),
+		}
+		if err := execAll(ctx, conn, stmts); err != nil {
 			return fmt.Errorf("embedded: index _id of table %q in %q: %w", t, db, err)
 		}
 	}
@@ -173,6 +182,21 @@ func restrictFiles(dir string) error {
 		}
 	}
 	return nil
+}
+
+// execAll runs stmts in one transaction.
+func execAll(ctx context.Context, conn *sql.DB, stmts []string) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // tableNames returns the SQLite tables behind the collections of one database.

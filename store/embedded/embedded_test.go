@@ -119,8 +119,8 @@ func checkIndexed(t *testing.T, dir string, colls ...string) {
 			t.Fatalf("collection %q has no table; plans: %v", c, plans)
 		}
 		table, _, _ := strings.Cut(plan, ": ")
-		if !strings.Contains(plan, "SEARCH") || !strings.Contains(plan, "USING INDEX "+table+"_id_expr") {
-			t.Errorf("find by _id in %q does not search the _id_expr index: %s", c, plan)
+		if !strings.Contains(plan, "SEARCH") || !strings.Contains(plan, "USING INDEX "+table+"_id_unique") {
+			t.Errorf("find by _id in %q does not search the _id_unique index: %s", c, plan)
 		}
 	}
 }
@@ -151,6 +151,59 @@ func TestIndexIDsMakesFindByIDSearchTheIndex(t *testing.T) {
 	if got["n"] != int32(42) {
 		t.Errorf("got %v, want n=42", got)
 	}
+
+	// FerretDB's own _id index is gone, and the new one keeps _id unique:
+	// a second insert of an _id is still a duplicate key error, alone and
+	// in a batch, and stores nothing.
+	_, err := db.Collection("keys").InsertOne(t.Context(), bson.D{{Key: "_id", Value: "keys-00042"}, {Key: "n", Value: -1}})
+	if !mongo.IsDuplicateKeyError(err) {
+		t.Errorf("insert of an existing _id: %v, want a duplicate key error", err)
+	}
+	_, err = db.Collection("keys").InsertMany(t.Context(), []any{bson.D{{Key: "_id", Value: "keys-new"}}, bson.D{{Key: "_id", Value: "keys-00007"}}},
+		options.InsertMany().SetOrdered(false))
+	if !mongo.IsDuplicateKeyError(err) {
+		t.Errorf("batch with an existing _id: %v, want a duplicate key error", err)
+	}
+	if n, err := db.Collection("keys").CountDocuments(t.Context(), bson.D{{Key: "n", Value: -1}}); err != nil || n != 0 {
+		t.Errorf("%d duplicates stored (%v)", n, err)
+	}
+	indexes := idIndexes(t, dir)
+	if len(indexes) < 2 {
+		t.Fatalf("indexes of %v: the check would check nothing", indexes)
+	}
+	for c, n := range indexes {
+		if n != 1 {
+			t.Errorf("collection %q has %d indexes on _id, want 1", c, n)
+		}
+	}
+}
+
+// idIndexes counts, per collection, the SQLite indexes on its table.
+func idIndexes(tb testing.TB, dir string) map[string]int {
+	tb.Helper()
+	conn, err := sql.Open("sqlite", "file:"+filepath.Join(dir, dbName+".sqlite")+"?mode=ro")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	rows, err := conn.QueryContext(tb.Context(), `SELECT c.name, count(i.name) FROM _ferretdb_collections c JOIN sqlite_master i ON i.type = 'index' AND i.tbl_name = c.table_name GROUP BY c.name`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var name string
+		var n int
+		if err := rows.Scan(&name, &n); err != nil {
+			tb.Fatal(err)
+		}
+		out[name] = n
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
 }
 
 func TestDataSurvivesRestart(t *testing.T) {
