@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/example/personaldata/cmd/personaldatad/server"
+
 	"github.com/prometheus/procfs"
 )
 
@@ -74,6 +76,7 @@ func parseCommand(line string) (cmd, arg string, err error) {
 // ends or a signal comes. Then it stops any profile, shuts the server down
 // and removes the directory.
 func serveChild(args []string) error {
+	server.TuneRuntime() // as the daemon does
 	if len(args) != 1 {
 		return fmt.Errorf("%s=1 takes the database name as its only argument", serveEnv)
 	}

@@ -18,6 +18,7 @@ import (
 )
 
 func main() {
+	server.TuneRuntime()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := realMain(ctx, os.Args[1:]); err != nil {

@@ -163,6 +163,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
+			// Calls run on goroutines that are kept, with the stacks they
+			// grew, instead of a new one per call.
+			grpc.NumStreamWorkers(streamWorkers()),
 			// A stream's message over the limit fails in Send, which the
 			// handler returns; a unary response, in limitUnary, inside the
 			// audit recorder, so the trail records what the caller got.
