@@ -51,9 +51,12 @@ import (
 type daemon struct {
 	bin, dataDir       string
 	grpcAddr, httpAddr string
-	log                *os.File // stderr of every run, appended
-	cmd                *exec.Cmd
-	exited             chan struct{} // closed when the current run has ended
+	// args are more flags, such as -mongo-uri for a store of another
+	// process.
+	args   []string
+	log    *os.File // stderr of every run, appended
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the current run has ended
 }
 
 // buildDaemon builds this package's binary into dir.
@@ -85,9 +88,9 @@ func freeAddr(t *testing.T) string {
 // start runs the binary and returns how long it took to become ready
 // (/readyz answers 200: the store answers and takes audit appends).
 func (d *daemon) start() (time.Duration, error) {
-	cmd := exec.Command(d.bin,
+	cmd := exec.Command(d.bin, append([]string{
 		"-grpc-addr", d.grpcAddr, "-http-addr", d.httpAddr,
-		"-data-dir", d.dataDir, "-log-level", "warn")
+		"-data-dir", d.dataDir, "-log-level", "warn"}, d.args...)...)
 	cmd.Env = daemonEnv()
 	cmd.Stdout, cmd.Stderr = d.log, d.log
 	begin := time.Now()

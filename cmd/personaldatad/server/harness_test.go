@@ -86,8 +86,9 @@ type env struct {
 	token string
 	// operator is the token of the first operator.
 	operator string
-	// keyFile holds the master keys.
+	// keyFile holds the master keys; dir, the operator's token beside them.
 	keyFile string
+	dir     string
 	// customer42 is the token of customer-42's controller, once made.
 	customer42 string
 	srv        *server.Server
@@ -147,7 +148,7 @@ func start(t *testing.T) *env {
 	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
 	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
 	dir := t.TempDir()
-	e.keyFile = filepath.Join(dir, "keyring.json")
+	e.dir, e.keyFile = dir, filepath.Join(dir, "keyring.json")
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, stop := serve(t, dir, server.Config{
 		Store: store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: database},
@@ -174,6 +175,28 @@ func start(t *testing.T) *env {
 		stop()
 	})
 	return e
+}
+
+// replica starts a second server on e's store, with e's master keys, as
+// another replica behind a load balancer: its caches (principals, data keys,
+// audit chain ends) are its own. It reaches the store by its URI, so the
+// embedded store serves it in its MongoDB mode. The env returned shares e's
+// tokens, database and clock; its server, clients and logs are the
+// replica's. The replica stops before e's server, whose store it uses.
+func (e *env) replica(t *testing.T) *env {
+	t.Helper()
+	r := *e
+	r.logs = &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// e.dir holds the key file and the operator's token file, both there
+	// already: the replica loads the one and finds the operator made.
+	r.srv, _ = serve(t, e.dir, server.Config{
+		Store: store.Config{URI: e.srv.StoreURI(), Database: e.db.Name()},
+		Now:   e.clock.Now,
+	}, log)
+	r.grpc = dial(t, r.srv)
+	r.base = "http://" + r.srv.HTTPAddr()
+	return &r
 }
 
 var allPurposes = []pdv1.Purpose{
