@@ -67,8 +67,8 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 		return nil, fmt.Errorf("embedded: remove the socket of an earlier run: %w", err)
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{Unix: socket},
-		Handler:   "sqlite",
+		Listener: ferretdb.ListenerConfig{Unix: socket},
+		Handler:  "sqlite",
 		// FerretDB requires the trailing slash. synchronous=NORMAL: in WAL
 		// mode a commit then survives the process being killed, not a power
 		// loss (README, "The store"); with FULL every commit waited for an
