@@ -206,8 +206,12 @@ func New(st *store.Store) *Log {
 }
 
 // maxAppendAttempts bounds the seqs an Append tries before giving up; each
-// loss means another writer appended, so the chain moved on.
-const maxAppendAttempts = 64
+// loss means another writer appended, so the chain moved on. A writer that
+// keeps losing backs off at most 12.8 ms, while writers that just won try
+// again at once, so under many writers on one chain a loser may lose many
+// times before they are done: the bound is high, and the caller's deadline
+// ends the wait first.
+const maxAppendAttempts = 1024
 
 // Append adds e to the end of e.Chain and returns it with Seq, PrevHash and
 // Hash set (Time too when it was zero). Appends that arrive together are
@@ -439,7 +443,7 @@ func backoff(ctx context.Context, attempt int) error {
 	if attempt == 0 {
 		return ctx.Err()
 	}
-	d := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(attempt, 10)))
+	d := time.Duration(rand.Int64N(int64(100*time.Microsecond) << min(attempt, 7)))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
