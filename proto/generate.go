@@ -9,6 +9,6 @@
 package proto
 
 //go:generate go mod download github.com/google/gnostic@v0.7.0
-//go:generate sh -c "rm -rf ../.googleapis && mkdir -p ../.googleapis/google/api && cp $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/cmd/protoc-gen-openapi/examples/google/api/annotations.proto $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/cmd/protoc-gen-openapi/examples/google/api/http.proto $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/cmd/protoc-gen-openapi/examples/google/api/field_behavior.proto ../.googleapis/google/api/ && chmod -R u+w ../.googleapis"
+//go:generate sh -c "rm -rf ../.googleapis && mkdir -p ../.googleapis/google/api && cp $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/cmd/protoc-gen-openapi/examples/google/api/annotations.proto $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/cmd/protoc-gen-openapi/examples/google/api/http.proto $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/cmd/protoc-gen-openapi/examples/google/api/field_behavior.proto $(go env GOMODCACHE)/github.com/google/gnostic@v0.7.0/third_party/google/api/httpbody.proto ../.googleapis/google/api/ && chmod -R u+w ../.googleapis"
 //go:generate sh -c "cd .. && find gen -name '*.pb.go' -o -name '*.pb.gw.go' -o -name '*.swagger.json' | xargs rm -f"
 //go:generate sh -c "cd .. && go run github.com/bufbuild/buf/cmd/buf@v1.75.0 generate"

@@ -16,9 +16,10 @@
 //	keys add-version -key-file FILE       (on the server's machine: adds a master key version)
 //	keys rotate [-resume-after ID]          (re-wraps every data key under the newest version)
 //	keys remove-version -key-file FILE -version N   (after a finished rotation)
+//	outbox [-ack]                           (prints the messages to rights requesters; -ack as a mailer would)
 //
 // KIND is billing-system, domain-registration, support-staff,
-// customer-controller or operator; P is a purpose such as invoicing. A new
+// customer-controller, operator or mailer; P is a purpose such as invoicing. A new
 // token is printed once, on its own line, and is not kept anywhere else.
 // "principal update" changes only the grants given as flags; -purpose "" or
 // -rpc "" sets that grant back to its kind's default.
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> | keys <add-version|rotate|remove-version> [flags]")
+		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> | keys <add-version|rotate|remove-version> | outbox [flags]")
 	}
 	if rest[0] == "keys" && len(rest) > 1 && rest[1] != "rotate" {
 		return keyFileCommand(rest[1], rest[2:], out) // the file only, no server
@@ -91,6 +92,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer cc.Close()
 	if rest[0] == "keys" {
 		return rotate(ctx, pdv1.NewKeyServiceClient(cc), rest[2:], out)
+	}
+	if rest[0] == "outbox" {
+		return outboxCommand(ctx, pdv1.NewRequesterOutboxServiceClient(cc), rest[1:], out)
 	}
 	client := pdv1.NewPrincipalServiceClient(cc)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -108,7 +112,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 func principalCommand(ctx context.Context, client pdv1.PrincipalServiceClient, cmd string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("principal "+cmd, flag.ContinueOnError)
 	id := fs.String("id", "", "principal id")
-	kind := fs.String("kind", "", "billing-system, domain-registration, support-staff, customer-controller or operator")
+	kind := fs.String("kind", "", "billing-system, domain-registration, support-staff, customer-controller, operator or mailer")
 	tenants := fs.String("tenant", "", `controllers it acts for, comma-separated ("company", customer ids; "*" for operators)`)
 	purposes := fs.String("purpose", "", "purposes, comma-separated (invoicing, service-delivery, account-communication, support, domain-registration); default of its kind when empty")
 	rpcs := fs.String("rpc", "", "full RPC method names, comma-separated; default of its kind when empty")
@@ -348,4 +352,36 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// outboxCommand prints the messages waiting for the mailer, for
+// development: with -ack it acknowledges each one printed, as the mailer
+// does once it has sent it (it is then removed).
+func outboxCommand(ctx context.Context, client pdv1.RequesterOutboxServiceClient, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
+	ack := fs.Bool("ack", false, "acknowledge each message printed (it is removed)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	token := ""
+	for {
+		res, err := client.ListOutboxMessages(ctx, &pdv1.ListOutboxMessagesRequest{PageToken: token})
+		if err != nil {
+			return err
+		}
+		for _, m := range res.GetMessages() {
+			fmt.Fprintf(out, "id: %s\nkind: %s\nto: %s (%s)\nsubject: %s\n\n%s\n---\n",
+				m.GetMessageId(), m.GetKind(), m.GetTo(), m.GetChannel(), m.GetSubject(), m.GetBody())
+			if *ack {
+				if _, err := client.AcknowledgeOutboxMessage(ctx, &pdv1.AcknowledgeOutboxMessageRequest{MessageId: m.GetMessageId()}); err != nil {
+					return err
+				}
+			}
+		}
+		if token = res.GetNextPageToken(); token == "" {
+			return nil
+		}
+	}
 }

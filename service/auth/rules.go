@@ -74,6 +74,35 @@ var notificationRPCs = []string{
 	pdv1.DisclosureService_AcknowledgeNotification_FullMethodName,
 }
 
+// requestRPCs carry a rights request from arrival to answer: support staff.
+var requestRPCs = []string{
+	pdv1.RightsRequestService_OpenRightsRequest_FullMethodName,
+	pdv1.RightsRequestService_SendVerificationCode_FullMethodName,
+	pdv1.RightsRequestService_ConfirmVerificationCode_FullMethodName,
+	pdv1.RightsRequestService_AttestIdentity_FullMethodName,
+	pdv1.RightsRequestService_DecideRightsRequest_FullMethodName,
+	pdv1.RightsRequestService_ExtendRightsRequest_FullMethodName,
+	pdv1.RightsRequestService_ForwardRightsRequest_FullMethodName,
+	pdv1.RightsRequestService_FulfilRightsRequest_FullMethodName,
+	pdv1.RightsRequestService_GetRightsRequestReply_FullMethodName,
+	pdv1.RightsRequestService_GetRightsRequestLetter_FullMethodName,
+}
+
+// requestReadRPCs read the queue of rights requests: support staff, and
+// customers the requests about their data were forwarded to.
+var requestReadRPCs = []string{
+	pdv1.RightsRequestService_GetRightsRequest_FullMethodName,
+	pdv1.RightsRequestService_ListRightsRequests_FullMethodName,
+}
+
+// outboxRPCs read and acknowledge the messages to requesters: the mailer,
+// and operators (for development, pdctl outbox).
+var outboxRPCs = []string{
+	pdv1.RequesterOutboxService_ListOutboxMessages_FullMethodName,
+	pdv1.RequesterOutboxService_StreamOutboxMessages_FullMethodName,
+	pdv1.RequesterOutboxService_AcknowledgeOutboxMessage_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
 // says otherwise when creating it: least privilege for systems, the rights
 // requests for support staff and controllers, administration for operators.
@@ -90,11 +119,11 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, holdRPCs, consentRPCs, discloseRPCs},
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, holdRPCs, consentRPCs, discloseRPCs, requestRPCs, requestReadRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs, holdRPCs, consentRPCs, discloseRPCs},
+		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs, holdRPCs, consentRPCs, discloseRPCs, requestReadRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION, pdv1.Purpose_PURPOSE_SUPPORT},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
@@ -112,8 +141,11 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.KeyService_RotateDataKeys_FullMethodName,
 				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
 			},
-			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs,
+			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs,
 		},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {
+		rpcs: [][]string{outboxRPCs},
 	},
 }
 
@@ -124,6 +156,7 @@ var purposeCeilings = map[pdv1.PrincipalKind][]pdv1.Purpose{
 	pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM:      {pdv1.Purpose_PURPOSE_INVOICING},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION: {pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR:            {},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER:              {},
 }
 
 // Grantable reports whether a principal of kind may be granted the RPC

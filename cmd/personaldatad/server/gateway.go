@@ -46,10 +46,12 @@ type gateway struct {
 func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
 	g := &gateway{log: log, metrics: m}
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &strictJSON{runtime.JSONPb{
+		// JSON, but a google.api.HttpBody (the reply letter) goes out as
+		// it is, with its own content type.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{},
-		}}),
+		}}}),
 		runtime.WithMetadata(forwardClientCertificate),
 		runtime.WithIncomingHeaderMatcher(refuseInternalHeaders),
 		// The gRPC server's headers and trailers are between it and the

@@ -149,6 +149,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
+	reg.MustRegister(svc.RequestMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
 	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
@@ -183,6 +184,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterConsentServiceServer(g, svc.Consents())
 		pdv1.RegisterDisclosureServiceServer(g, svc.Disclosures())
 		pdv1.RegisterRetentionServiceServer(g, s.retention)
+		pdv1.RegisterRightsRequestServiceServer(g, svc.RightsRequests())
+		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Outbox())
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -215,6 +218,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterConsentServiceHandler,
 		pdv1.RegisterDisclosureServiceHandler,
 		pdv1.RegisterRetentionServiceHandler,
+		pdv1.RegisterRightsRequestServiceHandler,
+		pdv1.RegisterRequesterOutboxServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)

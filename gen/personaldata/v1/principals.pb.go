@@ -39,6 +39,9 @@ const (
 	PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER PrincipalKind = 4
 	// Runs the service: principals, processor agreements, bulk operations.
 	PrincipalKind_PRINCIPAL_KIND_OPERATOR PrincipalKind = 5
+	// The company's mailer: sends the messages to rights requesters from the
+	// outbox, and reads nothing else.
+	PrincipalKind_PRINCIPAL_KIND_MAILER PrincipalKind = 6
 )
 
 // Enum value maps for PrincipalKind.
@@ -50,6 +53,7 @@ var (
 		3: "PRINCIPAL_KIND_SUPPORT_STAFF",
 		4: "PRINCIPAL_KIND_CUSTOMER_CONTROLLER",
 		5: "PRINCIPAL_KIND_OPERATOR",
+		6: "PRINCIPAL_KIND_MAILER",
 	}
 	PrincipalKind_value = map[string]int32{
 		"PRINCIPAL_KIND_UNSPECIFIED":         0,
@@ -58,6 +62,7 @@ var (
 		"PRINCIPAL_KIND_SUPPORT_STAFF":       3,
 		"PRINCIPAL_KIND_CUSTOMER_CONTROLLER": 4,
 		"PRINCIPAL_KIND_OPERATOR":            5,
+		"PRINCIPAL_KIND_MAILER":              6,
 	}
 )
 
@@ -1053,14 +1058,15 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\x10GetCallerRequest\"e\n" +
 	"\x11GetCallerResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\x12\x16\n" +
-	"\x06method\x18\x02 \x01(\tR\x06method*\xe1\x01\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method*\xfc\x01\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dPRINCIPAL_KIND_BILLING_SYSTEM\x10\x01\x12&\n" +
 	"\"PRINCIPAL_KIND_DOMAIN_REGISTRATION\x10\x02\x12 \n" +
 	"\x1cPRINCIPAL_KIND_SUPPORT_STAFF\x10\x03\x12&\n" +
 	"\"PRINCIPAL_KIND_CUSTOMER_CONTROLLER\x10\x04\x12\x1b\n" +
-	"\x17PRINCIPAL_KIND_OPERATOR\x10\x052\xb8\a\n" +
+	"\x17PRINCIPAL_KIND_OPERATOR\x10\x05\x12\x19\n" +
+	"\x15PRINCIPAL_KIND_MAILER\x10\x062\xb8\a\n" +
 	"\x10PrincipalService\x12\x7f\n" +
 	"\x0fCreatePrincipal\x12'.personaldata.v1.CreatePrincipalRequest\x1a(.personaldata.v1.CreatePrincipalResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/principals\x12\x82\x01\n" +
 	"\fGetPrincipal\x12$.personaldata.v1.GetPrincipalRequest\x1a%.personaldata.v1.GetPrincipalResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/principals/{principal_id}\x12y\n" +

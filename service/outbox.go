@@ -1,0 +1,381 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
+)
+
+// Outbox implements RequesterOutboxService: the messages to rights
+// requesters, for the company's mailer. The service sends no e-mail. A step
+// of a request that the requester must hear of is stored with the kind of
+// its message (store.RequestStep.Message); settleRequest then queues the
+// message under an id made of the request and the step, and counts it
+// queued in the request. A message is queued once: queueing it again finds
+// it there, and the count keeps a step whose message was acknowledged (and
+// removed) from being queued again.
+type Outbox struct {
+	pdv1.UnimplementedRequesterOutboxServiceServer
+	*Service
+}
+
+// Outbox returns the RequesterOutboxService on the same store.
+func (s *Service) Outbox() *Outbox { return &Outbox{Service: s} }
+
+// outboxContent is what a message holds, sealed at rest: what the mailer
+// must send and no more.
+type outboxContent struct {
+	Channel  string `json:"channel"`
+	To       string `json:"to"`
+	Language string `json:"language"`
+	Subject  string `json:"subject"`
+	Body     string `json:"body"`
+}
+
+// settleRequest queues the messages of r's steps not queued yet, then
+// counts them queued. It runs after every step and on every read, and
+// does nothing when nothing is pending.
+func (s *Service) settleRequest(ctx context.Context, r *store.RightsRequest) (*store.RightsRequest, error) {
+	if r.Queued >= len(r.Steps) {
+		return r, nil
+	}
+	for i := r.Queued; i < len(r.Steps); i++ {
+		st := r.Steps[i]
+		if st.Message == "" {
+			continue
+		}
+		content, ok := s.messageFor(r, enumValue[pdv1.OutboxMessageKind](pdv1.OutboxMessageKind_value, st.Message))
+		if !ok {
+			continue // no address to send it to: staff answer by letter or phone
+		}
+		m := &store.OutboxMessage{ID: store.OutboxMessageID(r.ID, i), RequestID: r.ID, Kind: st.Message, CreatedAt: st.At}
+		if err := s.vault.sealOutbox(ctx, r, m, content); err != nil {
+			return r, err
+		}
+		if err := s.store.EnqueueOutboxMessage(ctx, m); err != nil {
+			return r, err
+		}
+	}
+	upto := len(r.Steps)
+	updated, err := s.store.UpdateRightsRequest(ctx, r.ID, func(d *store.RightsRequest) error {
+		if d.Queued >= upto {
+			return errNothingToQueue
+		}
+		d.Queued = upto
+		return nil
+	})
+	if errors.Is(err, errNothingToQueue) {
+		return r, nil
+	}
+	if err != nil {
+		return r, err
+	}
+	updated.Text = r.Text
+	return updated, nil
+}
+
+var errNothingToQueue = errors.New("queued already")
+
+// messageFor is the message of kind about r, and whether there is an
+// address to send it to. A code goes only to the contact on file it was
+// sent for; the rest to the matched subject's contact on file at receipt,
+// or else the reply address the requester gave.
+func (s *Service) messageFor(r *store.RightsRequest, kind pdv1.OutboxMessageKind) (outboxContent, bool) {
+	m := outboxContent{Language: "sv"}
+	switch {
+	case kind == pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_VERIFICATION_CODE:
+		if r.Code == nil || r.Text.CodeTo == "" {
+			return m, false
+		}
+		m.Channel, m.To = r.Code.Channel, r.Text.CodeTo
+	case r.Text.ContactEmail != "":
+		m.Channel, m.To = pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), r.Text.ContactEmail
+	case r.Text.ContactPhone != "":
+		m.Channel, m.To = pdv1.ContactChannel_CONTACT_CHANNEL_SMS.String(), r.Text.ContactPhone
+	case r.Text.ReplyEmail != "":
+		m.Channel, m.To = pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), r.Text.ReplyEmail
+	default:
+		return m, false
+	}
+	what := kindNamesSV[enumValue[pdv1.RightsRequestKind](pdv1.RightsRequestKind_value, r.Kind)]
+	ref := "Ärende " + shortID(r.ID)
+	switch kind {
+	case pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_VERIFICATION_CODE:
+		code := s.verificationCode(r.ID, r.Code)
+		m.Subject = ref + ": din kod"
+		m.Body = fmt.Sprintf("Din kod för att bekräfta din begäran om %s är %s %s.\n"+
+			"Koden gäller i %d minuter. Har du inte gjort någon begäran kan du bortse från meddelandet.\n",
+			what, code[:4], code[4:], int(codeLifetime/time.Minute))
+	case pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT:
+		m.Subject = ref + ": vi har tagit emot din begäran"
+		m.Body = fmt.Sprintf("Vi har tagit emot din begäran om %s den %s.\n"+
+			"Innan vi gör något behöver vi bekräfta din identitet. Du får svar senast %s.\n",
+			what, day(r.ReceivedAt), r.DueDate)
+	case pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_EXTENSION:
+		m.Subject = ref + ": vi behöver längre tid"
+		m.Body = fmt.Sprintf("Vi behöver längre tid för att besvara din begäran om %s (artikel 12.3 i dataskyddsförordningen).\n"+
+			"Skäl: %s\nDu får svar senast %s.\n", what, r.Text.Reason, r.DueDate)
+	case pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_DECISION:
+		m.Subject = ref + ": beslut"
+		m.Body = decisionText(r, what)
+	case pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_REPLY_READY:
+		m.Subject = ref + ": klart"
+		if r.Kind == pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS.String() || r.Kind == pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_PORTABILITY.String() {
+			m.Body = fmt.Sprintf("Svaret på din begäran om %s är klart. Vi skickar det till dig på ett säkert sätt.\n", what)
+		} else {
+			m.Body = fmt.Sprintf("Vi har genomfört din begäran om %s.\n", what)
+		}
+	case pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED:
+		m.Subject = ref + ": vidarebefordrad"
+		m.Body = fmt.Sprintf("Din begäran om %s gäller uppgifter som vår kund är personuppgiftsansvarig för; vi behandlar dem för kundens räkning.\n"+
+			"Vi har skickat begäran vidare till kunden, som besvarar den.\n", what)
+	default:
+		return m, false
+	}
+	return m, true
+}
+
+// complaintSV tells of the right to complain (Art. 12(4), 77, 79).
+const complaintSV = "Du har rätt att klaga till Integritetsskyddsmyndigheten (IMY), Box 8114, 104 20 Stockholm, imy.se, " +
+	"och att väcka talan i allmän domstol."
+
+func decisionText(r *store.RightsRequest, what string) string {
+	d := r.Decision
+	reason := reasonNamesSV[enumValue[pdv1.DecisionReason](pdv1.DecisionReason_value, d.Reason)]
+	var b strings.Builder
+	switch d.Outcome {
+	case pdv1.DecisionOutcome_DECISION_OUTCOME_GRANT.String():
+		fmt.Fprintf(&b, "Vi har beviljat din begäran om %s och genomför den nu.\n", what)
+	case pdv1.DecisionOutcome_DECISION_OUTCOME_GRANT_IN_PART.String():
+		fmt.Fprintf(&b, "Vi har beviljat din begäran om %s delvis. Det vi inte kan bevilja avslår vi: %s.\n", what, reason)
+	default:
+		fmt.Fprintf(&b, "Vi har avslagit din begäran om %s: %s.\n", what, reason)
+	}
+	if r.Text.Explanation != "" {
+		fmt.Fprintf(&b, "%s\n", r.Text.Explanation)
+	}
+	if d.Outcome != pdv1.DecisionOutcome_DECISION_OUTCOME_GRANT.String() {
+		b.WriteString(complaintSV + "\n")
+	}
+	return b.String()
+}
+
+var kindNamesSV = map[pdv1.RightsRequestKind]string{
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS:                     "tillgång till dina personuppgifter",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_PORTABILITY:                "dataportabilitet",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RECTIFICATION:              "rättelse",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RESTRICTION:                "begränsning av behandling",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE:                    "radering",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION: "invändning mot direktmarknadsföring",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL:         "återkallelse av samtycke",
+}
+
+var reasonNamesSV = map[pdv1.DecisionReason]string{
+	pdv1.DecisionReason_DECISION_REASON_RIGHT_APPLIES:            "rätten gäller",
+	pdv1.DecisionReason_DECISION_REASON_MANIFESTLY_UNFOUNDED:     "begäran är uppenbart ogrundad (artikel 12.5)",
+	pdv1.DecisionReason_DECISION_REASON_EXCESSIVE:                "begäran är orimlig, särskilt för att den upprepas (artikel 12.5)",
+	pdv1.DecisionReason_DECISION_REASON_IDENTITY_NOT_ESTABLISHED: "vi har inte kunnat fastställa din identitet (artikel 12.6)",
+	pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW:           "uppgifterna måste sparas enligt lag, till exempel bokföringslagen (artikel 17.3 b)",
+	pdv1.DecisionReason_DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS:    "uppgifterna behövs för att fastställa, göra gällande eller försvara rättsliga anspråk (artikel 17.3 e)",
+}
+
+// shortID is the part of a request id a requester can quote.
+func shortID(id string) string { return strings.ToUpper(id[:min(8, len(id))]) }
+
+// day is the date of a Unix-nanosecond time in Sweden.
+func day(ns int64) string { return time.Unix(0, ns).In(stockholm).Format(time.DateOnly) }
+
+// sealOutbox seals a message's content under its request's data key.
+func (v *vault) sealOutbox(ctx context.Context, r *store.RightsRequest, m *store.OutboxMessage, c outboxContent) error {
+	dk, err := v.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	m.Sealed, err = dk.Seal(b, envelope.AAD("outbox", m.ID))
+	return err
+}
+
+// openOutbox opens a message's content.
+func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxContent, error) {
+	var c outboxContent
+	dk, err := v.dataKey(ctx, store.RequestDataKeyID(m.RequestID), existingKey)
+	if err != nil {
+		return c, err
+	}
+	b, err := dk.Open(m.Sealed, envelope.AAD("outbox", m.ID))
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal(b, &c)
+}
+
+// outboxReaders are the kinds of principal that read and acknowledge the
+// outbox: the mailer, and operators (pdctl outbox, for development).
+var outboxReaders = map[string]bool{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER.String():   true,
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR.String(): true,
+}
+
+func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !outboxReaders[c.Principal.Kind] {
+		return nil, permissionDenied(reasonKindNotPermitted, nil, "the outbox is read by the mailer and operators")
+	}
+	return c, nil
+}
+
+// pendingMessages reads up to limit messages after a position, opened.
+func (s *Outbox) pendingMessages(ctx context.Context, afterAt int64, afterID string, limit int) ([]*pdv1.OutboxMessage, error) {
+	ms, err := s.store.OutboxMessages(ctx, afterAt, afterID, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pdv1.OutboxMessage, 0, len(ms))
+	for _, m := range ms {
+		c, err := s.vault.openOutbox(ctx, m)
+		if err != nil {
+			return nil, fmt.Errorf("open outbox message: %w", err)
+		}
+		out = append(out, &pdv1.OutboxMessage{
+			MessageId: m.ID, Kind: enumValue[pdv1.OutboxMessageKind](pdv1.OutboxMessageKind_value, m.Kind),
+			Channel: enumValue[pdv1.ContactChannel](pdv1.ContactChannel_value, c.Channel), To: c.To,
+			Language: c.Language, Subject: c.Subject, Body: c.Body, RequestId: m.RequestID, CreateTime: ts(m.CreatedAt),
+		})
+	}
+	return out, nil
+}
+
+// outboxTouch is what passing on a message touches: the contact details of
+// the request's requester, on the tenant's chain (the message names no
+// subject).
+func outboxTouch(m *pdv1.OutboxMessage) audit.Touch {
+	return audit.Touch{Chain: audit.TenantChain(companyController), Tenant: companyController, Fields: []string{"outbox_message"}}
+}
+
+// ListOutboxMessages lists the unacknowledged messages, oldest first.
+func (s *Outbox) ListOutboxMessages(ctx context.Context, req *pdv1.ListOutboxMessagesRequest) (*pdv1.ListOutboxMessagesResponse, error) {
+	var v violations
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = 50
+	case size < 0 || size > maxPageSize:
+		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
+	}
+	var afterAt int64
+	var afterID string
+	if t := req.GetPageToken(); t != "" && len(v) == 0 {
+		at, id, ok := strings.Cut(v.auditPageToken(t, "outbox", "outbox"), "/")
+		n, err := strconv.ParseInt(at, 10, 64)
+		if !ok || err != nil {
+			v.add("page_token", "is not a token from this listing")
+		}
+		afterAt, afterID = n, id
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if _, err := s.reader(ctx); err != nil {
+		return nil, err
+	}
+	ms, err := s.pendingMessages(ctx, afterAt, afterID, size+1)
+	if err != nil {
+		return nil, s.internal(ctx, "list outbox", err)
+	}
+	out := &pdv1.ListOutboxMessagesResponse{}
+	if len(ms) > size {
+		ms = ms[:size]
+		last := ms[size-1]
+		out.NextPageToken = auditPageToken("outbox", "outbox", strconv.FormatInt(last.GetCreateTime().AsTime().UnixNano(), 10)+"/"+last.GetMessageId())
+	}
+	for _, m := range ms {
+		note(ctx, outboxTouch(m))
+	}
+	out.Messages = ms
+	return out, nil
+}
+
+// StreamOutboxMessages sends the unacknowledged messages, then new ones as
+// they are queued (looked for every notificationPollInterval, so those
+// queued by other replicas come too). Each is sent once per stream; one
+// not acknowledged is sent again by the next stream or listing.
+func (s *Outbox) StreamOutboxMessages(_ *pdv1.StreamOutboxMessagesRequest, stream grpc.ServerStreamingServer[pdv1.StreamOutboxMessagesResponse]) error {
+	ctx := stream.Context()
+	if _, err := s.reader(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(notificationPollInterval)
+	defer tick.Stop()
+	sent := map[string]bool{}
+	for {
+		ms, err := s.pendingMessages(ctx, 0, "", maxPageSize)
+		if err != nil {
+			return s.internal(ctx, "stream outbox", err)
+		}
+		for _, m := range ms {
+			if sent[m.GetMessageId()] {
+				continue
+			}
+			audit.Note(ctx, outboxTouch(m))
+			if err := stream.Send(&pdv1.StreamOutboxMessagesResponse{Message: m}); err != nil {
+				return err
+			}
+			audit.Sent(ctx)
+			sent[m.GetMessageId()] = true
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.streams.done():
+			return unavailable(reasonShuttingDown, "the server is shutting down: reconnect to go on from the first unacknowledged message")
+		case <-tick.C:
+		}
+		p, err := s.store.GetPrincipal(ctx, auth.FromContext(ctx).ID())
+		if err != nil || p.Revoked || !outboxReaders[p.Kind] {
+			return status.Error(codes.Unauthenticated, "the principal was revoked or changed")
+		}
+	}
+}
+
+// AcknowledgeOutboxMessage removes a sent message.
+func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.AcknowledgeOutboxMessageRequest) (*pdv1.AcknowledgeOutboxMessageResponse, error) {
+	var v violations
+	id := req.GetMessageId()
+	if id == "" {
+		v.add("message_id", "is required")
+	} else if len(id) > 2*maxIDLen || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
+		v.add("message_id", "is not a message id")
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if _, err := s.reader(ctx); err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{Chain: audit.TenantChain(companyController), Tenant: companyController, Fields: []string{"outbox_message"}})
+	if err := s.store.DeleteOutboxMessage(ctx, id); err != nil {
+		return nil, s.internal(ctx, "acknowledge outbox message", err)
+	}
+	return &pdv1.AcknowledgeOutboxMessageResponse{}, nil
+}

@@ -1,0 +1,324 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"html/template"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// The reply to an access request (Art. 15) is the information the article
+// lists, built from the tables the service enforces (purposeRules,
+// retentionOf, the recorded disclosures), together with the data: as the
+// machine-readable document (GetRightsRequestReply, also the portability
+// export of Art. 20) and as a letter to read (GetRightsRequestLetter). It
+// is made from the data as it is when asked for, once the request is
+// fulfilled.
+
+// GetRightsRequestReply returns the machine-readable reply.
+func (s *RightsRequests) GetRightsRequestReply(ctx context.Context, req *pdv1.GetRightsRequestReplyRequest) (*pdv1.GetRightsRequestReplyResponse, error) {
+	r, err := s.fulfilledAccess(ctx, req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	return s.reply(ctx, r)
+}
+
+// GetRightsRequestLetter returns the reply as an HTML letter.
+func (s *RightsRequests) GetRightsRequestLetter(ctx context.Context, req *pdv1.GetRightsRequestLetterRequest) (*httpbody.HttpBody, error) {
+	var v violations
+	lang := req.GetLanguage()
+	switch lang {
+	case "":
+		lang = "sv"
+	case "sv", "en":
+	default:
+		v.add("language", `must be "sv" or "en"`)
+	}
+	v.requestID(req.GetRequestId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	r, err := s.fulfilledAccess(ctx, req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	reply, err := s.reply(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := letterTemplate.Execute(&b, letterData(r, reply, lang)); err != nil {
+		return nil, s.internal(ctx, "letter", err)
+	}
+	return &httpbody.HttpBody{ContentType: "text/html; charset=utf-8", Data: b.Bytes()}, nil
+}
+
+// fulfilledAccess reads a request whose reply can be made: an access or
+// portability request, fulfilled.
+func (s *RightsRequests) fulfilledAccess(ctx context.Context, id string) (*store.RightsRequest, error) {
+	r, _, err := s.requestFor(ctx, "reply", id, true)
+	if err != nil {
+		return nil, err
+	}
+	if kindActions[enumValue[pdv1.RightsRequestKind](pdv1.RightsRequestKind_value, r.Kind)] != "access" {
+		return nil, requestRefused(reasonWrongAction, "only an access or portability request has a reply with the data")
+	}
+	if r.State != pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FULFILLED.String() {
+		return nil, requestRefused(reasonNotFulfilled, "the request is not fulfilled yet")
+	}
+	return r, nil
+}
+
+// reply builds the Art. 15 reply for r.
+func (s *RightsRequests) reply(ctx context.Context, r *store.RightsRequest) (*pdv1.GetRightsRequestReplyResponse, error) {
+	now := s.now()
+	out := &pdv1.GetRightsRequestReplyResponse{RequestId: r.ID, GenerateTime: timestamppb.New(now)}
+	info := &pdv1.ReplyInformation{
+		Rights:             rightsText,
+		Complaint:          complaintText,
+		AutomatedDecisions: "No decision based solely on automated processing, including profiling, is made about you (Art. 22).",
+		Transfers:          "The data is not transferred outside the EU/EEA by this service; the recipients it was disclosed to are listed.",
+		Controller:         "The company, for its own customers' data; contact its support by e-mail, phone or the contact form.",
+	}
+	out.Information = info
+	if r.SubjectID == "" || (r.Fulfilment != nil && r.Fulfilment.NothingHeld) {
+		// Nothing is held: the general information still answers.
+		info.Purposes = processingPurposes(companyController, nil, now.UnixNano())
+		info.Retention = &pdv1.Retention{Policy: retentionPolicy}
+		info.Source = "Nothing is held about you."
+		return out, nil
+	}
+	sub, agreements, err := s.subjectForAccess(ctx, r.SubjectID)
+	if sub == nil {
+		return nil, err
+	}
+	data := &pdv1.AccessSubjectResponse{}
+	for c := (accessCursor{}); c.list != listEnd; {
+		var page *pdv1.AccessSubjectResponse
+		if page, c, err = s.accessPage(ctx, sub, agreements, c); err != nil {
+			return nil, s.internal(ctx, "reply", err)
+		}
+		if data.Subject == nil {
+			data.Subject, data.Purposes, data.Retention, data.GenerateTime = page.Subject, page.Purposes, page.Retention, page.GenerateTime
+		}
+		data.Changes = append(data.Changes, page.Changes...)
+		data.Consents = append(data.Consents, page.Consents...)
+		data.Disclosures = append(data.Disclosures, page.Disclosures...)
+		data.Holds = append(data.Holds, page.Holds...)
+		data.History = append(data.History, page.History...)
+	}
+	out.DataHeld = sub.Erasure == nil
+	out.Data = data
+	info.Purposes = data.Purposes
+	info.Retention = data.Retention
+	if sub.Erasure == nil {
+		info.Categories = heldCategories(sub)
+	}
+	for _, d := range data.Disclosures {
+		if !slices.Contains(info.Recipients, d.GetRecipient()) {
+			info.Recipients = append(info.Recipients, d.GetRecipient())
+		}
+	}
+	info.Source = "From you, when you became a customer and when you asked for changes; the history and usage log from your use of the services."
+	if len(data.Changes) > 0 {
+		info.Source += " The record was created through " + strings.ToLower(strings.TrimPrefix(data.Changes[0].GetChannel().String(), "CHANNEL_")) + "."
+	}
+	return out, nil
+}
+
+// rightsText and complaintText are the rights Art. 15(1)(e) and (f) name.
+var rightsText = []string{
+	"rectification of inaccurate data (Art. 16)",
+	"erasure (Art. 17)",
+	"restriction of processing to storage only (Art. 18)",
+	"objection to processing, always to direct marketing (Art. 21)",
+	"data portability (Art. 20)",
+	"withdrawal of a consent at any time (Art. 7(3))",
+}
+
+const complaintText = "You may complain to the Swedish Authority for Privacy Protection (Integritetsskyddsmyndigheten, IMY), " +
+	"Box 8114, 104 20 Stockholm, imy.se, and bring proceedings before a court (Art. 77 and 79)."
+
+//go:embed letter.html.tmpl
+var letterSource string
+
+var letterTemplate = template.Must(template.New("letter").Parse(letterSource))
+
+// letterText is the letter's wording in one language.
+type letterText struct {
+	Lang, Title, Intro, NothingHeld                                                      string
+	Purposes, Categories, Recipients, Retention, Source, Rights, Complaint, Automated    string
+	Transfers, YourData, Field, Value, Changes, Consents, Disclosures, Holds, History    string
+	NoRecipients, Date, Kind, Fields, Given, Withdrawn, Recipient, Basis, Until, Request string
+	RightsList                                                                           []string
+	ComplaintText, AutomatedText, TransfersText, RetentionNote                           string
+}
+
+var letterTexts = map[string]letterText{
+	"sv": {
+		Lang: "sv", Title: "Svar på din begäran om tillgång till personuppgifter",
+		Intro:       "Här är de personuppgifter vi behandlar om dig och den information du har rätt till enligt artikel 15 i dataskyddsförordningen.",
+		NothingHeld: "Vi behandlar inga personuppgifter om dig.",
+		Purposes:    "Ändamål och rättslig grund", Categories: "Kategorier av personuppgifter", Recipients: "Mottagare",
+		Retention: "Hur länge uppgifterna sparas", Source: "Varifrån uppgifterna kommer", Rights: "Dina rättigheter",
+		Complaint: "Rätt att klaga", Automated: "Automatiserat beslutsfattande", Transfers: "Överföring till tredje land",
+		YourData: "Dina uppgifter", Field: "Uppgift", Value: "Värde", Changes: "Ändringar", Consents: "Samtycken",
+		Disclosures: "Utlämnanden", Holds: "Lagringskrav", History: "Historik", NoRecipients: "Uppgifterna har inte lämnats ut till någon.",
+		Date: "Datum", Kind: "Typ", Fields: "Uppgifter", Given: "Lämnat", Withdrawn: "Återkallat", Recipient: "Mottagare",
+		Basis: "Grund", Until: "Till och med", Request: "Ärende",
+		RightsList: []string{
+			"att få felaktiga uppgifter rättade (artikel 16)",
+			"att få uppgifterna raderade (artikel 17)",
+			"att begära att behandlingen begränsas till lagring (artikel 18)",
+			"att invända mot behandling, alltid mot direktmarknadsföring (artikel 21)",
+			"att få ut uppgifterna i ett maskinläsbart format (artikel 20)",
+			"att när som helst återkalla ett samtycke (artikel 7.3)",
+		},
+		ComplaintText: complaintSV,
+		AutomatedText: "Vi fattar inga beslut om dig som enbart grundas på automatiserad behandling, inklusive profilering (artikel 22).",
+		TransfersText: "Uppgifterna överförs inte till länder utanför EU/EES av denna tjänst; mottagarna av utlämnade uppgifter anges ovan.",
+		RetentionNote: "Vi sparar uppgifterna så länge de behövs för att leverera tjänsterna och så länge lagen kräver: bokföringsunderlag i sju år efter utgången av det kalenderår de gäller (bokföringslagen).",
+	},
+	"en": {
+		Lang: "en", Title: "Reply to your request for access to personal data",
+		Intro:       "Here is the personal data we process about you, and the information Article 15 of the General Data Protection Regulation entitles you to.",
+		NothingHeld: "We process no personal data about you.",
+		Purposes:    "Purposes and legal basis", Categories: "Categories of personal data", Recipients: "Recipients",
+		Retention: "How long the data is kept", Source: "Where the data comes from", Rights: "Your rights",
+		Complaint: "Right to complain", Automated: "Automated decision-making", Transfers: "Transfers to third countries",
+		YourData: "Your data", Field: "Item", Value: "Value", Changes: "Changes", Consents: "Consents",
+		Disclosures: "Disclosures", Holds: "Legal retention", History: "History", NoRecipients: "The data has not been disclosed to anyone.",
+		Date: "Date", Kind: "Kind", Fields: "Items", Given: "Given", Withdrawn: "Withdrawn", Recipient: "Recipient",
+		Basis: "Basis", Until: "Until", Request: "Case",
+		RightsList:    rightsText,
+		ComplaintText: complaintText,
+		AutomatedText: "No decision based solely on automated processing, including profiling, is made about you (Art. 22).",
+		TransfersText: "The data is not transferred outside the EU/EEA by this service; the recipients of disclosed data are listed above.",
+		RetentionNote: "We keep the data as long as needed to deliver the services and as long as the law requires: accounting records for seven years after the end of the calendar year they concern (Swedish accounting law).",
+	},
+}
+
+// Names in the letter of fields, purposes and categories, by language.
+var letterNames = map[string]map[string]string{
+	"sv": {
+		fieldIdentityNumber: "Personnummer", fieldGivenName: "Förnamn", fieldFamilyName: "Efternamn", fieldEmail: "E-post",
+		fieldPhone: "Telefon", fieldPostalAddress: "Postadress",
+		"PURPOSE_INVOICING": "Fakturering av tjänsterna", "PURPOSE_SERVICE_DELIVERY": "Leverans av tjänsterna",
+		"PURPOSE_ACCOUNT_COMMUNICATION": "Kommunikation om ditt konto per e-post eller telefon",
+		"PURPOSE_SUPPORT":               "Support, även hantering av dina förfrågningar",
+		"PURPOSE_DOMAIN_REGISTRATION":   "Registrering av domännamn du beställt hos registret",
+		"PURPOSE_DIRECT_MARKETING":      "Direktmarknadsföring per e-post, bara med ditt samtycke",
+		"DATA_CATEGORY_IDENTIFICATION":  "Identifiering (personnummer och namn)", "DATA_CATEGORY_CONTACT": "Kontaktinformation (e-post, telefon, adress)",
+		"DATA_CATEGORY_HISTORY": "Historik (e-postkonversationer och felrapporter)",
+		contractBasis:           "Avtalet med dig (artikel 6.1 b)",
+		purposeRules[pdv1.Purpose_PURPOSE_DIRECT_MARKETING].basis: "Ditt samtycke (artikel 6.1 a); upphör när du återkallar det eller invänder (artikel 7.3, 21.3)",
+	},
+	"en": {
+		fieldIdentityNumber: "Identity number", fieldGivenName: "Given name", fieldFamilyName: "Family name", fieldEmail: "E-mail",
+		fieldPhone: "Phone", fieldPostalAddress: "Postal address",
+		"DATA_CATEGORY_IDENTIFICATION": "Identification (identity number and name)", "DATA_CATEGORY_CONTACT": "Contact (e-mail, phone, address)",
+		"DATA_CATEGORY_HISTORY": "History (e-mail conversations and error reports)",
+	},
+}
+
+// letterView is what the letter template shows.
+type letterView struct {
+	T           letterText
+	Case        string
+	Date        string
+	DataHeld    bool
+	Purposes    [][2]string // name, basis
+	Categories  []string
+	Recipients  []string
+	Retention   string
+	Source      string
+	Person      [][2]string
+	Changes     [][3]string
+	Consents    [][3]string
+	Disclosures [][4]string
+	Holds       [][3]string
+	History     [][3]string
+}
+
+func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyResponse, lang string) letterView {
+	t := letterTexts[lang]
+	names := letterNames[lang]
+	name := func(key, fallback string) string {
+		if n, ok := names[key]; ok {
+			return n
+		}
+		return fallback
+	}
+	date := func(ts *timestamppb.Timestamp) string {
+		if ts == nil {
+			return ""
+		}
+		return ts.AsTime().In(stockholm).Format(time.DateOnly)
+	}
+	info := reply.GetInformation()
+	v := letterView{T: t, Case: shortID(r.ID), Date: date(reply.GetGenerateTime()), DataHeld: reply.GetDataHeld(),
+		Retention: info.GetRetention().GetPolicy(), Source: info.GetSource(), Recipients: info.GetRecipients()}
+	if lang == "sv" {
+		v.Retention = t.RetentionNote
+		if info.GetRetention().GetPolicy() != retentionPolicy && info.GetRetention().GetPolicy() != "" {
+			v.Retention += " " + info.GetRetention().GetPolicy()
+		}
+		v.Source = "Från dig, när du blev kund och när du bett om ändringar; historik och loggar från din användning av tjänsterna."
+	}
+	for _, p := range info.GetPurposes() {
+		v.Purposes = append(v.Purposes, [2]string{name(p.GetPurpose().String(), p.GetDescription()), name(p.GetLegalBasis(), p.GetLegalBasis())})
+	}
+	for _, c := range info.GetCategories() {
+		v.Categories = append(v.Categories, name(c.String(), c.String()))
+	}
+	data := reply.GetData()
+	if p := data.GetSubject().GetPerson(); p != nil {
+		add := func(field, value string) {
+			if value != "" {
+				v.Person = append(v.Person, [2]string{name(field, field), value})
+			}
+		}
+		add(fieldIdentityNumber, p.GetIdentityNumber())
+		add(fieldGivenName, p.GetGivenName())
+		add(fieldFamilyName, p.GetFamilyName())
+		add(fieldEmail, p.GetEmail())
+		add(fieldPhone, p.GetPhone())
+		if a := p.GetPostalAddress(); a != nil {
+			add(fieldPostalAddress, strings.Join(append(slices.Clone(a.GetLines()), strings.TrimSpace(a.GetPostalCode()+" "+a.GetLocality()), a.GetCountryCode()), ", "))
+		}
+	}
+	for _, c := range data.GetChanges() {
+		var fields []string
+		for _, f := range c.GetFields() {
+			fields = append(fields, name(f, f))
+		}
+		v.Changes = append(v.Changes, [3]string{date(c.GetChangeTime()), c.GetKind().String(), strings.Join(fields, ", ")})
+	}
+	for _, c := range data.GetConsents() {
+		v.Consents = append(v.Consents, [3]string{c.GetPurpose().String() + " " + c.GetRecipient(), date(c.GetGiveTime()), date(c.GetWithdrawTime())})
+	}
+	for _, d := range data.GetDisclosures() {
+		var cats []string
+		for _, c := range d.GetCategories() {
+			cats = append(cats, name(c.String(), c.String()))
+		}
+		v.Disclosures = append(v.Disclosures, [4]string{date(d.GetDiscloseTime()), d.GetRecipient(), strings.Join(cats, ", "), d.GetBasis().String()})
+	}
+	for _, h := range data.GetHolds() {
+		v.Holds = append(v.Holds, [3]string{h.GetBasis().String(), date(h.GetPlaceTime()), date(h.GetUntil())})
+	}
+	for _, h := range data.GetHistory() {
+		v.History = append(v.History, [3]string{date(h.GetOccurTime()), h.GetTitle(), h.GetBody()})
+	}
+	return v
+}

@@ -1,0 +1,1056 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
+)
+
+// RightsRequests implements RightsRequestService: a data subject's request
+// as a record of its own, carried from arrival to answer. The rules:
+//   - the answer is due one calendar month after receipt (duedate.go), and
+//     may be extended once, by up to two months, before that month ends;
+//   - nothing is carried out for a requester whose identity is not verified,
+//     by a code sent to the contact details on file or by staff's
+//     attestation of a stronger check;
+//   - every decision has a reason from a stated list; a refusal tells the
+//     requester of the right to complain (Art. 12(4));
+//   - fulfilment goes through the same handlers as the direct RPCs, so the
+//     same rules (restriction, erasure, agreements, audit) apply;
+//   - each step that the requester must hear of queues a message in the
+//     outbox (outbox.go).
+type RightsRequests struct {
+	pdv1.UnimplementedRightsRequestServiceServer
+	*Service
+}
+
+// RightsRequests returns the RightsRequestService on the same store.
+func (s *Service) RightsRequests() *RightsRequests { return &RightsRequests{Service: s} }
+
+// Limits of the verification code.
+const (
+	codeDigits   = 8
+	codeLifetime = 30 * time.Minute
+	codeTries    = 5
+	// maxCodesSent bounds the codes one request may send, so the service
+	// cannot be made to flood a person's inbox.
+	maxCodesSent = 5
+	maxWordsLen  = 5000
+	maxReasonLen = 2000
+)
+
+// openStates are the states of a request not answered yet.
+var openStates = []string{
+	pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_RECEIVED.String(),
+	pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_VERIFIED.String(),
+	pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_GRANTED.String(),
+}
+
+// Reasons in the PreconditionFailure of a refused step.
+const (
+	reasonNotVerified     = "IDENTITY_NOT_VERIFIED"
+	reasonNotDecided      = "NOT_DECIDED"
+	reasonAnswered        = "ALREADY_ANSWERED"
+	reasonNoContact       = "NO_CONTACT_ON_FILE"
+	reasonNoSubject       = "NO_SUBJECT_MATCHED"
+	reasonCodeExpired     = "CODE_EXPIRED"
+	reasonCodeLocked      = "CODE_TRIES_EXHAUSTED"
+	reasonNoCode          = "NO_CODE_SENT"
+	reasonTooManyCodes    = "TOO_MANY_CODES"
+	reasonExtended        = "ALREADY_EXTENDED"
+	reasonFirstMonthEnded = "FIRST_MONTH_ENDED"
+	reasonWrongAction     = "ACTION_DOES_NOT_MATCH_KIND"
+	reasonNotFulfilled    = "NOT_FULFILLED"
+)
+
+// requestFields is what the audit trail says a step touched.
+var requestFields = []string{"rights_request"}
+
+// requestRefused is a FAILED_PRECONDITION naming what is missing.
+func requestRefused(reason, desc string) error {
+	return withDetails(codes.FailedPrecondition, desc, &errdetails.PreconditionFailure{
+		Violations: []*errdetails.PreconditionFailure_Violation{{Type: reason, Subject: "rights-request", Description: desc}},
+	})
+}
+
+// requestTouch is the audit touch of a step: the subject's chain, or the
+// tenant's when no subject matched.
+func requestTouch(r *store.RightsRequest, extra ...string) audit.Touch {
+	return audit.Touch{SubjectID: r.SubjectID, Tenant: r.Controller, Fields: append(slices.Clone(requestFields), extra...)}
+}
+
+// handler is the common start of every RPC of the service: the caller, who
+// must hold the support purpose (handling a rights request is support).
+func (s *RightsRequests) handler(ctx context.Context) (*auth.Caller, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !c.MayUse(pdv1.Purpose_PURPOSE_SUPPORT) {
+		return nil, purposeDenied(pdv1.Purpose_PURPOSE_SUPPORT)
+	}
+	return c, nil
+}
+
+// OpenRightsRequest records a request as it arrived.
+func (s *RightsRequests) OpenRightsRequest(ctx context.Context, req *pdv1.OpenRightsRequestRequest) (*pdv1.OpenRightsRequestResponse, error) {
+	now := s.now()
+	c, err := s.handler(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	controller := v.controllerFor(c, req.GetControllerId())
+	kind := v.enum("kind", req.GetKind())
+	channel := v.channel(req.GetChannel(), true)
+	received := now.UnixNano()
+	if req.GetReceiveTime() != nil {
+		received = v.pastTime("receive_time", req.GetReceiveTime(), now)
+	}
+	claimed, claimedField := v.claimedIdentity(req.GetClaimedIdentity(), now)
+	text := store.RequestText{
+		IdentityNumber: claimed.IdentityNumber,
+		Email:          claimed.Email,
+		Words:          v.text("text", req.GetText(), maxWordsLen, false, true),
+	}
+	reference := v.text("reference", req.GetReference(), maxReferenceLen, false, false)
+	if e := req.GetReplyEmail(); e != "" {
+		p := v.personAt("reply_email", &pdv1.Person{Email: e}, fieldEmail, now)
+		text.ReplyEmail = p.Email
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(controller) {
+		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"controller_id": controller}, "the caller does not act for this controller")
+	}
+	id := s.derivedID("rights_request", controller, key)
+	fp := s.fingerprint(req)
+	// The subject the claimed identity finds, if any; none is an answer too.
+	var subjectID string
+	for _, k := range s.lookupKeys(controller, &claimed) {
+		if k.field != claimedField {
+			continue
+		}
+		sub, err := s.findByKey(ctx, k.id)
+		if err != nil {
+			return nil, s.internal(ctx, "open rights request", err)
+		}
+		if sub != nil && sub.Erasure == nil {
+			subjectID = sub.ID
+			text.ContactEmail, text.ContactPhone = sub.Person.Email, sub.Person.Phone
+		}
+	}
+	dueDay, dueAt := dueDate(time.Unix(0, received), 0)
+	r := &store.RightsRequest{
+		ID: id, Version: 1, Controller: controller, Kind: kind, Channel: channel,
+		ReceivedAt: received, DueDate: dueDay, DueAt: dueAt.UnixNano(),
+		SubjectID: subjectID, Reference: reference, Text: text,
+		State:     pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_RECEIVED.String(),
+		Steps:     []store.RequestStep{{Step: "opened", At: now.UnixNano(), By: c.ID(), Message: pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT.String()}},
+		Ops:       []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1, At: now.UnixNano()}},
+		CreatedAt: now.UnixNano(), UpdatedAt: now.UnixNano(),
+	}
+	note(ctx, requestTouch(r, claimedField))
+	err = s.insertRequest(ctx, r)
+	if errors.Is(err, store.ErrExists) {
+		// An earlier attempt of this request (or another request that
+		// reuses its key) recorded it.
+		prev, err := s.readRequest(ctx, id)
+		if err != nil {
+			return nil, s.internal(ctx, "open rights request", err)
+		}
+		if err := checkReplay(prev.Ops, opKey(key), fp); !isReplay(err) {
+			if err == nil {
+				err = keyReused()
+			}
+			return nil, err
+		}
+		r = prev
+	} else if err != nil {
+		return nil, s.internal(ctx, "open rights request", err)
+	}
+	r, err = s.settleRequest(ctx, r)
+	if err != nil {
+		return nil, s.internal(ctx, "open rights request", err)
+	}
+	return &pdv1.OpenRightsRequestResponse{Request: s.requestToProto(r)}, nil
+}
+
+// claimedIdentity checks the requester's claimed identity: an identity
+// number or an e-mail address, in canonical form, and which it is.
+func (v *violations) claimedIdentity(ci *pdv1.ClaimedIdentity, now time.Time) (store.Person, string) {
+	switch ci.GetKey().(type) {
+	case *pdv1.ClaimedIdentity_IdentityNumber:
+		return v.personAt("claimed_identity.identity_number", &pdv1.Person{IdentityNumber: ci.GetIdentityNumber()}, fieldIdentityNumber, now), fieldIdentityNumber
+	case *pdv1.ClaimedIdentity_Email:
+		return v.personAt("claimed_identity.email", &pdv1.Person{Email: ci.GetEmail()}, fieldEmail, now), fieldEmail
+	}
+	v.add("claimed_identity", "an identity_number or an email is required")
+	return store.Person{}, ""
+}
+
+// personAt checks one field of a person with the person rules and reports
+// its violations under name.
+func (v *violations) personAt(name string, p *pdv1.Person, field string, now time.Time) store.Person {
+	var pv violations
+	out := pv.person(p, []string{field}, now)
+	for _, fv := range pv {
+		v.add(name, fv.Description)
+	}
+	return out
+}
+
+// GetRightsRequest returns a request.
+func (s *RightsRequests) GetRightsRequest(ctx context.Context, req *pdv1.GetRightsRequestRequest) (*pdv1.GetRightsRequestResponse, error) {
+	r, _, err := s.requestFor(ctx, "get rights request", req.GetRequestId(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.GetRightsRequestResponse{Request: s.requestToProto(r)}, nil
+}
+
+// requestFor reads a request for a step: it must be visible to the caller
+// (its queue's controller; a customer it was forwarded to may read it but
+// not act on it, write false), and what an earlier step left pending is done.
+func (s *RightsRequests) requestFor(ctx context.Context, op, id string, write bool) (*store.RightsRequest, *auth.Caller, error) {
+	c, err := s.handler(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var v violations
+	v.requestID(id)
+	if err := v.err(); err != nil {
+		return nil, nil, err
+	}
+	r, err := s.readRequest(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, status.Error(codes.NotFound, "rights request not found")
+	}
+	if err != nil {
+		return nil, nil, s.internal(ctx, op, err)
+	}
+	if !c.ActsFor(r.Controller) && (write || r.ForwardedTo == "" || !c.ActsFor(r.ForwardedTo)) {
+		return nil, nil, status.Error(codes.NotFound, "rights request not found")
+	}
+	note(ctx, requestTouch(r))
+	if r, err = s.settleRequest(ctx, r); err != nil {
+		s.log.WarnContext(ctx, "messages to requester not queued yet", "request_id", r.ID, "error", err.Error())
+	}
+	return r, c, nil
+}
+
+func (v *violations) requestID(s string) string {
+	if s == "" {
+		v.add("request_id", "is required")
+	} else if len(s) > maxIDLen || !controllerPattern.MatchString(s) {
+		v.add("request_id", "is not a rights request id")
+	}
+	return s
+}
+
+// step applies change to request id as one atomic update, under the
+// idempotency key: a retry of a step that was applied answers the request as
+// it is, and the step's messages are queued.
+func (s *RightsRequests) step(ctx context.Context, op, id, key string, req proto.Message, change func(r *store.RightsRequest, c *auth.Caller, now time.Time) error) (*store.RightsRequest, error) {
+	r, c, err := s.requestFor(ctx, op, id, true)
+	if err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	updated, err := s.updateRequest(ctx, r.ID, func(r *store.RightsRequest) error {
+		if key != "" {
+			if err := checkReplay(r.Ops, opKey(key), fp); err != nil {
+				return err
+			}
+		}
+		now := s.now()
+		if err := change(r, c, now); err != nil {
+			return err
+		}
+		if key != "" {
+			r.Ops = appendOp(r.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: r.Version + 1}, now)
+		}
+		r.UpdatedAt = now.UnixNano()
+		return nil
+	})
+	var rep *replayed
+	switch {
+	case errors.As(err, &rep):
+		updated = r
+	case err != nil:
+		return nil, s.internal(ctx, op, err)
+	}
+	if updated, err = s.settleRequest(ctx, updated); err != nil {
+		return nil, s.internal(ctx, op, err)
+	}
+	return updated, nil
+}
+
+// addStep records a step, and the message it sends the requester if any.
+func addStep(r *store.RightsRequest, name string, c *auth.Caller, now time.Time, message pdv1.OutboxMessageKind) {
+	st := store.RequestStep{Step: name, At: now.UnixNano(), By: c.ID()}
+	if message != pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_UNSPECIFIED {
+		st.Message = message.String()
+	}
+	r.Steps = append(r.Steps, st)
+}
+
+// answered refuses a step on a request that was answered already.
+func answered(r *store.RightsRequest) error {
+	if slices.Contains(openStates, r.State) {
+		return nil
+	}
+	return requestRefused(reasonAnswered, fmt.Sprintf("the request was answered already (%s)", r.State))
+}
+
+// verified refuses a step that needs the requester's identity verified.
+func verified(r *store.RightsRequest) error {
+	if r.Verification != nil {
+		return nil
+	}
+	return requestRefused(reasonNotVerified, "the requester's identity is not verified: send a code to the contact details on file and confirm it, or attest a stronger check")
+}
+
+// SendVerificationCode sends a one-time code to the matched subject's
+// contact details on file.
+func (s *RightsRequests) SendVerificationCode(ctx context.Context, req *pdv1.SendVerificationCodeRequest) (*pdv1.SendVerificationCodeResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.requestID(req.GetRequestId())
+	channel := req.GetChannel()
+	if channel != pdv1.ContactChannel_CONTACT_CHANNEL_UNSPECIFIED {
+		v.enum("channel", channel)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	// The contact on file is read before the update: the code goes only
+	// there, whatever the request says.
+	r, _, err := s.requestFor(ctx, "send verification code", id, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := answered(r); err != nil {
+		return nil, err
+	}
+	if r.Verification != nil {
+		return &pdv1.SendVerificationCodeResponse{Request: s.requestToProto(r)}, nil
+	}
+	if r.SubjectID == "" {
+		return nil, requestRefused(reasonNoSubject, "no subject matched the claimed identity, so no contact details are on file to send a code to: attest a check done another way")
+	}
+	to, ch, err := s.contactOnFile(ctx, r.SubjectID, channel)
+	if err != nil {
+		return nil, err
+	}
+	if to == "" {
+		return nil, requestRefused(reasonNoContact, fmt.Sprintf("the subject has no %s on file to send a code to", contactName(channel)))
+	}
+	updated, err := s.step(ctx, "send verification code", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		if err := answered(r); err != nil {
+			return err
+		}
+		sent := 0
+		if r.Code != nil {
+			sent = r.Code.Sent
+		}
+		if sent >= maxCodesSent {
+			return requestRefused(reasonTooManyCodes, fmt.Sprintf("%d codes were sent for this request already: attest a check done another way", sent))
+		}
+		nonce := make([]byte, 16)
+		_, _ = rand.Read(nonce)
+		r.Code = &store.CodeChallenge{
+			Channel: ch.String(), Nonce: nonce, Sent: sent + 1, SentAt: now.UnixNano(),
+			ExpiresAt: now.Add(codeLifetime).UnixNano(), TriesLeft: codeTries,
+		}
+		r.Text.CodeTo = to
+		addStep(r, "code_sent", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_VERIFICATION_CODE)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.SendVerificationCodeResponse{Request: s.requestToProto(updated)}, nil
+}
+
+func contactName(ch pdv1.ContactChannel) string {
+	if ch == pdv1.ContactChannel_CONTACT_CHANNEL_SMS {
+		return "phone number"
+	}
+	return "e-mail address or phone number"
+}
+
+// contactOnFile is where a message to the subject goes: the e-mail address
+// on file, or (asked for, or with no e-mail) the phone number. Empty when
+// none is on file. It reads the subject as the rights handling needs
+// (purpose support), on the trail.
+func (s *Service) contactOnFile(ctx context.Context, subjectID string, want pdv1.ContactChannel) (string, pdv1.ContactChannel, error) {
+	sub, err := s.vault.getSubject(ctx, subjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, s.internal(ctx, "contact on file", err)
+	}
+	if sub.Person == nil {
+		return "", 0, nil // erased since
+	}
+	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Purpose: pdv1.Purpose_PURPOSE_SUPPORT.String(), Fields: []string{fieldEmail, fieldPhone}})
+	switch {
+	case want != pdv1.ContactChannel_CONTACT_CHANNEL_SMS && sub.Person.Email != "":
+		return sub.Person.Email, pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL, nil
+	case want != pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL && sub.Person.Phone != "":
+		return sub.Person.Phone, pdv1.ContactChannel_CONTACT_CHANNEL_SMS, nil
+	}
+	return "", 0, nil
+}
+
+// verificationCode is the code of a challenge: a keyed hash (the blind
+// index key) of the request, the send count and a random nonce, as 8
+// digits. The store holds the nonce, never the code: it can be made again,
+// to send it or to check it, only with the master keys.
+func (s *Service) verificationCode(requestID string, c *store.CodeChallenge) string {
+	index := s.vault.keys.Ring().Index("verification_code", requestID, strconv.Itoa(c.Sent)+"."+hex.EncodeToString(c.Nonce))
+	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
+	return fmt.Sprintf("%0*d", codeDigits, binary.BigEndian.Uint64(sum[:8])%100_000_000)
+}
+
+// ConfirmVerificationCode checks the code the requester gave back. A wrong
+// code uses up a try; after the last, or past its expiry, the code is dead
+// and a new one must be sent.
+func (s *RightsRequests) ConfirmVerificationCode(ctx context.Context, req *pdv1.ConfirmVerificationCodeRequest) (*pdv1.ConfirmVerificationCodeResponse, error) {
+	var v violations
+	id := v.requestID(req.GetRequestId())
+	code := strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' {
+			return -1
+		}
+		return r
+	}, req.GetCode())
+	if len(code) != codeDigits || strings.Trim(code, "0123456789") != "" {
+		v.add("code", fmt.Sprintf("must be the %d digits of the code sent", codeDigits))
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	var wrong error
+	updated, err := s.step(ctx, "confirm verification code", id, "", req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		wrong = nil
+		if err := answered(r); err != nil {
+			return err
+		}
+		if r.Verification != nil {
+			return nil // confirmed before: a retry
+		}
+		switch {
+		case r.Code == nil:
+			return requestRefused(reasonNoCode, "no code was sent for this request")
+		case r.Code.TriesLeft <= 0:
+			return requestRefused(reasonCodeLocked, "the code was given wrong too many times: send a new one")
+		case now.UnixNano() > r.Code.ExpiresAt:
+			return requestRefused(reasonCodeExpired, "the code has expired: send a new one")
+		}
+		if subtle.ConstantTimeCompare([]byte(code), []byte(s.verificationCode(r.ID, r.Code))) != 1 {
+			r.Code.TriesLeft--
+			addStep(r, "code_rejected", c, now, 0)
+			wrong = withDetails(codes.InvalidArgument, "the code does not match", &errdetails.BadRequest{
+				FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "code", Description: fmt.Sprintf("does not match the code sent; %d tries left", r.Code.TriesLeft)}},
+			})
+			return nil // the used-up try is stored
+		}
+		r.Verification = &store.Verification{Method: pdv1.VerificationMethod_VERIFICATION_METHOD_CODE.String(), At: now.UnixNano(), By: c.ID()}
+		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_VERIFIED.String()
+		addStep(r, "verified", c, now, 0)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if wrong != nil {
+		return nil, wrong
+	}
+	return &pdv1.ConfirmVerificationCodeResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// AttestIdentity records staff's attestation of a stronger check.
+func (s *RightsRequests) AttestIdentity(ctx context.Context, req *pdv1.AttestIdentityRequest) (*pdv1.AttestIdentityResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.requestID(req.GetRequestId())
+	method := v.enum("method", req.GetMethod())
+	if req.GetMethod() == pdv1.VerificationMethod_VERIFICATION_METHOD_CODE {
+		v.add("method", "a code is confirmed with ConfirmVerificationCode; attest BANKID, IDENTITY_DOCUMENT or CALL_BACK")
+	}
+	reference := v.text("reference", req.GetReference(), maxReferenceLen, true, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	updated, err := s.step(ctx, "attest identity", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		if err := answered(r); err != nil {
+			return err
+		}
+		r.Verification = &store.Verification{Method: method, At: now.UnixNano(), By: c.ID(), Reference: reference}
+		if r.State == pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_RECEIVED.String() {
+			r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_VERIFIED.String()
+		}
+		addStep(r, "verified", c, now, 0)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.AttestIdentityResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// refusalReasons may be given for a refusal or a grant in part.
+var refusalReasons = []pdv1.DecisionReason{
+	pdv1.DecisionReason_DECISION_REASON_MANIFESTLY_UNFOUNDED,
+	pdv1.DecisionReason_DECISION_REASON_EXCESSIVE,
+	pdv1.DecisionReason_DECISION_REASON_IDENTITY_NOT_ESTABLISHED,
+	pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW,
+	pdv1.DecisionReason_DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS,
+}
+
+// DecideRightsRequest grants, grants in part or refuses.
+func (s *RightsRequests) DecideRightsRequest(ctx context.Context, req *pdv1.DecideRightsRequestRequest) (*pdv1.DecideRightsRequestResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.requestID(req.GetRequestId())
+	outcome := v.enum("outcome", req.GetOutcome())
+	reason := v.enum("reason", req.GetReason())
+	grant := req.GetOutcome() == pdv1.DecisionOutcome_DECISION_OUTCOME_GRANT
+	switch {
+	case reason == "" || outcome == "":
+	case grant && req.GetReason() != pdv1.DecisionReason_DECISION_REASON_RIGHT_APPLIES:
+		v.add("reason", "a grant's reason is RIGHT_APPLIES")
+	case !grant && !slices.Contains(refusalReasons, req.GetReason()):
+		v.add("reason", "a refusal or a grant in part needs the reason for what is refused: MANIFESTLY_UNFOUNDED, EXCESSIVE, IDENTITY_NOT_ESTABLISHED, KEPT_UNDER_LAW or KEPT_FOR_LEGAL_CLAIMS")
+	}
+	explanation := v.text("explanation", req.GetExplanation(), maxReasonLen, !grant && outcome != "", true)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	updated, err := s.step(ctx, "decide", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		if err := answered(r); err != nil {
+			return err
+		}
+		if r.Decision != nil {
+			return requestRefused(reasonAnswered, "the request was decided already")
+		}
+		// A refusal needs no verified identity (not establishing it is a
+		// reason to refuse); a grant does.
+		if req.GetOutcome() != pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE {
+			if err := verified(r); err != nil {
+				return err
+			}
+		}
+		r.Decision = &store.Decision{Outcome: outcome, Reason: reason, At: now.UnixNano(), By: c.ID()}
+		r.Text.Explanation = explanation
+		if req.GetOutcome() == pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE {
+			r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_REFUSED.String()
+		} else {
+			r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_GRANTED.String()
+		}
+		addStep(r, "decided", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_DECISION)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.DecideRightsRequestResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// ExtendRightsRequest extends the time limit once, before the first month
+// ends.
+func (s *RightsRequests) ExtendRightsRequest(ctx context.Context, req *pdv1.ExtendRightsRequestRequest) (*pdv1.ExtendRightsRequestResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.requestID(req.GetRequestId())
+	if m := req.GetMonths(); m != 1 && m != 2 {
+		v.add("months", "must be 1 or 2 (Art. 12(3): by two further months at most)")
+	}
+	reason := v.text("reason", req.GetReason(), maxReasonLen, true, true)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	updated, err := s.step(ctx, "extend", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		if err := answered(r); err != nil {
+			return err
+		}
+		if r.Extension != nil {
+			return requestRefused(reasonExtended, "the time limit was extended already; it may be extended once")
+		}
+		if now.UnixNano() > r.DueAt {
+			return requestRefused(reasonFirstMonthEnded, "the first month ended on "+r.DueDate+": the time limit can only be extended within it")
+		}
+		r.Extension = &store.Extension{Months: int(req.GetMonths()), At: now.UnixNano(), OriginalDueDate: r.DueDate, By: c.ID()}
+		r.Text.Reason = reason
+		day, end := dueDate(time.Unix(0, r.ReceivedAt), int(req.GetMonths()))
+		r.DueDate, r.DueAt = day, end.UnixNano()
+		addStep(r, "extended", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_EXTENSION)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.ExtendRightsRequestResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// ForwardRightsRequest passes a request about a customer's data to that
+// customer, whose processor the company is: the customer answers it.
+func (s *RightsRequests) ForwardRightsRequest(ctx context.Context, req *pdv1.ForwardRightsRequestRequest) (*pdv1.ForwardRightsRequestResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.requestID(req.GetRequestId())
+	customer := v.controller(req.GetControllerId())
+	if customer == companyController {
+		v.add("controller_id", "must be a customer: the company's own requests are answered here")
+	}
+	reference := v.text("reference", req.GetReference(), maxReferenceLen, false, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	// Any agreement, in force or ended: a request about data the company
+	// still holds for a former customer goes to that customer too.
+	if agreements, err := s.store.GetAgreements(ctx, customer); err != nil {
+		return nil, s.internal(ctx, "forward rights request", err)
+	} else if len(agreements.Agreements) == 0 {
+		return nil, requestRefused(reasonNoAgreement, "no processor agreement with this customer is on record: the company processes no data for it")
+	}
+	updated, err := s.step(ctx, "forward", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		if err := answered(r); err != nil {
+			return err
+		}
+		r.ForwardedTo = customer
+		r.Forwarding = &store.Forwarding{Controller: customer, Reference: reference, At: now.UnixNano(), By: c.ID()}
+		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FORWARDED.String()
+		addStep(r, "forwarded", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{Tenant: customer, Fields: requestFields})
+	return &pdv1.ForwardRightsRequestResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// kindActions is the fulfilment each kind of request takes.
+var kindActions = map[pdv1.RightsRequestKind]string{
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS:                     "access",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_PORTABILITY:                "access",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RECTIFICATION:              "rectify",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RESTRICTION:                "restrict",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE:                    "erase",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION: "stop_direct_marketing",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL:         "withdraw_consent",
+}
+
+// FulfilRightsRequest carries out a granted request through the handlers
+// of the direct RPCs, with idempotency keys derived from the request, so a
+// retry after a failure part way does not act twice.
+func (s *RightsRequests) FulfilRightsRequest(ctx context.Context, req *pdv1.FulfilRightsRequestRequest) (*pdv1.FulfilRightsRequestResponse, error) {
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.requestID(req.GetRequestId())
+	var action string
+	if req.GetAction() == nil {
+		v.add("action", "is required: access, rectify, restrict, erase, stop_direct_marketing or withdraw_consent")
+	} else {
+		action = string(req.ProtoReflect().WhichOneof(req.ProtoReflect().Descriptor().Oneofs().ByName("action")).Name())
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	r, c, err := s.requestFor(ctx, "fulfil rights request", id, true)
+	if err != nil {
+		return nil, err
+	}
+	if r.State == pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FULFILLED.String() && findOpIn(r.Ops, opKey(key)) != nil {
+		return &pdv1.FulfilRightsRequestResponse{Request: s.requestToProto(r)}, nil // a retry
+	}
+	if err := answered(r); err != nil {
+		return nil, err
+	}
+	if want := kindActions[enumValue[pdv1.RightsRequestKind](pdv1.RightsRequestKind_value, r.Kind)]; action != want {
+		return nil, withDetails(codes.InvalidArgument, "the action does not fit the request", &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "action", Description: fmt.Sprintf("a %s request is fulfilled with %s", r.Kind, want)}},
+		})
+	}
+	if err := verified(r); err != nil {
+		return nil, err
+	}
+	if r.Decision == nil {
+		return nil, requestRefused(reasonNotDecided, "the request is not decided: grant it (wholly or in part) first")
+	}
+	res, err := s.carryOut(ctx, r, c, req)
+	if err != nil {
+		return nil, err
+	}
+	updated, err := s.step(ctx, "fulfil rights request", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
+		if err := answered(r); err != nil {
+			return err
+		}
+		res.At, res.By = now.UnixNano(), c.ID()
+		r.Fulfilment = &res
+		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FULFILLED.String()
+		addStep(r, "fulfilled", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_REPLY_READY)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &pdv1.FulfilRightsRequestResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// carryOut does what a granted request asks, as the caller, through the
+// direct RPCs' handlers.
+func (s *RightsRequests) carryOut(ctx context.Context, r *store.RightsRequest, c *auth.Caller, req *pdv1.FulfilRightsRequestRequest) (store.Fulfilment, error) {
+	if r.SubjectID == "" {
+		if req.GetAccess() != nil {
+			return store.Fulfilment{Result: "nothing is held about the requester", NothingHeld: true}, nil
+		}
+		return store.Fulfilment{}, requestRefused(reasonNoSubject, "no subject matched the claimed identity: there is nothing to carry out; answer that nothing is held")
+	}
+	innerKey := func(what string) string { return "rr." + r.ID + "." + what }
+	channel := enumValue[pdv1.Channel](pdv1.Channel_value, r.Channel)
+	reference := r.Reference
+	if reference == "" {
+		reference = "rights-request:" + r.ID
+	}
+	switch {
+	case req.GetAccess() != nil:
+		pages := 0
+		for token := ""; ; pages++ {
+			page, err := s.AccessSubject(ctx, &pdv1.AccessSubjectRequest{SubjectId: r.SubjectID, PageToken: token})
+			if err != nil {
+				return store.Fulfilment{}, err
+			}
+			if token = page.GetNextPageToken(); token == "" {
+				return store.Fulfilment{SubjectVersion: page.GetSubject().GetVersion(), Result: fmt.Sprintf("access reply made ready: %d page(s) of data", pages+1)}, nil
+			}
+		}
+	case req.GetRectify() != nil:
+		sub, err := s.getSubject(ctx, "fulfil rights request", r.SubjectID)
+		if err != nil {
+			return store.Fulfilment{}, err
+		}
+		out, err := s.RectifySubject(ctx, &pdv1.RectifySubjectRequest{
+			IdempotencyKey: innerKey("rectify"), SubjectId: r.SubjectID, ExpectedVersion: sub.Version,
+			Person: req.GetRectify().GetPerson(), UpdateMask: req.GetRectify().GetUpdateMask(),
+			Channel: channel, Reference: reference, PerformedBy: c.ID(),
+		})
+		if err != nil {
+			return store.Fulfilment{}, err
+		}
+		return store.Fulfilment{SubjectVersion: out.GetSubject().GetVersion(), Result: "rectified " + strings.Join(out.GetChange().GetFields(), ", ")}, nil
+	case req.GetRestrict() != nil:
+		out, err := s.RestrictProcessing(ctx, &pdv1.RestrictProcessingRequest{
+			IdempotencyKey: innerKey("restrict"), SubjectId: r.SubjectID, Ground: req.GetRestrict().GetGround(),
+			Channel: channel, Reference: reference, PerformedBy: c.ID(),
+		})
+		if err != nil {
+			return store.Fulfilment{}, err
+		}
+		return store.Fulfilment{SubjectVersion: out.GetSubject().GetVersion(), Result: "restricted on ground " + req.GetRestrict().GetGround().String()}, nil
+	case req.GetErase() != nil:
+		out, err := s.EraseSubject(ctx, &pdv1.EraseSubjectRequest{
+			IdempotencyKey: innerKey("erase"), SubjectId: r.SubjectID, Ground: req.GetErase().GetGround(),
+			Channel: channel, Reference: reference, PerformedBy: c.ID(),
+		})
+		if err != nil {
+			return store.Fulfilment{}, err
+		}
+		result := "erased on ground " + req.GetErase().GetGround().String()
+		for _, k := range out.GetKept() {
+			result += fmt.Sprintf("; kept under %s until %s", k.GetBasis(), k.GetUntil().AsTime().In(stockholm).Format(time.DateOnly))
+		}
+		return store.Fulfilment{SubjectVersion: out.GetSubject().GetVersion(), Result: result}, nil
+	case req.GetStopDirectMarketing() != nil:
+		sub, err := s.getSubject(ctx, "fulfil rights request", r.SubjectID)
+		if err != nil {
+			return store.Fulfilment{}, err
+		}
+		n := 0
+		for _, cn := range sub.Consents {
+			if !cn.Live() || cn.Purpose != pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING.String() {
+				continue
+			}
+			if _, err := s.Consents().WithdrawConsent(ctx, &pdv1.WithdrawConsentRequest{
+				IdempotencyKey: innerKey("withdraw." + cn.ID), SubjectId: r.SubjectID, ConsentId: cn.ID,
+				Channel: channel, Reference: reference,
+			}); err != nil {
+				return store.Fulfilment{}, err
+			}
+			n++
+		}
+		return store.Fulfilment{Result: fmt.Sprintf("direct marketing stopped: %d consent(s) to it withdrawn", n)}, nil
+	case req.GetWithdrawConsent() != nil:
+		var v violations
+		if req.GetWithdrawConsent().GetConsentId() == "" {
+			v.add("withdraw_consent.consent_id", "is required")
+		}
+		if err := v.err(); err != nil {
+			return store.Fulfilment{}, err
+		}
+		out, err := s.Consents().WithdrawConsent(ctx, &pdv1.WithdrawConsentRequest{
+			IdempotencyKey: innerKey("withdraw." + req.GetWithdrawConsent().GetConsentId()), SubjectId: r.SubjectID,
+			ConsentId: req.GetWithdrawConsent().GetConsentId(), Channel: channel, Reference: reference,
+		})
+		if err != nil {
+			return store.Fulfilment{}, err
+		}
+		return store.Fulfilment{Result: "consent " + out.GetConsent().GetConsentId() + " withdrawn"}, nil
+	}
+	return store.Fulfilment{}, status.Error(codes.InvalidArgument, "unknown action")
+}
+
+// ListRightsRequests lists a queue by due date.
+func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListRightsRequestsRequest) (*pdv1.ListRightsRequestsResponse, error) {
+	c, err := s.handler(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v violations
+	controller := v.controllerFor(c, req.GetControllerId())
+	var states, kinds []string
+	for i, st := range req.GetStates() {
+		states = append(states, v.enum(fmt.Sprintf("states[%d]", i), st))
+	}
+	for i, k := range req.GetKinds() {
+		kinds = append(kinds, v.enum(fmt.Sprintf("kinds[%d]", i), k))
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = 50
+	case size < 0 || size > maxPageSize:
+		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
+	}
+	var afterDue int64
+	var afterID string
+	if t := req.GetPageToken(); t != "" && len(v) == 0 {
+		pos := v.auditPageToken(t, "rr", controller)
+		due, id, ok := strings.Cut(pos, "/")
+		n, err := strconv.ParseInt(due, 10, 64)
+		if !ok || err != nil {
+			v.add("page_token", "is not a token from this listing")
+		}
+		afterDue, afterID = n, id
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(controller) {
+		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"controller_id": controller}, "the caller does not act for this controller")
+	}
+	var filter []string
+	if len(states) == 0 && req.GetOverdueOnly() {
+		filter = openStates
+	} else if len(states) > 0 {
+		filter = states
+	}
+	all, err := s.store.RightsRequestsOf(ctx, controller, filter)
+	if err != nil {
+		return nil, s.internal(ctx, "list rights requests", err)
+	}
+	now := s.now().UnixNano()
+	out := &pdv1.ListRightsRequestsResponse{}
+	for _, r := range all {
+		if r.DueAt < afterDue || (r.DueAt == afterDue && r.ID <= afterID) {
+			continue
+		}
+		if len(kinds) > 0 && !slices.Contains(kinds, r.Kind) {
+			continue
+		}
+		if req.GetOverdueOnly() && !overdue(r, now) {
+			continue
+		}
+		if len(out.Requests) == size {
+			last := out.Requests[len(out.Requests)-1]
+			out.NextPageToken = auditPageToken("rr", controller, strconv.FormatInt(last.GetDueTime().AsTime().UnixNano(), 10)+"/"+last.GetRequestId())
+			break
+		}
+		if err := s.vault.openRequest(ctx, r); err != nil {
+			return nil, s.internal(ctx, "list rights requests", err)
+		}
+		note(ctx, requestTouch(r))
+		out.Requests = append(out.Requests, s.requestToProto(r))
+	}
+	return out, nil
+}
+
+// overdue: not answered, and past the end of its due date.
+func overdue(r *store.RightsRequest, now int64) bool {
+	return slices.Contains(openStates, r.State) && now > r.DueAt
+}
+
+// requestToProto is the API's view of a request, with what is missing.
+func (s *Service) requestToProto(r *store.RightsRequest) *pdv1.RightsRequest {
+	out := &pdv1.RightsRequest{
+		RequestId:    r.ID,
+		ControllerId: r.Controller,
+		Kind:         enumValue[pdv1.RightsRequestKind](pdv1.RightsRequestKind_value, r.Kind),
+		Channel:      enumValue[pdv1.Channel](pdv1.Channel_value, r.Channel),
+		ReceiveTime:  ts(r.ReceivedAt),
+		Text:         r.Text.Words,
+		Reference:    r.Reference,
+		SubjectId:    r.SubjectID,
+		State:        enumValue[pdv1.RightsRequestState](pdv1.RightsRequestState_value, r.State),
+		DueDate:      r.DueDate,
+		DueTime:      ts(r.DueAt),
+		Overdue:      overdue(r, s.now().UnixNano()),
+		CreateTime:   ts(r.CreatedAt),
+		UpdateTime:   ts(r.UpdatedAt),
+	}
+	switch {
+	case r.Text.IdentityNumber != "":
+		out.ClaimedIdentity = &pdv1.ClaimedIdentity{Key: &pdv1.ClaimedIdentity_IdentityNumber{IdentityNumber: r.Text.IdentityNumber}}
+	case r.Text.Email != "":
+		out.ClaimedIdentity = &pdv1.ClaimedIdentity{Key: &pdv1.ClaimedIdentity_Email{Email: r.Text.Email}}
+	}
+	if c := r.Code; c != nil {
+		out.Code = &pdv1.CodeChallenge{
+			Channel: enumValue[pdv1.ContactChannel](pdv1.ContactChannel_value, c.Channel), SendTime: ts(c.SentAt),
+			ExpireTime: ts(c.ExpiresAt), TriesLeft: int32(c.TriesLeft), SentCount: int32(c.Sent),
+		}
+	}
+	if v := r.Verification; v != nil {
+		out.Verification = &pdv1.Verification{Method: enumValue[pdv1.VerificationMethod](pdv1.VerificationMethod_value, v.Method),
+			VerifyTime: ts(v.At), VerifiedBy: v.By, Reference: v.Reference}
+	}
+	if d := r.Decision; d != nil {
+		out.Decision = &pdv1.Decision{Outcome: enumValue[pdv1.DecisionOutcome](pdv1.DecisionOutcome_value, d.Outcome),
+			Reason: enumValue[pdv1.DecisionReason](pdv1.DecisionReason_value, d.Reason), Explanation: r.Text.Explanation,
+			DecideTime: ts(d.At), DecidedBy: d.By}
+	}
+	if e := r.Extension; e != nil {
+		out.Extension = &pdv1.Extension{Months: int32(e.Months), Reason: r.Text.Reason, ExtendTime: ts(e.At), ExtendedBy: e.By}
+	}
+	if f := r.Forwarding; f != nil {
+		out.Forwarding = &pdv1.Forwarding{ControllerId: f.Controller, Reference: f.Reference, ForwardTime: ts(f.At), ForwardedBy: f.By}
+	}
+	if f := r.Fulfilment; f != nil {
+		out.Fulfilment = &pdv1.Fulfilment{FulfilTime: ts(f.At), FulfilledBy: f.By, SubjectVersion: f.SubjectVersion, Result: f.Result, NothingHeld: f.NothingHeld}
+	}
+	for _, st := range r.Steps {
+		out.Steps = append(out.Steps, &pdv1.RightsRequestStep{Step: st.Step, StepTime: ts(st.At), PerformedBy: st.By})
+	}
+	out.Missing = missing(r)
+	return out
+}
+
+// missing says what must happen next for an open request.
+func missing(r *store.RightsRequest) []string {
+	if !slices.Contains(openStates, r.State) {
+		return nil
+	}
+	var out []string
+	if r.Verification == nil {
+		out = append(out, "the requester's identity is not verified")
+	}
+	if r.Decision == nil {
+		out = append(out, "no decision: grant, grant in part or refuse, with a reason")
+	}
+	out = append(out, "not carried out and answered")
+	return out
+}
+
+// readRequest reads and opens a request.
+func (s *Service) readRequest(ctx context.Context, id string) (*store.RightsRequest, error) {
+	r, err := s.store.GetRightsRequest(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return r, s.vault.openRequest(ctx, r)
+}
+
+// insertRequest seals and stores a new request, with its data key.
+func (s *Service) insertRequest(ctx context.Context, r *store.RightsRequest) error {
+	if err := s.vault.sealRequest(ctx, r, newSubjectKey); err != nil {
+		return err
+	}
+	return s.store.InsertRightsRequest(ctx, r)
+}
+
+// updateRequest changes a request atomically, sealing what change set.
+func (s *Service) updateRequest(ctx context.Context, id string, change func(*store.RightsRequest) error) (*store.RightsRequest, error) {
+	return s.store.UpdateRightsRequest(ctx, id, func(r *store.RightsRequest) error {
+		if err := s.vault.openRequest(ctx, r); err != nil {
+			return err
+		}
+		if err := change(r); err != nil {
+			return err
+		}
+		return s.vault.sealRequest(ctx, r, existingKey)
+	})
+}
+
+// requestSealed are the sealed fields of a request, by name.
+func requestSealed(t *store.RequestText) map[string]*string {
+	return map[string]*string{
+		"identity_number": &t.IdentityNumber, "email": &t.Email, "words": &t.Words,
+		"reply_email": &t.ReplyEmail, "explanation": &t.Explanation, "reason": &t.Reason,
+		"contact_email": &t.ContactEmail, "contact_phone": &t.ContactPhone, "code_to": &t.CodeTo,
+	}
+}
+
+// sealRequest seals r.Text under the request's own data key.
+func (v *vault) sealRequest(ctx context.Context, r *store.RightsRequest, mode keyMode) error {
+	dk, err := v.dataKey(ctx, r.DataKeyID(), mode)
+	if err != nil {
+		return err
+	}
+	r.Sealed = map[string][]byte{}
+	for name, value := range requestSealed(&r.Text) {
+		if *value == "" {
+			continue
+		}
+		if r.Sealed[name], err = dk.SealString(*value, envelope.AAD("rights_request", r.ID, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openRequest opens r.Sealed into r.Text.
+func (v *vault) openRequest(ctx context.Context, r *store.RightsRequest) error {
+	r.Text = store.RequestText{}
+	if len(r.Sealed) == 0 {
+		return nil
+	}
+	dk, err := v.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return err
+	}
+	for name, out := range requestSealed(&r.Text) {
+		sealed, ok := r.Sealed[name]
+		if !ok {
+			continue
+		}
+		if *out, err = dk.OpenString(sealed, envelope.AAD("rights_request", r.ID, name)); err != nil {
+			return fmt.Errorf("open rights request %s: %w", name, err)
+		}
+	}
+	return nil
+}
