@@ -333,6 +333,13 @@ func (s *Outbox) StreamOutboxMessages(_ *pdv1.StreamOutboxMessagesRequest, strea
 		if err != nil {
 			return s.internal(ctx, "stream outbox", err)
 		}
+		// Remember only what still waits, so a stream open for days does
+		// not grow with every message it ever sent.
+		waiting := make(map[string]bool, len(ms))
+		for _, m := range ms {
+			waiting[m.GetMessageId()] = sent[m.GetMessageId()]
+		}
+		sent = waiting
 		for _, m := range ms {
 			if sent[m.GetMessageId()] {
 				continue

@@ -156,7 +156,7 @@ var letterTemplate = template.Must(template.New("letter").Parse(letterSource))
 
 // letterText is the letter's wording in one language.
 type letterText struct {
-	Lang, Title, Intro, NothingHeld                                                      string
+	Lang, Title, Intro, NothingHeld, Purpose                                             string
 	Purposes, Categories, Recipients, Retention, Source, Rights, Complaint, Automated    string
 	Transfers, YourData, Field, Value, Changes, Consents, Disclosures, Holds, History    string
 	NoRecipients, Date, Kind, Fields, Given, Withdrawn, Recipient, Basis, Until, Request string
@@ -166,7 +166,7 @@ type letterText struct {
 
 var letterTexts = map[string]letterText{
 	"sv": {
-		Lang: "sv", Title: "Svar på din begäran om tillgång till personuppgifter",
+		Lang: "sv", Title: "Svar på din begäran om tillgång till personuppgifter", Purpose: "Ändamål",
 		Intro:       "Här är de personuppgifter vi behandlar om dig och den information du har rätt till enligt artikel 15 i dataskyddsförordningen.",
 		NothingHeld: "Vi behandlar inga personuppgifter om dig.",
 		Purposes:    "Ändamål och rättslig grund", Categories: "Kategorier av personuppgifter", Recipients: "Mottagare",
@@ -190,7 +190,7 @@ var letterTexts = map[string]letterText{
 		RetentionNote: "Vi sparar uppgifterna så länge de behövs för att leverera tjänsterna och så länge lagen kräver: bokföringsunderlag i sju år efter utgången av det kalenderår de gäller (bokföringslagen).",
 	},
 	"en": {
-		Lang: "en", Title: "Reply to your request for access to personal data",
+		Lang: "en", Title: "Reply to your request for access to personal data", Purpose: "Purpose",
 		Intro:       "Here is the personal data we process about you, and the information Article 15 of the General Data Protection Regulation entitles you to.",
 		NothingHeld: "We process no personal data about you.",
 		Purposes:    "Purposes and legal basis", Categories: "Categories of personal data", Recipients: "Recipients",
@@ -221,6 +221,13 @@ var letterNames = map[string]map[string]string{
 		"DATA_CATEGORY_IDENTIFICATION":  "Identifiering (personnummer och namn)", "DATA_CATEGORY_CONTACT": "Kontaktinformation (e-post, telefon, adress)",
 		"DATA_CATEGORY_HISTORY": "Historik (e-postkonversationer och felrapporter)",
 		contractBasis:           "Avtalet med dig (artikel 6.1 b)",
+		"CHANGE_KIND_CREATED":   "Registrerad", "CHANGE_KIND_RECTIFIED": "Rättad", "CHANGE_KIND_RESTRICTED": "Behandlingen begränsad",
+		"CHANGE_KIND_RESTRICTION_LIFTED": "Begränsningen hävd", "CHANGE_KIND_ERASED": "Raderad",
+		"CONSENT_PURPOSE_DIRECT_MARKETING": "Direktmarknadsföring", "CONSENT_PURPOSE_DISCLOSURE": "Utlämnande till",
+		"DISCLOSURE_BASIS_CONSENT": "Ditt samtycke", "DISCLOSURE_BASIS_CONTRACT": "Avtalet (din beställning)",
+		"DISCLOSURE_BASIS_BREACH_OF_TERMS": "Brott mot avtalsvillkoren", "DISCLOSURE_BASIS_LEGAL_PROCEEDINGS": "Rättsliga åtgärder",
+		"DISCLOSURE_BASIS_AUTHORITY_REQUEST": "En myndighets begäran enligt svensk lag",
+		"HOLD_BASIS_BOOKKEEPING":             "Bokföringslagen", "HOLD_BASIS_LEGAL_CLAIMS": "Rättsliga anspråk", "HOLD_BASIS_AGREEMENT_IN_FORCE": "Avtal som gäller",
 		purposeRules[pdv1.Purpose_PURPOSE_DIRECT_MARKETING].basis: "Ditt samtycke (artikel 6.1 a); upphör när du återkallar det eller invänder (artikel 7.3, 21.3)",
 	},
 	"en": {
@@ -228,6 +235,13 @@ var letterNames = map[string]map[string]string{
 		fieldPhone: "Phone", fieldPostalAddress: "Postal address",
 		"DATA_CATEGORY_IDENTIFICATION": "Identification (identity number and name)", "DATA_CATEGORY_CONTACT": "Contact (e-mail, phone, address)",
 		"DATA_CATEGORY_HISTORY": "History (e-mail conversations and error reports)",
+		"CHANGE_KIND_CREATED":   "Registered", "CHANGE_KIND_RECTIFIED": "Rectified", "CHANGE_KIND_RESTRICTED": "Processing restricted",
+		"CHANGE_KIND_RESTRICTION_LIFTED": "Restriction lifted", "CHANGE_KIND_ERASED": "Erased",
+		"CONSENT_PURPOSE_DIRECT_MARKETING": "Direct marketing", "CONSENT_PURPOSE_DISCLOSURE": "Disclosure to",
+		"DISCLOSURE_BASIS_CONSENT": "Your consent", "DISCLOSURE_BASIS_CONTRACT": "The contract (your order)",
+		"DISCLOSURE_BASIS_BREACH_OF_TERMS": "Breach of the terms", "DISCLOSURE_BASIS_LEGAL_PROCEEDINGS": "Legal proceedings",
+		"DISCLOSURE_BASIS_AUTHORITY_REQUEST": "An authority's request under Swedish law",
+		"HOLD_BASIS_BOOKKEEPING":             "Swedish accounting law", "HOLD_BASIS_LEGAL_CLAIMS": "Legal claims", "HOLD_BASIS_AGREEMENT_IN_FORCE": "An agreement in force",
 	},
 }
 
@@ -268,11 +282,12 @@ func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyRespons
 	info := reply.GetInformation()
 	v := letterView{T: t, Case: shortID(r.ID), Date: date(reply.GetGenerateTime()), DataHeld: reply.GetDataHeld(),
 		Retention: info.GetRetention().GetPolicy(), Source: info.GetSource(), Recipients: info.GetRecipients()}
-	if lang == "sv" {
+	if r.Controller == companyController {
+		// The company's policy in the letter's language; what holds keep
+		// is listed with the data.
 		v.Retention = t.RetentionNote
-		if info.GetRetention().GetPolicy() != retentionPolicy && info.GetRetention().GetPolicy() != "" {
-			v.Retention += " " + info.GetRetention().GetPolicy()
-		}
+	}
+	if lang == "sv" {
 		v.Source = "Från dig, när du blev kund och när du bett om ändringar; historik och loggar från din användning av tjänsterna."
 	}
 	for _, p := range info.GetPurposes() {
@@ -288,7 +303,9 @@ func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyRespons
 				v.Person = append(v.Person, [2]string{name(field, field), value})
 			}
 		}
-		add(fieldIdentityNumber, p.GetIdentityNumber())
+		if n := p.GetIdentityNumber(); len(n) == 12 {
+			add(fieldIdentityNumber, n[:8]+"-"+n[8:]) // as it is written
+		}
 		add(fieldGivenName, p.GetGivenName())
 		add(fieldFamilyName, p.GetFamilyName())
 		add(fieldEmail, p.GetEmail())
@@ -302,20 +319,20 @@ func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyRespons
 		for _, f := range c.GetFields() {
 			fields = append(fields, name(f, f))
 		}
-		v.Changes = append(v.Changes, [3]string{date(c.GetChangeTime()), c.GetKind().String(), strings.Join(fields, ", ")})
+		v.Changes = append(v.Changes, [3]string{date(c.GetChangeTime()), name(c.GetKind().String(), c.GetKind().String()), strings.Join(fields, ", ")})
 	}
 	for _, c := range data.GetConsents() {
-		v.Consents = append(v.Consents, [3]string{c.GetPurpose().String() + " " + c.GetRecipient(), date(c.GetGiveTime()), date(c.GetWithdrawTime())})
+		v.Consents = append(v.Consents, [3]string{strings.TrimSpace(name(c.GetPurpose().String(), c.GetPurpose().String()) + " " + c.GetRecipient()), date(c.GetGiveTime()), date(c.GetWithdrawTime())})
 	}
 	for _, d := range data.GetDisclosures() {
 		var cats []string
 		for _, c := range d.GetCategories() {
 			cats = append(cats, name(c.String(), c.String()))
 		}
-		v.Disclosures = append(v.Disclosures, [4]string{date(d.GetDiscloseTime()), d.GetRecipient(), strings.Join(cats, ", "), d.GetBasis().String()})
+		v.Disclosures = append(v.Disclosures, [4]string{date(d.GetDiscloseTime()), d.GetRecipient(), strings.Join(cats, ", "), name(d.GetBasis().String(), d.GetBasis().String())})
 	}
 	for _, h := range data.GetHolds() {
-		v.Holds = append(v.Holds, [3]string{h.GetBasis().String(), date(h.GetPlaceTime()), date(h.GetUntil())})
+		v.Holds = append(v.Holds, [3]string{name(h.GetBasis().String(), h.GetBasis().String()), date(h.GetPlaceTime()), date(h.GetUntil())})
 	}
 	for _, h := range data.GetHistory() {
 		v.History = append(v.History, [3]string{date(h.GetOccurTime()), h.GetTitle(), h.GetBody()})

@@ -17,6 +17,9 @@ import (
 	"github.com/example/personaldata/store"
 )
 
+// serverAddr is the gRPC address of the last server startServer started.
+var serverAddr string
+
 // startServer runs a real server in dir until the test ends and returns
 // pdctl for it, run with the token in tokenFile, and the operator's token file.
 func startServer(t *testing.T, dir string) (pdctl func(tokenFile string, args ...string) (string, error), operatorToken string) {
@@ -35,6 +38,7 @@ func startServer(t *testing.T, dir string) (pdctl func(tokenFile string, args ..
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { stop(); <-done })
+	serverAddr = srv.GRPCAddr()
 	return func(tokenFile string, args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(context.Background(), append([]string{"-addr", srv.GRPCAddr(), "-token-file", tokenFile}, args...), &out)
@@ -115,5 +119,47 @@ func TestPrincipalUpdateChangesOnlyTheGivenGrants(t *testing.T) {
 	// Nothing to change is refused before anything is sent.
 	if _, err := pdctl("principal", "update", "-id", "support-1"); err == nil {
 		t.Errorf("an update without grants was accepted")
+	}
+}
+
+// TestOutboxCommand: pdctl outbox prints the messages to requesters, and
+// with -ack acknowledges them (they are removed), as the mailer does.
+func TestOutboxCommand(t *testing.T) {
+	dir := t.TempDir()
+	pdctl, tokenFile := startServer(t, dir)
+	out, err := pdctl(tokenFile, "principal", "create", "-id", "support", "-kind", "support-staff", "-tenant", "company", "-purpose", "support")
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	// A request from someone nothing is held about, with a reply address:
+	// its receipt waits in the outbox.
+	supportFile := filepath.Join(dir, "support.token")
+	if err := os.WriteFile(supportFile, []byte(lines[len(lines)-1]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := (&conn{addr: serverAddr, tokenFile: supportFile}).dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := pdv1.NewRightsRequestServiceClient(cc).OpenRightsRequest(context.Background(), &pdv1.OpenRightsRequestRequest{
+		IdempotencyKey: "rr-1", Kind: pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, Channel: pdv1.Channel_CHANNEL_EMAIL,
+		ClaimedIdentity: &pdv1.ClaimedIdentity{Key: &pdv1.ClaimedIdentity_Email{Email: "someone@example.test"}}, ReplyEmail: "someone@example.test",
+	}); err != nil {
+		t.Fatalf("open request: %v", err)
+	}
+	for i, want := range []string{"to: someone@example.test", "to: someone@example.test", ""} {
+		args := []string{"outbox"}
+		if i == 1 {
+			args = append(args, "-ack")
+		}
+		out, err := pdctl(tokenFile, args...)
+		if err != nil {
+			t.Fatalf("outbox %v: %v", args, err)
+		}
+		if want == "" && out != "" || want != "" && (!strings.Contains(out, want) || !strings.Contains(out, "OUTBOX_MESSAGE_KIND_RECEIPT")) {
+			t.Errorf("pdctl %v printed %q", args, out)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -167,6 +169,14 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 		if again := openRequest(t, c, req); again.GetRequestId() != r.GetRequestId() {
 			t.Errorf("retry opened %s, want %s", again.GetRequestId(), r.GetRequestId())
 		}
+		// What the request holds of the person is sealed at rest, the
+		// waiting message too.
+		raw := e.rawDump(t)
+		for _, plain := range []string{req.GetText(), req.GetReplyEmail(), sub.GetPerson().GetIdentityNumber(), sub.GetPerson().GetEmail(), "Ärende"} {
+			if strings.Contains(raw, plain) {
+				t.Errorf("the store holds %q as it is", plain)
+			}
+		}
 		receipt := takeMessage(t, mailer, r.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT)
 		if receipt.GetTo() != sub.GetPerson().GetEmail() || !strings.Contains(receipt.GetBody(), "2026-12-27") {
 			t.Errorf("receipt to %q saying %q, want to the e-mail on file with the due date", receipt.GetTo(), receipt.GetBody())
@@ -225,6 +235,9 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 		if left := outbox(t, mailer); len(left) != 0 {
 			t.Errorf("%d messages left after acknowledging every one", len(left))
 		}
+		if n := e.count(t, "outbox"); n != 0 {
+			t.Errorf("%d acknowledged messages still stored", n)
+		}
 
 		reply := call(t, c, replyRR, &pdv1.GetRightsRequestReplyRequest{RequestId: r.GetRequestId()}, &pdv1.GetRightsRequestReplyResponse{})
 		info := reply.GetInformation()
@@ -244,14 +257,16 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 			`lang="sv"`, "Ändamål och rättslig grund", "Kategorier av personuppgifter", "Mottagare", "Hur länge uppgifterna sparas",
 			"Varifrån uppgifterna kommer", "Dina rättigheter", "Rätt att klaga", "Integritetsskyddsmyndigheten", "Automatiserat beslutsfattande",
 			"Överföring till tredje land", "Dina uppgifter", "iis.se", "Fakturering av tjänsterna",
-			sub.GetPerson().GetGivenName(), sub.GetPerson().GetFamilyName(), sub.GetPerson().GetEmail(), sub.GetPerson().GetIdentityNumber(),
+			sub.GetPerson().GetGivenName(), sub.GetPerson().GetFamilyName(), sub.GetPerson().GetEmail(), dashed(sub.GetPerson().GetIdentityNumber()),
+			"Registrerad", // the change record, in words
 		} {
 			if !strings.Contains(html, want) {
 				t.Errorf("the Swedish letter lacks %q", want)
 			}
 		}
 		for _, never := range []string{
-			other.GetPerson().GetGivenName(), other.GetPerson().GetEmail(), other.GetPerson().GetIdentityNumber(),
+			other.GetPerson().GetGivenName(), other.GetPerson().GetEmail(), dashed(other.GetPerson().GetIdentityNumber()), other.GetPerson().GetIdentityNumber(),
+			"CHANGE_KIND_", "DISCLOSURE_BASIS_", // enum names are not words
 			"rr-access-1", "fingerprint", "identity_number.", e.token, "someone.else@example.test",
 		} {
 			if strings.Contains(html, never) {
@@ -281,6 +296,9 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 		}
 	})
 }
+
+// dashed is a 12-digit identity number as it is written, with its dash.
+func dashed(n string) string { return n[:8] + "-" + n[8:] }
 
 func atoi(s string) int {
 	n := 0
@@ -643,3 +661,33 @@ func TestRightsRequestOverdue(t *testing.T) {
 }
 
 func statusCode(err error) codes.Code { return status.Code(err) }
+
+// The mailer's stream sends what waits, then what is queued while it is
+// open; only the mailer and operators read the outbox.
+func TestOutboxStream(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	create(t, c, 71)
+	first := openRequest(t, c, openReq("rr-stream-1", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 71))
+	tok := e.principal(t, "mailer-stream", pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER, []string{"company"}, nil)
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+tok), 20*time.Second)
+	defer cancel()
+	stream, err := pdv1.NewRequesterOutboxServiceClient(e.grpc).StreamOutboxMessages(ctx, &pdv1.StreamOutboxMessagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.Recv()
+	if err != nil || m.GetMessage().GetRequestId() != first.GetRequestId() {
+		t.Fatalf("first message %v, %v", m, err)
+	}
+	second := openRequest(t, c, openReq("rr-stream-2", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 71))
+	m, err = stream.Recv()
+	if err != nil || m.GetMessage().GetRequestId() != second.GetRequestId() || m.GetMessage().GetKind() != pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT {
+		t.Fatalf("second message %v, %v", m, err)
+	}
+	// Support staff do not read the mailer's queue.
+	callErr(t, c, listOutbox, &pdv1.ListOutboxMessagesRequest{}, &pdv1.ListOutboxMessagesResponse{}, codes.PermissionDenied)
+	// A request without the support purpose is refused.
+	billing := e.as(c, e.principal(t, "billing-rr", pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, []string{"company"}, []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING}))
+	callErr(t, billing, openRR, openReq("rr-billing", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 71), &pdv1.OpenRightsRequestResponse{}, codes.PermissionDenied)
+}
