@@ -141,39 +141,44 @@ func (c *PrincipalCache) Changed(ctx context.Context) error {
 // older than renewAfter), else a fresh one, read once for all the calls
 // waiting for it.
 func (c *PrincipalCache) generation(ctx context.Context) (string, error) {
-	c.mu.Lock()
-	age := time.Since(c.readAt)
-	if c.readAt.IsZero() {
-		age = GenerationWindow
-	}
-	gen := c.gen
-	if age < GenerationWindow {
-		if age >= renewAfter && c.renewing == nil {
-			c.startRenewal(context.WithoutCancel(ctx))
-		}
-		c.mu.Unlock()
-		return gen, nil
-	}
-	if c.renewing == nil {
-		c.startRenewal(context.WithoutCancel(ctx))
-	}
-	done := c.renewing
-	c.mu.Unlock()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	arrived := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.readAt) >= GenerationWindow {
-		// The renewal failed, or took longer than the window itself.
-		if c.renewErr != nil {
+	// A reading begun less than a window before this call arrived shows
+	// every change answered before the call (a change is answered a window
+	// after its generation is written), however long the read then took:
+	// on a loaded machine a slow read is no reason to refuse.
+	for attempt := 0; ; attempt++ {
+		fresh := !c.readAt.IsZero() && !c.readAt.Before(arrived.Add(-GenerationWindow))
+		if fresh {
+			if time.Since(c.readAt) >= renewAfter && c.renewing == nil {
+				c.startRenewal(context.WithoutCancel(ctx))
+			}
+			return c.gen, nil
+		}
+		if attempt == 2 {
+			// Two renewals came back stale or failed.
+			if c.renewErr != nil {
+				return "", c.renewErr
+			}
+			return "", fmt.Errorf("auth: principals generation: %w", store.ErrUnavailable)
+		}
+		if c.renewing == nil {
+			c.startRenewal(context.WithoutCancel(ctx))
+		}
+		done := c.renewing
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			c.mu.Lock()
+			return "", ctx.Err()
+		}
+		c.mu.Lock()
+		if c.renewErr != nil && attempt == 1 {
 			return "", c.renewErr
 		}
-		return "", fmt.Errorf("auth: principals generation: %w", store.ErrUnavailable)
 	}
-	return c.gen, nil
 }
 
 // startRenewal reads the generation in a goroutine of its own, bounded in
