@@ -872,6 +872,58 @@ func (HoldBasis) EnumDescriptor() ([]byte, []int) {
 	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{14}
 }
 
+// PolicyAcknowledgementKind is what a subject did with a version.
+type PolicyAcknowledgementKind int32
+
+const (
+	PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_UNSPECIFIED PolicyAcknowledgementKind = 0
+	// The subject was informed of the version.
+	PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_INFORMED PolicyAcknowledgementKind = 1
+	// The subject accepted it, where the company asks for that.
+	PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED PolicyAcknowledgementKind = 2
+)
+
+// Enum value maps for PolicyAcknowledgementKind.
+var (
+	PolicyAcknowledgementKind_name = map[int32]string{
+		0: "POLICY_ACKNOWLEDGEMENT_KIND_UNSPECIFIED",
+		1: "POLICY_ACKNOWLEDGEMENT_KIND_INFORMED",
+		2: "POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED",
+	}
+	PolicyAcknowledgementKind_value = map[string]int32{
+		"POLICY_ACKNOWLEDGEMENT_KIND_UNSPECIFIED": 0,
+		"POLICY_ACKNOWLEDGEMENT_KIND_INFORMED":    1,
+		"POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED":    2,
+	}
+)
+
+func (x PolicyAcknowledgementKind) Enum() *PolicyAcknowledgementKind {
+	p := new(PolicyAcknowledgementKind)
+	*p = x
+	return p
+}
+
+func (x PolicyAcknowledgementKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyAcknowledgementKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_personaldata_v1_personaldata_proto_enumTypes[15].Descriptor()
+}
+
+func (PolicyAcknowledgementKind) Type() protoreflect.EnumType {
+	return &file_personaldata_v1_personaldata_proto_enumTypes[15]
+}
+
+func (x PolicyAcknowledgementKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyAcknowledgementKind.Descriptor instead.
+func (PolicyAcknowledgementKind) EnumDescriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{15}
+}
+
 // Subject is a data subject's record as held by the service.
 type Subject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2047,8 +2099,11 @@ type AccessSubjectResponse struct {
 	Holds []*RetentionHold `protobuf:"bytes,9,rep,name=holds,proto3" json:"holds,omitempty"`
 	// Empty on the last page.
 	NextPageToken string `protobuf:"bytes,10,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The policy versions the subject was informed of and accepted. First
+	// page only.
+	PolicyAcknowledgements []*PolicyAcknowledgement `protobuf:"bytes,11,rep,name=policy_acknowledgements,json=policyAcknowledgements,proto3" json:"policy_acknowledgements,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *AccessSubjectResponse) Reset() {
@@ -2149,6 +2204,13 @@ func (x *AccessSubjectResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *AccessSubjectResponse) GetPolicyAcknowledgements() []*PolicyAcknowledgement {
+	if x != nil {
+		return x.PolicyAcknowledgements
+	}
+	return nil
 }
 
 // StreamSubjectAccessRequest is the input of StreamSubjectAccess.
@@ -3679,6 +3741,91 @@ func (x *KeptData) GetHoldId() string {
 	return ""
 }
 
+// PolicyAcknowledgement records a subject informed of, or accepting, a version.
+type PolicyAcknowledgement struct {
+	state           protoimpl.MessageState    `protogen:"open.v1"`
+	Version         string                    `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Kind            PolicyAcknowledgementKind `protobuf:"varint,2,opt,name=kind,proto3,enum=personaldata.v1.PolicyAcknowledgementKind" json:"kind,omitempty"`
+	AcknowledgeTime *timestamppb.Timestamp    `protobuf:"bytes,3,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
+	Channel         Channel                   `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	Reference       string                    `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	RecordedBy      string                    `protobuf:"bytes,6,opt,name=recorded_by,json=recordedBy,proto3" json:"recorded_by,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PolicyAcknowledgement) Reset() {
+	*x = PolicyAcknowledgement{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyAcknowledgement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyAcknowledgement) ProtoMessage() {}
+
+func (x *PolicyAcknowledgement) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyAcknowledgement.ProtoReflect.Descriptor instead.
+func (*PolicyAcknowledgement) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PolicyAcknowledgement) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PolicyAcknowledgement) GetKind() PolicyAcknowledgementKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_UNSPECIFIED
+}
+
+func (x *PolicyAcknowledgement) GetAcknowledgeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgeTime
+	}
+	return nil
+}
+
+func (x *PolicyAcknowledgement) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *PolicyAcknowledgement) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *PolicyAcknowledgement) GetRecordedBy() string {
+	if x != nil {
+		return x.RecordedBy
+	}
+	return ""
+}
+
 var File_personaldata_v1_personaldata_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_personaldata_proto_rawDesc = "" +
@@ -3781,7 +3928,7 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\xcb\x04\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xac\x05\n" +
 	"\x15AccessSubjectResponse\x122\n" +
 	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x127\n" +
 	"\ahistory\x18\x02 \x03(\v2\x1d.personaldata.v1.HistoryEntryR\ahistory\x127\n" +
@@ -3793,7 +3940,8 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\vdisclosures\x18\b \x03(\v2\x1b.personaldata.v1.DisclosureR\vdisclosures\x124\n" +
 	"\x05holds\x18\t \x03(\v2\x1e.personaldata.v1.RetentionHoldR\x05holds\x12&\n" +
 	"\x0fnext_page_token\x18\n" +
-	" \x01(\tR\rnextPageToken\"`\n" +
+	" \x01(\tR\rnextPageToken\x12_\n" +
+	"\x17policy_acknowledgements\x18\v \x03(\v2&.personaldata.v1.PolicyAcknowledgementR\x16policyAcknowledgements\"`\n" +
 	"\x1aStreamSubjectAccessRequest\x12#\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1d\n" +
@@ -3927,7 +4075,15 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"categories\x120\n" +
 	"\x05basis\x18\x02 \x01(\x0e2\x1a.personaldata.v1.HoldBasisR\x05basis\x120\n" +
 	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x17\n" +
-	"\ahold_id\x18\x04 \x01(\tR\x06holdId*\x8d\x01\n" +
+	"\ahold_id\x18\x04 \x01(\tR\x06holdId\"\xab\x02\n" +
+	"\x15PolicyAcknowledgement\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12>\n" +
+	"\x04kind\x18\x02 \x01(\x0e2*.personaldata.v1.PolicyAcknowledgementKindR\x04kind\x12E\n" +
+	"\x10acknowledge_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0facknowledgeTime\x122\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
+	"\treference\x18\x05 \x01(\tR\treference\x12\x1f\n" +
+	"\vrecorded_by\x18\x06 \x01(\tR\n" +
+	"recordedBy*\x8d\x01\n" +
 	"\x12IdentityNumberKind\x12$\n" +
 	" IDENTITY_NUMBER_KIND_UNSPECIFIED\x10\x00\x12%\n" +
 	"!IDENTITY_NUMBER_KIND_PERSONNUMMER\x10\x01\x12*\n" +
@@ -4010,7 +4166,11 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x16HOLD_BASIS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16HOLD_BASIS_BOOKKEEPING\x10\x01\x12\x1b\n" +
 	"\x17HOLD_BASIS_LEGAL_CLAIMS\x10\x02\x12!\n" +
-	"\x1dHOLD_BASIS_AGREEMENT_IN_FORCE\x10\x032\xe2\f\n" +
+	"\x1dHOLD_BASIS_AGREEMENT_IN_FORCE\x10\x03*\x9c\x01\n" +
+	"\x19PolicyAcknowledgementKind\x12+\n" +
+	"'POLICY_ACKNOWLEDGEMENT_KIND_UNSPECIFIED\x10\x00\x12(\n" +
+	"$POLICY_ACKNOWLEDGEMENT_KIND_INFORMED\x10\x01\x12(\n" +
+	"$POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED\x10\x022\xe2\f\n" +
 	"\x13PersonalDataService\x12w\n" +
 	"\rCreateSubject\x12%.personaldata.v1.CreateSubjectRequest\x1a&.personaldata.v1.CreateSubjectResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/subjects\x12v\n" +
 	"\vFindSubject\x12#.personaldata.v1.FindSubjectRequest\x1a$.personaldata.v1.FindSubjectResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/subjects:find\x12\x88\x01\n" +
@@ -4036,8 +4196,8 @@ func file_personaldata_v1_personaldata_proto_rawDescGZIP() []byte {
 	return file_personaldata_v1_personaldata_proto_rawDescData
 }
 
-var file_personaldata_v1_personaldata_proto_enumTypes = make([]protoimpl.EnumInfo, 15)
-var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_personaldata_v1_personaldata_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
+var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(IdentityNumberKind)(0),              // 0: personaldata.v1.IdentityNumberKind
 	(SubjectState)(0),                    // 1: personaldata.v1.SubjectState
@@ -4054,154 +4214,160 @@ var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(DisclosureBasis)(0),                 // 12: personaldata.v1.DisclosureBasis
 	(NotificationKind)(0),                // 13: personaldata.v1.NotificationKind
 	(HoldBasis)(0),                       // 14: personaldata.v1.HoldBasis
-	(*Subject)(nil),                      // 15: personaldata.v1.Subject
-	(*Person)(nil),                       // 16: personaldata.v1.Person
-	(*PostalAddress)(nil),                // 17: personaldata.v1.PostalAddress
-	(*Restriction)(nil),                  // 18: personaldata.v1.Restriction
-	(*Erasure)(nil),                      // 19: personaldata.v1.Erasure
-	(*ChangeRecord)(nil),                 // 20: personaldata.v1.ChangeRecord
-	(*HistoryEntry)(nil),                 // 21: personaldata.v1.HistoryEntry
-	(*ProcessingPurpose)(nil),            // 22: personaldata.v1.ProcessingPurpose
-	(*Retention)(nil),                    // 23: personaldata.v1.Retention
-	(*CreateSubjectRequest)(nil),         // 24: personaldata.v1.CreateSubjectRequest
-	(*CreateSubjectResponse)(nil),        // 25: personaldata.v1.CreateSubjectResponse
-	(*FindSubjectRequest)(nil),           // 26: personaldata.v1.FindSubjectRequest
-	(*FindSubjectResponse)(nil),          // 27: personaldata.v1.FindSubjectResponse
-	(*AccessSubjectRequest)(nil),         // 28: personaldata.v1.AccessSubjectRequest
-	(*AccessSubjectResponse)(nil),        // 29: personaldata.v1.AccessSubjectResponse
-	(*StreamSubjectAccessRequest)(nil),   // 30: personaldata.v1.StreamSubjectAccessRequest
-	(*StreamSubjectAccessResponse)(nil),  // 31: personaldata.v1.StreamSubjectAccessResponse
-	(*RectifySubjectRequest)(nil),        // 32: personaldata.v1.RectifySubjectRequest
-	(*RectifySubjectResponse)(nil),       // 33: personaldata.v1.RectifySubjectResponse
-	(*AddHistoryEntryRequest)(nil),       // 34: personaldata.v1.AddHistoryEntryRequest
-	(*AddHistoryEntryResponse)(nil),      // 35: personaldata.v1.AddHistoryEntryResponse
-	(*ListHistoryEntriesRequest)(nil),    // 36: personaldata.v1.ListHistoryEntriesRequest
-	(*ListHistoryEntriesResponse)(nil),   // 37: personaldata.v1.ListHistoryEntriesResponse
-	(*RestrictProcessingRequest)(nil),    // 38: personaldata.v1.RestrictProcessingRequest
-	(*RestrictProcessingResponse)(nil),   // 39: personaldata.v1.RestrictProcessingResponse
-	(*LiftRestrictionRequest)(nil),       // 40: personaldata.v1.LiftRestrictionRequest
-	(*LiftRestrictionResponse)(nil),      // 41: personaldata.v1.LiftRestrictionResponse
-	(*GetSubjectForPurposeRequest)(nil),  // 42: personaldata.v1.GetSubjectForPurposeRequest
-	(*GetSubjectForPurposeResponse)(nil), // 43: personaldata.v1.GetSubjectForPurposeResponse
-	(*EraseSubjectRequest)(nil),          // 44: personaldata.v1.EraseSubjectRequest
-	(*EraseSubjectResponse)(nil),         // 45: personaldata.v1.EraseSubjectResponse
-	(*Consent)(nil),                      // 46: personaldata.v1.Consent
-	(*Disclosure)(nil),                   // 47: personaldata.v1.Disclosure
-	(*RecipientNotification)(nil),        // 48: personaldata.v1.RecipientNotification
-	(*RetentionHold)(nil),                // 49: personaldata.v1.RetentionHold
-	(*KeptData)(nil),                     // 50: personaldata.v1.KeptData
-	(*timestamppb.Timestamp)(nil),        // 51: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 52: google.protobuf.FieldMask
+	(PolicyAcknowledgementKind)(0),       // 15: personaldata.v1.PolicyAcknowledgementKind
+	(*Subject)(nil),                      // 16: personaldata.v1.Subject
+	(*Person)(nil),                       // 17: personaldata.v1.Person
+	(*PostalAddress)(nil),                // 18: personaldata.v1.PostalAddress
+	(*Restriction)(nil),                  // 19: personaldata.v1.Restriction
+	(*Erasure)(nil),                      // 20: personaldata.v1.Erasure
+	(*ChangeRecord)(nil),                 // 21: personaldata.v1.ChangeRecord
+	(*HistoryEntry)(nil),                 // 22: personaldata.v1.HistoryEntry
+	(*ProcessingPurpose)(nil),            // 23: personaldata.v1.ProcessingPurpose
+	(*Retention)(nil),                    // 24: personaldata.v1.Retention
+	(*CreateSubjectRequest)(nil),         // 25: personaldata.v1.CreateSubjectRequest
+	(*CreateSubjectResponse)(nil),        // 26: personaldata.v1.CreateSubjectResponse
+	(*FindSubjectRequest)(nil),           // 27: personaldata.v1.FindSubjectRequest
+	(*FindSubjectResponse)(nil),          // 28: personaldata.v1.FindSubjectResponse
+	(*AccessSubjectRequest)(nil),         // 29: personaldata.v1.AccessSubjectRequest
+	(*AccessSubjectResponse)(nil),        // 30: personaldata.v1.AccessSubjectResponse
+	(*StreamSubjectAccessRequest)(nil),   // 31: personaldata.v1.StreamSubjectAccessRequest
+	(*StreamSubjectAccessResponse)(nil),  // 32: personaldata.v1.StreamSubjectAccessResponse
+	(*RectifySubjectRequest)(nil),        // 33: personaldata.v1.RectifySubjectRequest
+	(*RectifySubjectResponse)(nil),       // 34: personaldata.v1.RectifySubjectResponse
+	(*AddHistoryEntryRequest)(nil),       // 35: personaldata.v1.AddHistoryEntryRequest
+	(*AddHistoryEntryResponse)(nil),      // 36: personaldata.v1.AddHistoryEntryResponse
+	(*ListHistoryEntriesRequest)(nil),    // 37: personaldata.v1.ListHistoryEntriesRequest
+	(*ListHistoryEntriesResponse)(nil),   // 38: personaldata.v1.ListHistoryEntriesResponse
+	(*RestrictProcessingRequest)(nil),    // 39: personaldata.v1.RestrictProcessingRequest
+	(*RestrictProcessingResponse)(nil),   // 40: personaldata.v1.RestrictProcessingResponse
+	(*LiftRestrictionRequest)(nil),       // 41: personaldata.v1.LiftRestrictionRequest
+	(*LiftRestrictionResponse)(nil),      // 42: personaldata.v1.LiftRestrictionResponse
+	(*GetSubjectForPurposeRequest)(nil),  // 43: personaldata.v1.GetSubjectForPurposeRequest
+	(*GetSubjectForPurposeResponse)(nil), // 44: personaldata.v1.GetSubjectForPurposeResponse
+	(*EraseSubjectRequest)(nil),          // 45: personaldata.v1.EraseSubjectRequest
+	(*EraseSubjectResponse)(nil),         // 46: personaldata.v1.EraseSubjectResponse
+	(*Consent)(nil),                      // 47: personaldata.v1.Consent
+	(*Disclosure)(nil),                   // 48: personaldata.v1.Disclosure
+	(*RecipientNotification)(nil),        // 49: personaldata.v1.RecipientNotification
+	(*RetentionHold)(nil),                // 50: personaldata.v1.RetentionHold
+	(*KeptData)(nil),                     // 51: personaldata.v1.KeptData
+	(*PolicyAcknowledgement)(nil),        // 52: personaldata.v1.PolicyAcknowledgement
+	(*timestamppb.Timestamp)(nil),        // 53: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 54: google.protobuf.FieldMask
 }
 var file_personaldata_v1_personaldata_proto_depIdxs = []int32{
 	1,  // 0: personaldata.v1.Subject.state:type_name -> personaldata.v1.SubjectState
 	2,  // 1: personaldata.v1.Subject.service_delivery:type_name -> personaldata.v1.ServiceDelivery
-	16, // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
-	18, // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
-	19, // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
-	51, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
-	51, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
+	17, // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
+	19, // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
+	20, // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
+	53, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
+	53, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 7: personaldata.v1.Person.identity_number_kind:type_name -> personaldata.v1.IdentityNumberKind
-	17, // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
+	18, // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
 	4,  // 9: personaldata.v1.Restriction.ground:type_name -> personaldata.v1.RestrictionGround
-	51, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
+	53, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
 	3,  // 11: personaldata.v1.Restriction.channel:type_name -> personaldata.v1.Channel
 	6,  // 12: personaldata.v1.Erasure.ground:type_name -> personaldata.v1.ErasureGround
-	51, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
+	53, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
 	3,  // 14: personaldata.v1.Erasure.channel:type_name -> personaldata.v1.Channel
 	8,  // 15: personaldata.v1.ChangeRecord.kind:type_name -> personaldata.v1.ChangeKind
-	51, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
+	53, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
 	3,  // 17: personaldata.v1.ChangeRecord.channel:type_name -> personaldata.v1.Channel
 	4,  // 18: personaldata.v1.ChangeRecord.restriction_ground:type_name -> personaldata.v1.RestrictionGround
 	5,  // 19: personaldata.v1.ChangeRecord.lift_resolution:type_name -> personaldata.v1.LiftResolution
 	6,  // 20: personaldata.v1.ChangeRecord.erasure_ground:type_name -> personaldata.v1.ErasureGround
 	9,  // 21: personaldata.v1.HistoryEntry.kind:type_name -> personaldata.v1.HistoryKind
-	51, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
-	51, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
+	53, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
+	53, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
 	7,  // 24: personaldata.v1.ProcessingPurpose.purpose:type_name -> personaldata.v1.Purpose
-	16, // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
+	17, // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
 	3,  // 26: personaldata.v1.CreateSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 27: personaldata.v1.CreateSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	15, // 28: personaldata.v1.FindSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	15, // 29: personaldata.v1.AccessSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	21, // 30: personaldata.v1.AccessSubjectResponse.history:type_name -> personaldata.v1.HistoryEntry
-	20, // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
-	22, // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
-	23, // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
-	51, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
-	46, // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
-	47, // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
-	49, // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
-	29, // 38: personaldata.v1.StreamSubjectAccessResponse.page:type_name -> personaldata.v1.AccessSubjectResponse
-	16, // 39: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
-	52, // 40: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 41: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 42: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
-	20, // 43: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
-	21, // 44: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
-	21, // 45: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
-	21, // 46: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
-	4,  // 47: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
-	3,  // 48: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 49: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
-	5,  // 50: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
-	3,  // 51: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 52: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
-	7,  // 53: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
-	7,  // 54: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
-	16, // 55: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
-	6,  // 56: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
-	3,  // 57: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	15, // 58: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	10, // 59: personaldata.v1.EraseSubjectResponse.erased_categories:type_name -> personaldata.v1.DataCategory
-	50, // 60: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
-	11, // 61: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
-	51, // 62: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
-	3,  // 63: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
-	51, // 64: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
-	3,  // 65: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
-	7,  // 66: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
-	10, // 67: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
-	12, // 68: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
-	51, // 69: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
-	13, // 70: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
-	51, // 71: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
-	14, // 72: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
-	10, // 73: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
-	51, // 74: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
-	51, // 75: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
-	51, // 76: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
-	51, // 77: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
-	10, // 78: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
-	14, // 79: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
-	51, // 80: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
-	24, // 81: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
-	26, // 82: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
-	28, // 83: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
-	30, // 84: personaldata.v1.PersonalDataService.StreamSubjectAccess:input_type -> personaldata.v1.StreamSubjectAccessRequest
-	32, // 85: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
-	34, // 86: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
-	36, // 87: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
-	38, // 88: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
-	40, // 89: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
-	42, // 90: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
-	44, // 91: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
-	25, // 92: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
-	27, // 93: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
-	29, // 94: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
-	31, // 95: personaldata.v1.PersonalDataService.StreamSubjectAccess:output_type -> personaldata.v1.StreamSubjectAccessResponse
-	33, // 96: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
-	35, // 97: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
-	37, // 98: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
-	39, // 99: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
-	41, // 100: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
-	43, // 101: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
-	45, // 102: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
-	92, // [92:103] is the sub-list for method output_type
-	81, // [81:92] is the sub-list for method input_type
-	81, // [81:81] is the sub-list for extension type_name
-	81, // [81:81] is the sub-list for extension extendee
-	0,  // [0:81] is the sub-list for field type_name
+	16, // 27: personaldata.v1.CreateSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	16, // 28: personaldata.v1.FindSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	16, // 29: personaldata.v1.AccessSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	22, // 30: personaldata.v1.AccessSubjectResponse.history:type_name -> personaldata.v1.HistoryEntry
+	21, // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
+	23, // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
+	24, // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
+	53, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
+	47, // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
+	48, // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
+	50, // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
+	52, // 38: personaldata.v1.AccessSubjectResponse.policy_acknowledgements:type_name -> personaldata.v1.PolicyAcknowledgement
+	30, // 39: personaldata.v1.StreamSubjectAccessResponse.page:type_name -> personaldata.v1.AccessSubjectResponse
+	17, // 40: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
+	54, // 41: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,  // 42: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
+	16, // 43: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
+	21, // 44: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
+	22, // 45: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
+	22, // 46: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
+	22, // 47: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
+	4,  // 48: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
+	3,  // 49: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
+	16, // 50: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
+	5,  // 51: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
+	3,  // 52: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
+	16, // 53: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
+	7,  // 54: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
+	7,  // 55: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
+	17, // 56: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
+	6,  // 57: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
+	3,  // 58: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
+	16, // 59: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	10, // 60: personaldata.v1.EraseSubjectResponse.erased_categories:type_name -> personaldata.v1.DataCategory
+	51, // 61: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
+	11, // 62: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
+	53, // 63: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
+	3,  // 64: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
+	53, // 65: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
+	3,  // 66: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
+	7,  // 67: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
+	10, // 68: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
+	12, // 69: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
+	53, // 70: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	13, // 71: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
+	53, // 72: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
+	14, // 73: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
+	10, // 74: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
+	53, // 75: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
+	53, // 76: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
+	53, // 77: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
+	53, // 78: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
+	10, // 79: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
+	14, // 80: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
+	53, // 81: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
+	15, // 82: personaldata.v1.PolicyAcknowledgement.kind:type_name -> personaldata.v1.PolicyAcknowledgementKind
+	53, // 83: personaldata.v1.PolicyAcknowledgement.acknowledge_time:type_name -> google.protobuf.Timestamp
+	3,  // 84: personaldata.v1.PolicyAcknowledgement.channel:type_name -> personaldata.v1.Channel
+	25, // 85: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
+	27, // 86: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
+	29, // 87: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
+	31, // 88: personaldata.v1.PersonalDataService.StreamSubjectAccess:input_type -> personaldata.v1.StreamSubjectAccessRequest
+	33, // 89: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
+	35, // 90: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
+	37, // 91: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
+	39, // 92: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
+	41, // 93: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
+	43, // 94: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
+	45, // 95: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
+	26, // 96: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
+	28, // 97: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
+	30, // 98: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
+	32, // 99: personaldata.v1.PersonalDataService.StreamSubjectAccess:output_type -> personaldata.v1.StreamSubjectAccessResponse
+	34, // 100: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
+	36, // 101: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
+	38, // 102: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
+	40, // 103: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
+	42, // 104: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
+	44, // 105: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
+	46, // 106: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
+	96, // [96:107] is the sub-list for method output_type
+	85, // [85:96] is the sub-list for method input_type
+	85, // [85:85] is the sub-list for extension type_name
+	85, // [85:85] is the sub-list for extension extendee
+	0,  // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_personaldata_proto_init() }
@@ -4218,8 +4384,8 @@ func file_personaldata_v1_personaldata_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_personaldata_proto_rawDesc), len(file_personaldata_v1_personaldata_proto_rawDesc)),
-			NumEnums:      15,
-			NumMessages:   36,
+			NumEnums:      16,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
