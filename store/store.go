@@ -169,7 +169,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.dataKeyInserts = newBatcher(s, s.dataKeys)
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
-			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection},
+			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection, consoleSessionsCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
