@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // Swedish time on a host without a zone database
@@ -167,7 +168,8 @@ func fieldLabel(path string) string {
 		return l
 	}
 	if m := lineField.FindStringSubmatch(path); m != nil {
-		return "Adressrad " + string('1'+m[1][0]-'0')
+		n, _ := strconv.Atoi(m[1])
+		return "Adressrad " + strconv.Itoa(n+1)
 	}
 	return path
 }
@@ -242,12 +244,5 @@ var templateFuncs = template.FuncMap{
 			m[k] = kv[i+1]
 		}
 		return m, nil
-	},
-	// problemFor is the page's problem when it belongs to form name.
-	"problemFor": func(f *formState, name string) *problem {
-		if f == nil || f.Name != name {
-			return nil
-		}
-		return f.Problem
 	},
 }

@@ -52,6 +52,10 @@ func TestAPIProblem(t *testing.T) {
 			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 				{Field: "person.postal_address.postal_code", Description: "must be five digits for a Swedish address"}}}),
 			http.StatusBadRequest, "Postnummer ska vara fem siffror", "rectify-postal_code"},
+		{"address line", refusal(codes.InvalidArgument, "invalid request",
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+				{Field: "person.postal_address.lines[1]", Description: "must not contain control characters"}}}),
+			http.StatusBadRequest, "Adressrad 2 får inte innehålla styrtecken", "rectify-line2"},
 		{"long reference", refusal(codes.InvalidArgument, "invalid request",
 			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 				{Field: "reference", Description: "must be at most 200 characters"}}}),
