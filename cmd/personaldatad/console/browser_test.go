@@ -76,7 +76,7 @@ type tab struct {
 func newTab(t *testing.T, browser context.Context, base string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
 	t.Cleanup(func() { cancelTimeout(); cancel() })
 	tb := &tab{t: t, ctx: ctx, base: base}
 	if err := chromedp.Listen(ctx, func(ev any) {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/auth"
@@ -297,6 +298,9 @@ func TestConsole(t *testing.T) {
 		if page := tb.text("main"); !strings.Contains(page, "Uppgifterna är raderade") || strings.Contains(page, "Tolvansson") {
 			t.Errorf("after erasing, the page says %q", page)
 		}
+		if n := tb.text(".notice"); n != "Personens uppgifter är raderade." {
+			t.Errorf("after erasing with nothing kept, the notice says %q", n)
+		}
 		if st := e.access(t, support, sub.GetSubjectId()).GetSubject().GetState(); st != pdv1.SubjectState_SUBJECT_STATE_ERASED {
 			t.Errorf("state %v after erasing", st)
 		}
@@ -431,6 +435,41 @@ func TestConsole(t *testing.T) {
 			t.Errorf("the refusal says %q", msg)
 		}
 		tb.shot(shots, "10-refused-erased")
+	})
+
+	t.Run("EraseWithHold", func(t *testing.T) {
+		// What a legal hold keeps, the page says is kept.
+		p := newPerson("Bokförd", "Bokföringsson", 5)
+		sub := e.createSubject(t, support, p)
+		if _, err := pdv1.NewRetentionServiceClient(e.conn).PlaceHold(as(support), &pdv1.PlaceHoldRequest{IdempotencyKey: "hold-bokford", SubjectId: sub.GetSubjectId(),
+			Basis: pdv1.HoldBasis_HOLD_BASIS_BOOKKEEPING, Categories: []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_CONTACT},
+			TransactionTime: timestamppb.New(e.clock.Now().Add(-24 * time.Hour)), Reference: "faktura-77"}); err != nil {
+			t.Fatalf("PlaceHold: %v", err)
+		}
+		tb := newTab(t, browser, e.base)
+		signIn(tb, "support-1", support)
+		tb.navigate("/console/subjects/" + sub.GetSubjectId())
+		tb.do(chromedp.Click(chromedp.CSS("#erase summary")),
+			chromedp.SetValue(chromedp.ID("erase-ground"), "ERASURE_GROUND_NO_LEGITIMATE_REASON"),
+			chromedp.SetValue(chromedp.ID("erase-channel"), "CHANNEL_EMAIL"),
+			chromedp.SetValue(chromedp.ID("erase-reference"), "ärende-4001"),
+			chromedp.Click(chromedp.ID("erase-confirm")))
+		if code := tb.submit(chromedp.Click(chromedp.CSS("#erase button[type=submit]"))); code != http.StatusOK {
+			t.Fatalf("erase: HTTP %d: %s", code, tb.text("main"))
+		}
+		if n := tb.text(".notice"); !strings.Contains(n, "utom det som lagen kräver") {
+			t.Errorf("after erasing with a hold, the notice says %q", n)
+		}
+		if h := tb.text("h1"); h != "Raderad registrerad" {
+			t.Errorf("the heading of an erased subject whose contact data is kept: %q", h)
+		}
+		if d := tb.text(".data"); !strings.Contains(d, p.email) || !strings.Contains(d, "raderad") {
+			t.Errorf("the kept data shows %q: want the e-mail kept, the rest erased", d)
+		}
+		if h := tb.text("#h-holds + .table-wrap"); !strings.Contains(h, "Bokföring") || !strings.Contains(h, "faktura-77") {
+			t.Errorf("the holds show %q", h)
+		}
+		tb.shot(shots, "11-erased-with-hold")
 	})
 
 	t.Run("FindNobody", func(t *testing.T) {

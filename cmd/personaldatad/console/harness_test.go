@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -171,7 +172,7 @@ func (p person) personal() []string {
 func (e *env) createSubject(t *testing.T, token string, p person) *pdv1.Subject {
 	t.Helper()
 	res, err := e.subjects().CreateSubject(as(token), &pdv1.CreateSubjectRequest{
-		IdempotencyKey: "create-" + strings.ReplaceAll(p.given, " ", "-"),
+		IdempotencyKey: fmt.Sprintf("create-%x", sha256.Sum256([]byte(p.given+p.family)))[:23], // no personal data in a key
 		ControllerId:   "company",
 		Person: &pdv1.Person{
 			IdentityNumber: p.identity, GivenName: p.given, FamilyName: p.family, Email: p.email, Phone: p.phone,

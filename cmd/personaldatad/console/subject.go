@@ -25,12 +25,13 @@ const maxAccessPages = 8
 // notices are the confirmations after an action, by the query parameter
 // klart (never anything personal).
 var notices = map[string]string{
-	"rattad":     "Uppgifterna är rättade.",
-	"oforandrad": "Inget fält var ändrat, så ingenting sparades.",
-	"begransad":  "Behandlingen är begränsad till enbart lagring. Leveransen av tjänsterna vilar tills begränsningen hävs.",
-	"havd":       "Begränsningen är hävd.",
-	"historik":   "Historikposten är sparad.",
-	"raderad":    "Personens uppgifter är raderade. Det som lagen kräver att vi sparar finns kvar som enbart lagring till dess att tiden gått ut.",
+	"rattad":         "Uppgifterna är rättade.",
+	"oforandrad":     "Inget fält var ändrat, så ingenting sparades.",
+	"begransad":      "Behandlingen är begränsad till enbart lagring. Leveransen av tjänsterna vilar tills begränsningen hävs.",
+	"havd":           "Begränsningen är hävd.",
+	"historik":       "Historikposten är sparad.",
+	"raderad":        "Personens uppgifter är raderade.",
+	"raderad-delvis": "Personens uppgifter är raderade, utom det som lagen kräver att vi sparar (se Lagringskrav). Det finns kvar som enbart lagring tills tiden har gått ut.",
 }
 
 // refused handles an RPC error common to every page: a principal no longer

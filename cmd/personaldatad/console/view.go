@@ -2,6 +2,7 @@ package console
 
 import (
 	"strconv"
+	"strings"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
@@ -9,6 +10,10 @@ import (
 // subjectView is the subject's page: everything AccessSubject returned, in
 // Swedish, and the forms of the actions the principal may take.
 type subjectView struct {
+	// Heading is the person's name, or what stands for it when none is held.
+	Heading string
+	// Missing is what a field not held shows.
+	Missing           string
 	ID, Controller    string
 	Version           string
 	State, Delivery   string
@@ -144,6 +149,13 @@ func newSubjectView(s *session, doc *pdv1.AccessSubjectResponse, truncated bool,
 		ErasureGrounds:     erasureGrounds,
 		HistoryKinds:       historyKinds,
 		Today:              formatDate(doc.GetGenerateTime()),
+	}
+	v.Heading, v.Missing = "Registrerad", "–"
+	if v.Erased {
+		v.Heading, v.Missing = "Raderad registrerad", "raderad"
+	}
+	if p := v.Person; p != nil && strings.TrimSpace(p.GivenName+p.FamilyName) != "" {
+		v.Heading = strings.TrimSpace(p.GivenName + " " + p.FamilyName)
 	}
 	if r := sub.GetRestriction(); r != nil {
 		v.Restriction = &recordView{Ground: label(restrictionGrounds, r.GetGround().String()), Time: formatTimestamp(r.GetRestrictTime()),
