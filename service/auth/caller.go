@@ -11,7 +11,8 @@ import (
 // Caller is the authenticated principal of a request.
 type Caller struct {
 	Principal *store.Principal
-	// Method is how it authenticated: "bearer" or "mtls".
+	// Method is how it authenticated: "bearer", "mtls", or "console" (a
+	// principal signed in to the support console, which calls for it).
 	Method string
 }
 

@@ -28,6 +28,11 @@ import (
 const (
 	GatewaySecretKey   = "x-pd-gateway-secret"
 	GatewayIdentityKey = "x-pd-client-cert-identity"
+	// ConsolePrincipalKey and ConsoleTokenHashKey are set by the support
+	// console on its calls for a signed-in principal: its id and the hash
+	// of the token it signed in with, which it must still hold.
+	ConsolePrincipalKey = "x-pd-console-principal"
+	ConsoleTokenHashKey = "x-pd-console-token-hash"
 )
 
 // Authenticator checks the credentials of every call but health checks and
@@ -190,6 +195,9 @@ func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 		}
 		return nil, "bad_token", nil
 	}
+	if a.gatewaySecret != "" && len(md.Get(ConsolePrincipalKey)) > 0 {
+		return a.consoleCaller(ctx, md)
+	}
 	id := a.certificateIdentity(ctx, md)
 	if id == "" {
 		return nil, "missing", nil
@@ -199,6 +207,30 @@ func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
 		return nil, reason, err
 	}
 	return &Caller{Principal: p, Method: "mtls"}, "", nil
+}
+
+// consoleCaller is the principal signed in to the support console, as the
+// console in this process forwards it with the gateway's secret. The
+// principal must still hold the token it signed in with, so revoking that
+// token (or the principal) ends its console sessions on the next call.
+func (a *Authenticator) consoleCaller(ctx context.Context, md metadata.MD) (*Caller, string, error) {
+	ids, hashes := md.Get(ConsolePrincipalKey), md.Get(ConsoleTokenHashKey)
+	if !hashMatches(first(md, GatewaySecretKey), a.gatewaySecret) || len(ids) != 1 || len(hashes) != 1 || ids[0] == "" || hashes[0] == "" {
+		return nil, "malformed", nil
+	}
+	p, reason, err := a.principal(ctx, ids[0], false)
+	if p == nil {
+		return nil, reason, err
+	}
+	if !holdsToken(p, hashes[0]) {
+		if p, reason, err = a.principal(ctx, ids[0], true); p == nil {
+			return nil, reason, err
+		}
+	}
+	if !holdsToken(p, hashes[0]) {
+		return nil, "bad_token", nil
+	}
+	return &Caller{Principal: p, Method: "console"}, "", nil
 }
 
 // bearerToken is the token of an authorization value "Bearer <token>"; the

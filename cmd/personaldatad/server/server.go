@@ -25,6 +25,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/example/personaldata/cmd/personaldatad/console"
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
@@ -226,8 +227,17 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// The support console calls the service as its signed-in principal over
+	// the gateway's connection, so its calls pass the same interceptors.
+	cons, err := console.New(console.Config{Conn: s.gateConn, Sessions: s.store, Now: cfg.Now, Log: s.log})
+	if err != nil {
+		return err
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes))
+	mux.Handle(console.Prefix, http.MaxBytesHandler(cons, maxRequestBytes))
+	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusSeeOther))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)
