@@ -172,6 +172,9 @@ func (s *Service) accessPage(ctx context.Context, sub *store.Subject, agreements
 			out.Purposes = processingPurposes(sub.Controller, agreements, now.UnixNano())
 		}
 		out.Retention = retentionOf(sub, agreements, now)
+		for i := range sub.PolicyAcks {
+			out.PolicyAcknowledgements = append(out.PolicyAcknowledgements, policyAckToProto(&sub.PolicyAcks[i]))
+		}
 	}
 	size := proto.Size(out)
 	c := from

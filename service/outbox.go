@@ -205,18 +205,20 @@ func (v *vault) sealOutbox(ctx context.Context, r *store.RightsRequest, m *store
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	m.Sealed, err = dk.Seal(b, envelope.AAD("outbox", m.ID))
+	m.Sealed, err = sealContent(dk, m.ID, c)
 	return err
 }
 
-// openOutbox opens a message's content.
+// openOutbox opens a message's content: under its request's data key, or
+// for a policy notice its subject's. errNoDataKey means the key was
+// destroyed (the subject erased): nothing is left to send.
 func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxContent, error) {
 	var c outboxContent
-	dk, err := v.dataKey(ctx, store.RequestDataKeyID(m.RequestID), existingKey)
+	keyID := store.RequestDataKeyID(m.RequestID)
+	if m.PolicyVersion != "" {
+		keyID = m.SubjectID
+	}
+	dk, err := v.dataKey(ctx, keyID, existingKey)
 	if err != nil {
 		return c, err
 	}
@@ -254,6 +256,14 @@ func (s *Outbox) pendingMessages(ctx context.Context, afterAt int64, afterID str
 	out := make([]*pdv1.OutboxMessage, 0, len(ms))
 	for _, m := range ms {
 		c, err := s.vault.openOutbox(ctx, m)
+		if errors.Is(err, errNoDataKey) {
+			// Its subject was erased since it was queued: there is no
+			// one to tell, and nothing to send.
+			if err := s.store.DeleteOutboxMessage(ctx, m.ID); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open outbox message: %w", err)
 		}
@@ -377,10 +387,24 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	if _, err := s.reader(ctx); err != nil {
+	c, err := s.reader(ctx)
+	if err != nil {
 		return nil, err
 	}
 	note(ctx, audit.Touch{Chain: audit.TenantChain(companyController), Tenant: companyController, Fields: []string{"outbox_message"}})
+	m, err := s.store.GetOutboxMessage(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return &pdv1.AcknowledgeOutboxMessageResponse{}, nil // acknowledged before
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "acknowledge outbox message", err)
+	}
+	if m.PolicyVersion != "" {
+		note(ctx, audit.Touch{SubjectID: m.SubjectID, Fields: []string{"policy_acknowledgement"}})
+		if err := s.acknowledgedPolicyNotice(ctx, m, c.ID()); err != nil {
+			return nil, s.internal(ctx, "acknowledge outbox message", err)
+		}
+	}
 	if err := s.store.DeleteOutboxMessage(ctx, id); err != nil {
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
 	}

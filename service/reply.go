@@ -110,6 +110,7 @@ func (s *RightsRequests) reply(ctx context.Context, r *store.RightsRequest) (*pd
 		}
 		if data.Subject == nil {
 			data.Subject, data.Purposes, data.Retention, data.GenerateTime = page.Subject, page.Purposes, page.Retention, page.GenerateTime
+			data.PolicyAcknowledgements = page.PolicyAcknowledgements
 		}
 		data.Changes = append(data.Changes, page.Changes...)
 		data.Consents = append(data.Consents, page.Consents...)
@@ -156,12 +157,12 @@ var letterTemplate = template.Must(template.New("letter").Parse(letterSource))
 
 // letterText is the letter's wording in one language.
 type letterText struct {
-	Lang, Title, Intro, NothingHeld, Purpose                                             string
-	Purposes, Categories, Recipients, Retention, Source, Rights, Complaint, Automated    string
-	Transfers, YourData, Field, Value, Changes, Consents, Disclosures, Holds, History    string
-	NoRecipients, Date, Kind, Fields, Given, Withdrawn, Recipient, Basis, Until, Request string
-	RightsList                                                                           []string
-	ComplaintText, AutomatedText, TransfersText, RetentionNote                           string
+	Lang, Title, Intro, NothingHeld, Purpose                                                     string
+	Purposes, Categories, Recipients, Retention, Source, Rights, Complaint, Automated            string
+	Transfers, YourData, Field, Value, Changes, Consents, Disclosures, Holds, History            string
+	NoRecipients, Date, Kind, Fields, Given, Withdrawn, Recipient, Basis, Until, Request, Policy string
+	RightsList                                                                                   []string
+	ComplaintText, AutomatedText, TransfersText, RetentionNote                                   string
 }
 
 var letterTexts = map[string]letterText{
@@ -175,7 +176,7 @@ var letterTexts = map[string]letterText{
 		YourData: "Dina uppgifter", Field: "Uppgift", Value: "Värde", Changes: "Ändringar", Consents: "Samtycken",
 		Disclosures: "Utlämnanden", Holds: "Lagringskrav", History: "Historik", NoRecipients: "Uppgifterna har inte lämnats ut till någon.",
 		Date: "Datum", Kind: "Typ", Fields: "Uppgifter", Given: "Lämnat", Withdrawn: "Återkallat", Recipient: "Mottagare",
-		Basis: "Grund", Until: "Till och med", Request: "Ärende",
+		Basis: "Grund", Until: "Till och med", Request: "Ärende", Policy: "Dataskyddspolicy",
 		RightsList: []string{
 			"att få felaktiga uppgifter rättade (artikel 16)",
 			"att få uppgifterna raderade (artikel 17)",
@@ -199,7 +200,7 @@ var letterTexts = map[string]letterText{
 		YourData: "Your data", Field: "Item", Value: "Value", Changes: "Changes", Consents: "Consents",
 		Disclosures: "Disclosures", Holds: "Legal retention", History: "History", NoRecipients: "The data has not been disclosed to anyone.",
 		Date: "Date", Kind: "Kind", Fields: "Items", Given: "Given", Withdrawn: "Withdrawn", Recipient: "Recipient",
-		Basis: "Basis", Until: "Until", Request: "Case",
+		Basis: "Basis", Until: "Until", Request: "Case", Policy: "Privacy policy",
 		RightsList:    rightsText,
 		ComplaintText: complaintText,
 		AutomatedText: "No decision based solely on automated processing, including profiling, is made about you (Art. 22).",
@@ -226,8 +227,9 @@ var letterNames = map[string]map[string]string{
 		"CONSENT_PURPOSE_DIRECT_MARKETING": "Direktmarknadsföring", "CONSENT_PURPOSE_DISCLOSURE": "Utlämnande till",
 		"DISCLOSURE_BASIS_CONSENT": "Ditt samtycke", "DISCLOSURE_BASIS_CONTRACT": "Avtalet (din beställning)",
 		"DISCLOSURE_BASIS_BREACH_OF_TERMS": "Brott mot avtalsvillkoren", "DISCLOSURE_BASIS_LEGAL_PROCEEDINGS": "Rättsliga åtgärder",
-		"DISCLOSURE_BASIS_AUTHORITY_REQUEST": "En myndighets begäran enligt svensk lag",
-		"HOLD_BASIS_BOOKKEEPING":             "Bokföringslagen", "HOLD_BASIS_LEGAL_CLAIMS": "Rättsliga anspråk", "HOLD_BASIS_AGREEMENT_IN_FORCE": "Avtal som gäller",
+		"DISCLOSURE_BASIS_AUTHORITY_REQUEST":   "En myndighets begäran enligt svensk lag",
+		"POLICY_ACKNOWLEDGEMENT_KIND_INFORMED": "Informerad", "POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED": "Godkänd",
+		"HOLD_BASIS_BOOKKEEPING": "Bokföringslagen", "HOLD_BASIS_LEGAL_CLAIMS": "Rättsliga anspråk", "HOLD_BASIS_AGREEMENT_IN_FORCE": "Avtal som gäller",
 		purposeRules[pdv1.Purpose_PURPOSE_DIRECT_MARKETING].basis: "Ditt samtycke (artikel 6.1 a); upphör när du återkallar det eller invänder (artikel 7.3, 21.3)",
 	},
 	"en": {
@@ -240,8 +242,9 @@ var letterNames = map[string]map[string]string{
 		"CONSENT_PURPOSE_DIRECT_MARKETING": "Direct marketing", "CONSENT_PURPOSE_DISCLOSURE": "Disclosure to",
 		"DISCLOSURE_BASIS_CONSENT": "Your consent", "DISCLOSURE_BASIS_CONTRACT": "The contract (your order)",
 		"DISCLOSURE_BASIS_BREACH_OF_TERMS": "Breach of the terms", "DISCLOSURE_BASIS_LEGAL_PROCEEDINGS": "Legal proceedings",
-		"DISCLOSURE_BASIS_AUTHORITY_REQUEST": "An authority's request under Swedish law",
-		"HOLD_BASIS_BOOKKEEPING":             "Swedish accounting law", "HOLD_BASIS_LEGAL_CLAIMS": "Legal claims", "HOLD_BASIS_AGREEMENT_IN_FORCE": "An agreement in force",
+		"DISCLOSURE_BASIS_AUTHORITY_REQUEST":   "An authority's request under Swedish law",
+		"POLICY_ACKNOWLEDGEMENT_KIND_INFORMED": "Informed", "POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED": "Accepted",
+		"HOLD_BASIS_BOOKKEEPING": "Swedish accounting law", "HOLD_BASIS_LEGAL_CLAIMS": "Legal claims", "HOLD_BASIS_AGREEMENT_IN_FORCE": "An agreement in force",
 	},
 }
 
@@ -262,6 +265,7 @@ type letterView struct {
 	Disclosures [][4]string
 	Holds       [][3]string
 	History     [][3]string
+	Policy      [][3]string // version, informed or accepted, date
 }
 
 func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyResponse, lang string) letterView {
@@ -333,6 +337,9 @@ func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyRespons
 	}
 	for _, h := range data.GetHolds() {
 		v.Holds = append(v.Holds, [3]string{name(h.GetBasis().String(), h.GetBasis().String()), date(h.GetPlaceTime()), date(h.GetUntil())})
+	}
+	for _, a := range data.GetPolicyAcknowledgements() {
+		v.Policy = append(v.Policy, [3]string{a.GetVersion(), name(a.GetKind().String(), a.GetKind().String()), date(a.GetAcknowledgeTime())})
 	}
 	for _, h := range data.GetHistory() {
 		v.History = append(v.History, [3]string{date(h.GetOccurTime()), h.GetTitle(), h.GetBody()})

@@ -25,7 +25,10 @@ type Job struct {
 	State       string `bson:"state"`
 	// Done counts the subjects processed, in _id order, up to and including
 	// LastSubjectID; Total is how many there were when the job started.
-	Done          int64  `bson:"done"`
+	Done int64 `bson:"done"`
+	// Queued and Skipped split Done for a job that queues messages.
+	Queued        int64  `bson:"queued,omitempty"`
+	Skipped       int64  `bson:"skipped,omitempty"`
 	Total         int64  `bson:"total"`
 	LastSubjectID string `bson:"last_subject_id,omitempty"`
 	StartedAt     int64  `bson:"started_at"` // Unix nanoseconds

@@ -249,10 +249,14 @@ func (s *Store) CountRightsRequests(ctx context.Context, open []string, now int6
 // request's data key. It is deleted once the mailer acknowledges it.
 type OutboxMessage struct {
 	ID        string `bson:"_id"`
-	RequestID string `bson:"request_id"`
-	Kind      string `bson:"kind"`
-	Sealed    []byte `bson:"sealed"`
-	CreatedAt int64  `bson:"created_at"`
+	RequestID string `bson:"request_id,omitempty"`
+	// A message about a policy change names its subject and version
+	// instead of a request, and is sealed under the subject's data key.
+	SubjectID     string `bson:"subject_id,omitempty"`
+	PolicyVersion string `bson:"policy_version,omitempty"`
+	Kind          string `bson:"kind"`
+	Sealed        []byte `bson:"sealed"`
+	CreatedAt     int64  `bson:"created_at"`
 }
 
 // OutboxMessageID is the id of the message of a request's step.

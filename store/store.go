@@ -170,7 +170,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
-			rightsRequestsCollection, outboxCollection, consoleSessionsCollection},
+			rightsRequestsCollection, outboxCollection, consoleSessionsCollection, policiesCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},
 	} {

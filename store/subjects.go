@@ -40,6 +40,9 @@ type Subject struct {
 	// Neither holds personal values; both stay in the tombstone.
 	Consents    []Consent    `bson:"consents,omitempty"`
 	Disclosures []Disclosure `bson:"disclosures,omitempty"`
+	// PolicyAcks record the policy versions the subject was informed of
+	// and accepted (policy.go).
+	PolicyAcks []PolicyAck `bson:"policy_acks,omitempty"`
 	// NotifiedVersion: the recipients of earlier disclosures have been
 	// queued notifications of the changes up to this version (Art. 19).
 	NotifiedVersion int64 `bson:"notified_version,omitempty"`

@@ -17,6 +17,7 @@
 //	keys rotate [-resume-after ID]          (re-wraps every data key under the newest version)
 //	keys remove-version -key-file FILE -version N   (after a finished rotation)
 //	outbox [-ack]                           (prints the messages to rights requesters; -ack as a mailer would)
+//	register                                (the register of processing activities, GDPR Art. 30, as JSON)
 //
 // KIND is billing-system, domain-registration, support-staff,
 // customer-controller, operator or mailer; P is a purpose such as invoicing. A new
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
-		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> | keys <add-version|rotate|remove-version> | outbox [flags]")
+		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> | keys <add-version|rotate|remove-version> | outbox [flags] | register")
 	}
 	if rest[0] == "keys" && len(rest) > 1 && rest[1] != "rotate" {
 		return keyFileCommand(rest[1], rest[2:], out) // the file only, no server
@@ -95,6 +96,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if rest[0] == "outbox" {
 		return outboxCommand(ctx, pdv1.NewRequesterOutboxServiceClient(cc), rest[1:], out)
+	}
+	if rest[0] == "register" {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		res, err := pdv1.NewProcessingRegisterServiceClient(cc).GetProcessingRegister(ctx, &pdv1.GetProcessingRegisterRequest{})
+		return print(out, res, err)
 	}
 	client := pdv1.NewPrincipalServiceClient(cc)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -163,3 +163,19 @@ func TestOutboxCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterCommand: pdctl register prints the register as JSON.
+func TestRegisterCommand(t *testing.T) {
+	pdctl, tokenFile := startServer(t, t.TempDir())
+	out, err := pdctl(tokenFile, "register")
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	var reg pdv1.GetProcessingRegisterResponse
+	if err := protojson.Unmarshal([]byte(out), &reg); err != nil {
+		t.Fatalf("register printed %q: %v", out, err)
+	}
+	if len(reg.GetController().GetPurposes()) == 0 || reg.GetController().GetSecurity().GetCurrentMasterKeyVersion() != 1 {
+		t.Errorf("register: %v", reg.GetController())
+	}
+}

@@ -103,6 +103,21 @@ var outboxRPCs = []string{
 	pdv1.RequesterOutboxService_AcknowledgeOutboxMessage_FullMethodName,
 }
 
+// policyReadRPCs read the privacy policy's versions and who is not yet
+// informed of one: support staff and operators.
+var policyReadRPCs = []string{
+	pdv1.PolicyService_ListPolicyVersions_FullMethodName,
+	pdv1.PolicyService_ListUninformedSubjects_FullMethodName,
+}
+
+// accountabilityRPCs publish policy versions, tell the subjects of a
+// material change and return the register of processing: operators.
+var accountabilityRPCs = []string{
+	pdv1.PolicyService_PublishPolicyVersion_FullMethodName,
+	pdv1.PolicyService_NotifyPolicyChange_FullMethodName,
+	pdv1.ProcessingRegisterService_GetProcessingRegister_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
 // says otherwise when creating it: least privilege for systems, the rights
 // requests for support staff and controllers, administration for operators.
@@ -119,7 +134,8 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, holdRPCs, consentRPCs, discloseRPCs, requestRPCs, requestReadRPCs},
+		rpcs: [][]string{subjectRPCs, agreementReadRPCs, holdRPCs, consentRPCs, discloseRPCs, requestRPCs, requestReadRPCs,
+			policyReadRPCs, {pdv1.PolicyService_RecordPolicyAcknowledgement_FullMethodName}},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER: {
@@ -141,7 +157,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.KeyService_RotateDataKeys_FullMethodName,
 				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
 			},
-			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs,
+			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
 		},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {

@@ -187,6 +187,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRetentionServiceServer(g, s.retention)
 		pdv1.RegisterRightsRequestServiceServer(g, svc.RightsRequests())
 		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Outbox())
+		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
+		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -221,6 +223,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRetentionServiceHandler,
 		pdv1.RegisterRightsRequestServiceHandler,
 		pdv1.RegisterRequesterOutboxServiceHandler,
+		pdv1.RegisterPolicyServiceHandler,
+		pdv1.RegisterProcessingRegisterServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)

@@ -1,0 +1,500 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
+)
+
+// Policy implements PolicyService: the privacy policy's versions (the
+// policy's last section: "it may change over time"), which version each
+// subject was informed of and accepted, and telling every subject of a
+// material change through the requesters' outbox.
+type Policy struct {
+	pdv1.UnimplementedPolicyServiceServer
+	*Service
+}
+
+// Policy returns the PolicyService on the same store.
+func (s *Service) Policy() *Policy { return &Policy{Service: s} }
+
+var (
+	policyVersionPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,31}$`)
+	sha256Pattern        = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+const (
+	jobKindPolicyNotice = "POLICY_NOTICE"
+	maxSummaryLen       = 2000
+	maxURLLen           = 500
+)
+
+// policyFields is what the trail says a policy step touched.
+var policyFields = []string{"policy_version"}
+
+// PublishPolicyVersion records a new version.
+func (s *Policy) PublishPolicyVersion(ctx context.Context, req *pdv1.PublishPolicyVersionRequest) (*pdv1.PublishPolicyVersionResponse, error) {
+	now := s.now()
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	pv := req.GetPolicyVersion()
+	if pv == nil {
+		v.add("policy_version", "is required")
+	}
+	version := v.policyVersion("policy_version.version", pv.GetVersion())
+	var effective int64
+	switch t := pv.GetEffectiveTime(); {
+	case pv == nil:
+	case t == nil:
+		v.add("policy_version.effective_time", "is required")
+	case t.CheckValid() != nil:
+		v.add("policy_version.effective_time", "is not a valid time")
+	default:
+		effective = t.AsTime().UnixNano()
+	}
+	if l := pv.GetLanguage(); pv != nil && l != "sv" && l != "en" {
+		v.add("policy_version.language", `must be "sv" or "en"`)
+	}
+	if pv != nil && !sha256Pattern.MatchString(pv.GetTextSha256()) {
+		v.add("policy_version.text_sha256", "must be the SHA-256 of the text: 64 lower-case hex digits")
+	}
+	if u := pv.GetUrl(); pv != nil && (!strings.HasPrefix(u, "https://") || len(u) > maxURLLen || strings.ContainsAny(u, " \t\n")) {
+		v.add("policy_version.url", fmt.Sprintf("must be an https URL of at most %d characters", maxURLLen))
+	}
+	summary := ""
+	if pv != nil {
+		summary = v.text("policy_version.change_summary", pv.GetChangeSummary(), maxSummaryLen, true, true)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	note(ctx, audit.Touch{Tenant: companyController, Fields: policyFields})
+	var out store.PolicyVersion
+	_, err = s.store.UpdatePolicies(ctx, func(p *store.Policies) error {
+		if err := checkReplay(p.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		for _, old := range p.Versions {
+			if old.Version == version {
+				return alreadyExists("POLICY_VERSION_EXISTS", "personaldata.v1.PolicyVersion", version, nil, "this version was published already")
+			}
+		}
+		if n := len(p.Versions); n > 0 && effective < p.Versions[n-1].EffectiveAt {
+			return withDetails(codes.InvalidArgument, "versions take effect in order", badField("policy_version.effective_time", "must not be before the last version's"))
+		}
+		out = store.PolicyVersion{
+			Version: version, EffectiveAt: effective, Language: pv.GetLanguage(), TextSHA256: pv.GetTextSha256(), URL: pv.GetUrl(),
+			ChangeSummary: summary, Material: pv.GetMaterial(), PublishedAt: now.UnixNano(), PublishedBy: c.ID(),
+		}
+		p.Versions = append(p.Versions, out)
+		p.Ops = appendOp(p.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(p.Versions))}, now)
+		return nil
+	})
+	var rep *replayed
+	if errors.As(err, &rep) {
+		p, err := s.store.GetPolicies(ctx)
+		if err != nil {
+			return nil, s.internal(ctx, "publish policy", err)
+		}
+		return &pdv1.PublishPolicyVersionResponse{PolicyVersion: policyVersionToProto(&p.Versions[rep.op.Result-1])}, nil
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "publish policy", err)
+	}
+	return &pdv1.PublishPolicyVersionResponse{PolicyVersion: policyVersionToProto(&out)}, nil
+}
+
+// badField is the BadRequest detail naming one field.
+func badField(field, desc string) *errdetails.BadRequest {
+	return &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: desc}}}
+}
+
+func (v *violations) policyVersion(field, s string) string {
+	if s == "" {
+		v.add(field, "is required")
+	} else if !policyVersionPattern.MatchString(s) {
+		v.add(field, "must be 1 to 32 characters of a-z, 0-9, '.', '-'")
+	}
+	return s
+}
+
+// inForce is the version in force at now: the last to have taken effect.
+func inForce(p *store.Policies, now int64) *store.PolicyVersion {
+	var out *store.PolicyVersion
+	for i := range p.Versions {
+		if p.Versions[i].EffectiveAt <= now {
+			out = &p.Versions[i]
+		}
+	}
+	return out
+}
+
+func findPolicyVersion(p *store.Policies, version string) *store.PolicyVersion {
+	for i := range p.Versions {
+		if p.Versions[i].Version == version {
+			return &p.Versions[i]
+		}
+	}
+	return nil
+}
+
+// ListPolicyVersions lists the versions and names the one in force.
+func (s *Policy) ListPolicyVersions(ctx context.Context, _ *pdv1.ListPolicyVersionsRequest) (*pdv1.ListPolicyVersionsResponse, error) {
+	if _, err := s.caller(ctx); err != nil {
+		return nil, err
+	}
+	p, err := s.store.GetPolicies(ctx)
+	if err != nil {
+		return nil, s.internal(ctx, "list policy versions", err)
+	}
+	out := &pdv1.ListPolicyVersionsResponse{}
+	for i := range p.Versions {
+		out.PolicyVersions = append(out.PolicyVersions, policyVersionToProto(&p.Versions[i]))
+	}
+	if v := inForce(p, s.now().UnixNano()); v != nil {
+		out.InForce = v.Version
+	}
+	return out, nil
+}
+
+// informedOf reports whether sub was informed of (or accepted) version.
+func informedOf(sub *store.Subject, version string) bool {
+	return slices.ContainsFunc(sub.PolicyAcks, func(a store.PolicyAck) bool { return a.Version == version })
+}
+
+// RecordPolicyAcknowledgement records a subject informed of, or accepting,
+// a version.
+func (s *Policy) RecordPolicyAcknowledgement(ctx context.Context, req *pdv1.RecordPolicyAcknowledgementRequest) (*pdv1.RecordPolicyAcknowledgementResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	id := v.subjectID(req.GetSubjectId())
+	version := v.policyVersion("version", req.GetVersion())
+	kind := v.enum("kind", req.GetKind())
+	at := v.pastTime("acknowledge_time", req.GetAcknowledgeTime(), now)
+	channel := v.channel(req.GetChannel(), true)
+	reference := v.text("reference", req.GetReference(), maxReferenceLen, false, false)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.store.GetPolicies(ctx)
+	if err != nil {
+		return nil, s.internal(ctx, "record policy acknowledgement", err)
+	}
+	if findPolicyVersion(p, version) == nil {
+		return nil, withDetails(codes.InvalidArgument, "no such policy version", badField("version", "is not a published policy version"))
+	}
+	if _, err := s.getSubject(ctx, "record policy acknowledgement", id); err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{SubjectID: id, Fields: []string{"policy_acknowledgement"}})
+	ack := store.PolicyAck{Version: version, Kind: kind, At: at, Channel: channel, Reference: reference, RecordedBy: c.ID()}
+	fp := s.fingerprint(req)
+	_, err = s.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+		if sub.Erasure != nil {
+			return erasedError(sub)
+		}
+		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+			return err
+		}
+		sub.PolicyAcks = append(sub.PolicyAcks, ack)
+		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.PolicyAcks))}, now)
+		return nil
+	})
+	var rep *replayed
+	switch {
+	case errors.As(err, &rep):
+		sub, err := s.store.GetSubject(ctx, id)
+		if err != nil || rep.op.Result < 1 || int(rep.op.Result) > len(sub.PolicyAcks) {
+			return nil, s.internal(ctx, "record policy acknowledgement", fmt.Errorf("replay: %v", err))
+		}
+		ack = sub.PolicyAcks[rep.op.Result-1]
+	case err != nil:
+		return nil, s.internal(ctx, "record policy acknowledgement", err)
+	}
+	return &pdv1.RecordPolicyAcknowledgementResponse{Acknowledgement: policyAckToProto(&ack)}, nil
+}
+
+// uninformedScanLimit bounds the subjects one listing reads.
+const uninformedScanLimit = 10 * bulkPageSize
+
+// ListUninformedSubjects lists the live subjects of the company not yet
+// informed of a version, by id. Only ids: the follow-up goes through the
+// rights RPCs or NotifyPolicyChange.
+func (s *Policy) ListUninformedSubjects(ctx context.Context, req *pdv1.ListUninformedSubjectsRequest) (*pdv1.ListUninformedSubjectsResponse, error) {
+	var v violations
+	size := int(req.GetPageSize())
+	switch {
+	case size == 0:
+		size = 100
+	case size < 0 || size > 1000:
+		v.add("page_size", "must be 0 to 1000")
+	}
+	version := req.GetVersion()
+	if version != "" {
+		v.policyVersion("version", version)
+	}
+	after := ""
+	if t := req.GetPageToken(); t != "" && len(v) == 0 {
+		after = v.auditPageToken(t, "uninformed", version)
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(companyController) {
+		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"controller_id": companyController}, "the caller does not act for the company")
+	}
+	p, err := s.store.GetPolicies(ctx)
+	if err != nil {
+		return nil, s.internal(ctx, "list uninformed subjects", err)
+	}
+	pv := inForce(p, s.now().UnixNano())
+	if version != "" {
+		pv = findPolicyVersion(p, version)
+	}
+	if pv == nil {
+		return nil, status.Error(codes.NotFound, "no such policy version (none is in force yet)")
+	}
+	out := &pdv1.ListUninformedSubjectsResponse{Version: pv.Version}
+	for scanned := 0; scanned < uninformedScanLimit; {
+		page, err := s.store.SubjectsOfController(ctx, companyController, after, bulkPageSize)
+		if err != nil {
+			return nil, s.internal(ctx, "list uninformed subjects", err)
+		}
+		for _, sub := range page {
+			scanned++
+			after = sub.ID
+			if sub.Erasure == nil && !informedOf(sub, pv.Version) {
+				out.SubjectIds = append(out.SubjectIds, sub.ID)
+				if len(out.SubjectIds) == size {
+					out.NextPageToken = auditPageToken("uninformed", version, after)
+					return out, nil
+				}
+			}
+		}
+		if len(page) < bulkPageSize {
+			return out, nil
+		}
+	}
+	out.NextPageToken = auditPageToken("uninformed", version, after)
+	return out, nil
+}
+
+// NotifyPolicyChange queues one message per subject to be told of a
+// material version. The job is recorded; a call with the same key resumes
+// after the last subject it recorded. A subject gets one message: its id
+// is the version and the subject, and once the mailer acknowledges it the
+// subject is recorded informed, which the job skips.
+func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream grpc.ServerStreamingServer[pdv1.NotifyPolicyChangeResponse]) error {
+	ctx := stream.Context()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	version := v.policyVersion("version", req.GetVersion())
+	if err := v.err(); err != nil {
+		return err
+	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := s.store.GetPolicies(ctx)
+	if err != nil {
+		return s.internal(ctx, "notify policy change", err)
+	}
+	pv := findPolicyVersion(p, version)
+	switch {
+	case pv == nil:
+		return status.Error(codes.NotFound, "no such policy version")
+	case !pv.Material:
+		return failedPrecondition("version %s is not a material change: subjects are told of material changes", version)
+	}
+	fp := s.fingerprint(req)
+	id := s.derivedID("policy-notice", version, key)
+	job, err := s.store.GetJob(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		job, err = s.startJob(ctx, &store.Job{ID: id, Kind: jobKindPolicyNotice, Customer: companyController, Reference: version, Principal: c.ID(), Fingerprint: fp})
+	}
+	if err != nil {
+		return s.internal(ctx, "notify policy change", err)
+	}
+	if !bytes.Equal(job.Fingerprint, fp) {
+		return keyReused()
+	}
+	progress := func(j *store.Job) error {
+		return stream.Send(&pdv1.NotifyPolicyChangeResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped, Finished: j.State == jobFinished})
+	}
+	if err := progress(job); err != nil || job.State == jobFinished {
+		return err
+	}
+	after := job.LastSubjectID
+	for {
+		page, err := s.vault.subjectsOfController(ctx, companyController, after, bulkPageSize)
+		if err != nil {
+			return s.internal(ctx, "notify policy change", err)
+		}
+		for _, sub := range page {
+			queued := false
+			if sub.Erasure == nil && sub.Restriction == nil && sub.Person != nil && sub.Person.Email != "" && !informedOf(sub, version) {
+				// On the trail before the message is queued.
+				audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Purpose: pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION.String(), Fields: []string{fieldEmail}})
+				if err := audit.Flush(ctx); err != nil {
+					return err
+				}
+				if err := s.queuePolicyNotice(ctx, sub, pv); err != nil {
+					return s.internal(ctx, "notify policy change", err)
+				}
+				queued = true
+			}
+			after = sub.ID
+			job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+				if sub.ID > j.LastSubjectID { // else a concurrent run counted it
+					j.LastSubjectID = sub.ID
+					j.Done++
+					if queued {
+						j.Queued++
+					} else {
+						j.Skipped++
+					}
+				}
+				j.Total = max(j.Total, j.Done)
+				j.UpdatedAt = s.now().UnixNano()
+				return nil
+			})
+			if err != nil {
+				return s.internal(ctx, "notify policy change", err)
+			}
+			if err := progress(job); err != nil {
+				return err
+			}
+			audit.Sent(ctx)
+		}
+		if len(page) < bulkPageSize {
+			break
+		}
+	}
+	job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+		if j.State != jobFinished {
+			j.State, j.FinishedAt = jobFinished, s.now().UnixNano()
+			j.UpdatedAt = j.FinishedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return s.internal(ctx, "notify policy change", err)
+	}
+	return progress(job)
+}
+
+// startJob records a new job over the company's subjects, or returns the
+// one a concurrent call with the same id recorded first.
+func (s *Service) startJob(ctx context.Context, j *store.Job) (*store.Job, error) {
+	total, err := s.store.CountSubjectsOfController(ctx, j.Customer)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UnixNano()
+	j.Version, j.State, j.Total, j.StartedAt, j.UpdatedAt = 1, jobRunning, total, now, now
+	err = s.store.InsertJob(ctx, j)
+	if errors.Is(err, store.ErrExists) {
+		return s.store.GetJob(ctx, j.ID)
+	}
+	return j, err
+}
+
+// policyNoticeID is the outbox id of the message telling a subject of a
+// version.
+func policyNoticeID(version, subjectID string) string { return "policy." + version + "." + subjectID }
+
+// queuePolicyNotice queues the message telling sub of version pv, sealed
+// under the subject's data key.
+func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv *store.PolicyVersion) error {
+	content := outboxContent{
+		Channel: pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), To: sub.Person.Email, Language: "sv",
+		Subject: "Vi har ändrat vår dataskyddspolicy",
+		Body: fmt.Sprintf("Vår dataskyddspolicy ändras från och med %s.\n\nDet här har ändrats:\n%s\n\nHela policyn finns på %s\n",
+			day(pv.EffectiveAt), pv.ChangeSummary, pv.URL),
+	}
+	m := &store.OutboxMessage{
+		ID: policyNoticeID(pv.Version, sub.ID), SubjectID: sub.ID, PolicyVersion: pv.Version,
+		Kind: pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_POLICY_CHANGE.String(), CreatedAt: s.now().UnixNano(),
+	}
+	dk, err := s.vault.dataKey(ctx, sub.ID, existingKey)
+	if err != nil {
+		return err
+	}
+	if m.Sealed, err = sealContent(dk, m.ID, content); err != nil {
+		return err
+	}
+	return s.store.EnqueueOutboxMessage(ctx, m)
+}
+
+// acknowledgedPolicyNotice records, when the mailer acknowledges a policy
+// notice, that its subject was informed: before the message is removed, so
+// that a resumed notification skips the subject and it is told once.
+func (s *Service) acknowledgedPolicyNotice(ctx context.Context, m *store.OutboxMessage, by string) error {
+	_, err := s.store.UpdateSubject(ctx, m.SubjectID, func(sub *store.Subject) error {
+		if sub.Erasure != nil || informedOf(sub, m.PolicyVersion) {
+			return errNothingToQueue
+		}
+		sub.PolicyAcks = append(sub.PolicyAcks, store.PolicyAck{
+			Version: m.PolicyVersion, Kind: pdv1.PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_INFORMED.String(),
+			At: s.now().UnixNano(), Channel: pdv1.Channel_CHANNEL_EMAIL.String(), Reference: "outbox " + m.ID, RecordedBy: by,
+		})
+		return nil
+	})
+	if errors.Is(err, errNothingToQueue) || errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func policyVersionToProto(v *store.PolicyVersion) *pdv1.PolicyVersion {
+	return &pdv1.PolicyVersion{
+		Version: v.Version, EffectiveTime: ts(v.EffectiveAt), Language: v.Language, TextSha256: v.TextSHA256, Url: v.URL,
+		ChangeSummary: v.ChangeSummary, Material: v.Material, PublishTime: ts(v.PublishedAt), PublishedBy: v.PublishedBy,
+	}
+}
+
+func policyAckToProto(a *store.PolicyAck) *pdv1.PolicyAcknowledgement {
+	return &pdv1.PolicyAcknowledgement{
+		Version: a.Version, Kind: enumValue[pdv1.PolicyAcknowledgementKind](pdv1.PolicyAcknowledgementKind_value, a.Kind),
+		AcknowledgeTime: ts(a.At), Channel: enumValue[pdv1.Channel](pdv1.Channel_value, a.Channel), Reference: a.Reference, RecordedBy: a.RecordedBy,
+	}
+}
+
+// sealContent seals a message's content under dk, bound to its id.
+func sealContent(dk envelope.DataKey, id string, c outboxContent) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	return dk.Seal(b, envelope.AAD("outbox", id))
+}
