@@ -1,29 +1,14 @@
-// Command pdctl is the operators' tool: it manages principals (who may call
-// personaldatad, for which controllers, purposes and RPCs) through the
-// PrincipalService, over gRPC.
+// Command pdctl is the operators' and support staff's tool for
+// personaldatad, over gRPC: principals and master keys, finding and
+// exporting a subject, the queue of rights requests, the outbox, processor
+// agreements, the register of processing and the audit chains.
 //
-//	pdctl [-addr 127.0.0.1:50051] [-token-file data/operator.token] <command> [flags]
+//	pdctl [--addr 127.0.0.1:50051] [--token-file data/operator.token] <command> [flags]
 //
-// Commands:
-//
-//	whoami
-//	principal create -id ID -kind KIND -tenant T[,T...] [-purpose P,...] [-rpc METHOD,...] [-description TEXT]
-//	principal get -id ID
-//	principal list
-//	principal update -id ID [-tenant T,...] [-purpose P,...] [-rpc METHOD,...]
-//	principal issue-token -id ID
-//	principal revoke -id ID [-reason TEXT]
-//	keys add-version -key-file FILE       (on the server's machine: adds a master key version)
-//	keys rotate [-resume-after ID]          (re-wraps every data key under the newest version)
-//	keys remove-version -key-file FILE -version N   (after a finished rotation)
-//	outbox [-ack]                           (prints the messages to rights requesters; -ack as a mailer would)
-//	register                                (the register of processing activities, GDPR Art. 30, as JSON)
-//
-// KIND is billing-system, domain-registration, support-staff,
-// customer-controller, operator or mailer; P is a purpose such as invoicing. A new
-// token is printed once, on its own line, and is not kept anywhere else.
-// "principal update" changes only the grants given as flags; -purpose "" or
-// -rpc "" sets that grant back to its kind's default.
+// "pdctl help" lists the commands and "pdctl help <command>" (or --help)
+// explains one; "pdctl completion bash|zsh|fish|powershell" prints a shell
+// completion script. Flags may also be written with one dash (-id), as
+// before the move to cobra, so existing scripts keep working.
 package main
 
 import (
@@ -32,25 +17,21 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
-	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
-
-	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/store/envelope"
 )
 
 func main() {
@@ -62,192 +43,153 @@ func main() {
 	}
 }
 
+// run is pdctl with the process's standard input and error.
+func run(ctx context.Context, args []string, out io.Writer) error {
+	return execute(ctx, args, os.Stdin, out, os.Stderr)
+}
+
+// execute runs one command line; help goes to out, prompts to errOut.
+func execute(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) error {
+	a := &app{in: in, out: out, errOut: errOut}
+	defer a.close()
+	root := a.rootCommand()
+	root.SetArgs(longFlagsWithOneDash(root, args))
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	return root.ExecuteContext(ctx)
+}
+
+// app is what the commands share: how to reach the server, the connection
+// once made, and the standard streams.
+type app struct {
+	conn
+	in          io.Reader
+	out, errOut io.Writer
+	cc          *grpc.ClientConn
+}
+
+// client connects on first use, so commands that need no server (keys
+// add-version, help, completion) need no token either.
+func (a *app) client() (*grpc.ClientConn, error) {
+	if a.cc == nil {
+		cc, err := a.dial()
+		if err != nil {
+			return nil, err
+		}
+		a.cc = cc
+	}
+	return a.cc, nil
+}
+
+func (a *app) close() {
+	if a.cc != nil {
+		_ = a.cc.Close()
+	}
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pdctl",
+		Short: "Operate personaldatad: principals, keys, subjects, rights requests, audit",
+		Long: `pdctl talks to personaldatad over gRPC with a bearer token (or a client
+certificate). It reads data/operator.token and talks to 127.0.0.1:50051 unless
+told otherwise. Operators administer principals, keys, agreements and the audit
+trail; support staff find and export subjects and work the rights requests,
+each with their own token (--token-file).`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.addr, "addr", envOr("PDCTL_ADDR", "127.0.0.1:50051"), "gRPC address of personaldatad (env PDCTL_ADDR)")
+	pf.StringVar(&a.tokenFile, "token-file", envOr("PDCTL_TOKEN_FILE", "data/operator.token"), "file holding the bearer token (env PDCTL_TOKEN_FILE)")
+	pf.StringVar(&a.caFile, "ca", "", "CA file (PEM) to verify the server: enables TLS")
+	pf.StringVar(&a.cert, "cert", "", "client certificate (PEM) for mutual TLS, instead of a token")
+	pf.StringVar(&a.key, "key", "", "client key (PEM) for --cert")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see '%s --help')", err, c.CommandPath())
+	})
+	root.AddCommand(
+		a.whoamiCommand(),
+		a.principalCommand(),
+		a.keysCommand(),
+		a.subjectCommand(),
+		a.requestsCommand(),
+		a.outboxCommand(),
+		a.agreementsCommand(),
+		a.registerCommand(),
+		a.auditCommand(),
+	)
+	return root
+}
+
+// group is a command that only holds others: alone it prints its help,
+// with an unknown subcommand it fails.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
+		Use:   use + " <command>",
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q (see '%s --help')", args[0], c.CommandPath(), c.CommandPath())
+			}
+			return c.Help()
+		},
+	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// longFlagsWithOneDash rewrites -name and -name=value as --name for every
+// long flag some command defines, as the flag package read them, so command
+// lines written for pdctl before cobra mean what they meant. A flag's value
+// is never rewritten.
+func longFlagsWithOneDash(root *cobra.Command, args []string) []string {
+	takesValue := map[string]bool{"help": false}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		note := func(f *pflag.Flag) { takesValue[f.Name] = f.NoOptDefVal == "" }
+		c.Flags().VisitAll(note)
+		c.PersistentFlags().VisitAll(note)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return append(out, args[i:]...)
+		}
+		name, hasValue := strings.CutPrefix(arg, "--")
+		if !hasValue {
+			if len(arg) < 3 || arg[0] != '-' {
+				out = append(out, arg)
+				continue
+			}
+			name = arg[1:]
+		}
+		name, _, inline := strings.Cut(name, "=")
+		value, known := takesValue[name]
+		if !known {
+			out = append(out, arg)
+			continue
+		}
+		out = append(out, "--"+strings.TrimLeft(arg, "-"))
+		if value && !inline && i+1 < len(args) {
+			i++
+			out = append(out, args[i])
+		}
+	}
+	return out
+}
+
 // conn is how to reach the server.
 type conn struct {
-	addr, tokenFile, token string
-	caFile, cert, key      string
-}
-
-func run(ctx context.Context, args []string, out io.Writer) error {
-	var c conn
-	fs := flag.NewFlagSet("pdctl", flag.ContinueOnError)
-	fs.StringVar(&c.addr, "addr", envOr("PDCTL_ADDR", "127.0.0.1:50051"), "gRPC address (env PDCTL_ADDR)")
-	fs.StringVar(&c.tokenFile, "token-file", envOr("PDCTL_TOKEN_FILE", "data/operator.token"), "file holding the bearer token (env PDCTL_TOKEN_FILE)")
-	fs.StringVar(&c.caFile, "ca", "", "CA file (PEM) to verify the server: enables TLS")
-	fs.StringVar(&c.cert, "cert", "", "client certificate (PEM) for mutual TLS, instead of a token")
-	fs.StringVar(&c.key, "key", "", "client key (PEM)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return errors.New("usage: pdctl [flags] whoami | principal <create|get|list|update|issue-token|revoke> | keys <add-version|rotate|remove-version> | outbox [flags] | register")
-	}
-	if rest[0] == "keys" && len(rest) > 1 && rest[1] != "rotate" {
-		return keyFileCommand(rest[1], rest[2:], out) // the file only, no server
-	}
-	cc, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer cc.Close()
-	if rest[0] == "keys" {
-		return rotate(ctx, pdv1.NewKeyServiceClient(cc), rest[2:], out)
-	}
-	if rest[0] == "outbox" {
-		return outboxCommand(ctx, pdv1.NewRequesterOutboxServiceClient(cc), rest[1:], out)
-	}
-	if rest[0] == "register" {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		res, err := pdv1.NewProcessingRegisterServiceClient(cc).GetProcessingRegister(ctx, &pdv1.GetProcessingRegisterRequest{})
-		return print(out, res, err)
-	}
-	client := pdv1.NewPrincipalServiceClient(cc)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if rest[0] == "whoami" {
-		res, err := client.GetCaller(ctx, &pdv1.GetCallerRequest{})
-		return print(out, res, err)
-	}
-	if rest[0] != "principal" || len(rest) < 2 {
-		return fmt.Errorf("unknown command %q", strings.Join(rest, " "))
-	}
-	return principalCommand(ctx, client, rest[1], rest[2:], out)
-}
-
-func principalCommand(ctx context.Context, client pdv1.PrincipalServiceClient, cmd string, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("principal "+cmd, flag.ContinueOnError)
-	id := fs.String("id", "", "principal id")
-	kind := fs.String("kind", "", "billing-system, domain-registration, support-staff, customer-controller, operator or mailer")
-	tenants := fs.String("tenant", "", `controllers it acts for, comma-separated ("company", customer ids; "*" for operators)`)
-	purposes := fs.String("purpose", "", "purposes, comma-separated (invoicing, service-delivery, account-communication, support, domain-registration); default of its kind when empty")
-	rpcs := fs.String("rpc", "", "full RPC method names, comma-separated; default of its kind when empty")
-	desc := fs.String("description", "", "what it is")
-	reason := fs.String("reason", "", "why it is revoked")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *id == "" && cmd != "list" {
-		return errors.New("-id is required")
-	}
-	key := idempotencyKey()
-	switch cmd {
-	case "create":
-		k, err := enumValue(pdv1.PrincipalKind_value, "PRINCIPAL_KIND_", *kind)
-		if err != nil {
-			return fmt.Errorf("-kind: %w", err)
-		}
-		ps, err := purposeList(*purposes)
-		if err != nil {
-			return err
-		}
-		res, err := client.CreatePrincipal(ctx, &pdv1.CreatePrincipalRequest{IdempotencyKey: key, Principal: &pdv1.Principal{
-			PrincipalId: *id, Kind: pdv1.PrincipalKind(k), TenantIds: list(*tenants), Purposes: ps, Rpcs: list(*rpcs), Description: *desc,
-		}})
-		return printToken(out, res.GetPrincipal(), res.GetToken(), err)
-	case "get":
-		res, err := client.GetPrincipal(ctx, &pdv1.GetPrincipalRequest{PrincipalId: *id})
-		return print(out, res, err)
-	case "list":
-		token := ""
-		for {
-			res, err := client.ListPrincipals(ctx, &pdv1.ListPrincipalsRequest{PageToken: token})
-			if err := print(out, res, err); err != nil {
-				return err
-			}
-			if token = res.GetNextPageToken(); token == "" {
-				return nil
-			}
-		}
-	case "update":
-		// Only the grants given as flags change: the mask names them.
-		grants := map[string]string{"tenant": "tenant_ids", "purpose": "purposes", "rpc": "rpcs"}
-		mask := &fieldmaskpb.FieldMask{}
-		fs.Visit(func(f *flag.Flag) {
-			if path, ok := grants[f.Name]; ok {
-				mask.Paths = append(mask.Paths, path)
-			}
-		})
-		if len(mask.Paths) == 0 {
-			return errors.New("give the grants to change: -tenant, -purpose and/or -rpc")
-		}
-		ps, err := purposeList(*purposes)
-		if err != nil {
-			return err
-		}
-		cur, err := client.GetPrincipal(ctx, &pdv1.GetPrincipalRequest{PrincipalId: *id})
-		if err != nil {
-			return err
-		}
-		res, err := client.UpdatePrincipal(ctx, &pdv1.UpdatePrincipalRequest{
-			IdempotencyKey: key, PrincipalId: *id, ExpectedVersion: cur.GetPrincipal().GetVersion(),
-			TenantIds: list(*tenants), Purposes: ps, Rpcs: list(*rpcs), UpdateMask: mask,
-		})
-		return print(out, res, err)
-	case "issue-token":
-		res, err := client.IssueToken(ctx, &pdv1.IssueTokenRequest{IdempotencyKey: key, PrincipalId: *id})
-		return printToken(out, res.GetPrincipal(), res.GetToken(), err)
-	case "revoke":
-		res, err := client.RevokePrincipal(ctx, &pdv1.RevokePrincipalRequest{IdempotencyKey: key, PrincipalId: *id, Reason: *reason})
-		return print(out, res, err)
-	}
-	return fmt.Errorf("unknown command principal %s", cmd)
-}
-
-// keyFileCommand changes the master key file itself; the servers re-read it.
-func keyFileCommand(cmd string, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("keys "+cmd, flag.ContinueOnError)
-	file := fs.String("key-file", "data/keyring.json", "the master key file")
-	version := fs.Uint("version", 0, "the version to remove")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	switch cmd {
-	case "add-version":
-		v, err := envelope.AddVersion(*file)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(out, "master key version %d added and current; now run: pdctl keys rotate\n", v)
-		return err
-	case "remove-version":
-		if err := envelope.RemoveVersion(*file, uint32(*version)); err != nil {
-			return err
-		}
-		_, err := fmt.Fprintf(out, "master key version %d removed\n", *version)
-		return err
-	}
-	return fmt.Errorf("unknown command keys %s", cmd)
-}
-
-// rotate runs a rotation and prints its progress; interrupted, it prints the
-// -resume-after to continue with.
-func rotate(ctx context.Context, client pdv1.KeyServiceClient, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("keys rotate", flag.ContinueOnError)
-	after := fs.String("resume-after", "", "continue after this subject id")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 24*time.Hour)
-	defer cancel()
-	stream, err := client.RotateDataKeys(ctx, &pdv1.RotateDataKeysRequest{ResumeAfter: *after})
-	if err != nil {
-		return err
-	}
-	last := *after
-	for {
-		p, err := stream.Recv()
-		if err != nil {
-			return fmt.Errorf("%w (resume with: pdctl keys rotate -resume-after %q)", err, last)
-		}
-		last = p.GetResumeAfter()
-		fmt.Fprintf(out, "version %d: %d of %d keys, %d re-wrapped\n", p.GetCurrentVersion(), p.GetDone(), p.GetTotal(), p.GetRewrapped())
-		if p.GetFinished() {
-			_, err := fmt.Fprintln(out, "finished: every data key is wrapped under the current version")
-			return err
-		}
-	}
+	addr, tokenFile   string
+	caFile, cert, key string
 }
 
 func (c conn) dial() (*grpc.ClientConn, error) {
@@ -296,7 +238,8 @@ func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 // (loopback, as the server's default).
 func (b bearer) RequireTransportSecurity() bool { return b.secure }
 
-func print(out io.Writer, m proto.Message, err error) error {
+// printJSON prints a reply as indented JSON with the protos' field names.
+func printJSON(out io.Writer, m proto.Message, err error) error {
 	if err != nil {
 		return err
 	}
@@ -305,14 +248,6 @@ func print(out io.Writer, m proto.Message, err error) error {
 		return err
 	}
 	_, err = fmt.Fprintln(out, string(b))
-	return err
-}
-
-func printToken(out io.Writer, p *pdv1.Principal, token string, err error) error {
-	if err := print(out, p, err); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(out, "token (shown once; store it as a secret):\n%s\n", token)
 	return err
 }
 
@@ -336,16 +271,41 @@ func enumValue(values map[string]int32, prefix, s string) (int32, error) {
 	return v, nil
 }
 
-func purposeList(s string) ([]pdv1.Purpose, error) {
-	var out []pdv1.Purpose
-	for _, p := range list(s) {
-		v, err := enumValue(pdv1.Purpose_value, "PURPOSE_", p)
-		if err != nil {
-			return nil, fmt.Errorf("-purpose: %w", err)
+// enumNames are an enum's values as written on the command line
+// ("billing-system"), for help and completion.
+func enumNames(values map[string]int32, prefix string) []string {
+	names := make([]string, 0, len(values))
+	for name, v := range values {
+		if v != 0 {
+			names = append(names, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, prefix), "_", "-")))
 		}
-		out = append(out, pdv1.Purpose(v))
 	}
-	return out, nil
+	slices.Sort(names)
+	return names
+}
+
+// completeFrom completes a flag's comma-separated values from names.
+func completeFrom(names []string) cobra.CompletionFunc {
+	return func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		done, _ := cutLast(toComplete, ",")
+		var out []string
+		for _, n := range names {
+			if done != "" {
+				n = done + "," + n
+			}
+			if strings.HasPrefix(n, toComplete) {
+				out = append(out, n)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+	}
+}
+
+func cutLast(s, sep string) (before, after string) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):]
+	}
+	return "", s
 }
 
 func idempotencyKey() string {
@@ -359,36 +319,4 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-// outboxCommand prints the messages waiting for the mailer, for
-// development: with -ack it acknowledges each one printed, as the mailer
-// does once it has sent it (it is then removed).
-func outboxCommand(ctx context.Context, client pdv1.RequesterOutboxServiceClient, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
-	ack := fs.Bool("ack", false, "acknowledge each message printed (it is removed)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	token := ""
-	for {
-		res, err := client.ListOutboxMessages(ctx, &pdv1.ListOutboxMessagesRequest{PageToken: token})
-		if err != nil {
-			return err
-		}
-		for _, m := range res.GetMessages() {
-			fmt.Fprintf(out, "id: %s\nkind: %s\nto: %s (%s)\nsubject: %s\n\n%s\n---\n",
-				m.GetMessageId(), m.GetKind(), m.GetTo(), m.GetChannel(), m.GetSubject(), m.GetBody())
-			if *ack {
-				if _, err := client.AcknowledgeOutboxMessage(ctx, &pdv1.AcknowledgeOutboxMessageRequest{MessageId: m.GetMessageId()}); err != nil {
-					return err
-				}
-			}
-		}
-		if token = res.GetNextPageToken(); token == "" {
-			return nil
-		}
-	}
 }

@@ -17,8 +17,9 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// serverAddr is the gRPC address of the last server startServer started.
-var serverAddr string
+// serverAddr is the gRPC address of the last server startServer started,
+// storeURI the URI of its embedded store.
+var serverAddr, storeURI string
 
 // startServer runs a real server in dir until the test ends and returns
 // pdctl for it, run with the token in tokenFile, and the operator's token file.
@@ -38,7 +39,7 @@ func startServer(t *testing.T, dir string) (pdctl func(tokenFile string, args ..
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() { stop(); <-done })
-	serverAddr = srv.GRPCAddr()
+	serverAddr, storeURI = srv.GRPCAddr(), srv.StoreURI()
 	return func(tokenFile string, args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(context.Background(), append([]string{"-addr", srv.GRPCAddr(), "-token-file", tokenFile}, args...), &out)
