@@ -94,11 +94,17 @@ func TestImage(t *testing.T) {
 		}
 		return out
 	}
-	image := fmt.Sprintf("localhost/personaldatad:test-%d", time.Now().UnixNano())
+	stamp := time.Now().UnixNano()
+	image := fmt.Sprintf("localhost/personaldatad:test-%d", stamp)
+	// The label marks this build's stage and layer images, for the cleanup.
+	label := fmt.Sprintf("personaldata.image-test=%d", stamp)
 	start := time.Now()
-	must("build", "--quiet", "--build-arg", "ROOTFS=prebuilt", "--file", dockerfile, "--tag", image, ctxDir)
+	must("build", "--quiet", "--build-arg", "ROOTFS=prebuilt", "--label", label, "--file", dockerfile, "--tag", image, ctxDir)
 	t.Logf("image built in %v", time.Since(start).Round(time.Millisecond))
-	t.Cleanup(func() { _, _ = run("rmi", "--force", image) })
+	t.Cleanup(func() {
+		_, _ = run("rmi", "--force", image)
+		_, _ = run("image", "prune", "--all", "--force", "--filter", "label="+label)
+	})
 
 	// Its configuration: a numeric user that is not root, the binary as
 	// entrypoint, the data a volume.
