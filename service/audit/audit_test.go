@@ -134,7 +134,7 @@ func TestHashIsCanonical(t *testing.T) {
 	if audit.Hash(a) == audit.Hash(b) {
 		t.Error(`Fields {""} and {} hash alike`)
 	}
-	if audit.Hash(base) != audit.Hash(base) {
+	if again := base; audit.Hash(again) != audit.Hash(base) {
 		t.Error("Hash is not deterministic")
 	}
 	withHash := base

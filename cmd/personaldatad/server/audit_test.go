@@ -36,32 +36,6 @@ func auditSubject(t *testing.T, e *env, c caller, n int) *pdv1.Subject {
 	}, &pdv1.CreateSubjectResponse{}).GetSubject()
 }
 
-// auditLog opens a second client on the server's database, as another
-// replica would, and returns an audit log on it, to put events in place
-// until the service writes them itself.
-func auditLog(t *testing.T, e *env) *audit.Log {
-	t.Helper()
-	st, err := store.Open(context.Background(), store.Config{URI: e.srv.StoreURI(), Database: e.db.Name()})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	return audit.New(st)
-}
-
-func auditEvent(chain, tenant, subjectID string) audit.Event {
-	return audit.Event{
-		Chain:     chain,
-		Principal: "tester",
-		Tenant:    tenant,
-		Purpose:   pdv1.Purpose_PURPOSE_SUPPORT.String(),
-		RPC:       pdv1.PersonalDataService_AccessSubject_FullMethodName,
-		SubjectID: subjectID,
-		Fields:    []string{"email", "phone"},
-		Outcome:   codes.OK.String(),
-	}
-}
-
 func TestAuditBadInput(t *testing.T) {
 	transports(t, func(t *testing.T, e *env, c caller) {
 		op := e.as(c, e.operator)

@@ -20,10 +20,9 @@ import (
 // matrixFixture is what the authorization matrix calls on: a subject in
 // each tenant, made by a setup principal that acts for all of them.
 type matrixFixture struct {
-	e        *env
-	setup    caller
-	subjects map[string]*pdv1.Subject
-	n        int
+	e     *env
+	setup caller
+	n     int
 }
 
 func (f *matrixFixture) person() *pdv1.Person {

@@ -103,14 +103,6 @@ func codeOf(t *testing.T, m *pdv1.OutboxMessage) string {
 	return g[1] + g[2]
 }
 
-// verifyByCode sends a code and confirms it, reading it from the outbox.
-func verifyByCode(t *testing.T, c, mailer caller, id string) *pdv1.RightsRequest {
-	t.Helper()
-	call(t, c, sendCodeRR, &pdv1.SendVerificationCodeRequest{IdempotencyKey: "code-" + id, RequestId: id}, &pdv1.SendVerificationCodeResponse{})
-	code := codeOf(t, takeMessage(t, mailer, id, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_VERIFICATION_CODE))
-	return call(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{RequestId: id, Code: code[:4] + " " + code[4:]}, &pdv1.ConfirmVerificationCodeResponse{}).GetRequest()
-}
-
 func attest(t *testing.T, c caller, id string) *pdv1.RightsRequest {
 	t.Helper()
 	return call(t, c, attestRR, &pdv1.AttestIdentityRequest{IdempotencyKey: "attest-" + id, RequestId: id,
@@ -365,7 +357,7 @@ func TestRightsRequestEachKind(t *testing.T) {
 		r = openRequest(t, c, openReq("rr-kind-14", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION, 14))
 		attest(t, c, r.GetRequestId())
 		grant(t, c, r.GetRequestId())
-		r = fulfil(t, c, &pdv1.FulfilRightsRequestRequest{IdempotencyKey: "fulfil-14", RequestId: r.GetRequestId(),
+		fulfil(t, c, &pdv1.FulfilRightsRequestRequest{IdempotencyKey: "fulfil-14", RequestId: r.GetRequestId(),
 			Action: &pdv1.FulfilRightsRequestRequest_StopDirectMarketing{StopDirectMarketing: &pdv1.StopDirectMarketingAction{}}})
 		got = call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 		if len(got.GetConsents()) != 1 || got.GetConsents()[0].GetWithdrawTime() == nil {
