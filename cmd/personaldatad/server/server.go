@@ -186,6 +186,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRetentionServiceServer(g, s.retention)
 		pdv1.RegisterRightsRequestServiceServer(g, svc.RightsRequests())
 		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Outbox())
+		pdv1.RegisterBreachServiceServer(g, svc.Breach())
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -220,6 +221,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRetentionServiceHandler,
 		pdv1.RegisterRightsRequestServiceHandler,
 		pdv1.RegisterRequesterOutboxServiceHandler,
+		pdv1.RegisterBreachServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)
