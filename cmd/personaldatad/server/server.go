@@ -189,6 +189,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Outbox())
 		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
+		pdv1.RegisterBreachServiceServer(g, svc.Breach())
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -225,6 +226,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRequesterOutboxServiceHandler,
 		pdv1.RegisterPolicyServiceHandler,
 		pdv1.RegisterProcessingRegisterServiceHandler,
+		pdv1.RegisterBreachServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)
