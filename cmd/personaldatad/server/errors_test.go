@@ -186,10 +186,11 @@ func TestGatewayRejectionsNameTheFieldNotTheValue(t *testing.T) {
 	_, metrics := httpGet(t, e.base+"/metrics")
 	for _, line := range []string{
 		// 4 refused by the gateway, 1 by the service.
-		`personaldata_grpc_requests_total{code="InvalidArgument",method="` + createSubject + `"} 5`,
-		`personaldata_grpc_requests_total{code="InvalidArgument",method="` + listPrincipal + `"} 1`,
-		`personaldata_grpc_requests_total{code="InvalidArgument",method="` + forPurpose + `"} 1`,
-		`personaldata_grpc_requests_total{code="NotFound",method="(no route)"} 1`,
+		`personaldata_gateway_refusals_total{code="InvalidArgument",method="` + createSubject + `"} 4`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="CreateSubject",grpc_service="personaldata.v1.PersonalDataService",grpc_type="unary"} 1`,
+		`personaldata_gateway_refusals_total{code="InvalidArgument",method="` + listPrincipal + `"} 1`,
+		`personaldata_gateway_refusals_total{code="InvalidArgument",method="` + forPurpose + `"} 1`,
+		`personaldata_gateway_refusals_total{code="NotFound",method="(no route)"} 1`,
 	} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("metrics lack %s", line)

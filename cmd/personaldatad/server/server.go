@@ -174,8 +174,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			grpc.MaxSendMsgSize(maxResponseBytes),
 			// Authentication, then the audit recorder, then the RPC rule, so
 			// that a refused call is on record with its principal.
-			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
-			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
+			grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
+			grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
@@ -241,8 +241,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes))
-	mux.Handle(console.Prefix, http.MaxBytesHandler(cons, maxRequestBytes))
+	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes)))
+	mux.Handle(console.Prefix, m.instrumentHTTP("console", http.MaxBytesHandler(cons, maxRequestBytes)))
 	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusSeeOther))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
