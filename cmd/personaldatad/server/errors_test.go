@@ -26,9 +26,18 @@ import (
 // header auth when not empty, and returns the response and its body.
 func (e *env) restRaw(t *testing.T, method, path, body, auth string) (*http.Response, []byte) {
 	t.Helper()
+	return e.restRawWith(t, method, path, body, auth, "")
+}
+
+// restRawWith is restRaw with an X-Request-Id.
+func (e *env) restRawWith(t *testing.T, method, path, body, auth, requestID string) (*http.Response, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, e.base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if auth != "" {

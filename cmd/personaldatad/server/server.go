@@ -116,6 +116,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	log = slog.New(requestIDHandler{log.Handler()})
 	s := &Server{log: log, store: st}
 	if err := s.build(ctx, cfg); err != nil {
 		_ = s.Close()
@@ -174,8 +175,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			grpc.MaxSendMsgSize(maxResponseBytes),
 			// Authentication, then the audit recorder, then the RPC rule, so
 			// that a refused call is on record with its principal.
-			grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
-			grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
+			grpc.ChainUnaryInterceptor(requestIDUnary, m.grpc.UnaryServerInterceptor(), logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
+			grpc.ChainStreamInterceptor(requestIDStream, m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
@@ -265,7 +266,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /readyz", ready)
 	mux.HandleFunc("GET /healthz", ready)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           httpRequestID(mux),
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
