@@ -4,12 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -37,6 +39,8 @@ type config struct {
 	keyFile                    string
 	tlsCert, tlsKey, tlsClient string
 	retentionSweepInterval     time.Duration
+	drainDelay, shutdownTimout time.Duration
+	version                    bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -60,20 +64,32 @@ func parseFlags(args []string) (config, error) {
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
-	c.retentionSweepInterval = time.Hour
-	if v, ok := os.LookupEnv("PERSONALDATA_RETENTION_SWEEP_INTERVAL"); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return c, fmt.Errorf("PERSONALDATA_RETENTION_SWEEP_INTERVAL: %w", err)
+	var envErr error
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		env := "PERSONALDATA_" + envName(name)
+		if v, ok := os.LookupEnv(env); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", env, err))
+			}
+			def = d
 		}
-		c.retentionSweepInterval = d
+		fs.DurationVar(p, name, def, usage+" (env "+env+")")
 	}
-	fs.DurationVar(&c.retentionSweepInterval, "retention-sweep-interval", c.retentionSweepInterval, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass) (env PERSONALDATA_RETENTION_SWEEP_INTERVAL)")
+	dur(&c.retentionSweepInterval, "retention-sweep-interval", time.Hour, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass)")
+	dur(&c.drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long to go on serving while reporting not ready, before the listeners close")
+	dur(&c.shutdownTimout, "shutdown-timeout", 20*time.Second, "then, how long calls in flight may take to finish before they are cut")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	if envErr != nil {
+		return c, envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if c.retentionSweepInterval < 0 {
-		return c, fmt.Errorf("-retention-sweep-interval: must not be negative")
+	for name, d := range map[string]time.Duration{"retention-sweep-interval": c.retentionSweepInterval, "drain-delay": c.drainDelay, "shutdown-timeout": c.shutdownTimout} {
+		if d < 0 {
+			return c, fmt.Errorf("-%s: must not be negative", name)
+		}
 	}
 	if c.operatorTokenFile == "" && c.mongoURI == "" {
 		c.operatorTokenFile = filepath.Join(c.dataDir, "operator.token")
@@ -103,6 +119,10 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if c.version {
+		fmt.Println("personaldatad", server.Version(), runtime.Version())
+		return nil
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
@@ -123,6 +143,9 @@ func realMain(ctx context.Context, args []string) error {
 			CreateKeyFile: c.mongoURI == "",
 		},
 		RetentionSweepInterval: c.retentionSweepInterval,
+		Version:                server.Version(),
+		DrainDelay:             c.drainDelay,
+		ShutdownTimeout:        c.shutdownTimout,
 	}, log)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/example/personaldata/cmd/personaldatad/console"
@@ -63,6 +65,15 @@ type Config struct {
 	// RetentionSweepInterval is how often the retention sweeper runs; 0
 	// runs it only when an operator asks (RunRetentionSweep).
 	RetentionSweepInterval time.Duration
+	// Version is the build's version, for personaldata_build_info.
+	Version string
+	// DrainDelay is how long, once shutdown begins, the server goes on
+	// serving while it reports not ready, so load balancers stop sending
+	// it new calls before its listeners close. 0 in tests.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds the wait for calls in flight once the
+	// listeners close (20 s when 0); streams still open are then cut.
+	ShutdownTimeout time.Duration
 }
 
 // KeysConfig says where the master keys come from: MasterKeys (the keyring
@@ -108,6 +119,9 @@ type Server struct {
 	// endStreams ends the notification streams, which never end by
 	// themselves, as shutdown begins.
 	endStreams func()
+	// draining is set once shutdown begins: the server is no longer ready.
+	draining                    atomic.Bool
+	drainDelay, shutdownTimeout time.Duration
 }
 
 // New opens the store and binds both listeners.
@@ -151,8 +165,14 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
-	reg.MustRegister(svc.RequestMetrics())
+	reg.MustRegister(svc.BacklogMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
+	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
+	if s.shutdownTimeout <= 0 {
+		s.shutdownTimeout = 20 * time.Second
+	}
+	reg.MustRegister(s.retention.Collectors()...)
+	reg.MustRegister(buildInfo(cfg.Version))
 	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
 		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
@@ -166,6 +186,11 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
+			// Streams (notifications, the outbox) stay open for hours:
+			// ping an idle connection so that a dead peer or a NAT that
+			// dropped it is noticed, and let clients ping every 20 s.
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 			// Calls run on goroutines that are kept, with the stacks they
 			// grew, instead of a new one per call.
 			grpc.NumStreamWorkers(streamWorkers()),
@@ -324,7 +349,9 @@ func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 func (s *Server) StoreURI() string { return s.store.URI() }
 
 // Serve serves until ctx ends, then shuts down gracefully: health turns
-// NOT_SERVING, in-flight requests finish (up to 20 s), the store closes.
+// NOT_SERVING and /readyz fails, calls are still served for the drain
+// delay, then in-flight requests finish (up to the shutdown timeout), the
+// store closes.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
@@ -354,8 +381,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	// Not ready from now on (health NOT_SERVING, /readyz 503), but still
+	// serving for the drain delay, so that load balancers move new calls
+	// elsewhere before the listeners close.
+	s.draining.Store(true)
 	s.health.Shutdown()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if serveErr == nil && s.drainDelay > 0 {
+		s.log.Info("draining before shutdown", slog.Duration("delay", s.drainDelay))
+		time.Sleep(s.drainDelay)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
 	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
 	httpErr := s.http.Shutdown(shutdownCtx)
@@ -376,6 +411,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // audit appends, which every audited call makes (reads too). The reason
 // names the part that fails, never data.
 func (s *Server) ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
