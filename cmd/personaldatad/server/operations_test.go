@@ -26,7 +26,7 @@ func TestOperationalMetrics(t *testing.T) {
 	call(t, e.domreg(t, c), "personaldata.v1.DisclosureService/Disclose",
 		discloseReq(sub, "disclose-101", "iis.se", pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONTRACT, "order-101", pdv1.DataCategory_DATA_CATEGORY_CONTACT), &pdv1.DiscloseResponse{})
 	call(t, c, "RestrictProcessing", restrictReq(sub, "restrict-101"), &pdv1.RestrictProcessingResponse{}) // a notification for iis.se
-	openRequest(t, c, openReq("rr-metrics", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 101)) // a receipt in the outbox
+	openRequest(t, c, openReq("rr-metrics", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 101))       // a receipt in the outbox
 	sweepNow(t, e, c)
 	_, metrics := httpGet(t, e.base+"/metrics")
 	for _, want := range []string{
