@@ -15,8 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"gocloud.dev/secrets"
+	_ "gocloud.dev/secrets/hashivault"   // hashivault:// (Vault's transit engine)
+	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
+
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 func main() {
@@ -36,7 +41,7 @@ type config struct {
 	mongoURI, dataDir          string
 	database, logLevel         string
 	operatorTokenFile          string
-	keyFile                    string
+	keyFile, keeperURL         string
 	tlsCert, tlsKey, tlsClient string
 	retentionSweepInterval     time.Duration
 	drainDelay, shutdownTimout time.Duration
@@ -61,6 +66,7 @@ func parseFlags(args []string) (config, error) {
 	str(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
 	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
+	str(&c.keeperURL, "master-key-keeper", "", "URL of the key service that wraps the key file (gocloud.dev/secrets): hashivault://KEY for Vault's transit engine (VAULT_SERVER_URL, VAULT_SERVER_TOKEN), base64key://KEY for a local key in tests; the file then holds only ciphertext")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
@@ -129,6 +135,16 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	var keeper envelope.Wrapper
+	if c.keeperURL != "" {
+		k, err := secrets.OpenKeeper(ctx, c.keeperURL)
+		if err != nil {
+			return fmt.Errorf("-master-key-keeper: %w", err)
+		}
+		defer k.Close()
+		keeper = k
+	}
+
 	srv, err := server.New(ctx, server.Config{
 		GRPCAddr:          c.grpcAddr,
 		HTTPAddr:          c.httpAddr,
@@ -141,6 +157,7 @@ func realMain(ctx context.Context, args []string) error {
 			MasterKeys:    []byte(os.Getenv("PERSONALDATA_MASTER_KEYS")),
 			KeyFile:       c.keyFile,
 			CreateKeyFile: c.mongoURI == "",
+			Keeper:        keeper,
 		},
 		RetentionSweepInterval: c.retentionSweepInterval,
 		Version:                server.Version(),

@@ -4,16 +4,19 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"gocloud.dev/secrets/localsecrets"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 	"github.com/example/personaldata/store/storetest"
 )
 
@@ -85,5 +88,69 @@ func TestDrainBeforeShutdown(t *testing.T) {
 	case <-stopped:
 	case <-time.After(30 * time.Second):
 		t.Fatal("no shutdown after the drain")
+	}
+}
+
+// Master keys from a key service: the key file holds only the key
+// service's ciphertext; the server reads it through the service, and not
+// without it.
+func TestMasterKeysFromAKeyService(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "keyring.wrapped")
+	kek, err := localsecrets.NewRandomKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := localsecrets.NewKeeper(kek)
+	defer keeper.Close()
+	database := "pdkms_" + strings.ReplaceAll(t.Name(), "/", "_")
+	open := func(k envelope.Wrapper) (*server.Server, error) {
+		return server.New(context.Background(), server.Config{
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Store:             store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: database},
+			OperatorTokenFile: filepath.Join(dir, "operator.token"),
+			Keys:              server.KeysConfig{KeyFile: keyFile, CreateKeyFile: true, Keeper: k},
+		}, slog.New(slog.DiscardHandler))
+	}
+	srv, err := open(keeper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !srv.KeyFileCreated {
+		t.Error("the wrapped key file was not created")
+	}
+	raw, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(raw), "master_keys") || strings.Contains(string(raw), "index_key") {
+		t.Error("the key file holds the keyring in the clear")
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Another key service's key cannot read it; the right one can.
+	other, _ := localsecrets.NewRandomKey()
+	if s, err := open(localsecrets.NewKeeper(other)); err == nil {
+		s.Close()
+		t.Fatal("a server started with another key service's key")
+	}
+	if s, err := open(nil); err == nil {
+		s.Close()
+		t.Fatal("a server read the wrapped key file without its key service")
+	}
+	srv, err = open(keeper)
+	if err != nil {
+		t.Fatalf("restart with the key service: %v", err)
+	}
+	defer srv.Close()
+	// A version added through the key service is in the file, wrapped.
+	v, err := envelope.WrappedFile{Path: keyFile, Wrapper: keeper}.AddVersion(context.Background())
+	if err != nil || v != 2 {
+		t.Fatalf("add a version: %d, %v", v, err)
+	}
+	ring, err := envelope.WrappedFile{Path: keyFile, Wrapper: keeper}.Load(context.Background())
+	if err != nil || ring.Current() != 2 {
+		t.Fatalf("reload: %v, %v", ring, err)
 	}
 }

@@ -83,6 +83,9 @@ type KeysConfig struct {
 	MasterKeys    []byte
 	KeyFile       string
 	CreateKeyFile bool
+	// Keeper, when set, is the key service (KMS, Vault) that wraps the key
+	// file: the file on disk is its ciphertext, useless without it.
+	Keeper envelope.Wrapper
 }
 
 // TLSConfig names the files for TLS and mutual TLS.
@@ -306,6 +309,25 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 // loadKeys reads the master keys, generating the key file (owner-only) on
 // the first start where that is allowed.
 func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
+	if c.Keeper != nil {
+		if c.KeyFile == "" || len(c.MasterKeys) > 0 {
+			return nil, errors.New("master keys from a key service: give the key file it wraps (not the keyring JSON)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f := envelope.WrappedFile{Path: c.KeyFile, Wrapper: c.Keeper}
+		var ring *envelope.Keyring
+		var err error
+		if c.CreateKeyFile && s.noDataYet() {
+			ring, s.KeyFileCreated, err = f.LoadOrCreate(ctx)
+		} else {
+			ring, err = f.Load(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("master key file: %w", err)
+		}
+		return service.NewWrappedKeys(ring, f), nil
+	}
 	switch {
 	case len(c.MasterKeys) > 0:
 		ring, err := envelope.Parse(c.MasterKeys)
