@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"regexp"
 	"slices"
 	"strings"
@@ -36,6 +37,10 @@ type Retention struct {
 	// passMu runs one sweep at a time in this process: the background one
 	// or one asked for by RunRetentionSweep.
 	passMu sync.Mutex
+	// metrics of the sweeps this process ran.
+	sweeps        *prometheus.CounterVec
+	lastSweep     prometheus.Gauge
+	purged, ended prometheus.Counter
 }
 
 // NewRetention returns the RetentionService on s's store and clock. Make one
@@ -44,7 +49,45 @@ type Retention struct {
 func NewRetention(s *Service) *Retention {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return &Retention{Service: s, holder: "sweeper-" + hex.EncodeToString(b)}
+	return &Retention{
+		Service: s, holder: "sweeper-" + hex.EncodeToString(b),
+		sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "personaldata_retention_sweeps_total",
+			Help: "Retention sweep passes of this process, by result: ran, skipped (another replica held the lease) or failed.",
+		}, []string{"result"}),
+		lastSweep: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "personaldata_retention_last_sweep_timestamp_seconds",
+			Help: "When this process last completed a retention sweep pass (Unix time).",
+		}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "personaldata_retention_purged_subjects_total",
+			Help: "Subjects some of whose held data the sweeps of this process purged.",
+		}),
+		ended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "personaldata_retention_holds_ended_total",
+			Help: "Legal holds the sweeps of this process found past their end.",
+		}),
+	}
+}
+
+// Collectors are the sweeper's metrics, to register once.
+func (s *Retention) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.sweeps, s.lastSweep, s.purged, s.ended}
+}
+
+// observe counts one pass.
+func (s *Retention) observe(res SweepResult, err error) {
+	switch {
+	case err != nil:
+		s.sweeps.WithLabelValues("failed").Inc()
+	case !res.Ran:
+		s.sweeps.WithLabelValues("skipped").Inc()
+	default:
+		s.sweeps.WithLabelValues("ran").Inc()
+		s.lastSweep.SetToCurrentTime()
+		s.purged.Add(float64(len(res.PurgedSubjectIDs)))
+		s.ended.Add(float64(res.HoldsEnded))
+	}
 }
 
 // holdRule is one legal basis for keeping data past an erasure, and how its

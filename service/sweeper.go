@@ -91,8 +91,8 @@ func (s *Retention) Run(ctx context.Context, interval time.Duration) {
 
 // Sweep runs one pass if it gets the lease. trigger names what started it
 // in the audit events of its purges.
-func (s *Retention) Sweep(ctx context.Context, trigger string) (SweepResult, error) {
-	var res SweepResult
+func (s *Retention) Sweep(ctx context.Context, trigger string) (res SweepResult, err error) {
+	defer func() { s.observe(res, err) }()
 	if !s.passMu.TryLock() {
 		return res, nil // a pass is running in this process: it did not run
 	}

@@ -21,11 +21,20 @@ type Keys struct {
 	ring       *envelope.Keyring
 	path       string // empty when the keyring came from the environment
 	lastReload time.Time
+	// wrapped, when set, is the file's key service: the file is read
+	// through it.
+	wrapped envelope.Wrapper
 }
 
 // NewKeys wraps a keyring loaded from path ("" if not from a file).
 func NewKeys(ring *envelope.Keyring, path string) *Keys {
 	return &Keys{ring: ring, path: path, lastReload: time.Now()}
+}
+
+// NewWrappedKeys wraps a keyring loaded from a file that a key service
+// wraps (envelope.WrappedFile).
+func NewWrappedKeys(ring *envelope.Keyring, f envelope.WrappedFile) *Keys {
+	return &Keys{ring: ring, path: f.Path, wrapped: f.Wrapper, lastReload: time.Now()}
 }
 
 // Ring is the keyring in use.
@@ -71,7 +80,15 @@ func (k *Keys) load() bool {
 		return false
 	}
 	k.lastReload = time.Now()
-	ring, err := envelope.Load(k.path)
+	var ring *envelope.Keyring
+	var err error
+	if k.wrapped != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ring, err = envelope.WrappedFile{Path: k.path, Wrapper: k.wrapped}.Load(ctx)
+	} else {
+		ring, err = envelope.Load(k.path)
+	}
 	if err != nil {
 		return false // keep serving with the keys we have
 	}

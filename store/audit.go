@@ -118,6 +118,40 @@ func (s *Store) ListAuditEventsByTenant(ctx context.Context, tenant, afterID str
 	return listAfter[AuditEvent](ctx, s.auditEvents, bson.D{{Key: "tenant", Value: tenant}}, afterID, limit)
 }
 
+// AuditScan selects the events a breach assessment reads: of one principal,
+// within a time window, or both.
+type AuditScan struct {
+	// Principal, when set, is the principal the events name.
+	Principal string
+	// From and To bound the events' time in Unix nanoseconds, From
+	// inclusive, To exclusive; 0 leaves that end open.
+	From, To int64
+}
+
+// ScanAuditEvents hands fn every event that q selects, in _id order (chain
+// by chain, each in seq order), through one cursor, so that only a batch is
+// held at a time; an error of fn stops the scan and is returned. On MongoDB
+// the index {principal: 1, _id: 1} that Open creates serves a principal's
+// scan, and a window alone walks the _id index; the embedded store scans the
+// collection once.
+func (s *Store) ScanAuditEvents(ctx context.Context, q AuditScan, fn func(*AuditEvent) error) error {
+	filter := bson.D{}
+	if q.Principal != "" {
+		filter = append(filter, bson.E{Key: "principal", Value: q.Principal})
+	}
+	var window bson.D
+	if q.From != 0 {
+		window = append(window, bson.E{Key: "$gte", Value: q.From})
+	}
+	if q.To != 0 {
+		window = append(window, bson.E{Key: "$lt", Value: q.To})
+	}
+	if len(window) > 0 {
+		filter = append(filter, bson.E{Key: "time", Value: window})
+	}
+	return each(ctx, s.auditEvents, filter, fn)
+}
+
 // GetAuditHead returns the head hint of chain: the last event known to be
 // appended; Seq 0 when there is none.
 func (s *Store) GetAuditHead(ctx context.Context, chain string) (AuditHead, error) {

@@ -328,3 +328,12 @@ func (s *Store) DeleteOutboxMessage(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// CountOutbox counts the messages waiting for the mailer.
+func (s *Store) CountOutbox(ctx context.Context) (int64, error) {
+	n, err := s.outbox().CountDocuments(ctx, bson.D{})
+	if err != nil {
+		return 0, fmt.Errorf("store: count outbox: %w", classify(err))
+	}
+	return n, nil
+}

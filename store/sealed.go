@@ -78,6 +78,13 @@ func (s *Store) DataKeysAfter(ctx context.Context, after string, limit int) ([]*
 	return listAfter[DataKey](ctx, s.dataKeys, bson.D{}, after, limit)
 }
 
+// EachDataKeyAt hands fn, in id order, every data key wrapped under master
+// key version v, through one cursor: the subjects a compromised version
+// exposes. A scan, like the walk.
+func (s *Store) EachDataKeyAt(ctx context.Context, v uint32, fn func(*DataKey) error) error {
+	return each(ctx, s.dataKeys, bson.D{{Key: "key_version", Value: v}}, fn)
+}
+
 // CountDataKeys counts the data keys, for the progress of a rotation.
 func (s *Store) CountDataKeys(ctx context.Context) (int64, error) {
 	n, err := s.dataKeys.CountDocuments(ctx, bson.D{})

@@ -213,18 +213,21 @@ func (s *Store) prepare(ctx context.Context, db *mongo.Database, collections []s
 	return nil
 }
 
-// index creates, on MongoDB, the indexes of the two listings by another
-// field than _id; requests read only by _id.
+// index creates, on MongoDB, the indexes of the listings and scans by
+// another field than _id; requests read only by _id.
 func (s *Store) index(ctx context.Context) error {
 	if s.embedded != nil {
 		return nil // FerretDB v1 would not use them: it scans for such filters
 	}
-	for c, field := range map[*mongo.Collection]string{s.auditEvents: "tenant", s.subjects: "controller"} {
-		if _, err := c.Indexes().CreateOne(ctx, mongo.IndexModel{
-			Keys:    bson.D{{Key: field, Value: 1}, {Key: "_id", Value: 1}},
-			Options: options.Index().SetName(field + "_id"),
+	for _, ix := range []struct {
+		c     *mongo.Collection
+		field string
+	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}} {
+		if _, err := ix.c.Indexes().CreateOne(ctx, mongo.IndexModel{
+			Keys:    bson.D{{Key: ix.field, Value: 1}, {Key: "_id", Value: 1}},
+			Options: options.Index().SetName(ix.field + "_id"),
 		}); err != nil {
-			return fmt.Errorf("store: index %s: %w", c.Name(), classify(err))
+			return fmt.Errorf("store: index %s: %w", ix.c.Name(), classify(err))
 		}
 	}
 	return nil
@@ -396,6 +399,31 @@ func listAfter[D any](ctx context.Context, c *mongo.Collection, filter bson.D, a
 		return nil, fmt.Errorf("store: list %s: %w", c.Name(), classify(err))
 	}
 	return out, nil
+}
+
+// each hands fn the documents matching filter in _id order, through one
+// cursor: for the rare reads that go through many documents and must not
+// hold them all (a breach assessment). An error of fn stops it and is
+// returned as it is. On the embedded store it is one scan.
+func each[D any](ctx context.Context, c *mongo.Collection, filter bson.D, fn func(*D) error) error {
+	cur, err := c.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("store: scan %s: %w", c.Name(), classify(err))
+	}
+	defer cur.Close(context.WithoutCancel(ctx))
+	for cur.Next(ctx) {
+		doc := new(D)
+		if err := cur.Decode(doc); err != nil {
+			return fmt.Errorf("store: scan %s: %w", c.Name(), err)
+		}
+		if err := fn(doc); err != nil {
+			return err
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("store: scan %s: %w", c.Name(), classify(err))
+	}
+	return nil
 }
 
 // identified is a document that knows its _id.

@@ -4,17 +4,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
+	"gocloud.dev/secrets"
+	_ "gocloud.dev/secrets/hashivault"   // hashivault:// (Vault's transit engine)
+	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
+
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 func main() {
@@ -34,9 +41,11 @@ type config struct {
 	mongoURI, dataDir          string
 	database, logLevel         string
 	operatorTokenFile          string
-	keyFile                    string
+	keyFile, keeperURL         string
 	tlsCert, tlsKey, tlsClient string
 	retentionSweepInterval     time.Duration
+	drainDelay, shutdownTimout time.Duration
+	version                    bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -57,23 +66,36 @@ func parseFlags(args []string) (config, error) {
 	str(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
 	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
+	str(&c.keeperURL, "master-key-keeper", "", "URL of the key service that wraps the key file (gocloud.dev/secrets): hashivault://KEY for Vault's transit engine (VAULT_SERVER_URL, VAULT_SERVER_TOKEN), base64key://KEY for a local key in tests; the file then holds only ciphertext")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
-	c.retentionSweepInterval = time.Hour
-	if v, ok := os.LookupEnv("PERSONALDATA_RETENTION_SWEEP_INTERVAL"); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return c, fmt.Errorf("PERSONALDATA_RETENTION_SWEEP_INTERVAL: %w", err)
+	var envErr error
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		env := "PERSONALDATA_" + envName(name)
+		if v, ok := os.LookupEnv(env); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", env, err))
+			}
+			def = d
 		}
-		c.retentionSweepInterval = d
+		fs.DurationVar(p, name, def, usage+" (env "+env+")")
 	}
-	fs.DurationVar(&c.retentionSweepInterval, "retention-sweep-interval", c.retentionSweepInterval, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass) (env PERSONALDATA_RETENTION_SWEEP_INTERVAL)")
+	dur(&c.retentionSweepInterval, "retention-sweep-interval", time.Hour, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass)")
+	dur(&c.drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long to go on serving while reporting not ready, before the listeners close")
+	dur(&c.shutdownTimout, "shutdown-timeout", 20*time.Second, "then, how long calls in flight may take to finish before they are cut")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	if envErr != nil {
+		return c, envErr
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if c.retentionSweepInterval < 0 {
-		return c, fmt.Errorf("-retention-sweep-interval: must not be negative")
+	for name, d := range map[string]time.Duration{"retention-sweep-interval": c.retentionSweepInterval, "drain-delay": c.drainDelay, "shutdown-timeout": c.shutdownTimout} {
+		if d < 0 {
+			return c, fmt.Errorf("-%s: must not be negative", name)
+		}
 	}
 	if c.operatorTokenFile == "" && c.mongoURI == "" {
 		c.operatorTokenFile = filepath.Join(c.dataDir, "operator.token")
@@ -103,11 +125,25 @@ func realMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if c.version {
+		fmt.Println("personaldatad", server.Version(), runtime.Version())
+		return nil
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	var keeper envelope.Wrapper
+	if c.keeperURL != "" {
+		k, err := secrets.OpenKeeper(ctx, c.keeperURL)
+		if err != nil {
+			return fmt.Errorf("-master-key-keeper: %w", err)
+		}
+		defer k.Close()
+		keeper = k
+	}
 
 	srv, err := server.New(ctx, server.Config{
 		GRPCAddr:          c.grpcAddr,
@@ -121,8 +157,12 @@ func realMain(ctx context.Context, args []string) error {
 			MasterKeys:    []byte(os.Getenv("PERSONALDATA_MASTER_KEYS")),
 			KeyFile:       c.keyFile,
 			CreateKeyFile: c.mongoURI == "",
+			Keeper:        keeper,
 		},
 		RetentionSweepInterval: c.retentionSweepInterval,
+		Version:                server.Version(),
+		DrainDelay:             c.drainDelay,
+		ShutdownTimeout:        c.shutdownTimout,
 	}, log)
 	if err != nil {
 		return err

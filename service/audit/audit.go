@@ -615,6 +615,13 @@ func (l *Log) ListTenant(ctx context.Context, tenant, after string, limit int) (
 	return out, nil
 }
 
+// Scan hands fn every event that q selects, in ID order: chain by chain,
+// each in seq order. An error of fn stops it and is returned as it is. It is
+// a scan on the embedded store; see store.ScanAuditEvents.
+func (l *Log) Scan(ctx context.Context, q store.AuditScan, fn func(Event) error) error {
+	return l.st.ScanAuditEvents(ctx, q, func(se *store.AuditEvent) error { return fn(fromStore(se)) })
+}
+
 func toStore(e Event) *store.AuditEvent {
 	return &store.AuditEvent{
 		ID:        e.ID(),

@@ -138,6 +138,9 @@ type Recorder struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	refusals *prometheus.CounterVec
+	// appendSeconds and appendFailures measure the appends of calls' events.
+	appendSeconds  prometheus.Histogram
+	appendFailures prometheus.Counter
 }
 
 // NewRecorder returns the interceptors that append to l. Refusals are
@@ -150,7 +153,16 @@ func NewRecorder(l *Log, logger *slog.Logger, now func() time.Time, reg promethe
 		Name: "personaldata_refusals_total",
 		Help: "Calls of authenticated principals refused by a rule (RPC, tenant, purpose, agreement, restriction), by RPC and reason.",
 	}, []string{"method", "reason"})}
-	reg.MustRegister(r.refusals)
+	r.appendSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "personaldata_audit_append_seconds",
+		Help:    "Time to append a call's audit event (group commit included).",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16),
+	})
+	r.appendFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "personaldata_audit_append_failures_total",
+		Help: "Audit events that could not be written; each failed its call with UNAVAILABLE.",
+	})
+	reg.MustRegister(r.refusals, r.appendSeconds, r.appendFailures)
 	return r
 }
 
@@ -257,7 +269,11 @@ func (r *Recorder) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 // append writes the event of t with the outcome of err, and says whether it
 // could.
 func (r *Recorder) append(ctx context.Context, method string, t Touch, err error) bool {
-	if _, aerr := r.log.Append(ctx, r.event(ctx, method, t, err)); aerr != nil {
+	start := time.Now()
+	_, aerr := r.log.Append(ctx, r.event(ctx, method, t, err))
+	r.appendSeconds.Observe(time.Since(start).Seconds())
+	if aerr != nil {
+		r.appendFailures.Inc()
 		r.logger.ErrorContext(ctx, "audit trail not written", slog.String("method", method), slog.String("error", aerr.Error()))
 		return false
 	}

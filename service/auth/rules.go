@@ -156,6 +156,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.ProcessorAgreementService_TerminateProcessorAgreement_FullMethodName,
 				pdv1.KeyService_RotateDataKeys_FullMethodName,
 				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
+				pdv1.BreachService_AssessBreachImpact_FullMethodName,
 			},
 			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
 		},

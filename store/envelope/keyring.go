@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"context"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
@@ -383,6 +384,12 @@ func randomKey() []byte {
 // readKeyringFile opens path, checks it is a regular file that only its
 // owner can access, and decodes it.
 func readKeyringFile(path string) (*keyringData, error) {
+	return readKeyringFileWith(context.Background(), path, nil)
+}
+
+// readKeyringFileWith reads the keyring file at path, unwrapping it with w
+// when w is not nil.
+func readKeyringFileWith(ctx context.Context, path string, w Wrapper) (*keyringData, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("envelope: open keyring: %w", err)
@@ -407,6 +414,14 @@ func readKeyringFile(path string) (*keyringData, error) {
 	}
 	if len(data) > maxKeyringFile {
 		return nil, invalid("%s is larger than %d bytes", path, maxKeyringFile)
+	}
+	if w != nil {
+		plain, err := w.Decrypt(ctx, data)
+		if err != nil {
+			return nil, fmt.Errorf("envelope: unwrap keyring %s with its key service: %w", path, err)
+		}
+		defer clear(plain)
+		data = plain
 	}
 	d, err := decodeKeyring(data)
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package console is the support console: web pages, in Swedish, served by
 // personaldatad under /console/, where support staff sign in with their own
 // principal's credentials, find a person and carry out the data subject's
-// rights on the subject's record.
+// rights on the subject's record, and carry a data subject's rights request
+// from its arrival to its answer.
 //
 // The pages are server-rendered (html/template, embedded with the CSS and
 // the one small script), so the binary needs no build step. Every action
@@ -75,6 +76,7 @@ type Config struct {
 type Console struct {
 	subjects   pdv1.PersonalDataServiceClient
 	principals pdv1.PrincipalServiceClient
+	requests   pdv1.RightsRequestServiceClient
 	sessions   Sessions
 	now        func() time.Time
 	log        *slog.Logger
@@ -88,6 +90,7 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{
 		subjects:   pdv1.NewPersonalDataServiceClient(cfg.Conn),
 		principals: pdv1.NewPrincipalServiceClient(cfg.Conn),
+		requests:   pdv1.NewRightsRequestServiceClient(cfg.Conn),
 		sessions:   cfg.Sessions,
 		now:        cfg.Now,
 		log:        cfg.Log,
@@ -142,6 +145,7 @@ type section struct {
 // first is where signing in leads. A part is added here and in routes.
 var sections = []section{
 	{Path: Prefix + "find", Label: "Hitta person"},
+	{Path: Prefix + "requests", Label: "Förfrågningar"},
 }
 
 // route is a pattern of the console's mux and what serves it.
@@ -168,6 +172,19 @@ func (c *Console) routes() []route {
 		{"POST " + Prefix + "subjects/{id}/lift", c.signedIn(c.lift)},
 		{"POST " + Prefix + "subjects/{id}/history", c.signedIn(c.addHistory)},
 		{"POST " + Prefix + "subjects/{id}/erase", c.signedIn(c.erase)},
+		{"GET " + Prefix + "requests", c.signedIn(c.queuePage)},
+		{"GET " + Prefix + "requests/new", c.signedIn(c.newRequestPage)},
+		{"POST " + Prefix + "requests/new", c.signedIn(c.openRequest)},
+		{"GET " + Prefix + "requests/{id}", c.signedIn(c.requestPage)},
+		{"POST " + Prefix + "requests/{id}/send-code", c.signedIn(c.sendCode)},
+		{"POST " + Prefix + "requests/{id}/confirm-code", c.signedIn(c.confirmCode)},
+		{"POST " + Prefix + "requests/{id}/attest", c.signedIn(c.attest)},
+		{"POST " + Prefix + "requests/{id}/decide", c.signedIn(c.decide)},
+		{"POST " + Prefix + "requests/{id}/extend", c.signedIn(c.extend)},
+		{"POST " + Prefix + "requests/{id}/forward", c.signedIn(c.forward)},
+		{"POST " + Prefix + "requests/{id}/fulfil", c.signedIn(c.fulfil)},
+		{"GET " + Prefix + "requests/{id}/letter/{lang}", c.signedIn(c.letter)},
+		{"GET " + Prefix + "requests/{id}/export", c.signedIn(c.export)},
 		{Prefix, http.HandlerFunc(c.notFound)},
 	}
 }

@@ -230,6 +230,7 @@ func displayEmail(e string) string {
 
 // templateFuncs are the helpers the templates use.
 var templateFuncs = template.FuncMap{
+	"lower": strings.ToLower,
 	// dict passes named values to a template: dict "Name" "email" "Label" "E-post".
 	"dict": func(kv ...any) (map[string]any, error) {
 		if len(kv)%2 != 0 {

@@ -123,6 +123,19 @@ var descriptions = []struct {
 	{regexp.MustCompile(`^must not be in the future`), "får inte ligga i framtiden"},
 	{regexp.MustCompile(`^must not be before 1970`), "får inte vara före 1970"},
 	{regexp.MustCompile(`^is not a valid time`), "är ingen giltig tidpunkt"},
+	// The rights requests' fields.
+	{regexp.MustCompile(`^does not match the code sent; 0 tries left`), "stämmer inte med koden som skickades, och inga försök finns kvar: skicka en ny kod"},
+	{regexp.MustCompile(`^does not match the code sent; 1 tries left`), "stämmer inte med koden som skickades (1 försök kvar)"},
+	{regexp.MustCompile(`^does not match the code sent; (\d+) tries left`), "stämmer inte med koden som skickades ($1 försök kvar)"},
+	{regexp.MustCompile(`^must be the (\d+) digits of the code sent`), "ska vara de $1 siffrorna i koden som skickades"},
+	{regexp.MustCompile(`^an identity_number or an email is required`), "måste fyllas i: ett personnummer eller en e-postadress"},
+	{regexp.MustCompile(`^must be 1 or 2`), "ska vara 1 eller 2 månader"},
+	{regexp.MustCompile(`^a grant's reason is RIGHT_APPLIES`), "ska vara ”Rätten gäller” när förfrågan beviljas helt"},
+	{regexp.MustCompile(`^a refusal or a grant in part needs the reason`), "ska vara skälet för det som avslås, inte ”Rätten gäller”"},
+	{regexp.MustCompile(`^a code is confirmed with`), "kan inte vara en kod: ange koden i formuläret för koden"},
+	{regexp.MustCompile(`^must be a customer: the company`), "ska vara en kund, inte företaget självt"},
+	{regexp.MustCompile(`^must be a customer id`), "ska vara ett kund-id: 1 till 63 tecken a–z, 0–9, _ och -"},
+	{regexp.MustCompile(`^a \S+ request is fulfilled with`), "passar inte förfrågans slag. Läs in sidan igen"},
 }
 
 func swedishDescription(d string) string {
@@ -184,6 +197,9 @@ func apiProblem(err error, fields apiFields) *problem {
 				}
 				continue
 			}
+			if v.GetField() == "code" && strings.HasPrefix(v.GetDescription(), "does not match") {
+				p.Message = "Koden stämmer inte med den som skickades till den registrerade. Kontrollera koden med den registrerade och försök igen."
+			}
 			if r, ok := fields.lookup(v.GetField()); ok {
 				p.Fields = append(p.Fields, fieldProblem{ID: r.id, Label: r.label, Message: swedishDescription(v.GetDescription())})
 			} else {
@@ -195,8 +211,12 @@ func apiProblem(err error, fields apiFields) *problem {
 		switch {
 		case preType == "PROCESSING_RESTRICTED":
 			p.Message = "Behandlingen av personens uppgifter är begränsad till enbart lagring, så det här får inte göras nu."
+		case preType == "NO_PROCESSOR_AGREEMENT" && strings.Contains(st.Message(), "with this customer"):
+			p.Message = "Det finns inget personuppgiftsbiträdesavtal med den kunden, så företaget behandlar inga uppgifter åt den. Kontrollera kundens id."
 		case preType == "NO_PROCESSOR_AGREEMENT":
 			p.Message = "Det finns inget personuppgiftsbiträdesavtal i kraft som täcker detta för kunden, så uppgifterna får inte behandlas."
+		case preType != "" && requestPreconditions[preType] != nil:
+			p.Message = requestPreconditions[preType](st.Message())
 		case strings.Contains(st.Message(), "already restricted"):
 			p.Message = "Behandlingen är redan begränsad."
 		case strings.Contains(st.Message(), "not restricted"):
@@ -255,3 +275,70 @@ func apiProblem(err error, fields apiFields) *problem {
 	}
 	return p
 }
+
+// requestPreconditions say in Swedish why a step of a rights request was
+// refused, by the API's PreconditionFailure type, given its message.
+var requestPreconditions = map[string]func(msg string) string{
+	"IDENTITY_NOT_VERIFIED": func(string) string {
+		return "Den registrerades identitet är inte styrkt. Skicka en kod till kontaktuppgiften i registret och ange koden, " +
+			"eller intyga en starkare kontroll (BankID, id-handling, återuppringning). Bara ett avslag kräver det inte."
+	},
+	"NOT_DECIDED": func(string) string {
+		return "Förfrågan är inte beslutad. Bevilja den, helt eller delvis, innan den utförs."
+	},
+	"ALREADY_ANSWERED": func(msg string) string {
+		if strings.Contains(msg, "decided already") {
+			return "Förfrågan är redan beslutad."
+		}
+		return "Förfrågan är redan besvarad, så inget mer kan göras med den."
+	},
+	"NO_CONTACT_ON_FILE": func(string) string {
+		return "Personen har ingen sådan kontaktuppgift i registret att skicka en kod till. Välj e-post eller sms, " +
+			"eller intyga en kontroll som gjorts på annat sätt."
+	},
+	"NO_SUBJECT_MATCHED": func(msg string) string {
+		if strings.Contains(msg, "code") {
+			return "Ingen registrerad matchade den uppgivna identiteten, så det finns ingen kontaktuppgift att skicka en kod till. " +
+				"Intyga en kontroll som gjorts på annat sätt."
+		}
+		return "Ingen registrerad matchade den uppgivna identiteten, så det finns inget att utföra."
+	},
+	"CODE_EXPIRED": func(string) string {
+		return "Koden har gått ut: den gäller i 30 minuter. Skicka en ny kod."
+	},
+	"CODE_TRIES_EXHAUSTED": func(string) string {
+		return "Koden har angetts fel för många gånger och gäller inte längre. Skicka en ny kod."
+	},
+	"NO_CODE_SENT": func(string) string {
+		return "Ingen kod har skickats för den här förfrågan. Skicka en kod först."
+	},
+	"TOO_MANY_CODES": func(msg string) string {
+		n := "flera"
+		if m := leadingNumber.FindString(msg); m != "" {
+			n = m
+		}
+		return "Det har redan skickats " + n + " koder för den här förfrågan, och fler skickas inte. " +
+			"Styrk identiteten på annat sätt: BankID, id-handling eller återuppringning."
+	},
+	"ALREADY_EXTENDED": func(string) string {
+		return "Tidsfristen är redan förlängd. Den får bara förlängas en gång."
+	},
+	"FIRST_MONTH_ENDED": func(msg string) string {
+		when := ""
+		if d := isoDate.FindString(msg); d != "" {
+			when = " den " + d
+		}
+		return "Tidsfristen kan bara förlängas under den första månaden, och den gick ut" + when + ". Förfrågan ska besvaras nu."
+	},
+	"ACTION_DOES_NOT_MATCH_KIND": func(string) string {
+		return "Bara en förfrågan om tillgång eller dataportabilitet har ett svar med uppgifterna."
+	},
+	"NOT_FULFILLED": func(string) string {
+		return "Förfrågan är inte utförd än, så svaret finns inte."
+	},
+}
+
+var (
+	leadingNumber = regexp.MustCompile(`^\d+`)
+	isoDate       = regexp.MustCompile(`\d{4}-\d{2}-\d{2}`)
+)

@@ -129,3 +129,48 @@ func TestNotFound(t *testing.T) {
 		t.Errorf("the style sheet: HTTP %d, %s", w.Code, w.Header().Get("Content-Type"))
 	}
 }
+
+// TestRequestProblem covers the refusals of a rights request's steps that
+// the browser tests do not reach, each in Swedish words.
+func TestRequestProblem(t *testing.T) {
+	pre := func(typ, msg string) error {
+		return refusal(codes.FailedPrecondition, msg, &errdetails.PreconditionFailure{
+			Violations: []*errdetails.PreconditionFailure_Violation{{Type: typ, Subject: "rights-request", Description: msg}}})
+	}
+	codeFields := apiFields{"code": {"confirm-code-code", "Koden"}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		says string
+	}{
+		{"expired", pre("CODE_EXPIRED", "the code has expired: send a new one"), "Koden har gått ut"},
+		{"tries used up", pre("CODE_TRIES_EXHAUSTED", "the code was given wrong too many times: send a new one"), "fel för många gånger"},
+		{"last try", refusal(codes.InvalidArgument, "the code does not match", &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: "code", Description: "does not match the code sent; 0 tries left"}}}), "Koden stämmer inte med koden som skickades, och inga försök finns kvar"},
+		{"too many codes", pre("TOO_MANY_CODES", "5 codes were sent for this request already: attest a check done another way"), "redan skickats 5 koder"},
+		{"no one matched", pre("NO_SUBJECT_MATCHED", "no subject matched the claimed identity, so no contact details are on file to send a code to: attest a check done another way"),
+			"ingen kontaktuppgift att skicka en kod till"},
+		{"nothing to carry out", pre("NO_SUBJECT_MATCHED", "no subject matched the claimed identity: there is nothing to carry out; answer that nothing is held"), "inget att utföra"},
+		{"extended", pre("ALREADY_EXTENDED", "the time limit was extended already; it may be extended once"), "redan förlängd"},
+		{"unverified", pre("IDENTITY_NOT_VERIFIED", "the requester's identity is not verified: …"), "identitet är inte styrkt"},
+		{"decided", pre("ALREADY_ANSWERED", "the request was decided already"), "redan beslutad"},
+		{"answered", pre("ALREADY_ANSWERED", "the request was answered already (REFUSED)"), "redan besvarad"},
+		{"no agreement with the customer", pre("NO_PROCESSOR_AGREEMENT", "no processor agreement with this customer is on record: the company processes no data for it"),
+			"inget personuppgiftsbiträdesavtal med den kunden"},
+		{"not found", refusal(codes.NotFound, "rights request not found"), "Förfrågan, eller personen den gäller, finns inte"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := requestProblem(tc.err, codeFields)
+			text := p.Message
+			for _, f := range p.Fields {
+				text += " " + f.Text()
+			}
+			if !strings.Contains(text, tc.says) {
+				t.Errorf("got %q, want it to say %q", text, tc.says)
+			}
+			if strings.Contains(text, status.Convert(tc.err).Message()) {
+				t.Errorf("%q quotes the API's text", text)
+			}
+		})
+	}
+}

@@ -173,7 +173,12 @@ func (c *Console) renderSubject(w http.ResponseWriter, r *http.Request, s *sessi
 			if state != nil {
 				pg.Problem = state.Problem
 			}
-			pg.Data = newSubjectView(s, doc, truncated, p.GetRpcs(), state)
+			v := newSubjectView(s, doc, truncated, p.GetRpcs(), state)
+			// Opened from a request's page: a way back to it.
+			if from := r.URL.Query().Get("forfragan"); validRequestID(from) {
+				v.RequestPath = requestPath(from)
+			}
+			pg.Data = v
 			c.render(w, r, code, "subject", pg)
 			return
 		}
@@ -244,15 +249,24 @@ func addressValue(v url.Values) string {
 
 func rectifyFields() apiFields {
 	f := actionFields("rectify")
-	for _, in := range rectifyInputs {
-		f[in] = fieldRef{"rectify-" + in, fieldLabel(in)}
+	for k, ref := range personFields("rectify") {
+		f[k] = ref
 	}
-	f["postal_address.lines"] = fieldRef{"rectify-line1", "Adressrad 1"}
+	return f
+}
+
+// personFields map the API's paths of a person's fields to those of form.
+func personFields(form string) apiFields {
+	f := apiFields{}
+	for _, in := range rectifyInputs {
+		f[in] = fieldRef{form + "-" + in, fieldLabel(in)}
+	}
+	f["postal_address.lines"] = fieldRef{form + "-line1", "Adressrad 1"}
 	for i := range 3 {
-		f[fmt.Sprintf("postal_address.lines[%d]", i)] = fieldRef{fmt.Sprintf("rectify-line%d", i+1), fmt.Sprintf("Adressrad %d", i+1)}
+		f[fmt.Sprintf("postal_address.lines[%d]", i)] = fieldRef{fmt.Sprintf("%s-line%d", form, i+1), fmt.Sprintf("Adressrad %d", i+1)}
 	}
 	for _, in := range []string{"postal_code", "locality", "country_code"} {
-		f["postal_address."+in] = fieldRef{"rectify-" + in, fieldLabel("postal_address." + in)}
+		f["postal_address."+in] = fieldRef{form + "-" + in, fieldLabel("postal_address." + in)}
 	}
 	return f
 }

@@ -13,25 +13,28 @@ type subjectView struct {
 	// Heading is the person's name, or what stands for it when none is held.
 	Heading string
 	// Missing is what a field not held shows.
-	Missing           string
-	ID, Controller    string
-	Version           string
-	State, Delivery   string
-	Restricted        bool
-	Erased            bool
-	Created, Updated  string
-	Person            *personView
-	Restriction       *recordView
-	Erasure           *recordView
-	History           []historyView
-	Changes           []changeView
-	Consents          []consentView
-	Disclosures       []disclosureView
-	Holds             []holdView
-	Purposes          []purposeView
-	Retention         string
-	AgreementID       string
-	Truncated         bool
+	Missing          string
+	ID, Controller   string
+	Version          string
+	State, Delivery  string
+	Restricted       bool
+	Erased           bool
+	Created, Updated string
+	Person           *personView
+	Restriction      *recordView
+	Erasure          *recordView
+	History          []historyView
+	Changes          []changeView
+	Consents         []consentView
+	Disclosures      []disclosureView
+	Holds            []holdView
+	Purposes         []purposeView
+	Retention        string
+	AgreementID      string
+	Truncated        bool
+	// RequestPath leads back to the rights request the page was opened
+	// from, if any.
+	RequestPath       string
 	Rectify, Restrict *form
 	Lift, AddHistory  *form
 	Erase             *form

@@ -26,9 +26,18 @@ import (
 // header auth when not empty, and returns the response and its body.
 func (e *env) restRaw(t *testing.T, method, path, body, auth string) (*http.Response, []byte) {
 	t.Helper()
+	return e.restRawWith(t, method, path, body, auth, "")
+}
+
+// restRawWith is restRaw with an X-Request-Id.
+func (e *env) restRawWith(t *testing.T, method, path, body, auth, requestID string) (*http.Response, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, e.base+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if requestID != "" {
+		req.Header.Set("X-Request-Id", requestID)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if auth != "" {
@@ -186,10 +195,11 @@ func TestGatewayRejectionsNameTheFieldNotTheValue(t *testing.T) {
 	_, metrics := httpGet(t, e.base+"/metrics")
 	for _, line := range []string{
 		// 4 refused by the gateway, 1 by the service.
-		`personaldata_grpc_requests_total{code="InvalidArgument",method="` + createSubject + `"} 5`,
-		`personaldata_grpc_requests_total{code="InvalidArgument",method="` + listPrincipal + `"} 1`,
-		`personaldata_grpc_requests_total{code="InvalidArgument",method="` + forPurpose + `"} 1`,
-		`personaldata_grpc_requests_total{code="NotFound",method="(no route)"} 1`,
+		`personaldata_gateway_refusals_total{code="InvalidArgument",method="` + createSubject + `"} 4`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="CreateSubject",grpc_service="personaldata.v1.PersonalDataService",grpc_type="unary"} 1`,
+		`personaldata_gateway_refusals_total{code="InvalidArgument",method="` + listPrincipal + `"} 1`,
+		`personaldata_gateway_refusals_total{code="InvalidArgument",method="` + forPurpose + `"} 1`,
+		`personaldata_gateway_refusals_total{code="NotFound",method="(no route)"} 1`,
 	} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("metrics lack %s", line)

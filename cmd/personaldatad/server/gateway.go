@@ -53,6 +53,7 @@ func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
 			UnmarshalOptions: protojson.UnmarshalOptions{},
 		}}}),
 		runtime.WithMetadata(forwardClientCertificate),
+		runtime.WithMetadata(forwardRequestID),
 		runtime.WithIncomingHeaderMatcher(refuseInternalHeaders),
 		// The gRPC server's headers and trailers are between it and the
 		// gateway: none goes out as Grpc-Metadata-* or Grpc-Trailer-*.
@@ -247,7 +248,7 @@ func (g *gateway) writeError(ctx context.Context, _ *runtime.ServeMux, m runtime
 	c := gatewayCallFrom(ctx)
 	if c != nil && c.reached.Load() {
 		st := status.Convert(err)
-		writeStatus(w, m, st, runtime.HTTPStatusFromCode(st.Code()))
+		writeStatus(ctx, w, m, st, runtime.HTTPStatusFromCode(st.Code()))
 		return
 	}
 	st := rejection(ctx, err)
@@ -256,7 +257,7 @@ func (g *gateway) writeError(ctx context.Context, _ *runtime.ServeMux, m runtime
 	if st.Code() == codes.ResourceExhausted {
 		httpStatus = http.StatusRequestEntityTooLarge // the body, the one thing it can be here
 	}
-	writeStatus(w, m, st, httpStatus)
+	writeStatus(ctx, w, m, st, httpStatus)
 }
 
 // writeRoutingError answers a request that matches no route: 404, or 405
@@ -272,7 +273,7 @@ func (g *gateway) writeRoutingError(ctx context.Context, _ *runtime.ServeMux, m 
 	}
 	st := status.New(code, http.StatusText(httpStatus))
 	g.record(ctx, noRoute, st, gatewayCallFrom(ctx))
-	writeStatus(w, m, st, httpStatus)
+	writeStatus(ctx, w, m, st, httpStatus)
 }
 
 // record logs and counts a request the gateway refused, under the gRPC
@@ -300,7 +301,10 @@ func routeMethod(ctx context.Context) string {
 
 // writeStatus writes st as every REST error is written: the google.rpc.Status
 // as JSON with its details.
-func writeStatus(w http.ResponseWriter, m runtime.Marshaler, st *status.Status, httpStatus int) {
+func writeStatus(ctx context.Context, w http.ResponseWriter, m runtime.Marshaler, st *status.Status, httpStatus int) {
+	if id := requestIDFrom(ctx); id != "" {
+		st = status.Convert(withRequestInfo(st.Err(), id))
+	}
 	body, err := m.Marshal(st.Proto())
 	if err != nil {
 		body, httpStatus = []byte(`{"code":13,"message":"failed to marshal the error"}`), http.StatusInternalServerError

@@ -3,50 +3,63 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
-// metrics counts RPCs by method and status code. Labels are method names and
-// codes only: never anything from a request.
+// metrics are the service's request metrics. gRPC calls are counted in the
+// standard grpc_server_* families (go-grpc-middleware's Prometheus
+// provider), so existing dashboards work; REST calls are counted there too,
+// since the gateway calls gRPC, and as HTTP requests. What the gateway
+// refuses before calling gRPC is counted apart. Labels are method names,
+// codes and handler names only: never anything from a request.
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	grpc     *grpcprom.ServerMetrics
+	refusals *prometheus.CounterVec
+	// HTTP requests, by handler name (never the path, which may hold ids),
+	// method and status code: the standard promhttp families.
+	httpRequests *prometheus.CounterVec
+	httpDuration *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	buckets := prometheus.ExponentialBuckets(0.0005, 2, 16)
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "personaldata_grpc_requests_total",
-			Help: "RPCs handled, by method and gRPC status code (REST calls included: the gateway calls gRPC, or refuses what it cannot read under the RPC of the route).",
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(buckets))),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "personaldata_gateway_refusals_total",
+			Help: "REST requests the gateway refused before calling gRPC (a body it cannot read, no route), by the RPC of the route and gRPC code.",
 		}, []string{"method", "code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "personaldata_grpc_request_duration_seconds",
-			Help:    "Time to handle an RPC, by method.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}, []string{"method"}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests, by handler, method and status code.",
+		}, []string{"handler", "method", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "Time to answer an HTTP request, by handler, method and status code.", Buckets: buckets,
+		}, []string{"handler", "method", "code"}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	reg.MustRegister(m.grpc, m.refusals, m.httpRequests, m.httpDuration)
 	return m
 }
 
-func (m *metrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	m.observe(info.FullMethod, status.Code(err), start)
-	return resp, err
+// observe counts one request the gateway refused.
+func (m *metrics) observe(method string, code codes.Code, _ time.Time) {
+	m.refusals.WithLabelValues(method, code.String()).Inc()
 }
 
-// observe counts one call of method that ended with code.
-func (m *metrics) observe(method string, code codes.Code, start time.Time) {
-	m.duration.WithLabelValues(method).Observe(time.Since(start).Seconds())
-	m.requests.WithLabelValues(method, code.String()).Inc()
+// instrumentHTTP counts and times the HTTP requests of the handler name.
+func (m *metrics) instrumentHTTP(name string, h http.Handler) http.Handler {
+	labels := prometheus.Labels{"handler": name}
+	return promhttp.InstrumentHandlerDuration(m.httpDuration.MustCurryWith(labels),
+		promhttp.InstrumentHandlerCounter(m.httpRequests.MustCurryWith(labels), h))
 }
 
 // logUnary logs each RPC's method, status code and duration; never the
@@ -90,13 +103,6 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}()
 		return handler(ctx, req)
 	}
-}
-
-func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	start := time.Now()
-	err := handler(srv, ss)
-	m.observe(info.FullMethod, status.Code(err), start)
-	return err
 }
 
 // logStream logs each streaming RPC as logUnary does.

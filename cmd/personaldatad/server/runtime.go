@@ -4,6 +4,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultGCPercent is the garbage collector's target the daemon runs with
@@ -25,3 +27,46 @@ func TuneRuntime() {
 // streamWorkers is how many goroutines the gRPC servers keep for calls: one
 // per processor the runtime uses.
 func streamWorkers() uint32 { return uint32(runtime.GOMAXPROCS(0)) }
+
+// Version is the build's version: the module version, else the VCS
+// revision the binary was built from (with "+dirty" for local changes),
+// else "devel".
+func Version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	return rev[:min(12, len(rev))] + dirty
+}
+
+// buildInfo is personaldata_build_info: 1, labelled with the version and
+// the Go version the binary was built with.
+func buildInfo(version string) prometheus.Collector {
+	if version == "" {
+		version = Version()
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "personaldata_build_info",
+		Help:        "The running build: 1, labelled with its version and Go version.",
+		ConstLabels: prometheus.Labels{"version": version, "go_version": runtime.Version()},
+	})
+	g.Set(1)
+	return g
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/example/personaldata/cmd/personaldatad/console"
@@ -63,6 +65,15 @@ type Config struct {
 	// RetentionSweepInterval is how often the retention sweeper runs; 0
 	// runs it only when an operator asks (RunRetentionSweep).
 	RetentionSweepInterval time.Duration
+	// Version is the build's version, for personaldata_build_info.
+	Version string
+	// DrainDelay is how long, once shutdown begins, the server goes on
+	// serving while it reports not ready, so load balancers stop sending
+	// it new calls before its listeners close. 0 in tests.
+	DrainDelay time.Duration
+	// ShutdownTimeout bounds the wait for calls in flight once the
+	// listeners close (20 s when 0); streams still open are then cut.
+	ShutdownTimeout time.Duration
 }
 
 // KeysConfig says where the master keys come from: MasterKeys (the keyring
@@ -72,6 +83,9 @@ type KeysConfig struct {
 	MasterKeys    []byte
 	KeyFile       string
 	CreateKeyFile bool
+	// Keeper, when set, is the key service (KMS, Vault) that wraps the key
+	// file: the file on disk is its ciphertext, useless without it.
+	Keeper envelope.Wrapper
 }
 
 // TLSConfig names the files for TLS and mutual TLS.
@@ -108,6 +122,9 @@ type Server struct {
 	// endStreams ends the notification streams, which never end by
 	// themselves, as shutdown begins.
 	endStreams func()
+	// draining is set once shutdown begins: the server is no longer ready.
+	draining                    atomic.Bool
+	drainDelay, shutdownTimeout time.Duration
 }
 
 // New opens the store and binds both listeners.
@@ -116,6 +133,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
 	}
+	log = slog.New(requestIDHandler{log.Handler()})
 	s := &Server{log: log, store: st}
 	if err := s.build(ctx, cfg); err != nil {
 		_ = s.Close()
@@ -150,8 +168,14 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
-	reg.MustRegister(svc.RequestMetrics())
+	reg.MustRegister(svc.BacklogMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
+	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
+	if s.shutdownTimeout <= 0 {
+		s.shutdownTimeout = 20 * time.Second
+	}
+	reg.MustRegister(s.retention.Collectors()...)
+	reg.MustRegister(buildInfo(cfg.Version))
 	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
 		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
@@ -165,6 +189,11 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
+			// Streams (notifications, the outbox) stay open for hours:
+			// ping an idle connection so that a dead peer or a NAT that
+			// dropped it is noticed, and let clients ping every 20 s.
+			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 			// Calls run on goroutines that are kept, with the stacks they
 			// grew, instead of a new one per call.
 			grpc.NumStreamWorkers(streamWorkers()),
@@ -174,8 +203,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			grpc.MaxSendMsgSize(maxResponseBytes),
 			// Authentication, then the audit recorder, then the RPC rule, so
 			// that a refused call is on record with its principal.
-			grpc.ChainUnaryInterceptor(m.unary, logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
-			grpc.ChainStreamInterceptor(m.stream, logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
+			grpc.ChainUnaryInterceptor(requestIDUnary, m.grpc.UnaryServerInterceptor(), logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
+			grpc.ChainStreamInterceptor(requestIDStream, m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
 		)...)
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
@@ -189,6 +218,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Outbox())
 		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
+		pdv1.RegisterBreachServiceServer(g, svc.Breach())
 		healthpb.RegisterHealthServer(g, s.health)
 		reflection.Register(g)
 		return g
@@ -225,6 +255,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRequesterOutboxServiceHandler,
 		pdv1.RegisterPolicyServiceHandler,
 		pdv1.RegisterProcessingRegisterServiceHandler,
+		pdv1.RegisterBreachServiceHandler,
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)
@@ -239,8 +270,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes))
-	mux.Handle(console.Prefix, http.MaxBytesHandler(cons, maxRequestBytes))
+	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes)))
+	mux.Handle(console.Prefix, m.instrumentHTTP("console", http.MaxBytesHandler(cons, maxRequestBytes)))
 	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusSeeOther))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -263,7 +294,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /readyz", ready)
 	mux.HandleFunc("GET /healthz", ready)
 	s.http = &http.Server{
-		Handler:           mux,
+		Handler:           httpRequestID(mux),
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -278,6 +309,25 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 // loadKeys reads the master keys, generating the key file (owner-only) on
 // the first start where that is allowed.
 func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
+	if c.Keeper != nil {
+		if c.KeyFile == "" || len(c.MasterKeys) > 0 {
+			return nil, errors.New("master keys from a key service: give the key file it wraps (not the keyring JSON)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		f := envelope.WrappedFile{Path: c.KeyFile, Wrapper: c.Keeper}
+		var ring *envelope.Keyring
+		var err error
+		if c.CreateKeyFile && s.noDataYet() {
+			ring, s.KeyFileCreated, err = f.LoadOrCreate(ctx)
+		} else {
+			ring, err = f.Load(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("master key file: %w", err)
+		}
+		return service.NewWrappedKeys(ring, f), nil
+	}
 	switch {
 	case len(c.MasterKeys) > 0:
 		ring, err := envelope.Parse(c.MasterKeys)
@@ -321,7 +371,9 @@ func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 func (s *Server) StoreURI() string { return s.store.URI() }
 
 // Serve serves until ctx ends, then shuts down gracefully: health turns
-// NOT_SERVING, in-flight requests finish (up to 20 s), the store closes.
+// NOT_SERVING and /readyz fails, calls are still served for the drain
+// delay, then in-flight requests finish (up to the shutdown timeout), the
+// store closes.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
@@ -351,8 +403,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	// Not ready from now on (health NOT_SERVING, /readyz 503), but still
+	// serving for the drain delay, so that load balancers move new calls
+	// elsewhere before the listeners close.
+	s.draining.Store(true)
 	s.health.Shutdown()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if serveErr == nil && s.drainDelay > 0 {
+		s.log.Info("draining before shutdown", slog.Duration("delay", s.drainDelay))
+		time.Sleep(s.drainDelay)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
 	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
 	httpErr := s.http.Shutdown(shutdownCtx)
@@ -373,6 +433,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // audit appends, which every audited call makes (reads too). The reason
 // names the part that fails, never data.
 func (s *Server) ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("shutting down")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {

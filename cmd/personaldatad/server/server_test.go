@@ -106,11 +106,14 @@ func TestNoPersonalDataInLogsOrMetrics(t *testing.T) {
 		call(t, c, "EraseSubject", eraseReq(sub, "e"), &pdv1.EraseSubjectResponse{})
 	}
 	_, metrics := httpGet(t, e.base+"/metrics")
-	if !strings.Contains(metrics, `personaldata_grpc_requests_total{code="AlreadyExists",method="/personaldata.v1.PersonalDataService/CreateSubject"} 2`) {
+	if !strings.Contains(metrics, `grpc_server_handled_total{grpc_code="AlreadyExists",grpc_method="CreateSubject",grpc_service="personaldata.v1.PersonalDataService",grpc_type="unary"} 2`) {
 		t.Errorf("metrics lack the per-method, per-code count of refused creates")
 	}
-	if !strings.Contains(metrics, `personaldata_grpc_requests_total{code="OK",method="/personaldata.v1.PersonalDataService/EraseSubject"} 2`) {
+	if !strings.Contains(metrics, `grpc_server_handled_total{grpc_code="OK",grpc_method="EraseSubject",grpc_service="personaldata.v1.PersonalDataService",grpc_type="unary"} 2`) {
 		t.Errorf("metrics lack the count of erasures")
+	}
+	if !strings.Contains(metrics, `http_requests_total{code="200",handler="gateway",method="post"}`) || !strings.Contains(metrics, "grpc_server_handling_seconds_bucket") {
+		t.Errorf("metrics lack the HTTP requests or the gRPC handling times")
 	}
 	logs := e.logs.String()
 	if !strings.Contains(logs, `"code":"FailedPrecondition"`) {

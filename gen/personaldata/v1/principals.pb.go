@@ -940,7 +940,8 @@ func (*GetCallerRequest) Descriptor() ([]byte, []int) {
 type GetCallerResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Principal *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
-	// How the call was authenticated: "bearer" or "mtls".
+	// How the call was authenticated: "bearer", "mtls", or "console" (a
+	// principal signed in to the support console, which calls for it).
 	Method        string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
