@@ -27,10 +27,12 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 # Static (no cgo: SQLite is modernc.org's pure Go), without local paths, and
-# stamped with the version. time/tzdata is compiled in (Swedish due dates on a
-# host without a zone database); the CA bundle is copied for TLS to MongoDB
-# (Go reads /etc/ssl/certs/ca-certificates.crt; SSL_CERT_FILE overrides it).
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" \
+# stamped with the version, which -version and personaldata_build_info show
+# (the context has no .git to take it from). time/tzdata is compiled in
+# (Swedish due dates on a host without a zone database); the CA bundle is
+# copied for TLS to MongoDB (Go reads /etc/ssl/certs/ca-certificates.crt;
+# SSL_CERT_FILE overrides it).
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/example/personaldata/cmd/personaldatad/server.version=${VERSION}" \
       -o /rootfs/root/personaldatad ./cmd/personaldatad \
  && mkdir -p /rootfs/root/etc/ssl/certs /rootfs/root/tmp /rootfs/data \
  && cp /etc/ssl/certs/ca-certificates.crt /rootfs/root/etc/ssl/certs/ \

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +16,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"gocloud.dev/secrets/localsecrets"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 // pdctlWith runs pdctl against the last server startServer started, with
@@ -140,7 +144,7 @@ func TestEachPrincipalCommandShowsItsOwnFlags(t *testing.T) {
 		// The command's own flags come before the global ones.
 		local, _, _ := strings.Cut(out, "Global Flags:")
 		for _, f := range all {
-			if has, want := strings.Contains(local, f+" "), containsString(own, f); has != want {
+			if has, want := strings.Contains(local, f+" "), slices.Contains(own, f); has != want {
 				t.Errorf("principal %s --help shows %s: %v, want %v\n%s", cmd, f, has, want, local)
 			}
 		}
@@ -148,15 +152,6 @@ func TestEachPrincipalCommandShowsItsOwnFlags(t *testing.T) {
 			t.Errorf("principal %s --help lacks the global flags", cmd)
 		}
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestCompletion: completion scripts for the usual shells, and completion
@@ -205,6 +200,38 @@ func TestKeysCommands(t *testing.T) {
 	}
 	if _, err := pdctl(opToken, "keys", "remove-version", "--key-file", keyFile); err == nil || !strings.Contains(err.Error(), "version") {
 		t.Errorf("remove-version without --version: %v", err)
+	}
+}
+
+// TestKeysThroughTheKeyService: with --master-key-keeper the key file,
+// which holds only the key service's ciphertext, is changed through it;
+// without, it cannot be read.
+func TestKeysThroughTheKeyService(t *testing.T) {
+	key, err := localsecrets.NewRandomKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper := localsecrets.NewKeeper(key)
+	defer keeper.Close()
+	file := envelope.WrappedFile{Path: filepath.Join(t.TempDir(), "keyring.json"), Wrapper: keeper}
+	if _, _, err := file.LoadOrCreate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	url := "base64key://" + base64.URLEncoding.EncodeToString(key[:])
+	if out, err := noServer("keys", "add-version", "--key-file", file.Path, "--master-key-keeper", url); err != nil || !strings.Contains(out, "master key version 2 added") {
+		t.Fatalf("add-version through the key service: %q %v", out, err)
+	}
+	t.Setenv("PERSONALDATA_MASTER_KEY_KEEPER", url)
+	if out, err := noServer("keys", "remove-version", "--key-file", file.Path, "--version", "1"); err != nil || out != "master key version 1 removed\n" {
+		t.Fatalf("remove-version with the key service from the environment: %q %v", out, err)
+	}
+	ring, err := file.Load(context.Background())
+	if err != nil || ring.Current() != 2 || !slices.Equal(ring.Versions(), []uint32{2}) {
+		t.Fatalf("the wrapped file after the changes: %v %v", ring, err)
+	}
+	t.Setenv("PERSONALDATA_MASTER_KEY_KEEPER", "")
+	if _, err := noServer("keys", "add-version", "--key-file", file.Path); err == nil {
+		t.Errorf("the wrapped file was changed without its key service")
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gocloud.dev/secrets"
+	_ "gocloud.dev/secrets/hashivault"   // hashivault:// (Vault's transit engine)
+	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store/envelope"
@@ -26,20 +29,41 @@ data key under the newest version), then remove the old version.`
 	return c
 }
 
-// keyFileFlag is the master key file the file-only commands change.
-func keyFileFlag(cmd *cobra.Command, file *string) {
-	cmd.Flags().StringVar(file, "key-file", "data/keyring.json", "the master key file")
+// keyFile is the master key file the file-only commands change, and the
+// key service that wraps it, if any (as the server's -master-key-keeper).
+type keyFile struct{ path, keeper string }
+
+func (k *keyFile) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&k.path, "key-file", "data/keyring.json", "the master key file")
+	cmd.Flags().StringVar(&k.keeper, "master-key-keeper", envOr("PERSONALDATA_MASTER_KEY_KEEPER", ""),
+		"URL of the key service that wraps the file, as given to the server (hashivault://KEY; env PERSONALDATA_MASTER_KEY_KEEPER)")
 	_ = cmd.MarkFlagFilename("key-file", "json")
 }
 
+// change runs fn on the plain file, or through the key service.
+func (k *keyFile) change(ctx context.Context, plain func(string) error, wrapped func(context.Context, envelope.WrappedFile) error) error {
+	if k.keeper == "" {
+		return plain(k.path)
+	}
+	keeper, err := secrets.OpenKeeper(ctx, k.keeper)
+	if err != nil {
+		return fmt.Errorf("--master-key-keeper: %w", err)
+	}
+	defer keeper.Close()
+	return wrapped(ctx, envelope.WrappedFile{Path: k.path, Wrapper: keeper})
+}
+
 func (a *app) keysAddVersionCommand() *cobra.Command {
-	var file string
+	var file keyFile
 	cmd := &cobra.Command{
-		Use:   "add-version [--key-file FILE]",
+		Use:   "add-version [--key-file FILE] [--master-key-keeper URL]",
 		Short: "Add a master key version to the key file and make it current (no server needed)",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			v, err := envelope.AddVersion(file)
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var v uint32
+			err := file.change(cmd.Context(),
+				func(path string) (err error) { v, err = envelope.AddVersion(path); return err },
+				func(ctx context.Context, f envelope.WrappedFile) (err error) { v, err = f.AddVersion(ctx); return err })
 			if err != nil {
 				return err
 			}
@@ -47,33 +71,34 @@ func (a *app) keysAddVersionCommand() *cobra.Command {
 			return err
 		},
 	}
-	keyFileFlag(cmd, &file)
+	file.flags(cmd)
 	return cmd
 }
 
 func (a *app) keysRemoveVersionCommand() *cobra.Command {
-	var file string
+	var file keyFile
 	var version uint
 	cmd := &cobra.Command{
-		Use:   "remove-version --version N [--key-file FILE]",
+		Use:   "remove-version --version N [--key-file FILE] [--master-key-keeper URL]",
 		Short: "Remove a master key version from the key file, after a finished rotation (no server needed)",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			if err := envelope.RemoveVersion(file, uint32(version)); err != nil {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := file.change(cmd.Context(),
+				func(path string) error { return envelope.RemoveVersion(path, uint32(version)) },
+				func(ctx context.Context, f envelope.WrappedFile) error { return f.RemoveVersion(ctx, uint32(version)) })
+			if err != nil {
 				return err
 			}
-			_, err := fmt.Fprintf(a.out, "master key version %d removed\n", version)
+			_, err = fmt.Fprintf(a.out, "master key version %d removed\n", version)
 			return err
 		},
 	}
-	keyFileFlag(cmd, &file)
+	file.flags(cmd)
 	cmd.Flags().UintVar(&version, "version", 0, "the version to remove")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd
 }
 
-// keysRotateCommand runs a rotation and prints its progress; interrupted,
-// it prints the --resume-after to continue with.
 func (a *app) keysRotateCommand() *cobra.Command {
 	var after string
 	cmd := &cobra.Command{

@@ -26,7 +26,10 @@ import (
 
 // buildFlags are the go build flags of the Dockerfile's build stage, which
 // the test's build of the binary must share.
-const buildFlags = `CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}"`
+const buildFlags = `CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X ` + versionVar + `=${VERSION}"`
+
+// versionVar is the variable the version is stamped into.
+const versionVar = "github.com/example/personaldata/cmd/personaldatad/server.version"
 
 // TestImage builds the image from the top-level Dockerfile with podman, from
 // scratch only (its prebuilt stage, the binary built here as the build stage
@@ -72,7 +75,7 @@ func TestImage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, "etc", "ssl", "certs", "ca-certificates.crt"), certs, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X main.version=image-test", "-o", filepath.Join(root, "personaldatad"), ".")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X "+versionVar+"=image-test", "-o", filepath.Join(root, "personaldatad"), ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -186,10 +189,22 @@ func TestImage(t *testing.T) {
 		t.Errorf("build settings: %v", settings)
 	}
 
-	// Run it: root filesystem read-only, /tmp a tmpfs, the data in a folder
-	// owned by the image's user. runc and explicit limits because this
-	// sandbox lacks CAP_SYS_RESOURCE (podman's default limits cannot be set)
-	// and mixes cgroup v1 and v2, which crun refuses.
+	// Runs: with runc and explicit limits, because this sandbox lacks
+	// CAP_SYS_RESOURCE (podman's default limits cannot be set) and mixes
+	// cgroup v1 and v2, which crun refuses.
+	var podmanRun []string
+	if _, err := exec.LookPath("runc"); err == nil {
+		podmanRun = []string{"--runtime", "runc"}
+	}
+	podmanRun = append(podmanRun, "run", "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096", "--read-only")
+
+	// The version stamped at link time, as -version prints it.
+	if out := must(slices.Concat(podmanRun, []string{"--rm", "--network", "none", image, "-version"})...); !strings.HasPrefix(out, "personaldatad image-test go") {
+		t.Errorf("-version printed %q", out)
+	}
+
+	// Serving: root filesystem read-only, /tmp a tmpfs, the data in a
+	// folder owned by the image's user.
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o700); err != nil {
 		t.Fatal(err)
@@ -198,20 +213,15 @@ func TestImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	var global []string
-	if _, err := exec.LookPath("runc"); err == nil {
-		global = []string{"--runtime", "runc"}
-	}
 	name := strings.ReplaceAll(strings.TrimPrefix(image, "localhost/"), ":", "-")
-	must(append(global, "run", "--detach", "--name", name, "--read-only", "--tmpfs", "/tmp:rw,mode=1777",
-		"--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
-		"--volume", data+":/data", "--publish", httpAddr+":8080", "--publish", grpcAddr+":50051", image)...)
+	must(slices.Concat(podmanRun, []string{"--detach", "--name", name, "--tmpfs", "/tmp:rw,mode=1777",
+		"--volume", data + ":/data", "--publish", httpAddr + ":8080", "--publish", grpcAddr + ":50051", image})...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := run("logs", name)
 			t.Logf("container log:\n%s", out)
 		}
-		_, _ = run(append(global, "rm", "--force", name)...)
+		_, _ = run("rm", "--force", name)
 	})
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -279,7 +289,7 @@ func TestImage(t *testing.T) {
 	}
 
 	// SIGTERM: a graceful stop, exit status 0.
-	must(append(global, "stop", "--time", "30", name)...)
+	must("stop", "--time", "30", name)
 	if code := must("inspect", "--format", "{{.State.ExitCode}}", name); code != "0" {
 		t.Errorf("exit status %s after SIGTERM", code)
 	}

@@ -28,10 +28,17 @@ func TuneRuntime() {
 // per processor the runtime uses.
 func streamWorkers() uint32 { return uint32(runtime.GOMAXPROCS(0)) }
 
-// Version is the build's version: the module version, else the VCS
-// revision the binary was built from (with "+dirty" for local changes),
-// else "devel".
+// version is set at link time by builds that have no VCS information, as
+// the Dockerfile's (-ldflags "-X .../server.version=v1.2.3").
+var version string
+
+// Version is the build's version: the one set at link time, else the
+// module version, else the VCS revision the binary was built from (with
+// "+dirty" for local changes), else "devel".
 func Version() string {
+	if version != "" {
+		return version
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "devel"
