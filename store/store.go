@@ -22,6 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/example/personaldata/store/embedded"
 )
@@ -79,6 +80,8 @@ type Config struct {
 	// Monitor, when set, sees every command the store sends (tests check
 	// with it that hot paths read by exact _id).
 	Monitor *event.CommandMonitor
+	// TracerProvider, when set, gets a span for every command (tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // Store is the service's database.
@@ -136,7 +139,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	opts := options.Client().ApplyURI(uri).
 		SetWriteConcern(writeconcern.Majority()).
 		SetTimeout(30 * time.Second)
-	if cfg.Monitor != nil {
+	if cfg.TracerProvider != nil {
+		opts.SetMonitor(tracingMonitor(cfg.TracerProvider, cfg.Monitor))
+	} else if cfg.Monitor != nil {
 		opts.SetMonitor(cfg.Monitor)
 	}
 	if s.embedded != nil {

@@ -15,6 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
 	"gocloud.dev/secrets"
 	_ "gocloud.dev/secrets/hashivault"   // hashivault:// (Vault's transit engine)
 	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
@@ -42,6 +47,7 @@ type config struct {
 	database, logLevel         string
 	operatorTokenFile          string
 	keyFile, keeperURL         string
+	otlpEndpoint               string
 	tlsCert, tlsKey, tlsClient string
 	retentionSweepInterval     time.Duration
 	drainDelay, shutdownTimout time.Duration
@@ -67,6 +73,7 @@ func parseFlags(args []string) (config, error) {
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
 	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
 	str(&c.keeperURL, "master-key-keeper", "", "URL of the key service that wraps the key file (gocloud.dev/secrets): hashivault://KEY for Vault's transit engine (VAULT_SERVER_URL, VAULT_SERVER_TOKEN), base64key://KEY for a local key in tests; the file then holds only ciphertext")
+	str(&c.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OpenTelemetry collector (OTLP over gRPC) to send traces to, such as http://collector:4317; tracing is off when empty (also read from OTEL_EXPORTER_OTLP_ENDPOINT)")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
@@ -135,6 +142,20 @@ func realMain(ctx context.Context, args []string) error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	var tp trace.TracerProvider
+	if c.otlpEndpoint != "" {
+		sdk, err := tracing(ctx, c.otlpEndpoint)
+		if err != nil {
+			return fmt.Errorf("-otlp-endpoint: %w", err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = sdk.Shutdown(ctx) // send the spans still batched
+		}()
+		tp = sdk
+	}
+
 	var keeper envelope.Wrapper
 	if c.keeperURL != "" {
 		k, err := secrets.OpenKeeper(ctx, c.keeperURL)
@@ -163,6 +184,7 @@ func realMain(ctx context.Context, args []string) error {
 		Version:                server.Version(),
 		DrainDelay:             c.drainDelay,
 		ShutdownTimeout:        c.shutdownTimout,
+		TracerProvider:         tp,
 	}, log)
 	if err != nil {
 		return err
@@ -197,4 +219,15 @@ func realMain(ctx context.Context, args []string) error {
 	err = srv.Serve(ctx)
 	log.Info("stopped")
 	return err
+}
+
+// tracing exports spans in batches to the OTLP collector at endpoint, the
+// service named personaldatad with its version.
+func tracing(ctx context.Context, endpoint string) (*sdktrace.TracerProvider, error) {
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpointURL(endpoint))
+	if err != nil {
+		return nil, err
+	}
+	res := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName("personaldatad"), semconv.ServiceVersion(server.Version()))
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
 }

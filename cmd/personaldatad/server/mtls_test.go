@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -150,5 +151,47 @@ func TestMutualTLS(t *testing.T) {
 	}
 	if code, body := restGet(nil, nil); code != http.StatusUnauthorized || strings.Contains(body, "billing") {
 		t.Errorf("REST without credentials: %d %s", code, body)
+	}
+}
+
+// A renewed certificate is served without a restart.
+func TestCertificateRenewedWithoutRestart(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t)
+	write := func(cert tls.Certificate, at time.Time) {
+		keyDER, _ := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+		writePEM(t, filepath.Join(dir, "server.crt"), "CERTIFICATE", cert.Certificate[0])
+		writePEM(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", keyDER)
+		for _, f := range []string{"server.crt", "server.key"} {
+			if err := os.Chtimes(filepath.Join(dir, f), at, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first := ca.issue(t, "personaldata", true)
+	write(first, time.Now().Add(-time.Minute))
+	srv, _ := serve(t, dir, server.Config{
+		Store: store.Config{DataDir: filepath.Join(dir, "data"), Database: "renew"},
+		TLS:   server.TLSConfig{CertFile: filepath.Join(dir, "server.crt"), KeyFile: filepath.Join(dir, "server.key")},
+	}, slog.New(slog.DiscardHandler))
+	served := func() []byte {
+		conn, err := tls.Dial("tcp", srv.HTTPAddr(), &tls.Config{RootCAs: ca.pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Raw
+	}
+	if !bytes.Equal(served(), first.Certificate[0]) {
+		t.Fatal("not the first certificate")
+	}
+	renewed := ca.issue(t, "personaldata", true)
+	write(renewed, time.Now())
+	deadline := time.Now().Add(10 * time.Second)
+	for !bytes.Equal(served(), renewed.Certificate[0]) {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate is not served")
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }

@@ -27,6 +27,11 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/example/personaldata/cmd/personaldatad/console"
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -74,6 +79,10 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for calls in flight once the
 	// listeners close (20 s when 0); streams still open are then cut.
 	ShutdownTimeout time.Duration
+	// TracerProvider, when set, traces every request across the HTTP
+	// server, the gateway, gRPC and the store (W3C trace context in and
+	// out); nil turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // KeysConfig says where the master keys come from: MasterKeys (the keyring
@@ -129,6 +138,9 @@ type Server struct {
 
 // New opens the store and binds both listeners.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if cfg.TracerProvider != nil {
+		cfg.Store.TracerProvider = cfg.TracerProvider
+	}
 	st, err := store.Open(ctx, cfg.Store)
 	if err != nil {
 		return nil, fmt.Errorf("server.New: %w", err)
@@ -186,7 +198,21 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	s.auditLog = svc.AuditLog()
 	// After authentication, so every event names its principal.
 	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now, reg)
+	var serverTracing []grpc.ServerOption
+	clientTracing := []grpc.DialOption{}
+	httpTracing := func(h http.Handler) http.Handler { return h }
+	if tp := cfg.TracerProvider; tp != nil {
+		prop := otelgrpc.WithPropagators(propagation.TraceContext{})
+		serverTracing = append(serverTracing, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), prop)))
+		clientTracing = append(clientTracing, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), prop)))
+		// Spans named by method only: a path may hold ids.
+		httpTracing = func(h http.Handler) http.Handler {
+			return otelhttp.NewHandler(h, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(propagation.TraceContext{}),
+				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "HTTP " + r.Method }))
+		}
+	}
 	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
+		opts = append(opts, serverTracing...)
 		g := grpc.NewServer(append(opts,
 			grpc.MaxRecvMsgSize(maxRequestBytes),
 			// Streams (notifications, the outbox) stay open for hours:
@@ -232,12 +258,12 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 
 	// The gateway dials the gRPC server, so REST calls pass the same
 	// interceptors (metrics, logs, authentication).
-	s.gateConn, err = grpc.NewClient(s.gatewayLis.Addr().String(),
+	s.gateConn, err = grpc.NewClient(s.gatewayLis.Addr().String(), append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)),
 		grpc.WithPerRPCCredentials(gatewayCredentials(gatewaySecret)),
 		grpc.WithChainUnaryInterceptor(markReached),
-		grpc.WithChainStreamInterceptor(markReachedStream))
+		grpc.WithChainStreamInterceptor(markReachedStream)}, clientTracing...)...)
 	if err != nil {
 		return fmt.Errorf("dial gateway: %w", err)
 	}
@@ -294,7 +320,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /readyz", ready)
 	mux.HandleFunc("GET /healthz", ready)
 	s.http = &http.Server{
-		Handler:           httpRequestID(mux),
+		Handler:           httpTracing(httpRequestID(mux)),
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

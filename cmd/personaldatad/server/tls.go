@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
@@ -26,11 +28,11 @@ func loadTLS(c TLSConfig) (*tls.Config, error) {
 	if c.CertFile == "" {
 		return nil, nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	certs, err := newCertReloader(c.CertFile, c.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("load TLS certificate: %w", err)
+		return nil, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 	if c.ClientCAFile != "" {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {
@@ -84,4 +86,66 @@ func refuseInternalHeaders(key string) (string, bool) {
 		return "", false
 	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// certReloader serves the certificate in its files, read again when they
+// change (looked at, at most every certCheckInterval, by a handshake), so a
+// renewed certificate is used without a restart. A pair that does not load
+// (a renewal half written) keeps the one in use until it does.
+type certReloader struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	cert              *tls.Certificate
+	modTime           time.Time
+	checked           time.Time
+}
+
+const certCheckInterval = 2 * time.Second
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("load TLS certificate: %w", err)
+	}
+	return r, nil
+}
+
+// load reads the pair; the caller holds r.mu, or r is not shared yet.
+func (r *certReloader) load() error {
+	mod, err := newestModTime(r.certFile, r.keyFile)
+	if err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return err
+	}
+	r.cert, r.modTime = &cert, mod
+	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.checked) >= certCheckInterval {
+		r.checked = time.Now()
+		if mod, err := newestModTime(r.certFile, r.keyFile); err == nil && !mod.Equal(r.modTime) {
+			_ = r.load() // on failure the old certificate stays
+		}
+	}
+	return r.cert, nil
+}
+
+func newestModTime(files ...string) (time.Time, error) {
+	var newest time.Time
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+	}
+	return newest, nil
 }
