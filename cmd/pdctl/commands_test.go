@@ -214,10 +214,16 @@ func TestKeysThroughTheKeyService(t *testing.T) {
 	keeper := localsecrets.NewKeeper(key)
 	defer keeper.Close()
 	file := envelope.WrappedFile{Path: filepath.Join(t.TempDir(), "keyring.json"), Wrapper: keeper}
-	if _, _, err := file.LoadOrCreate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	url := "base64key://" + base64.URLEncoding.EncodeToString(key[:])
+	if out, err := noServer("keys", "create", "--key-file", file.Path, "--master-key-keeper", url); err != nil || !strings.Contains(out, "created") {
+		t.Fatalf("create through the key service: %q %v", out, err)
+	}
+	if _, err := noServer("keys", "create", "--key-file", file.Path, "--master-key-keeper", url); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Errorf("a second create: %v", err)
+	}
+	if ring, err := file.Load(context.Background()); err != nil || ring.Current() != 1 {
+		t.Fatalf("the created file: %v %v", ring, err)
+	}
 	if out, err := noServer("keys", "add-version", "--key-file", file.Path, "--master-key-keeper", url); err != nil || !strings.Contains(out, "master key version 2 added") {
 		t.Fatalf("add-version through the key service: %q %v", out, err)
 	}

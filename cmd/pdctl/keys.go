@@ -16,6 +16,7 @@ import (
 
 func (a *app) keysCommand() *cobra.Command {
 	c := group("keys", "Master key versions and the rotation of data keys (operators)",
+		a.keysCreateCommand(),
 		a.keysAddVersionCommand(),
 		a.keysRotateCommand(),
 		a.keysRemoveVersionCommand(),
@@ -51,6 +52,36 @@ func (k *keyFile) change(ctx context.Context, plain func(string) error, wrapped 
 	}
 	defer keeper.Close()
 	return wrapped(ctx, envelope.WrappedFile{Path: k.path, Wrapper: keeper})
+}
+
+// keysCreateCommand makes the key file for a deployment on MongoDB, where
+// the server never generates one (replicas must share the same keys).
+func (a *app) keysCreateCommand() *cobra.Command {
+	var file keyFile
+	cmd := &cobra.Command{
+		Use:   "create [--key-file FILE] [--master-key-keeper URL]",
+		Short: "Create a new master key file, wrapped by the key service when one is given (no server needed); never replaces one",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var created bool
+			err := file.change(cmd.Context(),
+				func(path string) (err error) { _, created, err = envelope.LoadOrCreate(path); return err },
+				func(ctx context.Context, f envelope.WrappedFile) (err error) {
+					_, created, err = f.LoadOrCreate(ctx)
+					return err
+				})
+			if err != nil {
+				return err
+			}
+			if !created {
+				return fmt.Errorf("%s exists already: it was left as it is", file.path)
+			}
+			_, err = fmt.Fprintf(a.out, "created %s; give every replica this file (and the key service), and back it up apart from the data\n", file.path)
+			return err
+		},
+	}
+	file.flags(cmd)
+	return cmd
 }
 
 func (a *app) keysAddVersionCommand() *cobra.Command {
