@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -15,19 +17,85 @@ import (
 // chain: a second writer of the same seq gets ErrExists. Package service/audit
 // computes PrevHash and Hash; the store only keeps them.
 type AuditEvent struct {
-	ID        string   `bson:"_id"`
-	Chain     string   `bson:"chain"`
-	Seq       int64    `bson:"seq"`
-	Time      int64    `bson:"time"` // Unix nanoseconds
-	Principal string   `bson:"principal"`
-	Tenant    string   `bson:"tenant"`
-	Purpose   string   `bson:"purpose"`
-	RPC       string   `bson:"rpc"`
-	SubjectID string   `bson:"subject_id"`
-	Fields    []string `bson:"fields"`
-	Outcome   string   `bson:"outcome"`
-	PrevHash  string   `bson:"prev_hash"`
-	Hash      string   `bson:"hash"`
+	ID        string
+	Chain     string
+	Seq       int64
+	Time      int64 // Unix nanoseconds
+	Principal string
+	Tenant    string
+	Purpose   string
+	RPC       string
+	SubjectID string
+	Fields    []string
+	Outcome   string
+	PrevHash  string
+	Hash      string
+}
+
+// storedAuditEvent is an event as stored: lean, since every audited call
+// inserts one and the embedded store's cost grows with a document's size
+// and elements. The chain and seq are not stored apart (the _id holds
+// them), empty values are left out, and the fields are one comma-separated
+// string (field names hold no commas). Events stored before (with chain
+// and seq, and the fields as an array) are read as well.
+type storedAuditEvent struct {
+	ID        string        `bson:"_id"`
+	Time      int64         `bson:"time"`
+	Principal string        `bson:"principal"`
+	Tenant    string        `bson:"tenant"`
+	Purpose   string        `bson:"purpose,omitempty"`
+	RPC       string        `bson:"rpc"`
+	SubjectID string        `bson:"subject_id,omitempty"`
+	Fields    bson.RawValue `bson:"fields,omitempty"`
+	Outcome   string        `bson:"outcome"`
+	PrevHash  string        `bson:"prev_hash,omitempty"`
+	Hash      string        `bson:"hash"`
+}
+
+// MarshalBSON stores e in its lean form.
+func (e *AuditEvent) MarshalBSON() ([]byte, error) {
+	d := bson.D{{Key: "_id", Value: e.ID}, {Key: "time", Value: e.Time}, {Key: "principal", Value: e.Principal}, {Key: "tenant", Value: e.Tenant}}
+	if e.Purpose != "" {
+		d = append(d, bson.E{Key: "purpose", Value: e.Purpose})
+	}
+	d = append(d, bson.E{Key: "rpc", Value: e.RPC})
+	if e.SubjectID != "" {
+		d = append(d, bson.E{Key: "subject_id", Value: e.SubjectID})
+	}
+	if len(e.Fields) > 0 {
+		d = append(d, bson.E{Key: "fields", Value: strings.Join(e.Fields, ",")})
+	}
+	d = append(d, bson.E{Key: "outcome", Value: e.Outcome})
+	if e.PrevHash != "" {
+		d = append(d, bson.E{Key: "prev_hash", Value: e.PrevHash})
+	}
+	d = append(d, bson.E{Key: "hash", Value: e.Hash})
+	return bson.Marshal(d)
+}
+
+// UnmarshalBSON reads an event stored in either form.
+func (e *AuditEvent) UnmarshalBSON(data []byte) error {
+	var d storedAuditEvent
+	if err := bson.Unmarshal(data, &d); err != nil {
+		return err
+	}
+	*e = AuditEvent{ID: d.ID, Time: d.Time, Principal: d.Principal, Tenant: d.Tenant, Purpose: d.Purpose, RPC: d.RPC,
+		SubjectID: d.SubjectID, Outcome: d.Outcome, PrevHash: d.PrevHash, Hash: d.Hash}
+	if i := strings.LastIndexByte(d.ID, '/'); i > 0 {
+		e.Chain = d.ID[:i]
+		e.Seq, _ = strconv.ParseInt(d.ID[i+1:], 10, 64)
+	}
+	switch d.Fields.Type {
+	case bson.TypeString:
+		if f := d.Fields.StringValue(); f != "" {
+			e.Fields = strings.Split(f, ",")
+		}
+	case bson.TypeArray:
+		if err := d.Fields.Unmarshal(&e.Fields); err != nil {
+			return fmt.Errorf("audit event fields: %w", err)
+		}
+	}
+	return nil
 }
 
 // AuditHead is a hint of the last event of a chain, its seq and hash; its _id

@@ -216,7 +216,7 @@ func TestAuditFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := e.coll("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
-		Keys: bson.D{{Key: "chain", Value: 1}, {Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
+		Keys: bson.D{{Key: "subject_id", Value: 1}, {Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -358,7 +358,7 @@ func TestReplicaAuditFailsClosed(t *testing.T) {
 	call(t, b.gc(), "GetSubjectForPurpose", view, &pdv1.GetSubjectForPurposeResponse{})
 	// The trail now refuses every further event of an RPC already in a chain.
 	index, err := a.coll("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
-		Keys: bson.D{{Key: "chain", Value: 1}, {Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
+		Keys: bson.D{{Key: "subject_id", Value: 1}, {Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
 	})
 	if err != nil {
 		t.Fatal(err)
