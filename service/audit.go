@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -56,13 +55,7 @@ func (s *Audit) ListAuditEvents(ctx context.Context, req *pdv1.ListAuditEventsRe
 	default:
 		v.auditTenant("tenant_id", tenantID)
 	}
-	size := int(req.GetPageSize())
-	if size == 0 {
-		size = defaultAuditPageSize
-	}
-	if size < 0 || size > maxPageSize {
-		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
-	}
+	size := v.pageSize(req.GetPageSize(), defaultAuditPageSize)
 	// The position to go on from: the next seq of a subject's chain, the
 	// last event id of a tenant's listing.
 	var pos string

@@ -2,7 +2,6 @@ package service
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"strconv"
@@ -145,7 +144,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	id := s.eraseJobID(customer, key)
 	job, err := s.store.GetJob(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		job, err = s.startEraseJob(ctx, id, customer, ground, ref, c.ID(), fp)
+		job, err = s.startJob(ctx, &store.Job{ID: id, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref, Principal: c.ID(), Fingerprint: fp})
 	}
 	if err != nil {
 		return s.internal(ctx, "erase controller", err)
@@ -204,35 +203,8 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 			break
 		}
 	}
-	job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
-		if j.State != jobFinished {
-			j.State = jobFinished
-			j.FinishedAt = s.now().UnixNano()
-			j.UpdatedAt = j.FinishedAt
-		}
-		return nil
-	})
-	if err != nil {
+	if job, err = s.finishJob(ctx, id); err != nil {
 		return s.internal(ctx, "erase controller", err)
 	}
 	return progress(job)
-}
-
-// startEraseJob records a new bulk erasure, or returns the job a concurrent
-// call with the same key recorded first.
-func (s *Agreements) startEraseJob(ctx context.Context, id, customer, ground, ref, principal string, fp []byte) (*store.Job, error) {
-	total, err := s.store.CountSubjectsOfController(ctx, customer)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now().UnixNano()
-	job := &store.Job{
-		ID: id, Version: 1, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref,
-		Principal: principal, Fingerprint: fp, State: jobRunning, Total: total, StartedAt: now, UpdatedAt: now,
-	}
-	err = s.store.InsertJob(ctx, job)
-	if errors.Is(err, store.ErrExists) {
-		return s.store.GetJob(ctx, id)
-	}
-	return job, err
 }

@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -195,13 +194,7 @@ func (s *Disclosures) pending(ctx context.Context, c *auth.Caller, recipient str
 func (s *Disclosures) ListRecipientNotifications(ctx context.Context, req *pdv1.ListRecipientNotificationsRequest) (*pdv1.ListRecipientNotificationsResponse, error) {
 	var v violations
 	recipient := v.recipient("recipient", req.GetRecipient())
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = defaultNotificationPageSize
-	case size < 0 || size > maxPageSize:
-		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
-	}
+	size := v.pageSize(req.GetPageSize(), defaultNotificationPageSize)
 	var from int64
 	if len(v) == 0 {
 		if pos := v.auditPageToken(req.GetPageToken(), "n", recipient); pos != "" {

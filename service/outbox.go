@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -286,23 +285,8 @@ func outboxTouch(m *pdv1.OutboxMessage) audit.Touch {
 // ListOutboxMessages lists the unacknowledged messages, oldest first.
 func (s *Outbox) ListOutboxMessages(ctx context.Context, req *pdv1.ListOutboxMessagesRequest) (*pdv1.ListOutboxMessagesResponse, error) {
 	var v violations
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = 50
-	case size < 0 || size > maxPageSize:
-		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
-	}
-	var afterAt int64
-	var afterID string
-	if t := req.GetPageToken(); t != "" && len(v) == 0 {
-		at, id, ok := strings.Cut(v.auditPageToken(t, "outbox", "outbox"), "/")
-		n, err := strconv.ParseInt(at, 10, 64)
-		if !ok || err != nil {
-			v.add("page_token", "is not a token from this listing")
-		}
-		afterAt, afterID = n, id
-	}
+	size := v.pageSize(req.GetPageSize(), 50)
+	afterAt, afterID := v.positionToken(req.GetPageToken(), "outbox", "outbox")
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -317,7 +301,7 @@ func (s *Outbox) ListOutboxMessages(ctx context.Context, req *pdv1.ListOutboxMes
 	if len(ms) > size {
 		ms = ms[:size]
 		last := ms[size-1]
-		out.NextPageToken = auditPageToken("outbox", "outbox", strconv.FormatInt(last.GetCreateTime().AsTime().UnixNano(), 10)+"/"+last.GetMessageId())
+		out.NextPageToken = positionTokenOf("outbox", "outbox", last.GetCreateTime().AsTime().UnixNano(), last.GetMessageId())
 	}
 	for _, m := range ms {
 		note(ctx, outboxTouch(m))

@@ -400,21 +400,25 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 			break
 		}
 	}
-	job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+	if job, err = s.finishJob(ctx, id); err != nil {
+		return s.internal(ctx, "notify policy change", err)
+	}
+	return progress(job)
+}
+
+// finishJob records a job finished (once).
+func (s *Service) finishJob(ctx context.Context, id string) (*store.Job, error) {
+	return s.store.UpdateJob(ctx, id, func(j *store.Job) error {
 		if j.State != jobFinished {
 			j.State, j.FinishedAt = jobFinished, s.now().UnixNano()
 			j.UpdatedAt = j.FinishedAt
 		}
 		return nil
 	})
-	if err != nil {
-		return s.internal(ctx, "notify policy change", err)
-	}
-	return progress(job)
 }
 
-// startJob records a new job over the company's subjects, or returns the
-// one a concurrent call with the same id recorded first.
+// startJob records a new job over a controller's subjects (j.Customer), or
+// returns the one a concurrent call with the same id recorded first.
 func (s *Service) startJob(ctx context.Context, j *store.Job) (*store.Job, error) {
 	total, err := s.store.CountSubjectsOfController(ctx, j.Customer)
 	if err != nil {

@@ -840,24 +840,8 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 	for i, k := range req.GetKinds() {
 		kinds = append(kinds, v.enum(fmt.Sprintf("kinds[%d]", i), k))
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = 50
-	case size < 0 || size > maxPageSize:
-		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
-	}
-	var afterDue int64
-	var afterID string
-	if t := req.GetPageToken(); t != "" && len(v) == 0 {
-		pos := v.auditPageToken(t, "rr", controller)
-		due, id, ok := strings.Cut(pos, "/")
-		n, err := strconv.ParseInt(due, 10, 64)
-		if !ok || err != nil {
-			v.add("page_token", "is not a token from this listing")
-		}
-		afterDue, afterID = n, id
-	}
+	size := v.pageSize(req.GetPageSize(), 50)
+	afterDue, afterID := v.positionToken(req.GetPageToken(), "rr", controller)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -888,7 +872,7 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 		}
 		if len(out.Requests) == size {
 			last := out.Requests[len(out.Requests)-1]
-			out.NextPageToken = auditPageToken("rr", controller, strconv.FormatInt(last.GetDueTime().AsTime().UnixNano(), 10)+"/"+last.GetRequestId())
+			out.NextPageToken = positionTokenOf("rr", controller, last.GetDueTime().AsTime().UnixNano(), last.GetRequestId())
 			break
 		}
 		if err := s.vault.openRequest(ctx, r); err != nil {

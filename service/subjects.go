@@ -559,13 +559,7 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 func (s *Service) ListHistoryEntries(ctx context.Context, req *pdv1.ListHistoryEntriesRequest) (*pdv1.ListHistoryEntriesResponse, error) {
 	var v violations
 	id := v.subjectID(req.GetSubjectId())
-	size := int64(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = defaultPageSize
-	case size < 0 || size > maxPageSize:
-		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
-	}
+	size := int64(v.pageSize(req.GetPageSize(), defaultPageSize))
 	from, ok := decodePageToken(req.GetPageToken(), id)
 	if !ok {
 		v.add("page_token", "is not a token from this listing")

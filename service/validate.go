@@ -3,6 +3,7 @@ package service
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -282,4 +283,36 @@ func (v *violations) pastTime(field string, t *timestamppb.Timestamp, now time.T
 		return t.AsTime().UnixNano()
 	}
 	return 0
+}
+
+// pageSize checks a page_size of 0 to maxPageSize and returns it, or def
+// for 0.
+func (v *violations) pageSize(n int32, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0 || n > maxPageSize:
+		v.add("page_size", fmt.Sprintf("must be 0 to %d", maxPageSize))
+	}
+	return int(n)
+}
+
+// positionToken reads a page token of a listing ordered by a number (a
+// time) then an id, made by positionTokenOf; zeros when token is empty.
+func (v *violations) positionToken(token, kind, scope string) (int64, string) {
+	if token == "" || len(*v) > 0 {
+		return 0, ""
+	}
+	at, id, ok := strings.Cut(v.auditPageToken(token, kind, scope), "/")
+	n, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil {
+		v.add("page_token", "is not a token from this listing")
+		return 0, ""
+	}
+	return n, id
+}
+
+// positionTokenOf is the page token that goes on after (at, id).
+func positionTokenOf(kind, scope string, at int64, id string) string {
+	return auditPageToken(kind, scope, strconv.FormatInt(at, 10)+"/"+id)
 }

@@ -122,43 +122,7 @@ func Parse(data []byte) (*Keyring, error) {
 // created is false. A file that exists but cannot be loaded (bad
 // permissions, malformed) is an error, never silently replaced.
 func LoadOrCreate(path string) (k *Keyring, created bool, err error) {
-	fileMu.Lock()
-	defer fileMu.Unlock()
-
-	k, err = Load(path)
-	if err == nil {
-		return k, false, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, fmt.Errorf("envelope: create keyring directory: %w", err)
-	}
-	d := &keyringData{
-		current:  1,
-		masters:  map[uint32][]byte{1: randomKey()},
-		indexKey: randomKey(),
-	}
-	data, err := d.encode()
-	if err != nil {
-		return nil, false, err
-	}
-	err = writeFileAtomic(path, data, false)
-	if errors.Is(err, fs.ErrExist) {
-		// Someone else created it between our Load and our link: theirs
-		// wins, since data may already be sealed under it.
-		k, err = Load(path)
-		return k, false, err
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	k, err = d.keyring()
-	if err != nil {
-		return nil, false, err
-	}
-	return k, true, nil
+	return WrappedFile{Path: path}.LoadOrCreate(context.Background())
 }
 
 // AddVersion adds a fresh random master key to the keyring file at path and
@@ -171,28 +135,7 @@ func LoadOrCreate(path string) (k *Keyring, created bool, err error) {
 // Concurrent AddVersion/RemoveVersion calls are serialised within a process
 // only; do not run them from several processes at once.
 func AddVersion(path string) (uint32, error) {
-	fileMu.Lock()
-	defer fileMu.Unlock()
-
-	d, err := readKeyringFile(path)
-	if err != nil {
-		return 0, err
-	}
-	highest := slices.Max(slices.Collect(maps.Keys(d.masters)))
-	if highest == math.MaxUint32 {
-		return 0, invalid("no master key version left after %d", highest)
-	}
-	v := highest + 1
-	d.masters[v] = randomKey()
-	d.current = v
-	data, err := d.encode()
-	if err != nil {
-		return 0, err
-	}
-	if err := writeFileAtomic(path, data, true); err != nil {
-		return 0, err
-	}
-	return v, nil
+	return WrappedFile{Path: path}.AddVersion(context.Background())
 }
 
 // RemoveVersion drops master key version v from the keyring file at path,
@@ -204,25 +147,7 @@ func AddVersion(path string) (uint32, error) {
 // keys still wrapped with v are lost for good afterwards, and so is every
 // field sealed under them (unless the file was backed up).
 func RemoveVersion(path string, v uint32) error {
-	fileMu.Lock()
-	defer fileMu.Unlock()
-
-	d, err := readKeyringFile(path)
-	if err != nil {
-		return err
-	}
-	if v == d.current {
-		return fmt.Errorf("%w (version %d)", ErrCurrentVersion, v)
-	}
-	if _, ok := d.masters[v]; !ok {
-		return fmt.Errorf("%w: version %d", ErrUnknownVersion, v)
-	}
-	delete(d.masters, v)
-	data, err := d.encode()
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, data, true)
+	return WrappedFile{Path: path}.RemoveVersion(context.Background(), v)
 }
 
 // Current returns the master key version that wraps new data keys (0 for a

@@ -23,9 +23,9 @@ type Wrapper interface {
 
 // WrappedFile is a keyring file whose content is encrypted by a Wrapper: a
 // copy of the file, with or without the data it protects, is useless
-// without access to the key service. Its methods do what Load,
-// LoadOrCreate, AddVersion and RemoveVersion do for a plain file, with the
-// same checks and atomic writes.
+// without access to the key service. With no Wrapper it is a plain keyring
+// file, which Load, LoadOrCreate, AddVersion and RemoveVersion change
+// through it: the same checks and atomic writes either way.
 type WrappedFile struct {
 	Path    string
 	Wrapper Wrapper
@@ -107,9 +107,10 @@ func (f WrappedFile) write(ctx context.Context, d *keyringData, replace bool) er
 		return err
 	}
 	defer clear(data)
-	wrapped, err := f.Wrapper.Encrypt(ctx, data)
-	if err != nil {
-		return fmt.Errorf("envelope: wrap keyring with its key service: %w", err)
+	if f.Wrapper != nil {
+		if data, err = f.Wrapper.Encrypt(ctx, data); err != nil {
+			return fmt.Errorf("envelope: wrap keyring with its key service: %w", err)
+		}
 	}
-	return writeFileAtomic(f.Path, wrapped, replace)
+	return writeFileAtomic(f.Path, data, replace)
 }
