@@ -1,9 +1,8 @@
 package service
 
 import (
-	"bytes"
 	"encoding/base64"
-	"errors"
+	"context"
 	"strconv"
 	"strings"
 
@@ -142,20 +141,8 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	}
 	fp := s.fingerprint(req)
 	id := s.eraseJobID(customer, key)
-	job, err := s.store.GetJob(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		job, err = s.startJob(ctx, &store.Job{ID: id, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref, Principal: c.ID(), Fingerprint: fp})
-	}
+	job, err := s.startOrResume(ctx, &store.Job{ID: id, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref, Principal: c.ID(), Fingerprint: fp})
 	if err != nil {
-		return s.internal(ctx, "erase controller", err)
-	}
-	if !bytes.Equal(job.Fingerprint, fp) {
-		return keyReused()
-	}
-	progress := func(j *store.Job) error {
-		return stream.Send(&pdv1.EraseControllerSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Finished: j.State == jobFinished})
-	}
-	if err := progress(job); err != nil || job.State == jobFinished {
 		return err
 	}
 	// Each subject records the job's erasure as its one operation.
@@ -164,47 +151,22 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	if prov.reference == "" {
 		prov.reference = "job " + id
 	}
-	after := job.LastSubjectID
-	for {
-		page, err := s.vault.subjectsOfController(ctx, customer, after, bulkPageSize)
-		if err != nil {
-			return s.internal(ctx, "erase controller", err)
-		}
-		for _, sub := range page {
-			if sub.Erasure == nil || sub.CleanupPending {
-				// On the trail before the change; no trail, no erasure.
-				audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"erasure"}, erasedCategories...)})
-				if err := audit.Flush(ctx); err != nil {
-					return err
-				}
-				if _, err := s.eraseStored(ctx, sub.ID, job.Ground, prov, op, s.now()); err != nil {
-					return err
-				}
+	return s.run(ctx, job, jobRun{
+		op: "erase controller",
+		step: func(ctx context.Context, sub *store.Subject) (bool, error) {
+			if sub.Erasure != nil && !sub.CleanupPending {
+				return false, nil
 			}
-			after = sub.ID
-			job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
-				if sub.ID > j.LastSubjectID { // else a concurrent run counted it
-					j.LastSubjectID = sub.ID
-					j.Done++
-				}
-				j.Total = max(j.Total, j.Done) // subjects created during the job
-				j.UpdatedAt = s.now().UnixNano()
-				return nil
-			})
-			if err != nil {
-				return s.internal(ctx, "erase controller", err)
+			// On the trail before the change; no trail, no erasure.
+			audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"erasure"}, erasedCategories...)})
+			if err := audit.Flush(ctx); err != nil {
+				return false, err
 			}
-			if err := progress(job); err != nil {
-				return err
-			}
-			audit.Sent(ctx)
-		}
-		if len(page) < bulkPageSize {
-			break
-		}
-	}
-	if job, err = s.finishJob(ctx, id); err != nil {
-		return s.internal(ctx, "erase controller", err)
-	}
-	return progress(job)
+			_, err := s.eraseStored(ctx, sub.ID, job.Ground, prov, op, s.now())
+			return err == nil, err
+		},
+		progress: func(j *store.Job) error {
+			return stream.Send(&pdv1.EraseControllerSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Finished: j.State == jobFinished})
+		},
+	})
 }

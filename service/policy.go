@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -338,99 +337,30 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 	}
 	fp := s.fingerprint(req)
 	id := s.derivedID("policy-notice", version, key)
-	job, err := s.store.GetJob(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		job, err = s.startJob(ctx, &store.Job{ID: id, Kind: jobKindPolicyNotice, Customer: companyController, Reference: version, Principal: c.ID(), Fingerprint: fp})
-	}
+	job, err := s.startOrResume(ctx, &store.Job{ID: id, Kind: jobKindPolicyNotice, Customer: companyController, Reference: version, Principal: c.ID(), Fingerprint: fp})
 	if err != nil {
-		return s.internal(ctx, "notify policy change", err)
-	}
-	if !bytes.Equal(job.Fingerprint, fp) {
-		return keyReused()
-	}
-	progress := func(j *store.Job) error {
-		return stream.Send(&pdv1.NotifyPolicyChangeResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped, Finished: j.State == jobFinished})
-	}
-	if err := progress(job); err != nil || job.State == jobFinished {
 		return err
 	}
-	after := job.LastSubjectID
-	for {
-		page, err := s.vault.subjectsOfController(ctx, companyController, after, bulkPageSize)
-		if err != nil {
-			return s.internal(ctx, "notify policy change", err)
-		}
-		for _, sub := range page {
-			queued := false
-			if sub.Erasure == nil && sub.Restriction == nil && sub.Person != nil && sub.Person.Email != "" && !informedOf(sub, version) {
-				// On the trail before the message is queued.
-				audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Purpose: pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION.String(), Fields: []string{fieldEmail}})
-				if err := audit.Flush(ctx); err != nil {
-					return err
-				}
-				if err := s.queuePolicyNotice(ctx, sub, pv); err != nil {
-					return s.internal(ctx, "notify policy change", err)
-				}
-				queued = true
+	return s.run(ctx, job, jobRun{
+		op: "notify policy change",
+		step: func(ctx context.Context, sub *store.Subject) (bool, error) {
+			if sub.Erasure != nil || sub.Restriction != nil || sub.Person == nil || sub.Person.Email == "" || informedOf(sub, version) {
+				return false, nil
 			}
-			after = sub.ID
-			job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
-				if sub.ID > j.LastSubjectID { // else a concurrent run counted it
-					j.LastSubjectID = sub.ID
-					j.Done++
-					if queued {
-						j.Queued++
-					} else {
-						j.Skipped++
-					}
-				}
-				j.Total = max(j.Total, j.Done)
-				j.UpdatedAt = s.now().UnixNano()
-				return nil
-			})
-			if err != nil {
-				return s.internal(ctx, "notify policy change", err)
+			// On the trail before the message is queued.
+			audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Purpose: pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION.String(), Fields: []string{fieldEmail}})
+			if err := audit.Flush(ctx); err != nil {
+				return false, err
 			}
-			if err := progress(job); err != nil {
-				return err
+			if err := s.queuePolicyNotice(ctx, sub, pv); err != nil {
+				return false, s.internal(ctx, "notify policy change", err)
 			}
-			audit.Sent(ctx)
-		}
-		if len(page) < bulkPageSize {
-			break
-		}
-	}
-	if job, err = s.finishJob(ctx, id); err != nil {
-		return s.internal(ctx, "notify policy change", err)
-	}
-	return progress(job)
-}
-
-// finishJob records a job finished (once).
-func (s *Service) finishJob(ctx context.Context, id string) (*store.Job, error) {
-	return s.store.UpdateJob(ctx, id, func(j *store.Job) error {
-		if j.State != jobFinished {
-			j.State, j.FinishedAt = jobFinished, s.now().UnixNano()
-			j.UpdatedAt = j.FinishedAt
-		}
-		return nil
+			return true, nil
+		},
+		progress: func(j *store.Job) error {
+			return stream.Send(&pdv1.NotifyPolicyChangeResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped, Finished: j.State == jobFinished})
+		},
 	})
-}
-
-// startJob records a new job over a controller's subjects (j.Customer), or
-// returns the one a concurrent call with the same id recorded first.
-func (s *Service) startJob(ctx context.Context, j *store.Job) (*store.Job, error) {
-	total, err := s.store.CountSubjectsOfController(ctx, j.Customer)
-	if err != nil {
-		return nil, err
-	}
-	now := s.now().UnixNano()
-	j.Version, j.State, j.Total, j.StartedAt, j.UpdatedAt = 1, jobRunning, total, now, now
-	err = s.store.InsertJob(ctx, j)
-	if errors.Is(err, store.ErrExists) {
-		return s.store.GetJob(ctx, j.ID)
-	}
-	return j, err
 }
 
 // policyNoticeID is the outbox id of the message telling a subject of a

@@ -1,0 +1,115 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/store"
+)
+
+// A job goes through every subject of a controller, in id order, doing one
+// step on each, and streams its progress. It is recorded, so that a call
+// with the same idempotency key resumes it after the last subject it
+// recorded; once finished, a call only reports that. Two runs at once do no
+// harm as long as the step may be done twice: progress counts each subject
+// once.
+
+// jobRun is one run of a job.
+type jobRun struct {
+	op string // for errors: "erase controller"
+	// step does the job on one subject; acted says whether it did anything
+	// (counted as queued, else skipped).
+	step     func(ctx context.Context, sub *store.Subject) (acted bool, err error)
+	progress func(*store.Job) error
+}
+
+// startOrResume returns the job with j's id, recording j if it is new; a
+// job recorded by another request under the same key is keyReused.
+func (s *Service) startOrResume(ctx context.Context, j *store.Job) (*store.Job, error) {
+	job, err := s.store.GetJob(ctx, j.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		job, err = s.startJob(ctx, j)
+	}
+	if err != nil {
+		return nil, s.internal(ctx, j.Kind, err)
+	}
+	if !bytes.Equal(job.Fingerprint, j.Fingerprint) {
+		return nil, keyReused()
+	}
+	return job, nil
+}
+
+// startJob records a new job over a controller's subjects (j.Customer), or
+// returns the one a concurrent call with the same id recorded first.
+func (s *Service) startJob(ctx context.Context, j *store.Job) (*store.Job, error) {
+	total, err := s.store.CountSubjectsOfController(ctx, j.Customer)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UnixNano()
+	j.Version, j.State, j.Total, j.StartedAt, j.UpdatedAt = 1, jobRunning, total, now, now
+	err = s.store.InsertJob(ctx, j)
+	if errors.Is(err, store.ErrExists) {
+		return s.store.GetJob(ctx, j.ID)
+	}
+	return j, err
+}
+
+// run goes through the job's subjects from where it stopped, then records
+// it finished.
+func (s *Service) run(ctx context.Context, job *store.Job, r jobRun) error {
+	if err := r.progress(job); err != nil || job.State == jobFinished {
+		return err
+	}
+	id, after := job.ID, job.LastSubjectID
+	for {
+		page, err := s.vault.subjectsOfController(ctx, job.Customer, after, bulkPageSize)
+		if err != nil {
+			return s.internal(ctx, r.op, err)
+		}
+		for _, sub := range page {
+			acted, err := r.step(ctx, sub)
+			if err != nil {
+				return err
+			}
+			after = sub.ID
+			job, err = s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+				if sub.ID > j.LastSubjectID { // else a concurrent run counted it
+					j.LastSubjectID = sub.ID
+					j.Done++
+					if acted {
+						j.Queued++
+					} else {
+						j.Skipped++
+					}
+				}
+				j.Total = max(j.Total, j.Done) // subjects created during the job
+				j.UpdatedAt = s.now().UnixNano()
+				return nil
+			})
+			if err != nil {
+				return s.internal(ctx, r.op, err)
+			}
+			if err := r.progress(job); err != nil {
+				return err
+			}
+			audit.Sent(ctx)
+		}
+		if len(page) < bulkPageSize {
+			break
+		}
+	}
+	job, err := s.store.UpdateJob(ctx, id, func(j *store.Job) error {
+		if j.State != jobFinished {
+			j.State, j.FinishedAt = jobFinished, s.now().UnixNano()
+			j.UpdatedAt = j.FinishedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return s.internal(ctx, r.op, err)
+	}
+	return r.progress(job)
+}
