@@ -1,8 +1,8 @@
 package service
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"strconv"
 	"strings"
 
