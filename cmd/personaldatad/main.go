@@ -47,7 +47,7 @@ type config struct {
 	database, logLevel         string
 	operatorTokenFile          string
 	keyFile, keeperURL         string
-	otlpEndpoint               string
+	otlpEndpoint, metricsAddr  string
 	tlsCert, tlsKey, tlsClient string
 	retentionSweepInterval     time.Duration
 	drainDelay, shutdownTimout time.Duration
@@ -73,6 +73,7 @@ func parseFlags(args []string) (config, error) {
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
 	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
 	str(&c.keeperURL, "master-key-keeper", "", "URL of the key service that wraps the key file (gocloud.dev/secrets): hashivault://KEY for Vault's transit engine (VAULT_SERVER_URL, VAULT_SERVER_TOKEN), base64key://KEY for a local key in tests; the file then holds only ciphertext")
+	str(&c.metricsAddr, "metrics-addr", "", "listen address of /metrics alone (such as :9090), for a network that keeps it to the scrapers; empty serves /metrics on -http-addr")
 	str(&c.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OpenTelemetry collector (OTLP over gRPC) to send traces to, such as http://collector:4317; tracing is off when empty (also read from OTEL_EXPORTER_OTLP_ENDPOINT)")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
@@ -185,6 +186,7 @@ func realMain(ctx context.Context, args []string) error {
 		DrainDelay:             c.drainDelay,
 		ShutdownTimeout:        c.shutdownTimout,
 		TracerProvider:         tp,
+		MetricsAddr:            c.metricsAddr,
 	}, log)
 	if err != nil {
 		return err
@@ -212,7 +214,7 @@ func realMain(ctx context.Context, args []string) error {
 		slog.String("grpc", srv.GRPCAddr()),
 		slog.String("http", scheme+srv.HTTPAddr()),
 		slog.String("openapi", scheme+srv.HTTPAddr()+"/openapi.json"),
-		slog.String("metrics", scheme+srv.HTTPAddr()+"/metrics"),
+		slog.String("metrics", metricsURL(c, scheme, srv)),
 		slog.String("store", storeKind),
 		slog.String("authentication", authn),
 		slog.String("operator_token_file", c.operatorTokenFile))
@@ -230,4 +232,13 @@ func tracing(ctx context.Context, endpoint string) (*sdktrace.TracerProvider, er
 	}
 	res := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName("personaldatad"), semconv.ServiceVersion(server.Version()))
 	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
+}
+
+// metricsURL is where /metrics is served: its own listener (plain HTTP) or
+// the HTTP port.
+func metricsURL(c config, scheme string, srv *server.Server) string {
+	if c.metricsAddr != "" {
+		return "http://" + srv.MetricsAddr() + "/metrics"
+	}
+	return scheme + srv.HTTPAddr() + "/metrics"
 }

@@ -154,3 +154,21 @@ func TestMasterKeysFromAKeyService(t *testing.T) {
 		t.Fatalf("reload: %v, %v", ring, err)
 	}
 }
+
+// With a metrics listener of its own, /metrics is served there only.
+func TestMetricsOnTheirOwnListener(t *testing.T) {
+	dir := t.TempDir()
+	srv, _ := serve(t, dir, server.Config{
+		Store:       store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: "pdmetrics_" + strings.ReplaceAll(t.Name(), "/", "_")},
+		MetricsAddr: "127.0.0.1:0",
+	}, slog.New(slog.DiscardHandler))
+	if srv.MetricsAddr() == srv.HTTPAddr() {
+		t.Fatal("no listener of its own")
+	}
+	if code, body := httpGet(t, "http://"+srv.MetricsAddr()+"/metrics"); code != http.StatusOK || !strings.Contains(body, "personaldata_build_info") {
+		t.Errorf("own listener: %d", code)
+	}
+	if code, _ := httpGet(t, "http://"+srv.HTTPAddr()+"/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the HTTP port: %d, want 404", code)
+	}
+}

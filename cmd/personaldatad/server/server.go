@@ -79,6 +79,10 @@ type Config struct {
 	// ShutdownTimeout bounds the wait for calls in flight once the
 	// listeners close (20 s when 0); streams still open are then cut.
 	ShutdownTimeout time.Duration
+	// MetricsAddr, when set, is the listen address of /metrics alone, and
+	// the HTTP port then serves no metrics; empty serves /metrics on the
+	// HTTP port.
+	MetricsAddr string
 	// TracerProvider, when set, traces every request across the HTTP
 	// server, the gateway, gRPC and the store (W3C trace context in and
 	// out); nil turns tracing off.
@@ -131,6 +135,9 @@ type Server struct {
 	// endStreams ends the notification streams, which never end by
 	// themselves, as shutdown begins.
 	endStreams func()
+	// metrics serves /metrics on metricsLis when it has a listener of its own.
+	metrics    *http.Server
+	metricsLis net.Listener
 	// draining is set once shutdown begins: the server is no longer ready.
 	draining                    atomic.Bool
 	drainDelay, shutdownTimeout time.Duration
@@ -303,7 +310,18 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi.Document)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", metricsHandler)
+	} else {
+		// A listener of its own, which the network can keep to the scrapers.
+		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("listen metrics: %w", err)
+		}
+		metricsMux := http.NewServeMux()
+		metricsMux.Handle("GET /metrics", metricsHandler)
+		s.metrics = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
+	}
 	// Liveness: the process serves; restarting it would not help a store
 	// that is down or full.
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
@@ -389,6 +407,15 @@ func (s *Server) noDataYet() bool {
 // GRPCAddr is the address the gRPC server listens on.
 func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
+// MetricsAddr is the address /metrics listens on: its own listener's, or
+// the HTTP port's.
+func (s *Server) MetricsAddr() string {
+	if s.metricsLis != nil {
+		return s.metricsLis.Addr().String()
+	}
+	return s.HTTPAddr()
+}
+
 // HTTPAddr is the address the REST gateway listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
@@ -415,6 +442,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	if s.metrics != nil {
+		go func() { _ = s.metrics.Serve(s.metricsLis) }()
+	}
 	go s.watchStore(ctx)
 	sweepCtx, stopSweeping := context.WithCancel(ctx)
 	swept := make(chan struct{})
@@ -442,6 +472,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
 	httpErr := s.http.Shutdown(shutdownCtx)
+	if s.metrics != nil {
+		_ = s.metrics.Shutdown(shutdownCtx)
+	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); s.gateway.GracefulStop(); close(stopped) }()
 	select {
@@ -513,7 +546,7 @@ func (s *Server) Close() error {
 		errs = append(errs, s.gateConn.Close())
 		s.gateConn = nil
 	}
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.gatewayLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.gatewayLis, s.metricsLis} {
 		if l != nil {
 			_ = l.Close() // already closed by Serve's shutdown
 		}
