@@ -219,7 +219,11 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 		return nil, err
 	}
 	if !c.ActsFor(controller) {
-		return nil, notFound() // another tenant's records do not exist for this caller
+		// Another tenant's records do not exist for this caller; the
+		// attempt is on that tenant's trail, so a probe by a leaked token
+		// shows in a breach assessment.
+		note(ctx, audit.Touch{Tenant: controller, Fields: []string{field}})
+		return nil, notFound()
 	}
 	if err := s.requireAgreement(ctx, controller, pdv1.Purpose_PURPOSE_UNSPECIFIED, categoriesOf([]string{field})); err != nil {
 		return nil, err

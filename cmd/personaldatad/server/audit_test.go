@@ -236,3 +236,22 @@ func TestAuditFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// A lookup in another tenant's records answers NOT_FOUND, as if nothing
+// were there, and is on that tenant's trail.
+func TestFindInAnotherTenantIsOnItsTrail(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	billing := e.as(c, e.principal(t, "billing-probe", pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, []string{"company"}, []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING}))
+	callErr(t, billing, "FindSubject", &pdv1.FindSubjectRequest{ControllerId: "customer-42", Key: &pdv1.FindSubjectRequest_Email{Email: "someone@example.test"}}, &pdv1.FindSubjectResponse{}, codes.NotFound)
+	res := call(t, e.as(c, e.operator), listAuditEvents, &pdv1.ListAuditEventsRequest{TenantId: "customer-42"}, &pdv1.ListAuditEventsResponse{})
+	var found bool
+	for _, ev := range res.GetEvents() {
+		if ev.GetPrincipalId() == "billing-probe" && ev.GetRpc() == fullMethod("FindSubject") && ev.GetOutcome() == "NotFound" && slices.Equal(ev.GetFields(), []string{"email"}) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the probe is not on customer-42's trail: %v", res.GetEvents())
+	}
+}
