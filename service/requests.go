@@ -569,6 +569,7 @@ func (s *RightsRequests) DecideRightsRequest(ctx context.Context, req *pdv1.Deci
 		r.Text.Explanation = explanation
 		if req.GetOutcome() == pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE {
 			r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_REFUSED.String()
+			r.ClosedAt = now.UnixNano()
 		} else {
 			r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_GRANTED.String()
 		}
@@ -645,6 +646,7 @@ func (s *RightsRequests) ForwardRightsRequest(ctx context.Context, req *pdv1.For
 		r.ForwardedTo = customer
 		r.Forwarding = &store.Forwarding{Controller: customer, Reference: reference, At: now.UnixNano(), By: c.ID()}
 		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FORWARDED.String()
+		r.ClosedAt = now.UnixNano()
 		addStep(r, "forwarded", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED)
 		return nil
 	})
@@ -714,6 +716,7 @@ func (s *RightsRequests) FulfilRightsRequest(ctx context.Context, req *pdv1.Fulf
 		res.At, res.By = now.UnixNano(), c.ID()
 		r.Fulfilment = &res
 		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FULFILLED.String()
+		r.ClosedAt = now.UnixNano()
 		addStep(r, "fulfilled", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_REPLY_READY)
 		return nil
 	})

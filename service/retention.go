@@ -38,9 +38,10 @@ type Retention struct {
 	// or one asked for by RunRetentionSweep.
 	passMu sync.Mutex
 	// metrics of the sweeps this process ran.
-	sweeps        *prometheus.CounterVec
-	lastSweep     prometheus.Gauge
-	purged, ended prometheus.Counter
+	sweeps         *prometheus.CounterVec
+	lastSweep      prometheus.Gauge
+	purged, ended  prometheus.Counter
+	requestsPurged prometheus.Counter
 }
 
 // NewRetention returns the RetentionService on s's store and clock. Make one
@@ -67,12 +68,16 @@ func NewRetention(s *Service) *Retention {
 			Name: "personaldata_retention_holds_ended_total",
 			Help: "Legal holds the sweeps of this process found past their end.",
 		}),
+		requestsPurged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "personaldata_retention_requests_purged_total",
+			Help: "Answered rights requests whose personal values the sweeps of this process removed.",
+		}),
 	}
 }
 
 // Collectors are the sweeper's metrics, to register once.
 func (s *Retention) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.sweeps, s.lastSweep, s.purged, s.ended}
+	return []prometheus.Collector{s.sweeps, s.lastSweep, s.purged, s.ended, s.requestsPurged}
 }
 
 // observe counts one pass.
@@ -87,6 +92,7 @@ func (s *Retention) observe(res SweepResult, err error) {
 		s.lastSweep.SetToCurrentTime()
 		s.purged.Add(float64(len(res.PurgedSubjectIDs)))
 		s.ended.Add(float64(res.HoldsEnded))
+		s.requestsPurged.Add(float64(res.RequestsPurged))
 	}
 }
 

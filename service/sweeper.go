@@ -64,6 +64,9 @@ type SweepResult struct {
 	PurgedSubjectIDs []string
 	// HoldsEnded counts the holds found past their end and recorded ended.
 	HoldsEnded int64
+	// RequestsPurged counts the answered rights requests whose personal
+	// values were removed (requestRetention).
+	RequestsPurged int64
 }
 
 // Run sweeps at once and then every interval until ctx ends. A failed pass
@@ -78,8 +81,9 @@ func (s *Retention) Run(ctx context.Context, interval time.Duration) {
 			return
 		case err != nil:
 			s.log.WarnContext(ctx, "retention sweep failed", slog.String("error", err.Error()))
-		case len(res.PurgedSubjectIDs) > 0 || res.HoldsEnded > 0:
-			s.log.InfoContext(ctx, "retention sweep", slog.Int("purged_subjects", len(res.PurgedSubjectIDs)), slog.Int64("holds_ended", res.HoldsEnded))
+		case len(res.PurgedSubjectIDs) > 0 || res.HoldsEnded > 0 || res.RequestsPurged > 0:
+			s.log.InfoContext(ctx, "retention sweep", slog.Int("purged_subjects", len(res.PurgedSubjectIDs)), slog.Int64("holds_ended", res.HoldsEnded),
+				slog.Int64("purged_requests", res.RequestsPurged))
 		}
 		select {
 		case <-ctx.Done():
@@ -137,7 +141,58 @@ func (s *Retention) Sweep(ctx context.Context, trigger string) (res SweepResult,
 			after = d.ID
 		}
 		if len(due) < sweepPage {
-			return res, nil
+			break
+		}
+	}
+	return res, s.purgeAnsweredRequests(ctx, now, trigger, &res)
+}
+
+// requestRetentionYears is how long an answered rights request keeps its
+// personal values (the claimed identity, the requester's words, the
+// addresses, the explanations): three years, to show how it was handled
+// (Art. 5(2)) should the requester complain to IMY or bring a claim. Then
+// they are shredded with the request's data key; the record of its
+// handling (kind, dates, decision and reason, steps, by whom) stays, with
+// no personal value.
+const requestRetentionYears = 3
+
+// purgeAnsweredRequests removes the personal values of the requests
+// answered more than requestRetentionYears ago: first from the request
+// (so that it never refers to a key that is gone), then the key.
+func (s *Retention) purgeAnsweredRequests(ctx context.Context, now time.Time, trigger string, res *SweepResult) error {
+	cutoff := now.AddDate(-requestRetentionYears, 0, 0).UnixNano()
+	for {
+		page, err := s.store.AnsweredRightsRequestsBefore(ctx, cutoff, "", sweepPage)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			chain := audit.TenantChain(r.Controller)
+			if r.SubjectID != "" {
+				chain = audit.SubjectChain(r.SubjectID)
+			}
+			if _, err := s.audit.Append(ctx, audit.Event{
+				Chain: chain, Time: now, Principal: sweeperPrincipal, Tenant: r.Controller, RPC: trigger,
+				SubjectID: r.SubjectID, Fields: []string{"rights_request", "data_key"}, Outcome: codes.OK.String(),
+			}); err != nil {
+				return fmt.Errorf("%w: %w", errAuditDown, err)
+			}
+			_, err := s.store.UpdateRightsRequest(ctx, r.ID, func(d *store.RightsRequest) error {
+				d.Sealed = nil
+				d.Steps = append(d.Steps, store.RequestStep{Step: "personal_data_removed", At: now.UnixNano(), By: sweeperPrincipal})
+				d.Queued = len(d.Steps)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := s.vault.shred(ctx, r.DataKeyID()); err != nil {
+				return err
+			}
+			res.RequestsPurged++
+		}
+		if len(page) < sweepPage {
+			return nil
 		}
 	}
 }

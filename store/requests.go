@@ -52,6 +52,9 @@ type RightsRequest struct {
 	Forwarding   *Forwarding    `bson:"forwarding,omitempty"`
 	Fulfilment   *Fulfilment    `bson:"fulfilment,omitempty"`
 	Steps        []RequestStep  `bson:"steps"`
+	// ClosedAt is when the request was answered (fulfilled, refused or
+	// forwarded); its personal values are removed a retention period later.
+	ClosedAt int64 `bson:"closed_at,omitempty"`
 	// Queued counts the steps whose message to the requester is in the
 	// outbox: a step's message is queued after the step is stored, by the
 	// call that stored it or, should that stop first, by the next call that
@@ -336,4 +339,26 @@ func (s *Store) CountOutbox(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("store: count outbox: %w", classify(err))
 	}
 	return n, nil
+}
+
+// AnsweredRightsRequestsBefore returns up to limit requests answered before
+// cutoff that still hold personal values, after the given id.
+func (s *Store) AnsweredRightsRequestsBefore(ctx context.Context, cutoff int64, after string, limit int) ([]*RightsRequest, error) {
+	var out []*RightsRequest
+	for {
+		page, err := listAfter[RightsRequest](ctx, s.rightsRequests(), bson.D{{Key: "closed_at", Value: bson.D{{Key: "$gt", Value: 0}, {Key: "$lt", Value: cutoff}}}}, after, limit)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page {
+			after = r.ID
+			// Checked again here: FerretDB v1 gets some filters wrong.
+			if r.ClosedAt > 0 && r.ClosedAt < cutoff && len(r.Sealed) > 0 {
+				out = append(out, r)
+			}
+		}
+		if len(page) < limit || len(out) >= limit {
+			return out, nil
+		}
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
+
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
@@ -682,4 +684,43 @@ func TestOutboxStream(t *testing.T) {
 	// A request without the support purpose is refused.
 	billing := e.as(c, e.principal(t, "billing-rr", pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, []string{"company"}, []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING}))
 	callErr(t, billing, openRR, openReq("rr-billing", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 71), &pdv1.OpenRightsRequestResponse{}, codes.PermissionDenied)
+}
+
+// Three years after its answer, a request's personal values are removed
+// by the retention sweep, with its data key; the record of how it was
+// handled stays.
+func TestAnsweredRequestsLoseTheirPersonalValues(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	create(t, c, 131)
+	r := openRequest(t, c, openReq("rr-old", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 131))
+	call(t, c, decideRR, &pdv1.DecideRightsRequestRequest{IdempotencyKey: "d-old", RequestId: r.GetRequestId(), Outcome: pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE,
+		Reason: pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW, Explanation: "Fakturorna sparas enligt bokföringslagen."}, &pdv1.DecideRightsRequestResponse{})
+	open := openRequest(t, c, openReq("rr-open", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 131)) // not answered: kept whole
+	keyID := "rr_" + r.GetRequestId()
+	if n, _ := e.coll("data_keys").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: keyID}}); n != 1 {
+		t.Fatalf("%d data keys of the request", n)
+	}
+
+	e.clock.Advance(3*365*24*time.Hour - 24*time.Hour)
+	sweepNow(t, e, c)
+	if got := call(t, c, getRR, &pdv1.GetRightsRequestRequest{RequestId: r.GetRequestId()}, &pdv1.GetRightsRequestResponse{}).GetRequest(); got.GetText() == "" {
+		t.Fatal("purged before three years")
+	}
+	e.clock.Advance(3 * 24 * time.Hour)
+	sweepNow(t, e, c)
+	got := call(t, c, getRR, &pdv1.GetRightsRequestRequest{RequestId: r.GetRequestId()}, &pdv1.GetRightsRequestResponse{}).GetRequest()
+	if got.GetText() != "" || got.GetClaimedIdentity() != nil || got.GetDecision().GetExplanation() != "" {
+		t.Errorf("after three years: text %q, identity %v, explanation %q", got.GetText(), got.GetClaimedIdentity(), got.GetDecision().GetExplanation())
+	}
+	if got.GetState() != pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_REFUSED || got.GetDecision().GetReason() != pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW ||
+		got.GetSteps()[len(got.GetSteps())-1].GetStep() != "personal_data_removed" {
+		t.Errorf("the record of the handling: %v", got)
+	}
+	if n, _ := e.coll("data_keys").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: keyID}}); n != 0 {
+		t.Errorf("the request's data key is still there")
+	}
+	if kept := call(t, c, getRR, &pdv1.GetRightsRequestRequest{RequestId: open.GetRequestId()}, &pdv1.GetRightsRequestResponse{}).GetRequest(); kept.GetText() == "" {
+		t.Error("an unanswered request lost its text")
+	}
 }
