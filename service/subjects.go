@@ -201,19 +201,15 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 	var field string
 	var p store.Person
 	// The person rules check the key; the request names it at its top level.
-	var pv violations
 	switch req.GetKey().(type) {
 	case *pdv1.FindSubjectRequest_IdentityNumber:
 		field = fieldIdentityNumber
-		p = pv.person(&pdv1.Person{IdentityNumber: req.GetIdentityNumber()}, []string{field}, s.now())
+		p = v.personAt(field, &pdv1.Person{IdentityNumber: req.GetIdentityNumber()}, field, s.now())
 	case *pdv1.FindSubjectRequest_Email:
 		field = fieldEmail
-		p = pv.person(&pdv1.Person{Email: req.GetEmail()}, []string{field}, s.now())
+		p = v.personAt(field, &pdv1.Person{Email: req.GetEmail()}, field, s.now())
 	default:
 		v.add("identity_number", "either identity_number or email is required")
-	}
-	for _, fv := range pv {
-		v.add(strings.TrimPrefix(fv.Field, "person."), fv.Description)
 	}
 	if err := v.err(); err != nil {
 		return nil, err

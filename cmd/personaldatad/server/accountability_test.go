@@ -132,7 +132,18 @@ func TestPolicyVersions(t *testing.T) {
 		}
 
 		if c.name() != "grpc" {
-			return // the notification stream is driven over gRPC below; REST is covered by the same handler
+			// Over REST: the whole run, its last progress, and one notice
+			// each; a second run queues none again.
+			var done pdv1.NotifyPolicyChangeResponse
+			call(t, op, policyService+"NotifyPolicyChange", &pdv1.NotifyPolicyChangeRequest{IdempotencyKey: "notify-rest", Version: "2027-01"}, &done)
+			if !done.GetFinished() || done.GetDone() != 6 || done.GetQueued() != 4 || done.GetSkipped() != 2 {
+				t.Errorf("over REST: %v", &done)
+			}
+			call(t, op, policyService+"NotifyPolicyChange", &pdv1.NotifyPolicyChangeRequest{IdempotencyKey: "notify-rest-2", Version: "2027-01"}, &done)
+			if n := len(policyNotices(t, e.mailer(t, c))); n != 4 {
+				t.Errorf("%d notices over REST, want 4", n)
+			}
+			return // the interruption and the acknowledgements are driven over gRPC below
 		}
 		// Telling of a non-material change is refused.
 		callErr(t, op, policyService+"NotifyPolicyChange", &pdv1.NotifyPolicyChangeRequest{IdempotencyKey: "n-0", Version: "2018-05"}, &pdv1.NotifyPolicyChangeResponse{}, codes.FailedPrecondition)

@@ -267,6 +267,12 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 				t.Errorf("the letter holds %q", never)
 			}
 		}
+		// Over gRPC the letter is a google.api.HttpBody.
+		body, err := pdv1.NewRightsRequestServiceClient(e.grpc).GetRightsRequestLetter(metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+e.token),
+			&pdv1.GetRightsRequestLetterRequest{RequestId: r.GetRequestId(), Language: "sv"})
+		if err != nil || !strings.HasPrefix(body.GetContentType(), "text/html") || string(body.GetData()) != html {
+			t.Errorf("the letter over gRPC: %v, %q, same as over REST: %v", err, body.GetContentType(), string(body.GetData()) == html)
+		}
 		en, _ := letter(t, e, r.GetRequestId(), "en")
 		for _, want := range []string{`lang="en"`, "Purposes and legal basis", "Right to complain", "Your data", sub.GetPerson().GetEmail()} {
 			if !strings.Contains(en, want) {
