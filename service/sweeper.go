@@ -177,7 +177,7 @@ func (s *Retention) purgeAnsweredRequests(ctx context.Context, now time.Time, tr
 			}); err != nil {
 				return fmt.Errorf("%w: %w", errAuditDown, err)
 			}
-			_, err := s.store.UpdateRightsRequest(ctx, r.ID, func(d *store.RightsRequest) error {
+			purged, err := s.store.UpdateRightsRequest(ctx, r.ID, func(d *store.RightsRequest) error {
 				d.Sealed = nil
 				d.Steps = append(d.Steps, store.RequestStep{Step: "personal_data_removed", At: now.UnixNano(), By: sweeperPrincipal})
 				d.Queued = len(d.Steps)
@@ -187,6 +187,10 @@ func (s *Retention) purgeAnsweredRequests(ctx context.Context, now time.Time, tr
 				return err
 			}
 			if err := s.vault.shred(ctx, r.DataKeyID()); err != nil {
+				return err
+			}
+			// Every step now counts as queued: no mark is needed.
+			if err := s.store.ForgetSentOutboxMessages(ctx, r.ID, purged.Queued); err != nil {
 				return err
 			}
 			res.RequestsPurged++

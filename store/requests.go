@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -16,6 +18,7 @@ import (
 const (
 	rightsRequestsCollection = "rights_requests"
 	outboxCollection         = "outbox"
+	outboxSentCollection     = "outbox_sent"
 )
 
 // RightsRequest is a data subject's request, from arrival to answer, in one
@@ -271,10 +274,24 @@ func (s *Store) outbox() *mongo.Collection {
 	return s.subjects.Database().Collection(outboxCollection)
 }
 
+func (s *Store) outboxSent() *mongo.Collection {
+	return s.subjects.Database().Collection(outboxSentCollection)
+}
+
 // EnqueueOutboxMessage queues m once: a message with its id already queued,
-// or already acknowledged and removed, is not queued again (the caller
-// tells the latter by the request's Queued count).
+// or marked sent (MarkOutboxMessageSent), is not queued again. The caller
+// tells a message acknowledged and removed by the request's Queued count;
+// the mark covers the one message a crash can leave uncounted.
 func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) error {
+	var sent struct {
+		ID string `bson:"_id"`
+	}
+	switch err := get(ctx, s.outboxSent(), m.ID, &sent); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("store: queue outbox message: %w", err)
+	}
 	err := s.insert(ctx, s.outbox(), m)
 	if err != nil && !errors.Is(err, ErrExists) {
 		return fmt.Errorf("store: queue outbox message: %w", err)
@@ -330,6 +347,49 @@ func (s *Store) DeleteOutboxMessage(ctx context.Context, id string) error {
 		return fmt.Errorf("store: delete outbox message: %w", err)
 	}
 	return nil
+}
+
+// MarkOutboxMessageSent remembers that the message with this id was sent,
+// so that EnqueueOutboxMessage does not queue it again. It is for a message
+// acknowledged before its request counted it queued (a crash between
+// queueing and counting); the mark holds only the id and the time.
+func (s *Store) MarkOutboxMessageSent(ctx context.Context, id string, at int64) error {
+	err := s.insert(ctx, s.outboxSent(), bson.D{{Key: "_id", Value: id}, {Key: "sent_at", Value: at}})
+	if err != nil && !errors.Is(err, ErrExists) {
+		return fmt.Errorf("store: mark outbox message sent: %w", err)
+	}
+	return nil
+}
+
+// ForgetSentOutboxMessages removes the sent marks of the messages of a
+// request's steps (the first steps of them), once nothing will settle the
+// request again.
+func (s *Store) ForgetSentOutboxMessages(ctx context.Context, requestID string, steps int) error {
+	ids := make(bson.A, 0, steps)
+	for i := range steps {
+		ids = append(ids, OutboxMessageID(requestID, i))
+	}
+	done, err := s.writing(ctx, s.outboxSent())
+	if err != nil {
+		return fmt.Errorf("store: forget sent outbox messages: %w", err)
+	}
+	_, err = s.outboxSent().DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	done()
+	if err != nil {
+		return fmt.Errorf("store: forget sent outbox messages: %w", classify(err))
+	}
+	return nil
+}
+
+// OutboxMessageStep is the step of a request whose message has this id,
+// and false for a message that is not a request's.
+func OutboxMessageStep(id string) (int, bool) {
+	i := strings.LastIndexByte(id, '.')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.Atoi(id[i+1:])
+	return n, err == nil && n >= 0
 }
 
 // CountOutbox counts the messages waiting for the mailer.

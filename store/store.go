@@ -175,7 +175,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
-			rightsRequestsCollection, outboxCollection, consoleSessionsCollection, policiesCollection},
+			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},
 	} {

@@ -730,3 +730,54 @@ func TestAnsweredRequestsLoseTheirPersonalValues(t *testing.T) {
 		t.Error("an unanswered request lost its text")
 	}
 }
+
+// A crash between queueing a step's message and counting it queued leaves
+// the message past the request's count. If the mailer sends and
+// acknowledges it before the request is settled again, it is marked sent
+// and not queued a second time; a message counted before its
+// acknowledgement needs no mark; the marks go with the request's personal
+// values after three years.
+func TestOutboxMessageAcknowledgedBeforeCountedIsNotQueuedAgain(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	create(t, c, 141)
+	mailer := e.mailer(t, c)
+	r := openRequest(t, c, openReq("rr-crash", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 141))
+	// The state a crash after the insert of the receipt leaves.
+	if res, err := e.coll("rights_requests").UpdateOne(t.Context(), bson.D{{Key: "_id", Value: r.GetRequestId()}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "queued", Value: 0}}}}); err != nil || res.ModifiedCount != 1 {
+		t.Fatalf("rewind the queued count: %v, %v", res, err)
+	}
+	receipt := takeMessage(t, mailer, r.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT)
+	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: receipt.GetMessageId()}}); n != 1 {
+		t.Fatalf("%d sent marks of the uncounted receipt, want 1", n)
+	}
+	// Any read settles the request: it counts the receipt, and queues it not.
+	call(t, c, getRR, &pdv1.GetRightsRequestRequest{RequestId: r.GetRequestId()}, &pdv1.GetRightsRequestResponse{})
+	for _, m := range outbox(t, mailer) {
+		if m.GetRequestId() == r.GetRequestId() {
+			t.Errorf("queued again after it was sent: %v", m.GetKind())
+		}
+	}
+	var stored struct {
+		Queued int `bson:"queued"`
+	}
+	if err := e.coll("rights_requests").FindOne(t.Context(), bson.D{{Key: "_id", Value: r.GetRequestId()}}).Decode(&stored); err != nil || stored.Queued == 0 {
+		t.Errorf("queued count %d after settling, %v", stored.Queued, err)
+	}
+
+	// The usual order: counted, then acknowledged; no mark.
+	counted := openRequest(t, c, openReq("rr-counted", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 141))
+	m := takeMessage(t, mailer, counted.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT)
+	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: m.GetMessageId()}}); n != 0 {
+		t.Errorf("%d sent marks of a counted message, want none", n)
+	}
+
+	call(t, c, decideRR, &pdv1.DecideRightsRequestRequest{IdempotencyKey: "d-crash", RequestId: r.GetRequestId(), Outcome: pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE,
+		Reason: pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW, Explanation: "Fakturorna sparas enligt bokföringslagen."}, &pdv1.DecideRightsRequestResponse{})
+	e.clock.Advance(3*365*24*time.Hour + 2*24*time.Hour)
+	sweepNow(t, e, c)
+	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{}); n != 0 {
+		t.Errorf("%d sent marks left after the request's personal values were removed", n)
+	}
+}
