@@ -1,9 +1,7 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -631,38 +628,11 @@ func TestNotificationStream(t *testing.T) {
 	})
 
 	t.Run("http", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		hr, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/v1/recipients/"+registry+"/notifications:stream", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hr.Header.Set("Authorization", "Bearer "+domregToken)
-		res, err := http.DefaultClient.Do(hr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("HTTP %d", res.StatusCode)
-		}
-		lines := bufio.NewScanner(res.Body)
+		next := restStream(t, e.base+"/v1/recipients/"+registry+"/notifications:stream", domregToken)
 		read := func() *pdv1.RecipientNotification {
 			t.Helper()
-			if !lines.Scan() {
-				t.Fatalf("stream ended: %v", lines.Err())
-			}
-			var line struct {
-				Result json.RawMessage `json:"result"`
-				Error  json.RawMessage `json:"error"`
-			}
-			if err := json.Unmarshal(lines.Bytes(), &line); err != nil || line.Error != nil {
-				t.Fatalf("line %s: %v", lines.Bytes(), err)
-			}
 			var m pdv1.StreamRecipientNotificationsResponse
-			if err := protojson.Unmarshal(line.Result, &m); err != nil {
-				t.Fatal(err)
-			}
+			next(&m)
 			return m.GetNotification()
 		}
 		// Nothing was acknowledged: the backlog is both.

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -649,4 +650,43 @@ func pnr(year, month, day, serial int) string {
 		sum += d
 	}
 	return fmt.Sprintf("%04d%02d%02d-%03d%d", year, month, day, serial, (10-sum%10)%10)
+}
+
+// restStream opens an endless server stream over REST (GET, one JSON line
+// {"result": ...} a message) as the holder of token, and returns what reads
+// the next message into m. The stream ends with the test.
+func restStream(t *testing.T, url, token string) func(m proto.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = res.Body.Close() })
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", url, res.StatusCode)
+	}
+	lines := bufio.NewScanner(res.Body)
+	return func(m proto.Message) {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("stream ended: %v", lines.Err())
+		}
+		var line struct {
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(lines.Bytes(), &line); err != nil || line.Error != nil {
+			t.Fatalf("line %s: %v", lines.Bytes(), err)
+		}
+		if err := protojson.Unmarshal(line.Result, m); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

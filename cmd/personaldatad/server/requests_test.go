@@ -680,10 +680,19 @@ func TestOutboxStream(t *testing.T) {
 	if err != nil || m.GetMessage().GetRequestId() != first.GetRequestId() {
 		t.Fatalf("first message %v, %v", m, err)
 	}
+	// Over REST too, as one JSON line a message.
+	next := restStream(t, e.base+"/v1/outbox/messages:stream", tok)
+	var line pdv1.StreamOutboxMessagesResponse
+	if next(&line); line.GetMessage().GetRequestId() != first.GetRequestId() || line.GetMessage().GetTo() == "" {
+		t.Fatalf("first message over REST: %v", &line)
+	}
 	second := openRequest(t, c, openReq("rr-stream-2", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 71))
 	m, err = stream.Recv()
 	if err != nil || m.GetMessage().GetRequestId() != second.GetRequestId() || m.GetMessage().GetKind() != pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT {
 		t.Fatalf("second message %v, %v", m, err)
+	}
+	if next(&line); line.GetMessage().GetRequestId() != second.GetRequestId() || line.GetMessage().GetKind() != pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT {
+		t.Fatalf("second message over REST: %v", &line)
 	}
 	// Support staff do not read the mailer's queue.
 	callErr(t, c, listOutbox, &pdv1.ListOutboxMessagesRequest{}, &pdv1.ListOutboxMessagesResponse{}, codes.PermissionDenied)
