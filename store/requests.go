@@ -279,18 +279,21 @@ func (s *Store) outboxSent() *mongo.Collection {
 }
 
 // EnqueueOutboxMessage queues m once: a message with its id already queued,
-// or marked sent (MarkOutboxMessageSent), is not queued again. The caller
-// tells a message acknowledged and removed by the request's Queued count;
-// the mark covers the one message a crash can leave uncounted.
+// or a request's message marked sent (MarkOutboxMessageSent), is not queued
+// again. The caller tells a message acknowledged and removed by the
+// request's Queued count; the mark covers the one message a crash can leave
+// uncounted.
 func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) error {
-	var sent struct {
-		ID string `bson:"_id"`
-	}
-	switch err := get(ctx, s.outboxSent(), m.ID, &sent); {
-	case err == nil:
-		return nil
-	case !errors.Is(err, ErrNotFound):
-		return fmt.Errorf("store: queue outbox message: %w", err)
+	if m.RequestID != "" { // a policy notice is told once by the subject's record instead
+		var sent struct {
+			ID string `bson:"_id"`
+		}
+		switch err := get(ctx, s.outboxSent(), m.ID, &sent); {
+		case err == nil:
+			return nil
+		case !errors.Is(err, ErrNotFound):
+			return fmt.Errorf("store: queue outbox message: %w", err)
+		}
 	}
 	err := s.insert(ctx, s.outbox(), m)
 	if err != nil && !errors.Is(err, ErrExists) {
