@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -70,6 +71,10 @@ type Config struct {
 	// dates on the pages agree with the service's checks.
 	Now func() time.Time
 	Log *slog.Logger
+	// SignIn bounds failed sign-ins; zero fields take the defaults.
+	SignIn SignInLimits
+	// Metrics, when set, registers the console's metrics.
+	Metrics prometheus.Registerer
 }
 
 // Console serves the support console's pages.
@@ -83,6 +88,9 @@ type Console struct {
 	pages      map[string]*template.Template
 	mux        *http.ServeMux
 	static     http.Handler
+	signIns    *signInLimiter
+	// signInLimited counts sign-ins refused unchecked, by scope.
+	signInLimited *prometheus.CounterVec
 }
 
 // New returns the console.
@@ -99,6 +107,22 @@ func New(cfg Config) (*Console, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	var err error
+	if c.signIns, err = newSignInLimiter(cfg.SignIn); err != nil {
+		return nil, fmt.Errorf("console.New: %w", err)
+	}
+	c.signInLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "personaldata_console_sign_in_limited_total",
+		Help: "Console sign-ins refused without checking the credentials, after too many failures from the client address or in all, by scope.",
+	}, []string{"scope"})
+	for _, scope := range []string{scopeAddress, scopeGlobal} {
+		c.signInLimited.WithLabelValues(scope) // shown at 0 before the first
+	}
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(c.signInLimited); err != nil {
+			return nil, fmt.Errorf("console.New: %w", err)
+		}
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

@@ -78,17 +78,26 @@ type env struct {
 // start runs the server until the test ends.
 func start(t *testing.T) *env {
 	t.Helper()
+	return startWith(t, func(*server.Config) {})
+}
+
+// startWith runs the server, its config changed by configure, until the
+// test ends.
+func startWith(t *testing.T, configure func(*server.Config)) *env {
+	t.Helper()
 	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
 	dir := t.TempDir()
 	database := fmt.Sprintf("pdconsole_%d", time.Now().UnixNano())
-	srv, err := server.New(context.Background(), server.Config{
+	cfg := server.Config{
 		GRPCAddr:          "127.0.0.1:0",
 		HTTPAddr:          "127.0.0.1:0",
 		Store:             store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: database},
 		Now:               e.clock.Now,
 		OperatorTokenFile: filepath.Join(dir, "operator.token"),
 		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
-	}, slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}
+	configure(&cfg)
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

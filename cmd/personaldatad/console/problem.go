@@ -54,6 +54,13 @@ func problemSignIn() *problem {
 		Message: "Inloggningen misslyckades. Kontrollera uppgifterna och försök igen."}
 }
 
+// problemSignInLimited: too many failed sign-ins, from this address or in
+// all; the page does not say which, nor anything of the credentials given.
+func problemSignInLimited(wait time.Duration) *problem {
+	return &problem{Status: http.StatusTooManyRequests,
+		Message: "För många misslyckade inloggningsförsök. Inloggningen är spärrad en stund: vänta " + waitWords(wait) + " och försök sedan igen."}
+}
+
 func problemSignInForm() *problem {
 	return &problem{Status: http.StatusForbidden,
 		Message: "Inloggningsformuläret hade gått ut eller kom från en annan webbplats. Försök igen."}

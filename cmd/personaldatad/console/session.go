@@ -212,7 +212,9 @@ const (
 )
 
 // signIn checks the principal's own credentials the way the API does, by
-// calling the API with them, and starts a session.
+// calling the API with them, and starts a session. While the client's
+// address, or everyone, has failed too often, the credentials are not
+// checked at all: a refused attempt costs no store read and no hash.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(signInCookie(r))
 	if crossOrigin.Check(r) != nil || err != nil || !tokenMatches(r.PostFormValue("csrf"), ck.Value) {
@@ -220,6 +222,20 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimSpace(r.PostFormValue("principal_id"))
+	att, refused := c.signIns.admit(clientKey(r.RemoteAddr), c.now())
+	if refused != nil {
+		c.signInLimited.WithLabelValues(refused.scope).Inc()
+		w.Header().Set("Retry-After", retryAfter(refused.wait))
+		c.renderSignIn(w, r, http.StatusTooManyRequests, id, problemSignInLimited(refused.wait))
+		return
+	}
+	failed := false // wrong credentials; not a form left empty, nor a store down
+	defer func() {
+		// The address is personal data: the log says only which limit.
+		for _, scope := range att.done(c.now(), failed) {
+			c.log.WarnContext(r.Context(), "console: sign-in failures reached the limit", slog.String("scope", scope))
+		}
+	}()
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	if id == "" || token == "" {
 		pr := &problem{Status: http.StatusBadRequest, Message: "Fyll i både principal-id och token."}
@@ -233,6 +249,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(id) > maxPrincipalIDLen || len(token) > maxTokenLen {
+		failed = true
 		c.renderSignIn(w, r, http.StatusUnauthorized, "", problemSignIn())
 		return
 	}
@@ -242,6 +259,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.Unauthenticated:
+		failed = true
 		c.renderSignIn(w, r, http.StatusUnauthorized, id, problemSignIn())
 		return
 	default:
@@ -252,6 +270,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	// A token names its principal; one of another principal is as wrong
 	// as a false one, and the page says no more than for that.
 	if res.GetPrincipal().GetPrincipalId() != id {
+		failed = true
 		c.renderSignIn(w, r, http.StatusUnauthorized, id, problemSignIn())
 		return
 	}

@@ -83,6 +83,9 @@ type Config struct {
 	// the HTTP port then serves no metrics; empty serves /metrics on the
 	// HTTP port.
 	MetricsAddr string
+	// ConsoleSignIn bounds the support console's failed sign-ins; zero
+	// fields take the console's defaults.
+	ConsoleSignIn console.SignInLimits
 	// TracerProvider, when set, traces every request across the HTTP
 	// server, the gateway, gRPC and the store (W3C trace context in and
 	// out); nil turns tracing off.
@@ -297,7 +300,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 
 	// The support console calls the service as its signed-in principal over
 	// the gateway's connection, so its calls pass the same interceptors.
-	cons, err := console.New(console.Config{Conn: s.gateConn, Sessions: s.store, Now: cfg.Now, Log: s.log})
+	cons, err := console.New(console.Config{Conn: s.gateConn, Sessions: s.store, Now: cfg.Now, Log: s.log,
+		SignIn: cfg.ConsoleSignIn, Metrics: reg})
 	if err != nil {
 		return err
 	}
