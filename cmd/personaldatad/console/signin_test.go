@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/example/personaldata/cmd/personaldatad/console"
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -219,4 +221,26 @@ func TestSignInLimit(t *testing.T) {
 			t.Errorf("the log holds %q", s)
 		}
 	}
+}
+
+// What a person sees in the browser when sign-ins are limited: the form
+// again, with the wait in words, and the page as safe as any other.
+func TestSignInLimitedInBrowser(t *testing.T) {
+	browser := newBrowser(t)
+	e := startWith(t, func(cfg *server.Config) {
+		cfg.ConsoleSignIn = console.SignInLimits{PerAddress: console.Limit{Every: time.Hour, Burst: 1}}
+	})
+	tb := newTab(t, browser, e.base)
+	tb.navigate("/console/sign-in")
+	for _, want := range []int64{http.StatusUnauthorized, http.StatusTooManyRequests} {
+		tb.do(chromedp.SetValue(chromedp.ID("principal_id"), "support-1"))
+		if code := tb.submit(chromedp.SendKeys(chromedp.ID("token"), "pd1.support-1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r")); code != want {
+			t.Fatalf("sign-in: HTTP %d, want %d", code, want)
+		}
+	}
+	if msg := tb.text("#problem"); !strings.Contains(msg, "För många misslyckade inloggningsförsök") || !strings.Contains(msg, "60 minuter") {
+		t.Errorf("limited: the page says %q", msg)
+	}
+	tb.checkPage(nil)
+	tb.shot(screenshots(t), "2b-sign-in-limited")
 }
