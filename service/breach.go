@@ -101,8 +101,8 @@ func (b breachScope) inWindow(t time.Time) bool {
 }
 
 // AssessBreachImpact streams the report: the summary, then each chain.
-// Counts come first, so the trail is read twice, one chain at a time; only
-// the chain being read and the totals are held.
+// Counts come first, so the trail is read twice, a few chains at a time;
+// only the chains being read and the totals are held.
 func (s *Breach) AssessBreachImpact(req *pdv1.AssessBreachImpactRequest, stream grpc.ServerStreamingServer[pdv1.AssessBreachImpactResponse]) error {
 	ctx := stream.Context()
 	c, err := s.caller(ctx)
@@ -164,53 +164,55 @@ func (s *Breach) breachScope(req *pdv1.AssessBreachImpactRequest) (breachScope, 
 
 // assess hands emit what the scope touched, chain by chain in chain order:
 // for a master key version, each subject whose data key it wraps; else
-// each chain with events of the principal or window.
+// each chain with events of the principal or window. Each chain is
+// verified whole, a series of store reads; up to breachWorkers chains are
+// read at once, and emitted in order.
 func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.BreachChainImpact) error) error {
+	run := newInOrder(ctx, breachWorkers, emit)
+	defer run.stop()
+	var err error
 	if sc.keyVersion != 0 {
-		err := s.store.EachDataKeyAt(ctx, sc.keyVersion, func(k *store.DataKey) error {
-			ci, err := s.underKey(ctx, sc, k.ID)
-			if err != nil {
-				return err
-			}
-			return emit(ci)
+		err = s.store.EachDataKeyAt(ctx, sc.keyVersion, func(k *store.DataKey) error {
+			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.underKey(ctx, sc, k.ID) })
 		})
-		if err != nil {
-			return s.internal(ctx, "assess breach", err)
+	} else {
+		var cur *chainTally
+		finish := func() error {
+			t := cur
+			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.checked(ctx, t) })
 		}
-		return nil
-	}
-	var cur *chainTally
-	finish := func() error {
-		ci, err := s.checked(ctx, cur)
-		if err != nil {
-			return err
-		}
-		return emit(ci)
-	}
-	err := s.audit.Scan(ctx, store.AuditScan{Principal: sc.principal, From: sc.from, To: sc.to}, func(e audit.Event) error {
-		if e.Chain == audit.ReadinessChain {
-			return nil // probes of the store, no one's data
-		}
-		if cur != nil && cur.chain != e.Chain {
-			if err := finish(); err != nil {
-				return err
+		err = s.audit.Scan(ctx, store.AuditScan{Principal: sc.principal, From: sc.from, To: sc.to}, func(e audit.Event) error {
+			if e.Chain == audit.ReadinessChain {
+				return nil // probes of the store, no one's data
 			}
-			cur = nil
+			if cur != nil && cur.chain != e.Chain {
+				if err := finish(); err != nil {
+					return err
+				}
+				cur = nil
+			}
+			if cur == nil {
+				cur = newChainTally(e.Chain)
+			}
+			cur.add(e)
+			return nil
+		})
+		if err == nil && cur != nil {
+			err = finish()
 		}
-		if cur == nil {
-			cur = newChainTally(e.Chain)
-		}
-		cur.add(e)
-		return nil
-	})
-	if err == nil && cur != nil {
-		err = finish()
+	}
+	if err == nil {
+		err = run.wait()
 	}
 	if err != nil {
 		return s.internal(ctx, "assess breach", err)
 	}
 	return nil
 }
+
+// breachWorkers is how many chains a report reads at once: enough to keep
+// the store busy while each chain's reads wait on it.
+const breachWorkers = 4
 
 // underKey is what a subject whose data key a master key version wraps
 // holds (read from which of its fields are sealed, never opened), and its
