@@ -843,6 +843,10 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 	for i, k := range req.GetKinds() {
 		kinds = append(kinds, v.enum(fmt.Sprintf("kinds[%d]", i), k))
 	}
+	subjectID := req.GetSubjectId()
+	if subjectID != "" {
+		v.subjectID(subjectID)
+	}
 	size := v.pageSize(req.GetPageSize(), 50)
 	afterDue, afterID := v.positionToken(req.GetPageToken(), "rr", controller)
 	if err := v.err(); err != nil {
@@ -857,7 +861,7 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 	} else if len(states) > 0 {
 		filter = states
 	}
-	all, err := s.store.RightsRequestsOf(ctx, controller, filter)
+	all, err := s.store.RightsRequestsOf(ctx, controller, subjectID, filter)
 	if err != nil {
 		return nil, s.internal(ctx, "list rights requests", err)
 	}

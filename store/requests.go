@@ -187,14 +187,19 @@ func (s *Store) UpdateRightsRequest(ctx context.Context, id string, change func(
 const maxRequestsListed = 10000
 
 // RightsRequestsOf returns the requests in controller's queue (or forwarded
-// to it), open ones only unless all, sorted by due time then id. The queue
-// of open requests is small (a month's arrivals), so it is read whole and
-// sorted here: FerretDB would scan for the filter anyway.
-func (s *Store) RightsRequestsOf(ctx context.Context, controller string, open []string) ([]*RightsRequest, error) {
+// to it), of one subject only unless subjectID is empty, in the given
+// states only unless open is nil, sorted by due time then id. The queue of
+// open requests is small (a month's arrivals), and so are one subject's
+// requests, so they are read whole and sorted here: FerretDB would scan for
+// the filter anyway.
+func (s *Store) RightsRequestsOf(ctx context.Context, controller, subjectID string, open []string) ([]*RightsRequest, error) {
 	filter := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "controller", Value: controller}},
 		bson.D{{Key: "forwarded_to", Value: controller}},
 	}}}
+	if subjectID != "" {
+		filter = append(filter, bson.E{Key: "subject_id", Value: subjectID})
+	}
 	if open != nil {
 		filter = append(filter, bson.E{Key: "state", Value: bson.D{{Key: "$in", Value: open}}})
 	}
@@ -210,7 +215,8 @@ func (s *Store) RightsRequestsOf(ctx context.Context, controller string, open []
 	// The filter is checked again: some FerretDB v1 operators give wrong
 	// results silently (embedded-store.md).
 	out = slices.DeleteFunc(out, func(r *RightsRequest) bool {
-		return (r.Controller != controller && r.ForwardedTo != controller) || (open != nil && !slices.Contains(open, r.State))
+		return (r.Controller != controller && r.ForwardedTo != controller) || (subjectID != "" && r.SubjectID != subjectID) ||
+			(open != nil && !slices.Contains(open, r.State))
 	})
 	slices.SortFunc(out, func(a, b *RightsRequest) int {
 		if a.DueAt != b.DueAt {

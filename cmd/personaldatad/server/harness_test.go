@@ -381,11 +381,19 @@ func (r restCaller) call(ctx context.Context, method string, req, resp proto.Mes
 			if inPath[string(fd.Name())] {
 				return true
 			}
-			if fd.Kind() == protoreflect.EnumKind {
-				q.Set(string(fd.Name()), string(fd.Enum().Values().ByNumber(v.Enum()).Name()))
-			} else {
-				q.Set(string(fd.Name()), v.String())
+			word := func(v protoreflect.Value) string {
+				if fd.Kind() == protoreflect.EnumKind {
+					return string(fd.Enum().Values().ByNumber(v.Enum()).Name())
+				}
+				return v.String()
 			}
+			if fd.IsList() { // the parameter repeated, as the gateway reads it
+				for i := range v.List().Len() {
+					q.Add(string(fd.Name()), word(v.List().Get(i)))
+				}
+				return true
+			}
+			q.Set(string(fd.Name()), word(v))
 			return true
 		})
 		if len(q) > 0 {

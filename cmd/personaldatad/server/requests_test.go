@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -617,6 +618,48 @@ func TestRightsRequestForwarded(t *testing.T) {
 	})
 }
 
+// One subject's requests, answered ones too, to see whether a new one
+// repeats earlier ones; a subject id that is not one is named.
+func TestRightsRequestsOfOneSubject(t *testing.T) {
+	transports(t, func(t *testing.T, e *env, c caller) {
+		sub := create(t, c, 62)
+		create(t, c, 63)
+		first := openRequest(t, c, openReq("rr-one-1", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 62))
+		again := openRequest(t, c, openReq("rr-one-2", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 62))
+		call(t, c, decideRR, &pdv1.DecideRightsRequestRequest{IdempotencyKey: "d-one-2", RequestId: again.GetRequestId(), Outcome: pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE,
+			Reason: pdv1.DecisionReason_DECISION_REASON_EXCESSIVE, Explanation: "Samma begäran två gånger samma dag."}, &pdv1.DecideRightsRequestResponse{})
+		other := openRequest(t, c, openReq("rr-one-3", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 63))
+		if other.GetSubjectId() == sub.GetSubjectId() || first.GetSubjectId() != sub.GetSubjectId() {
+			t.Fatalf("matched subjects %q %q, want %q for the first only", first.GetSubjectId(), other.GetSubjectId(), sub.GetSubjectId())
+		}
+		ids := func(req *pdv1.ListRightsRequestsRequest) []string {
+			t.Helper()
+			var out []string
+			for _, r := range call(t, c, listRR, req, &pdv1.ListRightsRequestsResponse{}).GetRequests() {
+				out = append(out, r.GetRequestId())
+			}
+			slices.Sort(out)
+			return out
+		}
+		want := []string{first.GetRequestId(), again.GetRequestId()}
+		slices.Sort(want)
+		if got := ids(&pdv1.ListRightsRequestsRequest{ControllerId: "company", SubjectId: sub.GetSubjectId()}); !slices.Equal(got, want) {
+			t.Errorf("the subject's requests: %v, want %v", got, want)
+		}
+		if got := ids(&pdv1.ListRightsRequestsRequest{ControllerId: "company", SubjectId: sub.GetSubjectId(),
+			States: []pdv1.RightsRequestState{pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_RECEIVED}}); !slices.Equal(got, []string{first.GetRequestId()}) {
+			t.Errorf("the subject's received requests: %v, want %v", got, first.GetRequestId())
+		}
+		if got := ids(&pdv1.ListRightsRequestsRequest{ControllerId: "company", SubjectId: "s-nobody"}); len(got) != 0 {
+			t.Errorf("requests of an unknown subject: %v", got)
+		}
+		err := callErr(t, c, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "company", SubjectId: "not a subject"}, &pdv1.ListRightsRequestsResponse{}, codes.InvalidArgument)
+		if f := badFields(err); !slices.Equal(f, []string{"subject_id"}) {
+			t.Errorf("fields named %v, want subject_id", f)
+		}
+	})
+}
+
 // Overdue requests are listed and counted.
 func TestRightsRequestOverdue(t *testing.T) {
 	transports(t, func(t *testing.T, e *env, c caller) {
@@ -641,12 +684,16 @@ func TestRightsRequestOverdue(t *testing.T) {
 		if len(overdue) != 1 || overdue[0].GetRequestId() != late.GetRequestId() {
 			t.Errorf("overdue: %v", overdue)
 		}
-		if c.name() == "grpc" { // repeated query parameters: the REST caller sends one value
-			open := call(t, c, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "company", States: []pdv1.RightsRequestState{pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_RECEIVED},
-				Kinds: []pdv1.RightsRequestKind{pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RECTIFICATION}}, &pdv1.ListRightsRequestsResponse{}).GetRequests()
-			if len(open) != 1 || open[0].GetRequestId() != soon.GetRequestId() {
-				t.Errorf("received rectifications: %v", open)
-			}
+		open := call(t, c, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "company", States: []pdv1.RightsRequestState{pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_RECEIVED},
+			Kinds: []pdv1.RightsRequestKind{pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RECTIFICATION}}, &pdv1.ListRightsRequestsResponse{}).GetRequests()
+		if len(open) != 1 || open[0].GetRequestId() != soon.GetRequestId() {
+			t.Errorf("received rectifications: %v", open)
+		}
+		// Two states (the answered ones), each a parameter of its own over REST.
+		answered := call(t, c, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "company", States: []pdv1.RightsRequestState{
+			pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_REFUSED, pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FULFILLED}}, &pdv1.ListRightsRequestsResponse{}).GetRequests()
+		if len(answered) != 1 || answered[0].GetRequestId() != done.GetRequestId() {
+			t.Errorf("refused or fulfilled: %v", answered)
 		}
 		res, body := e.restRaw(t, "GET", "/metrics", "", "")
 		if res.StatusCode != http.StatusOK {

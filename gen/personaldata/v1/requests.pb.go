@@ -1560,8 +1560,12 @@ type ListRightsRequestsRequest struct {
 	// Only overdue requests.
 	OverdueOnly bool `protobuf:"varint,4,opt,name=overdue_only,json=overdueOnly,proto3" json:"overdue_only,omitempty"`
 	// 0 to 100; 50 when 0.
-	PageSize      int32  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the requests matched to this subject (all of its requests when no
+	// state is given): to see whether a new one repeats earlier ones (Art.
+	// 12(5)).
+	SubjectId     string `protobuf:"bytes,7,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1634,6 +1638,13 @@ func (x *ListRightsRequestsRequest) GetPageSize() int32 {
 func (x *ListRightsRequestsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListRightsRequestsRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
 	}
 	return ""
 }
@@ -3652,7 +3663,7 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\trequestId\"T\n" +
 	"\x18GetRightsRequestResponse\x128\n" +
-	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"\x96\x02\n" +
+	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"\xb5\x02\n" +
 	"\x19ListRightsRequestsRequest\x12#\n" +
 	"\rcontroller_id\x18\x01 \x01(\tR\fcontrollerId\x12;\n" +
 	"\x06states\x18\x02 \x03(\x0e2#.personaldata.v1.RightsRequestStateR\x06states\x128\n" +
@@ -3660,7 +3671,9 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\foverdue_only\x18\x04 \x01(\bR\voverdueOnly\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"\x80\x01\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x1d\n" +
+	"\n" +
+	"subject_id\x18\a \x01(\tR\tsubjectId\"\x80\x01\n" +
 	"\x1aListRightsRequestsResponse\x12:\n" +
 	"\brequests\x18\x01 \x03(\v2\x1e.personaldata.v1.RightsRequestR\brequests\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x01\n" +
