@@ -19,8 +19,8 @@ func TestInOrderKeepsOrder(t *testing.T) {
 	defer run.stop()
 	for i := range 40 {
 		err := run.start(func(context.Context) (int, error) {
-			if r := running.Add(1); r > most.Load() {
-				most.Store(r)
+			r := running.Add(1)
+			for m := most.Load(); r > m && !most.CompareAndSwap(m, r); m = most.Load() {
 			}
 			defer running.Add(-1)
 			time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)

@@ -389,8 +389,12 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 			return nil, s.internal(ctx, "acknowledge outbox message", err)
 		}
 	}
+	// A request's message is remembered as sent, so that no settle of the
+	// request queues it again: not one that read the request before this
+	// message was counted, nor one after a crash between queueing and
+	// counting it.
 	if m.RequestID != "" {
-		if err := s.markSentIfUncounted(ctx, m); err != nil {
+		if err := s.store.MarkOutboxMessageSent(ctx, m.ID, s.now().UnixNano()); err != nil {
 			return nil, s.internal(ctx, "acknowledge outbox message", err)
 		}
 	}
@@ -398,26 +402,4 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
 	}
 	return &pdv1.AcknowledgeOutboxMessageResponse{}, nil
-}
-
-// markSentIfUncounted keeps a request's message from being queued again
-// once it is gone: settleRequest queues the messages of the steps past the
-// request's Queued count, and a crash between queueing a message and
-// counting it leaves it past the count. Only then is a mark needed.
-func (s *Outbox) markSentIfUncounted(ctx context.Context, m *store.OutboxMessage) error {
-	step, ok := store.OutboxMessageStep(m.ID)
-	if !ok {
-		return fmt.Errorf("outbox message id %q names no step", m.ID)
-	}
-	r, err := s.store.GetRightsRequest(ctx, m.RequestID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil // nothing will settle it again
-	}
-	if err != nil {
-		return err
-	}
-	if r.Queued > step {
-		return nil
-	}
-	return s.store.MarkOutboxMessageSent(ctx, m.ID, s.now().UnixNano())
 }

@@ -177,7 +177,12 @@ func (s *Retention) purgeAnsweredRequests(ctx context.Context, now time.Time, tr
 			}); err != nil {
 				return fmt.Errorf("%w: %w", errAuditDown, err)
 			}
-			purged, err := s.store.UpdateRightsRequest(ctx, r.ID, func(d *store.RightsRequest) error {
+			// The marks of its sent messages go first: once its values are
+			// gone the sweep does not come back to the request.
+			if err := s.store.ForgetSentOutboxMessages(ctx, r.ID, len(r.Steps)); err != nil {
+				return err
+			}
+			_, err := s.store.UpdateRightsRequest(ctx, r.ID, func(d *store.RightsRequest) error {
 				d.Sealed = nil
 				d.Steps = append(d.Steps, store.RequestStep{Step: "personal_data_removed", At: now.UnixNano(), By: sweeperPrincipal})
 				d.Queued = len(d.Steps)
@@ -187,10 +192,6 @@ func (s *Retention) purgeAnsweredRequests(ctx context.Context, now time.Time, tr
 				return err
 			}
 			if err := s.vault.shred(ctx, r.DataKeyID()); err != nil {
-				return err
-			}
-			// Every step now counts as queued: no mark is needed.
-			if err := s.store.ForgetSentOutboxMessages(ctx, r.ID, purged.Queued); err != nil {
 				return err
 			}
 			res.RequestsPurged++

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -286,26 +284,46 @@ func (s *Store) outboxSent() *mongo.Collection {
 
 // EnqueueOutboxMessage queues m once: a message with its id already queued,
 // or a request's message marked sent (MarkOutboxMessageSent), is not queued
-// again. The caller tells a message acknowledged and removed by the
-// request's Queued count; the mark covers the one message a crash can leave
-// uncounted.
+// again. A policy notice is told once by the subject's record instead.
 func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) error {
-	if m.RequestID != "" { // a policy notice is told once by the subject's record instead
-		var sent struct {
-			ID string `bson:"_id"`
-		}
-		switch err := get(ctx, s.outboxSent(), m.ID, &sent); {
-		case err == nil:
-			return nil
-		case !errors.Is(err, ErrNotFound):
+	if m.RequestID != "" {
+		switch sent, err := s.outboxMessageSent(ctx, m.ID); {
+		case err != nil:
 			return fmt.Errorf("store: queue outbox message: %w", err)
+		case sent:
+			return nil
 		}
 	}
 	err := s.insert(ctx, s.outbox(), m)
-	if err != nil && !errors.Is(err, ErrExists) {
+	if errors.Is(err, ErrExists) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("store: queue outbox message: %w", err)
 	}
+	if m.RequestID == "" {
+		return nil
+	}
+	// Sent and acknowledged between the look and the insert: this copy goes.
+	switch sent, err := s.outboxMessageSent(ctx, m.ID); {
+	case err != nil:
+		return fmt.Errorf("store: queue outbox message: %w", err)
+	case sent:
+		return s.DeleteOutboxMessage(ctx, m.ID)
+	}
 	return nil
+}
+
+// outboxMessageSent says whether a request's message is marked sent.
+func (s *Store) outboxMessageSent(ctx context.Context, id string) (bool, error) {
+	var mark struct {
+		ID string `bson:"_id"`
+	}
+	err := get(ctx, s.outboxSent(), id, &mark)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // maxOutboxListed bounds what one listing of the outbox reads.
@@ -358,10 +376,11 @@ func (s *Store) DeleteOutboxMessage(ctx context.Context, id string) error {
 	return nil
 }
 
-// MarkOutboxMessageSent remembers that the message with this id was sent,
-// so that EnqueueOutboxMessage does not queue it again. It is for a message
-// acknowledged before its request counted it queued (a crash between
-// queueing and counting); the mark holds only the id and the time.
+// MarkOutboxMessageSent remembers that the request's message with this id
+// was sent, so that EnqueueOutboxMessage does not queue it again: a settle
+// of the request that read it before the message was counted, or after a
+// crash between queueing and counting, would. The mark holds the id and the
+// time; it goes with the request's personal values.
 func (s *Store) MarkOutboxMessageSent(ctx context.Context, id string, at int64) error {
 	err := s.insert(ctx, s.outboxSent(), bson.D{{Key: "_id", Value: id}, {Key: "sent_at", Value: at}})
 	if err != nil && !errors.Is(err, ErrExists) {
@@ -388,17 +407,6 @@ func (s *Store) ForgetSentOutboxMessages(ctx context.Context, requestID string, 
 		return fmt.Errorf("store: forget sent outbox messages: %w", classify(err))
 	}
 	return nil
-}
-
-// OutboxMessageStep is the step of a request whose message has this id,
-// and false for a message that is not a request's.
-func OutboxMessageStep(id string) (int, bool) {
-	i := strings.LastIndexByte(id, '.')
-	if i < 0 {
-		return 0, false
-	}
-	n, err := strconv.Atoi(id[i+1:])
-	return n, err == nil && n >= 0
 }
 
 // CountOutbox counts the messages waiting for the mailer.

@@ -789,10 +789,9 @@ func TestAnsweredRequestsLoseTheirPersonalValues(t *testing.T) {
 
 // A crash between queueing a step's message and counting it queued leaves
 // the message past the request's count. If the mailer sends and
-// acknowledges it before the request is settled again, it is marked sent
-// and not queued a second time; a message counted before its
-// acknowledgement needs no mark; the marks go with the request's personal
-// values after three years.
+// acknowledges it before the request is settled again, it is not queued a
+// second time: every acknowledged message of a request is marked sent, and
+// the marks go with the request's personal values after three years.
 func TestOutboxMessageAcknowledgedBeforeCountedIsNotQueuedAgain(t *testing.T) {
 	e := start(t)
 	c := e.gc()
@@ -822,18 +821,21 @@ func TestOutboxMessageAcknowledgedBeforeCountedIsNotQueuedAgain(t *testing.T) {
 		t.Errorf("queued count %d after settling, %v", stored.Queued, err)
 	}
 
-	// The usual order: counted, then acknowledged; no mark.
-	counted := openRequest(t, c, openReq("rr-counted", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 141))
-	m := takeMessage(t, mailer, counted.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT)
-	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: m.GetMessageId()}}); n != 0 {
-		t.Errorf("%d sent marks of a counted message, want none", n)
+	// Another request, whose marks stay while it is kept.
+	kept := openRequest(t, c, openReq("rr-kept", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 141))
+	m := takeMessage(t, mailer, kept.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT)
+	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: m.GetMessageId()}}); n != 1 {
+		t.Errorf("%d sent marks of an acknowledged message, want 1", n)
 	}
 
 	call(t, c, decideRR, &pdv1.DecideRightsRequestRequest{IdempotencyKey: "d-crash", RequestId: r.GetRequestId(), Outcome: pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE,
 		Reason: pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW, Explanation: "Fakturorna sparas enligt bokföringslagen."}, &pdv1.DecideRightsRequestResponse{})
 	e.clock.Advance(3*365*24*time.Hour + 2*24*time.Hour)
 	sweepNow(t, e, c)
-	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{}); n != 0 {
+	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: receipt.GetMessageId()}}); n != 0 {
 		t.Errorf("%d sent marks left after the request's personal values were removed", n)
+	}
+	if n, _ := e.coll("outbox_sent").CountDocuments(t.Context(), bson.D{{Key: "_id", Value: m.GetMessageId()}}); n != 1 {
+		t.Errorf("%d sent marks of the open request after the sweep, want 1", n)
 	}
 }
