@@ -259,12 +259,49 @@ func (c *Console) renderRequest(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 		consents = doc.GetConsents()
 	}
+	var earlier *earlierView
+	if controller := earlierController(rr, p.GetTenantIds()); rr.GetSubjectId() != "" && controller != "" && mayCall(p.GetRpcs(), listRPC) {
+		list, truncated, err := c.subjectRequests(r, s, controller, rr.GetSubjectId())
+		if err != nil {
+			if c.refused(w, r, s, err) {
+				return
+			}
+			c.log.WarnContext(r.Context(), "console: the subject's requests", slog.String("code", status.Code(err).String()))
+			earlier = &earlierView{Unread: true}
+		} else {
+			earlier = newEarlierView(rr.GetRequestId(), list, truncated, c.now())
+		}
+	}
 	pg.Title, pg.Section, pg.Principal, pg.CSRF = "Förfrågan", Prefix+"requests", s.PrincipalID, s.CSRF
 	if state != nil {
 		pg.Problem = state.Problem
 	}
-	pg.Data = newRequestView(rr, c.now(), p.GetRpcs(), consents, unread, state)
+	v := newRequestView(rr, c.now(), p.GetRpcs(), consents, unread, state)
+	v.Earlier = earlier
+	pg.Data = v
 	c.render(w, r, code, "request", pg)
+}
+
+// subjectRequests are all of a subject's requests in controller's queue,
+// answered ones too, read as the signed-in principal (and so audited under
+// it), up to maxQueuePages pages; truncated says there were more.
+func (c *Console) subjectRequests(r *http.Request, s *session, controller, subjectID string) (list []*pdv1.RightsRequest, truncated bool, err error) {
+	ctx, cancel := s.call(r.Context())
+	defer cancel()
+	req := &pdv1.ListRightsRequestsRequest{ControllerId: controller, SubjectId: subjectID, PageSize: queuePageSize}
+	for page := 0; ; page++ {
+		if page == maxQueuePages {
+			return list, true, nil
+		}
+		res, err := c.requests.ListRightsRequests(ctx, req)
+		if err != nil {
+			return nil, false, err
+		}
+		list = append(list, res.GetRequests()...)
+		if req.PageToken = res.GetNextPageToken(); req.PageToken == "" {
+			return list, false, nil
+		}
+	}
 }
 
 // requestAct runs a step's RPC, which says which notice its success shows.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -506,6 +507,165 @@ func TestConsoleRequests(t *testing.T) {
 			t.Errorf("the restriction's result says %q", h)
 		}
 		tb.checkPage(everyone)
+		tb.checkTrail(everyone)
+	})
+
+	// A request's page lists the subject's other requests, to see whether
+	// it repeats them (Art. 12(5)), read as the signed-in principal.
+	t.Run("EarlierRequests", func(t *testing.T) {
+		p := person{identity: identityNumber("19800101", 9), given: "Rut", family: "Repetersson", email: "rut@example.se", phone: "070-123 45 67"}
+		everyone = append(everyone, p.personal()...)
+		s := e.createSubject(t, support, p)
+		claim := &pdv1.ClaimedIdentity{Key: &pdv1.ClaimedIdentity_IdentityNumber{IdentityNumber: p.identity}}
+		// An erasure refused as manifestly unfounded, an access request
+		// answered, and a new access request.
+		refused := open("rut-erase", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, claim, e.clock.Now().Add(-70*24*time.Hour))
+		if _, err := requests.DecideRightsRequest(as(support), &pdv1.DecideRightsRequestRequest{IdempotencyKey: "refuse-rut", RequestId: refused.GetRequestId(),
+			Outcome: pdv1.DecisionOutcome_DECISION_OUTCOME_REFUSE, Reason: pdv1.DecisionReason_DECISION_REASON_MANIFESTLY_UNFOUNDED,
+			Explanation: "Det finns inget avtal att radera."}); err != nil {
+			t.Fatalf("DecideRightsRequest: %v", err)
+		}
+		answered := open("rut-access", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, claim, e.clock.Now().Add(-40*24*time.Hour))
+		if _, err := requests.AttestIdentity(as(support), &pdv1.AttestIdentityRequest{IdempotencyKey: "attest-rut", RequestId: answered.GetRequestId(),
+			Method: pdv1.VerificationMethod_VERIFICATION_METHOD_BANKID, Reference: "bankid-rut"}); err != nil {
+			t.Fatalf("AttestIdentity: %v", err)
+		}
+		if _, err := requests.DecideRightsRequest(as(support), &pdv1.DecideRightsRequestRequest{IdempotencyKey: "grant-rut", RequestId: answered.GetRequestId(),
+			Outcome: pdv1.DecisionOutcome_DECISION_OUTCOME_GRANT, Reason: pdv1.DecisionReason_DECISION_REASON_RIGHT_APPLIES}); err != nil {
+			t.Fatalf("DecideRightsRequest: %v", err)
+		}
+		if _, err := requests.FulfilRightsRequest(as(support), &pdv1.FulfilRightsRequestRequest{IdempotencyKey: "fulfil-rut", RequestId: answered.GetRequestId(),
+			Action: &pdv1.FulfilRightsRequestRequest_Access{Access: &pdv1.AccessAction{}}}); err != nil {
+			t.Fatalf("FulfilRightsRequest: %v", err)
+		}
+		current := open("rut-again", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, claim, e.clock.Now().Add(-time.Hour))
+		if st := get(refused.GetRequestId()).GetState(); st != pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_REFUSED {
+			t.Fatalf("set-up: the refused request is %v", st)
+		}
+		lists := func() int {
+			t.Helper()
+			res, err := pdv1.NewAuditServiceClient(e.conn).ListAuditEvents(as(e.operator), &pdv1.ListAuditEventsRequest{SubjectId: s.GetSubjectId(), PageSize: 100})
+			if err != nil {
+				t.Fatalf("ListAuditEvents: %v", err)
+			}
+			n := 0
+			for _, ev := range res.GetEvents() {
+				if ev.GetRpc() == pdv1.RightsRequestService_ListRightsRequests_FullMethodName && ev.GetPrincipalId() == "support-rr" && ev.GetOutcome() == "OK" {
+					n++
+				}
+			}
+			return n
+		}
+		before := lists()
+
+		tb := newTab(t, browserCtx, e.base)
+		signIn(tb)
+		// earlier is what the page shows of the subject's other requests:
+		// each row's text and link.
+		earlier := func() (rows, links []string) {
+			t.Helper()
+			rows = eval[[]string](tb, `Array.from(document.querySelectorAll("#earlier tbody tr")).map(r => r.innerText)`)
+			links = eval[[]string](tb, `Array.from(document.querySelectorAll("#earlier tbody a")).map(a => a.getAttribute("href"))`)
+			return rows, links
+		}
+		path := func(r *pdv1.RightsRequest) string { return "/console/requests/" + r.GetRequestId() }
+
+		tb.navigate(path(current))
+		if h := tb.text("#h-earlier"); h != "Personens tidigare förfrågningar" {
+			t.Errorf("the section's heading is %q", h)
+		}
+		rows, links := earlier()
+		if len(rows) != 2 || len(links) != 2 || links[0] != path(answered) || links[1] != path(refused) {
+			t.Fatalf("the new request's page lists %q, linking %q: want %s, then %s", rows, links, caseOf(answered), caseOf(refused))
+		}
+		for i, want := range [][]string{
+			{caseOf(answered), "Tillgång (registerutdrag)", "Utförd och besvarad", "2026-10-18", answered.GetDueDate(), "2026-11-27"},
+			{caseOf(refused), "Radering", "Avslagen", "2026-09-18", refused.GetDueDate(), "2026-11-27"},
+		} {
+			for _, w := range want {
+				if !strings.Contains(rows[i], w) {
+					t.Errorf("row %d %q lacks %q", i+1, rows[i], w)
+				}
+			}
+		}
+		if n := eval[int](tb, `document.querySelectorAll("#earlier-more").length`); n != 0 {
+			t.Error("the page counts more requests than it lists")
+		}
+		if after := lists(); after <= before {
+			t.Errorf("reading the subject's requests left no ListRightsRequests event by support-rr in the subject's audit trail (%d before, %d after)", before, after)
+		}
+		tb.checkPage(everyone)
+		tb.shot(shots, "requests-12-earlier")
+
+		// The links open the earlier requests, whose pages list the others.
+		if code := tb.submit(chromedp.Click(chromedp.CSS(`#earlier a[href="` + path(answered) + `"]`))); code != http.StatusOK || tb.path() != path(answered) {
+			t.Fatalf("the answered request's link: HTTP %d at %s", code, tb.path())
+		}
+		if h := tb.text("h1"); !strings.Contains(h, "Tillgång") || !strings.Contains(h, caseOf(answered)) {
+			t.Errorf("the answered request's link opened %q", h)
+		}
+		if _, links := earlier(); len(links) != 2 || links[0] != path(current) || links[1] != path(refused) {
+			t.Errorf("the answered request's page links %q", links)
+		}
+		if code := tb.submit(chromedp.Click(chromedp.CSS(`#earlier a[href="` + path(refused) + `"]`))); code != http.StatusOK || tb.path() != path(refused) {
+			t.Fatalf("the refused request's link: HTTP %d at %s", code, tb.path())
+		}
+		if h := tb.text("h1"); !strings.Contains(h, "Radering") || !strings.Contains(h, caseOf(refused)) {
+			t.Errorf("the refused request's link opened %q", h)
+		}
+		if _, links := earlier(); len(links) != 2 || links[0] != path(current) || links[1] != path(answered) {
+			t.Errorf("the refused request's page links %q", links)
+		}
+		tb.checkPage(everyone)
+
+		// A subject's only request says so in one line; a request that
+		// matched no one has no such section.
+		tb.navigate(path(late))
+		if got := tb.text("#earlier p"); got != "Inga tidigare förfrågningar från personen." {
+			t.Errorf("a subject's only request: %q", got)
+		}
+		if n := eval[int](tb, `document.querySelectorAll("#earlier table").length`); n != 0 {
+			t.Error("a subject's only request has a table of earlier ones")
+		}
+		tb.checkPage(everyone)
+		tb.navigate(path(soon))
+		if n := eval[int](tb, `document.querySelectorAll("#earlier").length`); n != 0 {
+			t.Error("a request that matched no one lists earlier requests")
+		}
+
+		// Of many, the newest ten are listed and the rest counted.
+		q := person{identity: identityNumber("19800101", 10), given: "Rune", family: "Återkommer", email: "rune@example.se", phone: "070-123 45 67"}
+		everyone = append(everyone, q.personal()...)
+		e.createSubject(t, support, q)
+		var many []*pdv1.RightsRequest
+		for i := range 12 {
+			many = append(many, open(fmt.Sprintf("rune-%d", i), pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS,
+				&pdv1.ClaimedIdentity{Key: &pdv1.ClaimedIdentity_Email{Email: q.email}}, e.clock.Now().Add(-time.Duration(i+1)*24*time.Hour)))
+		}
+		tb.navigate(path(many[0]))
+		_, links = earlier()
+		var want []string
+		for _, r := range many[1:11] {
+			want = append(want, path(r))
+		}
+		if !slices.Equal(links, want) {
+			t.Errorf("of 11 other requests the page links %q, want the newest ten %q", links, want)
+		}
+		if m := tb.text("#earlier-more"); m != "Och 1 äldre förfrågan till, som inte visas här." {
+			t.Errorf("the rest are counted as %q", m)
+		}
+		tb.checkPage(everyone)
+
+		// At 200 % zoom the table reflows.
+		tb.navigate(path(current))
+		tb.do(func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			_, err := cdp.Call(ctx, tg, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{Width: 640, Height: 450, DeviceScaleFactor: 2})
+			return chromedp.Void{}, err
+		})
+		if w := eval[[]int](tb, `[document.documentElement.scrollWidth, document.documentElement.clientWidth]`); w[0] > w[1] {
+			t.Errorf("at 200 %% zoom the page is %d CSS pixels wide in a window of %d", w[0], w[1])
+		}
+		tb.shot(shots, "requests-13-earlier-200-percent")
 		tb.checkTrail(everyone)
 	})
 

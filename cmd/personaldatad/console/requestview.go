@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
@@ -245,6 +247,10 @@ type requestView struct {
 	Extension                        *extensionView
 	Forwarding                       *forwardingView
 	Fulfilment                       *fulfilmentView
+	// Earlier are the subject's other requests, to see whether this one
+	// repeats them (Art. 12(5)); nil when no subject matched or the
+	// principal may not list requests.
+	Earlier *earlierView
 	// ExtendClosed says, when no extension was made and the first month
 	// has ended, that it can no longer be.
 	ExtendClosed bool
@@ -291,6 +297,76 @@ type fulfilmentView struct {
 	NothingHeld      bool
 }
 
+// maxEarlier is how many of the subject's other requests a request's page
+// lists; the rest are counted.
+const maxEarlier = 10
+
+// earlierView is the subject's other requests in the same controller's
+// queue, newest first.
+type earlierView struct {
+	Rows []earlierRow
+	// More are not listed; AtLeast says the count is a floor, as the list
+	// was read only in part.
+	More    int
+	AtLeast bool
+	// Unread says they could not be read.
+	Unread bool
+}
+
+type earlierRow struct {
+	queueRow
+	// Answered is the date of the answer: the fulfilment, the refusal or
+	// the forwarding; empty while the request is open.
+	Answered string
+}
+
+// newEarlierView lists rs, less the request self, newest first.
+func newEarlierView(self string, rs []*pdv1.RightsRequest, truncated bool, now time.Time) *earlierView {
+	rs = slices.DeleteFunc(slices.Clone(rs), func(r *pdv1.RightsRequest) bool { return r.GetRequestId() == self })
+	slices.SortFunc(rs, func(a, b *pdv1.RightsRequest) int {
+		if c := b.GetReceiveTime().AsTime().Compare(a.GetReceiveTime().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(b.GetRequestId(), a.GetRequestId())
+	})
+	v := &earlierView{AtLeast: truncated}
+	for i, r := range rs {
+		if i == maxEarlier {
+			v.More = len(rs) - maxEarlier
+			break
+		}
+		v.Rows = append(v.Rows, earlierRow{queueRow: newQueueRow(r, now), Answered: formatDate(answerTime(r))})
+	}
+	return v
+}
+
+// answerTime is when r was answered, nil while it is open.
+func answerTime(r *pdv1.RightsRequest) *timestamppb.Timestamp {
+	switch r.GetState() {
+	case pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FULFILLED:
+		return r.GetFulfilment().GetFulfilTime()
+	case pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_REFUSED:
+		return r.GetDecision().GetDecideTime()
+	case pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FORWARDED:
+		return r.GetForwarding().GetForwardTime()
+	}
+	return nil
+}
+
+// earlierController is the queue in which a request's page looks for the
+// subject's other requests: the request's controller, or, for a customer,
+// its own queue the request was forwarded to; "" when the principal acts
+// for neither ("*" acts for all).
+func earlierController(r *pdv1.RightsRequest, tenants []string) string {
+	if slices.Contains(tenants, r.GetControllerId()) || slices.Contains(tenants, "*") {
+		return r.GetControllerId()
+	}
+	if f := r.GetForwarding().GetControllerId(); f != "" && slices.Contains(tenants, f) {
+		return f
+	}
+	return ""
+}
+
 // Methods of the rights-request workflow whose grant decides which forms a
 // request's page offers; the service decides again when a form is sent.
 const (
@@ -304,6 +380,7 @@ const (
 	fulfilRPC      = pdv1.RightsRequestService_FulfilRightsRequest_FullMethodName
 	replyRPC       = pdv1.RightsRequestService_GetRightsRequestReply_FullMethodName
 	letterRPC      = pdv1.RightsRequestService_GetRightsRequestLetter_FullMethodName
+	listRPC        = pdv1.RightsRequestService_ListRightsRequests_FullMethodName
 )
 
 // fulfilActions is what the fulfil form asks for, by kind: the action the
