@@ -390,8 +390,8 @@ func (s *Store) MarkOutboxMessageSent(ctx context.Context, id string, at int64) 
 }
 
 // ForgetSentOutboxMessages removes the sent marks of the messages of a
-// request's steps (the first steps of them), once nothing will settle the
-// request again.
+// request's first steps, when the request's personal values go (after that
+// every step counts as queued, and no mark is needed).
 func (s *Store) ForgetSentOutboxMessages(ctx context.Context, requestID string, steps int) error {
 	ids := make(bson.A, 0, steps)
 	for i := range steps {

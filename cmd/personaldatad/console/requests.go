@@ -61,7 +61,7 @@ func (c *Console) queuePage(w http.ResponseWriter, r *http.Request, s *session) 
 	if a := q.Get("ansvarig"); slices.Contains(tenants, a) {
 		v.Controller = a
 	}
-	req := &pdv1.ListRightsRequestsRequest{ControllerId: v.Controller, PageSize: queuePageSize}
+	req := &pdv1.ListRightsRequestsRequest{ControllerId: v.Controller}
 	switch st := q.Get("status"); {
 	case st == "alla":
 		v.State = st
@@ -78,33 +78,23 @@ func (c *Console) queuePage(w http.ResponseWriter, r *http.Request, s *session) 
 	if q.Get("forsenade") == "ja" {
 		v.OverdueOnly, req.OverdueOnly = true, true
 	}
-	ctx, cancel := s.call(r.Context())
-	defer cancel()
+	list, truncated, err := c.listRequests(r, s, req)
+	if err != nil {
+		if !c.refused(w, r, s, err) {
+			c.fail(w, r, s, apiProblem(err, nil))
+		}
+		return
+	}
+	v.Truncated = truncated
 	now := c.now()
-	for page := 0; ; page++ {
-		if page == maxQueuePages {
-			v.Truncated = true
-			break
+	for _, rr := range list {
+		row := newQueueRow(rr, now)
+		if row.Due.Overdue {
+			v.Overdue++
+		} else if row.Due.Soon {
+			v.Soon++
 		}
-		res, err := c.requests.ListRightsRequests(ctx, req)
-		if err != nil {
-			if !c.refused(w, r, s, err) {
-				c.fail(w, r, s, apiProblem(err, nil))
-			}
-			return
-		}
-		for _, rr := range res.GetRequests() {
-			row := newQueueRow(rr, now)
-			if row.Due.Overdue {
-				v.Overdue++
-			} else if row.Due.Soon {
-				v.Soon++
-			}
-			v.Rows = append(v.Rows, row)
-		}
-		if req.PageToken = res.GetNextPageToken(); req.PageToken == "" {
-			break
-		}
+		v.Rows = append(v.Rows, row)
 	}
 	c.render(w, r, http.StatusOK, "requests", &page{Title: "Förfrågningar", Section: Prefix + "requests",
 		Principal: s.PrincipalID, CSRF: s.CSRF, Data: v})
@@ -261,7 +251,7 @@ func (c *Console) renderRequest(w http.ResponseWriter, r *http.Request, s *sessi
 	}
 	var earlier *earlierView
 	if controller := earlierController(rr, p.GetTenantIds()); rr.GetSubjectId() != "" && controller != "" && mayCall(p.GetRpcs(), listRPC) {
-		list, truncated, err := c.subjectRequests(r, s, controller, rr.GetSubjectId())
+		list, truncated, err := c.listRequests(r, s, &pdv1.ListRightsRequestsRequest{ControllerId: controller, SubjectId: rr.GetSubjectId()})
 		if err != nil {
 			if c.refused(w, r, s, err) {
 				return
@@ -282,13 +272,13 @@ func (c *Console) renderRequest(w http.ResponseWriter, r *http.Request, s *sessi
 	c.render(w, r, code, "request", pg)
 }
 
-// subjectRequests are all of a subject's requests in controller's queue,
-// answered ones too, read as the signed-in principal (and so audited under
-// it), up to maxQueuePages pages; truncated says there were more.
-func (c *Console) subjectRequests(r *http.Request, s *session, controller, subjectID string) (list []*pdv1.RightsRequest, truncated bool, err error) {
+// listRequests reads the requests req asks for as the signed-in principal
+// (and so audited under it), up to maxQueuePages pages; truncated says
+// there were more.
+func (c *Console) listRequests(r *http.Request, s *session, req *pdv1.ListRightsRequestsRequest) (list []*pdv1.RightsRequest, truncated bool, err error) {
 	ctx, cancel := s.call(r.Context())
 	defer cancel()
-	req := &pdv1.ListRightsRequestsRequest{ControllerId: controller, SubjectId: subjectID, PageSize: queuePageSize}
+	req.PageSize = queuePageSize
 	for page := 0; ; page++ {
 		if page == maxQueuePages {
 			return list, true, nil
