@@ -1,0 +1,380 @@
+package powercut
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// FS is a mounted in-memory filesystem that can lose power. Its methods
+// may be called from any goroutine, but not from a process using the
+// filesystem: Cut and Unmount need every file on it closed.
+type FS struct {
+	dir  string
+	root *inode
+
+	nextIno  atomic.Uint64
+	renameMu sync.Mutex
+
+	fileSyncs atomic.Uint64
+	dirSyncs  atomic.Uint64
+
+	mu       sync.Mutex // serialises Cut and Unmount
+	cur      *mount     // nil once unmounted
+	cuts     int
+	fallback error // why the direct mount failed, if fusermount mounted it
+}
+
+// Stats counts what the filesystem has seen since Mount, across cuts.
+type Stats struct {
+	FileSyncs uint64 // fsync and fdatasync calls on regular files
+	DirSyncs  uint64 // fsync and fdatasync calls on directories
+	Cuts      int    // completed calls of Cut
+}
+
+// CutReport says what a cut forgot. Paths are relative to the mount
+// directory, with slashes.
+type CutReport struct {
+	// Reverted lists the files that are still there after the cut but
+	// whose content or size went back to their last fsync.
+	Reverted []RevertedFile
+	// BytesLost counts the bytes of live content the cut forgot: those of
+	// the reverted files (see RevertedFile.BytesLost) and the whole
+	// content of files that are gone.
+	BytesLost int64
+	// EntriesDropped lists the names that existed before the cut and are
+	// gone after it, or name another inode: creations, renames and links
+	// whose directory was not synced since. Only the top of a dropped
+	// subtree is listed.
+	EntriesDropped []string
+	// EntriesRestored lists the names that exist after the cut but did
+	// not before it, or named another inode: removals and renames whose
+	// directory was not synced since. A name that an unsynced rename
+	// replaced is in both lists.
+	EntriesRestored []string
+	// InodesDropped counts the files and directories that were reachable
+	// before the cut and are reachable from no durable entry after it, so
+	// they are gone with their content.
+	InodesDropped int
+}
+
+// RevertedFile is a file whose unsynced writes a cut forgot.
+type RevertedFile struct {
+	Path        string // a name of the file after the cut
+	LiveSize    int64  // its size before the cut
+	DurableSize int64  // its size after the cut, as of its last fsync
+	// BytesLost counts the bytes of its content before the cut that are
+	// not there after it: those past DurableSize and those that differ.
+	BytesLost int64
+}
+
+// String summarises the report on one line, for test logs.
+func (r CutReport) String() string {
+	return fmt.Sprintf("power cut: %d files reverted, %d bytes lost, %d entries dropped, %d entries restored, %d inodes dropped",
+		len(r.Reverted), r.BytesLost, len(r.EntriesDropped), len(r.EntriesRestored), r.InodesDropped)
+}
+
+// Mount mounts an empty filesystem at dir (an existing empty directory).
+// As root it mounts directly, without the fusermount helper; if that fails
+// it tries fusermount, and Fallback tells why the direct mount failed.
+func Mount(dir string) (*FS, error) {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("powercut: mount point: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("powercut: mount point %s is not a directory", dir)
+	}
+	f := &FS{dir: dir}
+	f.nextIno.Store(1) // the root is inode 1
+	f.root = newInode(1, syscall.S_IFDIR, 0o755, uint32(os.Geteuid()), uint32(os.Getegid()))
+	f.root.nlink = 1
+	f.root.dentries = map[string]*inode{} // synced empty at mount
+	m, err := f.mount()
+	if err != nil {
+		return nil, err
+	}
+	f.cur = m
+	return f, nil
+}
+
+// Dir returns the mount directory.
+func (f *FS) Dir() string { return f.dir }
+
+// Fallback returns why the direct mount failed when the filesystem was
+// mounted with fusermount instead, and nil when it was mounted directly.
+func (f *FS) Fallback() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fallback
+}
+
+// Stats returns the syncs seen and the cuts made since Mount.
+func (f *FS) Stats() Stats {
+	f.mu.Lock()
+	cuts := f.cuts
+	f.mu.Unlock()
+	return Stats{FileSyncs: f.fileSyncs.Load(), DirSyncs: f.dirSyncs.Load(), Cuts: cuts}
+}
+
+// Cut simulates a power cut: it unmounts the filesystem (every process
+// using it must have been killed first; Cut returns an error and changes
+// nothing if the unmount fails), forgets every write and directory change
+// not synced, and mounts it again at the same directory with only the
+// durable state. If the new mount fails, the report is still returned
+// with the error, and the filesystem stays unmounted.
+func (f *FS) Cut() (CutReport, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur == nil {
+		return CutReport{}, errors.New("powercut: cut: not mounted")
+	}
+	if err := f.cur.stop(); err != nil {
+		return CutReport{}, fmt.Errorf("powercut: cut: unmount %s (is a process still using it?): %w", f.dir, err)
+	}
+	f.cur = nil
+	rep := f.revert()
+	f.cuts++
+	m, err := f.mount()
+	if err != nil {
+		return rep, fmt.Errorf("powercut: cut: mount again: %w", err)
+	}
+	f.cur = m
+	return rep, nil
+}
+
+// Unmount unmounts the filesystem for good; its content is dropped. It
+// returns an error if the unmount fails (a file is still open, or a
+// process has its working directory there); calling it again then may
+// succeed. Unmount after Unmount does nothing.
+func (f *FS) Unmount() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur == nil {
+		return nil
+	}
+	if err := f.cur.stop(); err != nil {
+		return fmt.Errorf("powercut: unmount %s: %w", f.dir, err)
+	}
+	f.cur = nil
+	return nil
+}
+
+// mount mounts the inodes' current state at f.dir.
+func (f *FS) mount() (*mount, error) {
+	m, err := f.serve(true)
+	if err == nil {
+		f.fallback = nil
+		return m, nil
+	}
+	direct := err
+	m, err = f.serve(false)
+	if err != nil {
+		return nil, fmt.Errorf("powercut: mount %s: direct mount: %v; with fusermount: %w", f.dir, direct, err)
+	}
+	f.fallback = direct
+	return m, nil
+}
+
+func (f *FS) serve(direct bool) (*mount, error) {
+	m := &mount{fs: f, served: make(chan struct{})}
+	// Every change reaches the inodes through this one kernel mount,
+	// which keeps its caches up to date by itself, so they can be kept
+	// long; a cut mounts anew, with empty caches.
+	timeout := time.Minute
+	opts := &fs.Options{
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &timeout,
+		RootStableAttr:  &fs.StableAttr{Ino: 1},
+		MountOptions: fuse.MountOptions{
+			DirectMountStrict: direct,
+			FsName:            "powercut",
+			Name:              "powercut",
+			MaxWrite:          1 << 20,
+			MaxBackground:     64,
+			// No xattrs: the kernel then stops asking for
+			// security.capability before every write.
+			DisableXAttrs: true,
+			// The kernel must not drop a file's page cache (nor the
+			// pages mmapped from it) when it sees that the mtime
+			// changed: the change came through the cache itself.
+			ExplicitDataCacheControl: true,
+			// Locks stay in the kernel (EnableLocks unset), and the
+			// kernel's writeback cache stays off, so that every write
+			// and fsync reaches the inodes when it happens.
+		},
+	}
+	root := &node{m: m, d: f.root}
+	srv, err := fuse.NewServer(fs.NewNodeFS(root, opts), f.dir, &opts.MountOptions)
+	if err != nil {
+		return nil, err
+	}
+	m.server = srv
+	go func() {
+		srv.Serve()
+		close(m.served)
+	}()
+	if err := srv.WaitMount(); err != nil {
+		_ = srv.Unmount()
+		return nil, err
+	}
+	return m, nil
+}
+
+// revert sets every inode's live state back to its durable state and says
+// what that forgot. No mount is serving the inodes.
+func (f *FS) revert() CutReport {
+	var rep CutReport
+
+	// The live tree, for names.
+	livePath := map[*inode]string{f.root: ""}
+	queue := []*inode{f.root}
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		for _, name := range slices.Sorted(maps.Keys(d.entries)) {
+			c := d.entries[name]
+			if _, seen := livePath[c]; seen {
+				continue
+			}
+			livePath[c] = path.Join(livePath[d], name)
+			if c.kind == syscall.S_IFDIR {
+				queue = append(queue, c)
+			}
+		}
+	}
+
+	// The durable tree, breadth first from the root. A directory that two
+	// durable entries name (it was renamed and both directories synced
+	// at different times) is kept under the first name met, so that the
+	// tree stays a tree.
+	newPath := map[*inode]string{f.root: ""}
+	queue = []*inode{f.root}
+	var dirs []*inode
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		dirs = append(dirs, d)
+		kept := make(map[string]*inode, len(d.dentries))
+		for _, name := range slices.Sorted(maps.Keys(d.dentries)) {
+			c := d.dentries[name]
+			_, seen := newPath[c]
+			if seen && c.kind == syscall.S_IFDIR {
+				continue
+			}
+			kept[name] = c
+			if !seen {
+				newPath[c] = path.Join(newPath[d], name)
+				if c.kind == syscall.S_IFDIR {
+					queue = append(queue, c)
+				}
+			}
+		}
+		if lp, ok := livePath[d]; ok {
+			for name, c := range d.entries {
+				if kept[name] != c {
+					rep.EntriesDropped = append(rep.EntriesDropped, path.Join(lp, name))
+				}
+			}
+		}
+		for name, c := range kept {
+			if d.entries[name] != c {
+				rep.EntriesRestored = append(rep.EntriesRestored, path.Join(newPath[d], name))
+			}
+		}
+		d.dentries = kept
+		d.entries = maps.Clone(kept)
+	}
+	slices.Sort(rep.EntriesDropped)
+	slices.Sort(rep.EntriesRestored)
+
+	for n := range livePath {
+		if _, ok := newPath[n]; !ok {
+			rep.InodesDropped++
+			if n.kind == syscall.S_IFREG {
+				rep.BytesLost += n.size
+			}
+		}
+	}
+	for n, p := range newPath {
+		n.nlink = 0
+		if n.kind != syscall.S_IFREG {
+			continue
+		}
+		lost := n.lostBytes()
+		if lost > 0 || n.size != n.dsize {
+			rep.Reverted = append(rep.Reverted, RevertedFile{Path: p, LiveSize: n.size, DurableSize: n.dsize, BytesLost: lost})
+			rep.BytesLost += lost
+		}
+		n.revertData()
+	}
+	slices.SortFunc(rep.Reverted, func(a, b RevertedFile) int {
+		switch {
+		case a.Path < b.Path:
+			return -1
+		case a.Path > b.Path:
+			return 1
+		}
+		return 0
+	})
+	f.root.nlink = 1
+	for _, d := range dirs {
+		for _, c := range d.entries {
+			c.nlink++
+		}
+	}
+	return rep
+}
+
+var available = sync.OnceValue(probe)
+
+// Available reports whether a FUSE filesystem can be mounted here, and
+// why not when it cannot (no /dev/fuse, neither root nor a fusermount
+// helper, or a mount that fails), so that tests can skip with that
+// reason. It tries a real mount once per process and remembers the
+// result.
+func Available() error { return available() }
+
+func probe() error {
+	if runtime.GOOS != "linux" {
+		return fmt.Errorf("powercut: FUSE is only supported on Linux, not %s", runtime.GOOS)
+	}
+	dev, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("powercut: cannot open /dev/fuse: %w", err)
+	}
+	dev.Close()
+	if os.Geteuid() != 0 {
+		_, err3 := exec.LookPath("fusermount3")
+		_, err2 := exec.LookPath("fusermount")
+		if err3 != nil && err2 != nil {
+			return errors.New("powercut: not root, and no fusermount3 or fusermount helper in PATH")
+		}
+	}
+	dir, err := os.MkdirTemp("", "powercut-probe-")
+	if err != nil {
+		return fmt.Errorf("powercut: probe mount point: %w", err)
+	}
+	defer os.Remove(dir)
+	f, err := Mount(dir)
+	if err != nil {
+		return fmt.Errorf("powercut: probe mount failed: %w", err)
+	}
+	if err := f.Unmount(); err != nil {
+		return fmt.Errorf("powercut: probe unmount failed: %w", err)
+	}
+	return nil
+}
