@@ -23,16 +23,25 @@ import (
 // page faults on the mmapped -shm file out of the process that serves
 // the filesystem.
 const (
-	childEnv     = "POWERCUT_SQLITE_CHILD" // "write" or "check"
-	childDBEnv   = "POWERCUT_SQLITE_DB"
+	childEnv     = "POWERCUT_CHILD" // "sqlite-write", "sqlite-check" or "mmap"
+	childDBEnv   = "POWERCUT_CHILD_FILE"
 	childSyncEnv = "POWERCUT_SQLITE_SYNCHRONOUS"
 	childRowsEnv = "POWERCUT_SQLITE_ROWS"
 )
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
-		if err := sqliteChild(mode); err != nil {
-			fmt.Fprintln(os.Stderr, "sqlite child:", err)
+		var err error
+		switch mode {
+		case "sqlite-write", "sqlite-check":
+			err = sqliteChild(strings.TrimPrefix(mode, "sqlite-"))
+		case "mmap":
+			err = mmapChild(os.Getenv(childDBEnv))
+		default:
+			err = fmt.Errorf("unknown mode %q", mode)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s child: %v\n", mode, err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -147,7 +156,7 @@ func TestSQLite(t *testing.T) {
 			f := mountTest(t)
 			db := filepath.Join(f.Dir(), "test.sqlite")
 
-			w := childCmd(t, "write", db, tc.synchronous, rows)
+			w := childCmd(t, "sqlite-write", db, tc.synchronous, rows)
 			out, err := w.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)
@@ -172,7 +181,7 @@ func TestSQLite(t *testing.T) {
 				t.Logf("reverted %+v", r)
 			}
 
-			c := childCmd(t, "check", db, tc.synchronous, rows)
+			c := childCmd(t, "sqlite-check", db, tc.synchronous, rows)
 			res, err := c.Output()
 			if err != nil {
 				t.Fatalf("check after the cut: %v", err)
