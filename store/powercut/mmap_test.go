@@ -56,7 +56,7 @@ func TestMmap(t *testing.T) {
 	put(t, name, nil, true)
 	syncDir(t, f.Dir())
 
-	c := childCmd(t, "mmap", name, "", 0)
+	c := childCmd(t, "mmap", name)
 	out, err := c.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
