@@ -3,12 +3,14 @@ package powercut
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // mount is one mounting of an FS. Its nodes serve the FS's inodes until
@@ -254,12 +256,6 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 	return 0
 }
 
-const (
-	fallocKeepSize  = 0x01 // FALLOC_FL_KEEP_SIZE
-	fallocPunchHole = 0x02 // FALLOC_FL_PUNCH_HOLE
-	fallocZeroRange = 0x10 // FALLOC_FL_ZERO_RANGE
-)
-
 func (n *node) Allocate(ctx context.Context, _ fs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
 	if !n.m.enter() {
 		return syscall.EIO
@@ -276,14 +272,14 @@ func (n *node) Allocate(ctx context.Context, _ fs.FileHandle, off, size uint64, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch mode {
-	case 0, fallocKeepSize:
+	case 0, unix.FALLOC_FL_KEEP_SIZE:
 		// Memory needs no reservation: only the size can change.
-	case fallocPunchHole | fallocKeepSize, fallocZeroRange, fallocZeroRange | fallocKeepSize:
+	case unix.FALLOC_FL_PUNCH_HOLE | unix.FALLOC_FL_KEEP_SIZE, unix.FALLOC_FL_ZERO_RANGE, unix.FALLOC_FL_ZERO_RANGE | unix.FALLOC_FL_KEEP_SIZE:
 		d.zeroRange(int64(off), int64(size))
 	default:
 		return syscall.EOPNOTSUPP
 	}
-	if mode&fallocKeepSize == 0 && int64(end) > d.size {
+	if mode&unix.FALLOC_FL_KEEP_SIZE == 0 && int64(end) > d.size {
 		d.truncate(int64(end))
 	}
 	now := time.Now()
@@ -479,11 +475,6 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	return 0
 }
 
-const (
-	renameNoReplace = 0x1 // RENAME_NOREPLACE
-	renameExchange  = 0x2 // RENAME_EXCHANGE
-)
-
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	if !n.m.enter() {
 		return syscall.EIO
@@ -493,7 +484,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if !ok {
 		return syscall.EXDEV
 	}
-	if flags&^(renameNoReplace|renameExchange) != 0 || flags == renameNoReplace|renameExchange {
+	if flags&^(unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE) != 0 || flags == unix.RENAME_NOREPLACE|unix.RENAME_EXCHANGE {
 		return syscall.EINVAL
 	}
 	if len(newName) > maxNameLen {
@@ -528,14 +519,14 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		dst.mtime, dst.ctime = now, now
 	}
 	switch {
-	case flags&renameExchange != 0:
+	case flags&unix.RENAME_EXCHANGE != 0:
 		if victim == nil {
 			return syscall.ENOENT
 		}
 		src.entries[name], dst.entries[newName] = victim, c
 		touch()
 		return 0
-	case victim != nil && flags&renameNoReplace != 0:
+	case victim != nil && flags&unix.RENAME_NOREPLACE != 0:
 		return syscall.EEXIST
 	case victim == c:
 		return 0 // two names of one inode: POSIX says do nothing
@@ -574,15 +565,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 		list = append(list, fuse.DirEntry{Name: name, Mode: c.kind, Ino: c.ino})
 	}
 	d.mu.Unlock()
-	slices.SortFunc(list, func(a, b fuse.DirEntry) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(list, func(a, b fuse.DirEntry) int { return strings.Compare(a.Name, b.Name) })
 	return fs.NewListDirStream(list), 0
 }
 

@@ -9,6 +9,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -321,15 +322,7 @@ func (f *FS) revert() CutReport {
 		}
 		n.revertData()
 	}
-	slices.SortFunc(rep.Reverted, func(a, b RevertedFile) int {
-		switch {
-		case a.Path < b.Path:
-			return -1
-		case a.Path > b.Path:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(rep.Reverted, func(a, b RevertedFile) int { return strings.Compare(a.Path, b.Path) })
 	f.root.nlink = 1
 	for _, d := range dirs {
 		for _, c := range d.entries {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // mountTest mounts a fresh filesystem in a temporary directory, or skips
@@ -205,6 +207,27 @@ func TestFileContent(t *testing.T) {
 				}
 			},
 			want: []byte("abcdef"),
+		},
+		{
+			name: "fallocate and punch hole, then fsync",
+			do: func(t *testing.T, p string) {
+				put(t, p, []byte("abcdefgh"), true)
+				fl, err := os.OpenFile(p, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer fl.Close()
+				if err := unix.Fallocate(int(fl.Fd()), 0, 0, 20); err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Fallocate(int(fl.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 2, 3); err != nil {
+					t.Fatal(err)
+				}
+				if err := fl.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			},
+			want: append([]byte("ab\x00\x00\x00fgh"), make([]byte, 12)...),
 		},
 		{
 			name: "large file: unsynced overwrite in the middle is reverted",
