@@ -47,8 +47,10 @@
 // direct I/O and without the kernel's writeback cache: every write and
 // every fsync reaches it when it happens, and shared writable mmap works,
 // as SQLite's WAL mode needs for its -shm file. POSIX locks are left to
-// the kernel. Hard links, symbolic links, FIFOs and Unix socket files are
-// supported; extended attributes are not.
+// the kernel, and so are permission checks (default_permissions); when
+// mounted directly as root, other users may use it too (allow_other).
+// Hard links, symbolic links, FIFOs and Unix socket files are supported;
+// extended attributes are not.
 //
 // Mount needs /dev/fuse and either root (it then mounts directly) or a
 // fusermount helper; Available tells whether it can work here. Serving

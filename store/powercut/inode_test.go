@@ -13,7 +13,7 @@ import (
 // every step with a plain byte-slice model of the live and durable
 // content. It needs no FUSE.
 func TestInodePages(t *testing.T) {
-	for seed := range uint64(20) {
+	for seed := range uint64(10) {
 		r := rand.New(rand.NewPCG(seed, 99))
 		n := newInode(2, syscall.S_IFREG, 0o644, 0, 0)
 		var live, durable []byte

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -122,4 +123,41 @@ func TestOtherKinds(t *testing.T) {
 		t.Errorf("dir: %v, %v", st, err)
 	}
 	wantAbsent(t, at("sock"))
+}
+
+// TestPermissions checks, as another user, that the kernel enforces the
+// modes: a 0644 file of root's can be read but not written.
+func TestPermissions(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run a command as another user")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("no setpriv to run a command as another user")
+	}
+	f := mountTest(t)
+	if f.Fallback() != nil {
+		t.Skip("mounted with fusermount, without allow_other")
+	}
+	// Let the other user reach the mount point.
+	if err := os.Chmod(filepath.Dir(f.Dir()), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(f.Dir(), "mine")
+	put(t, p, []byte("root's"), false)
+	as := func(args ...string) ([]byte, error) {
+		return exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, args...)...).CombinedOutput()
+	}
+	if out, err := as("cat", p); err != nil || string(out) != "root's" {
+		t.Errorf("reading as another user: %q, %v", out, err)
+	}
+	if out, err := as("dd", "if=/dev/zero", "of="+p, "bs=1", "count=1", "conv=notrunc,nocreat"); err == nil {
+		t.Errorf("writing as another user succeeded: %q", out)
+	} else {
+		t.Logf("write: %q %v", out, err)
+	}
+	if out, err := as("touch", filepath.Join(f.Dir(), "theirs")); err == nil {
+		t.Errorf("creating in root's 0755 directory as another user succeeded: %q", out)
+	}
+	wantContent(t, p, []byte("root's"))
 }

@@ -202,10 +202,15 @@ func (f *FS) serve(direct bool) (*mount, error) {
 		RootStableAttr:  &fs.StableAttr{Ino: 1},
 		MountOptions: fuse.MountOptions{
 			DirectMountStrict: direct,
-			FsName:            "powercut",
-			Name:              "powercut",
-			MaxWrite:          1 << 20,
-			MaxBackground:     64,
+			// The kernel checks permissions against the modes, as on a
+			// disk; then other users may use the filesystem too, which
+			// root can allow without /etc/fuse.conf.
+			Options:       []string{"default_permissions"},
+			AllowOther:    direct && os.Geteuid() == 0,
+			FsName:        "powercut",
+			Name:          "powercut",
+			MaxWrite:      1 << 20,
+			MaxBackground: 64,
 			// No xattrs: the kernel then stops asking for
 			// security.capability before every write.
 			DisableXAttrs: true,
