@@ -513,6 +513,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		return syscall.ENOENT
 	}
 	victim := dst.entries[newName]
+	if c == dst || victim == src || victim == dst {
+		// A directory into itself or over an ancestor: the kernel
+		// refuses these before asking; never lock an inode twice.
+		return syscall.EINVAL
+	}
 	now := time.Now()
 	touch := func() {
 		src.mtime, src.ctime = now, now
