@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -88,9 +89,14 @@ func (r CutReport) String() string {
 }
 
 // Mount mounts an empty filesystem at dir (an existing empty directory).
-// As root it mounts directly, without the fusermount helper; if that fails
-// it tries fusermount, and Fallback tells why the direct mount failed.
+// It mounts directly, without the fusermount helper, which needs root; if
+// that fails it tries fusermount, and Fallback tells why the direct mount
+// failed.
 func Mount(dir string) (*FS, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("powercut: mount point: %w", err)
+	}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("powercut: mount point: %w", err)
@@ -111,7 +117,7 @@ func Mount(dir string) (*FS, error) {
 	return f, nil
 }
 
-// Dir returns the mount directory.
+// Dir returns the mount directory, as an absolute path.
 func (f *FS) Dir() string { return f.dir }
 
 // Fallback returns why the direct mount failed when the filesystem was
