@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/service/personnummer"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/durablefile"
 )
 
 // Principals implements PrincipalService: who may call, and their tokens.
@@ -401,23 +403,27 @@ func (s *Principals) updatePrincipal(ctx context.Context, id, key string, fp []b
 // has none, and writes its token to path, readable only by the owner. The
 // token goes to that file only, never to a log. It reports whether it
 // created the operator; when several replicas start at once, one does.
+//
+// The token is written, durably, to a file of its own before the principal
+// it opens is stored, and moved to path after: a principal whose token was
+// lost would lock the operators out. A start that finds the operator stored
+// but no file at path (a crash or power cut between the two) moves the
+// token into place then.
 func (s *Service) BootstrapOperator(ctx context.Context, path string) (bool, error) {
 	const id = "operator"
-	if _, err := s.store.GetPrincipal(ctx, id); err == nil {
-		return false, nil
+	if p, err := s.store.GetPrincipal(ctx, id); err == nil {
+		return false, finishTokenFile(path, p)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, fmt.Errorf("bootstrap operator: %w", err)
 	}
 	kind := pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR
 	token, hash := auth.NewToken(id)
 	now := s.now().UnixNano()
-	// Write the file first: a principal whose token was lost would lock
-	// the operators out.
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := durablefile.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return false, fmt.Errorf("bootstrap operator: %w", err)
 	}
-	tmp := path + ".tmp" + strconv.FormatInt(now, 36)
-	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
+	pending := path + pendingTokenSuffix + strconv.FormatInt(now, 36)
+	if err := durablefile.Write(pending, []byte(token+"\n"), false); err != nil {
 		return false, fmt.Errorf("bootstrap operator: write token file: %w", err)
 	}
 	err := s.store.InsertPrincipal(ctx, &store.Principal{
@@ -426,14 +432,51 @@ func (s *Service) BootstrapOperator(ctx context.Context, path string) (bool, err
 		Tokens: []store.Token{{Hash: hash, CreatedAt: now}}, CreatedAt: now,
 	})
 	if err != nil {
-		_ = os.Remove(tmp)
+		_ = os.Remove(pending)
 		if errors.Is(err, store.ErrExists) {
 			return false, nil
 		}
 		return false, fmt.Errorf("bootstrap operator: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := moveTokenFile(pending, path); err != nil {
 		return false, fmt.Errorf("bootstrap operator: %w", err)
 	}
 	return true, nil
+}
+
+// pendingTokenSuffix names, after the token file's path, a token written
+// and not yet moved into place.
+const pendingTokenSuffix = ".pending-"
+
+// finishTokenFile moves into place the token of a bootstrap that was cut
+// after it stored the operator: when path is missing, a pending file whose
+// token the operator holds. Pending files of starts that lost the race to
+// store the operator are left alone; they open nothing.
+func finishTokenFile(path string, operator *store.Principal) error {
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	pending, _ := filepath.Glob(path + pendingTokenSuffix + "*")
+	for _, f := range pending {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		hash := auth.HashToken(strings.TrimSpace(string(b)))
+		if slices.ContainsFunc(operator.Tokens, func(t store.Token) bool { return t.Hash == hash }) {
+			if err := moveTokenFile(f, path); err != nil {
+				return fmt.Errorf("bootstrap operator: %w", err)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// moveTokenFile renames a pending token file to path, durably.
+func moveTokenFile(pending, path string) error {
+	if err := os.Rename(pending, path); err != nil {
+		return err
+	}
+	return durablefile.SyncDir(filepath.Dir(path))
 }

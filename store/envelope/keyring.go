@@ -13,16 +13,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/example/personaldata/store/durablefile"
 )
 
 // Keyring holds the master key versions (32-byte AES-256 keys), which
@@ -468,80 +468,13 @@ func (d *keyringData) encode() ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// writeFileAtomic writes data to path with mode 0600 through a temporary
-// file in the same directory, fsyncing the file and then the directory. If
-// replace is false it never overwrites an existing path and returns an error
-// matching fs.ErrExist instead.
-func writeFileAtomic(path string, data []byte, replace bool) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*") // created 0600
-	if err != nil {
+// writeFileAtomic writes the key file durably (package durablefile):
+// losing a freshly created keyring would make everything sealed under it
+// unreadable. With replace false it never overwrites an existing path and
+// returns an error matching fs.ErrExist instead.
+func writeFileAtomic(path string, data []byte, replace bool) error {
+	if err := durablefile.Write(path, data, replace); err != nil {
 		return fmt.Errorf("envelope: write keyring: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer func() {
-		if tmp != nil {
-			_ = tmp.Close()
-		}
-		// After a link the temporary name is a second link to the file;
-		// after a rename it is gone. Either way it should not remain.
-		if rerr := os.Remove(tmpName); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
-			err = fmt.Errorf("envelope: remove temporary keyring file: %w", rerr)
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("envelope: write keyring: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("envelope: write keyring: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("envelope: write keyring: %w", err)
-	}
-	err = tmp.Close()
-	tmp = nil
-	if err != nil {
-		return fmt.Errorf("envelope: write keyring: %w", err)
-	}
-
-	if replace {
-		if err := os.Rename(tmpName, path); err != nil {
-			return fmt.Errorf("envelope: write keyring: %w", err)
-		}
-	} else if err := os.Link(tmpName, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("envelope: create keyring: %w", err)
-		}
-		// No hard links on this file system: check, then rename. The
-		// window between the two is open only to other processes.
-		if _, serr := os.Lstat(path); serr == nil {
-			return fmt.Errorf("envelope: create keyring %s: %w", path, fs.ErrExist)
-		}
-		if err := os.Rename(tmpName, path); err != nil {
-			return fmt.Errorf("envelope: write keyring: %w", err)
-		}
-	}
-	return syncDir(dir)
-}
-
-// syncDir fsyncs a directory so that a rename or link in it survives a
-// crash; losing a freshly created keyring would make everything sealed
-// under it unreadable. Windows cannot fsync a directory, and does not need
-// to.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("envelope: sync keyring directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("envelope: sync keyring directory: %w", err)
 	}
 	return nil
 }
