@@ -137,12 +137,13 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (in
 		}
 		docs[i] = e
 	}
-	done, err := s.writing(ctx, s.auditEvents)
-	if err != nil {
-		return 0, fmt.Errorf("store: insert audit events: %w", err)
-	}
-	_, err = s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
-	done()
+	// Every database, not only the trail's: an audited call answers once
+	// its events are in, and what it read, another caller may have written
+	// and not yet synced.
+	err := s.writeSyncing(ctx, s.auditEvents, s.databases, func() error {
+		_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+		return err
+	})
 	if err == nil {
 		return len(events), nil
 	}
@@ -262,13 +263,11 @@ func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64, hash 
 	if current.Seq >= seq {
 		return nil
 	}
-	done, err := s.writing(ctx, s.auditHeads)
-	if err != nil {
-		return fmt.Errorf("store: set audit head: %w", err)
-	}
-	_, err = s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq, Hash: hash},
-		options.Replace().SetUpsert(true))
-	done()
+	err = s.writeHint(ctx, s.auditHeads, func() error {
+		_, err := s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq, Hash: hash},
+			options.Replace().SetUpsert(true))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: set audit head: %w", classify(err))
 	}

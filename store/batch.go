@@ -117,12 +117,10 @@ func (b *batcher) insertMany(ctx context.Context, docs []any) []error {
 		}
 		return errs
 	}
-	done, err := b.s.writing(ctx, b.coll)
-	if err != nil {
-		return fail(err)
-	}
-	_, err = b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	done()
+	err := b.s.write(ctx, b.coll, func() error {
+		_, err := b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		return err
+	})
 	if err == nil {
 		return errs
 	}

@@ -82,12 +82,10 @@ func (s *Store) DeleteConsoleSession(ctx context.Context, id string) error {
 // before now (Unix nanoseconds). The embedded store scans for it; sessions
 // are few.
 func (s *Store) DeleteExpiredConsoleSessions(ctx context.Context, now int64) error {
-	done, err := s.writing(ctx, s.consoleSessions())
-	if err != nil {
-		return fmt.Errorf("store: delete expired console sessions: %w", err)
-	}
-	_, err = s.consoleSessions().DeleteMany(ctx, bson.D{{Key: "expires", Value: bson.D{{Key: "$lte", Value: now}}}})
-	done()
+	err := s.write(ctx, s.consoleSessions(), func() error {
+		_, err := s.consoleSessions().DeleteMany(ctx, bson.D{{Key: "expires", Value: bson.D{{Key: "$lte", Value: now}}}})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: delete expired console sessions: %w", classify(err))
 	}

@@ -328,12 +328,10 @@ func (s *Store) MarkSubjectNotified(ctx context.Context, id string, version int6
 	if cur.NotifiedVersion >= version {
 		return nil
 	}
-	done, err := s.writing(ctx, s.subjects)
-	if err != nil {
-		return fmt.Errorf("store: mark subject notified: %w", err)
-	}
-	_, err = s.subjects.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: version}}}})
-	done()
+	err := s.write(ctx, s.subjects, func() error {
+		_, err := s.subjects.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: version}}}})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: mark subject notified: %w", classify(err))
 	}

@@ -103,12 +103,10 @@ func (s *Store) NewPrincipalsGeneration(ctx context.Context) (string, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	g := generation{ID: principalsGeneration, Value: hex.EncodeToString(b[:])}
-	done, err := s.writing(ctx, s.generations())
-	if err != nil {
-		return "", fmt.Errorf("store: new principals generation: %w", err)
-	}
-	_, err = s.generations().ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g, options.Replace().SetUpsert(true))
-	done()
+	err := s.write(ctx, s.generations(), func() error {
+		_, err := s.generations().ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g, options.Replace().SetUpsert(true))
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("store: new principals generation: %w", classify(err))
 	}

@@ -397,12 +397,10 @@ func (s *Store) ForgetSentOutboxMessages(ctx context.Context, requestID string, 
 	for i := range steps {
 		ids = append(ids, OutboxMessageID(requestID, i))
 	}
-	done, err := s.writing(ctx, s.outboxSent())
-	if err != nil {
-		return fmt.Errorf("store: forget sent outbox messages: %w", err)
-	}
-	_, err = s.outboxSent().DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-	done()
+	err := s.write(ctx, s.outboxSent(), func() error {
+		_, err := s.outboxSent().DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("store: forget sent outbox messages: %w", classify(err))
 	}

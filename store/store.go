@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"os"
 	"sync"
 	"time"
 
@@ -69,6 +68,33 @@ func AuditDatabase(db string) string { return db + "_audit" }
 // KeysDatabase is the name of the data keys' database beside db.
 func KeysDatabase(db string) string { return db + "_keys" }
 
+// Durability says when the store acknowledges a write.
+type Durability string
+
+const (
+	// DurabilityFull acknowledges a write once it is on stable storage, so
+	// that it survives a power cut: on the embedded store every commit is
+	// synced, on MongoDB writes are majority-acknowledged and journaled.
+	// The default.
+	DurabilityFull Durability = "full"
+	// DurabilityNormal acknowledges a write on the embedded store once the
+	// operating system has it: it survives the process being killed, not a
+	// power cut or a kernel crash, which can roll back the last
+	// acknowledged writes. For development, on the embedded store only.
+	DurabilityNormal Durability = "normal"
+)
+
+// ParseDurability reads a durability by its name; empty is full.
+func ParseDurability(s string) (Durability, error) {
+	switch d := Durability(s); d {
+	case "":
+		return DurabilityFull, nil
+	case DurabilityFull, DurabilityNormal:
+		return d, nil
+	}
+	return "", fmt.Errorf("durability %q: must be %q or %q", s, DurabilityFull, DurabilityNormal)
+}
+
 // Config says which database to use.
 type Config struct {
 	// URI of a MongoDB deployment. Empty starts the embedded store in DataDir.
@@ -77,6 +103,8 @@ type Config struct {
 	DataDir string
 	// Database is the database name.
 	Database string
+	// Durability says when a write is acknowledged; empty is full.
+	Durability Durability
 	// Monitor, when set, sees every command the store sends (tests check
 	// with it that hot paths read by exact _id).
 	Monitor *event.CommandMonitor
@@ -86,12 +114,13 @@ type Config struct {
 
 // Store is the service's database.
 type Store struct {
-	client   *mongo.Client
-	uri      string
-	embedded *embedded.Server // nil when a URI was given
-	subjects *mongo.Collection
-	keys     *mongo.Collection
-	history  *mongo.Collection
+	durability Durability
+	client     *mongo.Client
+	uri        string
+	embedded   *embedded.Server // nil when a URI was given
+	subjects   *mongo.Collection
+	keys       *mongo.Collection
+	history    *mongo.Collection
 	// jobs are the bulk operations, such as erasing a controller's subjects.
 	jobs *mongo.Collection
 	// dataKeys are the subjects' wrapped data keys, apart from their data.
@@ -104,8 +133,11 @@ type Store struct {
 	// The inserts of creates, batched across concurrent callers.
 	subjectInserts, keyInserts, dataKeyInserts *batcher
 	// writers are the embedded store's writer slots, one per database (see
-	// writing); nil on MongoDB.
+	// write); nil on MongoDB.
 	writers map[string]chan struct{}
+	// databases are the names of the data's, the audit trail's and the
+	// keys' databases.
+	databases []string
 
 	// auditEvents are the hash-chained audit events; auditHeads hint at the
 	// last seq of each chain.
@@ -119,25 +151,38 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Database == "" {
 		cfg.Database = "personaldata"
 	}
-	s := &Store{}
+	durability, err := ParseDurability(string(cfg.Durability))
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if durability == DurabilityNormal && cfg.URI != "" {
+		return nil, errors.New("store: durability normal is for the embedded store; MongoDB writes are majority-acknowledged and journaled")
+	}
+	s := &Store{durability: durability, databases: []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)}}
 	uri := cfg.URI
+	wc := writeconcern.Majority()
 	if uri == "" {
-		srv, err := embedded.Start(ctx, cfg.DataDir)
+		// Volatile at either durability: at full, every write waits for
+		// embedded.Server.Sync before it returns (see write).
+		srv, err := embedded.Start(ctx, cfg.DataDir, embedded.Volatile)
 		if err != nil {
 			return nil, fmt.Errorf("store: start embedded store: %w", err)
 		}
 		s.embedded = srv
 		s.locks = &docLocks{seed: maphash.MakeSeed()}
-		if os.Getenv("PD_NOGATE") == "" {
-			s.writers = map[string]chan struct{}{}
-			for _, db := range []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)} {
-				s.writers[db] = make(chan struct{}, 1)
-			}
+		s.writers = map[string]chan struct{}{}
+		for _, db := range s.databases {
+			s.writers[db] = make(chan struct{}, 1)
 		}
 		uri = srv.URI()
+	} else {
+		// Journaled as well as majority-acknowledged, whatever the
+		// deployment's writeConcernMajorityJournalDefault says.
+		journal := true
+		wc.Journal = &journal
 	}
 	opts := options.Client().ApplyURI(uri).
-		SetWriteConcern(writeconcern.Majority()).
+		SetWriteConcern(wc).
 		SetTimeout(30 * time.Second)
 	if cfg.TracerProvider != nil {
 		opts.SetMonitor(tracingMonitor(cfg.TracerProvider, cfg.Monitor))
@@ -187,6 +232,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := s.index(ctx); err != nil {
 		_ = s.Close(context.Background())
 		return nil, err
+	}
+	if s.embedded != nil && durability == DurabilityFull {
+		// The collections just made, before anything is reported started.
+		if err := s.embedded.Sync(ctx, s.databases...); err != nil {
+			_ = s.Close(context.Background())
+			return nil, fmt.Errorf("store: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -275,14 +327,58 @@ func (s *Store) lock(collection, id string) func() {
 	return s.locks.lock(collection + "\x00" + id)
 }
 
-// writing waits for the embedded store's writer slot of c's database (its
-// SQLite file) and returns the
-// function that gives it back. SQLite takes one writer at a time and makes
-// the others sleep in its busy handler (1, 2, 5, 10 ms and on), so under
-// concurrent writes a write waited far longer than it took; queued here, the
-// next write starts as soon as the last one is done. Reads do not queue. On
-// MongoDB there is nothing to wait for.
-func (s *Store) writing(ctx context.Context, c *mongo.Collection) (func(), error) {
+// write runs command, one write command on c, and returns its error as
+// the driver gave it, once the write is durable. On MongoDB that is all: the write concern (majority,
+// journaled) makes the write durable before it is acknowledged.
+//
+// On the embedded store it first waits for the writer slot of c's database
+// (its SQLite file): SQLite takes one writer at a time and makes the others
+// sleep in its busy handler (1, 2, 5, 10 ms and on), so under concurrent
+// writes a write waited far longer than it took; queued here, the next
+// write starts as soon as the last one is done. Reads do not queue. At full
+// durability it then waits, with the slot given back, for the commit to be
+// synced to stable storage (embedded.Server.Sync, shared by the writers
+// that wait at the same time), so that nothing that depends on it, an
+// answer or a later write, goes ahead of it. A failed or abandoned sync is
+// ErrUnavailable: the write may or may not last.
+func (s *Store) write(ctx context.Context, c *mongo.Collection, command func() error) error {
+	return s.writeSyncing(ctx, c, []string{c.Database().Name()}, command)
+}
+
+// writeSyncing is write that syncs the databases dbs, not only c's.
+func (s *Store) writeSyncing(ctx context.Context, c *mongo.Collection, dbs []string, command func() error) error {
+	release, err := s.writerSlot(ctx, c)
+	if err != nil {
+		return err
+	}
+	err = command()
+	release()
+	if s.embedded != nil && s.durability == DurabilityFull {
+		if serr := s.embedded.Sync(ctx, dbs...); serr != nil {
+			return fmt.Errorf("%w: the write may not last: %w", ErrUnavailable, serr)
+		}
+	}
+	return err
+}
+
+// writeHint is write for a hint that may be lost, such as an audit chain's
+// head: it does not wait for the sync. A later sync, or the next write's,
+// makes it durable; until then a power cut may take it back, never past
+// what it points to, which was synced before it was written.
+func (s *Store) writeHint(ctx context.Context, c *mongo.Collection, command func() error) error {
+	release, err := s.writerSlot(ctx, c)
+	if err != nil {
+		return err
+	}
+	err = command()
+	release()
+	return err
+}
+
+// writerSlot waits for the embedded store's writer slot of c's database
+// and returns the function that gives it back; on MongoDB it returns at
+// once.
+func (s *Store) writerSlot(ctx context.Context, c *mongo.Collection) (func(), error) {
 	writer := s.writers[c.Database().Name()]
 	if writer == nil {
 		return func() {}, nil
@@ -349,12 +445,11 @@ func (s *Store) replace(ctx context.Context, c *mongo.Collection, id string, gua
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
-	done, err := s.writing(ctx, c)
-	if err != nil {
-		return false, err
-	}
-	res, err := c.ReplaceOne(ctx, filter, doc)
-	done()
+	var res *mongo.UpdateResult
+	err := s.write(ctx, c, func() (err error) {
+		res, err = c.ReplaceOne(ctx, filter, doc)
+		return err
+	})
 	if err != nil {
 		return false, classify(err)
 	}
@@ -368,13 +463,10 @@ func (s *Store) remove(ctx context.Context, c *mongo.Collection, id string, guar
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
-	done, err := s.writing(ctx, c)
-	if err != nil {
+	return classify(s.write(ctx, c, func() error {
+		_, err := c.DeleteOne(ctx, filter)
 		return err
-	}
-	_, err = c.DeleteOne(ctx, filter)
-	done()
-	return classify(err)
+	}))
 }
 
 // get reads the document with this _id into out.
@@ -481,12 +573,10 @@ func seqRange[D any, P identified[D]](ctx context.Context, s *Store, c *mongo.Co
 
 // insert adds doc; a document with the same _id is ErrExists.
 func (s *Store) insert(ctx context.Context, c *mongo.Collection, doc any) error {
-	done, err := s.writing(ctx, c)
-	if err != nil {
+	err := s.write(ctx, c, func() error {
+		_, err := c.InsertOne(ctx, doc)
 		return err
-	}
-	_, err = c.InsertOne(ctx, doc)
-	done()
+	})
 	if mongo.IsDuplicateKeyError(err) {
 		return ErrExists
 	}
@@ -532,3 +622,6 @@ func (l *docLocks) lock(key string) func() {
 
 // URI is the MongoDB URI in use: the configured one, or the embedded store's.
 func (s *Store) URI() string { return s.uri }
+
+// Durability says when the store acknowledges a write.
+func (s *Store) Durability() Durability { return s.durability }

@@ -496,7 +496,7 @@ type rawSubject struct {
 // readRaw opens dataDir with the embedded store and reads the documents the
 // campaign checks. The daemon must be down.
 func readRaw(ctx context.Context, dataDir string) (*rawStore, error) {
-	srv, err := embedded.Start(ctx, dataDir)
+	srv, err := embedded.Start(ctx, dataDir, embedded.Durable)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+
+	"github.com/example/personaldata/store/durablefile"
 	_ "modernc.org/sqlite" // driver "sqlite"; FerretDB links the same version anyway
 )
 
@@ -31,7 +34,26 @@ type Server struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when Run has returned
 	runErr error         // Run's result; read only after done is closed
+
+	// syncers make the commits of each database durable (Sync).
+	syncersMu sync.Mutex
+	syncers   map[string]*logSyncer
 }
+
+// Durability says when the embedded store's commits are done.
+type Durability int
+
+const (
+	// Durable commits are on stable storage when they return (SQLite's
+	// synchronous=FULL): they survive a power cut or a kernel crash. The
+	// zero value, for clients that do not call Sync.
+	Durable Durability = iota
+	// Volatile commits are in the operating system's cache when they
+	// return (synchronous=NORMAL): they survive the process being killed,
+	// not a power cut, which can roll back the last of them, and each
+	// database to a point in time of its own. Sync makes them durable.
+	Volatile
+)
 
 // Start creates dir if needed (0700) and starts FerretDB with data in dir,
 // with a discarding logger (FerretDB otherwise logs every response at WARN).
@@ -39,7 +61,7 @@ type Server struct {
 // dir, not on a TCP port: only the owner of dir can reach it. It returns once
 // the server accepts connections. ctx bounds only the start-up; the server
 // runs until Close.
-func Start(ctx context.Context, dir string) (*Server, error) {
+func Start(ctx context.Context, dir string, d Durability) (*Server, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded: resolve data directory %q: %w", dir, err)
@@ -48,7 +70,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	if strings.ContainsAny(abs, "?#%") {
 		return nil, fmt.Errorf("embedded: data directory %q contains one of ?#%%", abs)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
+	if err := durablefile.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: create data directory: %w", err)
 	}
 	// Owner only, even if it existed: it holds the data and the socket.
@@ -69,11 +91,8 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{Unix: socket},
 		Handler:  "sqlite",
-		// FerretDB requires the trailing slash. synchronous=NORMAL: in WAL
-		// mode a commit then survives the process being killed, not a power
-		// loss (README, "The store"); with FULL every commit waited for an
-		// fsync, and audited reads for the one audit flusher behind it.
-		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(normal)",
+		// FerretDB requires the trailing slash.
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(" + synchronous[d] + ")",
 		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -82,7 +101,7 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 
 	// The server must outlive the start-up context, so Run gets its own.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Server{dir: abs, cancel: cancel, done: make(chan struct{})}
+	s := &Server{dir: abs, cancel: cancel, done: make(chan struct{}), syncers: map[string]*logSyncer{}}
 	go func() {
 		defer close(s.done)
 		s.runErr = f.Run(runCtx)
@@ -100,6 +119,10 @@ func Start(ctx context.Context, dir string) (*Server, error) {
 	return s, nil
 }
 
+// synchronous is SQLite's setting for each durability: in WAL mode, FULL
+// syncs the log at every commit, NORMAL only at checkpoints.
+var synchronous = map[Durability]string{Durable: "full", Volatile: "normal"}
+
 const (
 	socketName = "ferretdb.sock"
 	// maxSocketPath is what a Unix socket path may hold on Linux (108 with
@@ -116,6 +139,7 @@ func (s *Server) URI() string { return s.uri }
 func (s *Server) Close() error {
 	s.cancel()
 	<-s.done
+	s.closeSyncers()
 	if s.runErr != nil {
 		return fmt.Errorf("embedded: run FerretDB: %w", s.runErr)
 	}

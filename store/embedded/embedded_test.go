@@ -25,7 +25,7 @@ const dbName = "test"
 // at the end of the test, the client first so that Close does not wait for it.
 func start(tb testing.TB, dir string) (*embedded.Server, *mongo.Database) {
 	tb.Helper()
-	srv, err := embedded.Start(tb.Context(), dir)
+	srv, err := embedded.Start(tb.Context(), dir, embedded.Durable)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func idIndexes(tb testing.TB, dir string) map[string]int {
 
 func TestDataSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := embedded.Start(t.Context(), dir)
+	srv, err := embedded.Start(t.Context(), dir, embedded.Durable)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	srv, err := embedded.Start(context.Background(), dir)
+	srv, err := embedded.Start(context.Background(), dir, embedded.Durable)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "storetest:", err)
 		return 1

@@ -199,7 +199,7 @@ func TestRestartKeepsData(t *testing.T) {
 func TestStoreOutage(t *testing.T) {
 	storetest.SkipInMongoMode(t)
 	dir := t.TempDir()
-	db, err := embedded.Start(context.Background(), dir)
+	db, err := embedded.Start(context.Background(), dir, embedded.Durable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestStoreOutage(t *testing.T) {
 	// Back on the same data: the acknowledged subject is there. (The
 	// server's client still points at the old port; the store is checked
 	// directly.)
-	if db, err = embedded.Start(context.Background(), dir); err != nil {
+	if db, err = embedded.Start(context.Background(), dir, embedded.Durable); err != nil {
 		t.Fatal(err)
 	}
 	check, err := store.Open(context.Background(), store.Config{URI: db.URI(), Database: "outage"})

@@ -1,0 +1,211 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/example/personaldata/store/durablefile"
+)
+
+// Sync makes every commit so far to the databases dbs durable: it returns
+// once their write-ahead logs are synced to stable storage. A server
+// started Volatile commits without syncing, so its owner calls Sync after
+// a write and before anything depends on it (an answer, a later write);
+// together that is as durable as SQLite's synchronous=FULL, and faster
+// under concurrent writers, whose calls share one sync (group commit).
+//
+// Why that holds: in WAL mode a commit appends its pages and a commit frame
+// to the database's log, and recovery replays the frames up to the last
+// commit whose checksums chain from the log's header. With
+// synchronous=NORMAL SQLite syncs that header whenever it starts the log
+// anew, and syncs the log before every checkpoint; all it leaves unsynced
+// is the frames of the latest commits, which an fsync of the log made after
+// they returned covers. FULL makes the same fsync inside the commit,
+// holding the database's one write lock while it waits; here the lock is
+// free during the sync.
+//
+// A sync that fails leaves it unknown which commits reached the disk, and
+// the kernel may have dropped the pages it could not write, so that a later
+// fsync reports success for data it lost. Once one has failed, Sync fails
+// for good; a restart recovers what the logs hold.
+func (s *Server) Sync(ctx context.Context, dbs ...string) error {
+	syncers := make([]*logSyncer, len(dbs))
+	for i, db := range dbs {
+		if !validDBName(db) {
+			return fmt.Errorf("embedded: sync: invalid database name %q", db)
+		}
+		syncers[i] = s.logSyncer(db)
+	}
+	// The logs in parallel, the first in this goroutine.
+	errs := make([]error, len(dbs))
+	var wg sync.WaitGroup
+	for i := 1; i < len(syncers); i++ {
+		wg.Go(func() { errs[i] = syncers[i].sync(ctx) })
+	}
+	if len(syncers) > 0 {
+		errs[0] = syncers[0].sync(ctx)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// logSyncer returns the syncer of db's log, made on first use.
+func (s *Server) logSyncer(db string) *logSyncer {
+	s.syncersMu.Lock()
+	defer s.syncersMu.Unlock()
+	y := s.syncers[db]
+	if y == nil {
+		y = &logSyncer{dir: s.dir, path: filepath.Join(s.dir, db+walSuffix)}
+		s.syncers[db] = y
+	}
+	return y
+}
+
+// closeSyncers closes the logs kept open; after the server has stopped.
+func (s *Server) closeSyncers() {
+	s.syncersMu.Lock()
+	defer s.syncersMu.Unlock()
+	for _, y := range s.syncers {
+		y.close()
+	}
+}
+
+// walSuffix ends the name of a database's write-ahead log.
+const walSuffix = ".sqlite-wal"
+
+// logSyncer runs the syncs of one database's log in rounds. A caller that
+// finds no round running runs one itself, at once; callers that come while
+// it runs wait for the next round, which starts when it ends, so every
+// caller is answered by a round that began after it asked, and a round
+// answers all who waited for it (group commit).
+type logSyncer struct {
+	dir, path string
+
+	mu      sync.Mutex
+	running bool
+	next    *syncRound // the round that starts when the running one ends
+	failed  error
+	closing bool // close came while a round ran: the last round closes the log
+
+	// log is the log, kept open between rounds (nil before the first);
+	// only the running round touches it.
+	log   *os.File
+	logFI os.FileInfo // of log, to tell when the path names another file
+}
+
+type syncRound struct {
+	done chan struct{} // closed when err is set
+	err  error
+}
+
+func (y *logSyncer) sync(ctx context.Context) error {
+	y.mu.Lock()
+	if y.failed != nil {
+		y.mu.Unlock()
+		return y.failed
+	}
+	if !y.running {
+		y.running = true
+		y.mu.Unlock()
+		r := &syncRound{done: make(chan struct{})}
+		y.run(r)
+		return r.err
+	}
+	if y.next == nil {
+		y.next = &syncRound{done: make(chan struct{})}
+	}
+	r := y.next
+	y.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run syncs the log for round r, then hands the next round, if anyone
+// waits for one, to a goroutine of its own, so that the caller who ran r
+// is answered without waiting for it.
+func (y *logSyncer) run(r *syncRound) {
+	r.err = y.syncLog()
+	close(r.done)
+	y.mu.Lock()
+	if r.err != nil && y.failed == nil {
+		y.failed = fmt.Errorf("embedded: a sync failed, so no later write is known to last until a restart: %w", r.err)
+	}
+	next := y.next
+	y.next = nil
+	y.running = next != nil
+	closeLog := y.closing && next == nil
+	y.mu.Unlock()
+	if next != nil {
+		go y.run(next)
+	}
+	if closeLog {
+		y.closeLog()
+	}
+}
+
+// syncLog fsyncs the log, and the directory when the log is new to it,
+// since the log's entry in the directory must last too. The log is kept
+// open, and checked by its path at every round, so that a log made anew is
+// not missed. No log is nothing to sync: SQLite removes a log only after
+// checkpointing it into the database, with syncs of its own.
+func (y *logSyncer) syncLog() error {
+	name := filepath.Base(y.path)
+	fi, err := os.Stat(y.path)
+	if errors.Is(err, os.ErrNotExist) {
+		y.closeLog()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("embedded: sync %s: %w", name, err)
+	}
+	fresh := y.log == nil || !os.SameFile(y.logFI, fi)
+	if fresh {
+		y.closeLog()
+		f, err := os.Open(y.path)
+		if err != nil {
+			return fmt.Errorf("embedded: sync %s: %w", name, err)
+		}
+		if fi, err = f.Stat(); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("embedded: sync %s: %w", name, err)
+		}
+		y.log, y.logFI = f, fi
+	}
+	if err := y.log.Sync(); err != nil {
+		return fmt.Errorf("embedded: sync %s: %w", name, err)
+	}
+	if fresh {
+		return durablefile.SyncDir(y.dir)
+	}
+	return nil
+}
+
+// close closes the log once no round runs; after it, sync fails.
+func (y *logSyncer) close() {
+	y.mu.Lock()
+	if y.failed == nil {
+		y.failed = errors.New("embedded: sync: the store is closed")
+	}
+	if y.running {
+		y.closing = true
+		y.mu.Unlock()
+		return
+	}
+	y.mu.Unlock()
+	y.closeLog()
+}
+
+func (y *logSyncer) closeLog() {
+	if y.log != nil {
+		_ = y.log.Close()
+		y.log, y.logFI = nil, nil
+	}
+}
