@@ -44,6 +44,7 @@ func main() {
 type config struct {
 	grpcAddr, httpAddr         string
 	mongoURI, dataDir          string
+	durability                 store.Durability
 	database, logLevel         string
 	operatorTokenFile          string
 	keyFile, keeperURL         string
@@ -69,6 +70,8 @@ func parseFlags(args []string) (config, error) {
 	str(&c.mongoURI, "mongo-uri", "", "MongoDB URI; empty runs the embedded store in -data-dir")
 	str(&c.dataDir, "data-dir", "data", "directory of the embedded store")
 	str(&c.database, "database", "personaldata", "database name")
+	var durability string
+	str(&durability, "durability", string(store.DurabilityFull), "when a write is acknowledged: full (once it is on stable storage: it survives a power cut) or normal (embedded store only, for development: once the operating system has it, so a power cut or kernel crash can take back the last acknowledged writes)")
 	str(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
 	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
@@ -99,6 +102,14 @@ func parseFlags(args []string) (config, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	d, err := store.ParseDurability(durability)
+	if err != nil {
+		return c, fmt.Errorf("-durability: %w", err)
+	}
+	c.durability = d
+	if d == store.DurabilityNormal && c.mongoURI != "" {
+		return c, errors.New("-durability normal is for the embedded store; with -mongo-uri writes are majority-acknowledged and journaled")
 	}
 	for name, d := range map[string]time.Duration{"retention-sweep-interval": c.retentionSweepInterval, "drain-delay": c.drainDelay, "shutdown-timeout": c.shutdownTimout} {
 		if d < 0 {
@@ -170,7 +181,7 @@ func realMain(ctx context.Context, args []string) error {
 	srv, err := server.New(ctx, server.Config{
 		GRPCAddr:          c.grpcAddr,
 		HTTPAddr:          c.httpAddr,
-		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database},
+		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database, Durability: c.durability},
 		OperatorTokenFile: c.operatorTokenFile,
 		TLS:               server.TLSConfig{CertFile: c.tlsCert, KeyFile: c.tlsKey, ClientCAFile: c.tlsClient},
 		// A key file is generated only beside the embedded store's data: with
@@ -195,6 +206,10 @@ func realMain(ctx context.Context, args []string) error {
 	if c.mongoURI == "" {
 		storeKind = "embedded (" + c.dataDir + ")"
 	}
+	if c.durability == store.DurabilityNormal {
+		log.Warn("durability normal: a write is acknowledged before it is on stable storage, so a power cut or kernel crash can take back the last acknowledged writes (creations, changes, erasures) and their audit events; for development only",
+			slog.String("durability", string(c.durability)))
+	}
 	scheme := "http://"
 	if c.tlsCert != "" {
 		scheme = "https://"
@@ -216,6 +231,7 @@ func realMain(ctx context.Context, args []string) error {
 		slog.String("openapi", scheme+srv.HTTPAddr()+"/openapi.json"),
 		slog.String("metrics", metricsURL(c, scheme, srv)),
 		slog.String("store", storeKind),
+		slog.String("durability", string(c.durability)),
 		slog.String("authentication", authn),
 		slog.String("operator_token_file", c.operatorTokenFile))
 	err = srv.Serve(ctx)
