@@ -2,9 +2,11 @@
 // service costs on top of its database, as a ratio to the raw MongoDB driver
 // doing the nearest equivalent work on the same store and database.
 //
-// It seeds -subjects made-up subjects through gRPC CreateSubject, then runs
-// each operation in turn for -duration with -concurrency goroutines against
-// random seeded subjects and records the latency of every call:
+// It seeds -subjects made-up subjects through CreateSubject, then, for each
+// number of clients in -clients (1, 8 and 32 by default), runs each
+// operation in turn for -duration with that many goroutines against random
+// seeded subjects and records the latency of every call. The service is
+// called over gRPC, or over the REST gateway with -transport rest:
 //
 //	create         CreateSubject of a new subject
 //	access         AccessSubject
@@ -20,8 +22,9 @@
 // filter is exactly {_id: <string>}, the only filter the embedded store
 // pushes down. The driver client uses the options the service's store uses
 // (majority write concern, 30 s timeout, no retryable writes on the embedded
-// store). It prints a table of calls, errors, throughput and p50/p99 latency
-// per operation, then the ratios service/driver: access and purpose against
+// store). It prints the durability the server runs with, a table of calls,
+// errors, throughput and p50/p99 latency per number of clients and
+// operation, then the ratios service/driver: access and purpose against
 // driver-read, rectify against driver-write, create against driver-insert.
 //
 // The table also gives the server's CPU time (user+system) per successful
@@ -30,20 +33,22 @@
 // Without -addr it runs the real server (server.New on 127.0.0.1:0) with an
 // embedded store in a fresh temporary directory, removed afterwards, in a
 // child process: its own binary again, with PDBENCH_SERVE=1 in the
-// environment and the database name as argument. So the server's CPU time is
-// its own, the embedded store's included, which makes the server column of
-// the driver-* operations the store's CPU per call. The child writes one JSON
-// line to stdout (gRPC address, store URI, operator token, data directory),
+// environment and the database name and durability as arguments. So the
+// server's CPU time is its own, the embedded store's included, which makes
+// the server column of the driver-* operations the store's CPU per call. The
+// child writes one JSON line to stdout (gRPC and HTTP addresses, store URI,
+// operator token, data directory),
 // then obeys "profile-start FILE" and "profile-stop" lines on stdin, and shuts
 // down when stdin ends (the parent exits or dies) or on SIGINT or SIGTERM.
 // The driver part talks to the child's store:
 //
 //	go run ./cmd/pdbench -subjects 20000 -duration 10s
 //
-// With -addr it benchmarks a running personaldatad and needs -mongo-uri for
-// the driver part; the subjects it creates, and the documents driver-write
-// touches, stay behind, so point it at a database of its own. -server-pid
-// names that personaldatad's process on this machine for its CPU time:
+// With -addr (and -http-addr for REST) it benchmarks a running
+// personaldatad and needs -mongo-uri for the driver part; the subjects it
+// creates, and the documents driver-write touches, stay behind, so point it
+// at a database of its own. -server-pid names that personaldatad's process
+// on this machine for its CPU time:
 //
 //	go run ./cmd/pdbench -addr 127.0.0.1:50051 -mongo-uri mongodb://127.0.0.1:27017 -database pdbench -server-pid 1234
 //
@@ -66,6 +71,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,24 +121,34 @@ func allOps() []string {
 
 // config is the command line.
 type config struct {
-	subjects, concurrency int
-	duration              time.Duration
-	addr, mongoURI        string
-	token                 string
-	database              string
-	ops                   []string
-	cpuProfile            string
-	serverPID             int
+	subjects       int
+	clients        []int
+	duration       time.Duration
+	transport      string // "grpc" or "rest"
+	durability     store.Durability
+	addr, httpAddr string
+	mongoURI       string
+	token          string
+	database       string
+	ops            []string
+	cpuProfile     string
+	serverPID      int
 }
+
+// maxClients is the largest number of clients the run uses.
+func (c config) maxClients() int { return slices.Max(c.clients) }
 
 func parseFlags(args []string) (config, error) {
 	var c config
-	var ops string
+	var ops, clients, durability string
 	fs := flag.NewFlagSet("pdbench", flag.ContinueOnError)
 	fs.IntVar(&c.subjects, "subjects", 1000, "subjects to seed")
-	fs.IntVar(&c.concurrency, "concurrency", 8, "goroutines calling each operation")
+	fs.StringVar(&clients, "clients", "1,8,32", "comma-separated numbers of concurrent clients; every operation runs with each")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long each operation runs")
-	fs.StringVar(&c.addr, "addr", "", "gRPC address of a running personaldatad; empty starts the server in-process on an embedded store")
+	fs.StringVar(&c.transport, "transport", "grpc", "how the service is called: grpc, or rest (the REST gateway)")
+	fs.StringVar(&durability, "durability", string(store.DurabilityFull), "durability of the server pdbench starts: full, or normal (see personaldatad -durability)")
+	fs.StringVar(&c.addr, "addr", "", "gRPC address of a running personaldatad; empty starts the server in a child process on an embedded store")
+	fs.StringVar(&c.httpAddr, "http-addr", "", "with -addr and -transport rest: the HTTP address of that personaldatad's REST gateway")
 	fs.StringVar(&c.token, "token", os.Getenv("PDBENCH_TOKEN"), "bearer token with -addr (env PDBENCH_TOKEN): a principal acting for \"company\" with CreateSubject, AccessSubject, RectifySubject and GetSubjectForPurpose (PURPOSE_INVOICING)")
 	fs.StringVar(&c.mongoURI, "mongo-uri", "", "MongoDB URI of the store behind -addr, for the driver operations (in-process, the embedded store's is used)")
 	fs.StringVar(&c.database, "database", "personaldata", "database name")
@@ -142,13 +158,34 @@ func parseFlags(args []string) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	for _, n := range strings.Split(clients, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || k < 1 {
+			return c, fmt.Errorf("-clients: %q is not a positive number", n)
+		}
+		c.clients = append(c.clients, k)
+	}
+	var err error
+	if c.durability, err = store.ParseDurability(durability); err != nil {
+		return c, fmt.Errorf("-durability: %w", err)
+	}
+	durabilitySet := false
+	fs.Visit(func(f *flag.Flag) { durabilitySet = durabilitySet || f.Name == "durability" })
 	switch {
 	case fs.NArg() > 0:
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case c.subjects < 1 || c.concurrency < 1 || c.duration <= 0:
-		return c, errors.New("-subjects, -concurrency and -duration must be positive")
-	case c.subjects < c.concurrency:
-		return c, errors.New("-subjects must be at least -concurrency: the writes give each goroutine subjects of its own")
+	case c.subjects < 1 || c.duration <= 0:
+		return c, errors.New("-subjects and -duration must be positive")
+	case c.subjects < c.maxClients():
+		return c, errors.New("-subjects must be at least the largest number of -clients: the writes give each goroutine subjects of its own")
+	case c.transport != "grpc" && c.transport != "rest":
+		return c, fmt.Errorf("-transport: %q is neither grpc nor rest", c.transport)
+	case c.addr != "" && c.transport == "rest" && c.httpAddr == "":
+		return c, errors.New("-addr with -transport rest needs -http-addr")
+	case c.addr == "" && c.httpAddr != "":
+		return c, errors.New("-http-addr goes with -addr")
+	case c.addr != "" && durabilitySet:
+		return c, errors.New("-durability is for the server pdbench starts; a running server has its own")
 	case c.addr != "" && c.token == "":
 		return c, errors.New("-addr needs -token")
 	case c.addr == "" && c.mongoURI != "":
@@ -198,7 +235,8 @@ func realMain(ctx context.Context) error {
 	}
 
 	target := "personaldatad at " + cfg.addr
-	grpcAddr, mongoURI, token := cfg.addr, cfg.mongoURI, cfg.token
+	durability := "as the server at -addr is configured"
+	grpcAddr, httpAddr, mongoURI, token := cfg.addr, cfg.httpAddr, cfg.mongoURI, cfg.token
 	// dataDir is the embedded store's folder, when this run started one.
 	var dataDir string
 	// serverProc is the server child, when this run started one.
@@ -207,7 +245,7 @@ func realMain(ctx context.Context) error {
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
-		p, err := startServerProcess(ctx, cfg.database)
+		p, err := startServerProcess(ctx, cfg.database, cfg.durability)
 		if err != nil {
 			return err
 		}
@@ -216,7 +254,8 @@ func realMain(ctx context.Context) error {
 		if token, err = benchPrincipal(ctx, p.info.GRPCAddr, p.info.OperatorToken); err != nil {
 			return err
 		}
-		grpcAddr, mongoURI = p.info.GRPCAddr, p.info.StoreURI
+		grpcAddr, httpAddr, mongoURI = p.info.GRPCAddr, p.info.HTTPAddr, p.info.StoreURI
+		durability = string(cfg.durability)
 		target = fmt.Sprintf("server in a child process (pid %d), embedded store in a temporary directory", p.pid())
 		serverCPU = procCPU(p.pid())
 		serverNote = fmt.Sprintf("the server process (pid %d), embedded store included: for driver-* it is the store's CPU per call", p.pid())
@@ -239,7 +278,11 @@ func realMain(ctx context.Context) error {
 		return fmt.Errorf("dial %s: %w", grpcAddr, err)
 	}
 	defer conn.Close()
-	client := pdv1.NewPersonalDataServiceClient(conn)
+	var client api = pdv1.NewPersonalDataServiceClient(conn)
+	seeder := client
+	if cfg.transport == "rest" {
+		client = newRESTAPI("http://"+httpAddr, token, cfg.maxClients())
+	}
 
 	var coll *mongo.Collection
 	if mongoURI != "" {
@@ -257,11 +300,11 @@ func realMain(ctx context.Context) error {
 		coll = mc.Database(cfg.database).Collection("subjects")
 	}
 
-	fmt.Printf("pdbench: %d subjects, concurrency %d, %v per operation, %s, GOMAXPROCS %d, %d CPUs\n",
-		cfg.subjects, cfg.concurrency, cfg.duration, runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU())
-	fmt.Printf("target: %s\n\n", target)
+	fmt.Printf("pdbench: %d subjects, clients %s, %v per operation, over %s, %s, GOMAXPROCS %d, %d CPUs\n",
+		cfg.subjects, joinInts(cfg.clients), cfg.duration, cfg.transport, runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU())
+	fmt.Printf("target: %s\ndurability: %s\n\n", target, durability)
 
-	b := &bench{cfg: cfg, client: client, coll: coll, runID: runID, serverCPU: serverCPU, clientCPU: procCPU(os.Getpid())}
+	b := &bench{cfg: cfg, client: client, seeder: seeder, coll: coll, runID: runID, serverCPU: serverCPU, clientCPU: procCPU(os.Getpid())}
 	b.nextPerson.Store(int64(firstPerson))
 	if err := b.seed(ctx); err != nil {
 		return err
@@ -280,16 +323,18 @@ func realMain(ctx context.Context) error {
 		}
 	}
 	var results []result
-	for _, op := range cfg.ops {
-		r, err := b.run(ctx, op)
-		if err != nil {
-			return fmt.Errorf("%s: %w", op, err)
+	for _, clients := range cfg.clients {
+		for _, op := range cfg.ops {
+			r, err := b.run(ctx, op, clients)
+			if err != nil {
+				return fmt.Errorf("%s with %d clients: %w", op, clients, err)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			fmt.Printf("  %3d clients, %-13s done: %d calls, %d errors\n", clients, op, r.calls, r.errors)
+			results = append(results, r)
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		fmt.Printf("  %-13s done: %d calls, %d errors\n", op, r.calls, r.errors)
-		results = append(results, r)
 	}
 	if profiling {
 		// After an interrupt the child may have ended already, its
@@ -299,7 +344,7 @@ func realMain(ctx context.Context) error {
 		}
 		fmt.Printf("\nCPU profile of the server during the operations: %s\n", cfg.cpuProfile)
 	}
-	printResults(cfg, results, serverNote)
+	printResults(cfg, durability, results, serverNote)
 	return ctx.Err()
 }
 
@@ -337,7 +382,7 @@ func benchPrincipal(ctx context.Context, addr, operator string) (string, error) 
 // startServer starts the real server with an embedded store in a fresh
 // temporary directory and returns it with the first operator's token. stop
 // shuts it down and removes the directory.
-func startServer(ctx context.Context, database string) (*server.Server, string, string, func(), error) {
+func startServer(ctx context.Context, database string, durability store.Durability) (*server.Server, string, string, func(), error) {
 	dir, err := os.MkdirTemp("", "pdbench-*")
 	if err != nil {
 		return nil, "", "", nil, err
@@ -347,7 +392,7 @@ func startServer(ctx context.Context, database string) (*server.Server, string, 
 	srv, err := server.New(ctx, server.Config{
 		GRPCAddr:          "127.0.0.1:0",
 		HTTPAddr:          "127.0.0.1:0",
-		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: database},
+		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: database, Durability: durability},
 		OperatorTokenFile: tokenFile,
 		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
 	}, log)
@@ -396,7 +441,8 @@ func diskBytes(dir string) (int64, error) {
 // bench holds what the operations share.
 type bench struct {
 	cfg    config
-	client pdv1.PersonalDataServiceClient
+	client api               // over the transport measured
+	seeder api               // over gRPC, which seeds
 	coll   *mongo.Collection // nil without a store URI
 	runID  string
 
@@ -429,24 +475,27 @@ func (b *bench) createRequest() *pdv1.CreateSubjectRequest {
 	}
 }
 
-// seed creates the subjects the operations work on, concurrently.
+// seedClients is how many goroutines seed.
+const seedClients = 8
+
+// seed creates the subjects the operations work on, concurrently, over gRPC.
 func (b *bench) seed(ctx context.Context) error {
 	n := b.cfg.subjects
 	b.ids = make([]string, n)
 	b.versions = make([]int64, n)
 	var next atomic.Int64
-	errs := make([]error, b.cfg.concurrency)
+	errs := make([]error, seedClients)
 	start := time.Now()
 	progress := time.NewTicker(10 * time.Second)
 	defer progress.Stop()
 	var wg sync.WaitGroup
-	for w := range b.cfg.concurrency {
+	for w := range seedClients {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
 				req := b.createRequest()
-				resp, err := b.client.CreateSubject(ctx, req)
+				resp, err := b.seeder.CreateSubject(ctx, req)
 				for try := 1; try < 3 && retryable(err); try++ {
-					resp, err = b.client.CreateSubject(ctx, req) // the same key: CreateSubject is idempotent
+					resp, err = b.seeder.CreateSubject(ctx, req) // the same key: CreateSubject is idempotent
 				}
 				if err != nil {
 					errs[w] = fmt.Errorf("seed subject %d: %s", i, describe(err))
@@ -490,9 +539,10 @@ var errConflict = errors.New("conflict")
 // call is one call of an operation by one goroutine.
 type call func(ctx context.Context) error
 
-// result is what one operation measured.
+// result is what one operation measured with a number of clients.
 type result struct {
 	op                       string
+	clients                  int
 	calls, errors, conflicts int
 	elapsed                  time.Duration
 	latencies                []time.Duration // of the successful calls, sorted
@@ -523,13 +573,14 @@ func (r result) percentile(p int) time.Duration {
 	return r.latencies[max(i-1, 0)]
 }
 
-// run calls op from cfg.concurrency goroutines until cfg.duration has passed.
-func (b *bench) run(ctx context.Context, op string) (result, error) {
-	newCall, err := b.operation(ctx, op)
+// run calls op from as many goroutines as clients until cfg.duration has
+// passed.
+func (b *bench) run(ctx context.Context, op string, clients int) (result, error) {
+	newCall, err := b.operation(ctx, op, clients)
 	if err != nil {
 		return result{}, err
 	}
-	calls := make([]call, b.cfg.concurrency)
+	calls := make([]call, clients)
 	for w := range calls {
 		calls[w] = newCall(w)
 	}
@@ -538,7 +589,7 @@ func (b *bench) run(ctx context.Context, op string) (result, error) {
 		latencies                []time.Duration
 		firstErr                 error
 	}
-	tallies := make([]tally, b.cfg.concurrency)
+	tallies := make([]tally, clients)
 	server0, client0 := measure(b.serverCPU), measure(b.clientCPU)
 	start := time.Now()
 	deadline := start.Add(b.cfg.duration)
@@ -566,7 +617,7 @@ func (b *bench) run(ctx context.Context, op string) (result, error) {
 		})
 	}
 	wg.Wait()
-	r := result{op: op, elapsed: time.Since(start)}
+	r := result{op: op, clients: clients, elapsed: time.Since(start)}
 	r.serverCPU = cpuSince(b.serverCPU, server0)
 	r.clientCPU = cpuSince(b.clientCPU, client0)
 	for _, t := range tallies {
@@ -612,8 +663,8 @@ func cpuSince(m cpuMeter, start time.Duration) time.Duration {
 
 // operation returns, for op, a function that makes the call of goroutine w.
 // Goroutines that write get subjects of their own: w, w+C, w+2C, ...
-func (b *bench) operation(ctx context.Context, op string) (func(w int) call, error) {
-	c, n := b.cfg.concurrency, len(b.ids)
+func (b *bench) operation(ctx context.Context, op string, clients int) (func(w int) call, error) {
+	c, n := clients, len(b.ids)
 	anySubject := func() int { return rand.IntN(n) }
 	ownSubject := func(w int) int { return w + c*rand.IntN((n-w+c-1)/c) }
 	if strings.HasPrefix(op, "driver-") && b.coll == nil {
@@ -797,18 +848,22 @@ func describe(err error) string {
 }
 
 // printResults prints the table; serverNote says what the server CPU is.
-func printResults(cfg config, results []result, serverNote string) {
+func printResults(cfg config, durability string, results []result, serverNote string) {
 	if len(results) == 0 {
 		return
 	}
-	fmt.Printf("\n%d subjects, concurrency %d, %v per operation, %s, GOMAXPROCS %d\n\n",
-		cfg.subjects, cfg.concurrency, cfg.duration, runtime.Version(), runtime.GOMAXPROCS(0))
+	fmt.Printf("\n%d subjects, %v per operation, over %s, durability %s, %s, GOMAXPROCS %d\n\n",
+		cfg.subjects, cfg.duration, cfg.transport, durability, runtime.Version(), runtime.GOMAXPROCS(0))
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-13s\tcalls\terrors\tconflicts\tcalls/s\tp50 ms\tp99 ms\tserver CPU ms/call\tclient CPU ms/call\t\n", "op")
-	byOp := map[string]result{}
+	fmt.Fprintf(tw, "clients\t%-13s\tcalls\terrors\tconflicts\tcalls/s\tp50 ms\tp99 ms\tserver CPU ms/call\tclient CPU ms/call\t\n", "op")
+	type key struct {
+		op      string
+		clients int
+	}
+	byOp := map[key]result{}
 	for _, r := range results {
-		byOp[r.op] = r
-		fmt.Fprintf(tw, "%-13s\t%d\t%d\t%d\t%.1f\t%.2f\t%.2f\t%s\t%s\t\n", r.op, r.calls, r.errors, r.conflicts,
+		byOp[key{r.op, r.clients}] = r
+		fmt.Fprintf(tw, "%d\t%-13s\t%d\t%d\t%d\t%.1f\t%.2f\t%.2f\t%s\t%s\t\n", r.clients, r.op, r.calls, r.errors, r.conflicts,
 			r.throughput(), ms(r.percentile(50)), ms(r.percentile(99)), r.cpuPerCall(r.serverCPU), r.cpuPerCall(r.clientCPU))
 	}
 	tw.Flush()
@@ -817,25 +872,36 @@ func printResults(cfg config, results []result, serverNote string) {
 
 	for _, r := range results {
 		if r.firstErr != nil {
-			fmt.Printf("first error of %s: %s\n", r.op, describe(r.firstErr))
+			fmt.Printf("first error of %s with %d clients: %s\n", r.op, r.clients, describe(r.firstErr))
 		}
 	}
 
 	header := "\nservice vs. driver: throughput ratio (service/driver), p50 ratio (service/driver)"
-	for _, p := range [][2]string{{"access", "driver-read"}, {"purpose", "driver-read"}, {"rectify", "driver-write"}, {"create", "driver-insert"}} {
-		s, okS := byOp[p[0]]
-		d, okD := byOp[p[1]]
-		if !okS || !okD || d.throughput() == 0 || d.percentile(50) == 0 {
-			continue
+	for _, clients := range cfg.clients {
+		for _, p := range [][2]string{{"access", "driver-read"}, {"purpose", "driver-read"}, {"rectify", "driver-write"}, {"create", "driver-insert"}} {
+			s, okS := byOp[key{p[0], clients}]
+			d, okD := byOp[key{p[1], clients}]
+			if !okS || !okD || d.throughput() == 0 || d.percentile(50) == 0 {
+				continue
+			}
+			if header != "" {
+				fmt.Println(header)
+				header = ""
+			}
+			fmt.Printf("  %3d clients  %-22s throughput %.3f (1/%.1f)  p50 %.1fx\n", clients, p[0]+"/"+p[1]+":",
+				s.throughput()/d.throughput(), d.throughput()/s.throughput(),
+				float64(s.percentile(50))/float64(d.percentile(50)))
 		}
-		if header != "" {
-			fmt.Println(header)
-			header = ""
-		}
-		fmt.Printf("  %-22s throughput %.3f (1/%.1f)  p50 %.1fx\n", p[0]+"/"+p[1]+":",
-			s.throughput()/d.throughput(), d.throughput()/s.throughput(),
-			float64(s.percentile(50))/float64(d.percentile(50)))
 	}
+}
+
+// joinInts writes ns as "1,8,32".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
+	"github.com/example/personaldata/store"
 
 	"github.com/prometheus/procfs"
 )
@@ -30,6 +31,7 @@ const serveEnv = "PDBENCH_SERVE"
 // serves.
 type serverInfo struct {
 	GRPCAddr      string `json:"grpc_addr"`
+	HTTPAddr      string `json:"http_addr"`
 	StoreURI      string `json:"store_uri"`
 	OperatorToken string `json:"operator_token"`
 	DataDir       string `json:"data_dir"`
@@ -43,8 +45,8 @@ func parseHandshake(line string) (serverInfo, error) {
 	if err := dec.Decode(&info); err != nil {
 		return info, fmt.Errorf("server process: unexpected first line: %w", err)
 	}
-	if info.GRPCAddr == "" || info.StoreURI == "" || info.OperatorToken == "" || info.DataDir == "" {
-		return info, errors.New("server process: first line lacks the address, store URI, operator token or data directory")
+	if info.GRPCAddr == "" || info.HTTPAddr == "" || info.StoreURI == "" || info.OperatorToken == "" || info.DataDir == "" {
+		return info, errors.New("server process: first line lacks an address, the store URI, operator token or data directory")
 	}
 	return info, nil
 }
@@ -77,19 +79,23 @@ func parseCommand(line string) (cmd, arg string, err error) {
 // and removes the directory.
 func serveChild(args []string) error {
 	server.TuneRuntime() // as the daemon does
-	if len(args) != 1 {
-		return fmt.Errorf("%s=1 takes the database name as its only argument", serveEnv)
+	if len(args) != 2 {
+		return fmt.Errorf("%s=1 takes the database name and the durability as its arguments", serveEnv)
+	}
+	durability, err := store.ParseDurability(args[1])
+	if err != nil {
+		return err
 	}
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	srv, operator, dir, stopServer, err := startServer(ctx, args[0])
+	srv, operator, dir, stopServer, err := startServer(ctx, args[0], durability)
 	if err != nil {
 		return err
 	}
 	defer stopServer()
 
 	line, err := json.Marshal(serverInfo{
-		GRPCAddr: srv.GRPCAddr(), StoreURI: srv.StoreURI(), OperatorToken: operator, DataDir: filepath.Join(dir, "data"),
+		GRPCAddr: srv.GRPCAddr(), HTTPAddr: srv.HTTPAddr(), StoreURI: srv.StoreURI(), OperatorToken: operator, DataDir: filepath.Join(dir, "data"),
 	})
 	if err != nil {
 		return err
@@ -169,7 +175,7 @@ type serverProcess struct {
 
 // startServerProcess runs this binary again as the server child and waits
 // until its server serves. The caller must call stop, on every path.
-func startServerProcess(ctx context.Context, database string) (*serverProcess, error) {
+func startServerProcess(ctx context.Context, database string, durability store.Durability) (*serverProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -177,7 +183,7 @@ func startServerProcess(ctx context.Context, database string) (*serverProcess, e
 	// Not ctx: after an interrupt the child still shuts down in good order,
 	// on stdin's end; killing is stop's last resort.
 	procCtx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(procCtx, exe, database)
+	cmd := exec.CommandContext(procCtx, exe, database, string(durability))
 	cmd.Env = append(os.Environ(), serveEnv+"=1")
 	cmd.Stderr = os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
