@@ -128,7 +128,9 @@ func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
 
 // InsertAuditEvents adds events in order, in one round trip, stopping at
 // the first that fails; it returns how many were inserted, and ErrExists
-// when the one after them had its _id taken.
+// when the one after them had its _id taken. It does not wait for them to
+// be durable: the caller calls Durable before it answers, outside its batch,
+// so that the next batch need not wait for this one's sync.
 func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (int, error) {
 	docs := make([]any, len(events))
 	for i, e := range events {
@@ -137,10 +139,7 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (in
 		}
 		docs[i] = e
 	}
-	// Every database, not only the trail's: an audited call answers once
-	// its events are in, and what it read, another caller may have written
-	// and not yet synced.
-	err := s.writeSyncing(ctx, s.auditEvents, s.databases, func() error {
+	err := s.apply(ctx, s.auditEvents, func() error {
 		_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
 		return err
 	})
@@ -263,7 +262,8 @@ func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64, hash 
 	if current.Seq >= seq {
 		return nil
 	}
-	err = s.writeHint(ctx, s.auditHeads, func() error {
+	// A hint: not waited for (apply).
+	err = s.apply(ctx, s.auditHeads, func() error {
 		_, err := s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq, Hash: hash},
 			options.Replace().SetUpsert(true))
 		return err

@@ -41,8 +41,10 @@ const maxBatchDocs = 256
 func newBatcher(s *Store, c *mongo.Collection) *batcher { return &batcher{s: s, coll: c} }
 
 // insert adds docs, in a batch with those of concurrent callers, and returns
-// each one's outcome: nil, ErrExists, or the store's error. A canceled ctx
-// stops the wait, not the write.
+// each one's outcome, durable: nil, ErrExists, or the store's error. A
+// canceled ctx stops the wait, not the write. The batch is written with
+// apply, and each caller waits for the sync itself, so that the next batch
+// is written while this one's is synced.
 func (b *batcher) insert(ctx context.Context, docs ...any) ([]error, error) {
 	p := &batchedInsert{docs: docs, done: make(chan struct{})}
 	b.mu.Lock()
@@ -55,10 +57,13 @@ func (b *batcher) insert(ctx context.Context, docs ...any) ([]error, error) {
 	}
 	select {
 	case <-p.done:
-		return p.errs, nil
 	case <-ctx.Done():
 		return nil, classify(ctx.Err())
 	}
+	if err := b.s.durable(ctx, b.coll.Database().Name()); err != nil {
+		return nil, fmt.Errorf("insert into %s: %w", b.coll.Name(), err)
+	}
+	return p.errs, nil
 }
 
 // drain writes batches until the queue is empty; the caller that found no
@@ -117,7 +122,7 @@ func (b *batcher) insertMany(ctx context.Context, docs []any) []error {
 		}
 		return errs
 	}
-	err := b.s.write(ctx, b.coll, func() error {
+	err := b.s.apply(ctx, b.coll, func() error {
 		_, err := b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		return err
 	})

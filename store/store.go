@@ -342,37 +342,56 @@ func (s *Store) lock(collection, id string) func() {
 // answer or a later write, goes ahead of it. A failed or abandoned sync is
 // ErrUnavailable: the write may or may not last.
 func (s *Store) write(ctx context.Context, c *mongo.Collection, command func() error) error {
-	return s.writeSyncing(ctx, c, []string{c.Database().Name()}, command)
-}
-
-// writeSyncing is write that syncs the databases dbs, not only c's.
-func (s *Store) writeSyncing(ctx context.Context, c *mongo.Collection, dbs []string, command func() error) error {
-	release, err := s.writerSlot(ctx, c)
-	if err != nil {
-		return err
-	}
-	err = command()
-	release()
-	if s.embedded != nil && s.durability == DurabilityFull {
-		if serr := s.embedded.Sync(ctx, dbs...); serr != nil {
-			return fmt.Errorf("%w: the write may not last: %w", ErrUnavailable, serr)
-		}
+	err := s.apply(ctx, c, command)
+	if serr := s.durable(ctx, c.Database().Name()); serr != nil {
+		return serr
 	}
 	return err
 }
 
-// writeHint is write for a hint that may be lost, such as an audit chain's
-// head: it does not wait for the sync. A later sync, or the next write's,
-// makes it durable; until then a power cut may take it back, never past
-// what it points to, which was synced before it was written.
-func (s *Store) writeHint(ctx context.Context, c *mongo.Collection, command func() error) error {
+// apply is write without the wait for the sync, for a caller that waits
+// for it itself (durable) once it has let go of what others wait for (a
+// batch, a document's lock), or for a hint that may be lost, such as an
+// audit chain's head: a later sync makes it durable, and until then a
+// power cut may take it back, never past what it points to.
+func (s *Store) apply(ctx context.Context, c *mongo.Collection, command func() error) error {
 	release, err := s.writerSlot(ctx, c)
 	if err != nil {
 		return err
 	}
+	if s.embedded != nil {
+		defer s.embedded.Writing(c.Database().Name())()
+	}
 	err = command()
 	release()
 	return err
+}
+
+// durable waits until every write to the databases dbs that returned before
+// the call is on stable storage: at full durability on the embedded store,
+// for the sync of their logs (embedded.Server.Sync, shared by the callers
+// that wait at the same time); on MongoDB the write concern did that
+// already. A failed or abandoned sync is ErrUnavailable: the writes may or
+// may not last.
+func (s *Store) durable(ctx context.Context, dbs ...string) error {
+	if s.embedded == nil || s.durability != DurabilityFull {
+		return nil
+	}
+	if err := s.embedded.Sync(ctx, dbs...); err != nil {
+		return fmt.Errorf("%w: a write may not last: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Durable waits until every write that returned before the call, to any of
+// the store's databases, is on stable storage. The audit trail calls it
+// before an audited call answers: its own events need it, and what the
+// call read, another caller may have written and not yet made durable.
+func (s *Store) Durable(ctx context.Context) error {
+	if err := s.durable(ctx, s.databases...); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
 }
 
 // writerSlot waits for the embedded store's writer slot of c's database
@@ -409,6 +428,11 @@ type versioned[D any] interface {
 func update[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Collection, id string, change func(P) error) (P, error) {
 	for range maxUpdateAttempts {
 		doc, done, err := tryUpdate(ctx, s, c, id, change)
+		if err == nil && done {
+			if err := s.durable(ctx, c.Database().Name()); err != nil {
+				return nil, fmt.Errorf("store: update %s: %w", c.Name(), err)
+			}
+		}
 		if err != nil || done {
 			return doc, err
 		}
@@ -428,7 +452,8 @@ func tryUpdate[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Co
 		return nil, false, err
 	}
 	*doc.version() = read + 1
-	ok, err := s.replace(ctx, c, id, bson.D{{Key: "v", Value: read}}, doc)
+	// Durable in update, once the lock is free for the next change.
+	ok, err := s.replaceApplied(ctx, c, id, bson.D{{Key: "v", Value: read}}, doc)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: update %s: %w", c.Name(), err)
 	}
@@ -441,12 +466,21 @@ func tryUpdate[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Co
 // filter of the lone _id and would scan for anything more, so there the caller
 // holds the document's lock and has checked the guard under it.
 func (s *Store) replace(ctx context.Context, c *mongo.Collection, id string, guard bson.D, doc any) (bool, error) {
+	ok, err := s.replaceApplied(ctx, c, id, guard, doc)
+	if serr := s.durable(ctx, c.Database().Name()); serr != nil {
+		return false, serr
+	}
+	return ok, err
+}
+
+// replaceApplied is replace without the wait for the sync (apply).
+func (s *Store) replaceApplied(ctx context.Context, c *mongo.Collection, id string, guard bson.D, doc any) (bool, error) {
 	filter := bson.D{{Key: "_id", Value: id}}
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
 	var res *mongo.UpdateResult
-	err := s.write(ctx, c, func() (err error) {
+	err := s.apply(ctx, c, func() (err error) {
 		res, err = c.ReplaceOne(ctx, filter, doc)
 		return err
 	})

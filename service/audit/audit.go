@@ -241,11 +241,19 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 	}
 	select {
 	case <-p.done:
-		return p.res, p.err
 	case <-ctx.Done():
 		// The event may still be written; the caller fails closed anyway.
 		return Event{}, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
+	if p.err != nil {
+		return p.res, p.err
+	}
+	// Outside the batch, so that the next one is written meanwhile; and
+	// every database, since the caller answers next (Store.Durable).
+	if err := l.st.Durable(ctx); err != nil {
+		return Event{}, fmt.Errorf("audit: append: %w", err)
+	}
+	return p.res, nil
 }
 
 // noteOutcome remembers whether the store took a batch of appends. flush

@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/example/personaldata/store/durablefile"
 )
@@ -53,6 +56,17 @@ func (s *Server) Sync(ctx context.Context, dbs ...string) error {
 	return errors.Join(errs...)
 }
 
+// Writing tells the syncers that a write to database db starts; the
+// function it returns tells that it has returned. Sync skips a database
+// whose writes have all returned and been synced, so that an owner may ask
+// for every database to be made durable before it answers at little cost.
+// A database that Writing was never told of is synced at least once.
+func (s *Server) Writing(db string) (done func()) {
+	y := s.logSyncer(db)
+	y.started.Add(1)
+	return func() { y.finished.Add(1) }
+}
+
 // logSyncer returns the syncer of db's log, made on first use.
 func (s *Server) logSyncer(db string) *logSyncer {
 	s.syncersMu.Lock()
@@ -60,6 +74,10 @@ func (s *Server) logSyncer(db string) *logSyncer {
 	y := s.syncers[db]
 	if y == nil {
 		y = &logSyncer{dir: s.dir, path: filepath.Join(s.dir, db+walSuffix)}
+		// As if one write had returned, unsynced: whatever was written
+		// before (the collections made at start) is synced once.
+		y.started.Store(1)
+		y.finished.Store(1)
 		s.syncers[db] = y
 	}
 	return y
@@ -85,6 +103,11 @@ const walSuffix = ".sqlite-wal"
 type logSyncer struct {
 	dir, path string
 
+	// started and finished count the writes that started and returned
+	// (Writing); synced is the count of finished writes as it was when the
+	// last completed round began, all of which that round made durable.
+	started, finished, synced atomic.Int64
+
 	mu      sync.Mutex
 	running bool
 	next    *syncRound // the round that starts when the running one ends
@@ -103,6 +126,11 @@ type syncRound struct {
 }
 
 func (y *logSyncer) sync(ctx context.Context) error {
+	// Every write that started has returned and was synced: whatever a
+	// caller could have read of them, or written, is durable.
+	if y.started.Load() == y.synced.Load() {
+		return nil
+	}
 	y.mu.Lock()
 	if y.failed != nil {
 		y.mu.Unlock()
@@ -132,7 +160,11 @@ func (y *logSyncer) sync(ctx context.Context) error {
 // waits for one, to a goroutine of its own, so that the caller who ran r
 // is answered without waiting for it.
 func (y *logSyncer) run(r *syncRound) {
+	finished := y.finished.Load() // before the sync, which covers them all
 	r.err = y.syncLog()
+	if r.err == nil {
+		y.synced.Store(finished)
+	}
 	close(r.done)
 	y.mu.Lock()
 	if r.err != nil && y.failed == nil {
@@ -179,7 +211,9 @@ func (y *logSyncer) syncLog() error {
 		}
 		y.log, y.logFI = f, fi
 	}
-	if err := y.log.Sync(); err != nil {
+	// fdatasync, as SQLite itself uses: the log's data and size, without
+	// its times.
+	if err := unix.Fdatasync(int(y.log.Fd())); err != nil {
 		return fmt.Errorf("embedded: sync %s: %w", name, err)
 	}
 	if fresh {
