@@ -128,6 +128,55 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
+// chainUnary makes one interceptor of several, the first outermost, as
+// grpc.ChainUnaryInterceptor does for a grpc.Server: for the gateway's
+// in-process channel, which takes one.
+func chainUnary(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		next := handler
+		for i := len(interceptors) - 1; i >= 0; i-- {
+			interceptor, inner := interceptors[i], next
+			next = func(ctx context.Context, req any) (any, error) { return interceptor(ctx, req, info, inner) }
+		}
+		return next(ctx, req)
+	}
+}
+
+// chainStream is chainUnary for streams.
+func chainStream(interceptors ...grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		next := handler
+		for i := len(interceptors) - 1; i >= 0; i-- {
+			interceptor, inner := interceptors[i], next
+			next = func(srv any, ss grpc.ServerStream) error { return interceptor(srv, ss, info, inner) }
+		}
+		return next(srv, ss)
+	}
+}
+
+// limitStream refuses a stream's message larger than max with
+// RESOURCE_EXHAUSTED, as the gRPC listener's MaxSendMsgSize does, for the
+// gateway's in-process channel, which has no such limit of its own.
+func limitStream(max int) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &limitedStream{ServerStream: ss, max: max})
+	}
+}
+
+type limitedStream struct {
+	grpc.ServerStream
+	max int
+}
+
+func (s *limitedStream) SendMsg(m any) error {
+	if pm, ok := m.(proto.Message); ok {
+		if n := proto.Size(pm); n > s.max {
+			return status.Errorf(codes.ResourceExhausted, "a message of the stream would be %d bytes, more than the %d a message may have", n, s.max)
+		}
+	}
+	return s.ServerStream.SendMsg(m)
+}
+
 // limitUnary refuses a unary response larger than max with
 // RESOURCE_EXHAUSTED before it leaves. The transport would refuse it too,
 // but only after every interceptor had counted, logged and audited the call

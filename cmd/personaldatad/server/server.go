@@ -15,13 +15,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fullstorydev/grpchan"
+	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -118,14 +119,11 @@ type Server struct {
 	// auditLog is checked for readiness: every audited call appends to it.
 	auditLog *audit.Log
 	http     *http.Server
-	// gateway is the server the REST gateway dials, on a loopback listener of
-	// its own: it believes client-certificate identities that the gateway
-	// forwards with its secret, which the public server never does.
-	gateway    *grpc.Server
-	grpcLis    net.Listener
-	httpLis    net.Listener
-	gatewayLis net.Listener
-	gateConn   *grpc.ClientConn
+	grpcLis net.Listener
+	httpLis net.Listener
+	// gateConn is the REST gateway's and the console's connection to the
+	// service, in this process.
+	gateConn grpc.ClientConnInterface
 	tls        *tls.Config
 	// OperatorCreated says this start created the first operator.
 	OperatorCreated bool
@@ -175,9 +173,6 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	if s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("listen HTTP: %w", err)
 	}
-	if s.gatewayLis, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		return fmt.Errorf("listen gateway: %w", err)
-	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -209,39 +204,28 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	// After authentication, so every event names its principal.
 	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now, reg)
 	var serverTracing []grpc.ServerOption
-	clientTracing := []grpc.DialOption{}
 	httpTracing := func(h http.Handler) http.Handler { return h }
 	if tp := cfg.TracerProvider; tp != nil {
 		prop := otelgrpc.WithPropagators(propagation.TraceContext{})
 		serverTracing = append(serverTracing, grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), prop)))
-		clientTracing = append(clientTracing, grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), prop)))
 		// Spans named by method only: a path may hold ids.
 		httpTracing = func(h http.Handler) http.Handler {
 			return otelhttp.NewHandler(h, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(propagation.TraceContext{}),
 				otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "HTTP " + r.Method }))
 		}
 	}
-	newServer := func(a *auth.Authenticator, opts ...grpc.ServerOption) *grpc.Server {
-		opts = append(opts, serverTracing...)
-		g := grpc.NewServer(append(opts,
-			grpc.MaxRecvMsgSize(maxRequestBytes),
-			// Streams (notifications, the outbox) stay open for hours:
-			// ping an idle connection so that a dead peer or a NAT that
-			// dropped it is noticed, and let clients ping every 20 s.
-			grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
-			// Calls run on goroutines that are kept, with the stacks they
-			// grew, instead of a new one per call.
-			grpc.NumStreamWorkers(streamWorkers()),
-			// A stream's message over the limit fails in Send, which the
-			// handler returns; a unary response, in limitUnary, inside the
-			// audit recorder, so the trail records what the caller got.
-			grpc.MaxSendMsgSize(maxResponseBytes),
-			// Authentication, then the audit recorder, then the RPC rule, so
-			// that a refused call is on record with its principal.
-			grpc.ChainUnaryInterceptor(requestIDUnary, m.grpc.UnaryServerInterceptor(), logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)),
-			grpc.ChainStreamInterceptor(requestIDStream, m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream),
-		)...)
+	// The interceptors of every call, over the gRPC listener and over the
+	// REST gateway alike: authentication, then the audit recorder, then
+	// the RPC rule, so that a refused call is on record with its
+	// principal; a unary response over the size limit is refused inside the
+	// audit recorder, so the trail records what the caller got.
+	unary := func(a *auth.Authenticator) []grpc.UnaryServerInterceptor {
+		return []grpc.UnaryServerInterceptor{requestIDUnary, m.grpc.UnaryServerInterceptor(), logUnary(s.log), recoverUnary(s.log), a.Unary, recorder.Unary, a.AuthorizeUnary, limitUnary(maxResponseBytes)}
+	}
+	stream := func(a *auth.Authenticator) []grpc.StreamServerInterceptor {
+		return []grpc.StreamServerInterceptor{requestIDStream, m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream, limitStream(maxResponseBytes)}
+	}
+	registerAPI := func(g grpc.ServiceRegistrar) {
 		pdv1.RegisterPersonalDataServiceServer(g, svc)
 		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
 		pdv1.RegisterAuditServiceServer(g, svc.Audit())
@@ -255,43 +239,89 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
 		pdv1.RegisterBreachServiceServer(g, svc.Breach())
-		healthpb.RegisterHealthServer(g, s.health)
-		reflection.Register(g)
-		return g
 	}
-	var publicOpts []grpc.ServerOption
+	opts := append(serverTracing,
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+		// Streams (notifications, the outbox) stay open for hours:
+		// ping an idle connection so that a dead peer or a NAT that
+		// dropped it is noticed, and let clients ping every 20 s.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
+		// Calls run on goroutines that are kept, with the stacks they
+		// grew, instead of a new one per call.
+		grpc.NumStreamWorkers(streamWorkers()),
+		grpc.MaxSendMsgSize(maxResponseBytes),
+		grpc.ChainUnaryInterceptor(unary(authn)...),
+		grpc.ChainStreamInterceptor(stream(authn)...),
+	)
 	if s.tls != nil {
-		publicOpts = append(publicOpts, grpc.Creds(credentials.NewTLS(s.tls)))
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
 	}
-	s.grpc = newServer(authn, publicOpts...)
-	s.gateway = newServer(authn.ForGateway(gatewaySecret))
+	s.grpc = grpc.NewServer(opts...)
+	registerAPI(s.grpc)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
 
-	// The gateway dials the gRPC server, so REST calls pass the same
-	// interceptors (metrics, logs, authentication).
-	s.gateConn, err = grpc.NewClient(s.gatewayLis.Addr().String(), append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxResponseBytes)),
-		grpc.WithPerRPCCredentials(gatewayCredentials(gatewaySecret)),
-		grpc.WithChainUnaryInterceptor(markReached),
-		grpc.WithChainStreamInterceptor(markReachedStream)}, clientTracing...)...)
-	if err != nil {
-		return fmt.Errorf("dial gateway: %w", err)
+	// The REST gateway, and the console, call the service in this process
+	// (grpchan's inprocgrpc): the same handlers, interceptors and tracing
+	// as the gRPC listener's, with the messages copied, not encoded and
+	// sent through a loopback connection. Their authenticator believes the
+	// client-certificate identity and the console's principal that the
+	// gateway forwards with its secret.
+	gatewayAuthn := authn.ForGateway(gatewaySecret)
+	inproc := new(inprocgrpc.Channel).
+		WithServerUnaryInterceptor(chainUnary(unary(gatewayAuthn)...)).
+		WithServerStreamInterceptor(chainStream(stream(gatewayAuthn)...))
+	if tp := cfg.TracerProvider; tp != nil {
+		prop := otelgrpc.WithPropagators(propagation.TraceContext{})
+		inproc.WithServerStatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), prop)).
+			WithClientStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), prop))
 	}
+	registerAPI(inproc)
+	s.gateConn = grpchan.InterceptClientConnStream(
+		grpchan.InterceptClientConnUnary(inproc, gatewaySecretUnary(gatewaySecret), markReached),
+		gatewaySecretStream(gatewaySecret), markReachedStream)
 	gw := newGatewayMux(s.log, m)
-	for _, register := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
-		pdv1.RegisterPersonalDataServiceHandler,
-		pdv1.RegisterPrincipalServiceHandler,
-		pdv1.RegisterAuditServiceHandler,
-		pdv1.RegisterProcessorAgreementServiceHandler,
-		pdv1.RegisterKeyServiceHandler,
-		pdv1.RegisterConsentServiceHandler,
-		pdv1.RegisterDisclosureServiceHandler,
-		pdv1.RegisterRetentionServiceHandler,
-		pdv1.RegisterRightsRequestServiceHandler,
-		pdv1.RegisterRequesterOutboxServiceHandler,
-		pdv1.RegisterPolicyServiceHandler,
-		pdv1.RegisterProcessingRegisterServiceHandler,
-		pdv1.RegisterBreachServiceHandler,
+	for _, register := range []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterPersonalDataServiceHandlerClient(ctx, mux, pdv1.NewPersonalDataServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterPrincipalServiceHandlerClient(ctx, mux, pdv1.NewPrincipalServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterAuditServiceHandlerClient(ctx, mux, pdv1.NewAuditServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterProcessorAgreementServiceHandlerClient(ctx, mux, pdv1.NewProcessorAgreementServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterKeyServiceHandlerClient(ctx, mux, pdv1.NewKeyServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterConsentServiceHandlerClient(ctx, mux, pdv1.NewConsentServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterDisclosureServiceHandlerClient(ctx, mux, pdv1.NewDisclosureServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterRetentionServiceHandlerClient(ctx, mux, pdv1.NewRetentionServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterRightsRequestServiceHandlerClient(ctx, mux, pdv1.NewRightsRequestServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterRequesterOutboxServiceHandlerClient(ctx, mux, pdv1.NewRequesterOutboxServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterPolicyServiceHandlerClient(ctx, mux, pdv1.NewPolicyServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterProcessingRegisterServiceHandlerClient(ctx, mux, pdv1.NewProcessingRegisterServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterBreachServiceHandlerClient(ctx, mux, pdv1.NewBreachServiceClient(cc))
+		},
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
 			return fmt.Errorf("register gateway: %w", err)
@@ -434,7 +464,6 @@ func (s *Server) StoreURI() string { return s.store.URI() }
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
-	go func() { errc <- s.gateway.Serve(s.gatewayLis) }()
 	go func() {
 		var err error
 		if s.tls != nil {
@@ -480,12 +509,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		_ = s.metrics.Shutdown(shutdownCtx)
 	}
 	stopped := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); s.gateway.GracefulStop(); close(stopped) }()
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-shutdownCtx.Done():
 		s.grpc.Stop()
-		s.gateway.Stop()
 	}
 	stopSweeping()
 	<-swept // the sweeper stops before the store closes
@@ -546,11 +574,7 @@ func (s *Server) watchStore(ctx context.Context) {
 // Close releases what New acquired; Serve calls it on its way out.
 func (s *Server) Close() error {
 	var errs []error
-	if s.gateConn != nil {
-		errs = append(errs, s.gateConn.Close())
-		s.gateConn = nil
-	}
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.gatewayLis, s.metricsLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.metricsLis} {
 		if l != nil {
 			_ = l.Close() // already closed by Serve's shutdown
 		}

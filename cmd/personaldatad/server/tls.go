@@ -15,7 +15,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 
-	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/example/personaldata/service/auth"
@@ -55,16 +55,19 @@ func randomSecret() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// gatewayCredentials attaches the gateway's secret to every call it makes.
-type gatewayCredentials string
-
-func (g gatewayCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{auth.GatewaySecretKey: string(g)}, nil
+// gatewaySecretUnary and gatewaySecretStream attach the gateway's secret to
+// every call it makes.
+func gatewaySecretUnary(secret string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		return invoker(metadata.AppendToOutgoingContext(ctx, auth.GatewaySecretKey, secret), method, req, reply, cc, opts...)
+	}
 }
 
-func (gatewayCredentials) RequireTransportSecurity() bool { return false }
-
-var _ credentials.PerRPCCredentials = gatewayCredentials("")
+func gatewaySecretStream(secret string) grpc.StreamClientInterceptor {
+	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(metadata.AppendToOutgoingContext(ctx, auth.GatewaySecretKey, secret), desc, cc, method, opts...)
+	}
+}
 
 // forwardClientCertificate passes the identity of a verified client
 // certificate on the HTTPS connection to the gRPC server. Whatever a client
