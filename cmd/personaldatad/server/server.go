@@ -119,12 +119,12 @@ type Server struct {
 	// auditLog is checked for readiness: every audited call appends to it.
 	auditLog *audit.Log
 	http     *http.Server
-	grpcLis net.Listener
-	httpLis net.Listener
+	grpcLis  net.Listener
+	httpLis  net.Listener
 	// gateConn is the REST gateway's and the console's connection to the
 	// service, in this process.
 	gateConn grpc.ClientConnInterface
-	tls        *tls.Config
+	tls      *tls.Config
 	// OperatorCreated says this start created the first operator.
 	OperatorCreated bool
 	// KeyFileCreated says this start generated the master key file.
