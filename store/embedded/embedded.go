@@ -22,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
+	"golang.org/x/sys/unix"
 
 	"github.com/example/personaldata/store/durablefile"
 	_ "modernc.org/sqlite" // driver "sqlite"; FerretDB links the same version anyway
@@ -29,11 +30,13 @@ import (
 
 // Server is an in-process FerretDB (SQLite) listening on loopback.
 type Server struct {
-	dir    string // absolute data directory, one <db>.sqlite file per database
-	uri    string
-	cancel context.CancelFunc
-	done   chan struct{} // closed when Run has returned
-	runErr error         // Run's result; read only after done is closed
+	dir      string // absolute data directory, one <db>.sqlite file per database
+	uri      string
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when Run has returned
+	runErr   error         // Run's result; read only after done is closed
+	lock     *os.File      // holds the data directory's lock (lockName) until Close
+	lockOnce sync.Once
 
 	// syncers make the commits of each database durable (Sync).
 	syncersMu sync.Mutex
@@ -80,12 +83,27 @@ func Start(ctx context.Context, dir string, d Durability) (*Server, error) {
 	if err := restrictFiles(abs); err != nil {
 		return nil, err
 	}
-
+	// One server owns a data directory: it serialises the writes of each
+	// document (the store package relies on it), and may keep what it
+	// wrote in memory.
+	lock, err := os.OpenFile(filepath.Join(abs, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: open the data directory's lock: %w", err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = lock.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("embedded: data directory %s is in use by another process", abs)
+		}
+		return nil, fmt.Errorf("embedded: lock the data directory: %w", err)
+	}
 	socket := filepath.Join(abs, socketName)
 	if len(socket) > maxSocketPath {
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded: data directory %q is too long for the store's socket (at most %d characters in all)", abs, maxSocketPath)
 	}
 	if err := os.Remove(socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded: remove the socket of an earlier run: %w", err)
 	}
 	f, err := ferretdb.New(&ferretdb.Config{
@@ -96,12 +114,13 @@ func Start(ctx context.Context, dir string, d Durability) (*Server, error) {
 		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded: create FerretDB in %q: %w", abs, err)
 	}
 
 	// The server must outlive the start-up context, so Run gets its own.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Server{dir: abs, cancel: cancel, done: make(chan struct{}), syncers: map[string]*logSyncer{}}
+	s := &Server{dir: abs, cancel: cancel, done: make(chan struct{}), syncers: map[string]*logSyncer{}, lock: lock}
 	go func() {
 		defer close(s.done)
 		s.runErr = f.Run(runCtx)
@@ -124,6 +143,8 @@ func Start(ctx context.Context, dir string, d Durability) (*Server, error) {
 var synchronous = map[Durability]string{Durable: "full", Volatile: "normal"}
 
 const (
+	// lockName is the file whose lock says a server owns the directory.
+	lockName   = "personaldatad.lock"
 	socketName = "ferretdb.sock"
 	// maxSocketPath is what a Unix socket path may hold on Linux (108 with
 	// the terminating NUL), less a margin.
@@ -140,6 +161,7 @@ func (s *Server) Close() error {
 	s.cancel()
 	<-s.done
 	s.closeSyncers()
+	s.lockOnce.Do(func() { _ = s.lock.Close() })
 	if s.runErr != nil {
 		return fmt.Errorf("embedded: run FerretDB: %w", s.runErr)
 	}

@@ -320,3 +320,27 @@ func TestListensOnlyInsideItsDirectory(t *testing.T) {
 		t.Errorf("data directory mode %v lets others reach the socket", info.Mode().Perm())
 	}
 }
+
+// One server owns a data directory: a second start on it is refused until
+// the first has closed.
+func TestDataDirectoryHasOneOwner(t *testing.T) {
+	dir := t.TempDir()
+	first, err := embedded.Start(t.Context(), dir, embedded.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := embedded.Start(t.Context(), dir, embedded.Durable); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		if second != nil {
+			_ = second.Close()
+		}
+		t.Fatalf("second start on the same directory: %v, want it refused", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := embedded.Start(t.Context(), dir, embedded.Durable)
+	if err != nil {
+		t.Fatalf("start after the first closed: %v", err)
+	}
+	_ = again.Close()
+}
