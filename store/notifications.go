@@ -322,7 +322,7 @@ func (s *Store) MarkSubjectNotified(ctx context.Context, id string, version int6
 	var cur struct {
 		NotifiedVersion int64 `bson:"notified_version"`
 	}
-	if err := get(ctx, s.subjects, id, &cur); err != nil {
+	if err := s.read(ctx, s.subjects, id, &cur, true); err != nil {
 		return fmt.Errorf("store: mark subject notified: %w", err)
 	}
 	if cur.NotifiedVersion >= version {
@@ -332,6 +332,7 @@ func (s *Store) MarkSubjectNotified(ctx context.Context, id string, version int6
 		_, err := s.subjects.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: version}}}})
 		return err
 	})
+	s.wrote(s.subjects, id, nil, false) // read again next time
 	if err != nil {
 		return fmt.Errorf("store: mark subject notified: %w", classify(err))
 	}

@@ -130,6 +130,9 @@ type Store struct {
 	// agreements are the processor agreements, one document per customer.
 	agreements *mongo.Collection
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
+	// subjectCache keeps the subject documents this process read or wrote
+	// (cache.go); nil on MongoDB.
+	subjectCache *docCache
 	// The inserts of creates, batched across concurrent callers.
 	subjectInserts, keyInserts, dataKeyInserts *batcher
 	// writers are the embedded store's writer slots, one per database (see
@@ -170,6 +173,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		s.embedded = srv
 		s.locks = &docLocks{seed: maphash.MakeSeed()}
+		s.subjectCache = newDocCache(subjectCacheBytes)
 		s.writers = map[string]chan struct{}{}
 		for _, db := range s.databases {
 			s.writers[db] = make(chan struct{}, 1)
@@ -444,7 +448,7 @@ func tryUpdate[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Co
 	unlock := s.lock(c.Name(), id)
 	defer unlock()
 	doc := P(new(D))
-	if err := get(ctx, c, id, doc); err != nil {
+	if err := s.read(ctx, c, id, doc, true); err != nil {
 		return nil, false, fmt.Errorf("store: update %s: %w", c.Name(), err)
 	}
 	read := *doc.version()
@@ -454,6 +458,7 @@ func tryUpdate[D any, P versioned[D]](ctx context.Context, s *Store, c *mongo.Co
 	*doc.version() = read + 1
 	// Durable in update, once the lock is free for the next change.
 	ok, err := s.replaceApplied(ctx, c, id, bson.D{{Key: "v", Value: read}}, doc)
+	s.wrote(c, id, doc, ok && err == nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: update %s: %w", c.Name(), err)
 	}

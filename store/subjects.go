@@ -118,7 +118,7 @@ type Op struct {
 // GetSubject reads a subject by its id.
 func (s *Store) GetSubject(ctx context.Context, id string) (*Subject, error) {
 	var sub Subject
-	if err := get(ctx, s.subjects, id, &sub); err != nil {
+	if err := s.read(ctx, s.subjects, id, &sub, false); err != nil {
 		return nil, fmt.Errorf("store: get subject: %w", err)
 	}
 	return &sub, nil

@@ -20,7 +20,8 @@ import (
 )
 
 // TestRoundTripsPerCall counts the commands the store receives during one
-// call of each hot RPC, on a replica whose caches are warm, one call at a
+// call of each hot RPC, on a replica whose caches are warm (the subject's,
+// after the first read that follows its creation), one call at a
 // time (so no audit batch is shared). The counts are the cost model of the
 // service (see the README's benchmark section): a change that adds a round
 // trip to a hot call fails here and must say so. Not counted: the read of
@@ -62,6 +63,17 @@ func TestRoundTripsPerCall(t *testing.T) {
 	warm := create(t, c, 380)
 	call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: warm.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 
+	// On the embedded store this process owns the data and keeps the
+	// subjects it read or wrote (the store's subject cache): once a subject
+	// was read, its reads and its guarded update send no find. On MongoDB,
+	// where other replicas write too, every call reads the subject.
+	owner := storetest.URI() == ""
+	either := func(owned, shared []string) []string {
+		if owner {
+			return owned
+		}
+		return shared
+	}
 	created := &pdv1.CreateSubjectResponse{}
 	steps := []struct {
 		rpc  string
@@ -74,13 +86,13 @@ func TestRoundTripsPerCall(t *testing.T) {
 		{"AccessSubject", []string{"find subjects", "insert audit_events"}, func() []string {
 			return count("AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: created.GetSubject().GetSubjectId()}, &pdv1.AccessSubjectResponse{})
 		}},
-		{"GetSubjectForPurpose", []string{"find subjects", "insert audit_events"}, func() []string {
+		{"GetSubjectForPurpose", either([]string{"insert audit_events"}, []string{"find subjects", "insert audit_events"}), func() []string {
 			return count("GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: created.GetSubject().GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
 		}},
 		// A phone number has no lookup key, but the rules and the keys to
 		// claim are decided on a first read, before the guarded update
 		// reads the subject again and writes it back; then the audit.
-		{"RectifySubject", []string{"find subjects", "find subjects", "insert audit_events", "update subjects"}, func() []string {
+		{"RectifySubject", either([]string{"insert audit_events", "update subjects"}, []string{"find subjects", "find subjects", "insert audit_events", "update subjects"}), func() []string {
 			return count("RectifySubject", rectifyReq(created.GetSubject(), "roundtrips-rectify", &pdv1.Person{Phone: "+46701234567"}, "phone"), &pdv1.RectifySubjectResponse{})
 		}},
 	}
