@@ -73,11 +73,7 @@ func (s *Server) logSyncer(db string) *logSyncer {
 	defer s.syncersMu.Unlock()
 	y := s.syncers[db]
 	if y == nil {
-		y = &logSyncer{dir: s.dir, path: filepath.Join(s.dir, db+walSuffix)}
-		// As if one write had returned, unsynced: whatever was written
-		// before (the collections made at start) is synced once.
-		y.started.Store(1)
-		y.finished.Store(1)
+		y = newLogSyncer(s.dir, db)
 		s.syncers[db] = y
 	}
 	return y
@@ -114,11 +110,26 @@ type logSyncer struct {
 	failed  error
 	closing bool // close came while a round ran: the last round closes the log
 
+	// fdatasync syncs the log (a test's stand-in can fail or count).
+	fdatasync func(*os.File) error
+
 	// log is the log, kept open between rounds (nil before the first);
 	// only the running round touches it.
 	log   *os.File
 	logFI os.FileInfo // of log, to tell when the path names another file
 }
+
+func newLogSyncer(dir, db string) *logSyncer {
+	y := &logSyncer{dir: dir, path: filepath.Join(dir, db+walSuffix), fdatasync: fdatasync}
+	// As if one write had returned, unsynced: whatever was written before
+	// (the collections made at start) is synced once.
+	y.started.Store(1)
+	y.finished.Store(1)
+	return y
+}
+
+// fdatasync syncs a file's data and size, not its times, as SQLite does.
+func fdatasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
 
 type syncRound struct {
 	done chan struct{} // closed when err is set
@@ -211,9 +222,7 @@ func (y *logSyncer) syncLog() error {
 		}
 		y.log, y.logFI = f, fi
 	}
-	// fdatasync, as SQLite itself uses: the log's data and size, without
-	// its times.
-	if err := unix.Fdatasync(int(y.log.Fd())); err != nil {
+	if err := y.fdatasync(y.log); err != nil {
 		return fmt.Errorf("embedded: sync %s: %w", name, err)
 	}
 	if fresh {
