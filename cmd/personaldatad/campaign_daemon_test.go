@@ -486,6 +486,10 @@ type rawStore struct {
 	subjects map[string]rawSubject
 	history  map[string]int // subject id → history documents
 	lookups  map[string]int // subject id → lookup keys (blind indexes) pointing to it
+	requests map[string]int // rights request id → steps in its history
+	// outbox holds the ids of the queued messages to requesters, outboxSent
+	// those marked sent (acknowledged by the mailer).
+	outbox, outboxSent map[string]bool
 }
 
 type rawSubject struct {
@@ -494,7 +498,9 @@ type rawSubject struct {
 }
 
 // readRaw opens dataDir with the embedded store and reads the documents the
-// campaign checks. The daemon must be down.
+// campaign and the power-cut test check. The daemon must be down. (The
+// power-cut test gives it a copy of the data on the ordinary disk: SQLite
+// maps its files, and the test process serves the FUSE filesystem.)
 func readRaw(ctx context.Context, dataDir string) (*rawStore, error) {
 	srv, err := embedded.Start(ctx, dataDir, embedded.Durable)
 	if err != nil {
@@ -507,7 +513,10 @@ func readRaw(ctx context.Context, dataDir string) (*rawStore, error) {
 	}
 	defer cl.Disconnect(context.WithoutCancel(ctx))
 	db := cl.Database("personaldata")
-	raw := &rawStore{dataKeys: map[string]int64{}, subjects: map[string]rawSubject{}, history: map[string]int{}, lookups: map[string]int{}}
+	raw := &rawStore{
+		dataKeys: map[string]int64{}, subjects: map[string]rawSubject{}, history: map[string]int{}, lookups: map[string]int{},
+		requests: map[string]int{}, outbox: map[string]bool{}, outboxSent: map[string]bool{},
+	}
 	each := func(coll string, projection bson.D, f func(bson.Raw) error) error {
 		d := db
 		if coll == "data_keys" {
@@ -565,6 +574,29 @@ func readRaw(ctx context.Context, dataDir string) (*rawStore, error) {
 			raw.lookups[k.SubjectID]++
 			return err
 		})
+	}
+	if err == nil {
+		err = each("rights_requests", bson.D{{Key: "steps", Value: 1}}, func(d bson.Raw) error {
+			var r struct {
+				ID    string     `bson:"_id"`
+				Steps []bson.Raw `bson:"steps"`
+			}
+			err := bson.Unmarshal(d, &r)
+			raw.requests[r.ID] = len(r.Steps)
+			return err
+		})
+	}
+	for coll, ids := range map[string]map[string]bool{"outbox": raw.outbox, "outbox_sent": raw.outboxSent} {
+		if err == nil {
+			err = each(coll, bson.D{{Key: "_id", Value: 1}}, func(d bson.Raw) error {
+				var m struct {
+					ID string `bson:"_id"`
+				}
+				err := bson.Unmarshal(d, &m)
+				ids[m.ID] = true
+				return err
+			})
+		}
 	}
 	return raw, err
 }

@@ -11,15 +11,18 @@
 //
 // After every restart it checks, against what the acknowledged requests
 // made: nothing acknowledged is lost; resending an interrupted request with
-// its idempotency key succeeds and applies it once; the audit chains are
-// intact; and, reading the store itself while the daemon is down, nothing
-// acknowledged is missing there either, and no data key, history entry or
-// lookup key is left of a subject whose erasure was acknowledged. Three
+// its idempotency key succeeds and applies it once; every read answered has
+// its audit event; the audit chains are intact; and, reading the store
+// itself while the daemon is down, nothing acknowledged is missing there
+// either, and no data key, history entry or lookup key is left of a subject
+// whose erasure was acknowledged. Three
 // operations are cut on purpose: an erasure (of a subject with a long
 // history, killed while it runs, then resent), a key rotation (killed after
 // its first progress report, then resumed from it), and the recipient's
 // notification stream (cut by every crash; acknowledged notifications must
 // never come again, the others must). It ends with a table of its figures.
+// Its load, model and checks are shared with the power-cut test
+// (powercut_test.go), in campaign_load_test.go and campaign_daemon_test.go.
 
 package main
 
@@ -29,16 +32,13 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -66,27 +66,14 @@ const (
 	finalReserve = 40 * time.Second
 )
 
-// campaign is one run: the daemon, its principals, the model of what the
-// acknowledged requests made, and the figures.
+// campaign is one run: the harness (the daemon, its principals, the model
+// of what the acknowledged requests made, and the figures), and what the
+// campaign adds: the recipient's notifications and the operations it cuts
+// on purpose.
 type campaign struct {
-	t        *testing.T
-	d        *daemon
-	keyFile  string
-	conn     *grpc.ClientConn
-	base     string
-	operator string // tokens
-	staff    string
-	domreg   string
-	up       *gate
-	load     *barrier
-	rng      *rand.Rand // the controller's own choices
-	values   atomic.Int64
-
-	mu       sync.Mutex
-	subjects map[string]*subject
-	creating int // create requests not yet answered
-	n        tally
-	notes    noticeLog
+	*harness
+	keyFile string
+	notes   noticeLog
 
 	// The operations cut on purpose.
 	eraseEstimate time.Duration
@@ -215,65 +202,9 @@ func TestCampaign(t *testing.T) {
 // principals: support staff, and the domain-registration integration that
 // discloses to the recipient and reads its queue.
 func newCampaign(t *testing.T, dir, bin string, seed uint64) *campaign {
-	logFile, err := os.Create(filepath.Join(dir, "personaldatad.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{bin: bin, dataDir: filepath.Join(dir, "data"), grpcAddr: freeAddr(t), httpAddr: freeAddr(t), log: logFile}
-	t.Cleanup(func() { d.kill9(); logFile.Close() })
-	c := &campaign{
-		t: t, d: d, keyFile: filepath.Join(d.dataDir, "keyring.json"), base: "http://" + d.httpAddr,
-		up: newGate(), rng: rand.New(rand.NewPCG(seed, 0)),
-		subjects: map[string]*subject{}, n: newTally(), notes: newNoticeLog(),
-	}
-	if _, err := d.start(); err != nil {
-		t.Fatal(err)
-	}
-	c.up.open()
-	token, err := os.ReadFile(filepath.Join(d.dataDir, "operator.token"))
-	if err != nil {
-		t.Fatalf("operator token: %v", err)
-	}
-	c.operator = strings.TrimSpace(string(token))
-	if c.conn, err = dialDaemon(d.grpcAddr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.conn.Close() })
-	c.staff = c.principal(context.Background(), "campaign-staff", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []pdv1.Purpose{
-		pdv1.Purpose_PURPOSE_INVOICING, pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION,
-		pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION,
-	})
-	c.domreg = c.principal(context.Background(), "campaign-domreg", pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, nil)
-	return c
-}
-
-// principal has the operator create a principal acting for the company and
-// returns its token.
-func (c *campaign) principal(ctx context.Context, id string, kind pdv1.PrincipalKind, purposes []pdv1.Purpose) string {
-	var token string
-	req := &pdv1.CreatePrincipalRequest{IdempotencyKey: "create-" + id, Principal: &pdv1.Principal{
-		PrincipalId: id, Kind: kind, TenantIds: []string{"company"}, Purposes: purposes,
-	}}
-	if !send(ctx, c, "principal", client{conn: c.conn, token: c.operator}, principalRPC, req, func(r *pdv1.CreatePrincipalResponse) { token = r.GetToken() }) {
-		c.t.Fatalf("CreatePrincipal %s refused", id)
-	}
-	return token
-}
-
-func (c *campaign) worker(i int, seed uint64) *worker {
-	w := &worker{
-		c: c, n: i, rng: rand.New(rand.NewPCG(seed, uint64(i)+1)),
-		staff: client{rest: i%2 == 1, conn: c.conn, base: c.base, token: c.staff},
-		dom:   client{rest: i%2 == 1, conn: c.conn, base: c.base, token: c.domreg},
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, id := range slices.Sorted(maps.Keys(c.subjects)) {
-		if s := c.subjects[id]; s.owner == i && !s.erased {
-			w.mine = append(w.mine, s)
-		}
-	}
-	return w
+	h := startHarness(t, dir, bin, filepath.Join(dir, "data"), "campaign", seed)
+	h.mix = campaignMix
+	return &campaign{harness: h, keyFile: filepath.Join(h.d.dataDir, "keyring.json"), notes: newNoticeLog()}
 }
 
 // seedSubjects creates the first subjects, four at a time over both
@@ -325,31 +256,6 @@ func (c *campaign) measureErasure(ctx context.Context) {
 	c.eraseEstimate = time.Since(start)
 }
 
-// crash kills the daemon with SIGKILL while the load runs.
-func (c *campaign) crash() {
-	c.up.shut()
-	alive := c.d.kill9()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n.crashes++
-	if !alive {
-		c.n.selfExits++
-		c.t.Errorf("personaldatad had ended by itself before kill -9")
-	}
-}
-
-// restart starts the daemon again on the same data.
-func (c *campaign) restart() {
-	took, err := c.d.start()
-	if err != nil {
-		c.t.Fatalf("restart after kill -9: %v", err)
-	}
-	c.mu.Lock()
-	c.n.restarts = append(c.n.restarts, took)
-	c.mu.Unlock()
-	c.up.open()
-}
-
 // settle waits until every interrupted request was resent to its end, and
 // the cut operations finished, then checks the service against the model.
 func (c *campaign) settle(ctx context.Context) int {
@@ -370,13 +276,6 @@ func (c *campaign) settle(ctx context.Context) int {
 	subs := c.toCheck(10)
 	c.verify(ctx, subs, "principals", "tenants/company")
 	return len(subs)
-}
-
-// sent is the number of attempts so far.
-func (c *campaign) sent() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n.sent
 }
 
 // eraseAndKill erases a subject with a long history and kills the daemon
@@ -502,41 +401,18 @@ func (c *campaign) resumeRotation(ctx context.Context) {
 	c.t.Errorf("the rotation could not be resumed")
 }
 
-// inspect reads the stopped daemon's store: every subject acknowledged is
-// there with its data key, no erased subject's data key or history is left,
-// no create made two subjects, and what the cut operations left.
+// inspect reads the stopped daemon's store: what inspectRaw checks (every
+// subject acknowledged is there with its data key, no erased subject's data
+// key or history is left, no create made two subjects), and what the cut
+// operations left.
 func (c *campaign) inspect(ctx context.Context) {
 	raw, err := readRaw(ctx, c.d.dataDir)
 	if err != nil {
 		c.t.Fatalf("read the store after kill -9: %v", err)
 	}
+	c.inspectRaw(raw)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.subjects {
-		_, hasDoc := raw.subjects[s.id]
-		_, hasKey := raw.dataKeys[s.id]
-		switch {
-		case !hasDoc:
-			c.n.lost.add("subject document", s.id, 1)
-		case s.erasing && !s.erased:
-			// Cut while erasing: the data key and history may be gone or not.
-		case s.erased:
-			if hasKey {
-				c.n.erasedLeft.add("data key", s.id, 1)
-			}
-			if raw.history[s.id] > 0 {
-				c.n.erasedLeft.add("history documents", s.id, raw.history[s.id])
-			}
-			if raw.lookups[s.id] > 0 {
-				c.n.erasedLeft.add("lookup keys", s.id, raw.lookups[s.id])
-			}
-		case !hasKey:
-			c.n.lost.add("data key", s.id, 1)
-		case raw.history[s.id] < len(s.entries):
-			c.n.lost.add("history document", s.id, len(s.entries)-raw.history[s.id])
-		}
-	}
-	c.n.duplicated.add("subject documents beyond one per create request", "", len(raw.subjects)-len(c.subjects)-c.creating)
 	if n := len(c.cuts); n > 0 && c.cuts[n-1].found == "" {
 		cut := c.cuts[n-1]
 		rs, ok := raw.subjects[cut.s.id]
@@ -626,7 +502,8 @@ func (c *campaign) report(took time.Duration) {
 	if logged, err := logSummary(c.d.log.Name()); err == nil {
 		fmt.Fprintf(&b, "daemon log, WARN and ERROR %v\n", logged)
 	}
-	fmt.Fprintf(&b, "checks                     %d calls, %d audit chains verified, %d broken, failures %v\n", n.checks, n.chains, n.broken, n.checkErrors)
+	fmt.Fprintf(&b, "reads without audit event  %d %v\n", n.unaudited.total(), n.unaudited.byKind)
+	fmt.Fprintf(&b, "checks                     %d calls, %d audit chains verified, %d broken, failures %v\n", n.checks, n.chains, n.broken.total(), n.checkErrors)
 	c.t.Log("\n" + b.String())
 
 	if lost := n.lost.total(); lost > 0 {
@@ -648,6 +525,12 @@ func (c *campaign) report(took time.Duration) {
 	}
 	if n.erasedLeft.total() > 0 {
 		c.t.Errorf("left of subjects whose erasure was acknowledged: %v", n.erasedLeft.byKind)
+	}
+	if n.unaudited.total() > 0 {
+		c.t.Errorf("reads answered without their audit event: %v", n.unaudited.byKind)
+	}
+	if n.broken.total() > 0 {
+		c.t.Errorf("%d audit chains broken", n.broken.total())
 	}
 	if len(n.checkErrors) > 0 {
 		c.t.Errorf("checks failed: %v", n.checkErrors)
