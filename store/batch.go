@@ -21,6 +21,8 @@ import (
 type batcher struct {
 	s    *Store
 	coll *mongo.Collection
+	// unsynced: insert returns before the batch is synced (see newBatcher).
+	unsynced bool
 
 	mu    sync.Mutex
 	queue []*batchedInsert
@@ -38,7 +40,14 @@ type batchedInsert struct {
 // a bounded batch also bounds the wait of its first caller).
 const maxBatchDocs = 256
 
-func newBatcher(s *Store, c *mongo.Collection) *batcher { return &batcher{s: s, coll: c} }
+// newBatcher batches the inserts into c. With unsynced, insert returns once
+// the batch is written, before its sync: for documents that only a later
+// write to the same database depends on, which lands on disk after them (a
+// write-ahead log recovers a prefix of its commits), and whose caller
+// answers only after every database is synced (Store.Durable).
+func newBatcher(s *Store, c *mongo.Collection, unsynced bool) *batcher {
+	return &batcher{s: s, coll: c, unsynced: unsynced}
+}
 
 // insert adds docs, in a batch with those of concurrent callers, and returns
 // each one's outcome, durable: nil, ErrExists, or the store's error. A
@@ -59,6 +68,9 @@ func (b *batcher) insert(ctx context.Context, docs ...any) ([]error, error) {
 	case <-p.done:
 	case <-ctx.Done():
 		return nil, classify(ctx.Err())
+	}
+	if b.unsynced {
+		return p.errs, nil
 	}
 	if err := b.s.durable(ctx, b.coll.Database().Name()); err != nil {
 		return nil, fmt.Errorf("insert into %s: %w", b.coll.Name(), err)

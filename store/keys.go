@@ -50,6 +50,12 @@ func (s *Store) ClaimKey(ctx context.Context, id, subjectID string, now int64) (
 // returns those another holder had already (claim each of them with
 // ClaimKey to learn who). On any other error some of the keys may have been
 // claimed; ReleaseKey gives them back.
+//
+// It returns before the keys are synced: the subject's write that follows a
+// claim goes to the same database, so it cannot last without them, and a
+// caller answers only once every database is synced (Durable). A claim that
+// a power cut takes back was never answered, and a key left without its
+// subject is taken over after its lease.
 func (s *Store) ClaimKeys(ctx context.Context, ids []string, subjectID string, now int64) ([]string, error) {
 	if len(ids) == 0 {
 		return nil, nil

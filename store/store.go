@@ -218,9 +218,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
-	s.subjectInserts = newBatcher(s, s.subjects)
-	s.keyInserts = newBatcher(s, s.keys)
-	s.dataKeyInserts = newBatcher(s, s.dataKeys)
+	s.subjectInserts = newBatcher(s, s.subjects, false)
+	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
+	s.dataKeyInserts = newBatcher(s, s.dataKeys, false)
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,

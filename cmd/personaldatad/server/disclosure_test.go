@@ -545,51 +545,56 @@ func TestRecipientNotifications(t *testing.T) {
 // (the server stopped right after writing it) is queued by the next call
 // that reads the subject, and never twice.
 func TestPendingNoticeRecovery(t *testing.T) {
-	transports(t, func(t *testing.T, e *env, c caller) {
-		sub := create(t, c, 73)
-		d := e.domreg(t, c)
-		call(t, d, discloseRPC, discloseReq(sub, "d-1", registry, pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONTRACT, "order-1", pdv1.DataCategory_DATA_CATEGORY_CONTACT), &pdv1.DiscloseResponse{})
-		// The crash: the rectification's change is written in the subject's
-		// document (in the same update as the change itself, unsealed, as it
-		// names fields only), and nothing else happened.
-		ctx := context.Background()
-		subjects := e.coll("subjects")
-		var doc struct {
-			Version int64 `bson:"v"`
-		}
-		if err := subjects.FindOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}).Decode(&doc); err != nil {
-			t.Fatal(err)
-		}
-		change := bson.D{{Key: "kind", Value: "CHANGE_KIND_RECTIFIED"}, {Key: "fields", Value: bson.A{"email"}}, {Key: "at", Value: e.clock.Now().UnixNano()}, {Key: "version", Value: doc.Version + 1}}
-		if _, err := subjects.UpdateOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}, bson.D{
-			{Key: "$push", Value: bson.D{{Key: "changes", Value: change}}},
-			{Key: "$set", Value: bson.D{{Key: "v", Value: doc.Version + 1}}},
-		}); err != nil {
-			t.Fatal(err)
-		}
-		if got := notices(t, d, registry); len(got) != 0 {
-			t.Fatalf("queued before the subject was read: %v", got)
-		}
-		call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
-		got := notices(t, d, registry)
-		if len(got) != 1 || got[0].GetKind() != pdv1.NotificationKind_NOTIFICATION_KIND_RECTIFIED || !slices.Equal(got[0].GetFields(), []string{"email"}) {
-			t.Fatalf("after the read: %v", got)
-		}
-		// The mark that it was queued lost too (it is written after the
-		// queue): queueing again finds it there and adds nothing.
-		if _, err := subjects.UpdateOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: 0}}}}); err != nil {
-			t.Fatal(err)
-		}
-		call(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
-		if again := notices(t, d, registry); len(again) != 1 || e.count(t, "notifications") != 1 {
-			t.Errorf("queued twice: %v", again)
-		}
-		// And the next change is queued after it.
-		rectifyPhone(t, c, sub, "rect", "+46701234502")
-		if again := notices(t, d, registry); len(again) != 2 || noticeSeq(again[1]) <= noticeSeq(again[0]) {
-			t.Errorf("after the next change: %v", again)
-		}
-	})
+	// On a shared store: the test's own writes stand in for a crash, and a
+	// server that owns its store keeps the subjects it wrote in memory
+	// (after a real crash it starts with none).
+	transportsOn(t, sharedStore, pendingNoticeRecovery)
+}
+
+func pendingNoticeRecovery(t *testing.T, e *env, c caller) {
+	sub := create(t, c, 73)
+	d := e.domreg(t, c)
+	call(t, d, discloseRPC, discloseReq(sub, "d-1", registry, pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONTRACT, "order-1", pdv1.DataCategory_DATA_CATEGORY_CONTACT), &pdv1.DiscloseResponse{})
+	// The crash: the rectification's change is written in the subject's
+	// document (in the same update as the change itself, unsealed, as it
+	// names fields only), and nothing else happened.
+	ctx := context.Background()
+	subjects := e.coll("subjects")
+	var doc struct {
+		Version int64 `bson:"v"`
+	}
+	if err := subjects.FindOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	change := bson.D{{Key: "kind", Value: "CHANGE_KIND_RECTIFIED"}, {Key: "fields", Value: bson.A{"email"}}, {Key: "at", Value: e.clock.Now().UnixNano()}, {Key: "version", Value: doc.Version + 1}}
+	if _, err := subjects.UpdateOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}, bson.D{
+		{Key: "$push", Value: bson.D{{Key: "changes", Value: change}}},
+		{Key: "$set", Value: bson.D{{Key: "v", Value: doc.Version + 1}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := notices(t, d, registry); len(got) != 0 {
+		t.Fatalf("queued before the subject was read: %v", got)
+	}
+	call(t, c, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
+	got := notices(t, d, registry)
+	if len(got) != 1 || got[0].GetKind() != pdv1.NotificationKind_NOTIFICATION_KIND_RECTIFIED || !slices.Equal(got[0].GetFields(), []string{"email"}) {
+		t.Fatalf("after the read: %v", got)
+	}
+	// The mark that it was queued lost too (it is written after the
+	// queue): queueing again finds it there and adds nothing.
+	if _, err := subjects.UpdateOne(ctx, bson.D{{Key: "_id", Value: sub.GetSubjectId()}}, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: 0}}}}); err != nil {
+		t.Fatal(err)
+	}
+	call(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_INVOICING}, &pdv1.GetSubjectForPurposeResponse{})
+	if again := notices(t, d, registry); len(again) != 1 || e.count(t, "notifications") != 1 {
+		t.Errorf("queued twice: %v", again)
+	}
+	// And the next change is queued after it.
+	rectifyPhone(t, c, sub, "rect", "+46701234502")
+	if again := notices(t, d, registry); len(again) != 2 || noticeSeq(again[1]) <= noticeSeq(again[0]) {
+		t.Errorf("after the next change: %v", again)
+	}
 }
 
 // TestNotificationStream reads the stream over gRPC and as the gateway's

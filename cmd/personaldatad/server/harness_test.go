@@ -36,6 +36,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/embedded"
 	"github.com/example/personaldata/store/envelope"
 	"github.com/example/personaldata/store/storetest"
 )
@@ -146,13 +147,38 @@ func dial(t *testing.T, srv *server.Server) *grpc.ClientConn {
 // start runs a server for the test and stops it when the test ends.
 func start(t *testing.T) *env {
 	t.Helper()
+	return startOn(t, storetest.URI())
+}
+
+// sharedStore is the URI of a store that servers reach as replicas do, none
+// of them owning it: the MongoDB the tests run against, or else an embedded
+// store started for the test alone. A server that owns its embedded store
+// keeps the subjects it wrote in memory, so writes by another replica, or
+// by the test itself standing in for a crash, need such a store to be seen.
+func sharedStore(t *testing.T) string {
+	t.Helper()
+	if uri := storetest.URI(); uri != "" {
+		return uri
+	}
+	db, err := embedded.Start(context.Background(), t.TempDir(), embedded.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() }) // after the servers that use it
+	return db.URI()
+}
+
+// startOn is start with the store at uri (empty: an embedded store the
+// server owns).
+func startOn(t *testing.T, uri string) *env {
+	t.Helper()
 	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
 	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
 	dir := t.TempDir()
 	e.dir, e.keyFile = dir, filepath.Join(dir, "keyring.json")
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, stop := serve(t, dir, server.Config{
-		Store: store.Config{URI: storetest.URI(), DataDir: filepath.Join(dir, "data"), Database: database},
+		Store: store.Config{URI: uri, DataDir: filepath.Join(dir, "data"), Database: database},
 		Now:   e.clock.Now,
 	}, log)
 	e.srv = srv
@@ -166,7 +192,7 @@ func start(t *testing.T) *env {
 	e.operator = readToken(t, filepath.Join(dir, "operator.token"))
 	e.token = e.principal(t, "tester", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-42"}, allPurposes)
 	t.Cleanup(func() {
-		if storetest.URI() != "" {
+		if uri != "" {
 			for _, name := range []string{database, store.AuditDatabase(database), store.KeysDatabase(database)} {
 				_ = client.Database(name).Drop(context.Background())
 			}
@@ -467,12 +493,19 @@ func streamResult(body []byte, resp proto.Message) error {
 // transports runs f once over gRPC and once over REST, each on a fresh server.
 func transports(t *testing.T, f func(t *testing.T, e *env, c caller)) {
 	t.Helper()
+	transportsOn(t, func(*testing.T) string { return storetest.URI() }, f)
+}
+
+// transportsOn is transports with each server on the store at the URI
+// storeURI gives (sharedStore, say).
+func transportsOn(t *testing.T, storeURI func(*testing.T) string, f func(t *testing.T, e *env, c caller)) {
+	t.Helper()
 	t.Run("grpc", func(t *testing.T) {
-		e := start(t)
+		e := startOn(t, storeURI(t))
 		f(t, e, e.gc())
 	})
 	t.Run("rest", func(t *testing.T) {
-		e := start(t)
+		e := startOn(t, storeURI(t))
 		f(t, e, e.rc())
 	})
 }

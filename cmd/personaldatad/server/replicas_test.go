@@ -31,7 +31,7 @@ import (
 // and a replica B of it on A's store; c is the transport.
 func replicas(t *testing.T, f func(t *testing.T, a, b *env, c caller)) {
 	t.Helper()
-	transports(t, func(t *testing.T, a *env, c caller) {
+	transportsOn(t, sharedStore, func(t *testing.T, a *env, c caller) {
 		f(t, a, a.replica(t), c)
 	})
 }
