@@ -21,7 +21,10 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/mongo/readpref"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/example/personaldata/store/embedded"
 )
@@ -141,6 +144,9 @@ type Store struct {
 	// databases are the names of the data's, the audit trail's and the
 	// keys' databases.
 	databases []string
+	// tracer makes a span of every wait for a sync (durable), so that a
+	// trace shows where a call's time went; a no-op without tracing.
+	tracer trace.Tracer
 
 	// auditEvents are the hash-chained audit events; auditHeads hint at the
 	// last seq of each chain.
@@ -161,7 +167,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if durability == DurabilityNormal && cfg.URI != "" {
 		return nil, errors.New("store: durability normal is for the embedded store; MongoDB writes are majority-acknowledged and journaled")
 	}
-	s := &Store{durability: durability, databases: []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)}}
+	s := &Store{durability: durability, databases: []string{cfg.Database, AuditDatabase(cfg.Database), KeysDatabase(cfg.Database)},
+		tracer: noop.NewTracerProvider().Tracer("")}
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer("github.com/example/personaldata/store")
+	}
 	uri := cfg.URI
 	wc := writeconcern.Majority()
 	if uri == "" {
@@ -381,7 +391,10 @@ func (s *Store) durable(ctx context.Context, dbs ...string) error {
 	if s.embedded == nil || s.durability != DurabilityFull {
 		return nil
 	}
+	ctx, span := s.tracer.Start(ctx, "sync", trace.WithAttributes(attribute.StringSlice("db.namespace", dbs)))
+	defer span.End()
 	if err := s.embedded.Sync(ctx, dbs...); err != nil {
+		span.SetStatus(codes.Error, "sync failed")
 		return fmt.Errorf("%w: a write may not last: %w", ErrUnavailable, err)
 	}
 	return nil

@@ -60,6 +60,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,6 +89,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -133,6 +137,7 @@ type config struct {
 	ops            []string
 	cpuProfile     string
 	serverPID      int
+	spans          bool
 }
 
 // maxClients is the largest number of clients the run uses.
@@ -155,6 +160,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&ops, "ops", strings.Join(allOps(), ","), "comma-separated operations to run")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the server during the operations (not the seeding); with -addr, of pdbench itself")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "with -addr: pid of that personaldatad on this machine, to measure its CPU time per call")
+	fs.BoolVar(&c.spans, "spans", false, "trace every call in the server child and print where a call's time went, span by span (tracing costs some CPU of its own)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -184,6 +190,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-addr with -transport rest needs -http-addr")
 	case c.addr == "" && c.httpAddr != "":
 		return c, errors.New("-http-addr goes with -addr")
+	case c.addr != "" && c.spans:
+		return c, errors.New("-spans is for the server pdbench starts")
 	case c.addr != "" && durabilitySet:
 		return c, errors.New("-durability is for the server pdbench starts; a running server has its own")
 	case c.addr != "" && c.token == "":
@@ -245,7 +253,7 @@ func realMain(ctx context.Context) error {
 	runID := fmt.Sprintf("%08x", rand.Uint32()) // keeps idempotency keys and people of different runs apart
 	firstPerson := 0
 	if cfg.addr == "" {
-		p, err := startServerProcess(ctx, cfg.database, cfg.durability)
+		p, err := startServerProcess(ctx, cfg.database, cfg.durability, cfg.spans)
 		if err != nil {
 			return err
 		}
@@ -325,9 +333,23 @@ func realMain(ctx context.Context) error {
 	var results []result
 	for _, clients := range cfg.clients {
 		for _, op := range cfg.ops {
+			if cfg.spans { // the seeding's, or the last operation's
+				if _, err := serverProc.query(cmdSpans); err != nil {
+					return err
+				}
+			}
 			r, err := b.run(ctx, op, clients)
 			if err != nil {
 				return fmt.Errorf("%s with %d clients: %w", op, clients, err)
+			}
+			if cfg.spans {
+				answer, err := serverProc.query(cmdSpans)
+				if err != nil {
+					return err
+				}
+				if err := json.Unmarshal([]byte(answer), &r.spans); err != nil {
+					return fmt.Errorf("the server's spans: %w", err)
+				}
 			}
 			if ctx.Err() != nil {
 				break
@@ -382,14 +404,19 @@ func benchPrincipal(ctx context.Context, addr, operator string) (string, error) 
 // startServer starts the real server with an embedded store in a fresh
 // temporary directory and returns it with the first operator's token. stop
 // shuts it down and removes the directory.
-func startServer(ctx context.Context, database string, durability store.Durability) (*server.Server, string, string, func(), error) {
+func startServer(ctx context.Context, database string, durability store.Durability, spans *spanAggregator) (*server.Server, string, string, func(), error) {
 	dir, err := os.MkdirTemp("", "pdbench-*")
 	if err != nil {
 		return nil, "", "", nil, err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	tokenFile := filepath.Join(dir, "operator.token")
+	var tp trace.TracerProvider
+	if spans != nil {
+		tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	}
 	srv, err := server.New(ctx, server.Config{
+		TracerProvider:    tp,
 		GRPCAddr:          "127.0.0.1:0",
 		HTTPAddr:          "127.0.0.1:0",
 		Store:             store.Config{DataDir: filepath.Join(dir, "data"), Database: database, Durability: durability},
@@ -550,6 +577,8 @@ type result struct {
 	// serverCPU and clientCPU are the CPU time the server and this process
 	// spent while the operation ran, or -1 when not measured.
 	serverCPU, clientCPU time.Duration
+	// spans are the server's spans of the calls, with -spans.
+	spans spanTotals
 }
 
 func (r result) ok() int { return r.calls - r.errors - r.conflicts }
@@ -870,6 +899,12 @@ func printResults(cfg config, durability string, results []result, serverNote st
 	fmt.Println("(calls/s, latencies and CPU per call count successful calls only; CPU is user+system time while the operation ran)")
 	fmt.Println("(server CPU: " + serverNote + "; client CPU: pdbench itself)")
 
+	if cfg.spans {
+		fmt.Println("\nwhere a call's time went, in the server's spans (mean time, and spans per call):")
+		for _, r := range results {
+			fmt.Printf("  %3d clients, %s: %s\n", r.clients, r.op, r.spans.describe(r.calls))
+		}
+	}
 	for _, r := range results {
 		if r.firstErr != nil {
 			fmt.Printf("first error of %s with %d clients: %s\n", r.op, r.clients, describe(r.firstErr))

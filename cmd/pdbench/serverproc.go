@@ -52,10 +52,11 @@ func parseHandshake(line string) (serverInfo, error) {
 }
 
 // Commands the child reads from stdin, one a line. It answers each with a
-// line "ok" or "error: <reason>".
+// line "ok" (with the answer, for spans) or "error: <reason>".
 const (
 	cmdProfileStart = "profile-start" // profile-start <file>: start a CPU profile into file
 	cmdProfileStop  = "profile-stop"  // stop it and write the file out
+	cmdSpans        = "spans"         // the spans ended since the last time, as JSON (spanTotals)
 )
 
 // parseCommand splits a command line into the command and its argument.
@@ -65,9 +66,9 @@ func parseCommand(line string) (cmd, arg string, err error) {
 	switch {
 	case cmd == cmdProfileStart && arg == "":
 		return "", "", errors.New(cmdProfileStart + " needs a file")
-	case cmd == cmdProfileStop && arg != "":
-		return "", "", errors.New(cmdProfileStop + " takes no argument")
-	case cmd != cmdProfileStart && cmd != cmdProfileStop:
+	case (cmd == cmdProfileStop || cmd == cmdSpans) && arg != "":
+		return "", "", errors.New(cmd + " takes no argument")
+	case cmd != cmdProfileStart && cmd != cmdProfileStop && cmd != cmdSpans:
 		return "", "", fmt.Errorf("unknown command %q", cmd)
 	}
 	return cmd, arg, nil
@@ -79,16 +80,20 @@ func parseCommand(line string) (cmd, arg string, err error) {
 // and removes the directory.
 func serveChild(args []string) error {
 	server.TuneRuntime() // as the daemon does
-	if len(args) != 2 {
-		return fmt.Errorf("%s=1 takes the database name and the durability as its arguments", serveEnv)
+	if len(args) != 3 || (args[2] != "spans" && args[2] != "-") {
+		return fmt.Errorf("%s=1 takes the database name, the durability and \"spans\" or \"-\" as its arguments", serveEnv)
 	}
 	durability, err := store.ParseDurability(args[1])
 	if err != nil {
 		return err
 	}
+	var spans *spanAggregator
+	if args[2] == "spans" {
+		spans = newSpanAggregator()
+	}
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	srv, operator, dir, stopServer, err := startServer(ctx, args[0], durability)
+	srv, operator, dir, stopServer, err := startServer(ctx, args[0], durability, spans)
 	if err != nil {
 		return err
 	}
@@ -136,6 +141,7 @@ func serveChild(args []string) error {
 			}
 		}
 		cmd, arg, err := parseCommand(line)
+		var answer string
 		switch {
 		case err != nil:
 		case cmd == cmdProfileStart && profile != nil:
@@ -153,8 +159,12 @@ func serveChild(args []string) error {
 			pprof.StopCPUProfile()
 			err = profile.Close()
 			profile = nil
+		case cmd == cmdSpans && spans == nil:
+			err = errors.New("the server was started without spans")
+		case cmd == cmdSpans:
+			answer, err = spans.take()
 		}
-		reply := "ok"
+		reply := strings.TrimSpace("ok " + answer)
 		if err != nil {
 			reply = "error: " + err.Error()
 		}
@@ -175,7 +185,7 @@ type serverProcess struct {
 
 // startServerProcess runs this binary again as the server child and waits
 // until its server serves. The caller must call stop, on every path.
-func startServerProcess(ctx context.Context, database string, durability store.Durability) (*serverProcess, error) {
+func startServerProcess(ctx context.Context, database string, durability store.Durability, spans bool) (*serverProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -183,7 +193,11 @@ func startServerProcess(ctx context.Context, database string, durability store.D
 	// Not ctx: after an interrupt the child still shuts down in good order,
 	// on stdin's end; killing is stop's last resort.
 	procCtx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(procCtx, exe, database, string(durability))
+	spansArg := "-"
+	if spans {
+		spansArg = "spans"
+	}
+	cmd := exec.CommandContext(procCtx, exe, database, string(durability), spansArg)
 	cmd.Env = append(os.Environ(), serveEnv+"=1")
 	cmd.Stderr = os.Stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -236,21 +250,28 @@ func (p *serverProcess) pid() int { return p.cmd.Process.Pid }
 
 // command sends the child a command and waits for its answer.
 func (p *serverProcess) command(line string) error {
+	_, err := p.query(line)
+	return err
+}
+
+// query sends the child a command and returns what its "ok" answer holds.
+func (p *serverProcess) query(line string) (string, error) {
 	if _, err := io.WriteString(p.stdin, line+"\n"); err != nil {
-		return fmt.Errorf("server process: %w", err)
+		return "", fmt.Errorf("server process: %w", err)
 	}
 	reply, err := p.stdout.ReadString('\n')
 	if err != nil {
-		return errors.New("server process ended")
+		return "", errors.New("server process ended")
 	}
 	reply = strings.TrimSpace(reply)
 	if reason, ok := strings.CutPrefix(reply, "error: "); ok {
-		return errors.New(reason)
+		return "", errors.New(reason)
 	}
-	if reply != "ok" {
-		return fmt.Errorf("server process: unexpected answer %q", reply)
+	answer, ok := strings.CutPrefix(reply, "ok")
+	if !ok || (answer != "" && answer[0] != ' ') {
+		return "", fmt.Errorf("server process: unexpected answer %q", reply)
 	}
-	return nil
+	return strings.TrimSpace(answer), nil
 }
 
 // stop closes the child's stdin, which shuts it down, and waits for it to
