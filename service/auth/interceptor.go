@@ -63,7 +63,7 @@ func NewAuthenticator(principals *PrincipalCache, log *slog.Logger, reg promethe
 }
 
 // ForGateway returns a copy that believes identities forwarded by the
-// gateway carrying secret. Use it only for the listener the gateway dials.
+// gateway carrying secret. Use it only for the gateway's in-process calls.
 func (a *Authenticator) ForGateway(secret string) *Authenticator {
 	c := *a
 	c.gatewaySecret = secret

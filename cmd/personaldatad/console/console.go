@@ -6,8 +6,8 @@
 //
 // The pages are server-rendered (html/template, embedded with the CSS and
 // the one small script), so the binary needs no build step. Every action
-// is an RPC to the service's gRPC server on loopback, made as the signed-in
-// principal: the same interceptors authenticate it, apply the RPC rule and
+// is an RPC to the service, in-process (the REST gateway's connection),
+// made as the signed-in principal: the same interceptors authenticate it, apply the RPC rule and
 // write the audit trail, which names that principal.
 package console
 
@@ -61,9 +61,9 @@ type Sessions interface {
 
 // Config is what the console needs.
 type Config struct {
-	// Conn reaches the service's gRPC server that believes the identities
-	// this process forwards (the listener the REST gateway dials, with its
-	// secret attached to every call).
+	// Conn reaches the service as the REST gateway does, in-process, where
+	// the identities this process forwards are believed (its secret is
+	// attached to every call).
 	Conn grpc.ClientConnInterface
 	// Sessions keeps the sign-in sessions.
 	Sessions Sessions
