@@ -36,15 +36,17 @@ import (
 // fsync reports success for data it lost. Once one has failed, Sync fails
 // for good; a restart recovers what the logs hold.
 func (s *Server) Sync(ctx context.Context, dbs ...string) error {
-	syncers := make([]*logSyncer, len(dbs))
-	for i, db := range dbs {
+	syncers := make([]*logSyncer, 0, len(dbs))
+	for _, db := range dbs {
 		if !validDBName(db) {
 			return fmt.Errorf("embedded: sync: invalid database name %q", db)
 		}
-		syncers[i] = s.logSyncer(db)
+		if y := s.logSyncer(db); !y.clean() {
+			syncers = append(syncers, y)
+		}
 	}
 	// The logs in parallel, the first in this goroutine.
-	errs := make([]error, len(dbs))
+	errs := make([]error, len(syncers))
 	var wg sync.WaitGroup
 	for i := 1; i < len(syncers); i++ {
 		wg.Go(func() { errs[i] = syncers[i].sync(ctx) })
@@ -136,10 +138,12 @@ type syncRound struct {
 	err  error
 }
 
+// clean reports whether every write that started has returned and was
+// synced: whatever a caller could have read of them, or written, is durable.
+func (y *logSyncer) clean() bool { return y.started.Load() == y.synced.Load() }
+
 func (y *logSyncer) sync(ctx context.Context) error {
-	// Every write that started has returned and was synced: whatever a
-	// caller could have read of them, or written, is durable.
-	if y.started.Load() == y.synced.Load() {
+	if y.clean() {
 		return nil
 	}
 	y.mu.Lock()
