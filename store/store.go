@@ -677,3 +677,17 @@ func (s *Store) URI() string { return s.uri }
 
 // Durability says when the store acknowledges a write.
 func (s *Store) Durability() Durability { return s.durability }
+
+// SyncFailed returns, on the embedded store, the error of the sync that
+// failed: from then on no write can be made durable, and only a restart,
+// which recovers what the logs hold, helps. Nil on MongoDB and while the
+// syncs succeed.
+func (s *Store) SyncFailed() error {
+	if s.embedded == nil {
+		return nil
+	}
+	if err := s.embedded.Failed(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}

@@ -42,12 +42,14 @@ import (
 	"io/fs"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,6 +113,7 @@ func TestPowerCut(t *testing.T) {
 	t.Logf("daemon built in %s", time.Since(begin).Round(time.Millisecond))
 
 	t.Run("first-start", func(t *testing.T) { testFirstStartCut(t, bin) })
+	t.Run("sync-failure", func(t *testing.T) { testSyncFailure(t, bin) })
 	t.Run("durability-full", func(t *testing.T) {
 		p := runPowerCuts(t, bin, store.DurabilityFull, seed)
 		p.report()
@@ -211,6 +214,124 @@ func testFirstStartCut(t *testing.T, bin string) {
 		} else if !slices.ContainsFunc(res.GetPrincipals(), func(p *pdv1.Principal) bool { return p.GetPrincipalId() == "operator" }) {
 			t.Errorf("ListPrincipals over %s after the cut does not list the first operator", via.transport())
 		}
+	}
+	if err := d.stop(); err != nil {
+		t.Errorf("graceful stop: %v", err)
+	}
+}
+
+// testSyncFailure: the disk under the daemon starts failing its syncs. A
+// create is then answered UNAVAILABLE, never OK; the daemon reports itself
+// neither ready nor live, since only a restart recovers; and it goes on
+// refusing writes once the disk works again, since it cannot know what the
+// failed sync lost. After a power cut and a restart, the subject it
+// acknowledged before is there, and the creates it refused succeed when
+// resent with their idempotency keys.
+func testSyncFailure(t *testing.T, bin string) {
+	pfs, mnt := mountPowerCut(t)
+	dir := t.TempDir()
+	logFile, err := os.Create(filepath.Join(dir, "personaldatad.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(mnt, "data")
+	d := &daemon{bin: bin, dataDir: dataDir, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), log: logFile, args: []string{"-drain-delay", "0s"}}
+	t.Cleanup(func() { d.kill9(); logFile.Close() })
+	if _, err := d.start(); err != nil {
+		t.Fatal(err)
+	}
+	token, err := os.ReadFile(filepath.Join(dataDir, "operator.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dialDaemon(d.grpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	call := func(via client, method string, req, resp proto.Message) error {
+		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		defer cancel()
+		return via.call(ctx, method, req, resp)
+	}
+	op := client{conn: conn, token: strings.TrimSpace(string(token))}
+	var made pdv1.CreatePrincipalResponse
+	if err := call(op, principalRPC, &pdv1.CreatePrincipalRequest{IdempotencyKey: "sync-failure-staff", Principal: &pdv1.Principal{
+		PrincipalId: "sync-failure-staff", Kind: pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, TenantIds: []string{"company"},
+		Purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT},
+	}}, &made); err != nil {
+		t.Fatalf("CreatePrincipal: %s", outcome(err))
+	}
+	staff := []client{{conn: conn, token: made.GetToken()}, {rest: true, base: "http://" + d.httpAddr, token: made.GetToken()}}
+	create := func(via client, n int) (*pdv1.Subject, error) {
+		var res pdv1.CreateSubjectResponse
+		err := call(via, createRPC, &pdv1.CreateSubjectRequest{
+			IdempotencyKey: fmt.Sprintf("sync-failure-%d", n), ControllerId: "company", Person: campaignPerson(9_000_000 + n),
+			Channel: pdv1.Channel_CHANNEL_PORTAL, Reference: "sync-failure",
+		}, &res)
+		return res.GetSubject(), err
+	}
+	probe := func(path string) int {
+		res, err := http.Get("http://" + d.httpAddr + path)
+		if err != nil {
+			return 0
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+
+	before, err := create(staff[0], 1)
+	if err != nil {
+		t.Fatalf("create before the disk fails: %s", outcome(err))
+	}
+	pfs.FailSyncs(syscall.EIO)
+	for i, via := range staff {
+		if _, err := create(via, 2+i); status.Code(err) != codes.Unavailable {
+			t.Errorf("create over %s while syncs fail: %s, want Unavailable", via.transport(), outcome(err))
+		}
+	}
+	if code := probe("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz after a failed sync: %d, want 503", code)
+	}
+	if code := probe("/livez"); code != http.StatusServiceUnavailable {
+		t.Errorf("/livez after a failed sync: %d, want 503 (only a restart recovers)", code)
+	}
+	pfs.FailSyncs(0)
+	if _, err := create(staff[0], 4); status.Code(err) != codes.Unavailable {
+		t.Errorf("create once the disk works again, before a restart: %s, want Unavailable", outcome(err))
+	}
+	if !d.kill9() {
+		t.Fatalf("personaldatad had ended by itself; its log: %s", readLog(logFile.Name()))
+	}
+	rep, err := pfs.Cut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("syncs failed, then killed and cut: %s", rep)
+	if _, err := d.start(); err != nil {
+		t.Fatalf("start after the cut: %v; its log: %s", err, readLog(logFile.Name()))
+	}
+	conn2, err := dialDaemon(d.grpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	staff[0].conn = conn2
+	var got pdv1.AccessSubjectResponse
+	if err := call(staff[0], accessRPC, &pdv1.AccessSubjectRequest{SubjectId: before.GetSubjectId()}, &got); err != nil {
+		t.Fatalf("the subject acknowledged before the failure, after the restart: %s", outcome(err))
+	}
+	if !proto.Equal(got.GetSubject().GetPerson(), before.GetPerson()) {
+		t.Error("the subject acknowledged before the failure reads otherwise after the restart")
+	}
+	for i, n := range []int{2, 3, 4} {
+		if _, err := create(staff[i%2], n); err != nil {
+			t.Errorf("create %d resent after the restart: %s", n, outcome(err))
+		}
+	}
+	if code := probe("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz after the restart: %d", code)
 	}
 	if err := d.stop(); err != nil {
 		t.Errorf("graceful stop: %v", err)

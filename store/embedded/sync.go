@@ -109,8 +109,11 @@ type logSyncer struct {
 	mu      sync.Mutex
 	running bool
 	next    *syncRound // the round that starts when the running one ends
-	failed  error
-	closing bool // close came while a round ran: the last round closes the log
+	failed  error      // why every sync fails from now on: a failed sync, or close
+	syncErr error      // the failed sync's error, when that was why
+	closing bool       // close came while a round ran: the last round closes the log
+	// poisoned says failed is set, for clean, which takes no lock.
+	poisoned atomic.Bool
 
 	// fdatasync syncs the log (a test's stand-in can fail or count).
 	fdatasync func(*os.File) error
@@ -139,8 +142,11 @@ type syncRound struct {
 }
 
 // clean reports whether every write that started has returned and was
-// synced: whatever a caller could have read of them, or written, is durable.
-func (y *logSyncer) clean() bool { return y.started.Load() == y.synced.Load() }
+// synced: whatever a caller could have read of them, or written, is
+// durable. Never after a failed sync, which makes every later sync fail.
+func (y *logSyncer) clean() bool {
+	return !y.poisoned.Load() && y.started.Load() == y.synced.Load()
+}
 
 func (y *logSyncer) sync(ctx context.Context) error {
 	if y.clean() {
@@ -173,29 +179,62 @@ func (y *logSyncer) sync(ctx context.Context) error {
 
 // run syncs the log for round r, then hands the next round, if anyone
 // waits for one, to a goroutine of its own, so that the caller who ran r
-// is answered without waiting for it.
+// is answered without waiting for it. Once a sync failed, no round runs
+// again: those waiting get the failure, since a later fsync could report
+// success for pages the kernel dropped after the failed one.
 func (y *logSyncer) run(r *syncRound) {
 	finished := y.finished.Load() // before the sync, which covers them all
 	r.err = y.syncLog()
 	if r.err == nil {
 		y.synced.Store(finished)
 	}
-	close(r.done)
 	y.mu.Lock()
 	if r.err != nil && y.failed == nil {
-		y.failed = fmt.Errorf("embedded: a sync failed, so no later write is known to last until a restart: %w", r.err)
+		y.syncErr = fmt.Errorf("embedded: a sync failed, so no later write is known to last until a restart: %w", r.err)
+		y.fail(y.syncErr)
 	}
 	next := y.next
 	y.next = nil
+	if next != nil && y.failed != nil {
+		next.err = y.failed
+		close(next.done)
+		next = nil
+	}
 	y.running = next != nil
 	closeLog := y.closing && next == nil
 	y.mu.Unlock()
+	close(r.done)
 	if next != nil {
 		go y.run(next)
 	}
 	if closeLog {
 		y.closeLog()
 	}
+}
+
+// fail records the first failure, after which every sync fails; y.mu held.
+func (y *logSyncer) fail(err error) {
+	if y.failed == nil {
+		y.failed = err
+		y.poisoned.Store(true)
+	}
+}
+
+// Failed returns the error of the first sync that failed, for good: the
+// server cannot make a write durable until it is restarted (readiness and
+// liveness report it). Nil while every sync has succeeded.
+func (s *Server) Failed() error {
+	s.syncersMu.Lock()
+	defer s.syncersMu.Unlock()
+	for _, y := range s.syncers {
+		y.mu.Lock()
+		err := y.syncErr
+		y.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncLog fsyncs the log, and the directory when the log is new to it,
@@ -238,9 +277,7 @@ func (y *logSyncer) syncLog() error {
 // close closes the log once no round runs; after it, sync fails.
 func (y *logSyncer) close() {
 	y.mu.Lock()
-	if y.failed == nil {
-		y.failed = errors.New("embedded: sync: the store is closed")
-	}
+	y.fail(errors.New("embedded: sync: the store is closed"))
 	if y.running {
 		y.closing = true
 		y.mu.Unlock()

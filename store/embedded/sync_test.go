@@ -136,6 +136,36 @@ func TestSyncFailsForGoodAfterAFailure(t *testing.T) {
 	}
 }
 
+// A caller waiting for the round after the one that failed gets the failure
+// too, without a sync: its write may sit behind the pages the kernel could
+// not write, and a second fdatasync would not say so.
+func TestSyncFailureReachesWhoWaitsBehindIt(t *testing.T) {
+	l := newFakeLog(t)
+	l.delay = 50 * time.Millisecond
+	l.fail = syscall.EIO
+	first := make(chan error, 1)
+	go func() { first <- l.write(context.Background()) }()
+	for l.count() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	l.mu.Lock()
+	l.fail, l.delay = nil, 0 // a second sync would succeed
+	l.mu.Unlock()
+	if err := l.write(t.Context()); err == nil {
+		t.Error("the caller queued behind a failed sync was told its write is durable")
+	}
+	if err := <-first; !errors.Is(err, syscall.EIO) {
+		t.Errorf("the failed sync's caller: %v, want EIO", err)
+	}
+	if n := l.count(); n != 1 {
+		t.Errorf("%d syncs ran; after the failure none should", n)
+	}
+	// Nothing new was written, yet the log is not taken for clean.
+	if err := l.y.sync(t.Context()); err == nil {
+		t.Error("a sync after the failure, with nothing new written, succeeded")
+	}
+}
+
 // A caller whose context ends stops waiting; the round goes on for others.
 func TestSyncWaitEndsWithTheContext(t *testing.T) {
 	l := newFakeLog(t)

@@ -243,6 +243,9 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 	d := n.d
 	switch d.kind {
 	case syscall.S_IFREG:
+		if errno := n.m.fs.failSyncs.Load(); errno != 0 {
+			return syscall.Errno(errno)
+		}
 		d.mu.Lock()
 		d.syncData()
 		d.mu.Unlock()

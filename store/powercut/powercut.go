@@ -32,6 +32,9 @@ type FS struct {
 
 	fileSyncs atomic.Uint64
 	dirSyncs  atomic.Uint64
+	// failSyncs, when not 0, is the errno every fsync of a regular file
+	// answers, making nothing durable (FailSyncs).
+	failSyncs atomic.Uint32
 
 	mu       sync.Mutex // serialises Cut and Unmount
 	cur      *mount     // nil once unmounted
@@ -127,6 +130,11 @@ func (f *FS) Fallback() error {
 	defer f.mu.Unlock()
 	return f.fallback
 }
+
+// FailSyncs makes every fsync and fdatasync of a regular file fail with
+// errno, as a failing disk does, and make nothing durable; 0 makes them
+// work again. Directory syncs are not affected.
+func (f *FS) FailSyncs(errno syscall.Errno) { f.failSyncs.Store(uint32(errno)) }
 
 // Stats returns the syncs seen and the cuts made since Mount.
 func (f *FS) Stats() Stats {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -603,5 +604,36 @@ func TestConcurrentWriters(t *testing.T) {
 	cut(t, f)
 	for i, name := range names {
 		wantContent(t, name, append([]byte{}, synced[i]...))
+	}
+}
+
+// FailSyncs makes file syncs fail and keep nothing: a cut then forgets what
+// they did not make durable; once it is lifted, syncs work again.
+func TestFailSyncs(t *testing.T) {
+	f := mountTest(t)
+	name := filepath.Join(f.Dir(), "file")
+	put(t, name, []byte("first"), true)
+	syncFile(t, f.Dir())
+	f.FailSyncs(syscall.EIO)
+	fl, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fl.Write([]byte(" second")); err != nil {
+		t.Fatal(err)
+	}
+	if err := fl.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Errorf("fsync while syncs fail: %v, want EIO", err)
+	}
+	fl.Close()
+	f.FailSyncs(0)
+	cut(t, f)
+	if got, _ := os.ReadFile(name); string(got) != "first" {
+		t.Errorf("after the cut the file holds %q, want what the last good sync kept", got)
+	}
+	put(t, name, []byte("third"), true)
+	cut(t, f)
+	if got, _ := os.ReadFile(name); string(got) != "third" {
+		t.Errorf("a sync after FailSyncs(0) kept %q, want %q", got, "third")
 	}
 }

@@ -356,9 +356,12 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		metricsMux.Handle("GET /metrics", metricsHandler)
 		s.metrics = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
 	}
-	// Liveness: the process serves; restarting it would not help a store
-	// that is down or full.
+	// Liveness: the process serves (see live).
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.live(); err != nil {
+			http.Error(w, "not live: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	// Readiness: calls can succeed. /healthz is the same, as before the split.
@@ -520,12 +523,26 @@ func (s *Server) Serve(ctx context.Context) error {
 	return errors.Join(serveErr, httpErr, s.Close())
 }
 
-// ready reports whether calls can succeed: the store answers and takes
-// audit appends, which every audited call makes (reads too). The reason
-// names the part that fails, never data.
+// live reports whether the process can serve at all: not once the embedded
+// store failed a sync, after which no write can be made durable until a
+// restart, which recovers what its logs hold. A store that is down or full
+// is not a reason: restarting would not help it.
+func (s *Server) live() error {
+	if err := s.store.SyncFailed(); err != nil {
+		return errors.New("the store failed to sync a write: restart to recover")
+	}
+	return nil
+}
+
+// ready reports whether calls can succeed: the process is live, the store
+// answers and takes audit appends, which every audited call makes (reads
+// too). The reason names the part that fails, never data.
 func (s *Server) ready(ctx context.Context) error {
 	if s.draining.Load() {
 		return errors.New("shutting down")
+	}
+	if err := s.live(); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -540,7 +557,7 @@ func (s *Server) ready(ctx context.Context) error {
 
 // watchStore keeps the gRPC health statuses in step with readiness: each
 // API service is SERVING only while ready; the server as a whole (service
-// "") stays SERVING while it runs, which is liveness.
+// "") is SERVING while it is live.
 func (s *Server) watchStore(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -557,7 +574,11 @@ func (s *Server) watchStore(ctx context.Context) {
 			s.log.Info("ready again")
 		}
 		wasReady = st == healthpb.HealthCheckResponse_SERVING
-		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		live := healthpb.HealthCheckResponse_SERVING
+		if s.live() != nil {
+			live = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		s.health.SetServingStatus("", live)
 		for name := range s.grpc.GetServiceInfo() {
 			if name != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(name, "grpc.reflection.") {
 				s.health.SetServingStatus(name, st)
