@@ -431,11 +431,14 @@ func (s *Service) BootstrapOperator(ctx context.Context, path string) (bool, err
 		RPCs: auth.DefaultRPCs(kind), Description: "created at first start",
 		Tokens: []store.Token{{Hash: hash, CreatedAt: now}}, CreatedAt: now,
 	})
+	if errors.Is(err, store.ErrExists) {
+		_ = os.Remove(pending) // another start stored the operator
+		return false, nil
+	}
 	if err != nil {
-		_ = os.Remove(pending)
-		if errors.Is(err, store.ErrExists) {
-			return false, nil
-		}
+		// The operator may be stored all the same (a write cut short, a
+		// sync that failed): the pending file stays, and the next start
+		// moves it into place if the operator holds its token.
 		return false, fmt.Errorf("bootstrap operator: %w", err)
 	}
 	if err := moveTokenFile(pending, path); err != nil {

@@ -58,7 +58,13 @@ func Write(path string, data []byte, replace bool) (err error) {
 		if err := os.Rename(tmpName, path); err != nil {
 			return fmt.Errorf("durablefile: %w", err)
 		}
-	} else if err := os.Link(tmpName, path); err != nil {
+	} else if err := os.Link(tmpName, path); err == nil {
+		// The temporary name goes before the directory is synced, so
+		// that a power cut cannot bring back a second copy.
+		if err := os.Remove(tmpName); err != nil {
+			return fmt.Errorf("durablefile: %w", err)
+		}
+	} else {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("durablefile: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -259,4 +260,37 @@ func TestStoreOutage(t *testing.T) {
 	_ = check.Close(context.Background())
 	stop()
 	_ = db.Close()
+}
+
+// TestOperatorTokenMovedIntoPlace: a first start cut after it stored the
+// operator and before its token file was moved into place (the token still
+// under its pending name) is finished by the next start, which moves the
+// file; the token then works. A pending file whose token the operator does
+// not hold is left alone.
+func TestOperatorTokenMovedIntoPlace(t *testing.T) {
+	storetest.SkipInMongoMode(t)
+	dir := t.TempDir()
+	cfg := server.Config{Store: store.Config{DataDir: filepath.Join(dir, "data"), Database: "bootstrap"}}
+	_, stop := serve(t, dir, cfg, slog.New(slog.DiscardHandler))
+	stop()
+	path := filepath.Join(dir, "operator.token")
+	token := readToken(t, path)
+	if err := os.Rename(path, path+".pending-cut"); err != nil {
+		t.Fatal(err)
+	}
+	stranger := path + ".pending-other"
+	if err := os.WriteFile(stranger, []byte("pd1.operator.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := serve(t, dir, cfg, slog.New(slog.DiscardHandler))
+	if got := readToken(t, path); got != token {
+		t.Fatal("the token file in place after the next start is not the first operator's")
+	}
+	if _, err := os.Stat(stranger); err != nil {
+		t.Errorf("a pending file of a token the operator does not hold: %v, want it left alone", err)
+	}
+	who := call(t, grpcCaller{dial(t, srv), token}, "personaldata.v1.PrincipalService/GetCaller", &pdv1.GetCallerRequest{}, &pdv1.GetCallerResponse{})
+	if who.GetPrincipal().GetPrincipalId() != "operator" {
+		t.Errorf("the moved token is %q's, want the operator's", who.GetPrincipal().GetPrincipalId())
+	}
 }
