@@ -139,7 +139,7 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (in
 		}
 		docs[i] = e
 	}
-	err := s.apply(ctx, s.auditEvents, func() error {
+	err := s.apply(ctx, s.auditEvents, func(ctx context.Context) error {
 		_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
 		return err
 	})
@@ -263,7 +263,7 @@ func (s *Store) SetAuditHead(ctx context.Context, chain string, seq int64, hash 
 		return nil
 	}
 	// A hint: not waited for (apply).
-	err = s.apply(ctx, s.auditHeads, func() error {
+	err = s.apply(ctx, s.auditHeads, func(ctx context.Context) error {
 		_, err := s.auditHeads.ReplaceOne(ctx, bson.D{{Key: "_id", Value: chain}}, &AuditHead{ID: chain, Seq: seq, Hash: hash},
 			options.Replace().SetUpsert(true))
 		return err

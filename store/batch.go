@@ -134,7 +134,7 @@ func (b *batcher) insertMany(ctx context.Context, docs []any) []error {
 		}
 		return errs
 	}
-	err := b.s.apply(ctx, b.coll, func() error {
+	err := b.s.apply(ctx, b.coll, func(ctx context.Context) error {
 		_, err := b.coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 		return err
 	})

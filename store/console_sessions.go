@@ -82,7 +82,7 @@ func (s *Store) DeleteConsoleSession(ctx context.Context, id string) error {
 // before now (Unix nanoseconds). The embedded store scans for it; sessions
 // are few.
 func (s *Store) DeleteExpiredConsoleSessions(ctx context.Context, now int64) error {
-	err := s.write(ctx, s.consoleSessions(), func() error {
+	err := s.write(ctx, s.consoleSessions(), func(ctx context.Context) error {
 		_, err := s.consoleSessions().DeleteMany(ctx, bson.D{{Key: "expires", Value: bson.D{{Key: "$lte", Value: now}}}})
 		return err
 	})

@@ -328,7 +328,7 @@ func (s *Store) MarkSubjectNotified(ctx context.Context, id string, version int6
 	if cur.NotifiedVersion >= version {
 		return nil
 	}
-	err := s.write(ctx, s.subjects, func() error {
+	err := s.write(ctx, s.subjects, func(ctx context.Context) error {
 		_, err := s.subjects.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "notified_version", Value: version}}}})
 		return err
 	})

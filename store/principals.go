@@ -103,7 +103,7 @@ func (s *Store) NewPrincipalsGeneration(ctx context.Context) (string, error) {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
 	g := generation{ID: principalsGeneration, Value: hex.EncodeToString(b[:])}
-	err := s.write(ctx, s.generations(), func() error {
+	err := s.write(ctx, s.generations(), func(ctx context.Context) error {
 		_, err := s.generations().ReplaceOne(ctx, bson.D{{Key: "_id", Value: g.ID}}, g, options.Replace().SetUpsert(true))
 		return err
 	})

@@ -397,7 +397,7 @@ func (s *Store) ForgetSentOutboxMessages(ctx context.Context, requestID string, 
 	for i := range steps {
 		ids = append(ids, OutboxMessageID(requestID, i))
 	}
-	err := s.write(ctx, s.outboxSent(), func() error {
+	err := s.write(ctx, s.outboxSent(), func(ctx context.Context) error {
 		_, err := s.outboxSent().DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
 		return err
 	})

@@ -197,7 +197,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	opts := options.Client().ApplyURI(uri).
 		SetWriteConcern(wc).
-		SetTimeout(30 * time.Second)
+		SetTimeout(writeTimeout)
 	if cfg.TracerProvider != nil {
 		opts.SetMonitor(tracingMonitor(cfg.TracerProvider, cfg.Monitor))
 	} else if cfg.Monitor != nil {
@@ -342,8 +342,9 @@ func (s *Store) lock(collection, id string) func() {
 }
 
 // write runs command, one write command on c, and returns its error as
-// the driver gave it, once the write is durable. On MongoDB that is all: the write concern (majority,
-// journaled) makes the write durable before it is acknowledged.
+// the driver gave it, once the write is durable. On MongoDB that is all:
+// the write concern (majority, journaled) makes the write durable before it
+// is acknowledged.
 //
 // On the embedded store it first waits for the writer slot of c's database
 // (its SQLite file): SQLite takes one writer at a time and makes the others
@@ -355,7 +356,7 @@ func (s *Store) lock(collection, id string) func() {
 // that wait at the same time), so that nothing that depends on it, an
 // answer or a later write, goes ahead of it. A failed or abandoned sync is
 // ErrUnavailable: the write may or may not last.
-func (s *Store) write(ctx context.Context, c *mongo.Collection, command func() error) error {
+func (s *Store) write(ctx context.Context, c *mongo.Collection, command func(context.Context) error) error {
 	err := s.apply(ctx, c, command)
 	if serr := s.durable(ctx, c.Database().Name()); serr != nil {
 		return serr
@@ -368,18 +369,32 @@ func (s *Store) write(ctx context.Context, c *mongo.Collection, command func() e
 // batch, a document's lock), or for a hint that may be lost, such as an
 // audit chain's head: a later sync makes it durable, and until then a
 // power cut may take it back, never past what it points to.
-func (s *Store) apply(ctx context.Context, c *mongo.Collection, command func() error) error {
+//
+// On the embedded store the command gets a context that the caller's end
+// does not cancel (bounded by writeTimeout): a write abandoned in flight
+// could land after the store took it for failed, unseen by the subject
+// cache and by the count of writes that the syncs go by.
+func (s *Store) apply(ctx context.Context, c *mongo.Collection, command func(context.Context) error) error {
 	release, err := s.writerSlot(ctx, c)
 	if err != nil {
 		return err
 	}
-	if s.embedded != nil {
-		defer s.embedded.Writing(c.Database().Name())()
+	if s.embedded == nil {
+		err = command(ctx)
+		release()
+		return err
 	}
-	err = command()
+	defer s.embedded.Writing(c.Database().Name())()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	err = command(wctx)
 	release()
 	return err
 }
+
+// writeTimeout bounds a write command once it is sent, as the driver's
+// client timeout does.
+const writeTimeout = 30 * time.Second
 
 // durable waits until every write to the databases dbs that returned before
 // the call is on stable storage: at full durability on the embedded store,
@@ -498,7 +513,7 @@ func (s *Store) replaceApplied(ctx context.Context, c *mongo.Collection, id stri
 		filter = append(filter, guard...)
 	}
 	var res *mongo.UpdateResult
-	err := s.apply(ctx, c, func() (err error) {
+	err := s.apply(ctx, c, func(ctx context.Context) (err error) {
 		res, err = c.ReplaceOne(ctx, filter, doc)
 		return err
 	})
@@ -515,7 +530,7 @@ func (s *Store) remove(ctx context.Context, c *mongo.Collection, id string, guar
 	if s.locks == nil {
 		filter = append(filter, guard...)
 	}
-	return classify(s.write(ctx, c, func() error {
+	return classify(s.write(ctx, c, func(ctx context.Context) error {
 		_, err := c.DeleteOne(ctx, filter)
 		return err
 	}))
@@ -625,7 +640,7 @@ func seqRange[D any, P identified[D]](ctx context.Context, s *Store, c *mongo.Co
 
 // insert adds doc; a document with the same _id is ErrExists.
 func (s *Store) insert(ctx context.Context, c *mongo.Collection, doc any) error {
-	err := s.write(ctx, c, func() error {
+	err := s.write(ctx, c, func(ctx context.Context) error {
 		_, err := c.InsertOne(ctx, doc)
 		return err
 	})

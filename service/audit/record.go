@@ -199,15 +199,21 @@ func (r *Recorder) Unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 	if !audited(info.FullMethod) {
 		// Not audited when answered, but a refusal is, as everywhere.
 		resp, err := handler(ctx, req)
-		if t, ok := r.refused(ctx, info.FullMethod, req, nil, err); ok && !r.append(ctx, info.FullMethod, t, err) {
-			return nil, errAuditDown
+		if t, ok := r.refused(ctx, info.FullMethod, req, nil, err); ok {
+			if !r.append(ctx, info.FullMethod, t, err) {
+				return nil, errAuditDown
+			}
+			return resp, err
 		}
-		return resp, err
+		return resp, r.durable(ctx, err)
 	}
 	rec := &record{}
 	resp, err := handler(context.WithValue(ctx, recordKey{}, rec), req)
 	if t, ok := r.refused(ctx, info.FullMethod, req, rec.touches, err); ok {
 		rec.touches = append(rec.touches, t)
+	}
+	if len(rec.touches) == 0 {
+		return resp, r.durable(ctx, err)
 	}
 	for _, t := range rec.touches {
 		if !r.append(ctx, info.FullMethod, t, err) {
@@ -215,6 +221,18 @@ func (r *Recorder) Unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 		}
 	}
 	return resp, err
+}
+
+// durable, for a call that appends no event (whose append would), waits
+// before it answers until what it may have read is durable: another
+// caller's write it saw may not be synced yet. err is the call's own
+// outcome, returned unless the wait fails.
+func (r *Recorder) durable(ctx context.Context, err error) error {
+	if derr := r.log.st.Durable(ctx); derr != nil {
+		r.logger.ErrorContext(ctx, "what the call read cannot be made durable", slog.String("error", derr.Error()))
+		return errAuditDown
+	}
+	return err
 }
 
 // Stream appends the events of a stream's touches before the data they

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -124,6 +125,24 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 				err = status.Error(codes.Internal, "internal error")
 			}
 		}()
+		return handler(srv, ss)
+	}
+}
+
+// countUnary and countStream count the calls in flight in wg, so that
+// shutdown can wait for them.
+func countUnary(wg *sync.WaitGroup) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		wg.Add(1)
+		defer wg.Done()
+		return handler(ctx, req)
+	}
+}
+
+func countStream(wg *sync.WaitGroup) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		wg.Add(1)
+		defer wg.Done()
 		return handler(srv, ss)
 	}
 }

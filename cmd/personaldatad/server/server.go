@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -122,8 +123,12 @@ type Server struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	// gateConn is the REST gateway's and the console's connection to the
-	// service, in this process.
+	// service, in this process; inproc counts its calls in flight, which
+	// shutdown waits for before it closes the store, and cutHTTP ends the
+	// contexts of the HTTP requests still running when shutdown times out.
 	gateConn grpc.ClientConnInterface
+	inproc   sync.WaitGroup
+	cutHTTP  context.CancelFunc
 	tls      *tls.Config
 	// OperatorCreated says this start created the first operator.
 	OperatorCreated bool
@@ -270,8 +275,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	// gateway forwards with its secret.
 	gatewayAuthn := authn.ForGateway(gatewaySecret)
 	inproc := new(inprocgrpc.Channel).
-		WithServerUnaryInterceptor(chainUnary(unary(gatewayAuthn)...)).
-		WithServerStreamInterceptor(chainStream(stream(gatewayAuthn)...))
+		WithServerUnaryInterceptor(chainUnary(append([]grpc.UnaryServerInterceptor{countUnary(&s.inproc)}, unary(gatewayAuthn)...)...)).
+		WithServerStreamInterceptor(chainStream(append([]grpc.StreamServerInterceptor{countStream(&s.inproc)}, stream(gatewayAuthn)...)...))
 	if tp := cfg.TracerProvider; tp != nil {
 		prop := otelgrpc.WithPropagators(propagation.TraceContext{})
 		inproc.WithServerStatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), prop)).
@@ -374,7 +379,10 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	mux.HandleFunc("GET /readyz", ready)
 	mux.HandleFunc("GET /healthz", ready)
+	httpBase, cutHTTP := context.WithCancel(context.Background())
+	s.cutHTTP = cutHTTP
 	s.http = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return httpBase },
 		Handler:           httpTracing(httpRequestID(mux)),
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -508,6 +516,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
 	httpErr := s.http.Shutdown(shutdownCtx)
+	if httpErr != nil {
+		// Past the timeout, the REST calls still running are cut, as
+		// the gRPC server's are (Stop): their contexts end.
+		s.cutHTTP()
+		_ = s.http.Close()
+	}
 	if s.metrics != nil {
 		_ = s.metrics.Shutdown(shutdownCtx)
 	}
@@ -520,7 +534,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	stopSweeping()
 	<-swept // the sweeper stops before the store closes
+	s.waitInproc()
 	return errors.Join(serveErr, httpErr, s.Close())
+}
+
+// waitInproc waits for the in-process calls of the gateway and the console
+// still running (a call whose HTTP client went away goes on), so that the
+// store closes under none; a call cut at the timeout ends soon after.
+func (s *Server) waitInproc() {
+	done := make(chan struct{})
+	go func() { s.inproc.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		s.log.Warn("closing the store under in-process calls still running")
+	}
 }
 
 // live reports whether the process can serve at all: not once the embedded
