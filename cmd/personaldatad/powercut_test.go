@@ -156,15 +156,8 @@ func mountPowerCut(t *testing.T) (*powercut.FS, string) {
 // first operator's token must be there after the cut, as they were, and
 // the token must work.
 func testFirstStartCut(t *testing.T, bin string) {
-	pfs, mnt := mountPowerCut(t)
-	dir := t.TempDir()
-	logFile, err := os.Create(filepath.Join(dir, "personaldatad.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(mnt, "data")
-	d := &daemon{bin: bin, dataDir: dataDir, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), log: logFile, args: []string{"-drain-delay", "0s"}}
-	t.Cleanup(func() { d.kill9(); logFile.Close() })
+	pfs, d := daemonOnPowerCut(t, bin)
+	dataDir, logFile := d.dataDir, d.log
 	took, err := d.start()
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +213,22 @@ func testFirstStartCut(t *testing.T, bin string) {
 	}
 }
 
+// daemonOnPowerCut mounts a power-cut filesystem and makes, not yet
+// started, a daemon whose data directory is inside it (not the mount point
+// itself, so that the directory's own entry has to be synced), with its log
+// on the ordinary disk.
+func daemonOnPowerCut(t *testing.T, bin string) (*powercut.FS, *daemon) {
+	t.Helper()
+	pfs, mnt := mountPowerCut(t)
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "personaldatad.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{bin: bin, dataDir: filepath.Join(mnt, "data"), grpcAddr: freeAddr(t), httpAddr: freeAddr(t), log: logFile, args: []string{"-drain-delay", "0s"}}
+	t.Cleanup(func() { d.kill9(); logFile.Close() })
+	return pfs, d
+}
+
 // testSyncFailure: the disk under the daemon starts failing its syncs. A
 // create is then answered UNAVAILABLE, never OK; the daemon reports itself
 // neither ready nor live, since only a restart recovers; and it goes on
@@ -228,15 +237,8 @@ func testFirstStartCut(t *testing.T, bin string) {
 // acknowledged before is there, and the creates it refused succeed when
 // resent with their idempotency keys.
 func testSyncFailure(t *testing.T, bin string) {
-	pfs, mnt := mountPowerCut(t)
-	dir := t.TempDir()
-	logFile, err := os.Create(filepath.Join(dir, "personaldatad.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := filepath.Join(mnt, "data")
-	d := &daemon{bin: bin, dataDir: dataDir, grpcAddr: freeAddr(t), httpAddr: freeAddr(t), log: logFile, args: []string{"-drain-delay", "0s"}}
-	t.Cleanup(func() { d.kill9(); logFile.Close() })
+	pfs, d := daemonOnPowerCut(t, bin)
+	dataDir, logFile := d.dataDir, d.log
 	if _, err := d.start(); err != nil {
 		t.Fatal(err)
 	}
