@@ -113,6 +113,14 @@ type tally struct {
 	restarts     []time.Duration
 }
 
+// writeRestarts writes the report's line of how long restarts took.
+func (n *tally) writeRestarts(b *strings.Builder) {
+	if len(n.restarts) > 0 {
+		r := slices.Sorted(slices.Values(n.restarts))
+		fmt.Fprintf(b, "restart to ready           median %s, max %s (%d restarts)\n", r[len(r)/2].Round(time.Millisecond), r[len(r)-1].Round(time.Millisecond), len(r))
+	}
+}
+
 func newTally() tally {
 	return tally{
 		byCode: map[string]map[string]int{}, refused: map[string]int{}, retryRefused: map[string]int{},

@@ -481,10 +481,7 @@ func (c *campaign) report(took time.Duration) {
 	fmt.Fprintf(&b, "lost                       %d %v\n", n.lost.total(), n.lost.byKind)
 	fmt.Fprintf(&b, "duplicated                 %d %v\n", n.duplicated.total(), n.duplicated.byKind)
 	fmt.Fprintf(&b, "refused outright           %v; resends refused %v\n", n.refused, n.retryRefused)
-	if len(n.restarts) > 0 {
-		r := slices.Sorted(slices.Values(n.restarts))
-		fmt.Fprintf(&b, "restart to ready           median %s, max %s (%d restarts)\n", r[len(r)/2].Round(time.Millisecond), r[len(r)-1].Round(time.Millisecond), len(r))
-	}
+	n.writeRestarts(&b)
 	fmt.Fprintf(&b, "subjects                   %d (%d erased)\n", len(c.subjects), countErased(c.subjects))
 	fmt.Fprintf(&b, "erasures cut by kill -9    %d (an undisturbed one took %s)\n", len(c.cuts), c.eraseEstimate.Round(time.Millisecond))
 	for i, cut := range c.cuts {

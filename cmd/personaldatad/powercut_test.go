@@ -1031,10 +1031,7 @@ func (p *powerCut) report() {
 	fmt.Fprintf(&b, "outbox messages back       %d %v\n", n.resurrected.total(), n.resurrected.byKind)
 	fmt.Fprintf(&b, "duplicated                 %d %v\n", n.duplicated.total(), n.duplicated.byKind)
 	fmt.Fprintf(&b, "refused outright           %v; resends refused %v\n", n.refused, n.retryRefused)
-	if len(n.restarts) > 0 {
-		r := slices.Sorted(slices.Values(n.restarts))
-		fmt.Fprintf(&b, "restart to ready           median %s, max %s (%d restarts)\n", r[len(r)/2].Round(time.Millisecond), r[len(r)-1].Round(time.Millisecond), len(r))
-	}
+	n.writeRestarts(&b)
 	if logged, err := logSummary(p.d.log.Name()); err == nil {
 		fmt.Fprintf(&b, "daemon log, WARN and ERROR %v\n", logged)
 	}
