@@ -42,6 +42,7 @@ import (
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
+	"github.com/example/personaldata/store/ledger"
 )
 
 // maxRequestBytes bounds a request, over gRPC and over REST.
@@ -88,6 +89,10 @@ type Config struct {
 	// ConsoleSignIn bounds the support console's failed sign-ins; zero
 	// fields take the console's defaults.
 	ConsoleSignIn console.SignInLimits
+	// ErasureLedger is the erasure ledger's file (store/ledger): every
+	// erasure is recorded there before it is acknowledged; empty keeps
+	// none (tests that do not need it).
+	ErasureLedger string
 	// TracerProvider, when set, traces every request across the HTTP
 	// server, the gateway, gRPC and the store (W3C trace context in and
 	// out); nil turns tracing off.
@@ -115,7 +120,8 @@ type TLSConfig struct {
 type Server struct {
 	log    *slog.Logger
 	store  *store.Store
-	grpc   *grpc.Server // the public listener's
+	ledger *ledger.Ledger // nil without Config.ErasureLedger
+	grpc   *grpc.Server   // the public listener's
 	health *health.Server
 	// auditLog is checked for readiness: every audited call appends to it.
 	auditLog *audit.Log
@@ -188,7 +194,12 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
+	if cfg.ErasureLedger != "" {
+		if s.ledger, err = ledger.Open(cfg.ErasureLedger); err != nil {
+			return fmt.Errorf("-erasure-ledger: %w", err)
+		}
+	}
+	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger})
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
 	reg.MustRegister(svc.BacklogMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
@@ -633,6 +644,10 @@ func (s *Server) Close() error {
 		defer cancel()
 		errs = append(errs, s.store.Close(ctx))
 		s.store = nil
+	}
+	if s.ledger != nil {
+		errs = append(errs, s.ledger.Close())
+		s.ledger = nil
 	}
 	return errors.Join(errs...)
 }
