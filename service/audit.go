@@ -115,7 +115,7 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 	chain := req.GetChain()
 	var v violations
 	switch {
-	case chain == audit.PrincipalsChain:
+	case chain == audit.PrincipalsChain, chain == RestoreChain:
 	case strings.HasPrefix(chain, "subjects/"):
 		if id := strings.TrimPrefix(chain, "subjects/"); id == "" || len(id) > maxIDLen || !controllerPattern.MatchString(id) {
 			v.add("chain", "does not name a subject")
@@ -125,15 +125,15 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 			v.add("chain", "does not name a tenant")
 		}
 	default:
-		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>" or "principals"`)
+		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>", "principals" or "restores"`)
 	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
 	switch {
-	case chain == audit.PrincipalsChain:
+	case chain == audit.PrincipalsChain, chain == RestoreChain:
 		if !c.ActsFor(auth.AllTenants) {
-			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chain of principals is for operators")
+			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chains of principals and restores are for operators")
 		}
 	case strings.HasPrefix(chain, "subjects/"):
 		if err := s.subjectVisible(ctx, c, strings.TrimPrefix(chain, "subjects/")); err != nil {

@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/example/personaldata/store/embedded"
 )
@@ -71,4 +75,100 @@ func (s *Store) slot(ctx context.Context, db string) (func(), error) {
 	case <-ctx.Done():
 		return nil, classify(ctx.Err())
 	}
+}
+
+// splitAuditEventID undoes AuditEventID.
+func splitAuditEventID(id string) (string, int64, bool) {
+	i := strings.LastIndexByte(id, '/')
+	if i < 0 {
+		return "", 0, false
+	}
+	seq, err := strconv.ParseInt(id[i+1:], 10, 64)
+	return id[:i], seq, err == nil
+}
+
+// DataDir is the embedded store's data directory; "" on MongoDB.
+func (s *Store) DataDir() string {
+	if s.embedded == nil {
+		return ""
+	}
+	return s.embedded.Dir()
+}
+
+// SnapshotCounts are what a copy of the three databases holds.
+type SnapshotCounts struct {
+	Subjects, ErasedSubjects, DataKeys, AuditEvents int64
+	// AuditHeads are the audit chains' heads: chain, last seq and hash, in
+	// chain order.
+	AuditHeads []AuditHead
+}
+
+// CountSnapshot reads the copies of the databases named after database in
+// dir (<name>.sqlite, as embedded.Snapshot.CopyTo wrote them).
+func CountSnapshot(ctx context.Context, dir, database string) (SnapshotCounts, error) {
+	var c SnapshotCounts
+	count := func(path, collection, where string, n *int64) error {
+		return embedded.Query(ctx, path, func(db *sql.DB, table func(string) (string, error)) error {
+			t, err := table(collection)
+			if err != nil || t == "" {
+				return err
+			}
+			return db.QueryRowContext(ctx, "SELECT count(*) FROM "+t+" "+where).Scan(n)
+		})
+	}
+	data := filepath.Join(dir, database+".sqlite")
+	audit := filepath.Join(dir, AuditDatabase(database)+".sqlite")
+	keys := filepath.Join(dir, KeysDatabase(database)+".sqlite")
+	for _, q := range []struct {
+		path, collection, where string
+		n                       *int64
+	}{
+		{data, subjectsCollection, "", &c.Subjects},
+		{data, subjectsCollection, "WHERE json_type(_ferretdb_sjson, '$.erasure') = 'object'", &c.ErasedSubjects},
+		{keys, dataKeysCollection, "", &c.DataKeys},
+		{audit, auditEventsCollection, "", &c.AuditEvents},
+	} {
+		if err := count(q.path, q.collection, q.where, q.n); err != nil {
+			return c, fmt.Errorf("store: count %s: %w", q.collection, err)
+		}
+	}
+	// The heads as the events show them (the audit_heads documents are
+	// only hints, written when a chain is contended).
+	err := embedded.Query(ctx, audit, func(db *sql.DB, table func(string) (string, error)) error {
+		t, err := table(auditEventsCollection)
+		if err != nil || t == "" {
+			return err
+		}
+		rows, err := db.QueryContext(ctx, "SELECT _ferretdb_sjson->>'$._id', _ferretdb_sjson->>'$.hash' FROM "+t)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		heads := map[string]AuditHead{}
+		for rows.Next() {
+			var id, hash string
+			if err := rows.Scan(&id, &hash); err != nil {
+				return err
+			}
+			chain, seq, ok := splitAuditEventID(id)
+			if !ok {
+				return fmt.Errorf("audit event id %q is not chain/seq", id)
+			}
+			if h, ok := heads[chain]; !ok || seq > h.Seq {
+				heads[chain] = AuditHead{ID: chain, Seq: seq, Hash: hash}
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, h := range heads {
+			c.AuditHeads = append(c.AuditHeads, h)
+		}
+		slices.SortFunc(c.AuditHeads, func(a, b AuditHead) int { return strings.Compare(a.ID, b.ID) })
+		return nil
+	})
+	if err != nil {
+		return c, fmt.Errorf("store: audit heads: %w", err)
+	}
+	return c, nil
 }

@@ -57,9 +57,12 @@ type config struct {
 	version                    bool
 }
 
-func parseFlags(args []string) (config, error) {
+func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("personaldatad", flag.ContinueOnError)
+	for _, add := range extra {
+		add(fs)
+	}
 	str := func(p *string, name, def, usage string) {
 		env := "PERSONALDATA_" + envName(name)
 		if v, ok := os.LookupEnv(env); ok {
@@ -146,6 +149,9 @@ func envName(flagName string) string {
 }
 
 func realMain(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "restore" {
+		return restoreMain(ctx, args[1:])
+	}
 	c, err := parseFlags(args)
 	if err != nil {
 		return err

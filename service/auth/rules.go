@@ -157,6 +157,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.KeyService_RotateDataKeys_FullMethodName,
 				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
 				pdv1.BreachService_AssessBreachImpact_FullMethodName,
+				pdv1.BackupService_CreateBackup_FullMethodName, pdv1.BackupService_GetBackupStatus_FullMethodName,
 			},
 			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
 		},

@@ -121,3 +121,32 @@ func (sn *Snapshot) Close() error {
 	sn.conns, sn.dbs = nil, nil
 	return errors.Join(errs...)
 }
+
+// Dir is the data directory.
+func (s *Server) Dir() string { return s.dir }
+
+// Query runs fn on the SQLite file path (a copy of a database, such as one
+// CopyTo wrote), opened read-only, with table, which names the SQLite table
+// behind a collection (empty when the collection does not exist).
+func Query(ctx context.Context, path string, fn func(db *sql.DB, table func(collection string) (string, error)) error) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return fmt.Errorf("embedded: open %s: %w", path, err)
+	}
+	defer db.Close()
+	table := func(collection string) (string, error) {
+		var t string
+		err := db.QueryRowContext(ctx, `SELECT table_name FROM _ferretdb_collections WHERE name = ?`, collection).Scan(&t)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return quoteIdent(t), nil
+	}
+	if err := fn(db, table); err != nil {
+		return fmt.Errorf("embedded: read %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}

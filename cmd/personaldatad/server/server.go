@@ -208,6 +208,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		s.shutdownTimeout = 20 * time.Second
 	}
 	reg.MustRegister(s.retention.Collectors()...)
+	backups := svc.Backups(cfg.Version)
+	reg.MustRegister(backups.Collectors()...)
 	reg.MustRegister(buildInfo(cfg.Version))
 	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
@@ -255,6 +257,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
 		pdv1.RegisterBreachServiceServer(g, svc.Breach())
+		pdv1.RegisterBackupServiceServer(g, backups)
 	}
 	opts := append(serverTracing,
 		grpc.MaxRecvMsgSize(maxRequestBytes),
@@ -337,6 +340,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		},
 		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 			return pdv1.RegisterBreachServiceHandlerClient(ctx, mux, pdv1.NewBreachServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterBackupServiceHandlerClient(ctx, mux, pdv1.NewBackupServiceClient(cc))
 		},
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
