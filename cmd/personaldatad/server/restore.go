@@ -210,18 +210,41 @@ func Restore(ctx context.Context, cfg RestoreConfig, log *slog.Logger) (*Restore
 			_ = closeStore()
 		}
 	}()
-	alog := audit.New(st)
-	for _, head := range counts.AuditHeads {
-		res, err := alog.Verify(ctx, head.ID)
-		if err != nil {
-			return nil, fmt.Errorf("restore: verify the audit trail: %w", err)
-		}
-		if !res.Intact() {
-			return nil, fmt.Errorf("restore: %w: an audit chain is broken at seq %d (%s)", backupfile.ErrCorrupt, res.FirstBroken, res.Reason)
-		}
-		rep.AuditChains++
-		rep.AuditEvents += res.Events
+	// One pass over the trail, in _id order (each chain in seq order):
+	// every event's hash recomputes and follows from the one before it,
+	// from seq 1 on, as audit.Log.Verify checks one chain.
+	type link struct {
+		seq  int64
+		hash string
 	}
+	chains := map[string]link{}
+	var broken error
+	err = audit.New(st).Scan(ctx, store.AuditScan{}, func(e audit.Event) error {
+		prev := chains[e.Chain]
+		switch {
+		case e.Seq != prev.seq+1:
+			broken = fmt.Errorf("restore: %w: audit chain %s misses seq %d", backupfile.ErrCorrupt, e.Chain, prev.seq+1)
+		case audit.Hash(e) != e.Hash:
+			broken = fmt.Errorf("restore: %w: audit chain %s is broken at seq %d (%s)", backupfile.ErrCorrupt, e.Chain, e.Seq, audit.ReasonChanged)
+		case e.PrevHash != prev.hash:
+			broken = fmt.Errorf("restore: %w: audit chain %s is broken at seq %d (%s)", backupfile.ErrCorrupt, e.Chain, e.Seq, audit.ReasonOutOfPlace)
+		}
+		if broken != nil {
+			return broken
+		}
+		chains[e.Chain] = link{e.Seq, e.Hash}
+		rep.AuditEvents++
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restore: verify the audit trail: %w", err)
+	}
+	for _, head := range counts.AuditHeads {
+		if l := chains[head.ID]; l.seq != head.Seq || l.hash != head.Hash {
+			return nil, fmt.Errorf("restore: %w: audit chain %s does not end where the header says", backupfile.ErrCorrupt, head.ID)
+		}
+	}
+	rep.AuditChains = len(chains)
 
 	// 5. Erase again, sweep, and record it, before anything is served.
 	live, err := ledger.Open(liveIn)

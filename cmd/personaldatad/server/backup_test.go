@@ -1,0 +1,181 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/cmd/personaldatad/server"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store/backupfile"
+	"github.com/example/personaldata/store/ledger"
+	"github.com/example/personaldata/store/storetest"
+)
+
+// backupOver runs CreateBackup as token and returns the file and the summary.
+func backupOver(ctx context.Context, e *env, token string) ([]byte, *pdv1.BackupSummary, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	st, err := pdv1.NewBackupServiceClient(e.grpc).CreateBackup(ctx, &pdv1.CreateBackupRequest{})
+	if err != nil {
+		return nil, nil, err
+	}
+	var file bytes.Buffer
+	for {
+		m, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil, nil, errors.New("the stream ended without a summary")
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		file.Write(m.GetChunk())
+		if s := m.GetSummary(); s != nil {
+			return file.Bytes(), s, nil
+		}
+	}
+}
+
+// TestBackupService: operators take backups, whose header and summary say
+// what they hold; the status and the metric show the last one; others are
+// refused.
+func TestBackupService(t *testing.T) {
+	storetest.SkipInMongoMode(t)
+	e := start(t)
+	c := e.gc()
+	var erased *pdv1.Subject
+	for n := range 5 {
+		s := create(t, c, 70+n)
+		if n == 0 {
+			erased = s
+		}
+	}
+	call(t, c, "EraseSubject", eraseReq(erased, "erase-1"), &pdv1.EraseSubjectResponse{})
+
+	ctx := context.Background()
+	if _, _, err := backupOver(ctx, e, e.token); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("support staff's backup: %v, want PERMISSION_DENIED", err)
+	}
+	file, sum, err := backupOver(ctx, e, e.operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(file)
+	if sum.GetSubjects() != 5 || sum.GetErasedSubjects() != 1 || sum.GetDataKeys() != 4 || sum.GetLedgerEntries() != 1 ||
+		sum.GetAuditChains() < 5 || sum.GetKeyVersion() != 1 || sum.GetBytes() != int64(len(file)) || sum.GetSha256() != hex.EncodeToString(digest[:]) {
+		t.Errorf("summary %v", sum)
+	}
+	h, _, err := backupfile.ReadHeader(backupfile.NewReader(bytes.NewReader(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Counts.Subjects != 5 || h.Counts.LedgerEntries != 1 || h.Audit.Chains != sum.GetAuditChains() || h.KeyVersion != 1 {
+		t.Errorf("header %+v", h)
+	}
+	for _, v := range []string{testPerson(70).GetGivenName(), testPerson(71).GetEmail(), erased.GetSubjectId()} {
+		if bytes.Contains(file, []byte(v)) {
+			t.Errorf("the backup holds %q in clear", v)
+		}
+	}
+
+	var st pdv1.GetBackupStatusResponse
+	call(t, e.as(e.rc(), e.operator), "personaldata.v1.BackupService/GetBackupStatus", &pdv1.GetBackupStatusRequest{}, &st)
+	if st.GetLastSuccess().GetSha256() != sum.GetSha256() {
+		t.Errorf("status %v", &st)
+	}
+	_, metrics := httpGet(t, e.base+"/metrics")
+	if !strings.Contains(metrics, "personaldata_backup_last_success_timestamp_seconds ") ||
+		strings.Contains(metrics, "personaldata_backup_last_success_timestamp_seconds 0\n") {
+		t.Errorf("/metrics lacks the last backup's time")
+	}
+}
+
+// TestBackupRestoreScale times a backup while writes go on and a restore,
+// at PERSONALDATA_TEST_BACKUP_SUBJECTS subjects (skipped when unset): the
+// README's figures.
+func TestBackupRestoreScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PERSONALDATA_TEST_BACKUP_SUBJECTS"))
+	if n == 0 {
+		t.Skip("set PERSONALDATA_TEST_BACKUP_SUBJECTS to the number of subjects")
+	}
+	storetest.SkipInMongoMode(t)
+	e := start(t)
+	c := e.gc()
+	ctx := context.Background()
+	begin := time.Now()
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	var erased []*pdv1.Subject
+	var mu sync.Mutex
+	for range 8 {
+		wg.Go(func() {
+			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
+				s := create(t, c, 1000+i)
+				if i%100 == 0 {
+					mu.Lock()
+					erased = append(erased, s)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("seeded %d subjects in %v", n, time.Since(begin))
+
+	// Writes go on during the backup; erasures after it.
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			create(t, c, 2_000_000+i)
+		}
+	})
+	begin = time.Now()
+	file, sum, err := backupOver(ctx, e, e.operator)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("backup: %v, %d bytes, writers held %.4fs, %d subjects, %d audit events in %d chains",
+		time.Since(begin), len(file), sum.GetBarrierSeconds(), sum.GetSubjects(), sum.GetAuditEvents(), sum.GetAuditChains())
+	for i, s := range erased {
+		call(t, c, "EraseSubject", eraseReq(s, fmt.Sprintf("scale-%d", i)), &pdv1.EraseSubjectResponse{})
+	}
+	path := filepath.Join(t.TempDir(), "scale.pdbackup")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	begin = time.Now()
+	rep, err := server.Restore(ctx, server.RestoreConfig{
+		From: path, DataDir: filepath.Join(t.TempDir(), "restored"), Database: e.db.Name(),
+		Keys: server.KeysConfig{KeyFile: e.keyFile}, ErasureLedger: filepath.Join(e.dir, "data", ledger.DefaultName),
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restore: %v, %d chains (%d events) verified, %d erasures re-applied", time.Since(begin), rep.AuditChains, rep.AuditEvents, rep.Reapplied)
+	if rep.Reapplied != len(erased) {
+		t.Errorf("re-applied %d erasures, want %d", rep.Reapplied, len(erased))
+	}
+}
