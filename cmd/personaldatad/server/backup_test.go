@@ -18,12 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/backupfile"
 	"github.com/example/personaldata/store/ledger"
 	"github.com/example/personaldata/store/storetest"
@@ -177,5 +179,46 @@ func TestBackupRestoreScale(t *testing.T) {
 	t.Logf("restore: %v, %d chains (%d events) verified, %d erasures re-applied", time.Since(begin), rep.AuditChains, rep.AuditEvents, rep.Reapplied)
 	if rep.Reapplied != len(erased) {
 		t.Errorf("re-applied %d erasures, want %d", rep.Reapplied, len(erased))
+	}
+}
+
+// TestReplayErasuresByURI: restore --replay-erasures against a database
+// reached by URI (a MongoDB deployment restored with mongorestore): every
+// erasure in the ledgers that the database does not show is made, with its
+// data key destroyed; those it shows are counted as applied.
+func TestReplayErasuresByURI(t *testing.T) {
+	e := startOn(t, sharedStore(t))
+	c := e.gc()
+	gone, back, keep := create(t, c, 80), create(t, c, 81), create(t, c, 82)
+	call(t, c, "EraseSubject", eraseReq(gone, "erase-1"), &pdv1.EraseSubjectResponse{})
+	// A ledger from elsewhere (another replica's) names back, which this
+	// database holds unerased, as a restored older dump would.
+	other := filepath.Join(t.TempDir(), "replica-2.jsonl")
+	l, err := ledger.Open(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(ledger.Entry{Kind: ledger.KindErasure, Subject: back.GetSubjectId(), Controller: "company", Ground: "ERASURE_GROUND_CONSENT_WITHDRAWN"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	rep, err := server.ReplayErasures(context.Background(), server.ReplayConfig{
+		Store: store.Config{URI: e.srv.StoreURI(), Database: e.db.Name()},
+		Keys:  server.KeysConfig{KeyFile: e.keyFile}, ErasureLedger: filepath.Join(t.TempDir(), "live.jsonl"),
+		Ledgers: []string{filepath.Join(e.dir, "data", ledger.DefaultName), other},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Reapplied != 1 || rep.ReplayReport.Reapplied[0] != back.GetSubjectId() || rep.AlreadyApplied != 1 || rep.ReplayReport.AlreadyApplied[0] != gone.GetSubjectId() {
+		t.Errorf("report %+v", rep)
+	}
+	for _, s := range []*pdv1.Subject{gone, back} {
+		if n, err := e.coll("data_keys").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: s.GetSubjectId()}}); err != nil || n != 0 {
+			t.Errorf("subject %s: %d data keys, %v", s.GetSubjectId(), n, err)
+		}
+	}
+	if n, _ := e.coll("data_keys").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: keep.GetSubjectId()}}); n != 1 {
+		t.Errorf("a subject no ledger names lost its data key")
 	}
 }

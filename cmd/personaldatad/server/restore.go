@@ -374,3 +374,92 @@ func readLedgers(inBackup, live string, given []string) ([]ledger.Entry, foundLe
 func summariseHeads(heads []store.AuditHead) string {
 	return service.AuditHeadsSHA256(heads)
 }
+
+// ReplayConfig says which store to erase again from which ledgers: for a
+// MongoDB deployment restored with mongorestore or a storage snapshot.
+type ReplayConfig struct {
+	Store         store.Config
+	Keys          KeysConfig
+	ErasureLedger string   // the live ledger: read, and appended to
+	Ledgers       []string // more ledgers to read
+	Now           func() time.Time
+}
+
+// ReplayErasures re-applies, on a restored store that no server is serving
+// yet, every erasure in the ledgers that the store does not show, runs the
+// retention sweep and records the replay in the audit trail, as Restore
+// does after it has restored an embedded store's backup.
+func ReplayErasures(ctx context.Context, cfg ReplayConfig, log *slog.Logger) (*RestoreReport, error) {
+	start := time.Now()
+	if cfg.ErasureLedger == "" && len(cfg.Ledgers) == 0 {
+		return nil, errors.New("replay: give the erasure ledgers to replay (-erasure-ledger, --ledger)")
+	}
+	keys, err := (&Server{}).loadKeys(KeysConfig{MasterKeys: cfg.Keys.MasterKeys, KeyFile: cfg.Keys.KeyFile, Keeper: cfg.Keys.Keeper})
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	var all []foundLedger
+	var entries []ledger.Entry
+	seen := map[string]bool{}
+	for i, path := range append([]string{cfg.ErasureLedger}, cfg.Ledgers...) {
+		if path == "" {
+			continue
+		}
+		st, err := ledger.ReadFile(path)
+		if errors.Is(err, fs.ErrNotExist) && i == 0 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+		all = append(all, foundLedger{name: path, st: st})
+		for _, e := range st.Entries {
+			if k := e.Kind + "\x00" + e.Subject; !seen[k] {
+				seen[k] = true
+				entries = append(entries, e)
+			}
+		}
+	}
+	if len(all) == 0 {
+		return nil, errors.New("replay: no erasure ledger found")
+	}
+	st, err := store.Open(ctx, cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	defer st.Close(context.Background())
+	var live *ledger.Ledger
+	if cfg.ErasureLedger != "" {
+		if live, err = ledger.Open(cfg.ErasureLedger); err != nil {
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+		defer live.Close()
+	}
+	svc := service.New(st, keys, service.Options{Now: cfg.Now, Logger: log, Ledger: live})
+	rep := &RestoreReport{LedgerEntries: len(entries)}
+	newest := all[0]
+	for _, l := range all {
+		if len(l.st.Entries) >= len(newest.st.Entries) {
+			newest = l
+		}
+	}
+	rep.Ledger = newest.name
+	if rep.ReplayReport, err = svc.ReplayErasures(ctx, entries); err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	rep.Reapplied, rep.AlreadyApplied, rep.NotInBackup = len(rep.ReplayReport.Reapplied), len(rep.ReplayReport.AlreadyApplied), len(rep.ReplayReport.NotInBackup)
+	swept, err := service.NewRetention(svc).Sweep(ctx, "personaldatad restore --replay-erasures")
+	if err != nil {
+		return nil, fmt.Errorf("replay: retention sweep: %w", err)
+	}
+	rep.PurgedBySweep = len(swept.PurgedSubjectIDs)
+	if err := svc.RecordRestore(ctx, time.Time{}, rep.ReplayReport, rep.PurgedBySweep); err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	if err := st.Durable(ctx); err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	rep.Unknown = "changes other than erasures made after the database's backup are not recorded outside it: they are lost"
+	return rep, nil
+}
