@@ -65,6 +65,12 @@ func (s *Service) Backups(version string) *Backups {
 			Help: "When the last backup this server made completed (Unix time); 0 if none is known.",
 		})}
 	if dir := s.store.DataDir(); dir != "" {
+		// The copies of a backup that a crash cut short.
+		if stale, err := filepath.Glob(filepath.Join(dir, ".backup-*")); err == nil {
+			for _, d := range stale {
+				_ = os.RemoveAll(d)
+			}
+		}
 		if data, err := os.ReadFile(filepath.Join(dir, backupStatusFile)); err == nil {
 			var sum pdv1.BackupSummary
 			if err := protojson.Unmarshal(data, &sum); err == nil {

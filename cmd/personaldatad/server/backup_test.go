@@ -128,7 +128,7 @@ func TestBackupRestoreScale(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
-				s := create(t, c, 1000+i)
+				s := createScale(t, c, i)
 				if i%100 == 0 {
 					mu.Lock()
 					erased = append(erased, s)
@@ -149,7 +149,7 @@ func TestBackupRestoreScale(t *testing.T) {
 				return
 			default:
 			}
-			create(t, c, 2_000_000+i)
+			createScale(t, c, n+1+i)
 		}
 	})
 	begin = time.Now()
@@ -221,4 +221,14 @@ func TestReplayErasuresByURI(t *testing.T) {
 	if n, _ := e.coll("data_keys").CountDocuments(context.Background(), bson.D{{Key: "_id", Value: keep.GetSubjectId()}}); n != 1 {
 		t.Errorf("a subject no ledger names lost its data key")
 	}
+}
+
+// createScale creates made-up person n, unique up to millions (testPerson
+// repeats an identity number every 8,400).
+func createScale(t *testing.T, c caller, n int) *pdv1.Subject {
+	t.Helper()
+	req := createReq(fmt.Sprintf("scale-%d", n), n)
+	req.Person.IdentityNumber = pnr(1950+n%50, 1+(n/50)%12, 1+(n/600)%28, 100+(n/16800)%800)
+	req.Person.Email = fmt.Sprintf("scale%d@example.test", n)
+	return call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject()
 }
