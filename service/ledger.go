@@ -49,6 +49,20 @@ func (s *Service) recordPurged(ctx context.Context, sub *store.Subject) error {
 	return s.recordErasure(ctx, ledger.KindPurge, sub)
 }
 
+// recordWithdrawal records the withdrawal of consent consentID of sub,
+// before it is answered, as recordErasure does an erasure.
+func (s *Service) recordWithdrawal(ctx context.Context, sub *store.Subject, consentID string, at int64) error {
+	if s.ledger == nil {
+		return nil
+	}
+	e := ledger.Entry{Kind: ledger.KindConsentWithdrawal, Subject: sub.ID, Controller: sub.Controller, Consent: consentID, Time: time.Unix(0, at)}
+	if _, err := s.ledger.Append(e); err != nil {
+		s.log.ErrorContext(ctx, "erasure ledger append failed", slog.String("error", err.Error()))
+		return status.Error(codes.Unavailable, "the withdrawal is stored but could not be recorded in the erasure ledger; retry it")
+	}
+	return nil
+}
+
 // Ledger is the erasure ledger the service appends to; nil when it keeps
 // none.
 func (s *Service) Ledger() *ledger.Ledger { return s.ledger }

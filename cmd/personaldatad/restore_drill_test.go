@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store/backupfile"
@@ -98,13 +99,28 @@ func TestRestoreDrill(t *testing.T) {
 			&pdv1.EraseSubjectResponse{}))
 	}
 
-	// Before the backup: 12 subjects, one erased, one rectified.
+	consent := func(id string) string {
+		var r pdv1.RecordConsentResponse
+		must(t, staff.call(ctx, recordConsentRPC, &pdv1.RecordConsentRequest{IdempotencyKey: "k-" + id, SubjectId: id,
+			Purpose: pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING, GiveTime: timestamppb.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)),
+			Channel: pdv1.Channel_CHANNEL_PORTAL, WordingReference: "marketing-consent-v3"}, &r))
+		return r.GetConsent().GetConsentId()
+	}
+	withdraw := func(id, consentID string) {
+		must(t, staff.call(ctx, withdrawConsentRPC, &pdv1.WithdrawConsentRequest{IdempotencyKey: "w-" + id, SubjectId: id, ConsentId: consentID,
+			Channel: pdv1.Channel_CHANNEL_EMAIL, Reference: "drill"}, &pdv1.WithdrawConsentResponse{}))
+	}
+
+	// Before the backup: 12 subjects, one erased, one rectified, two
+	// consents given and one of them withdrawn.
 	ids := map[int]string{}
 	for n := 1; n <= 12; n++ {
 		ids[n] = create(n)
 	}
 	erase(ids[1])
 	rectify(ids[2], "before@example.test")
+	c7, c8 := consent(ids[7]), consent(ids[8])
+	withdraw(ids[8], c8)
 
 	// The backup, through pdctl, while the daemon serves.
 	backup := filepath.Join(dir, "drill.pdbackup")
@@ -129,6 +145,7 @@ func TestRestoreDrill(t *testing.T) {
 	for _, n := range []int{4, 5, 6, 13} {
 		erase(ids[n])
 	}
+	withdraw(ids[7], c7)
 	if err := d.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +241,8 @@ func TestRestoreDrill(t *testing.T) {
 		AlreadyIDs     []string `json:"already_applied_subject_ids"`
 		NotInIDs       []string `json:"not_in_backup_subject_ids"`
 		AfterSnap      int      `json:"ledger_entries_after_backup"`
+		Withdrawn      []string `json:"consent_withdrawals_reapplied"`
+		WithdrawnPre   []string `json:"consent_withdrawals_already_applied"`
 		Chains         int      `json:"audit_chains_verified"`
 	}
 	if err := json.Unmarshal([]byte(msg), &rep); err != nil {
@@ -239,7 +258,8 @@ func TestRestoreDrill(t *testing.T) {
 	}
 	sorted := func(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
 	if rep.Reapplied != 3 || !slices.Equal(sorted(rep.ReapIDs), want(4, 5, 6)) || rep.AlreadyApplied != 1 || !slices.Equal(rep.AlreadyIDs, want(1)) ||
-		rep.NotInBackup != 1 || !slices.Equal(rep.NotInIDs, want(13)) || rep.AfterSnap != 4 || rep.Chains == 0 {
+		rep.NotInBackup != 1 || !slices.Equal(rep.NotInIDs, want(13)) || rep.AfterSnap != 5 || rep.Chains == 0 ||
+		!slices.Equal(rep.Withdrawn, []string{ids[7] + "/" + c7}) || !slices.Equal(rep.WithdrawnPre, []string{ids[8] + "/" + c8}) {
 		t.Errorf("report:\n%s", msg)
 	}
 
@@ -271,6 +291,11 @@ func TestRestoreDrill(t *testing.T) {
 	}
 	if s, err := access(3); err != nil || s.GetPerson().GetEmail() != campaignPerson(3).GetEmail() {
 		t.Errorf("subject 3 as backed up: %v, %v", s.GetPerson().GetEmail(), err)
+	}
+	var a7 pdv1.AccessSubjectResponse
+	must(t, staff2.call(ctx, accessRPC, &pdv1.AccessSubjectRequest{SubjectId: ids[7]}, &a7))
+	if cs := a7.GetConsents(); len(cs) != 1 || cs[0].GetWithdrawTime() == nil {
+		t.Errorf("the consent withdrawn after the backup: %v", cs)
 	}
 	for _, n := range []int{7, 12} {
 		if s, err := access(n); err != nil || s.GetState() != pdv1.SubjectState_SUBJECT_STATE_ACTIVE || s.GetPerson().GetGivenName() != campaignPerson(n).GetGivenName() {

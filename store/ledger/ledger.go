@@ -1,7 +1,8 @@
 // Package ledger keeps the erasure ledger: an append-only file that records
 // every acknowledged erasure (subject id, controller id, time, ground; never a
-// personal value), apart from the store, so that a restore of an older backup
-// can erase again whoever was erased after the backup was taken.
+// personal value), and every consent withdrawal, apart from the store, so
+// that a restore of an older backup can erase again whoever was erased after
+// the backup was taken, and withdraw again what was withdrawn.
 //
 // Each line is a JSON entry, a space, and the hex SHA-256 of the previous
 // line's hash, a newline and the entry: a hash chain from the first line. An
@@ -40,6 +41,8 @@ const (
 	// KindPurge: the retention sweeper purged what a legal hold had kept of
 	// an erased subject.
 	KindPurge = "purge"
+	// KindConsentWithdrawal: the subject withdrew a consent (Art. 7(3)).
+	KindConsentWithdrawal = "consent_withdrawal"
 )
 
 // ErrCorrupt: the ledger has a broken line that is not its last (a torn
@@ -61,6 +64,9 @@ type Entry struct {
 	Controller string `json:"controller,omitempty"`
 	// Ground is the erasure ground (the API's enum name).
 	Ground string `json:"ground,omitempty"`
+	// Consent is, for a consent withdrawal, the consent's id within the
+	// subject ("1", "2", ...).
+	Consent string `json:"consent,omitempty"`
 }
 
 // Ledger is an open ledger file, appended to by one process.

@@ -353,14 +353,14 @@ func readLedgers(inBackup, live string, given []string) ([]ledger.Entry, foundLe
 	}
 	// The newest first, then what only the others hold.
 	entries := slices.Clone(newest.st.Entries)
-	type key struct{ subject, kind string }
+	type key struct{ subject, kind, consent string }
 	seen := map[key]bool{}
 	for _, e := range entries {
-		seen[key{e.Subject, e.Kind}] = true
+		seen[key{e.Subject, e.Kind, e.Consent}] = true
 	}
 	for _, l := range all {
 		for _, e := range l.st.Entries {
-			if k := (key{e.Subject, e.Kind}); !seen[k] {
+			if k := (key{e.Subject, e.Kind, e.Consent}); !seen[k] {
 				seen[k] = true
 				entries = append(entries, e)
 			}
@@ -414,7 +414,7 @@ func ReplayErasures(ctx context.Context, cfg ReplayConfig, log *slog.Logger) (*R
 		}
 		all = append(all, foundLedger{name: path, st: st})
 		for _, e := range st.Entries {
-			if k := e.Kind + "\x00" + e.Subject; !seen[k] {
+			if k := e.Kind + "\x00" + e.Subject + "\x00" + e.Consent; !seen[k] {
 				seen[k] = true
 				entries = append(entries, e)
 			}
