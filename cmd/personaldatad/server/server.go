@@ -147,6 +147,9 @@ type Server struct {
 	// draining is set once shutdown begins: the server is no longer ready.
 	draining                    atomic.Bool
 	drainDelay, shutdownTimeout time.Duration
+	// stopAttempts writes the refused authentications still gathered and
+	// stops their writer, before the store closes.
+	stopAttempts func()
 }
 
 // New opens the store and binds both listeners.
@@ -190,6 +193,11 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
+	// Refused authentications go to the audit trail, a second's worth in
+	// one event per source and reason.
+	attempts := audit.NewAttempts(svc.AuditLog(), s.log, cfg.Now, reg)
+	authn.OnFailure(attempts.Record)
+	s.stopAttempts = runUntilStopped(attempts.Run)
 	reg.MustRegister(svc.BacklogMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
 	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
@@ -256,6 +264,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		// grew, instead of a new one per call.
 		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.MaxSendMsgSize(maxResponseBytes),
+		// Credentials are checked as a call's headers arrive, before its
+		// request is read: the interceptor takes the caller found.
+		grpc.InTapHandle(authn.Tap),
 		grpc.ChainUnaryInterceptor(unary(authn)...),
 		grpc.ChainStreamInterceptor(stream(authn)...),
 	)
@@ -286,7 +297,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	s.gateConn = grpchan.InterceptClientConnStream(
 		grpchan.InterceptClientConnUnary(inproc, gatewaySecretUnary(gatewaySecret), markReached),
 		gatewaySecretStream(gatewaySecret), markReachedStream)
-	gw := newGatewayMux(s.log, m)
+	g := &gateway{log: s.log, metrics: m}
+	gw := newGatewayMux(g)
 	for _, register := range []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
 		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 			return pdv1.RegisterPersonalDataServiceHandlerClient(ctx, mux, pdv1.NewPersonalDataServiceClient(cc))
@@ -336,13 +348,13 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	// The support console calls the service as its signed-in principal over
 	// the gateway's connection, so its calls pass the same interceptors.
 	cons, err := console.New(console.Config{Conn: s.gateConn, Sessions: s.store, Now: cfg.Now, Log: s.log,
-		SignIn: cfg.ConsoleSignIn, Metrics: reg})
+		SignIn: cfg.ConsoleSignIn, Metrics: reg, SignInFailures: attempts.Record})
 	if err != nil {
 		return err
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes)))
+	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(authFirst(gatewayAuthn, gatewaySecret, g, gw)), maxRequestBytes)))
 	mux.Handle(console.Prefix, m.instrumentHTTP("console", http.MaxBytesHandler(cons, maxRequestBytes)))
 	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusSeeOther))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -627,6 +639,10 @@ func (s *Server) Close() error {
 		if l != nil {
 			_ = l.Close() // already closed by Serve's shutdown
 		}
+	}
+	if s.stopAttempts != nil {
+		s.stopAttempts()
+		s.stopAttempts = nil
 	}
 	if s.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
