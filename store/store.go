@@ -728,6 +728,14 @@ func (s *Store) URI() string { return s.uri }
 // Durability says when the store acknowledges a write.
 func (s *Store) Durability() Durability { return s.durability }
 
+// OnSyncFailed has f called, at once, when the embedded store's sync fails
+// (SyncFailed is then not nil); never on MongoDB.
+func (s *Store) OnSyncFailed(f func()) {
+	if s.embedded != nil {
+		s.embedded.OnFailure(f)
+	}
+}
+
 // SyncFailed returns, on the embedded store, the error of the sync that
 // failed: from then on no write can be made durable, and only a restart,
 // which recovers what the logs hold, helps. Nil on MongoDB and while the
