@@ -111,14 +111,14 @@ type TLSConfig struct {
 
 // Server is a started service: listening, not yet serving.
 type Server struct {
-	log    *slog.Logger
-	store  *store.Store
-	grpc *grpc.Server // the public listener's
+	log   *slog.Logger
+	store *store.Store
+	grpc  *grpc.Server // the public listener's
 	// readiness is the state every probe answers from (readiness.go).
 	readiness *readiness
-	http     *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
+	http      *http.Server
+	grpcLis   net.Listener
+	httpLis   net.Listener
 	// gateConn is the REST gateway's and the console's connection to the
 	// service, in this process; inproc counts its calls in flight, which
 	// shutdown waits for before it closes the store, and cutHTTP ends the
@@ -139,8 +139,8 @@ type Server struct {
 	// themselves, as shutdown begins.
 	endStreams func()
 	// metrics serves /metrics on metricsLis when it has a listener of its own.
-	metrics    *http.Server
-	metricsLis net.Listener
+	metrics                     *http.Server
+	metricsLis                  net.Listener
 	drainDelay, shutdownTimeout time.Duration
 }
 
@@ -515,7 +515,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
-	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
+	s.endStreams()      // open notification streams end (UNAVAILABLE: reconnect elsewhere)
 	s.readiness.close() // and the health watches
 	httpErr := s.http.Shutdown(shutdownCtx)
 	if httpErr != nil {
