@@ -35,7 +35,10 @@ var agreementReadRPCs = []string{
 	pdv1.ProcessorAgreementService_CheckProcessorAgreement_FullMethodName,
 }
 
-// endOfAgreementRPCs return or delete a controller's data.
+// endOfAgreementRPCs return or delete a controller's data: the customer's
+// own controller principal. Operators may erase (not export) a customer's
+// subjects, and only at the end of its agreements (service/bulk.go): the
+// export goes to the customer, never to an operator's screen.
 var endOfAgreementRPCs = []string{
 	pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName,
 	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName,
@@ -158,7 +161,8 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
 				pdv1.BreachService_AssessBreachImpact_FullMethodName,
 			},
-			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
+			{pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName},
+			agreementReadRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
 		},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {
@@ -230,4 +234,20 @@ func KnownRPC(method string) bool {
 		}
 	}
 	return false
+}
+
+// refusalAdvice says what to do instead, for an RPC that a kind may not call
+// and a caller of that kind might try.
+var refusalAdvice = map[pdv1.PrincipalKind]map[string]string{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
+		pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName: "a customer's data is exported to the customer, never to an operator: " +
+			"create a customer-controller principal for the customer (pdctl principal create --kind customer-controller --tenant <customer>; " +
+			"it is recorded in the customer's audit chain) and hand its token to the customer, who exports",
+	},
+}
+
+// RefusalAdvice is what to do instead of calling method, for a principal of
+// kind refused it, or "".
+func RefusalAdvice(kind pdv1.PrincipalKind, method string) string {
+	return refusalAdvice[kind][method]
 }

@@ -392,7 +392,7 @@ func TestAgreementRuleOnSubjects(t *testing.T) {
 		callErr(t, c, "AddHistoryEntry", historyReq(sub, "h-1", 1), &pdv1.AddHistoryEntryResponse{}, codes.FailedPrecondition)
 
 		// After termination nothing is processed, but the data can be
-		// returned and deleted.
+		// returned (to the customer) and deleted.
 		call(t, op, terminateAgreementRPC, &pdv1.TerminateProcessorAgreementRequest{IdempotencyKey: "end", AgreementId: "customer-42.1", Reference: "notice-1"}, &pdv1.TerminateProcessorAgreementResponse{})
 		req2 := createReq("c42-2", 2)
 		req2.ControllerId = "customer-42"
@@ -400,7 +400,7 @@ func TestAgreementRuleOnSubjects(t *testing.T) {
 		callErr(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}, codes.FailedPrecondition)
 		callErr(t, e.controller(t, c), "RectifySubject", rectifyReq(sub, "r-1", &pdv1.Person{GivenName: "Ny"}, "given_name"), &pdv1.RectifySubjectResponse{}, codes.FailedPrecondition)
 
-		exported, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-42"}, 0)
+		exported, err := exportSubjects(t, e, c.name(), e.customer42, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-42"}, 0)
 		if err != nil {
 			t.Fatalf("export after termination: %v", err)
 		}
@@ -562,11 +562,11 @@ func TestExportControllerSubjects(t *testing.T) {
 
 		// A token is for one customer's export only.
 		for _, bad := range []string{"not a token", first[2].GetResumeToken() + "x"} {
-			if _, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-43", ResumeToken: bad}, 0); status.Code(err) != codes.InvalidArgument || !slices.Equal(badFields(err), []string{"resume_token"}) {
+			if _, err := exportSubjects(t, e, c.name(), token, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-43", ResumeToken: bad}, 0); status.Code(err) != codes.InvalidArgument || !slices.Equal(badFields(err), []string{"resume_token"}) {
 				t.Errorf("token %q: %v", bad, err)
 			}
 		}
-		if _, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "company"}, 0); status.Code(err) != codes.InvalidArgument {
+		if _, err := exportSubjects(t, e, c.name(), token, &pdv1.ExportControllerSubjectsRequest{CustomerId: "company"}, 0); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("export of the company: %v", err)
 		}
 	})

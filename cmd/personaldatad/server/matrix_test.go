@@ -224,11 +224,16 @@ func matrixRPCs() []matrixRPC {
 			},
 			resp: func() proto.Message { return &pdv1.RunRetentionSweepResponse{} }},
 
-		// Last: it erases every subject of the tenant.
+		// Last: it erases every subject of the tenant. An operator ends the
+		// agreement in force in the same call (operator_bounds_test.go).
 		{method: "personaldata.v1.ProcessorAgreementService/EraseControllerSubjects", otherTenant: codes.NotFound,
 			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, _ *pdv1.Subject) proto.Message {
-				return &pdv1.EraseControllerSubjectsRequest{IdempotencyKey: key(p, "bulk-erase", tenant), CustomerId: tenant,
+				req := &pdv1.EraseControllerSubjectsRequest{IdempotencyKey: key(p, "bulk-erase", tenant), CustomerId: tenant,
 					Ground: pdv1.ErasureGround_ERASURE_GROUND_NO_LEGAL_BASIS, Reference: "m"}
+				if p.kind == pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR {
+					req.TerminateAgreementId = agreement(tenant)
+				}
+				return req
 			}, resp: func() proto.Message { return &pdv1.EraseControllerSubjectsResponse{} }},
 	}
 }
@@ -301,6 +306,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 						}
 					})
 				}
+			}
+			if p.kind == pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR {
+				// Its bulk erasure ended the tenant's agreement: a new one
+				// for the principals after it.
+				call(t, op, "personaldata.v1.ProcessorAgreementService/CreateProcessorAgreement", agreementReq("again-"+p.tenant, p.tenant, e.clock.Now()), &pdv1.CreateProcessorAgreementResponse{})
 			}
 		}
 		// Every RPC and every refusal went through the logs: no person's
