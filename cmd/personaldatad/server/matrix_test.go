@@ -22,7 +22,10 @@ import (
 type matrixFixture struct {
 	e     *env
 	setup caller
-	n     int
+	// discloser is a domain-registration integration for the company, which
+	// discloses (support staff do not).
+	discloser caller
+	n         int
 }
 
 func (f *matrixFixture) person() *pdv1.Person {
@@ -259,7 +262,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, customer := range []string{"customer-7", "customer-8"} {
 			call(t, op, "personaldata.v1.ProcessorAgreementService/CreateProcessorAgreement", agreementReq("setup-"+customer, customer, e.clock.Now()), &pdv1.CreateProcessorAgreementResponse{})
 		}
-		f := &matrixFixture{e: e, setup: e.as(c, e.principal(t, "setup", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-7", "customer-8"}, allPurposes))}
+		f := &matrixFixture{e: e, setup: e.as(c, e.principal(t, "setup", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-7", "customer-8"}, allPurposes)),
+			discloser: e.as(c, e.principal(t, "setup-domreg", pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, []string{"company"}, nil))}
 		principals := []matrixPrincipal{
 			{id: "billing", kind: pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, tenant: "company", other: "customer-7", purpose: pdv1.Purpose_PURPOSE_INVOICING},
 			{id: "domreg", kind: pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, tenant: "company", other: "customer-7", purpose: pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
