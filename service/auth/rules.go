@@ -252,7 +252,7 @@ func KnownRPC(method string) bool {
 var refusalAdvice = map[pdv1.PrincipalKind]map[string]string{
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
 		pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName: "a customer's data is exported to the customer, never to an operator: " +
-			"create a customer-controller principal for the customer (pdctl principal create --kind customer-controller --tenant <customer>; " +
+			"create a customer-controller principal for the customer (pdctl principal create --id ID --kind customer-controller --tenant CUSTOMER; " +
 			"it is recorded in the customer's audit chain) and hand its token to the customer, who exports",
 	},
 }
