@@ -184,8 +184,11 @@ func (a *Authenticator) authorize(ctx context.Context, method string) error {
 	}
 	if !caller.MayCall(method) {
 		a.failures.WithLabelValues("rpc_not_permitted").Inc()
-		return refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method},
-			fmt.Sprintf("principal %s may not call %s", caller.ID(), method))
+		msg := fmt.Sprintf("principal %s may not call %s", caller.ID(), method)
+		if advice := RefusalAdvice(caller.kind(), method); advice != "" {
+			msg += ": " + advice
+		}
+		return refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method}, msg)
 	}
 	return nil
 }
