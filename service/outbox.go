@@ -1,16 +1,19 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
@@ -229,10 +232,12 @@ func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxC
 }
 
 // outboxReaders are the kinds of principal that read and acknowledge the
-// outbox: the mailer, and operators (pdctl outbox, for development).
+// outbox's messages: the mailer alone. The messages hold the requesters'
+// addresses and live verification codes, and whoever reads a code can
+// verify a request as someone else; operators see counts and ages
+// (GetOutboxSummary), whatever RPCs a principal is granted.
 var outboxReaders = map[string]bool{
-	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER.String():   true,
-	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR.String(): true,
+	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER.String(): true,
 }
 
 func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
@@ -241,7 +246,7 @@ func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
 		return nil, err
 	}
 	if !outboxReaders[c.Principal.Kind] {
-		return nil, permissionDenied(reasonKindNotPermitted, nil, "the outbox is read by the mailer and operators")
+		return nil, permissionDenied(reasonKindNotPermitted, nil, "the outbox's messages are read by the mailer only")
 	}
 	return c, nil
 }
@@ -402,4 +407,40 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
 	}
 	return &pdv1.AcknowledgeOutboxMessageResponse{}, nil
+}
+
+// GetOutboxSummary counts the waiting messages by kind, with the age of the
+// oldest: no address, text, code or id of any message, so operators watch
+// the mailer without reading what it sends. It touches no personal data.
+func (s *Outbox) GetOutboxSummary(ctx context.Context, _ *pdv1.GetOutboxSummaryRequest) (*pdv1.GetOutboxSummaryResponse, error) {
+	if _, err := s.caller(ctx); err != nil {
+		return nil, err
+	}
+	waiting, err := s.store.OutboxSummary(ctx)
+	if err != nil {
+		return nil, s.internal(ctx, "summarise outbox", err)
+	}
+	now := s.now()
+	out := &pdv1.GetOutboxSummaryResponse{ReadTime: ts(now.UnixNano())}
+	var oldest int64
+	for _, w := range waiting {
+		out.Waiting += w.Count
+		if oldest == 0 || w.OldestAt < oldest {
+			oldest = w.OldestAt
+		}
+		out.Kinds = append(out.Kinds, &pdv1.OutboxKindSummary{
+			Kind: enumValue[pdv1.OutboxMessageKind](pdv1.OutboxMessageKind_value, w.Kind), Waiting: w.Count,
+			OldestCreateTime: ts(w.OldestAt), OldestAge: ageAt(now, w.OldestAt),
+		})
+	}
+	slices.SortFunc(out.Kinds, func(a, b *pdv1.OutboxKindSummary) int { return cmp.Compare(a.GetKind(), b.GetKind()) })
+	if out.Waiting > 0 {
+		out.OldestCreateTime, out.OldestAge = ts(oldest), ageAt(now, oldest)
+	}
+	return out, nil
+}
+
+// ageAt is how long before now a Unix-nanosecond time was, never below 0.
+func ageAt(now time.Time, at int64) *durationpb.Duration {
+	return durationpb.New(max(now.Sub(time.Unix(0, at)), 0))
 }
