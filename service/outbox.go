@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -251,6 +252,34 @@ func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
 	return c, nil
 }
 
+var (
+	// requestMessageIDPattern is the id of a request's message: the
+	// request's id (base32 of 128 bits, as derivedID makes it) and the
+	// index of its step (store.OutboxMessageID).
+	requestMessageIDPattern = regexp.MustCompile(`^[a-z2-7]{26}\.(0|[1-9][0-9]{0,5})$`)
+	// policyNoticeIDPattern is the id of a policy notice: the version and
+	// the subject's id (policyNoticeID).
+	policyNoticeIDPattern = regexp.MustCompile(`^policy\.([a-z0-9][a-z0-9.-]{0,31})\.([a-z2-7]{26})$`)
+)
+
+// outboxMessageID checks the form of a message id; for a policy notice it
+// returns the version and the subject it names.
+func (v *violations) outboxMessageID(id string) (version, subjectID string) {
+	switch {
+	case id == "":
+		v.add("message_id", "is required")
+	case requestMessageIDPattern.MatchString(id):
+	default:
+		m := policyNoticeIDPattern.FindStringSubmatch(id)
+		if m == nil {
+			v.add("message_id", `is not a message id: "<request_id>.<step>" or "policy.<version>.<subject_id>", as listed`)
+			return "", ""
+		}
+		return m[1], m[2]
+	}
+	return "", ""
+}
+
 // pendingMessages reads up to limit messages after a position, opened.
 func (s *Outbox) pendingMessages(ctx context.Context, afterAt int64, afterID string, limit int) ([]*pdv1.OutboxMessage, error) {
 	ms, err := s.store.OutboxMessages(ctx, afterAt, afterID, limit)
@@ -368,11 +397,7 @@ func (s *Outbox) StreamOutboxMessages(_ *pdv1.StreamOutboxMessagesRequest, strea
 func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.AcknowledgeOutboxMessageRequest) (*pdv1.AcknowledgeOutboxMessageResponse, error) {
 	var v violations
 	id := req.GetMessageId()
-	if id == "" {
-		v.add("message_id", "is required")
-	} else if len(id) > 2*maxIDLen || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
-		v.add("message_id", "is not a message id")
-	}
+	version, subjectID := v.outboxMessageID(id)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -383,7 +408,13 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 	note(ctx, audit.Touch{Chain: audit.TenantChain(companyController), Tenant: companyController, Fields: []string{"outbox_message"}})
 	m, err := s.store.GetOutboxMessage(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return &pdv1.AcknowledgeOutboxMessageResponse{}, nil // acknowledged before
+		switch acked, err := s.acknowledgedBefore(ctx, id, version, subjectID); {
+		case err != nil:
+			return nil, s.internal(ctx, "acknowledge outbox message", err)
+		case acked:
+			return &pdv1.AcknowledgeOutboxMessageResponse{}, nil // a repeat: harmless
+		}
+		return nil, status.Error(codes.NotFound, "outbox message not found")
 	}
 	if err != nil {
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
@@ -407,6 +438,27 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
 	}
 	return &pdv1.AcknowledgeOutboxMessageResponse{}, nil
+}
+
+// acknowledgedBefore says whether a message no longer queued was
+// acknowledged: a request's message by its sent mark (which stays until
+// the request's personal values go), a policy notice by its subject
+// recorded informed of the version (through the notice, or by support staff
+// before the notice was acknowledged, which then records nothing more).
+// Both are written before the message is removed, so a repeat racing the
+// first acknowledgement sees them.
+func (s *Outbox) acknowledgedBefore(ctx context.Context, id, version, subjectID string) (bool, error) {
+	if version == "" {
+		return s.store.OutboxMessageSent(ctx, id)
+	}
+	sub, err := s.store.GetSubject(ctx, subjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return informedOf(sub, version), nil
 }
 
 // GetOutboxSummary counts the waiting messages by kind, with the age of the

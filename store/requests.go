@@ -452,6 +452,17 @@ func (s *Store) OutboxSummary(ctx context.Context) ([]OutboxWaiting, error) {
 	return out, nil
 }
 
+// OutboxMessageSent says whether the request's message with this id was
+// acknowledged (MarkOutboxMessageSent): its mark stays until the request's
+// personal values go.
+func (s *Store) OutboxMessageSent(ctx context.Context, id string) (bool, error) {
+	sent, err := s.outboxMessageSent(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("store: read outbox mark: %w", err)
+	}
+	return sent, nil
+}
+
 // CountOutbox counts the messages waiting for the mailer.
 func (s *Store) CountOutbox(ctx context.Context) (int64, error) {
 	n, err := s.outbox().CountDocuments(ctx, bson.D{})

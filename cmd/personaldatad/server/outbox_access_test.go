@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
@@ -146,4 +148,98 @@ func TestOutboxOperatorsSeeCountsNotMessages(t *testing.T) {
 			t.Errorf("an empty outbox: %v", empty)
 		}
 	})
+}
+
+// AcknowledgeOutboxMessage answers INVALID_ARGUMENT naming message_id for
+// an id of another form than the service issues, NOT_FOUND for one of no
+// message ever queued, and OK for a message acknowledged again (a request's
+// by its sent mark, a policy notice's by the subject informed through it).
+func TestAcknowledgeOutboxMessageAnswersExactly(t *testing.T) {
+	transports(t, func(t *testing.T, e *env, c caller) {
+		sub := create(t, c, 161)
+		other := create(t, c, 162)
+		third := create(t, c, 163)
+		mailer := e.mailer(t, c)
+		r := openRequest(t, c, openReq("rr-ack-1", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 161))
+		receipt := takeMessage(t, mailer, r.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT) // acknowledged once
+		if want := r.GetRequestId() + ".0"; receipt.GetMessageId() != want {
+			t.Fatalf("the receipt's id is %q, want %q", receipt.GetMessageId(), want)
+		}
+		op := e.as(c, e.operator)
+		call(t, op, publishPolicy, policyReq("ack-pol-1", "2027-01", e.clock.Now().Add(time.Hour), true), &pdv1.PublishPolicyVersionResponse{})
+		call(t, c, "EraseSubject", &pdv1.EraseSubjectRequest{IdempotencyKey: "ack-erase-162", SubjectId: other.GetSubjectId(),
+			Ground: pdv1.ErasureGround_ERASURE_GROUND_NO_LEGITIMATE_REASON, Channel: pdv1.Channel_CHANNEL_EMAIL, Reference: "ticket-162", PerformedBy: "agent-1"},
+			&pdv1.EraseSubjectResponse{})
+		notifyPolicy(t, e, "ack-notify-1", "2027-01", 0)
+		var notices []string
+		for _, m := range policyNotices(t, mailer) {
+			notices = append(notices, m.GetMessageId())
+		}
+		slices.Sort(notices)
+		want := []string{"policy.2027-01." + sub.GetSubjectId(), "policy.2027-01." + third.GetSubjectId()}
+		if slices.Sort(want); !slices.Equal(notices, want) {
+			t.Fatalf("policy notices %v, want %v", notices, want)
+		}
+		// Support staff record one subject informed by phone while its
+		// notice waits: acknowledging the notice then records nothing more.
+		call(t, c, recordPolicyAck, &pdv1.RecordPolicyAcknowledgementRequest{IdempotencyKey: "ack-informed-163", SubjectId: third.GetSubjectId(), Version: "2027-01",
+			Kind: pdv1.PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_INFORMED, Channel: pdv1.Channel_CHANNEL_PHONE, Reference: "call-163",
+			AcknowledgeTime: timestamppb.New(e.clock.Now())},
+			&pdv1.RecordPolicyAcknowledgementResponse{})
+		for _, id := range notices {
+			callMessage(t, mailer, id, codes.OK)
+		}
+
+		for _, id := range []string{
+			"..", ".", "-", "x", r.GetRequestId(), r.GetRequestId() + ".", r.GetRequestId() + ".-1", r.GetRequestId() + ".01",
+			r.GetRequestId() + ".0.0", r.GetRequestId() + ".1e3", strings.ToUpper(r.GetRequestId()) + ".0", r.GetRequestId() + "..0",
+			r.GetRequestId()[:25] + ".0", r.GetRequestId() + "a.0", r.GetRequestId() + ".0123456789", "policy", "policy..",
+			"policy.2027-01", "policy.2027-01." + sub.GetSubjectId()[:25], "policy.." + sub.GetSubjectId(), "policy.2027-01." + sub.GetSubjectId() + ".0",
+			"policy.-x." + sub.GetSubjectId(), "notice.2027-01." + sub.GetSubjectId(), strings.Repeat("a", 200),
+		} {
+			err := callMessage(t, mailer, id, codes.InvalidArgument)
+			if f := badFields(err); !slices.Equal(f, []string{"message_id"}) {
+				t.Errorf("acknowledge %q: bad fields %v, want message_id", id, f)
+			}
+			if len(id) > 8 && strings.Contains(fmt.Sprint(status.Convert(err).Proto()), id) {
+				t.Errorf("acknowledge %q: the error quotes the id", id)
+			}
+		}
+		if c.name() == "grpc" {
+			callMessage(t, mailer, "", codes.InvalidArgument)
+		}
+		for _, id := range []string{
+			strings.Repeat("a", 26) + ".0",           // no such request
+			r.GetRequestId() + ".7",                  // a step the request never had
+			r.GetRequestId() + ".1",                  // a step with no message queued
+			"policy.2027-01." + other.GetSubjectId(), // a subject erased before the notice: none was queued
+			"policy.2031-01." + sub.GetSubjectId(),   // no such version
+			"policy.2027-01." + strings.Repeat("b", 26),
+		} {
+			callMessage(t, mailer, id, codes.NotFound)
+		}
+		// A repeat of a real acknowledgement, of a request's message and of
+		// a policy notice, is harmless.
+		for range 2 {
+			callMessage(t, mailer, receipt.GetMessageId(), codes.OK)
+			for _, id := range notices {
+				callMessage(t, mailer, id, codes.OK)
+			}
+		}
+		if left := outbox(t, mailer); len(left) != 0 {
+			t.Errorf("%d messages left, want none", len(left))
+		}
+	})
+}
+
+// callMessage acknowledges message id as c and checks the answer's code
+// (over REST, its HTTP status too).
+func callMessage(t *testing.T, c caller, id string, code codes.Code) error {
+	t.Helper()
+	req := &pdv1.AcknowledgeOutboxMessageRequest{MessageId: id}
+	if code == codes.OK {
+		call(t, c, ackOutbox, req, &pdv1.AcknowledgeOutboxMessageResponse{})
+		return nil
+	}
+	return callErr(t, c, ackOutbox, req, &pdv1.AcknowledgeOutboxMessageResponse{}, code)
 }

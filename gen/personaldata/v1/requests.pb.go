@@ -3476,8 +3476,11 @@ func (x *StreamOutboxMessagesResponse) GetMessage() *OutboxMessage {
 
 // AcknowledgeOutboxMessageRequest is the input of AcknowledgeOutboxMessage.
 type AcknowledgeOutboxMessageRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MessageId     string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A message's id as listed: its rights request's id and the step
+	// ("<request_id>.<step>"), or for a policy notice
+	// "policy.<version>.<subject_id>".
+	MessageId     string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

@@ -618,7 +618,9 @@ type RequesterOutboxServiceClient interface {
 	// as they are queued, until the caller ends the stream.
 	StreamOutboxMessages(ctx context.Context, in *StreamOutboxMessagesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamOutboxMessagesResponse], error)
 	// AcknowledgeOutboxMessage says the message was sent: it is removed and
-	// never delivered again. Acknowledging a removed one is harmless.
+	// never delivered again. Acknowledging it again answers OK; an id of
+	// another form is INVALID_ARGUMENT, and one of no message ever queued
+	// (or no longer known) is NOT_FOUND.
 	AcknowledgeOutboxMessage(ctx context.Context, in *AcknowledgeOutboxMessageRequest, opts ...grpc.CallOption) (*AcknowledgeOutboxMessageResponse, error)
 	// GetOutboxSummary tells how many messages wait for the mailer, by kind,
 	// and how long the oldest has waited: for operators watching that the
@@ -698,7 +700,9 @@ type RequesterOutboxServiceServer interface {
 	// as they are queued, until the caller ends the stream.
 	StreamOutboxMessages(*StreamOutboxMessagesRequest, grpc.ServerStreamingServer[StreamOutboxMessagesResponse]) error
 	// AcknowledgeOutboxMessage says the message was sent: it is removed and
-	// never delivered again. Acknowledging a removed one is harmless.
+	// never delivered again. Acknowledging it again answers OK; an id of
+	// another form is INVALID_ARGUMENT, and one of no message ever queued
+	// (or no longer known) is NOT_FOUND.
 	AcknowledgeOutboxMessage(context.Context, *AcknowledgeOutboxMessageRequest) (*AcknowledgeOutboxMessageResponse, error)
 	// GetOutboxSummary tells how many messages wait for the mailer, by kind,
 	// and how long the oldest has waited: for operators watching that the
