@@ -90,7 +90,7 @@ the mailer itself streams them.`,
 func (a *app) printOutboxSummary(ctx context.Context, client pdv1.RequesterOutboxServiceClient) error {
 	res, err := client.GetOutboxSummary(ctx, &pdv1.GetOutboxSummaryRequest{})
 	if status.Code(err) == codes.PermissionDenied {
-		return fmt.Errorf("%w\nan operator stored before GetOutboxSummary existed is not granted it: 'pdctl principal update --rpc' grants it", err)
+		return fmt.Errorf("%w\nan operator stored before GetOutboxSummary existed is not granted it: 'pdctl principal update --id ID --rpc \"\"' sets the kind's defaults, with it", err)
 	}
 	if err != nil {
 		return err
