@@ -98,13 +98,18 @@ var requestReadRPCs = []string{
 	pdv1.RightsRequestService_ListRightsRequests_FullMethodName,
 }
 
-// outboxRPCs read and acknowledge the messages to requesters: the mailer,
-// and operators (for development, pdctl outbox).
+// outboxRPCs read and acknowledge the messages to requesters, which hold
+// their addresses and live verification codes: the mailer alone (the
+// service refuses every other kind too).
 var outboxRPCs = []string{
 	pdv1.RequesterOutboxService_ListOutboxMessages_FullMethodName,
 	pdv1.RequesterOutboxService_StreamOutboxMessages_FullMethodName,
 	pdv1.RequesterOutboxService_AcknowledgeOutboxMessage_FullMethodName,
 }
+
+// outboxSummaryRPCs count what waits in the outbox and how old it is,
+// nothing of any message: operators, and the mailer.
+var outboxSummaryRPCs = []string{pdv1.RequesterOutboxService_GetOutboxSummary_FullMethodName}
 
 // policyReadRPCs read the privacy policy's versions and who is not yet
 // informed of one: support staff and operators.
@@ -173,11 +178,11 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.BreachService_AssessBreachImpact_FullMethodName,
 			},
 			{pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName},
-			agreementReadRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
+			agreementReadRPCs, auditRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs,
 		},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {
-		rpcs: [][]string{outboxRPCs},
+		rpcs: [][]string{outboxRPCs, outboxSummaryRPCs},
 	},
 }
 
