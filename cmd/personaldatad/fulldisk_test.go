@@ -103,6 +103,7 @@ type fullDiskFixture struct {
 	base                 string // http://host:port of the REST gateway
 	keyFile              string // the daemon's master key file
 	op, staff, dom, cust client
+	mailer               client // the only kind that reads the outbox's messages
 	subject              *pdv1.Subject
 	version              int64
 	consentID            string
@@ -177,13 +178,13 @@ func openRequestOf(f *fullDiskFixture, key string) *pdv1.OpenRightsRequestReques
 		Reference:       "letter-" + key}
 }
 
-// outbox lists the unacknowledged messages to requesters, as the operator.
+// outbox lists the unacknowledged messages to requesters, as the mailer.
 func (f *fullDiskFixture) outbox(t *testing.T) []*pdv1.OutboxMessage {
 	t.Helper()
 	var out []*pdv1.OutboxMessage
 	for token := ""; ; {
 		var res pdv1.ListOutboxMessagesResponse
-		f.must(t, f.op, listOutboxRPC, &pdv1.ListOutboxMessagesRequest{PageSize: 100, PageToken: token}, &res)
+		f.must(t, f.mailer, listOutboxRPC, &pdv1.ListOutboxMessagesRequest{PageSize: 100, PageToken: token}, &res)
 		out = append(out, res.GetMessages()...)
 		if token = res.GetNextPageToken(); token == "" {
 			return out
@@ -295,10 +296,11 @@ func onSubject(c fullDiskCase) fullDiskCase {
 	return watching(subjectSnapshot, c)
 }
 
-func staffOf(f *fullDiskFixture) client { return f.staff }
-func opOf(f *fullDiskFixture) client    { return f.op }
-func domOf(f *fullDiskFixture) client   { return f.dom }
-func custOf(f *fullDiskFixture) client  { return f.cust }
+func staffOf(f *fullDiskFixture) client  { return f.staff }
+func opOf(f *fullDiskFixture) client     { return f.op }
+func domOf(f *fullDiskFixture) client    { return f.dom }
+func custOf(f *fullDiskFixture) client   { return f.cust }
+func mailerOf(f *fullDiskFixture) client { return f.mailer }
 
 func theRequest(f *fullDiskFixture) string   { return f.requestID }
 func theForwarded(f *fullDiskFixture) string { return f.forwardID }
@@ -444,7 +446,7 @@ func fullDiskCases() []fullDiskCase {
 			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
 				f.requestID = resp.(*pdv1.OpenRightsRequestResponse).GetRequest().GetRequestId()
 			}},
-		watching(outboxSnapshot, fullDiskCase{method: "personaldata.v1.RequesterOutboxService/AcknowledgeOutboxMessage", who: opOf,
+		watching(outboxSnapshot, fullDiskCase{method: "personaldata.v1.RequesterOutboxService/AcknowledgeOutboxMessage", who: mailerOf,
 			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
 				m := f.outboxMessage(t, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_RECEIPT, f.requestID)
 				return &pdv1.AcknowledgeOutboxMessageRequest{MessageId: m.GetMessageId()}
@@ -650,7 +652,7 @@ func fullDiskCases() []fullDiskCase {
 		watching(func(t *testing.T, f *fullDiskFixture) string {
 			return subjectSnapshot(t, f) + "; " + outboxSnapshot(t, f)
 		},
-			fullDiskCase{method: "personaldata.v1.RequesterOutboxService/AcknowledgeOutboxMessage", name: "policy notice", who: opOf,
+			fullDiskCase{method: "personaldata.v1.RequesterOutboxService/AcknowledgeOutboxMessage", name: "policy notice", who: mailerOf,
 				prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
 					m := f.outboxMessage(t, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_POLICY_CHANGE, "")
 					return &pdv1.AcknowledgeOutboxMessageRequest{MessageId: m.GetMessageId()}
@@ -890,6 +892,7 @@ func TestFullDisk(t *testing.T) {
 	f.op = client{conn: conn, base: f.base, token: strings.TrimSpace(string(token))}
 	f.staff = f.principal(t, "full-staff", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, "company", pdv1.Purpose_PURPOSE_SUPPORT)
 	f.dom = f.principal(t, "full-registrar", pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, "company", pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION)
+	f.mailer = f.principal(t, "full-mailer", pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER, "company")
 
 	t.Run("writes", func(t *testing.T) {
 		for _, c := range fullDiskCases() {
