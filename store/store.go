@@ -132,6 +132,11 @@ type Store struct {
 	principals *mongo.Collection
 	// agreements are the processor agreements, one document per customer.
 	agreements *mongo.Collection
+	// subjectOps are the idempotency records of the changes to subjects
+	// (ops.go), and opsKnown the last of each subject's that this process
+	// knows to be there.
+	subjectOps *mongo.Collection
+	opsKnown   *knownOps
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
 	// subjectCache keeps the subject documents this process read or wrote
 	// (cache.go); nil on MongoDB.
@@ -225,6 +230,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.principals = db.Collection(principalsCollection)
 	s.agreements = db.Collection(agreementsCollection)
 	s.jobs = db.Collection(jobsCollection)
+	s.subjectOps = db.Collection(subjectOpsCollection)
+	s.opsKnown = newKnownOps()
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
@@ -234,7 +241,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
-			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection},
+			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection,
+			subjectOpsCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
@@ -293,7 +301,7 @@ func (s *Store) index(ctx context.Context) error {
 	for _, ix := range []struct {
 		c     *mongo.Collection
 		field string
-	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}} {
+	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}, {s.subjectOps, "at"}} {
 		if _, err := ix.c.Indexes().CreateOne(ctx, mongo.IndexModel{
 			Keys:    bson.D{{Key: ix.field, Value: 1}, {Key: "_id", Value: 1}},
 			Options: options.Index().SetName(ix.field + "_id"),
