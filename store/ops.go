@@ -166,9 +166,21 @@ func (s *Store) getOps(ctx context.Context, ids []string) (map[string]*subjectOp
 // change that overwrites its subject's last op is, and every call syncs
 // every database before it answers (Store.Durable); on MongoDB the write
 // concern makes it durable before it returns.
+//
+// It is an insert, batched with those of concurrent changes (one command
+// for all of them); a record there already under the _id is this op (the
+// next change's check wrote it first) or one of the same key that expired
+// and is not swept yet, so then the record is replaced.
 func (s *Store) putOp(ctx context.Context, subjectID string, op Op) error {
 	d := subjectOp{ID: subjectOpID(subjectID, op.Key), Fingerprint: op.Fingerprint, Result: op.Result, At: op.At}
-	err := s.apply(ctx, s.subjectOps, func(ctx context.Context) error {
+	err := s.opInserts.insertOne(ctx, &d)
+	if !errors.Is(err, ErrExists) {
+		if err != nil {
+			return fmt.Errorf("store: write op: %w", err)
+		}
+		return nil
+	}
+	err = s.apply(ctx, s.subjectOps, func(ctx context.Context) error {
 		_, err := s.subjectOps.ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d, options.Replace().SetUpsert(true))
 		return err
 	})

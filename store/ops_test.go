@@ -17,8 +17,13 @@ var errApplied = errors.New("applied before")
 // update, look the key up; if it was applied, change nothing; else count
 // it and record it as the subject's last op.
 func applyKeyed(ctx context.Context, s *store.Store, id, key string, at int64) (bool, error) {
+	return applyKeyedSince(ctx, s, id, key, at, 0)
+}
+
+// applyKeyedSince is applyKeyed with the window starting at since.
+func applyKeyedSince(ctx context.Context, s *store.Store, id, key string, at, since int64) (bool, error) {
 	_, err := s.UpdateSubject(ctx, id, func(sub *store.Subject) error {
-		op, err := s.FindSubjectOp(ctx, sub, key, 0, nil)
+		op, err := s.FindSubjectOp(ctx, sub, key, since, nil)
 		if err != nil {
 			return err
 		}
@@ -111,5 +116,35 @@ func TestDeleteSubjectOpsBefore(t *testing.T) {
 	}
 	if op, err := s.FindSubjectOp(ctx, sub, "young", 500, nil); err != nil || op == nil {
 		t.Errorf("the young key: %v, %v; want found", op, err)
+	}
+}
+
+// A key reused once its window is over is a new change, whose record
+// replaces the expired one not yet swept, and is kept by the sweep.
+func TestKeyReusedAfterItsWindow(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if err := s.InsertSubject(ctx, &store.Subject{ID: "s1", Version: 1, Controller: "company"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		key       string
+		at, since int64
+		applied   bool
+	}{{"k", 100, 0, true}, {"other", 200, 0, true}, {"k", 1000, 500, true}, {"other2", 1100, 500, true}, {"k", 1200, 500, false}} {
+		applied, err := applyKeyedSince(ctx, s, "s1", step.key, step.at, step.since)
+		if err != nil || applied != step.applied {
+			t.Fatalf("%s at %d: applied %v, %v; want %v", step.key, step.at, applied, err, step.applied)
+		}
+	}
+	if _, err := s.DeleteSubjectOpsBefore(ctx, 500, 10); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := s.GetSubject(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op, err := s.FindSubjectOp(ctx, sub, "k", 500, nil); err != nil || op == nil || op.At != 1000 {
+		t.Errorf("the reused key after the sweep: %+v, %v; want its record of 1000", op, err)
 	}
 }

@@ -142,7 +142,7 @@ type Store struct {
 	// (cache.go); nil on MongoDB.
 	subjectCache *docCache
 	// The inserts of creates, batched across concurrent callers.
-	subjectInserts, keyInserts, dataKeyInserts *batcher
+	subjectInserts, keyInserts, dataKeyInserts, opInserts *batcher
 	// writers are the embedded store's writer slots, one per database (see
 	// write); nil on MongoDB.
 	writers map[string]chan struct{}
@@ -238,6 +238,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.subjectInserts = newBatcher(s, s.subjects, false)
 	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
 	s.dataKeyInserts = newBatcher(s, s.dataKeys, false)
+	s.opInserts = newBatcher(s, s.subjectOps, true) // see putOp
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,

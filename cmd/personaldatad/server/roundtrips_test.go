@@ -96,15 +96,16 @@ func TestRoundTripsPerCall(t *testing.T) {
 		// its record in the collection of ops (one exact _id; made before
 		// the update, to answer a retry before the version check, and
 		// standing inside it while the subject is unchanged), and the
-		// write of the record once the subject is written. The record of
+		// insert of the record once the subject is written (batched with
+		// those of concurrent changes). The record of
 		// the subject's last op, which the change overwrites, is not read:
 		// this process wrote it (here there is none, the create's key
 		// stays in the subject). A process that did not (another
 		// replica, or this one after a restart) reads it too on its first
 		// change to the subject: in the same find on MongoDB, one more
 		// exact _id read on the embedded store.
-		{"RectifySubject", either([]string{"find subject_ops", "insert audit_events", "update subject_ops", "update subjects"},
-			[]string{"find subject_ops", "find subjects", "find subjects", "insert audit_events", "update subject_ops", "update subjects"}), func() []string {
+		{"RectifySubject", either([]string{"find subject_ops", "insert audit_events", "insert subject_ops", "update subjects"},
+			[]string{"find subject_ops", "find subjects", "find subjects", "insert audit_events", "insert subject_ops", "update subjects"}), func() []string {
 			return count("RectifySubject", rectifyReq(created.GetSubject(), "roundtrips-rectify", &pdv1.Person{Phone: "+46701234567"}, "phone"), &pdv1.RectifySubjectResponse{})
 		}},
 	}
