@@ -134,12 +134,17 @@ type Store struct {
 	principals *mongo.Collection
 	// agreements are the processor agreements, one document per customer.
 	agreements *mongo.Collection
+	// subjectOps are the idempotency records of the changes to subjects
+	// (ops.go), and opsKnown the last of each subject's that this process
+	// knows to be there.
+	subjectOps *mongo.Collection
+	opsKnown   *knownOps
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
 	// subjectCache keeps the subject documents this process read or wrote
 	// (cache.go); nil on MongoDB.
 	subjectCache *docCache
 	// The inserts of creates, batched across concurrent callers.
-	subjectInserts, keyInserts, dataKeyInserts *batcher
+	subjectInserts, keyInserts, dataKeyInserts, opInserts *batcher
 	// writers are the embedded store's writer slots, one per database (see
 	// write); nil on MongoDB.
 	writers map[string]chan struct{}
@@ -227,16 +232,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.principals = db.Collection(principalsCollection)
 	s.agreements = db.Collection(agreementsCollection)
 	s.jobs = db.Collection(jobsCollection)
+	s.subjectOps = db.Collection(subjectOpsCollection)
+	s.opsKnown = newKnownOps()
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
 	s.subjectInserts = newBatcher(s, s.subjects, false)
 	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
 	s.dataKeyInserts = newBatcher(s, s.dataKeys, false)
+	s.opInserts = newBatcher(s, s.subjectOps, true) // see putOp
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
-			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection},
+			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection,
+			subjectOpsCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
@@ -295,7 +304,7 @@ func (s *Store) index(ctx context.Context) error {
 	for _, ix := range []struct {
 		c     *mongo.Collection
 		field string
-	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}} {
+	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}, {s.subjectOps, "at"}} {
 		if _, err := ix.c.Indexes().CreateOne(ctx, mongo.IndexModel{
 			Keys:    bson.D{{Key: ix.field, Value: 1}, {Key: "_id", Value: 1}},
 			Options: options.Index().SetName(ix.field + "_id"),
