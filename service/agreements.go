@@ -73,14 +73,19 @@ func (v *violations) customerID(field, s string) string {
 // agreementID checks an agreement id, "<customer_id>.<seq>", and returns
 // its customer and sequence number.
 func (v *violations) agreementID(s string) (string, int) {
+	return v.agreementIDAt("agreement_id", s)
+}
+
+// agreementIDAt checks the agreement id in field.
+func (v *violations) agreementIDAt(field, s string) (string, int) {
 	customer, n, ok := strings.Cut(s, ".")
 	seq, err := strconv.Atoi(n)
 	if s == "" {
-		v.add("agreement_id", "is required")
+		v.add(field, "is required")
 		return "", 0
 	}
 	if !ok || err != nil || seq <= 0 || strconv.Itoa(seq) != n || !controllerPattern.MatchString(customer) || customer == companyController {
-		v.add("agreement_id", `is not an agreement id ("<customer_id>.<n>")`)
+		v.add(field, `is not an agreement id ("<customer_id>.<n>")`)
 		return "", 0
 	}
 	return customer, seq

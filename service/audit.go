@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,9 @@ func (s *Audit) ListAuditEvents(ctx context.Context, req *pdv1.ListAuditEventsRe
 	c, err := s.caller(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if req.GetChain() != "" {
+		return s.listChain(ctx, c, req)
 	}
 	var v violations
 	subjectID, tenantID := req.GetSubjectId(), req.GetTenantId()
@@ -106,6 +110,56 @@ func (s *Audit) ListAuditEvents(ctx context.Context, req *pdv1.ListAuditEventsRe
 	return out, nil
 }
 
+// tenantlessChains are the chains of no tenant that operators may list and
+// verify.
+var tenantlessChains = []string{audit.PrincipalsChain, audit.UnauthenticatedChain}
+
+// listChain pages through a chain of no tenant (tenantlessChains), in seq
+// order: for operators.
+func (s *Audit) listChain(ctx context.Context, c *auth.Caller, req *pdv1.ListAuditEventsRequest) (*pdv1.ListAuditEventsResponse, error) {
+	var v violations
+	chain := req.GetChain()
+	if req.GetSubjectId() != "" || req.GetTenantId() != "" {
+		const both = "exactly one of subject_id, tenant_id and chain may be given"
+		if req.GetSubjectId() != "" {
+			v.add("subject_id", both)
+		}
+		if req.GetTenantId() != "" {
+			v.add("tenant_id", both)
+		}
+		v.add("chain", both)
+	} else if !slices.Contains(tenantlessChains, chain) {
+		v.add("chain", `must be "principals" or "unauthenticated"`)
+	}
+	size := v.pageSize(req.GetPageSize(), defaultAuditPageSize)
+	from := int64(1)
+	if len(v) == 0 {
+		if pos := v.auditPageToken(req.GetPageToken(), "c", chain); pos != "" {
+			var err error
+			if from, err = strconv.ParseInt(pos, 10, 64); err != nil || from < 1 {
+				v.add("page_token", "is not a token from this listing")
+			}
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(auth.AllTenants) {
+		return nil, permissionDenied(reasonKindNotPermitted, nil, "the chains of no tenant are for operators")
+	}
+	evs, err := s.audit.List(ctx, chain, from, size+1)
+	if err != nil {
+		return nil, s.internal(ctx, "list audit events", err)
+	}
+	out := &pdv1.ListAuditEventsResponse{}
+	if len(evs) > size {
+		out.NextPageToken = auditPageToken("c", chain, strconv.FormatInt(evs[size].Seq, 10))
+		evs = evs[:size]
+	}
+	out.Events = auditEventsToProto(evs)
+	return out, nil
+}
+
 // VerifyAuditChain walks a chain and names its first broken link.
 func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChainRequest) (*pdv1.VerifyAuditChainResponse, error) {
 	c, err := s.caller(ctx)
@@ -115,7 +169,7 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 	chain := req.GetChain()
 	var v violations
 	switch {
-	case chain == audit.PrincipalsChain, chain == RestoreChain:
+	case slices.Contains(tenantlessChains, chain), chain == RestoreChain:
 	case strings.HasPrefix(chain, "subjects/"):
 		if id := strings.TrimPrefix(chain, "subjects/"); id == "" || len(id) > maxIDLen || !controllerPattern.MatchString(id) {
 			v.add("chain", "does not name a subject")
@@ -125,15 +179,15 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 			v.add("chain", "does not name a tenant")
 		}
 	default:
-		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>", "principals" or "restores"`)
+		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>", "principals", "unauthenticated" or "restores"`)
 	}
 	if err := v.err(); err != nil {
 		return nil, err
 	}
 	switch {
-	case chain == audit.PrincipalsChain, chain == RestoreChain:
+	case slices.Contains(tenantlessChains, chain), chain == RestoreChain:
 		if !c.ActsFor(auth.AllTenants) {
-			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chains of principals and restores are for operators")
+			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chains of no tenant are for operators")
 		}
 	case strings.HasPrefix(chain, "subjects/"):
 		if err := s.subjectVisible(ctx, c, strings.TrimPrefix(chain, "subjects/")); err != nil {

@@ -168,7 +168,12 @@ func (s *Breach) breachScope(req *pdv1.AssessBreachImpactRequest) (breachScope, 
 // verified whole, a series of store reads; up to breachWorkers chains are
 // read at once, and emitted in order.
 func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.BreachChainImpact) error) error {
-	run := newInOrder(ctx, breachWorkers, emit)
+	run := newInOrder(ctx, breachWorkers, func(ci *pdv1.BreachChainImpact) error {
+		if ci == nil {
+			return nil // a job that found nothing in scope
+		}
+		return emit(ci)
+	})
 	defer run.stop()
 	var err error
 	if sc.keyVersion != 0 {
@@ -182,6 +187,8 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.checked(ctx, t) })
 		}
 		err = s.audit.Scan(ctx, store.AuditScan{Principal: sc.principal, From: sc.from, To: sc.to}, func(e audit.Event) error {
+			// A principal's refused authentications name it in their
+			// fields, not as the principal: found below.
 			if e.Chain == audit.ReadinessChain {
 				return nil // probes of the store, no one's data
 			}
@@ -200,6 +207,11 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 		if err == nil && cur != nil {
 			err = finish()
 		}
+		if err == nil && sc.principal != "" {
+			// Last, in chain order ("unauthenticated" sorts after every
+			// other chain).
+			err = run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.attemptsNaming(ctx, sc) })
+		}
 	}
 	if err == nil {
 		err = run.wait()
@@ -208,6 +220,34 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 		return s.internal(ctx, "assess breach", err)
 	}
 	return nil
+}
+
+// attemptsNaming is the report of the refused authentications in the
+// window whose credentials named sc's principal: a walk of the chain
+// "unauthenticated", which grows by at most some 70 events a second however
+// many attempts are made (audit.Attempts).
+func (s *Breach) attemptsNaming(ctx context.Context, sc breachScope) (*pdv1.BreachChainImpact, error) {
+	t := newChainTally(audit.UnauthenticatedChain)
+	const page = 500
+	for from := int64(1); ; {
+		evs, err := s.audit.List(ctx, t.chain, from, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			if _, _, _, named := audit.ParseAttempt(e); sc.inWindow(e.Time) && slices.Contains(named, sc.principal) {
+				t.add(e)
+			}
+		}
+		if len(evs) < page {
+			break
+		}
+		from = evs[len(evs)-1].Seq + 1
+	}
+	if t.events == 0 {
+		return nil, nil
+	}
+	return s.checked(ctx, t)
 }
 
 // breachWorkers is how many chains a report reads at once: enough to keep
@@ -311,11 +351,14 @@ type chainTally struct {
 	rpcs                     map[string]*pdv1.BreachRpcCount
 	outcomes                 map[string]int64
 	read, changed, attempted map[string]bool
+	// failures counts the refused authentications of the chain
+	// "unauthenticated", by reason and source.
+	failures map[[2]string]int64
 }
 
 func newChainTally(chain string) *chainTally {
 	t := &chainTally{chain: chain, rpcs: map[string]*pdv1.BreachRpcCount{}, outcomes: map[string]int64{},
-		read: map[string]bool{}, changed: map[string]bool{}, attempted: map[string]bool{}}
+		read: map[string]bool{}, changed: map[string]bool{}, attempted: map[string]bool{}, failures: map[[2]string]int64{}}
 	if id, ok := strings.CutPrefix(chain, "tenants/"); ok {
 		t.tenant = id
 	}
@@ -344,6 +387,12 @@ func (t *chainTally) add(e audit.Event) {
 		t.refusals++
 		rc.Refusals++
 	}
+	if e.Chain == audit.UnauthenticatedChain {
+		// Its fields say who tried and why, not what data.
+		reason, source, n, _ := audit.ParseAttempt(e)
+		t.failures[[2]string{reason, source}] += n
+		return
+	}
 	into := t.attempted
 	if e.Outcome == codes.OK.String() {
 		into = t.read
@@ -362,7 +411,7 @@ func (t *chainTally) proto() *pdv1.BreachChainImpact {
 	ci := &pdv1.BreachChainImpact{
 		Chain: t.chain, TenantId: t.tenant, Events: t.events, Refusals: t.refusals,
 		FieldsRead: sortedKeys(t.read), FieldsChanged: sortedKeys(t.changed), FieldsAttempted: sortedKeys(t.attempted),
-		Rpcs: rpcCounts(t.rpcs), Outcomes: outcomeCounts(t.outcomes),
+		Rpcs: rpcCounts(t.rpcs), Outcomes: outcomeCounts(t.outcomes), FailedAuthentications: failureCounts(t.failures),
 	}
 	ci.CategoriesRead, ci.CategoriesChanged = categoriesNamed(ci.FieldsRead), categoriesNamed(ci.FieldsChanged)
 	if id, ok := strings.CutPrefix(t.chain, "subjects/"); ok {
@@ -381,11 +430,13 @@ type breachTotals struct {
 	outcomes      map[string]int64
 	read, changed map[string]bool
 	held          map[pdv1.DataCategory]int64
+	failures      map[[2]string]int64
 }
 
 func newBreachTotals() *breachTotals {
 	return &breachTotals{sum: &pdv1.BreachSummary{}, rpcs: map[string]*pdv1.BreachRpcCount{}, outcomes: map[string]int64{},
-		read: map[string]bool{}, changed: map[string]bool{}, held: map[pdv1.DataCategory]int64{}}
+		read: map[string]bool{}, changed: map[string]bool{}, held: map[pdv1.DataCategory]int64{},
+		failures: map[[2]string]int64{}}
 }
 
 func (t *breachTotals) add(ci *pdv1.BreachChainImpact) {
@@ -426,6 +477,10 @@ func (t *breachTotals) add(ci *pdv1.BreachChainImpact) {
 	for _, c := range ci.GetCategoriesHeld() {
 		t.held[c]++
 	}
+	for _, f := range ci.GetFailedAuthentications() {
+		t.failures[[2]string{f.GetReason(), f.GetSource()}] += f.GetAttempts()
+		t.sum.FailedAuthenticationAttempts += f.GetAttempts()
+	}
 }
 
 func (t *breachTotals) summary(sc breachScope) *pdv1.BreachSummary {
@@ -435,6 +490,7 @@ func (t *breachTotals) summary(sc breachScope) *pdv1.BreachSummary {
 		s.StartTime = timestamppb.New(time.Unix(0, sc.from).UTC())
 	}
 	s.Rpcs, s.Outcomes = rpcCounts(t.rpcs), outcomeCounts(t.outcomes)
+	s.FailedAuthentications = failureCounts(t.failures)
 	s.FieldsRead, s.FieldsChanged = sortedKeys(t.read), sortedKeys(t.changed)
 	s.CategoriesRead, s.CategoriesChanged = categoriesNamed(s.FieldsRead), categoriesNamed(s.FieldsChanged)
 	for _, c := range slices.Sorted(maps.Keys(t.held)) {
@@ -447,6 +503,18 @@ func sortedKeys(m map[string]bool) []string { return slices.Sorted(maps.Keys(m))
 
 func rpcCounts(m map[string]*pdv1.BreachRpcCount) []*pdv1.BreachRpcCount {
 	return slices.SortedFunc(maps.Values(m), func(a, b *pdv1.BreachRpcCount) int { return cmp.Compare(a.GetRpc(), b.GetRpc()) })
+}
+
+// failureCounts are the refused authentications by reason and source, in
+// that order.
+func failureCounts(m map[[2]string]int64) []*pdv1.BreachAuthFailureCount {
+	var out []*pdv1.BreachAuthFailureCount
+	for _, k := range slices.SortedFunc(maps.Keys(m), func(a, b [2]string) int {
+		return cmp.Or(cmp.Compare(a[0], b[0]), cmp.Compare(a[1], b[1]))
+	}) {
+		out = append(out, &pdv1.BreachAuthFailureCount{Reason: k[0], Source: k[1], Attempts: m[k]})
+	}
+	return out
 }
 
 func outcomeCounts(m map[string]int64) []*pdv1.BreachOutcomeCount {

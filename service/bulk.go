@@ -1,8 +1,11 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -10,6 +13,7 @@ import (
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
 )
 
@@ -132,6 +136,13 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	customer := v.customerID("customer_id", req.GetCustomerId())
 	ground := v.enum("ground", req.GetGround())
 	ref := v.text("reference", req.GetReference(), maxReferenceLen, false, false)
+	var terminate int
+	if t := req.GetTerminateAgreementId(); t != "" {
+		var of string
+		if of, terminate = v.agreementIDAt("terminate_agreement_id", t); of != "" && of != customer {
+			v.add("terminate_agreement_id", "must be an agreement of customer_id")
+		}
+	}
 	if err := v.err(); err != nil {
 		return err
 	}
@@ -141,6 +152,9 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	}
 	fp := s.fingerprint(req)
 	id := s.eraseJobID(customer, key)
+	if err := s.endOfAgreement(ctx, c, customer, terminate, id, ref, fp); err != nil {
+		return err
+	}
 	job, err := s.startOrResume(ctx, &store.Job{ID: id, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref, Principal: c.ID(), Fingerprint: fp})
 	if err != nil {
 		return err
@@ -169,4 +183,88 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 			return stream.Send(&pdv1.EraseControllerSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Finished: j.State == jobFinished})
 		},
 	})
+}
+
+// endOfAgreement applies the bound on who may erase a customer's subjects,
+// before a bulk erasure starts or resumes. The customer's own controller
+// principal may erase its data at any time: the data is the customer's. Any
+// other caller (an operator) may only at the end of the customer's
+// agreements: when none is in force or yet to come into force, once the one
+// terminate names (if any) is terminated. That termination is made here, in
+// the same audited call, after every check and before the erasure starts,
+// as TerminateProcessorAgreement would make it (now, with the erasure's
+// reference), and only by a caller that may call that RPC.
+func (s *Agreements) endOfAgreement(ctx context.Context, c *auth.Caller, customer string, terminate int, jobID, ref string, fp []byte) error {
+	terminateRPC := pdv1.ProcessorAgreementService_TerminateProcessorAgreement_FullMethodName
+	if terminate != 0 && !c.MayCall(terminateRPC) {
+		return permissionDenied(reasonRPCNotPermitted, map[string]string{"method": terminateRPC, "field": "terminate_agreement_id"},
+			fmt.Sprintf("principal %s may not terminate a processor agreement: leave terminate_agreement_id empty, or ask an operator to terminate the agreement", c.ID()))
+	}
+	if c.Principal.Kind == pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER.String() {
+		return nil
+	}
+	// A retry that reuses the key of another erasure is refused before
+	// anything is terminated.
+	if job, err := s.store.GetJob(ctx, jobID); err == nil && !bytes.Equal(job.Fingerprint, fp) {
+		return keyReused()
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return s.internal(ctx, "erase controller", err)
+	}
+	set, err := s.store.GetAgreements(ctx, customer)
+	if err != nil {
+		return s.internal(ctx, "erase controller", err)
+	}
+	if terminate != 0 && findAgreement(set, terminate) == nil {
+		return agreementNotFound()
+	}
+	now := s.now().UnixNano()
+	var open []string
+	var named string
+	for i := range set.Agreements {
+		a := &set.Agreements[i]
+		id := agreementIDOf(customer, a.Seq)
+		switch agreementState(a, now) {
+		case pdv1.AgreementState_AGREEMENT_STATE_IN_FORCE:
+			if a.Seq == terminate {
+				named = id
+				continue
+			}
+			open = append(open, id+" is in force")
+		case pdv1.AgreementState_AGREEMENT_STATE_PENDING:
+			if a.Seq == terminate {
+				named = id
+				continue
+			}
+			open = append(open, id+" comes into force at "+rfc3339(a.Current().InForceFrom))
+		}
+	}
+	if len(open) > 0 {
+		ids := make([]string, 0, len(open))
+		for _, o := range open {
+			ids = append(ids, strings.Fields(o)[0])
+		}
+		return permissionDenied(reasonAgreementInForce, map[string]string{"customer_id": customer, "agreement_ids": strings.Join(ids, ",")},
+			fmt.Sprintf("an operator may erase a customer's subjects only at the end of its processor agreements, and %s: terminate it first "+
+				"(TerminateProcessorAgreement), or name it in terminate_agreement_id to terminate it in this step; "+
+				"the customer's own customer-controller principal may erase its data at any time", strings.Join(open, "; ")))
+	}
+	if named == "" {
+		return nil // no agreement to end: terminated or expired, or none
+	}
+	// On the trail before the change; no trail, no termination.
+	note(ctx, audit.Touch{Tenant: customer, Fields: []string{"processor_agreement"}})
+	if err := audit.Flush(ctx); err != nil {
+		return err
+	}
+	if ref == "" {
+		ref = "erasure job " + jobID
+	}
+	_, err = s.changeAgreement(ctx, customer, terminate, "erase-controller:"+jobID, fp, func(a *store.Agreement) error {
+		if a.TerminatedAt != 0 && a.TerminatedAt <= now {
+			return &replayed{} // ended already: nothing to write
+		}
+		a.TerminatedAt, a.TerminationRef = now, ref
+		return nil
+	})
+	return err
 }

@@ -199,7 +199,8 @@ func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentReq
 	if err != nil {
 		return nil, err
 	}
-	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+	var memo store.OpMemo
+	if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 		return consentReplay(sub, err, func(c *pdv1.Consent) *pdv1.RecordConsentResponse { return &pdv1.RecordConsentResponse{Consent: c} })
 	}
 	c, _ := s.caller(ctx)
@@ -208,7 +209,7 @@ func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentReq
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 			return err
 		}
 		// One live consent per purpose and recipient: a second, or a retry
@@ -226,7 +227,7 @@ func (s *Consents) RecordConsent(ctx context.Context, req *pdv1.RecordConsentReq
 			RecordedAt: now.UnixNano(), RecordedBy: c.ID(),
 		}
 		sub.Consents = append(sub.Consents, consent)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Consents))}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Consents))}, s.now())
 		return nil
 	})
 	if isReplay(err) {
@@ -260,7 +261,8 @@ func (s *Consents) WithdrawConsent(ctx context.Context, req *pdv1.WithdrawConsen
 		return nil, err
 	}
 	respond := func(c *pdv1.Consent) *pdv1.WithdrawConsentResponse { return &pdv1.WithdrawConsentResponse{Consent: c} }
-	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+	var memo store.OpMemo
+	if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 		return consentReplay(sub, err, respond)
 	}
 	if findConsent(sub, consentID) == nil {
@@ -272,7 +274,7 @@ func (s *Consents) WithdrawConsent(ctx context.Context, req *pdv1.WithdrawConsen
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 			return err
 		}
 		consent := findConsent(sub, consentID)
@@ -284,7 +286,7 @@ func (s *Consents) WithdrawConsent(ctx context.Context, req *pdv1.WithdrawConsen
 		}
 		consent.WithdrawnAt, consent.WithdrawChannel, consent.WithdrawReference, consent.WithdrawnBy = now.UnixNano(), channel, ref, c.ID()
 		n, _ := strconv.Atoi(consentID)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(n)}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(n)}, s.now())
 		return nil
 	})
 	switch {

@@ -113,7 +113,8 @@ func (s *Disclosures) Disclose(ctx context.Context, req *pdv1.DiscloseRequest) (
 	}
 	// A retry passes every check again: handing the data over once more is
 	// a disclosure too, and is refused once the basis is gone.
-	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+	var memo store.OpMemo
+	if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 		return discloseReplay(sub, err, fields)
 	}
 	var d store.Disclosure
@@ -121,7 +122,7 @@ func (s *Disclosures) Disclose(ctx context.Context, req *pdv1.DiscloseRequest) (
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 			return err
 		}
 		// Again under the update: a restriction or a withdrawal that came in
@@ -145,7 +146,7 @@ func (s *Disclosures) Disclose(ctx context.Context, req *pdv1.DiscloseRequest) (
 			d.Categories = append(d.Categories, cat.String())
 		}
 		sub.Disclosures = append(sub.Disclosures, d)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Disclosures))}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.Disclosures))}, s.now())
 		return nil
 	})
 	switch {

@@ -30,6 +30,8 @@ const (
 	reasonPurposeNotPermitted   = "PURPOSE_NOT_PERMITTED"
 	reasonControllerInstruction = "CONTROLLER_INSTRUCTION_REQUIRED"
 	reasonKindNotPermitted      = "PRINCIPAL_KIND_NOT_PERMITTED"
+	reasonRPCNotPermitted       = "RPC_NOT_PERMITTED"
+	reasonAgreementInForce      = "AGREEMENT_IN_FORCE"
 	// ALREADY_EXISTS
 	reasonSubjectExists   = "SUBJECT_EXISTS"
 	reasonPrincipalExists = "PRINCIPAL_EXISTS"

@@ -1,16 +1,20 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
@@ -229,10 +233,12 @@ func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxC
 }
 
 // outboxReaders are the kinds of principal that read and acknowledge the
-// outbox: the mailer, and operators (pdctl outbox, for development).
+// outbox's messages: the mailer alone. The messages hold the requesters'
+// addresses and live verification codes, and whoever reads a code can
+// verify a request as someone else; operators see counts and ages
+// (GetOutboxSummary), whatever RPCs a principal is granted.
 var outboxReaders = map[string]bool{
-	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER.String():   true,
-	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR.String(): true,
+	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER.String(): true,
 }
 
 func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
@@ -241,9 +247,37 @@ func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
 		return nil, err
 	}
 	if !outboxReaders[c.Principal.Kind] {
-		return nil, permissionDenied(reasonKindNotPermitted, nil, "the outbox is read by the mailer and operators")
+		return nil, permissionDenied(reasonKindNotPermitted, nil, "the outbox's messages are read by the mailer only")
 	}
 	return c, nil
+}
+
+var (
+	// requestMessageIDPattern is the id of a request's message: the
+	// request's id (base32 of 128 bits, as derivedID makes it) and the
+	// index of its step (store.OutboxMessageID).
+	requestMessageIDPattern = regexp.MustCompile(`^[a-z2-7]{26}\.(0|[1-9][0-9]{0,5})$`)
+	// policyNoticeIDPattern is the id of a policy notice: the version and
+	// the subject's id (policyNoticeID).
+	policyNoticeIDPattern = regexp.MustCompile(`^policy\.([a-z0-9][a-z0-9.-]{0,31})\.([a-z2-7]{26})$`)
+)
+
+// outboxMessageID checks the form of a message id; for a policy notice it
+// returns the version and the subject it names.
+func (v *violations) outboxMessageID(id string) (version, subjectID string) {
+	switch {
+	case id == "":
+		v.add("message_id", "is required")
+	case requestMessageIDPattern.MatchString(id):
+	default:
+		m := policyNoticeIDPattern.FindStringSubmatch(id)
+		if m == nil {
+			v.add("message_id", `is not a message id: "<request_id>.<step>" or "policy.<version>.<subject_id>", as listed`)
+			return "", ""
+		}
+		return m[1], m[2]
+	}
+	return "", ""
 }
 
 // pendingMessages reads up to limit messages after a position, opened.
@@ -363,11 +397,7 @@ func (s *Outbox) StreamOutboxMessages(_ *pdv1.StreamOutboxMessagesRequest, strea
 func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.AcknowledgeOutboxMessageRequest) (*pdv1.AcknowledgeOutboxMessageResponse, error) {
 	var v violations
 	id := req.GetMessageId()
-	if id == "" {
-		v.add("message_id", "is required")
-	} else if len(id) > 2*maxIDLen || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789._-") != "" {
-		v.add("message_id", "is not a message id")
-	}
+	version, subjectID := v.outboxMessageID(id)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -378,7 +408,13 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 	note(ctx, audit.Touch{Chain: audit.TenantChain(companyController), Tenant: companyController, Fields: []string{"outbox_message"}})
 	m, err := s.store.GetOutboxMessage(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return &pdv1.AcknowledgeOutboxMessageResponse{}, nil // acknowledged before
+		switch acked, err := s.acknowledgedBefore(ctx, id, version, subjectID); {
+		case err != nil:
+			return nil, s.internal(ctx, "acknowledge outbox message", err)
+		case acked:
+			return &pdv1.AcknowledgeOutboxMessageResponse{}, nil // a repeat: harmless
+		}
+		return nil, status.Error(codes.NotFound, "outbox message not found")
 	}
 	if err != nil {
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
@@ -402,4 +438,61 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 		return nil, s.internal(ctx, "acknowledge outbox message", err)
 	}
 	return &pdv1.AcknowledgeOutboxMessageResponse{}, nil
+}
+
+// acknowledgedBefore says whether a message no longer queued was
+// acknowledged: a request's message by its sent mark (which stays until
+// the request's personal values go), a policy notice by its subject
+// recorded informed of the version (through the notice, or by support staff
+// before the notice was acknowledged, which then records nothing more).
+// Both are written before the message is removed, so a repeat racing the
+// first acknowledgement sees them.
+func (s *Outbox) acknowledgedBefore(ctx context.Context, id, version, subjectID string) (bool, error) {
+	if version == "" {
+		return s.store.OutboxMessageSent(ctx, id)
+	}
+	sub, err := s.store.GetSubject(ctx, subjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return informedOf(sub, version), nil
+}
+
+// GetOutboxSummary counts the waiting messages by kind, with the age of the
+// oldest: no address, text, code or id of any message, so operators watch
+// the mailer without reading what it sends. It touches no personal data.
+func (s *Outbox) GetOutboxSummary(ctx context.Context, _ *pdv1.GetOutboxSummaryRequest) (*pdv1.GetOutboxSummaryResponse, error) {
+	if _, err := s.caller(ctx); err != nil {
+		return nil, err
+	}
+	waiting, err := s.store.OutboxSummary(ctx)
+	if err != nil {
+		return nil, s.internal(ctx, "summarise outbox", err)
+	}
+	now := s.now()
+	out := &pdv1.GetOutboxSummaryResponse{ReadTime: ts(now.UnixNano())}
+	var oldest int64
+	for _, w := range waiting {
+		out.Waiting += w.Count
+		if oldest == 0 || w.OldestAt < oldest {
+			oldest = w.OldestAt
+		}
+		out.Kinds = append(out.Kinds, &pdv1.OutboxKindSummary{
+			Kind: enumValue[pdv1.OutboxMessageKind](pdv1.OutboxMessageKind_value, w.Kind), Waiting: w.Count,
+			OldestCreateTime: ts(w.OldestAt), OldestAge: ageAt(now, w.OldestAt),
+		})
+	}
+	slices.SortFunc(out.Kinds, func(a, b *pdv1.OutboxKindSummary) int { return cmp.Compare(a.GetKind(), b.GetKind()) })
+	if out.Waiting > 0 {
+		out.OldestCreateTime, out.OldestAge = ts(oldest), ageAt(now, oldest)
+	}
+	return out, nil
+}
+
+// ageAt is how long before now a Unix-nanosecond time was, never below 0.
+func ageAt(now time.Time, at int64) *durationpb.Duration {
+	return durationpb.New(max(now.Sub(time.Unix(0, at)), 0))
 }

@@ -217,11 +217,11 @@ func (s *Policy) RecordPolicyAcknowledgement(ctx context.Context, req *pdv1.Reco
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, nil); err != nil {
 			return err
 		}
 		sub.PolicyAcks = append(sub.PolicyAcks, ack)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.PolicyAcks))}, now)
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.PolicyAcks))}, now)
 		return nil
 	})
 	var rep *replayed

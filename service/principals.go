@@ -79,11 +79,11 @@ func (v *violations) principalFields(kind pdv1.PrincipalKind, tenants []string, 
 }
 
 func principalToProto(p *store.Principal) *pdv1.Principal {
+	kind := enumValue[pdv1.PrincipalKind](pdv1.PrincipalKind_value, p.Kind)
 	out := &pdv1.Principal{
 		PrincipalId: p.ID,
-		Kind:        enumValue[pdv1.PrincipalKind](pdv1.PrincipalKind_value, p.Kind),
+		Kind:        kind,
 		TenantIds:   p.TenantIDs,
-		Rpcs:        p.RPCs,
 		Description: p.Description,
 		Revoked:     p.Revoked,
 		CreateTime:  ts(p.CreatedAt),
@@ -91,8 +91,17 @@ func principalToProto(p *store.Principal) *pdv1.Principal {
 		TokenCount:  int32(len(p.Tokens)),
 		Version:     p.Version,
 	}
+	// What it may do: a grant stored beyond its kind's ceiling (from before
+	// a default was narrowed) is ignored by the rules, so it is not shown.
+	for _, m := range p.RPCs {
+		if auth.Grantable(kind, m) {
+			out.Rpcs = append(out.Rpcs, m)
+		}
+	}
 	for _, name := range p.Purposes {
-		out.Purposes = append(out.Purposes, enumValue[pdv1.Purpose](pdv1.Purpose_value, name))
+		if pu := enumValue[pdv1.Purpose](pdv1.Purpose_value, name); auth.PurposeGrantable(kind, pu) {
+			out.Purposes = append(out.Purposes, pu)
+		}
 	}
 	return out
 }

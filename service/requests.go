@@ -351,6 +351,14 @@ func (s *RightsRequests) SendVerificationCode(ctx context.Context, req *pdv1.Sen
 	if err != nil {
 		return nil, err
 	}
+	// A retry of a code that was sent answers the request as it is, as
+	// every step's retry does, also once the request was answered; the
+	// same key with another request is refused as bad input.
+	if err := checkReplay(r.Ops, opKey(key), s.fingerprint(req)); isReplay(err) {
+		return &pdv1.SendVerificationCodeResponse{Request: s.requestToProto(r)}, nil
+	} else if err != nil {
+		return nil, err
+	}
 	if err := answered(r); err != nil {
 		return nil, err
 	}

@@ -281,7 +281,8 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 	hold.ID = holdIDFor(id, key)
 	hold.PlacedAt = now.UnixNano()
 	hold.PlacedBy = c.ID()
-	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+	var memo store.OpMemo
+	if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 		return s.placeReplay(ctx, id, hold.ID, err)
 	}
 	// The deadline before the hold: the sweeper must find every hold that
@@ -293,7 +294,7 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 			return err
 		}
 		// The hold id comes from the key: a retry later than the ops the
@@ -305,7 +306,7 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 			return failedPrecondition("the subject has %d retention holds, the most it may have", maxHolds)
 		}
 		sub.Holds = append(sub.Holds, hold)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		sub.UpdatedAt = now.UnixNano()
 		return nil
 	})
@@ -380,7 +381,8 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 		return nil, err
 	}
 	fp := s.fingerprint(req)
-	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+	var memo store.OpMemo
+	if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 		return s.releaseReplay(ctx, id, holdID, err)
 	}
 	h := findHold(sub.Holds, holdID)
@@ -395,7 +397,7 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 		return nil, s.internal(ctx, "release hold", err)
 	}
 	updated, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 			return err
 		}
 		h := findHold(sub.Holds, holdID)
@@ -408,7 +410,7 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 		h.EndedAt = now.UnixNano()
 		h.ReleasedBy = c.ID()
 		h.ReleaseReference = ref
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		sub.UpdatedAt = now.UnixNano()
 		return nil
 	})

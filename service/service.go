@@ -4,10 +4,12 @@ package service
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,14 +77,18 @@ func (s *Service) PrincipalCache() *auth.PrincipalCache { return s.principals }
 // AuditLog is the audit trail the service writes to.
 func (s *Service) AuditLog() *audit.Log { return s.audit }
 
-// idempotencyWindow is how long a subject remembers the idempotency key of a
-// change made to it: a retry within the window answers the first result,
-// however many other changes came between (24 hours, as payment APIs do).
+// idempotencyWindow is how long the idempotency key of a change is
+// remembered: a retry within the window answers the first result, however
+// many other changes came between (24 hours, as payment APIs do). A
+// subject's keys are records of their own (store.FindSubjectOp), removed by
+// the retention sweeper once the window is over.
 const idempotencyWindow = 24 * time.Hour
 
-// maxOps bounds the keys one subject remembers, so that a subject changed
-// thousands of times a day cannot grow its document without end. It is far
-// above a day of real changes to one person; past it the oldest is forgotten.
+// maxOps bounds the keys that the documents other than subjects remember in
+// themselves (principals, agreements, rights requests, policy versions), so
+// that one changed thousands of times a day cannot grow without end. It is
+// far above a day of real changes to one of them; past it the oldest is
+// forgotten.
 const maxOps = 1000
 
 // opKey is how an idempotency key is remembered: hashed, so a caller's key,
@@ -146,6 +152,49 @@ func checkReplay(ops []store.Op, key string, fp []byte) error {
 		return keyReused()
 	}
 	return &replayed{op: *op}
+}
+
+// subjectOp returns *replayed when the key (hashed: opKey) was applied to
+// sub with the same request, INVALID_ARGUMENT when with another, nil when
+// never. Inside a change function of an update of sub it decides, and
+// makes sure the op it will overwrite is kept (store.FindSubjectOp); outside
+// one it only finds a replay early, and memo carries its lookup into the
+// update that follows while the subject is unchanged.
+func (s *Service) subjectOp(ctx context.Context, sub *store.Subject, key string, fp []byte, memo *store.OpMemo) error {
+	op, err := s.store.FindSubjectOp(ctx, sub, key, s.now().Add(-idempotencyWindow).UnixNano(), memo)
+	if err != nil {
+		return s.internal(ctx, "idempotency key", err)
+	}
+	if op == nil {
+		return nil
+	}
+	if !bytes.Equal(op.Fingerprint, fp) {
+		return keyReused()
+	}
+	return &replayed{op: *op}
+}
+
+// recordOp makes op, applied at now, sub's last, in the update of the
+// change it records; the store keeps it once the update is written
+// (store.UpdateSubject). The legacy in-document records past the window go.
+func recordOp(sub *store.Subject, op store.Op, now time.Time) {
+	op.At = now.UnixNano()
+	sub.LastOp = &op
+	cutoff := now.Add(-idempotencyWindow).UnixNano()
+	// Those with no time were recorded before ops had one: long expired.
+	sub.Ops = slices.DeleteFunc(sub.Ops, func(o store.Op) bool { return o.At < cutoff })
+	if len(sub.Ops) == 0 {
+		sub.Ops = nil
+	}
+}
+
+// createOpOf returns the op of the create that made sub under key (hashed),
+// or nil: the create's, or one of the legacy in-document records.
+func createOpOf(sub *store.Subject, key string) *store.Op {
+	if sub.CreateOp != nil && sub.CreateOp.Key == key {
+		return sub.CreateOp
+	}
+	return findOpIn(sub.Ops, key)
 }
 
 // subjectIDFor derives a new subject's id from its controller and the

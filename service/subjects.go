@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -88,7 +89,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 			Version:     1,
 		}},
 		Keys:      keyIDs(keys),
-		Ops:       []store.Op{{Key: opKey(key), Fingerprint: fp, Result: 1, At: now.UnixNano()}},
+		CreateOp:  &store.Op{Key: opKey(key), Fingerprint: fp, Result: 1, At: now.UnixNano()},
 		CreatedAt: now.UnixNano(),
 		UpdatedAt: now.UnixNano(),
 	}
@@ -144,11 +145,8 @@ func (s *Service) replayCreate(sub *store.Subject, key string, fp []byte) (*pdv1
 	if sub.Erasure != nil {
 		return nil, erasedError(sub) // created by this key once, erased since
 	}
-	if err := checkReplay(sub.Ops, opKey(key), fp); !isReplay(err) {
-		if err == nil {
-			err = keyReused()
-		}
-		return nil, err
+	if op := createOpOf(sub, opKey(key)); op == nil || !bytes.Equal(op.Fingerprint, fp) {
+		return nil, keyReused()
 	}
 	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
 }
@@ -367,7 +365,10 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 	}
 	c, _ := s.caller(ctx)
 	prov = prov.by(c)
-	if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+	// A retry answers what it did before any other check: its
+	// expected_version is stale by then.
+	var memo store.OpMemo
+	if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 		return s.rectifyReplay(sub, err)
 	}
 	if sub.Version != req.GetExpectedVersion() {
@@ -391,7 +392,7 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, &memo); err != nil {
 			return err
 		}
 		if sub.Version != req.GetExpectedVersion() {
@@ -413,17 +414,13 @@ func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRe
 			Version:     sub.Version + 1,
 		}
 		sub.Changes = append(sub.Changes, change)
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		return nil
 	})
-	if isReplay(err) {
+	if r := (*replayed)(nil); errors.As(err, &r) {
 		// Applied by a concurrent attempt, which holds the keys now.
 		if updated, err = s.getSubject(ctx, "rectify", id); err != nil {
 			return nil, err
-		}
-		r := &replayed{}
-		if op := findOpIn(updated.Ops, opKey(key)); op != nil {
-			r.op = *op
 		}
 		return s.rectifyReplay(updated, r)
 	}
@@ -525,12 +522,12 @@ func (s *Service) AddHistoryEntry(ctx context.Context, req *pdv1.AddHistoryEntry
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, nil); err != nil {
 			return err
 		}
 		entry.Seq = sub.HistoryCount
 		sub.HistoryCount++
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: entry.Seq}, s.now())
 		return nil
 	})
 	var r *replayed
@@ -735,13 +732,13 @@ func (s *Service) updateForRequest(ctx context.Context, op, id, key string, fp [
 		if sub.Erasure != nil {
 			return erasedError(sub)
 		}
-		if err := checkReplay(sub.Ops, opKey(key), fp); err != nil {
+		if err := s.subjectOp(ctx, sub, opKey(key), fp, nil); err != nil {
 			return err
 		}
 		if err := change(sub); err != nil {
 			return err
 		}
-		sub.Ops = appendOp(sub.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
+		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: sub.Version + 1}, s.now())
 		return nil
 	})
 	switch {
@@ -870,11 +867,13 @@ func (s *Service) EraseSubject(ctx context.Context, req *pdv1.EraseSubjectReques
 // cleanup, so it may be repeated.
 func (s *Service) eraseStored(ctx context.Context, id, ground string, prov provenance, op store.Op, now time.Time) (*store.Subject, error) {
 	sub, err := s.vault.updateSubject(ctx, id, func(sub *store.Subject) error {
+		// Erasing again is fine, but not under a key used for another
+		// request. Looked up on a live subject too, so that the op the
+		// erasure overwrites is kept (store.FindSubjectOp).
+		if err := s.subjectOp(ctx, sub, op.Key, op.Fingerprint, nil); err != nil && !isReplay(err) {
+			return err
+		}
 		if sub.Erasure != nil {
-			// Erasing again is fine, but not under a key used for another request.
-			if err := checkReplay(sub.Ops, op.Key, op.Fingerprint); err != nil && !isReplay(err) {
-				return err
-			}
 			if sub.CleanupPending {
 				return nil // finish what an interrupted erasure left
 			}
@@ -884,9 +883,13 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 		keepHeld(sub, now) // what active legal holds cover stays, storage only
 		sub.Restriction = nil
 		sub.CleanupPending = true
-		// Forget the fingerprints of earlier requests: they were taken over
-		// personal data.
-		sub.Ops = []store.Op{{Key: op.Key, Fingerprint: op.Fingerprint, Result: sub.Version + 1, At: now.UnixNano()}}
+		// Forget the fingerprints of earlier requests that the document
+		// holds: they were taken over personal data. Those in the
+		// collection of ops, keyed hashes too, go with their window
+		// (sweeper.go); a retry of a change to the erased subject answers
+		// the erasure first.
+		sub.CreateOp, sub.Ops = nil, nil
+		recordOp(sub, store.Op{Key: op.Key, Fingerprint: op.Fingerprint, Result: sub.Version + 1}, now)
 		sub.Changes = append(sub.Changes, store.Change{
 			Kind: pdv1.ChangeKind_CHANGE_KIND_ERASED.String(), At: now.UnixNano(),
 			Channel: prov.channel, Reference: prov.reference, PerformedBy: prov.performedBy,

@@ -67,6 +67,9 @@ type SweepResult struct {
 	// RequestsPurged counts the answered rights requests whose personal
 	// values were removed (requestRetention).
 	RequestsPurged int64
+	// OpsExpired counts the idempotency records of subjects' changes
+	// removed once their window was over.
+	OpsExpired int64
 }
 
 // Run sweeps at once and then every interval until ctx ends. A failed pass
@@ -81,9 +84,9 @@ func (s *Retention) Run(ctx context.Context, interval time.Duration) {
 			return
 		case err != nil:
 			s.log.WarnContext(ctx, "retention sweep failed", slog.String("error", err.Error()))
-		case len(res.PurgedSubjectIDs) > 0 || res.HoldsEnded > 0 || res.RequestsPurged > 0:
+		case len(res.PurgedSubjectIDs) > 0 || res.HoldsEnded > 0 || res.RequestsPurged > 0 || res.OpsExpired > 0:
 			s.log.InfoContext(ctx, "retention sweep", slog.Int("purged_subjects", len(res.PurgedSubjectIDs)), slog.Int64("holds_ended", res.HoldsEnded),
-				slog.Int64("purged_requests", res.RequestsPurged))
+				slog.Int64("purged_requests", res.RequestsPurged), slog.Int64("expired_ops", res.OpsExpired))
 		}
 		select {
 		case <-ctx.Done():
@@ -144,7 +147,28 @@ func (s *Retention) Sweep(ctx context.Context, trigger string) (res SweepResult,
 			break
 		}
 	}
-	return res, s.purgeAnsweredRequests(ctx, now, trigger, &res)
+	if err := s.purgeAnsweredRequests(ctx, now, trigger, &res); err != nil {
+		return res, err
+	}
+	return res, s.expireOps(ctx, now, &res)
+}
+
+// opsPage is how many expired idempotency records one step removes.
+const opsPage = 500
+
+// expireOps removes the idempotency records of subjects' changes whose
+// window is over (they count as absent already), a page at a time, while
+// the pass holds its lease. They hold no personal value, so their removal
+// is not audited.
+func (s *Retention) expireOps(ctx context.Context, now time.Time, res *SweepResult) error {
+	cutoff := now.Add(-idempotencyWindow).UnixNano()
+	for {
+		n, err := s.store.DeleteSubjectOpsBefore(ctx, cutoff, opsPage)
+		res.OpsExpired += int64(n)
+		if err != nil || n < opsPage {
+			return err
+		}
+	}
 }
 
 // requestRetentionYears is how long an answered rights request keeps its

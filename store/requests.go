@@ -407,6 +407,62 @@ func (s *Store) ForgetSentOutboxMessages(ctx context.Context, requestID string, 
 	return nil
 }
 
+// OutboxWaiting is what waits in the outbox of one kind of message: how
+// many, and when the oldest was queued (Unix nanoseconds).
+type OutboxWaiting struct {
+	Kind     string
+	Count    int64
+	OldestAt int64
+}
+
+// OutboxSummary counts the waiting messages by kind, with the oldest of
+// each, reading only their kinds and times: never a message's content.
+func (s *Store) OutboxSummary(ctx context.Context) ([]OutboxWaiting, error) {
+	cur, err := s.outbox().Find(ctx, bson.D{},
+		options.Find().SetProjection(bson.D{{Key: "kind", Value: 1}, {Key: "created_at", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("store: summarise outbox: %w", classify(err))
+	}
+	defer cur.Close(ctx)
+	byKind := map[string]*OutboxWaiting{}
+	for cur.Next(ctx) {
+		var m struct {
+			Kind      string `bson:"kind"`
+			CreatedAt int64  `bson:"created_at"`
+		}
+		if err := cur.Decode(&m); err != nil {
+			return nil, fmt.Errorf("store: summarise outbox: %w", err)
+		}
+		w := byKind[m.Kind]
+		if w == nil {
+			w = &OutboxWaiting{Kind: m.Kind, OldestAt: m.CreatedAt}
+			byKind[m.Kind] = w
+		}
+		w.Count++
+		w.OldestAt = min(w.OldestAt, m.CreatedAt)
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("store: summarise outbox: %w", classify(err))
+	}
+	out := make([]OutboxWaiting, 0, len(byKind))
+	for _, w := range byKind {
+		out = append(out, *w)
+	}
+	slices.SortFunc(out, func(a, b OutboxWaiting) int { return cmp.Compare(a.Kind, b.Kind) })
+	return out, nil
+}
+
+// OutboxMessageSent says whether the request's message with this id was
+// acknowledged (MarkOutboxMessageSent): its mark stays until the request's
+// personal values go.
+func (s *Store) OutboxMessageSent(ctx context.Context, id string) (bool, error) {
+	sent, err := s.outboxMessageSent(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("store: read outbox mark: %w", err)
+	}
+	return sent, nil
+}
+
 // CountOutbox counts the messages waiting for the mailer.
 func (s *Store) CountOutbox(ctx context.Context) (int64, error) {
 	n, err := s.outbox().CountDocuments(ctx, bson.D{})

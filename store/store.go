@@ -37,7 +37,9 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrConflict: the document changed under us more often than we retry.
 	ErrConflict = errors.New("conflicting concurrent change")
-	// ErrUnavailable: the database could not be reached.
+	// ErrUnavailable: the store failed to do what was asked (it could not
+	// be reached in time, its disk is full or failing, it refused the
+	// command): the same request may succeed later (see classify).
 	ErrUnavailable = errors.New("store unavailable")
 )
 
@@ -132,12 +134,17 @@ type Store struct {
 	principals *mongo.Collection
 	// agreements are the processor agreements, one document per customer.
 	agreements *mongo.Collection
+	// subjectOps are the idempotency records of the changes to subjects
+	// (ops.go), and opsKnown the last of each subject's that this process
+	// knows to be there.
+	subjectOps *mongo.Collection
+	opsKnown   *knownOps
 	locks      *docLocks // nil on MongoDB, which is atomic per document itself
 	// subjectCache keeps the subject documents this process read or wrote
 	// (cache.go); nil on MongoDB.
 	subjectCache *docCache
 	// The inserts of creates, batched across concurrent callers.
-	subjectInserts, keyInserts, dataKeyInserts *batcher
+	subjectInserts, keyInserts, dataKeyInserts, opInserts *batcher
 	// writers are the embedded store's writer slots, one per database (see
 	// write); nil on MongoDB.
 	writers map[string]chan struct{}
@@ -225,16 +232,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.principals = db.Collection(principalsCollection)
 	s.agreements = db.Collection(agreementsCollection)
 	s.jobs = db.Collection(jobsCollection)
+	s.subjectOps = db.Collection(subjectOpsCollection)
+	s.opsKnown = newKnownOps()
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
 	s.subjectInserts = newBatcher(s, s.subjects, false)
 	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
 	s.dataKeyInserts = newBatcher(s, s.dataKeys, false)
+	s.opInserts = newBatcher(s, s.subjectOps, true) // see putOp
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
-			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection},
+			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection,
+			subjectOpsCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
@@ -293,7 +304,7 @@ func (s *Store) index(ctx context.Context) error {
 	for _, ix := range []struct {
 		c     *mongo.Collection
 		field string
-	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}} {
+	}{{s.auditEvents, "tenant"}, {s.auditEvents, "principal"}, {s.subjects, "controller"}, {s.subjectOps, "at"}} {
 		if _, err := ix.c.Indexes().CreateOne(ctx, mongo.IndexModel{
 			Keys:    bson.D{{Key: ix.field, Value: 1}, {Key: "_id", Value: 1}},
 			Options: options.Index().SetName(ix.field + "_id"),
@@ -650,23 +661,56 @@ func (s *Store) insert(ctx context.Context, c *mongo.Collection, doc any) error 
 	return classify(err)
 }
 
-// classify marks errors that mean the database could not be reached in
-// time (network errors, server selection and operation timeouts, a primary
-// stepping down), so the service can answer UNAVAILABLE.
+// classify is the store's one classification of its failures: every error
+// that says the store failed to do what was asked is marked ErrUnavailable,
+// so that the service answers UNAVAILABLE with RetryInfo, whatever the call.
+// That is the default: network errors, timeouts, a primary stepping down, and
+// every command or write error of the server (a full disk, an I/O error,
+// SQLite's "database or disk is full", which FerretDB answers as
+// InternalError) except those that mean something to the caller. Left as
+// they are:
+//   - nil, and the store's own answers (ErrNotFound, ErrExists, ErrConflict,
+//     or ErrUnavailable already);
+//   - the caller's cancellation (context.Canceled: the caller went away);
+//   - a duplicate key and a missing document, which the callers map;
+//   - a document the driver cannot encode or decode, and a call the driver
+//     refuses as malformed: programming errors, which stay INTERNAL.
 func classify(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) {
+	if err == nil || !storeFailure(err) {
 		return err
 	}
-	if mongo.IsNetworkError(err) || mongo.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, mongo.ErrClientDisconnected) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// storeFailure reports whether err is a failure of the store (see classify).
+func storeFailure(err error) bool {
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrConflict):
+		return false
+	case errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, mongo.ErrNoDocuments), mongo.IsDuplicateKeyError(err):
+		return false
 	}
-	var se mongo.ServerError
-	// 91 ShutdownInProgress, 189 PrimarySteppedDown, 11600 InterruptedAtShutdown,
-	// 11602 InterruptedDueToReplStateChange.
-	if errors.As(err, &se) && (se.HasErrorLabel("RetryableWriteError") || se.HasErrorCode(91) || se.HasErrorCode(189) || se.HasErrorCode(11600) || se.HasErrorCode(11602)) {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
+	return !programmingError(err)
+}
+
+// programmingError reports whether err says the request itself was wrong:
+// a value the driver cannot encode or decode, or an argument it refuses
+// before sending anything. The same call would fail again however long the
+// caller waited.
+func programmingError(err error) bool {
+	var (
+		marshal  mongo.MarshalError
+		invalid  mongo.InvalidArgumentError
+		decode   *bson.DecodeError
+		decoder  bson.ValueDecoderError
+		encoder  bson.ValueEncoderError
+		transErr bson.TransitionError
+	)
+	return errors.As(err, &marshal) || errors.As(err, &invalid) || errors.As(err, &decode) ||
+		errors.As(err, &decoder) || errors.As(err, &encoder) || errors.As(err, &transErr) ||
+		errors.Is(err, bson.ErrDecodeToNil)
 }
 
 func isNamespaceExists(err error) bool {
@@ -692,6 +736,14 @@ func (s *Store) URI() string { return s.uri }
 
 // Durability says when the store acknowledges a write.
 func (s *Store) Durability() Durability { return s.durability }
+
+// OnSyncFailed has f called, at once, when the embedded store's sync fails
+// (SyncFailed is then not nil); never on MongoDB.
+func (s *Store) OnSyncFailed(f func()) {
+	if s.embedded != nil {
+		s.embedded.OnFailure(f)
+	}
+}
 
 // SyncFailed returns, on the embedded store, the error of the sync that
 // failed: from then on no write can be made durable, and only a restart,

@@ -46,7 +46,15 @@ type Subject struct {
 	// NotifiedVersion: the recipients of earlier disclosures have been
 	// queued notifications of the changes up to this version (Art. 19).
 	NotifiedVersion int64 `bson:"notified_version,omitempty"`
-	// Ops are the most recent idempotent operations applied to this subject.
+	// LastOp is the last change applied to the subject under an
+	// idempotency key, written in the same update as the change; the
+	// earlier ones are in a collection of their own (ops.go).
+	LastOp *Op `bson:"last_op,omitempty"`
+	// CreateOp is the create's, for the subject's life: its id follows from
+	// the create's key, so a retried create finds it whenever it comes.
+	CreateOp *Op `bson:"create_op,omitempty"`
+	// Ops are the idempotency records that subjects held in their document
+	// before the collection: honoured until they expire, never added to.
 	Ops       []Op  `bson:"ops,omitempty"`
 	CreatedAt int64 `bson:"created_at"` // Unix nanoseconds
 	UpdatedAt int64 `bson:"updated_at"`
@@ -138,8 +146,24 @@ func (s *Store) InsertSubject(ctx context.Context, sub *Subject) error {
 // store within the process that owns it (the document is locked). An error
 // from change aborts the update and is returned as it is. change may run more
 // than once when a race is lost, so it must not have side effects.
+//
+// A change that sets the subject's LastOp (a change under an idempotency
+// key, which looked its key up with FindSubjectOp) has the op written into
+// the collection of ops once the update succeeded; if that write fails the
+// op stays the subject's last, and the next keyed change writes it (ops.go).
 func (s *Store) UpdateSubject(ctx context.Context, id string, change func(*Subject) error) (*Subject, error) {
-	return update(ctx, s, s.subjects, id, change)
+	var before *Op
+	sub, err := update(ctx, s, s.subjects, id, func(sub *Subject) error {
+		before = sub.LastOp
+		return change(sub)
+	})
+	if err != nil || sub.LastOp == nil || sub.LastOp == before || (before != nil && sub.LastOp.Key == before.Key && sub.LastOp.At == before.At) {
+		return sub, err
+	}
+	if s.putOp(ctx, id, *sub.LastOp) == nil {
+		s.opsKnown.add(id, sub.LastOp.Key)
+	}
+	return sub, nil
 }
 
 func (d *Subject) version() *int64 { return &d.Version }

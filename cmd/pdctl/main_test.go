@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
@@ -123,22 +126,31 @@ func TestPrincipalUpdateChangesOnlyTheGivenGrants(t *testing.T) {
 	}
 }
 
-// TestOutboxCommand: pdctl outbox prints the messages to requesters, and
-// with -ack acknowledges them (they are removed), as the mailer does.
+// TestOutboxCommand: pdctl outbox prints, for an operator, how many
+// messages wait by kind and how old the oldest is, nothing of any message;
+// with a mailer's token --messages prints the messages and --ack
+// acknowledges them (they are removed), as the mailer does. An operator is
+// refused the messages.
 func TestOutboxCommand(t *testing.T) {
 	dir := t.TempDir()
 	pdctl, tokenFile := startServer(t, dir)
-	out, err := pdctl(tokenFile, "principal", "create", "-id", "support", "-kind", "support-staff", "-tenant", "company", "-purpose", "support")
-	if err != nil {
-		t.Fatalf("create: %v", err)
+	tokenOf := func(name string, args ...string) string {
+		t.Helper()
+		out, err := pdctl(tokenFile, append([]string{"principal", "create", "-id", name}, args...)...)
+		if err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		file := filepath.Join(dir, name+".token")
+		if err := os.WriteFile(file, []byte(lines[len(lines)-1]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return file
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	supportFile := tokenOf("support", "-kind", "support-staff", "-tenant", "company", "-purpose", "support")
+	mailerFile := tokenOf("mailer", "-kind", "mailer", "-tenant", "company")
 	// A request from someone nothing is held about, with a reply address:
 	// its receipt waits in the outbox.
-	supportFile := filepath.Join(dir, "support.token")
-	if err := os.WriteFile(supportFile, []byte(lines[len(lines)-1]), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	cc, err := (&conn{addr: serverAddr, tokenFile: supportFile}).dial()
 	if err != nil {
 		t.Fatal(err)
@@ -150,18 +162,35 @@ func TestOutboxCommand(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("open request: %v", err)
 	}
-	for i, want := range []string{"to: someone@example.test", "to: someone@example.test", ""} {
-		args := []string{"outbox"}
-		if i == 1 {
-			args = append(args, "-ack")
+
+	out, err := pdctl(tokenFile, "outbox")
+	if err != nil {
+		t.Fatalf("outbox as the operator: %v", err)
+	}
+	if !strings.Contains(out, "waiting: 1,") || !regexp.MustCompile(`(?m)^receipt +1 +\d+s$`).MatchString(out) || strings.Contains(out, "someone") {
+		t.Errorf("pdctl outbox as the operator printed %q", out)
+	}
+	for _, args := range [][]string{{"outbox", "--messages"}, {"outbox", "-ack"}} {
+		if out, err := pdctl(tokenFile, args...); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "mailer") || strings.Contains(out, "someone") {
+			t.Errorf("pdctl %v as the operator: %v, printed %q; want refused, naming the mailer", args, err, out)
 		}
-		out, err := pdctl(tokenFile, args...)
+	}
+
+	for i, want := range []string{"to: someone@example.test", "to: someone@example.test", ""} {
+		args := []string{"outbox", "--messages"}
+		if i == 1 {
+			args = []string{"outbox", "-ack"}
+		}
+		out, err := pdctl(mailerFile, args...)
 		if err != nil {
 			t.Fatalf("outbox %v: %v", args, err)
 		}
 		if want == "" && out != "" || want != "" && (!strings.Contains(out, want) || !strings.Contains(out, "OUTBOX_MESSAGE_KIND_RECEIPT")) {
 			t.Errorf("pdctl %v printed %q", args, out)
 		}
+	}
+	if out, err := pdctl(tokenFile, "outbox"); err != nil || out != "waiting: 0\n" {
+		t.Errorf("pdctl outbox after the acknowledgement: %q, %v", out, err)
 	}
 }
 

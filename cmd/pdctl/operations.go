@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
@@ -23,25 +27,41 @@ func (a *app) call(cmd *cobra.Command, timeout time.Duration, fn func(context.Co
 	return fn(ctx, cc)
 }
 
-// outboxCommand prints the messages waiting for the mailer, for
-// development: with --ack it acknowledges each one printed, as the mailer
-// does once it has sent it (it is then removed).
+// outboxCommand prints what waits for the mailer. By default it prints the
+// counts by kind and the age of the oldest (GetOutboxSummary: operators and
+// the mailer), nothing of any message. --messages prints the messages and
+// --ack also acknowledges each one printed; only the mailer reads them, so
+// both need a mailer principal's token.
 func (a *app) outboxCommand() *cobra.Command {
-	var ack bool
+	var messages, ack bool
 	cmd := &cobra.Command{
-		Use:   "outbox [--ack]",
-		Short: "Print the messages waiting for the mailer (rights requesters, policy notices)",
-		Long: `Print the messages to rights requesters that wait in the outbox, as the
-company's mailer would read them. With --ack each one printed is acknowledged,
-as the mailer does once it has sent it, and is removed. For development and
-for operators checking what waits; the mailer itself streams them.`,
+		Use:   "outbox [--messages | --ack]",
+		Short: "How many messages wait for the mailer, by kind, and how old the oldest is",
+		Long: `Print how many messages to rights requesters (and policy notices) wait in the
+outbox for the company's mailer, by kind, and how long the oldest has waited:
+no address, text, code or id. For operators (and the mailer).
+
+The messages hold the requesters' addresses and live verification codes, so
+only a principal of kind mailer reads them: with its token, --messages prints
+them as the mailer would send them, and --ack prints and acknowledges each one,
+as the mailer does once it has sent it (it is then removed). For development;
+the mailer itself streams them.`,
+		Example: `  pdctl outbox
+  pdctl principal create --id mailer-dev --kind mailer --tenant company | tail -1 > mailer.token
+  pdctl --token-file mailer.token outbox --ack`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.call(cmd, callTimeout, func(ctx context.Context, cc grpc.ClientConnInterface) error {
 				client := pdv1.NewRequesterOutboxServiceClient(cc)
+				if !messages && !ack {
+					return a.printOutboxSummary(ctx, client)
+				}
 				token := ""
 				for {
 					res, err := client.ListOutboxMessages(ctx, &pdv1.ListOutboxMessagesRequest{PageToken: token})
+					if status.Code(err) == codes.PermissionDenied {
+						return fmt.Errorf("%w\nonly a principal of kind mailer reads the messages: use its token (--token-file); 'pdctl outbox' alone prints the counts", err)
+					}
 					if err != nil {
 						return err
 					}
@@ -61,8 +81,33 @@ for operators checking what waits; the mailer itself streams them.`,
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&ack, "ack", false, "acknowledge each message printed (it is removed)")
+	cmd.Flags().BoolVar(&messages, "messages", false, "print the messages themselves (a mailer's token)")
+	cmd.Flags().BoolVar(&ack, "ack", false, "print the messages and acknowledge each one printed: it is removed (a mailer's token)")
 	return cmd
+}
+
+// printOutboxSummary prints the counts by kind and the oldest's age.
+func (a *app) printOutboxSummary(ctx context.Context, client pdv1.RequesterOutboxServiceClient) error {
+	res, err := client.GetOutboxSummary(ctx, &pdv1.GetOutboxSummaryRequest{})
+	if status.Code(err) == codes.PermissionDenied {
+		return fmt.Errorf("%w\nan operator stored before GetOutboxSummary existed is not granted it: 'pdctl principal update --id ID --rpc \"\"' sets the kind's defaults, with it", err)
+	}
+	if err != nil {
+		return err
+	}
+	if res.GetWaiting() == 0 {
+		_, err := fmt.Fprintln(a.out, "waiting: 0")
+		return err
+	}
+	fmt.Fprintf(a.out, "waiting: %d, the oldest queued %s (%s ago)\n\n", res.GetWaiting(),
+		res.GetOldestCreateTime().AsTime().Format(time.RFC3339), res.GetOldestAge().AsDuration().Round(time.Second))
+	w := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tWAITING\tOLDEST")
+	for _, k := range res.GetKinds() {
+		name := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k.GetKind().String(), "OUTBOX_MESSAGE_KIND_"), "_", "-"))
+		fmt.Fprintf(w, "%s\t%d\t%s\n", name, k.GetWaiting(), k.GetOldestAge().AsDuration().Round(time.Second))
+	}
+	return w.Flush()
 }
 
 func (a *app) registerCommand() *cobra.Command {

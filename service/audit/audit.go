@@ -173,6 +173,8 @@ type Log struct {
 	// full disk, an outage), nil once one succeeds again.
 	failingMu sync.Mutex
 	failing   error
+	// onChange, when set, is called whenever appends begin or stop failing.
+	onChange func()
 }
 
 type tailEntry struct {
@@ -261,23 +263,49 @@ func (l *Log) Append(ctx context.Context, e Event) (Event, error) {
 // so the last outcome noted is the store's latest answer.
 func (l *Log) noteOutcome(err error) {
 	l.failingMu.Lock()
-	defer l.failingMu.Unlock()
+	changed := (l.failing == nil) != (err == nil)
 	l.failing = err
+	onChange := l.onChange
+	l.failingMu.Unlock()
+	if changed && onChange != nil {
+		onChange()
+	}
+}
+
+// OnChange has f called, at once, whenever appends begin to fail or work
+// again (Failing changes between nil and not nil), so that readiness
+// follows the trail without polling it. Call it before the Log is used.
+func (l *Log) OnChange(f func()) {
+	l.failingMu.Lock()
+	defer l.failingMu.Unlock()
+	l.onChange = f
+}
+
+// Failing returns the error of the last append the store refused, nil
+// while the last append succeeded. It reads no store.
+func (l *Log) Failing() error {
+	l.failingMu.Lock()
+	defer l.failingMu.Unlock()
+	return l.failing
 }
 
 // Ready reports whether appends work, which every audited call needs: nil
 // while the last append succeeded. After a failure it appends a probe event
-// to ReadinessChain, so that a process the load balancer stopped sending
-// calls to finds out when the store takes appends again.
+// to ReadinessChain (Probe), so that a process the load balancer stopped
+// sending calls to finds out when the store takes appends again.
 func (l *Log) Ready(ctx context.Context) error {
-	l.failingMu.Lock()
-	failing := l.failing
-	l.failingMu.Unlock()
-	if failing == nil {
+	if l.Failing() == nil {
 		return nil
 	}
-	_, err := l.Append(ctx, Event{Chain: ReadinessChain, RPC: "readiness probe", Outcome: "OK"})
-	if err != nil {
+	return l.Probe(ctx)
+}
+
+// Probe appends a probe event to ReadinessChain, whatever the last append
+// did: at start, before any call has appended, it tells whether the store
+// takes appends (a full disk refuses them). Its outcome is noted as every
+// append's is (Failing, OnChange).
+func (l *Log) Probe(ctx context.Context) error {
+	if _, err := l.Append(ctx, Event{Chain: ReadinessChain, RPC: "readiness probe", Outcome: "OK"}); err != nil {
 		return fmt.Errorf("audit: appends fail: %w", err)
 	}
 	return nil

@@ -44,6 +44,9 @@ type Authenticator struct {
 	// certificate identity that the gateway forwards.
 	gatewaySecret string
 	failures      *prometheus.CounterVec
+	// onFailure, when set, is told of every refused authentication (the
+	// audit trail's record of them); never the token.
+	onFailure func(context.Context, Failure)
 }
 
 // NewAuthenticator returns an Authenticator that finds principals through
@@ -134,103 +137,138 @@ func refusal(code codes.Code, reason string, metadata map[string]string, msg str
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, method string) (context.Context, error) {
-	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+	if unauthenticated(method) {
 		return ctx, nil
 	}
-	caller, reason, err := a.identify(ctx)
+	// A call of the gRPC listener was authenticated by the tap, before its
+	// request was read (Tap).
+	if c, ok := ctx.Value(tappedKey{}).(*Caller); ok {
+		return NewContext(ctx, c), nil
+	}
+	caller, err := a.check(ctx, method, "")
+	if err != nil {
+		return nil, err
+	}
+	return NewContext(ctx, caller), nil
+}
+
+// check identifies the caller of ctx, or refuses the call as
+// UNAUTHENTICATED, counting and reporting the refusal (source: the client's
+// address when known, else taken from ctx).
+func (a *Authenticator) check(ctx context.Context, method, source string) (*Caller, error) {
+	caller, named, reason, err := a.identify(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if caller == nil {
 		a.failures.WithLabelValues(reason).Inc()
+		a.report(ctx, method, source, reason, named)
 		return nil, errUnauthenticated
 	}
-	return NewContext(ctx, caller), nil
+	return caller, nil
+}
+
+// unauthenticated says which RPCs need no credentials: health checks.
+func unauthenticated(method string) bool {
+	return strings.HasPrefix(method, "/grpc.health.v1.Health/")
 }
 
 // authorize refuses a call the authenticated caller was not granted.
 func (a *Authenticator) authorize(ctx context.Context, method string) error {
 	caller := FromContext(ctx)
 	if caller == nil {
-		if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+		if unauthenticated(method) {
 			return nil
 		}
 		return errUnauthenticated
 	}
 	if !caller.MayCall(method) {
 		a.failures.WithLabelValues("rpc_not_permitted").Inc()
-		return refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method},
-			fmt.Sprintf("principal %s may not call %s", caller.ID(), method))
+		msg := fmt.Sprintf("principal %s may not call %s", caller.ID(), method)
+		if advice := RefusalAdvice(caller.kind(), method); advice != "" {
+			msg += ": " + advice
+		}
+		return refusal(codes.PermissionDenied, "RPC_NOT_PERMITTED", map[string]string{"method": method}, msg)
 	}
 	return nil
 }
 
 // identify finds the caller from a bearer token, or else from a verified
-// client certificate. A nil caller comes with the reason for the metrics.
-func (a *Authenticator) identify(ctx context.Context) (*Caller, string, error) {
+// client certificate. A nil caller comes with the reason for the metrics
+// and the id of the principal the credentials named, when that principal
+// exists (an unknown id is the caller's text, which is not recorded).
+func (a *Authenticator) identify(ctx context.Context) (caller *Caller, named, reason string, err error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if auth := first(md, "authorization"); auth != "" {
 		token, ok := bearerToken(auth)
 		if !ok {
-			return nil, "malformed", nil
+			return nil, "", "malformed", nil
 		}
 		id, ok := tokenPrincipal(token)
 		if !ok {
-			return nil, "malformed", nil
+			return nil, "", "malformed", nil
 		}
 		p, reason, err := a.principal(ctx, id, false)
 		if p == nil {
-			return nil, reason, err
+			return nil, knownID(id, reason), reason, err
 		}
 		hash := HashToken(token)
 		if !holdsToken(p, hash) {
 			// The token may have been issued since the principal was
 			// cached: read it again before refusing.
 			if p, reason, err = a.principal(ctx, id, true); p == nil {
-				return nil, reason, err
+				return nil, knownID(id, reason), reason, err
 			}
 		}
 		if holdsToken(p, hash) {
-			return &Caller{Principal: p, Method: "bearer"}, "", nil
+			return &Caller{Principal: p, Method: "bearer"}, "", "", nil
 		}
-		return nil, "bad_token", nil
+		return nil, id, "bad_token", nil
 	}
 	if a.gatewaySecret != "" && len(md.Get(ConsolePrincipalKey)) > 0 {
 		return a.consoleCaller(ctx, md)
 	}
 	id := a.certificateIdentity(ctx, md)
 	if id == "" {
-		return nil, "missing", nil
+		return nil, "", "missing", nil
 	}
 	p, reason, err := a.principal(ctx, id, false)
 	if p == nil {
-		return nil, reason, err
+		return nil, knownID(id, reason), reason, err
 	}
-	return &Caller{Principal: p, Method: "mtls"}, "", nil
+	return &Caller{Principal: p, Method: "mtls"}, "", "", nil
+}
+
+// knownID is id when the refusal says the principal exists (revoked), else "".
+func knownID(id, reason string) string {
+	if reason == "revoked" {
+		return id
+	}
+	return ""
 }
 
 // consoleCaller is the principal signed in to the support console, as the
 // console in this process forwards it with the gateway's secret. The
 // principal must still hold the token it signed in with, so revoking that
 // token (or the principal) ends its console sessions on the next call.
-func (a *Authenticator) consoleCaller(ctx context.Context, md metadata.MD) (*Caller, string, error) {
+func (a *Authenticator) consoleCaller(ctx context.Context, md metadata.MD) (*Caller, string, string, error) {
 	ids, hashes := md.Get(ConsolePrincipalKey), md.Get(ConsoleTokenHashKey)
 	if !hashMatches(first(md, GatewaySecretKey), a.gatewaySecret) || len(ids) != 1 || len(hashes) != 1 || ids[0] == "" || hashes[0] == "" {
-		return nil, "malformed", nil
+		return nil, "", "malformed", nil
 	}
 	p, reason, err := a.principal(ctx, ids[0], false)
 	if p == nil {
-		return nil, reason, err
+		return nil, knownID(ids[0], reason), reason, err
 	}
 	if !holdsToken(p, hashes[0]) {
 		if p, reason, err = a.principal(ctx, ids[0], true); p == nil {
-			return nil, reason, err
+			return nil, knownID(ids[0], reason), reason, err
 		}
 	}
 	if !holdsToken(p, hashes[0]) {
-		return nil, "bad_token", nil
+		return nil, ids[0], "bad_token", nil
 	}
-	return &Caller{Principal: p, Method: "console"}, "", nil
+	return &Caller{Principal: p, Method: "console"}, "", "", nil
 }
 
 // bearerToken is the token of an authorization value "Bearer <token>"; the

@@ -35,7 +35,10 @@ var agreementReadRPCs = []string{
 	pdv1.ProcessorAgreementService_CheckProcessorAgreement_FullMethodName,
 }
 
-// endOfAgreementRPCs return or delete a controller's data.
+// endOfAgreementRPCs return or delete a controller's data: the customer's
+// own controller principal. Operators may erase (not export) a customer's
+// subjects, and only at the end of its agreements (service/bulk.go): the
+// export goes to the customer, never to an operator's screen.
 var endOfAgreementRPCs = []string{
 	pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName,
 	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName,
@@ -95,13 +98,18 @@ var requestReadRPCs = []string{
 	pdv1.RightsRequestService_ListRightsRequests_FullMethodName,
 }
 
-// outboxRPCs read and acknowledge the messages to requesters: the mailer,
-// and operators (for development, pdctl outbox).
+// outboxRPCs read and acknowledge the messages to requesters, which hold
+// their addresses and live verification codes: the mailer alone (the
+// service refuses every other kind too).
 var outboxRPCs = []string{
 	pdv1.RequesterOutboxService_ListOutboxMessages_FullMethodName,
 	pdv1.RequesterOutboxService_StreamOutboxMessages_FullMethodName,
 	pdv1.RequesterOutboxService_AcknowledgeOutboxMessage_FullMethodName,
 }
+
+// outboxSummaryRPCs count what waits in the outbox and how old it is,
+// nothing of any message: operators, and the mailer.
+var outboxSummaryRPCs = []string{pdv1.RequesterOutboxService_GetOutboxSummary_FullMethodName}
 
 // policyReadRPCs read the privacy policy's versions and who is not yet
 // informed of one: support staff and operators.
@@ -118,9 +126,21 @@ var accountabilityRPCs = []string{
 	pdv1.ProcessingRegisterService_GetProcessingRegister_FullMethodName,
 }
 
+// backupRPCs take an online backup of everything the service keeps (sealed:
+// no one reads a subject in it without the master key) and say when the
+// last one was taken: operators.
+var backupRPCs = []string{
+	pdv1.BackupService_CreateBackup_FullMethodName,
+	pdv1.BackupService_GetBackupStatus_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
-// says otherwise when creating it: least privilege for systems, the rights
-// requests for support staff and controllers, administration for operators.
+// says otherwise when creating it, and at most: the least each caller needs
+// (cmd/billingclient, the support console and pdctl, the customers'
+// controllers, the mailer), administration for operators. grants.md shows
+// it as a table: after a change here, run go generate ./service/auth.
+//
+//go:generate go test -run TestGrantsTable -update .
 var kindDefaults = map[pdv1.PrincipalKind]struct {
 	rpcs     [][]string
 	purposes []pdv1.Purpose
@@ -130,11 +150,18 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_INVOICING},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION: {
-		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName, pdv1.PersonalDataService_FindSubject_FullMethodName}, discloseRPCs, notificationRPCs},
+		// The purpose view of a subject it was given the id of, not
+		// FindSubject: whether an identity number belongs to a customer
+		// is not for it to ask.
+		rpcs:     [][]string{{pdv1.PersonalDataService_GetSubjectForPurpose_FullMethodName}, discloseRPCs, notificationRPCs},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF: {
-		rpcs: [][]string{subjectRPCs, agreementReadRPCs, holdRPCs, consentRPCs, discloseRPCs, requestRPCs, requestReadRPCs,
+		// Neither Disclose (the domain-registration integration's, or the
+		// customer's) nor the agreements (the subject's access document
+		// names the agreement its data is kept under; a request about a
+		// customer's data is forwarded to the customer).
+		rpcs: [][]string{subjectRPCs, holdRPCs, consentRPCs, requestRPCs, requestReadRPCs,
 			policyReadRPCs, {pdv1.PolicyService_RecordPolicyAcknowledgement_FullMethodName}},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
 	},
@@ -157,13 +184,13 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.KeyService_RotateDataKeys_FullMethodName,
 				pdv1.RetentionService_RunRetentionSweep_FullMethodName,
 				pdv1.BreachService_AssessBreachImpact_FullMethodName,
-				pdv1.BackupService_CreateBackup_FullMethodName, pdv1.BackupService_GetBackupStatus_FullMethodName,
 			},
-			agreementReadRPCs, endOfAgreementRPCs, auditRPCs, notificationRPCs, outboxRPCs, policyReadRPCs, accountabilityRPCs,
+			{pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName},
+			agreementReadRPCs, auditRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs, backupRPCs,
 		},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {
-		rpcs: [][]string{outboxRPCs},
+		rpcs: [][]string{outboxRPCs, outboxSummaryRPCs},
 	},
 }
 
@@ -231,4 +258,27 @@ func KnownRPC(method string) bool {
 		}
 	}
 	return false
+}
+
+// refusalAdvice says what to do instead, for an RPC that a kind may not call
+// and a caller of that kind might try.
+var refusalAdvice = map[pdv1.PrincipalKind]map[string]string{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
+		pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName: "a customer's data is exported to the customer, never to an operator: " +
+			"create a customer-controller principal for the customer (pdctl principal create --id ID --kind customer-controller --tenant CUSTOMER; " +
+			"it is recorded in the customer's audit chain) and hand its token to the customer, who exports",
+	},
+}
+
+// RefusalAdvice is what to do instead of calling method, for a principal of
+// kind refused it, or "".
+func RefusalAdvice(kind pdv1.PrincipalKind, method string) string {
+	return refusalAdvice[kind][method]
+}
+
+// rpcLimits are the rules on an RPC beyond who may call it, as the table of
+// grants states them (grants.md).
+var rpcLimits = map[string]string{
+	pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName: "the data goes to the customer: operators may not export it, they create the customer's customer-controller principal and hand its token over",
+	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName:  "an operator only when no agreement with the customer is in force or pending, or naming the one to terminate in the same call (`terminate_agreement_id`); else `AGREEMENT_IN_FORCE`",
 }

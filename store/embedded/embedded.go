@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 	"golang.org/x/sys/unix"
@@ -41,6 +42,8 @@ type Server struct {
 	// syncers make the commits of each database durable (Sync).
 	syncersMu sync.Mutex
 	syncers   map[string]*logSyncer
+	// onFailure, when set, is called once a sync has failed (Failed).
+	onFailure atomic.Pointer[func()]
 }
 
 // Durability says when the embedded store's commits are done.

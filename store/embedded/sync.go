@@ -76,6 +76,7 @@ func (s *Server) logSyncer(db string) *logSyncer {
 	y := s.syncers[db]
 	if y == nil {
 		y = newLogSyncer(s.dir, db)
+		y.onFailure = &s.onFailure
 		s.syncers[db] = y
 	}
 	return y
@@ -114,6 +115,9 @@ type logSyncer struct {
 	closing bool       // close came while a round ran: the last round closes the log
 	// poisoned says failed is set, for clean, which takes no lock.
 	poisoned atomic.Bool
+
+	// onFailure is the server's hook, called once this log's sync fails.
+	onFailure *atomic.Pointer[func()]
 
 	// fdatasync syncs the log (a test's stand-in can fail or count).
 	fdatasync func(*os.File) error
@@ -189,7 +193,8 @@ func (y *logSyncer) run(r *syncRound) {
 		y.synced.Store(finished)
 	}
 	y.mu.Lock()
-	if r.err != nil && y.failed == nil {
+	failedNow := r.err != nil && y.failed == nil
+	if failedNow {
 		y.syncErr = fmt.Errorf("embedded: a sync failed, so no later write is known to last until a restart: %w", r.err)
 		y.fail(y.syncErr)
 	}
@@ -203,6 +208,13 @@ func (y *logSyncer) run(r *syncRound) {
 	y.running = next != nil
 	closeLog := y.closing && next == nil
 	y.mu.Unlock()
+	if failedNow && y.onFailure != nil {
+		// Before the callers hear of it, so that whoever watches (the
+		// readiness) knows first.
+		if f := y.onFailure.Load(); f != nil {
+			(*f)()
+		}
+	}
 	close(r.done)
 	if next != nil {
 		go y.run(next)
@@ -219,6 +231,10 @@ func (y *logSyncer) fail(err error) {
 		y.poisoned.Store(true)
 	}
 }
+
+// OnFailure has f called once a sync has failed, before the writers that
+// waited for it are answered: from then on Failed is not nil.
+func (s *Server) OnFailure(f func()) { s.onFailure.Store(&f) }
 
 // Failed returns the error of the first sync that failed, for good: the
 // server cannot make a write durable until it is restarted (readiness and

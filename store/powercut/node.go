@@ -2,6 +2,7 @@ package powercut
 
 import (
 	"context"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -145,6 +146,9 @@ func (n *node) Setattr(ctx context.Context, _ fs.FileHandle, in *fuse.SetAttrIn,
 		if sz > maxFileSize {
 			return syscall.EFBIG
 		}
+		if int64(sz) > d.size && n.noSpace() {
+			return syscall.ENOSPC
+		}
 		if errno := d.truncate(int64(sz)); errno != 0 {
 			return errno
 		}
@@ -222,6 +226,9 @@ func (n *node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int6
 	if n.d.kind != syscall.S_IFREG {
 		return 0, syscall.EISDIR
 	}
+	if len(data) > 0 && n.noSpace() {
+		return 0, syscall.ENOSPC
+	}
 	n.d.mu.Lock()
 	defer n.d.mu.Unlock()
 	if errno := n.d.write(data, off); errno != 0 {
@@ -274,6 +281,9 @@ func (n *node) Allocate(ctx context.Context, _ fs.FileHandle, off, size uint64, 
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if (mode == 0 || mode == unix.FALLOC_FL_KEEP_SIZE) && n.noSpace() {
+		return syscall.ENOSPC
+	}
 	switch mode {
 	case 0, unix.FALLOC_FL_KEEP_SIZE:
 		// Memory needs no reservation: only the size can change.
@@ -577,6 +587,12 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	return fs.NewListDirStream(list), 0
 }
 
+// noSpace reports whether a write that needs space to this file must fail
+// with ENOSPC (FS.Fill).
+func (n *node) noSpace() bool {
+	return n.m.fs.space.Load() != nil && n.m.fs.full(path.Base(n.Path(nil)))
+}
+
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	const blocks = 1 << 28 // 1 TiB of 4 KiB blocks: memory is the limit
 	out.Bsize = 4096
@@ -584,6 +600,9 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	out.Blocks = blocks
 	out.Bfree = blocks
 	out.Bavail = blocks
+	if n.m.fs.space.Load() != nil {
+		out.Bfree, out.Bavail = 0, 0
+	}
 	out.Files = 1 << 30
 	out.Ffree = 1 << 30
 	out.NameLen = maxNameLen

@@ -35,6 +35,10 @@ type FS struct {
 	// failSyncs, when not 0, is the errno every fsync of a regular file
 	// answers, making nothing durable (FailSyncs).
 	failSyncs atomic.Uint32
+	// space is what Fill left: nil while there is room everywhere.
+	space atomic.Pointer[fullDisk]
+	// noSpace counts the writes refused with ENOSPC.
+	noSpace atomic.Uint64
 
 	mu       sync.Mutex // serialises Cut and Unmount
 	cur      *mount     // nil once unmounted
@@ -47,6 +51,9 @@ type Stats struct {
 	FileSyncs uint64 // fsync and fdatasync calls on regular files
 	DirSyncs  uint64 // fsync and fdatasync calls on directories
 	Cuts      int    // completed calls of Cut
+	// NoSpace counts the writes, allocations and extensions of regular
+	// files refused with ENOSPC while the filesystem was full (Fill).
+	NoSpace uint64
 }
 
 // CutReport says what a cut forgot. Paths are relative to the mount
@@ -141,7 +148,49 @@ func (f *FS) Stats() Stats {
 	f.mu.Lock()
 	cuts := f.cuts
 	f.mu.Unlock()
-	return Stats{FileSyncs: f.fileSyncs.Load(), DirSyncs: f.dirSyncs.Load(), Cuts: cuts}
+	return Stats{FileSyncs: f.fileSyncs.Load(), DirSyncs: f.dirSyncs.Load(), Cuts: cuts, NoSpace: f.noSpace.Load()}
+}
+
+// fullDisk is a full filesystem: the base names (path.Match patterns) of
+// the files that still have room.
+type fullDisk struct{ room []string }
+
+// Fill makes the filesystem full, as a disk with no free block: every
+// write to a regular file, and every truncate or allocation that grows
+// one, fails with ENOSPC and changes nothing, and statfs reports no free
+// space. Writes fail even where they would overwrite data in place, as on
+// a full copy-on-write filesystem (btrfs, ZFS), so that no write gets
+// through by luck. The files whose base name matches one of the patterns
+// (path.Match) are spared: they still have room, as a file does whose
+// blocks were allocated before the disk filled up (a write-ahead log
+// being reused from its start). Creating, renaming and removing files,
+// and syncs, still work. Free makes room again.
+func (f *FS) Fill(room ...string) {
+	for _, p := range room {
+		if _, err := path.Match(p, ""); err != nil {
+			panic(fmt.Sprintf("powercut: fill: bad pattern %q: %v", p, err))
+		}
+	}
+	f.space.Store(&fullDisk{room: slices.Clone(room)})
+}
+
+// Free ends Fill: there is room everywhere again.
+func (f *FS) Free() { f.space.Store(nil) }
+
+// full reports whether a write that needs space to the file named name
+// (a base name) must fail with ENOSPC, and counts it if so.
+func (f *FS) full(name string) bool {
+	d := f.space.Load()
+	if d == nil {
+		return false
+	}
+	for _, p := range d.room {
+		if ok, _ := path.Match(p, name); ok {
+			return false
+		}
+	}
+	f.noSpace.Add(1)
+	return true
 }
 
 // Cut simulates a power cut: it unmounts the filesystem (every process

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
 )
 
@@ -75,6 +76,11 @@ type Config struct {
 	SignIn SignInLimits
 	// Metrics, when set, registers the console's metrics.
 	Metrics prometheus.Registerer
+	// SignInFailures, when set, is told of the failed sign-ins the API's
+	// authentication does not see (a token of another principal, one too
+	// long to check, one refused unchecked by the limits): the audit
+	// trail's record, with those the API records itself. It must not block.
+	SignInFailures func(context.Context, auth.Failure)
 }
 
 // Console serves the support console's pages.
@@ -91,6 +97,7 @@ type Console struct {
 	signIns    *signInLimiter
 	// signInLimited counts sign-ins refused unchecked, by scope.
 	signInLimited *prometheus.CounterVec
+	failures      func(context.Context, auth.Failure)
 }
 
 // New returns the console.
@@ -104,6 +111,7 @@ func New(cfg Config) (*Console, error) {
 		log:        cfg.Log,
 		pages:      map[string]*template.Template{},
 		mux:        http.NewServeMux(),
+		failures:   cfg.SignInFailures,
 	}
 	if c.now == nil {
 		c.now = time.Now

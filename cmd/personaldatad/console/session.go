@@ -225,6 +225,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	att, refused := c.signIns.admit(clientKey(r.RemoteAddr), c.now())
 	if refused != nil {
 		c.signInLimited.WithLabelValues(refused.scope).Inc()
+		c.signInFailed(r, reasonLimited, "")
 		w.Header().Set("Retry-After", retryAfter(refused.wait))
 		c.renderSignIn(w, r, http.StatusTooManyRequests, id, problemSignInLimited(refused.wait))
 		return
@@ -250,10 +251,14 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(id) > maxPrincipalIDLen || len(token) > maxTokenLen {
 		failed = true
+		c.signInFailed(r, "malformed", "")
 		c.renderSignIn(w, r, http.StatusUnauthorized, "", problemSignIn())
 		return
 	}
-	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+token), callTimeout)
+	// The API records a refusal of the credentials as a failed sign-in
+	// from the client's address.
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(r.Context(), "authorization", "Bearer "+token,
+		auth.ConsoleSignInKey, r.RemoteAddr), callTimeout)
 	defer cancel()
 	res, err := c.principals.GetCaller(ctx, &pdv1.GetCallerRequest{})
 	switch status.Code(err) {
@@ -271,6 +276,9 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	// as a false one, and the page says no more than for that.
 	if res.GetPrincipal().GetPrincipalId() != id {
 		failed = true
+		// The token's own principal is named: it exists, and its
+		// token was used to try another.
+		c.signInFailed(r, reasonOtherPrincipal, res.GetPrincipal().GetPrincipalId())
 		c.renderSignIn(w, r, http.StatusUnauthorized, id, problemSignIn())
 		return
 	}
@@ -309,6 +317,24 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, r, sessionCookie(r), sid, MaxLifetime)
 	c.log.InfoContext(r.Context(), "console: signed in", slog.String("principal", id))
 	http.Redirect(w, r, sections[0].Path, http.StatusSeeOther)
+}
+
+// Reasons of failed sign-ins that the API's authentication does not see.
+const (
+	// reasonOtherPrincipal: a valid token of another principal than the
+	// one named in the form.
+	reasonOtherPrincipal = "other_principal"
+	// reasonLimited: refused unchecked, after too many failures.
+	reasonLimited = "sign_in_limited"
+)
+
+// signInFailed tells the audit trail of a failed sign-in; principal is an
+// existing principal's id, or "".
+func (c *Console) signInFailed(r *http.Request, reason, principal string) {
+	if c.failures != nil {
+		c.failures(r.Context(), auth.Failure{Source: auth.SourceAddress(r.RemoteAddr), Method: auth.ConsoleSignInRoute,
+			Reason: reason, Principal: principal})
+	}
 }
 
 // signOut ends the session here and in the store.

@@ -97,8 +97,11 @@ func TestProcessorAgreementLifecycle(t *testing.T) {
 			t.Errorf("key reused: fields %v", badFields(err))
 		}
 
-		// The tester, support staff for customer-42, reads it.
-		got := call(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement()
+		// The customer's controller reads it (support staff do not read
+		// agreements).
+		cust := e.controller(t, c)
+		callErr(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}, codes.PermissionDenied)
+		got := call(t, cust, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement()
 		if !proto.Equal(got, a) {
 			t.Errorf("get %v, want %v", got, a)
 		}
@@ -106,12 +109,12 @@ func TestProcessorAgreementLifecycle(t *testing.T) {
 		if second.GetAgreementId() != "customer-42.2" {
 			t.Errorf("second agreement %s, want customer-42.2", second.GetAgreementId())
 		}
-		list := call(t, c, listAgreementsRPC, &pdv1.ListProcessorAgreementsRequest{CustomerId: "customer-42"}, &pdv1.ListProcessorAgreementsResponse{}).GetAgreements()
+		list := call(t, cust, listAgreementsRPC, &pdv1.ListProcessorAgreementsRequest{CustomerId: "customer-42"}, &pdv1.ListProcessorAgreementsResponse{}).GetAgreements()
 		if len(list) != 2 || list[0].GetAgreementId() != "customer-42.1" || list[1].GetAgreementId() != "customer-42.2" {
 			t.Errorf("list %v", list)
 		}
 		// The tester does not act for customer-43.
-		callErr(t, c, listAgreementsRPC, &pdv1.ListProcessorAgreementsRequest{CustomerId: "customer-43"}, &pdv1.ListProcessorAgreementsResponse{}, codes.NotFound)
+		callErr(t, cust, listAgreementsRPC, &pdv1.ListProcessorAgreementsRequest{CustomerId: "customer-43"}, &pdv1.ListProcessorAgreementsResponse{}, codes.NotFound)
 
 		// Amending appends a version and keeps the earlier one.
 		e.clock.Advance(time.Hour)
@@ -162,13 +165,13 @@ func TestProcessorAgreementLifecycle(t *testing.T) {
 			t.Errorf("scheduled termination %v", sched)
 		}
 		e.clock.Advance(3 * time.Hour)
-		if got := call(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement(); got.GetState() != pdv1.AgreementState_AGREEMENT_STATE_TERMINATED {
+		if got := call(t, cust, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement(); got.GetState() != pdv1.AgreementState_AGREEMENT_STATE_TERMINATED {
 			t.Errorf("state after the termination time: %v", got.GetState())
 		}
 
-		callErr(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.9"}, &pdv1.GetProcessorAgreementResponse{}, codes.NotFound)
+		callErr(t, cust, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.9"}, &pdv1.GetProcessorAgreementResponse{}, codes.NotFound)
 		for _, id := range []string{"customer-42", "customer-42.0", "customer-42.01", "Customer.1", "company.1"} {
-			err := callErr(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: id}, &pdv1.GetProcessorAgreementResponse{}, codes.InvalidArgument)
+			err := callErr(t, cust, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: id}, &pdv1.GetProcessorAgreementResponse{}, codes.InvalidArgument)
 			if !slices.Equal(badFields(err), []string{"agreement_id"}) {
 				t.Errorf("get %q: fields %v", id, badFields(err))
 			}
@@ -283,7 +286,7 @@ func TestProcessorAgreementBadInput(t *testing.T) {
 				t.Errorf("%s %v: fields %v, want %v", tc.rpc, tc.req, got, tc.fields)
 			}
 		}
-		if got := call(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: a.GetAgreementId()}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement(); !proto.Equal(got, a) {
+		if got := call(t, op, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: a.GetAgreementId()}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement(); !proto.Equal(got, a) {
 			t.Errorf("bad requests changed the agreement: %v", got)
 		}
 	})
@@ -351,11 +354,14 @@ func TestCheckProcessorAgreement(t *testing.T) {
 		if res := check("customer-50", support, contact); !res.GetAllowed() || res.GetAgreement().GetState() != pdv1.AgreementState_AGREEMENT_STATE_IN_FORCE {
 			t.Errorf("after in_force_from: %v", res)
 		}
-		// The tester may check the controllers it acts for only.
-		if res := call(t, c, checkAgreementRPC, &pdv1.CheckProcessorAgreementRequest{ControllerId: "customer-42", Purpose: support, Category: contact}, &pdv1.CheckProcessorAgreementResponse{}); !res.GetAllowed() {
-			t.Errorf("tester check: %v", res)
+		// A customer's controller may check its own agreements only;
+		// support staff not at all.
+		cust := e.controller(t, c)
+		if res := call(t, cust, checkAgreementRPC, &pdv1.CheckProcessorAgreementRequest{ControllerId: "customer-42", Purpose: support, Category: contact}, &pdv1.CheckProcessorAgreementResponse{}); !res.GetAllowed() {
+			t.Errorf("controller check: %v", res)
 		}
-		callErr(t, c, checkAgreementRPC, &pdv1.CheckProcessorAgreementRequest{ControllerId: "customer-50", Purpose: support, Category: contact}, &pdv1.CheckProcessorAgreementResponse{}, codes.NotFound)
+		callErr(t, cust, checkAgreementRPC, &pdv1.CheckProcessorAgreementRequest{ControllerId: "customer-50", Purpose: support, Category: contact}, &pdv1.CheckProcessorAgreementResponse{}, codes.NotFound)
+		callErr(t, c, checkAgreementRPC, &pdv1.CheckProcessorAgreementRequest{ControllerId: "customer-42", Purpose: support, Category: contact}, &pdv1.CheckProcessorAgreementResponse{}, codes.PermissionDenied)
 	})
 }
 
@@ -393,7 +399,7 @@ func TestAgreementRuleOnSubjects(t *testing.T) {
 		callErr(t, c, "AddHistoryEntry", historyReq(sub, "h-1", 1), &pdv1.AddHistoryEntryResponse{}, codes.FailedPrecondition)
 
 		// After termination nothing is processed, but the data can be
-		// returned and deleted.
+		// returned (to the customer) and deleted.
 		call(t, op, terminateAgreementRPC, &pdv1.TerminateProcessorAgreementRequest{IdempotencyKey: "end", AgreementId: "customer-42.1", Reference: "notice-1"}, &pdv1.TerminateProcessorAgreementResponse{})
 		req2 := createReq("c42-2", 2)
 		req2.ControllerId = "customer-42"
@@ -401,7 +407,7 @@ func TestAgreementRuleOnSubjects(t *testing.T) {
 		callErr(t, c, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: sub.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{}, codes.FailedPrecondition)
 		callErr(t, e.controller(t, c), "RectifySubject", rectifyReq(sub, "r-1", &pdv1.Person{GivenName: "Ny"}, "given_name"), &pdv1.RectifySubjectResponse{}, codes.FailedPrecondition)
 
-		exported, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-42"}, 0)
+		exported, err := exportSubjects(t, e, c.name(), e.customer42, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-42"}, 0)
 		if err != nil {
 			t.Fatalf("export after termination: %v", err)
 		}
@@ -460,10 +466,10 @@ func TestAgreementTenantIsolation(t *testing.T) {
 		callErr(t, op7, amendAgreementRPC, &pdv1.AmendProcessorAgreementRequest{IdempotencyKey: "a", AgreementId: "customer-42.1", ExpectedVersion: 1, Terms: paTerms(e, supportAndDelivery, allCategories...)},
 			&pdv1.AmendProcessorAgreementResponse{}, codes.NotFound)
 		callErr(t, op7, terminateAgreementRPC, &pdv1.TerminateProcessorAgreementRequest{IdempotencyKey: "t", AgreementId: "customer-42.1"}, &pdv1.TerminateProcessorAgreementResponse{}, codes.NotFound)
-		if got := call(t, c, getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement(); got.GetVersion() != 1 || got.GetTerminateTime() != nil {
+		if got := call(t, e.as(c, e.operator), getAgreementRPC, &pdv1.GetProcessorAgreementRequest{AgreementId: "customer-42.1"}, &pdv1.GetProcessorAgreementResponse{}).GetAgreement(); got.GetVersion() != 1 || got.GetTerminateTime() != nil {
 			t.Errorf("customer-42's agreement changed by another tenant's operator: %v", got)
 		}
-		if list := call(t, c, listAgreementsRPC, &pdv1.ListProcessorAgreementsRequest{CustomerId: "customer-42"}, &pdv1.ListProcessorAgreementsResponse{}); len(list.GetAgreements()) != 1 {
+		if list := call(t, e.as(c, e.operator), listAgreementsRPC, &pdv1.ListProcessorAgreementsRequest{CustomerId: "customer-42"}, &pdv1.ListProcessorAgreementsResponse{}); len(list.GetAgreements()) != 1 {
 			t.Errorf("customer-42 has %d agreements, want 1", len(list.GetAgreements()))
 		}
 
@@ -563,11 +569,11 @@ func TestExportControllerSubjects(t *testing.T) {
 
 		// A token is for one customer's export only.
 		for _, bad := range []string{"not a token", first[2].GetResumeToken() + "x"} {
-			if _, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-43", ResumeToken: bad}, 0); status.Code(err) != codes.InvalidArgument || !slices.Equal(badFields(err), []string{"resume_token"}) {
+			if _, err := exportSubjects(t, e, c.name(), token, &pdv1.ExportControllerSubjectsRequest{CustomerId: "customer-43", ResumeToken: bad}, 0); status.Code(err) != codes.InvalidArgument || !slices.Equal(badFields(err), []string{"resume_token"}) {
 				t.Errorf("token %q: %v", bad, err)
 			}
 		}
-		if _, err := exportSubjects(t, e, c.name(), e.operator, &pdv1.ExportControllerSubjectsRequest{CustomerId: "company"}, 0); status.Code(err) != codes.InvalidArgument {
+		if _, err := exportSubjects(t, e, c.name(), token, &pdv1.ExportControllerSubjectsRequest{CustomerId: "company"}, 0); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("export of the company: %v", err)
 		}
 	})

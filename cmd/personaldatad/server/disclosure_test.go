@@ -292,17 +292,18 @@ func TestDiscloseCustomerData(t *testing.T) {
 		if !hasPrecondition(err, "RECIPIENT_NOT_APPROVED") || !strings.Contains(status.Convert(err).Message(), "registrar.example.org") {
 			t.Errorf("unapproved recipient: %v", err)
 		}
-		// A purpose the agreement does not cover (the tester holds it).
+		// A purpose the agreement does not cover (the customer's controller
+		// holds it; support staff do not disclose).
+		ctl := e.controller(t, c)
 		req := discloseReq(sub, "d-3", registry, pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONTRACT, "order-1", pdv1.DataCategory_DATA_CATEGORY_CONTACT)
 		req.Purpose = pdv1.Purpose_PURPOSE_INVOICING
-		err = callErr(t, c, discloseRPC, req, &pdv1.DiscloseResponse{}, codes.FailedPrecondition)
+		err = callErr(t, ctl, discloseRPC, req, &pdv1.DiscloseResponse{}, codes.FailedPrecondition)
 		if !hasPrecondition(err, "NO_PROCESSOR_AGREEMENT") || !strings.Contains(status.Convert(err).Message(), "PURPOSE_INVOICING") {
 			t.Errorf("purpose not covered: %v", err)
 		}
 		// The consent to disclosure of a customer's data is the controller's
 		// to record, not the company's staff's.
 		callErr(t, c, recordConsentRPC, consentReq(sub, "c-1", pdv1.ConsentPurpose_CONSENT_PURPOSE_DISCLOSURE, registry, e.clock.Now()), &pdv1.RecordConsentResponse{}, codes.PermissionDenied)
-		ctl := e.controller(t, c)
 		call(t, ctl, recordConsentRPC, consentReq(sub, "c-1", pdv1.ConsentPurpose_CONSENT_PURPOSE_DISCLOSURE, registry, e.clock.Now()), &pdv1.RecordConsentResponse{})
 		call(t, d, discloseRPC, discloseReq(sub, "d-4", registry, pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONSENT, "", pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION), &pdv1.DiscloseResponse{})
 		access := call(t, ctl, "AccessSubject", &pdv1.AccessSubjectRequest{SubjectId: sub.GetSubjectId()}, &pdv1.AccessSubjectResponse{})
@@ -825,12 +826,13 @@ func matrixStreamNotifications() matrixRPC {
 }
 
 // matrixAckNotification acknowledges a notification about a company
-// subject that the setup principal disclosed and rectified for it.
+// subject that the fixture's discloser disclosed and the setup principal
+// rectified for it.
 func matrixAckNotification() matrixRPC {
 	return matrixRPC{method: ackNoticeRPC, tenantFree: true,
 		req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, _ string, _ *pdv1.Subject) proto.Message {
 			sub := f.fresh(t, "company")
-			call(t, f.setup, discloseRPC, discloseReq(sub, matrixKey(p, "ack-disclose", "company"), registry, pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONTRACT, "order-m", pdv1.DataCategory_DATA_CATEGORY_CONTACT), &pdv1.DiscloseResponse{})
+			call(t, f.discloser, discloseRPC, discloseReq(sub, matrixKey(p, "ack-disclose", "company"), registry, pdv1.DisclosureBasis_DISCLOSURE_BASIS_CONTRACT, "order-m", pdv1.DataCategory_DATA_CATEGORY_CONTACT), &pdv1.DiscloseResponse{})
 			rectifyPhone(t, f.setup, sub, matrixKey(p, "ack-rectify", "company"), "+46701112299")
 			id := "1"
 			for _, n := range notices(t, f.e.as(f.setup, f.e.operator), registry) {

@@ -102,11 +102,36 @@ func exactID(filter bson.Raw, guards bool) bool {
 	if err != nil || len(elems) == 0 || elems[0].Key() != "_id" {
 		return false
 	}
-	if _, isString := elems[0].Value().StringValueOK(); !isString {
+	if _, isString := elems[0].Value().StringValueOK(); !isString && !(guards && idsIn(elems[0].Value())) {
 		return false
 	}
 	for _, e := range elems[1:] {
 		if !guards || e.Key() == "_id" {
+			return false
+		}
+	}
+	return true
+}
+
+// idsIn says whether v is {$in: [<string>, ...]}: in the MongoDB mode a
+// few exact _ids read in one find (a subject's op records, store/ops.go),
+// which MongoDB answers through the _id index; the embedded store reads
+// them one by one.
+func idsIn(v bson.RawValue) bool {
+	doc, ok := v.DocumentOK()
+	if !ok {
+		return false
+	}
+	elems, err := doc.Elements()
+	if err != nil || len(elems) != 1 || elems[0].Key() != "$in" {
+		return false
+	}
+	values, err := elems[0].Value().Array().Values()
+	if err != nil || len(values) == 0 {
+		return false
+	}
+	for _, x := range values {
+		if _, ok := x.StringValueOK(); !ok {
 			return false
 		}
 	}

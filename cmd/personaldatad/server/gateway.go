@@ -43,15 +43,9 @@ type gateway struct {
 
 // newGatewayMux is the REST gateway: JSON with the proto field names, every
 // error in one shape (google.rpc.Status), no gRPC metadata in the response.
-func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
-	g := &gateway{log: log, metrics: m}
+func newGatewayMux(g *gateway) *runtime.ServeMux {
 	return runtime.NewServeMux(
-		// JSON, but a google.api.HttpBody (the reply letter) goes out as
-		// it is, with its own content type.
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{},
-		}}}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, gatewayMarshaler),
 		runtime.WithMetadata(forwardClientCertificate),
 		runtime.WithMetadata(forwardRequestID),
 		runtime.WithIncomingHeaderMatcher(refuseInternalHeaders),
@@ -66,6 +60,13 @@ func newGatewayMux(log *slog.Logger, m *metrics) *runtime.ServeMux {
 		runtime.WithRoutingErrorHandler(g.writeRoutingError),
 	)
 }
+
+// gatewayMarshaler is the gateway's JSON, but a google.api.HttpBody (the
+// reply letter) goes out as it is, with its own content type.
+var gatewayMarshaler = &runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb{
+	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+	UnmarshalOptions: protojson.UnmarshalOptions{},
+}}}
 
 func dropMetadata(string) (string, bool) { return "", false }
 
@@ -359,11 +360,12 @@ var routes = func() []route {
 			methods := f.Services().Get(i).Methods()
 			for j := range methods.Len() {
 				rule, _ := proto.GetExtension(methods.Get(j).Options(), annotations.E_Http).(*annotations.HttpRule)
+				rpc := "/" + string(f.Services().Get(i).FullName()) + "/" + string(methods.Get(j).Name())
 				switch {
 				case rule.GetGet() != "":
-					out = append(out, route{http.MethodGet, templatePattern(rule.GetGet())})
+					out = append(out, route{http.MethodGet, templatePattern(rule.GetGet()), rpc})
 				case rule.GetPost() != "":
-					out = append(out, route{http.MethodPost, templatePattern(rule.GetPost())})
+					out = append(out, route{http.MethodPost, templatePattern(rule.GetPost()), rpc})
 				}
 			}
 		}
@@ -375,6 +377,7 @@ var routes = func() []route {
 type route struct {
 	method string
 	path   *regexp.Regexp
+	rpc    string // the full method name of the RPC
 }
 
 // templatePattern turns a path template ("/v1/subjects/{subject_id}:access")

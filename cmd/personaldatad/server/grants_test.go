@@ -53,8 +53,9 @@ func TestGrantsOfTheRequestAndAccountabilityRPCs(t *testing.T) {
 		allowed["personaldata.v1.RightsRequestService/"+m] = []pdv1.PrincipalKind{support, customer}
 	}
 	for _, m := range []string{"ListOutboxMessages", "StreamOutboxMessages", "AcknowledgeOutboxMessage"} {
-		allowed["personaldata.v1.RequesterOutboxService/"+m] = []pdv1.PrincipalKind{mailer, operator}
+		allowed["personaldata.v1.RequesterOutboxService/"+m] = []pdv1.PrincipalKind{mailer}
 	}
+	allowed["personaldata.v1.RequesterOutboxService/GetOutboxSummary"] = []pdv1.PrincipalKind{mailer, operator}
 	for _, m := range []string{"PublishPolicyVersion", "NotifyPolicyChange"} {
 		allowed["personaldata.v1.PolicyService/"+m] = []pdv1.PrincipalKind{operator}
 	}

@@ -22,7 +22,10 @@ import (
 type matrixFixture struct {
 	e     *env
 	setup caller
-	n     int
+	// discloser is a domain-registration integration for the company, which
+	// discloses (support staff do not).
+	discloser caller
+	n         int
 }
 
 func (f *matrixFixture) person() *pdv1.Person {
@@ -224,11 +227,16 @@ func matrixRPCs() []matrixRPC {
 			},
 			resp: func() proto.Message { return &pdv1.RunRetentionSweepResponse{} }},
 
-		// Last: it erases every subject of the tenant.
+		// Last: it erases every subject of the tenant. An operator ends the
+		// agreement in force in the same call (operator_bounds_test.go).
 		{method: "personaldata.v1.ProcessorAgreementService/EraseControllerSubjects", otherTenant: codes.NotFound,
 			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, _ *pdv1.Subject) proto.Message {
-				return &pdv1.EraseControllerSubjectsRequest{IdempotencyKey: key(p, "bulk-erase", tenant), CustomerId: tenant,
+				req := &pdv1.EraseControllerSubjectsRequest{IdempotencyKey: key(p, "bulk-erase", tenant), CustomerId: tenant,
 					Ground: pdv1.ErasureGround_ERASURE_GROUND_NO_LEGAL_BASIS, Reference: "m"}
+				if p.kind == pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR {
+					req.TerminateAgreementId = agreement(tenant)
+				}
+				return req
 			}, resp: func() proto.Message { return &pdv1.EraseControllerSubjectsResponse{} }},
 	}
 }
@@ -254,7 +262,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, customer := range []string{"customer-7", "customer-8"} {
 			call(t, op, "personaldata.v1.ProcessorAgreementService/CreateProcessorAgreement", agreementReq("setup-"+customer, customer, e.clock.Now()), &pdv1.CreateProcessorAgreementResponse{})
 		}
-		f := &matrixFixture{e: e, setup: e.as(c, e.principal(t, "setup", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-7", "customer-8"}, allPurposes))}
+		f := &matrixFixture{e: e, setup: e.as(c, e.principal(t, "setup", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company", "customer-7", "customer-8"}, allPurposes)),
+			discloser: e.as(c, e.principal(t, "setup-domreg", pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, []string{"company"}, nil))}
 		principals := []matrixPrincipal{
 			{id: "billing", kind: pdv1.PrincipalKind_PRINCIPAL_KIND_BILLING_SYSTEM, tenant: "company", other: "customer-7", purpose: pdv1.Purpose_PURPOSE_INVOICING},
 			{id: "domreg", kind: pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION, tenant: "company", other: "customer-7", purpose: pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
@@ -301,6 +310,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 						}
 					})
 				}
+			}
+			if p.kind == pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR {
+				// Its bulk erasure ended the tenant's agreement: a new one
+				// for the principals after it.
+				call(t, op, "personaldata.v1.ProcessorAgreementService/CreateProcessorAgreement", agreementReq("again-"+p.tenant, p.tenant, e.clock.Now()), &pdv1.CreateProcessorAgreementResponse{})
 			}
 		}
 		// Every RPC and every refusal went through the logs: no person's

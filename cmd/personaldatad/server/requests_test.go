@@ -710,7 +710,7 @@ func TestRightsRequestOverdue(t *testing.T) {
 func statusCode(err error) codes.Code { return status.Code(err) }
 
 // The mailer's stream sends what waits, then what is queued while it is
-// open; only the mailer and operators read the outbox.
+// open; only the mailer reads the outbox.
 func TestOutboxStream(t *testing.T) {
 	e := start(t)
 	c := e.gc()

@@ -11,9 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fullstorydev/grpchan"
@@ -24,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
@@ -122,12 +120,11 @@ type Server struct {
 	store  *store.Store
 	ledger *ledger.Ledger // nil without Config.ErasureLedger
 	grpc   *grpc.Server   // the public listener's
-	health *health.Server
-	// auditLog is checked for readiness: every audited call appends to it.
-	auditLog *audit.Log
-	http     *http.Server
-	grpcLis  net.Listener
-	httpLis  net.Listener
+	// readiness is the state every probe answers from (readiness.go).
+	readiness *readiness
+	http      *http.Server
+	grpcLis   net.Listener
+	httpLis   net.Listener
 	// gateConn is the REST gateway's and the console's connection to the
 	// service, in this process; inproc counts its calls in flight, which
 	// shutdown waits for before it closes the store, and cutHTTP ends the
@@ -148,11 +145,12 @@ type Server struct {
 	// themselves, as shutdown begins.
 	endStreams func()
 	// metrics serves /metrics on metricsLis when it has a listener of its own.
-	metrics    *http.Server
-	metricsLis net.Listener
-	// draining is set once shutdown begins: the server is no longer ready.
-	draining                    atomic.Bool
+	metrics                     *http.Server
+	metricsLis                  net.Listener
 	drainDelay, shutdownTimeout time.Duration
+	// stopAttempts writes the refused authentications still gathered and
+	// stops their writer, before the store closes.
+	stopAttempts func()
 }
 
 // New opens the store and binds both listeners.
@@ -201,6 +199,11 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger})
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
+	// Refused authentications go to the audit trail, a second's worth in
+	// one event per source and reason.
+	attempts := audit.NewAttempts(svc.AuditLog(), s.log, cfg.Now, reg)
+	authn.OnFailure(attempts.Record)
+	s.stopAttempts = runUntilStopped(attempts.Run)
 	reg.MustRegister(svc.BacklogMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
 	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
@@ -217,8 +220,6 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	s.health = health.NewServer()
-	s.auditLog = svc.AuditLog()
 	// After authentication, so every event names its principal.
 	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now, reg)
 	var serverTracing []grpc.ServerOption
@@ -270,6 +271,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		// grew, instead of a new one per call.
 		grpc.NumStreamWorkers(streamWorkers()),
 		grpc.MaxSendMsgSize(maxResponseBytes),
+		// Credentials are checked as a call's headers arrive, before its
+		// request is read: the interceptor takes the caller found.
+		grpc.InTapHandle(authn.Tap),
 		grpc.ChainUnaryInterceptor(unary(authn)...),
 		grpc.ChainStreamInterceptor(stream(authn)...),
 	)
@@ -278,7 +282,13 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	registerAPI(s.grpc)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	var services []string
+	for name := range s.grpc.GetServiceInfo() {
+		services = append(services, name)
+	}
+	slices.Sort(services)
+	s.readiness = newReadiness(s.log, s.store, svc.AuditLog(), services)
+	healthpb.RegisterHealthServer(s.grpc, &healthService{r: s.readiness})
 	reflection.Register(s.grpc)
 
 	// The REST gateway, and the console, call the service in this process
@@ -300,7 +310,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	s.gateConn = grpchan.InterceptClientConnStream(
 		grpchan.InterceptClientConnUnary(inproc, gatewaySecretUnary(gatewaySecret), markReached),
 		gatewaySecretStream(gatewaySecret), markReachedStream)
-	gw := newGatewayMux(s.log, m)
+	g := &gateway{log: s.log, metrics: m}
+	gw := newGatewayMux(g)
 	for _, register := range []func(context.Context, *runtime.ServeMux, grpc.ClientConnInterface) error{
 		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 			return pdv1.RegisterPersonalDataServiceHandlerClient(ctx, mux, pdv1.NewPersonalDataServiceClient(cc))
@@ -353,13 +364,13 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	// The support console calls the service as its signed-in principal over
 	// the gateway's connection, so its calls pass the same interceptors.
 	cons, err := console.New(console.Config{Conn: s.gateConn, Sessions: s.store, Now: cfg.Now, Log: s.log,
-		SignIn: cfg.ConsoleSignIn, Metrics: reg})
+		SignIn: cfg.ConsoleSignIn, Metrics: reg, SignInFailures: attempts.Record})
 	if err != nil {
 		return err
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(gw), maxRequestBytes)))
+	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(authFirst(gatewayAuthn, gatewaySecret, g, gw)), maxRequestBytes)))
 	mux.Handle(console.Prefix, m.instrumentHTTP("console", http.MaxBytesHandler(cons, maxRequestBytes)))
 	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusSeeOther))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -378,17 +389,17 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		metricsMux.Handle("GET /metrics", metricsHandler)
 		s.metrics = &http.Server{Handler: metricsMux, ReadHeaderTimeout: 10 * time.Second}
 	}
-	// Liveness: the process serves (see live).
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.live(); err != nil {
+	// Liveness and readiness, from the one state (readiness.go).
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		if err, _ := s.readiness.probe(r.Context(), false); err != nil {
 			http.Error(w, "not live: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	// Readiness: calls can succeed. /healthz is the same, as before the split.
+	// /healthz is /readyz, as before the split.
 	ready := func(w http.ResponseWriter, r *http.Request) {
-		if err := s.ready(r.Context()); err != nil {
+		if _, err := s.readiness.probe(r.Context(), false); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -490,6 +501,9 @@ func (s *Server) StoreURI() string { return s.store.URI() }
 // delay, then in-flight requests finish (up to the shutdown timeout), the
 // store closes.
 func (s *Server) Serve(ctx context.Context) error {
+	// Before the first call is served: a start on a full disk, or on a
+	// store that does not answer, is not ready from the first probe on.
+	s.readiness.probe(ctx, true)
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
 	go func() {
@@ -506,7 +520,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.metrics != nil {
 		go func() { _ = s.metrics.Serve(s.metricsLis) }()
 	}
-	go s.watchStore(ctx)
+	go s.readiness.watch(ctx, 5*time.Second)
 	sweepCtx, stopSweeping := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() {
@@ -523,15 +537,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Not ready from now on (health NOT_SERVING, /readyz 503), but still
 	// serving for the drain delay, so that load balancers move new calls
 	// elsewhere before the listeners close.
-	s.draining.Store(true)
-	s.health.Shutdown()
+	s.readiness.drain()
 	if serveErr == nil && s.drainDelay > 0 {
 		s.log.Info("draining before shutdown", slog.Duration("delay", s.drainDelay))
 		time.Sleep(s.drainDelay)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), s.shutdownTimeout)
 	defer cancel()
-	s.endStreams() // open notification streams end (UNAVAILABLE: reconnect elsewhere)
+	s.endStreams()      // open notification streams end (UNAVAILABLE: reconnect elsewhere)
+	s.readiness.close() // and the health watches
 	httpErr := s.http.Shutdown(shutdownCtx)
 	if httpErr != nil {
 		// Past the timeout, the REST calls still running are cut, as
@@ -568,75 +582,6 @@ func (s *Server) waitInproc() {
 	}
 }
 
-// live reports whether the process can serve at all: not once the embedded
-// store failed a sync, after which no write can be made durable until a
-// restart, which recovers what its logs hold. A store that is down or full
-// is not a reason: restarting would not help it.
-func (s *Server) live() error {
-	if err := s.store.SyncFailed(); err != nil {
-		return errors.New("the store failed to sync a write: restart to recover")
-	}
-	return nil
-}
-
-// ready reports whether calls can succeed: the process is live, the store
-// answers and takes audit appends, which every audited call makes (reads
-// too). The reason names the part that fails, never data.
-func (s *Server) ready(ctx context.Context) error {
-	if s.draining.Load() {
-		return errors.New("shutting down")
-	}
-	if err := s.live(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		return errors.New("store unavailable")
-	}
-	if err := s.auditLog.Ready(ctx); err != nil {
-		return errors.New("store refuses audit appends")
-	}
-	return nil
-}
-
-// watchStore keeps the gRPC health statuses in step with readiness: each
-// API service is SERVING only while ready; the server as a whole (service
-// "") is SERVING while it is live.
-func (s *Server) watchStore(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	wasReady := true
-	for {
-		st := healthpb.HealthCheckResponse_SERVING
-		err := s.ready(ctx)
-		if err != nil && ctx.Err() == nil {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-			if wasReady {
-				s.log.Warn("not ready", slog.String("reason", err.Error()))
-			}
-		} else if !wasReady {
-			s.log.Info("ready again")
-		}
-		wasReady = st == healthpb.HealthCheckResponse_SERVING
-		live := healthpb.HealthCheckResponse_SERVING
-		if s.live() != nil {
-			live = healthpb.HealthCheckResponse_NOT_SERVING
-		}
-		s.health.SetServingStatus("", live)
-		for name := range s.grpc.GetServiceInfo() {
-			if name != healthpb.Health_ServiceDesc.ServiceName && !strings.HasPrefix(name, "grpc.reflection.") {
-				s.health.SetServingStatus(name, st)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // Close releases what New acquired; Serve calls it on its way out.
 func (s *Server) Close() error {
 	var errs []error
@@ -644,6 +589,10 @@ func (s *Server) Close() error {
 		if l != nil {
 			_ = l.Close() // already closed by Serve's shutdown
 		}
+	}
+	if s.stopAttempts != nil {
+		s.stopAttempts()
+		s.stopAttempts = nil
 	}
 	if s.store != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1142,9 +1142,17 @@ type EraseControllerSubjectsRequest struct {
 	CustomerId     string        `protobuf:"bytes,2,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	Ground         ErasureGround `protobuf:"varint,3,opt,name=ground,proto3,enum=personaldata.v1.ErasureGround" json:"ground,omitempty"`
 	// Optional: at most 200 characters.
-	Reference     string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reference string `protobuf:"bytes,4,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Optional: an agreement of the customer (e.g. "customer-42.1") to
+	// terminate now, with reference, in the same audited step before the
+	// erasure starts, as TerminateProcessorAgreement would. Only a caller that
+	// may call TerminateProcessorAgreement may set it. An operator may erase a
+	// customer's subjects only when no agreement with the customer is in
+	// force or pending once this one is terminated; the customer's own
+	// controller principal may erase its data at any time.
+	TerminateAgreementId string `protobuf:"bytes,5,opt,name=terminate_agreement_id,json=terminateAgreementId,proto3" json:"terminate_agreement_id,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *EraseControllerSubjectsRequest) Reset() {
@@ -1201,6 +1209,13 @@ func (x *EraseControllerSubjectsRequest) GetGround() ErasureGround {
 func (x *EraseControllerSubjectsRequest) GetReference() string {
 	if x != nil {
 		return x.Reference
+	}
+	return ""
+}
+
+func (x *EraseControllerSubjectsRequest) GetTerminateAgreementId() string {
+	if x != nil {
+		return x.TerminateAgreementId
 	}
 	return ""
 }
@@ -1354,13 +1369,14 @@ const file_personaldata_v1_agreements_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\v2&.personaldata.v1.AccessSubjectResponseR\asubject\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x03R\x04done\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12!\n" +
-	"\fresume_token\x18\x04 \x01(\tR\vresumeToken\"\xd2\x01\n" +
+	"\fresume_token\x18\x04 \x01(\tR\vresumeToken\"\x88\x02\n" +
 	"\x1eEraseControllerSubjectsRequest\x12-\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12%\n" +
 	"\vcustomer_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\n" +
 	"customerId\x12<\n" +
 	"\x06ground\x18\x03 \x01(\x0e2\x1e.personaldata.v1.ErasureGroundB\x04\xe2A\x01\x02R\x06ground\x12\x1c\n" +
-	"\treference\x18\x04 \x01(\tR\treference\"~\n" +
+	"\treference\x18\x04 \x01(\tR\treference\x124\n" +
+	"\x16terminate_agreement_id\x18\x05 \x01(\tR\x14terminateAgreementId\"~\n" +
 	"\x1fEraseControllerSubjectsResponse\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04done\x18\x02 \x01(\x03R\x04done\x12\x14\n" +

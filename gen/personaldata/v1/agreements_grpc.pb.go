@@ -55,11 +55,16 @@ type ProcessorAgreementServiceClient interface {
 	// ExportControllerSubjects streams everything held about every subject of
 	// a controller (the return of data at the end of an agreement), with
 	// progress: each subject as the pages of its access document, one page a
-	// message. Resume after an interruption with the last resume_token.
+	// message. Resume after an interruption with the last resume_token. The
+	// data goes to the customer: its customer-controller principal calls it;
+	// operators may not.
 	ExportControllerSubjects(ctx context.Context, in *ExportControllerSubjectsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportControllerSubjectsResponse], error)
 	// EraseControllerSubjects erases every subject of a controller (deletion
 	// at the end of an agreement), streaming progress. The job is recorded; a
-	// call with the same idempotency key resumes it where it stopped.
+	// call with the same idempotency key resumes it where it stopped. An
+	// operator may call it only when no agreement with the customer is in
+	// force (or names the one to terminate in terminate_agreement_id):
+	// otherwise PERMISSION_DENIED with ErrorInfo reason AGREEMENT_IN_FORCE.
 	EraseControllerSubjects(ctx context.Context, in *EraseControllerSubjectsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EraseControllerSubjectsResponse], error)
 }
 
@@ -195,11 +200,16 @@ type ProcessorAgreementServiceServer interface {
 	// ExportControllerSubjects streams everything held about every subject of
 	// a controller (the return of data at the end of an agreement), with
 	// progress: each subject as the pages of its access document, one page a
-	// message. Resume after an interruption with the last resume_token.
+	// message. Resume after an interruption with the last resume_token. The
+	// data goes to the customer: its customer-controller principal calls it;
+	// operators may not.
 	ExportControllerSubjects(*ExportControllerSubjectsRequest, grpc.ServerStreamingServer[ExportControllerSubjectsResponse]) error
 	// EraseControllerSubjects erases every subject of a controller (deletion
 	// at the end of an agreement), streaming progress. The job is recorded; a
-	// call with the same idempotency key resumes it where it stopped.
+	// call with the same idempotency key resumes it where it stopped. An
+	// operator may call it only when no agreement with the customer is in
+	// force (or names the one to terminate in terminate_agreement_id):
+	// otherwise PERMISSION_DENIED with ErrorInfo reason AGREEMENT_IN_FORCE.
 	EraseControllerSubjects(*EraseControllerSubjectsRequest, grpc.ServerStreamingServer[EraseControllerSubjectsResponse]) error
 	mustEmbedUnimplementedProcessorAgreementServiceServer()
 }

@@ -28,7 +28,11 @@ type AuditEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The chain: "subjects/<id>" for a subject's events, "tenants/<id>" for a
 	// controller's events that concern no one subject, "principals" for
-	// changes of principals.
+	// changes of principals, "unauthenticated" for refused authentications
+	// (one event per source address and reason a second; fields
+	// "reason:<reason>", "source:<address>", "attempts:<count>", "rpc:<rpc>",
+	// "principal:<id of an existing principal the credentials named>"; never
+	// the credentials).
 	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
 	// Position in the chain, from 1.
 	Seq         int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -167,14 +171,17 @@ func (x *AuditEvent) GetHash() string {
 }
 
 // ListAuditEventsRequest is the input of ListAuditEvents. Exactly one of
-// subject_id and tenant_id.
+// subject_id, tenant_id and chain.
 type ListAuditEventsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	TenantId  string                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// 0 to 100; 50 when 0.
-	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Instead of subject_id or tenant_id: a chain of no tenant, "principals"
+	// or "unauthenticated", in seq order; for operators.
+	Chain         string `protobuf:"bytes,5,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +240,13 @@ func (x *ListAuditEventsRequest) GetPageSize() int32 {
 func (x *ListAuditEventsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetChain() string {
+	if x != nil {
+		return x.Chain
 	}
 	return ""
 }
@@ -430,14 +444,15 @@ const file_personaldata_v1_audit_proto_rawDesc = "" +
 	"\aoutcome\x18\n" +
 	" \x01(\tR\aoutcome\x12\x1b\n" +
 	"\tprev_hash\x18\v \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\f \x01(\tR\x04hash\"\x90\x01\n" +
+	"\x04hash\x18\f \x01(\tR\x04hash\"\xa6\x01\n" +
 	"\x16ListAuditEventsRequest\x12\x1d\n" +
 	"\n" +
 	"subject_id\x18\x01 \x01(\tR\tsubjectId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"v\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05chain\x18\x05 \x01(\tR\x05chain\"v\n" +
 	"\x17ListAuditEventsResponse\x123\n" +
 	"\x06events\x18\x01 \x03(\v2\x1b.personaldata.v1.AuditEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +

@@ -214,8 +214,15 @@ type BreachSummary struct {
 	ChainsBroken int64 `protobuf:"varint,17,opt,name=chains_broken,json=chainsBroken,proto3" json:"chains_broken,omitempty"`
 	// For a master key version: how many of the subjects hold each category.
 	CategoriesHeld []*BreachCategoryCount `protobuf:"bytes,18,rep,name=categories_held,json=categoriesHeld,proto3" json:"categories_held,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Refused authentications in the window (calls without valid
+	// credentials, failed console sign-ins: the chain "unauthenticated"), by
+	// reason and source address; for a principal, those whose credentials
+	// named it. A token-guessing run shows here.
+	FailedAuthentications []*BreachAuthFailureCount `protobuf:"bytes,19,rep,name=failed_authentications,json=failedAuthentications,proto3" json:"failed_authentications,omitempty"`
+	// The attempts those counts add up to.
+	FailedAuthenticationAttempts int64 `protobuf:"varint,20,opt,name=failed_authentication_attempts,json=failedAuthenticationAttempts,proto3" json:"failed_authentication_attempts,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *BreachSummary) Reset() {
@@ -374,6 +381,20 @@ func (x *BreachSummary) GetCategoriesHeld() []*BreachCategoryCount {
 	return nil
 }
 
+func (x *BreachSummary) GetFailedAuthentications() []*BreachAuthFailureCount {
+	if x != nil {
+		return x.FailedAuthentications
+	}
+	return nil
+}
+
+func (x *BreachSummary) GetFailedAuthenticationAttempts() int64 {
+	if x != nil {
+		return x.FailedAuthenticationAttempts
+	}
+	return 0
+}
+
 // BreachChainImpact is what the scope touched in one audit chain.
 type BreachChainImpact struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -402,8 +423,11 @@ type BreachChainImpact struct {
 	Check *BreachChainCheck `protobuf:"bytes,15,opt,name=check,proto3" json:"check,omitempty"`
 	// For a master key version: the categories the subject holds.
 	CategoriesHeld []DataCategory `protobuf:"varint,16,rep,packed,name=categories_held,json=categoriesHeld,proto3,enum=personaldata.v1.DataCategory" json:"categories_held,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// For the chain "unauthenticated": the refused authentications, by
+	// reason and source address.
+	FailedAuthentications []*BreachAuthFailureCount `protobuf:"bytes,17,rep,name=failed_authentications,json=failedAuthentications,proto3" json:"failed_authentications,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *BreachChainImpact) Reset() {
@@ -548,6 +572,81 @@ func (x *BreachChainImpact) GetCategoriesHeld() []DataCategory {
 	return nil
 }
 
+func (x *BreachChainImpact) GetFailedAuthentications() []*BreachAuthFailureCount {
+	if x != nil {
+		return x.FailedAuthentications
+	}
+	return nil
+}
+
+// BreachAuthFailureCount is how many authentications were refused for one
+// reason from one source.
+type BreachAuthFailureCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// missing, malformed, unknown_principal, bad_token, revoked; for a console
+	// sign-in also other_principal (a token of another principal) and
+	// sign_in_limited (refused unchecked after too many failures).
+	Reason string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The client's IP address; "other" for the sources beyond the 64 recorded
+	// in one second, "in-process" for a call of the console whose client is
+	// not known.
+	Source        string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	Attempts      int64  `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreachAuthFailureCount) Reset() {
+	*x = BreachAuthFailureCount{}
+	mi := &file_personaldata_v1_breach_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachAuthFailureCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachAuthFailureCount) ProtoMessage() {}
+
+func (x *BreachAuthFailureCount) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_breach_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachAuthFailureCount.ProtoReflect.Descriptor instead.
+func (*BreachAuthFailureCount) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BreachAuthFailureCount) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *BreachAuthFailureCount) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *BreachAuthFailureCount) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 // BreachRpcCount is how often one RPC appears.
 type BreachRpcCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -561,7 +660,7 @@ type BreachRpcCount struct {
 
 func (x *BreachRpcCount) Reset() {
 	*x = BreachRpcCount{}
-	mi := &file_personaldata_v1_breach_proto_msgTypes[4]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +672,7 @@ func (x *BreachRpcCount) String() string {
 func (*BreachRpcCount) ProtoMessage() {}
 
 func (x *BreachRpcCount) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_breach_proto_msgTypes[4]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +685,7 @@ func (x *BreachRpcCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachRpcCount.ProtoReflect.Descriptor instead.
 func (*BreachRpcCount) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{4}
+	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BreachRpcCount) GetRpc() string {
@@ -622,7 +721,7 @@ type BreachOutcomeCount struct {
 
 func (x *BreachOutcomeCount) Reset() {
 	*x = BreachOutcomeCount{}
-	mi := &file_personaldata_v1_breach_proto_msgTypes[5]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -634,7 +733,7 @@ func (x *BreachOutcomeCount) String() string {
 func (*BreachOutcomeCount) ProtoMessage() {}
 
 func (x *BreachOutcomeCount) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_breach_proto_msgTypes[5]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -647,7 +746,7 @@ func (x *BreachOutcomeCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachOutcomeCount.ProtoReflect.Descriptor instead.
 func (*BreachOutcomeCount) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{5}
+	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BreachOutcomeCount) GetOutcome() string {
@@ -675,7 +774,7 @@ type BreachCategoryCount struct {
 
 func (x *BreachCategoryCount) Reset() {
 	*x = BreachCategoryCount{}
-	mi := &file_personaldata_v1_breach_proto_msgTypes[6]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +786,7 @@ func (x *BreachCategoryCount) String() string {
 func (*BreachCategoryCount) ProtoMessage() {}
 
 func (x *BreachCategoryCount) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_breach_proto_msgTypes[6]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +799,7 @@ func (x *BreachCategoryCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachCategoryCount.ProtoReflect.Descriptor instead.
 func (*BreachCategoryCount) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{6}
+	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BreachCategoryCount) GetCategory() DataCategory {
@@ -733,7 +832,7 @@ type BreachChainCheck struct {
 
 func (x *BreachChainCheck) Reset() {
 	*x = BreachChainCheck{}
-	mi := &file_personaldata_v1_breach_proto_msgTypes[7]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +844,7 @@ func (x *BreachChainCheck) String() string {
 func (*BreachChainCheck) ProtoMessage() {}
 
 func (x *BreachChainCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_personaldata_v1_breach_proto_msgTypes[7]
+	mi := &file_personaldata_v1_breach_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +857,7 @@ func (x *BreachChainCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachChainCheck.ProtoReflect.Descriptor instead.
 func (*BreachChainCheck) Descriptor() ([]byte, []int) {
-	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{7}
+	return file_personaldata_v1_breach_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BreachChainCheck) GetIntact() bool {
@@ -803,7 +902,7 @@ const file_personaldata_v1_breach_proto_rawDesc = "" +
 	"\x1aAssessBreachImpactResponse\x12:\n" +
 	"\asummary\x18\x01 \x01(\v2\x1e.personaldata.v1.BreachSummaryH\x00R\asummary\x12:\n" +
 	"\x05chain\x18\x02 \x01(\v2\".personaldata.v1.BreachChainImpactH\x00R\x05chainB\b\n" +
-	"\x06impact\"\xd2\x06\n" +
+	"\x06impact\"\xf8\a\n" +
 	"\rBreachSummary\x12!\n" +
 	"\fprincipal_id\x18\x01 \x01(\tR\vprincipalId\x12,\n" +
 	"\x12master_key_version\x18\x02 \x01(\rR\x10masterKeyVersion\x129\n" +
@@ -825,7 +924,9 @@ const file_personaldata_v1_breach_proto_rawDesc = "" +
 	"\x12categories_changed\x18\x0f \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\x11categoriesChanged\x12\x16\n" +
 	"\x06chains\x18\x10 \x01(\x03R\x06chains\x12#\n" +
 	"\rchains_broken\x18\x11 \x01(\x03R\fchainsBroken\x12M\n" +
-	"\x0fcategories_held\x18\x12 \x03(\v2$.personaldata.v1.BreachCategoryCountR\x0ecategoriesHeld\"\xa3\x06\n" +
+	"\x0fcategories_held\x18\x12 \x03(\v2$.personaldata.v1.BreachCategoryCountR\x0ecategoriesHeld\x12^\n" +
+	"\x16failed_authentications\x18\x13 \x03(\v2'.personaldata.v1.BreachAuthFailureCountR\x15failedAuthentications\x12D\n" +
+	"\x1efailed_authentication_attempts\x18\x14 \x01(\x03R\x1cfailedAuthenticationAttempts\"\x83\a\n" +
 	"\x11BreachChainImpact\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\tR\x05chain\x12\x1d\n" +
 	"\n" +
@@ -845,7 +946,12 @@ const file_personaldata_v1_breach_proto_rawDesc = "" +
 	"\boutcomes\x18\r \x03(\v2#.personaldata.v1.BreachOutcomeCountR\boutcomes\x12\x1a\n" +
 	"\brefusals\x18\x0e \x01(\x03R\brefusals\x127\n" +
 	"\x05check\x18\x0f \x01(\v2!.personaldata.v1.BreachChainCheckR\x05check\x12F\n" +
-	"\x0fcategories_held\x18\x10 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\x0ecategoriesHeld\"V\n" +
+	"\x0fcategories_held\x18\x10 \x03(\x0e2\x1d.personaldata.v1.DataCategoryR\x0ecategoriesHeld\x12^\n" +
+	"\x16failed_authentications\x18\x11 \x03(\v2'.personaldata.v1.BreachAuthFailureCountR\x15failedAuthentications\"d\n" +
+	"\x16BreachAuthFailureCount\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x03R\battempts\"V\n" +
 	"\x0eBreachRpcCount\x12\x10\n" +
 	"\x03rpc\x18\x01 \x01(\tR\x03rpc\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x03R\x06events\x12\x1a\n" +
@@ -876,47 +982,50 @@ func file_personaldata_v1_breach_proto_rawDescGZIP() []byte {
 	return file_personaldata_v1_breach_proto_rawDescData
 }
 
-var file_personaldata_v1_breach_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_personaldata_v1_breach_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_personaldata_v1_breach_proto_goTypes = []any{
 	(*AssessBreachImpactRequest)(nil),  // 0: personaldata.v1.AssessBreachImpactRequest
 	(*AssessBreachImpactResponse)(nil), // 1: personaldata.v1.AssessBreachImpactResponse
 	(*BreachSummary)(nil),              // 2: personaldata.v1.BreachSummary
 	(*BreachChainImpact)(nil),          // 3: personaldata.v1.BreachChainImpact
-	(*BreachRpcCount)(nil),             // 4: personaldata.v1.BreachRpcCount
-	(*BreachOutcomeCount)(nil),         // 5: personaldata.v1.BreachOutcomeCount
-	(*BreachCategoryCount)(nil),        // 6: personaldata.v1.BreachCategoryCount
-	(*BreachChainCheck)(nil),           // 7: personaldata.v1.BreachChainCheck
-	(*timestamppb.Timestamp)(nil),      // 8: google.protobuf.Timestamp
-	(DataCategory)(0),                  // 9: personaldata.v1.DataCategory
+	(*BreachAuthFailureCount)(nil),     // 4: personaldata.v1.BreachAuthFailureCount
+	(*BreachRpcCount)(nil),             // 5: personaldata.v1.BreachRpcCount
+	(*BreachOutcomeCount)(nil),         // 6: personaldata.v1.BreachOutcomeCount
+	(*BreachCategoryCount)(nil),        // 7: personaldata.v1.BreachCategoryCount
+	(*BreachChainCheck)(nil),           // 8: personaldata.v1.BreachChainCheck
+	(*timestamppb.Timestamp)(nil),      // 9: google.protobuf.Timestamp
+	(DataCategory)(0),                  // 10: personaldata.v1.DataCategory
 }
 var file_personaldata_v1_breach_proto_depIdxs = []int32{
-	8,  // 0: personaldata.v1.AssessBreachImpactRequest.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 1: personaldata.v1.AssessBreachImpactRequest.end_time:type_name -> google.protobuf.Timestamp
+	9,  // 0: personaldata.v1.AssessBreachImpactRequest.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 1: personaldata.v1.AssessBreachImpactRequest.end_time:type_name -> google.protobuf.Timestamp
 	2,  // 2: personaldata.v1.AssessBreachImpactResponse.summary:type_name -> personaldata.v1.BreachSummary
 	3,  // 3: personaldata.v1.AssessBreachImpactResponse.chain:type_name -> personaldata.v1.BreachChainImpact
-	8,  // 4: personaldata.v1.BreachSummary.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 5: personaldata.v1.BreachSummary.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 6: personaldata.v1.BreachSummary.rpcs:type_name -> personaldata.v1.BreachRpcCount
-	5,  // 7: personaldata.v1.BreachSummary.outcomes:type_name -> personaldata.v1.BreachOutcomeCount
-	9,  // 8: personaldata.v1.BreachSummary.categories_read:type_name -> personaldata.v1.DataCategory
-	9,  // 9: personaldata.v1.BreachSummary.categories_changed:type_name -> personaldata.v1.DataCategory
-	6,  // 10: personaldata.v1.BreachSummary.categories_held:type_name -> personaldata.v1.BreachCategoryCount
-	8,  // 11: personaldata.v1.BreachChainImpact.first_event_time:type_name -> google.protobuf.Timestamp
-	8,  // 12: personaldata.v1.BreachChainImpact.last_event_time:type_name -> google.protobuf.Timestamp
-	9,  // 13: personaldata.v1.BreachChainImpact.categories_read:type_name -> personaldata.v1.DataCategory
-	9,  // 14: personaldata.v1.BreachChainImpact.categories_changed:type_name -> personaldata.v1.DataCategory
-	4,  // 15: personaldata.v1.BreachChainImpact.rpcs:type_name -> personaldata.v1.BreachRpcCount
-	5,  // 16: personaldata.v1.BreachChainImpact.outcomes:type_name -> personaldata.v1.BreachOutcomeCount
-	7,  // 17: personaldata.v1.BreachChainImpact.check:type_name -> personaldata.v1.BreachChainCheck
-	9,  // 18: personaldata.v1.BreachChainImpact.categories_held:type_name -> personaldata.v1.DataCategory
-	9,  // 19: personaldata.v1.BreachCategoryCount.category:type_name -> personaldata.v1.DataCategory
-	0,  // 20: personaldata.v1.BreachService.AssessBreachImpact:input_type -> personaldata.v1.AssessBreachImpactRequest
-	1,  // 21: personaldata.v1.BreachService.AssessBreachImpact:output_type -> personaldata.v1.AssessBreachImpactResponse
-	21, // [21:22] is the sub-list for method output_type
-	20, // [20:21] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	9,  // 4: personaldata.v1.BreachSummary.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 5: personaldata.v1.BreachSummary.end_time:type_name -> google.protobuf.Timestamp
+	5,  // 6: personaldata.v1.BreachSummary.rpcs:type_name -> personaldata.v1.BreachRpcCount
+	6,  // 7: personaldata.v1.BreachSummary.outcomes:type_name -> personaldata.v1.BreachOutcomeCount
+	10, // 8: personaldata.v1.BreachSummary.categories_read:type_name -> personaldata.v1.DataCategory
+	10, // 9: personaldata.v1.BreachSummary.categories_changed:type_name -> personaldata.v1.DataCategory
+	7,  // 10: personaldata.v1.BreachSummary.categories_held:type_name -> personaldata.v1.BreachCategoryCount
+	4,  // 11: personaldata.v1.BreachSummary.failed_authentications:type_name -> personaldata.v1.BreachAuthFailureCount
+	9,  // 12: personaldata.v1.BreachChainImpact.first_event_time:type_name -> google.protobuf.Timestamp
+	9,  // 13: personaldata.v1.BreachChainImpact.last_event_time:type_name -> google.protobuf.Timestamp
+	10, // 14: personaldata.v1.BreachChainImpact.categories_read:type_name -> personaldata.v1.DataCategory
+	10, // 15: personaldata.v1.BreachChainImpact.categories_changed:type_name -> personaldata.v1.DataCategory
+	5,  // 16: personaldata.v1.BreachChainImpact.rpcs:type_name -> personaldata.v1.BreachRpcCount
+	6,  // 17: personaldata.v1.BreachChainImpact.outcomes:type_name -> personaldata.v1.BreachOutcomeCount
+	8,  // 18: personaldata.v1.BreachChainImpact.check:type_name -> personaldata.v1.BreachChainCheck
+	10, // 19: personaldata.v1.BreachChainImpact.categories_held:type_name -> personaldata.v1.DataCategory
+	4,  // 20: personaldata.v1.BreachChainImpact.failed_authentications:type_name -> personaldata.v1.BreachAuthFailureCount
+	10, // 21: personaldata.v1.BreachCategoryCount.category:type_name -> personaldata.v1.DataCategory
+	0,  // 22: personaldata.v1.BreachService.AssessBreachImpact:input_type -> personaldata.v1.AssessBreachImpactRequest
+	1,  // 23: personaldata.v1.BreachService.AssessBreachImpact:output_type -> personaldata.v1.AssessBreachImpactResponse
+	23, // [23:24] is the sub-list for method output_type
+	22, // [22:23] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_breach_proto_init() }
@@ -935,7 +1044,7 @@ func file_personaldata_v1_breach_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_breach_proto_rawDesc), len(file_personaldata_v1_breach_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

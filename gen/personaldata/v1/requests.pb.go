@@ -11,6 +11,7 @@ import (
 	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -3475,8 +3476,11 @@ func (x *StreamOutboxMessagesResponse) GetMessage() *OutboxMessage {
 
 // AcknowledgeOutboxMessageRequest is the input of AcknowledgeOutboxMessage.
 type AcknowledgeOutboxMessageRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MessageId     string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A message's id as listed: its rights request's id and the step
+	// ("<request_id>.<step>"), or for a policy notice
+	// "policy.<version>.<subject_id>".
+	MessageId     string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3555,11 +3559,201 @@ func (*AcknowledgeOutboxMessageResponse) Descriptor() ([]byte, []int) {
 	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{45}
 }
 
+// GetOutboxSummaryRequest is the input of GetOutboxSummary.
+type GetOutboxSummaryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOutboxSummaryRequest) Reset() {
+	*x = GetOutboxSummaryRequest{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOutboxSummaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOutboxSummaryRequest) ProtoMessage() {}
+
+func (x *GetOutboxSummaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOutboxSummaryRequest.ProtoReflect.Descriptor instead.
+func (*GetOutboxSummaryRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{46}
+}
+
+// GetOutboxSummaryResponse is the output of GetOutboxSummary: counts and
+// ages only.
+type GetOutboxSummaryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The messages waiting, of every kind.
+	Waiting int64 `protobuf:"varint,1,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// When the oldest waiting message was queued; unset when none waits.
+	OldestCreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=oldest_create_time,json=oldestCreateTime,proto3" json:"oldest_create_time,omitempty"`
+	// How long the oldest has waited, at read_time; unset when none waits.
+	OldestAge *durationpb.Duration `protobuf:"bytes,3,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
+	// One entry per kind with messages waiting, in the order of the kinds.
+	Kinds []*OutboxKindSummary `protobuf:"bytes,4,rep,name=kinds,proto3" json:"kinds,omitempty"`
+	// When the outbox was read.
+	ReadTime      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOutboxSummaryResponse) Reset() {
+	*x = GetOutboxSummaryResponse{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOutboxSummaryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOutboxSummaryResponse) ProtoMessage() {}
+
+func (x *GetOutboxSummaryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOutboxSummaryResponse.ProtoReflect.Descriptor instead.
+func (*GetOutboxSummaryResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *GetOutboxSummaryResponse) GetWaiting() int64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *GetOutboxSummaryResponse) GetOldestCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestCreateTime
+	}
+	return nil
+}
+
+func (x *GetOutboxSummaryResponse) GetOldestAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestAge
+	}
+	return nil
+}
+
+func (x *GetOutboxSummaryResponse) GetKinds() []*OutboxKindSummary {
+	if x != nil {
+		return x.Kinds
+	}
+	return nil
+}
+
+func (x *GetOutboxSummaryResponse) GetReadTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReadTime
+	}
+	return nil
+}
+
+// OutboxKindSummary is what waits of one kind of message (one step of a
+// rights request, or a policy notice).
+type OutboxKindSummary struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Kind             OutboxMessageKind      `protobuf:"varint,1,opt,name=kind,proto3,enum=personaldata.v1.OutboxMessageKind" json:"kind,omitempty"`
+	Waiting          int64                  `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	OldestCreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=oldest_create_time,json=oldestCreateTime,proto3" json:"oldest_create_time,omitempty"`
+	OldestAge        *durationpb.Duration   `protobuf:"bytes,4,opt,name=oldest_age,json=oldestAge,proto3" json:"oldest_age,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *OutboxKindSummary) Reset() {
+	*x = OutboxKindSummary{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboxKindSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboxKindSummary) ProtoMessage() {}
+
+func (x *OutboxKindSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboxKindSummary.ProtoReflect.Descriptor instead.
+func (*OutboxKindSummary) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *OutboxKindSummary) GetKind() OutboxMessageKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OutboxMessageKind_OUTBOX_MESSAGE_KIND_UNSPECIFIED
+}
+
+func (x *OutboxKindSummary) GetWaiting() int64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *OutboxKindSummary) GetOldestCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestCreateTime
+	}
+	return nil
+}
+
+func (x *OutboxKindSummary) GetOldestAge() *durationpb.Duration {
+	if x != nil {
+		return x.OldestAge
+	}
+	return nil
+}
+
 var File_personaldata_v1_requests_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\n" +
-	"\x1epersonaldata/v1/requests.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"[\n" +
+	"\x1epersonaldata/v1/requests.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"personaldata/v1/personaldata.proto\"[\n" +
 	"\x0fClaimedIdentity\x12)\n" +
 	"\x0fidentity_number\x18\x01 \x01(\tH\x00R\x0eidentityNumber\x12\x16\n" +
 	"\x05email\x18\x02 \x01(\tH\x00R\x05emailB\x05\n" +
@@ -3807,7 +4001,21 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x1fAcknowledgeOutboxMessageRequest\x12#\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tmessageId\"\"\n" +
-	" AcknowledgeOutboxMessageResponse*\xca\x02\n" +
+	" AcknowledgeOutboxMessageResponse\"\x19\n" +
+	"\x17GetOutboxSummaryRequest\"\xab\x02\n" +
+	"\x18GetOutboxSummaryResponse\x12\x18\n" +
+	"\awaiting\x18\x01 \x01(\x03R\awaiting\x12H\n" +
+	"\x12oldest_create_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x10oldestCreateTime\x128\n" +
+	"\n" +
+	"oldest_age\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\toldestAge\x128\n" +
+	"\x05kinds\x18\x04 \x03(\v2\".personaldata.v1.OutboxKindSummaryR\x05kinds\x127\n" +
+	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime\"\xe9\x01\n" +
+	"\x11OutboxKindSummary\x126\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\".personaldata.v1.OutboxMessageKindR\x04kind\x12\x18\n" +
+	"\awaiting\x18\x02 \x01(\x03R\awaiting\x12H\n" +
+	"\x12oldest_create_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x10oldestCreateTime\x128\n" +
+	"\n" +
+	"oldest_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\toldestAge*\xca\x02\n" +
 	"\x11RightsRequestKind\x12#\n" +
 	"\x1fRIGHTS_REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aRIGHTS_REQUEST_KIND_ACCESS\x10\x01\x12#\n" +
@@ -3869,11 +4077,12 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x14ForwardRightsRequest\x12,.personaldata.v1.ForwardRightsRequestRequest\x1a-.personaldata.v1.ForwardRightsRequestResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/rights-requests/{request_id}:forward\x12\xa4\x01\n" +
 	"\x13FulfilRightsRequest\x12+.personaldata.v1.FulfilRightsRequestRequest\x1a,.personaldata.v1.FulfilRightsRequestResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/rights-requests/{request_id}:fulfil\x12\xa6\x01\n" +
 	"\x15GetRightsRequestReply\x12-.personaldata.v1.GetRightsRequestReplyRequest\x1a..personaldata.v1.GetRightsRequestReplyResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/rights-requests/{request_id}/reply\x12\x8f\x01\n" +
-	"\x16GetRightsRequestLetter\x12..personaldata.v1.GetRightsRequestLetterRequest\x1a\x14.google.api.HttpBody\"/\x82\xd3\xe4\x93\x02)\x12'/v1/rights-requests/{request_id}/letter2\xfc\x03\n" +
+	"\x16GetRightsRequestLetter\x12..personaldata.v1.GetRightsRequestLetterRequest\x1a\x14.google.api.HttpBody\"/\x82\xd3\xe4\x93\x02)\x12'/v1/rights-requests/{request_id}/letter2\x82\x05\n" +
 	"\x16RequesterOutboxService\x12\x8a\x01\n" +
 	"\x12ListOutboxMessages\x12*.personaldata.v1.ListOutboxMessagesRequest\x1a+.personaldata.v1.ListOutboxMessagesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/outbox/messages\x12\x99\x01\n" +
 	"\x14StreamOutboxMessages\x12,.personaldata.v1.StreamOutboxMessagesRequest\x1a-.personaldata.v1.StreamOutboxMessagesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/outbox/messages:stream0\x01\x12\xb8\x01\n" +
-	"\x18AcknowledgeOutboxMessage\x120.personaldata.v1.AcknowledgeOutboxMessageRequest\x1a1.personaldata.v1.AcknowledgeOutboxMessageResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/outbox/messages/{message_id}:acknowledgeBDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
+	"\x18AcknowledgeOutboxMessage\x120.personaldata.v1.AcknowledgeOutboxMessageRequest\x1a1.personaldata.v1.AcknowledgeOutboxMessageResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/outbox/messages/{message_id}:acknowledge\x12\x83\x01\n" +
+	"\x10GetOutboxSummary\x12(.personaldata.v1.GetOutboxSummaryRequest\x1a).personaldata.v1.GetOutboxSummaryResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/outbox/summaryBDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
 
 var (
 	file_personaldata_v1_requests_proto_rawDescOnce sync.Once
@@ -3888,7 +4097,7 @@ func file_personaldata_v1_requests_proto_rawDescGZIP() []byte {
 }
 
 var file_personaldata_v1_requests_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_personaldata_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_personaldata_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_personaldata_v1_requests_proto_goTypes = []any{
 	(RightsRequestKind)(0),                   // 0: personaldata.v1.RightsRequestKind
 	(RightsRequestState)(0),                  // 1: personaldata.v1.RightsRequestState
@@ -3943,37 +4152,41 @@ var file_personaldata_v1_requests_proto_goTypes = []any{
 	(*StreamOutboxMessagesResponse)(nil),     // 50: personaldata.v1.StreamOutboxMessagesResponse
 	(*AcknowledgeOutboxMessageRequest)(nil),  // 51: personaldata.v1.AcknowledgeOutboxMessageRequest
 	(*AcknowledgeOutboxMessageResponse)(nil), // 52: personaldata.v1.AcknowledgeOutboxMessageResponse
-	(*timestamppb.Timestamp)(nil),            // 53: google.protobuf.Timestamp
-	(Channel)(0),                             // 54: personaldata.v1.Channel
-	(*Person)(nil),                           // 55: personaldata.v1.Person
-	(*fieldmaskpb.FieldMask)(nil),            // 56: google.protobuf.FieldMask
-	(RestrictionGround)(0),                   // 57: personaldata.v1.RestrictionGround
-	(ErasureGround)(0),                       // 58: personaldata.v1.ErasureGround
-	(*ProcessingPurpose)(nil),                // 59: personaldata.v1.ProcessingPurpose
-	(DataCategory)(0),                        // 60: personaldata.v1.DataCategory
-	(*Retention)(nil),                        // 61: personaldata.v1.Retention
-	(*AccessSubjectResponse)(nil),            // 62: personaldata.v1.AccessSubjectResponse
-	(*httpbody.HttpBody)(nil),                // 63: google.api.HttpBody
+	(*GetOutboxSummaryRequest)(nil),          // 53: personaldata.v1.GetOutboxSummaryRequest
+	(*GetOutboxSummaryResponse)(nil),         // 54: personaldata.v1.GetOutboxSummaryResponse
+	(*OutboxKindSummary)(nil),                // 55: personaldata.v1.OutboxKindSummary
+	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
+	(Channel)(0),                             // 57: personaldata.v1.Channel
+	(*Person)(nil),                           // 58: personaldata.v1.Person
+	(*fieldmaskpb.FieldMask)(nil),            // 59: google.protobuf.FieldMask
+	(RestrictionGround)(0),                   // 60: personaldata.v1.RestrictionGround
+	(ErasureGround)(0),                       // 61: personaldata.v1.ErasureGround
+	(*ProcessingPurpose)(nil),                // 62: personaldata.v1.ProcessingPurpose
+	(DataCategory)(0),                        // 63: personaldata.v1.DataCategory
+	(*Retention)(nil),                        // 64: personaldata.v1.Retention
+	(*AccessSubjectResponse)(nil),            // 65: personaldata.v1.AccessSubjectResponse
+	(*durationpb.Duration)(nil),              // 66: google.protobuf.Duration
+	(*httpbody.HttpBody)(nil),                // 67: google.api.HttpBody
 }
 var file_personaldata_v1_requests_proto_depIdxs = []int32{
 	2,  // 0: personaldata.v1.Verification.method:type_name -> personaldata.v1.VerificationMethod
-	53, // 1: personaldata.v1.Verification.verify_time:type_name -> google.protobuf.Timestamp
+	56, // 1: personaldata.v1.Verification.verify_time:type_name -> google.protobuf.Timestamp
 	6,  // 2: personaldata.v1.CodeChallenge.channel:type_name -> personaldata.v1.ContactChannel
-	53, // 3: personaldata.v1.CodeChallenge.send_time:type_name -> google.protobuf.Timestamp
-	53, // 4: personaldata.v1.CodeChallenge.expire_time:type_name -> google.protobuf.Timestamp
+	56, // 3: personaldata.v1.CodeChallenge.send_time:type_name -> google.protobuf.Timestamp
+	56, // 4: personaldata.v1.CodeChallenge.expire_time:type_name -> google.protobuf.Timestamp
 	3,  // 5: personaldata.v1.Decision.outcome:type_name -> personaldata.v1.DecisionOutcome
 	4,  // 6: personaldata.v1.Decision.reason:type_name -> personaldata.v1.DecisionReason
-	53, // 7: personaldata.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	53, // 8: personaldata.v1.Extension.extend_time:type_name -> google.protobuf.Timestamp
-	53, // 9: personaldata.v1.Forwarding.forward_time:type_name -> google.protobuf.Timestamp
-	53, // 10: personaldata.v1.Fulfilment.fulfil_time:type_name -> google.protobuf.Timestamp
-	53, // 11: personaldata.v1.RightsRequestStep.step_time:type_name -> google.protobuf.Timestamp
+	56, // 7: personaldata.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	56, // 8: personaldata.v1.Extension.extend_time:type_name -> google.protobuf.Timestamp
+	56, // 9: personaldata.v1.Forwarding.forward_time:type_name -> google.protobuf.Timestamp
+	56, // 10: personaldata.v1.Fulfilment.fulfil_time:type_name -> google.protobuf.Timestamp
+	56, // 11: personaldata.v1.RightsRequestStep.step_time:type_name -> google.protobuf.Timestamp
 	0,  // 12: personaldata.v1.RightsRequest.kind:type_name -> personaldata.v1.RightsRequestKind
-	54, // 13: personaldata.v1.RightsRequest.channel:type_name -> personaldata.v1.Channel
-	53, // 14: personaldata.v1.RightsRequest.receive_time:type_name -> google.protobuf.Timestamp
+	57, // 13: personaldata.v1.RightsRequest.channel:type_name -> personaldata.v1.Channel
+	56, // 14: personaldata.v1.RightsRequest.receive_time:type_name -> google.protobuf.Timestamp
 	7,  // 15: personaldata.v1.RightsRequest.claimed_identity:type_name -> personaldata.v1.ClaimedIdentity
 	1,  // 16: personaldata.v1.RightsRequest.state:type_name -> personaldata.v1.RightsRequestState
-	53, // 17: personaldata.v1.RightsRequest.due_time:type_name -> google.protobuf.Timestamp
+	56, // 17: personaldata.v1.RightsRequest.due_time:type_name -> google.protobuf.Timestamp
 	9,  // 18: personaldata.v1.RightsRequest.code:type_name -> personaldata.v1.CodeChallenge
 	8,  // 19: personaldata.v1.RightsRequest.verification:type_name -> personaldata.v1.Verification
 	10, // 20: personaldata.v1.RightsRequest.decision:type_name -> personaldata.v1.Decision
@@ -3981,11 +4194,11 @@ var file_personaldata_v1_requests_proto_depIdxs = []int32{
 	12, // 22: personaldata.v1.RightsRequest.forwarding:type_name -> personaldata.v1.Forwarding
 	13, // 23: personaldata.v1.RightsRequest.fulfilment:type_name -> personaldata.v1.Fulfilment
 	14, // 24: personaldata.v1.RightsRequest.steps:type_name -> personaldata.v1.RightsRequestStep
-	53, // 25: personaldata.v1.RightsRequest.create_time:type_name -> google.protobuf.Timestamp
-	53, // 26: personaldata.v1.RightsRequest.update_time:type_name -> google.protobuf.Timestamp
+	56, // 25: personaldata.v1.RightsRequest.create_time:type_name -> google.protobuf.Timestamp
+	56, // 26: personaldata.v1.RightsRequest.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 27: personaldata.v1.OpenRightsRequestRequest.kind:type_name -> personaldata.v1.RightsRequestKind
-	54, // 28: personaldata.v1.OpenRightsRequestRequest.channel:type_name -> personaldata.v1.Channel
-	53, // 29: personaldata.v1.OpenRightsRequestRequest.receive_time:type_name -> google.protobuf.Timestamp
+	57, // 28: personaldata.v1.OpenRightsRequestRequest.channel:type_name -> personaldata.v1.Channel
+	56, // 29: personaldata.v1.OpenRightsRequestRequest.receive_time:type_name -> google.protobuf.Timestamp
 	7,  // 30: personaldata.v1.OpenRightsRequestRequest.claimed_identity:type_name -> personaldata.v1.ClaimedIdentity
 	15, // 31: personaldata.v1.OpenRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
 	15, // 32: personaldata.v1.GetRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
@@ -4008,57 +4221,66 @@ var file_personaldata_v1_requests_proto_depIdxs = []int32{
 	38, // 49: personaldata.v1.FulfilRightsRequestRequest.erase:type_name -> personaldata.v1.EraseAction
 	39, // 50: personaldata.v1.FulfilRightsRequestRequest.stop_direct_marketing:type_name -> personaldata.v1.StopDirectMarketingAction
 	40, // 51: personaldata.v1.FulfilRightsRequestRequest.withdraw_consent:type_name -> personaldata.v1.WithdrawConsentAction
-	55, // 52: personaldata.v1.RectifyAction.person:type_name -> personaldata.v1.Person
-	56, // 53: personaldata.v1.RectifyAction.update_mask:type_name -> google.protobuf.FieldMask
-	57, // 54: personaldata.v1.RestrictAction.ground:type_name -> personaldata.v1.RestrictionGround
-	58, // 55: personaldata.v1.EraseAction.ground:type_name -> personaldata.v1.ErasureGround
+	58, // 52: personaldata.v1.RectifyAction.person:type_name -> personaldata.v1.Person
+	59, // 53: personaldata.v1.RectifyAction.update_mask:type_name -> google.protobuf.FieldMask
+	60, // 54: personaldata.v1.RestrictAction.ground:type_name -> personaldata.v1.RestrictionGround
+	61, // 55: personaldata.v1.EraseAction.ground:type_name -> personaldata.v1.ErasureGround
 	15, // 56: personaldata.v1.FulfilRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	59, // 57: personaldata.v1.ReplyInformation.purposes:type_name -> personaldata.v1.ProcessingPurpose
-	60, // 58: personaldata.v1.ReplyInformation.categories:type_name -> personaldata.v1.DataCategory
-	61, // 59: personaldata.v1.ReplyInformation.retention:type_name -> personaldata.v1.Retention
+	62, // 57: personaldata.v1.ReplyInformation.purposes:type_name -> personaldata.v1.ProcessingPurpose
+	63, // 58: personaldata.v1.ReplyInformation.categories:type_name -> personaldata.v1.DataCategory
+	64, // 59: personaldata.v1.ReplyInformation.retention:type_name -> personaldata.v1.Retention
 	43, // 60: personaldata.v1.GetRightsRequestReplyResponse.information:type_name -> personaldata.v1.ReplyInformation
-	62, // 61: personaldata.v1.GetRightsRequestReplyResponse.data:type_name -> personaldata.v1.AccessSubjectResponse
-	53, // 62: personaldata.v1.GetRightsRequestReplyResponse.generate_time:type_name -> google.protobuf.Timestamp
+	65, // 61: personaldata.v1.GetRightsRequestReplyResponse.data:type_name -> personaldata.v1.AccessSubjectResponse
+	56, // 62: personaldata.v1.GetRightsRequestReplyResponse.generate_time:type_name -> google.protobuf.Timestamp
 	5,  // 63: personaldata.v1.OutboxMessage.kind:type_name -> personaldata.v1.OutboxMessageKind
 	6,  // 64: personaldata.v1.OutboxMessage.channel:type_name -> personaldata.v1.ContactChannel
-	53, // 65: personaldata.v1.OutboxMessage.create_time:type_name -> google.protobuf.Timestamp
+	56, // 65: personaldata.v1.OutboxMessage.create_time:type_name -> google.protobuf.Timestamp
 	46, // 66: personaldata.v1.ListOutboxMessagesResponse.messages:type_name -> personaldata.v1.OutboxMessage
 	46, // 67: personaldata.v1.StreamOutboxMessagesResponse.message:type_name -> personaldata.v1.OutboxMessage
-	16, // 68: personaldata.v1.RightsRequestService.OpenRightsRequest:input_type -> personaldata.v1.OpenRightsRequestRequest
-	18, // 69: personaldata.v1.RightsRequestService.GetRightsRequest:input_type -> personaldata.v1.GetRightsRequestRequest
-	20, // 70: personaldata.v1.RightsRequestService.ListRightsRequests:input_type -> personaldata.v1.ListRightsRequestsRequest
-	22, // 71: personaldata.v1.RightsRequestService.SendVerificationCode:input_type -> personaldata.v1.SendVerificationCodeRequest
-	24, // 72: personaldata.v1.RightsRequestService.ConfirmVerificationCode:input_type -> personaldata.v1.ConfirmVerificationCodeRequest
-	26, // 73: personaldata.v1.RightsRequestService.AttestIdentity:input_type -> personaldata.v1.AttestIdentityRequest
-	28, // 74: personaldata.v1.RightsRequestService.DecideRightsRequest:input_type -> personaldata.v1.DecideRightsRequestRequest
-	30, // 75: personaldata.v1.RightsRequestService.ExtendRightsRequest:input_type -> personaldata.v1.ExtendRightsRequestRequest
-	32, // 76: personaldata.v1.RightsRequestService.ForwardRightsRequest:input_type -> personaldata.v1.ForwardRightsRequestRequest
-	34, // 77: personaldata.v1.RightsRequestService.FulfilRightsRequest:input_type -> personaldata.v1.FulfilRightsRequestRequest
-	42, // 78: personaldata.v1.RightsRequestService.GetRightsRequestReply:input_type -> personaldata.v1.GetRightsRequestReplyRequest
-	45, // 79: personaldata.v1.RightsRequestService.GetRightsRequestLetter:input_type -> personaldata.v1.GetRightsRequestLetterRequest
-	47, // 80: personaldata.v1.RequesterOutboxService.ListOutboxMessages:input_type -> personaldata.v1.ListOutboxMessagesRequest
-	49, // 81: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:input_type -> personaldata.v1.StreamOutboxMessagesRequest
-	51, // 82: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:input_type -> personaldata.v1.AcknowledgeOutboxMessageRequest
-	17, // 83: personaldata.v1.RightsRequestService.OpenRightsRequest:output_type -> personaldata.v1.OpenRightsRequestResponse
-	19, // 84: personaldata.v1.RightsRequestService.GetRightsRequest:output_type -> personaldata.v1.GetRightsRequestResponse
-	21, // 85: personaldata.v1.RightsRequestService.ListRightsRequests:output_type -> personaldata.v1.ListRightsRequestsResponse
-	23, // 86: personaldata.v1.RightsRequestService.SendVerificationCode:output_type -> personaldata.v1.SendVerificationCodeResponse
-	25, // 87: personaldata.v1.RightsRequestService.ConfirmVerificationCode:output_type -> personaldata.v1.ConfirmVerificationCodeResponse
-	27, // 88: personaldata.v1.RightsRequestService.AttestIdentity:output_type -> personaldata.v1.AttestIdentityResponse
-	29, // 89: personaldata.v1.RightsRequestService.DecideRightsRequest:output_type -> personaldata.v1.DecideRightsRequestResponse
-	31, // 90: personaldata.v1.RightsRequestService.ExtendRightsRequest:output_type -> personaldata.v1.ExtendRightsRequestResponse
-	33, // 91: personaldata.v1.RightsRequestService.ForwardRightsRequest:output_type -> personaldata.v1.ForwardRightsRequestResponse
-	41, // 92: personaldata.v1.RightsRequestService.FulfilRightsRequest:output_type -> personaldata.v1.FulfilRightsRequestResponse
-	44, // 93: personaldata.v1.RightsRequestService.GetRightsRequestReply:output_type -> personaldata.v1.GetRightsRequestReplyResponse
-	63, // 94: personaldata.v1.RightsRequestService.GetRightsRequestLetter:output_type -> google.api.HttpBody
-	48, // 95: personaldata.v1.RequesterOutboxService.ListOutboxMessages:output_type -> personaldata.v1.ListOutboxMessagesResponse
-	50, // 96: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:output_type -> personaldata.v1.StreamOutboxMessagesResponse
-	52, // 97: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:output_type -> personaldata.v1.AcknowledgeOutboxMessageResponse
-	83, // [83:98] is the sub-list for method output_type
-	68, // [68:83] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	56, // 68: personaldata.v1.GetOutboxSummaryResponse.oldest_create_time:type_name -> google.protobuf.Timestamp
+	66, // 69: personaldata.v1.GetOutboxSummaryResponse.oldest_age:type_name -> google.protobuf.Duration
+	55, // 70: personaldata.v1.GetOutboxSummaryResponse.kinds:type_name -> personaldata.v1.OutboxKindSummary
+	56, // 71: personaldata.v1.GetOutboxSummaryResponse.read_time:type_name -> google.protobuf.Timestamp
+	5,  // 72: personaldata.v1.OutboxKindSummary.kind:type_name -> personaldata.v1.OutboxMessageKind
+	56, // 73: personaldata.v1.OutboxKindSummary.oldest_create_time:type_name -> google.protobuf.Timestamp
+	66, // 74: personaldata.v1.OutboxKindSummary.oldest_age:type_name -> google.protobuf.Duration
+	16, // 75: personaldata.v1.RightsRequestService.OpenRightsRequest:input_type -> personaldata.v1.OpenRightsRequestRequest
+	18, // 76: personaldata.v1.RightsRequestService.GetRightsRequest:input_type -> personaldata.v1.GetRightsRequestRequest
+	20, // 77: personaldata.v1.RightsRequestService.ListRightsRequests:input_type -> personaldata.v1.ListRightsRequestsRequest
+	22, // 78: personaldata.v1.RightsRequestService.SendVerificationCode:input_type -> personaldata.v1.SendVerificationCodeRequest
+	24, // 79: personaldata.v1.RightsRequestService.ConfirmVerificationCode:input_type -> personaldata.v1.ConfirmVerificationCodeRequest
+	26, // 80: personaldata.v1.RightsRequestService.AttestIdentity:input_type -> personaldata.v1.AttestIdentityRequest
+	28, // 81: personaldata.v1.RightsRequestService.DecideRightsRequest:input_type -> personaldata.v1.DecideRightsRequestRequest
+	30, // 82: personaldata.v1.RightsRequestService.ExtendRightsRequest:input_type -> personaldata.v1.ExtendRightsRequestRequest
+	32, // 83: personaldata.v1.RightsRequestService.ForwardRightsRequest:input_type -> personaldata.v1.ForwardRightsRequestRequest
+	34, // 84: personaldata.v1.RightsRequestService.FulfilRightsRequest:input_type -> personaldata.v1.FulfilRightsRequestRequest
+	42, // 85: personaldata.v1.RightsRequestService.GetRightsRequestReply:input_type -> personaldata.v1.GetRightsRequestReplyRequest
+	45, // 86: personaldata.v1.RightsRequestService.GetRightsRequestLetter:input_type -> personaldata.v1.GetRightsRequestLetterRequest
+	47, // 87: personaldata.v1.RequesterOutboxService.ListOutboxMessages:input_type -> personaldata.v1.ListOutboxMessagesRequest
+	49, // 88: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:input_type -> personaldata.v1.StreamOutboxMessagesRequest
+	51, // 89: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:input_type -> personaldata.v1.AcknowledgeOutboxMessageRequest
+	53, // 90: personaldata.v1.RequesterOutboxService.GetOutboxSummary:input_type -> personaldata.v1.GetOutboxSummaryRequest
+	17, // 91: personaldata.v1.RightsRequestService.OpenRightsRequest:output_type -> personaldata.v1.OpenRightsRequestResponse
+	19, // 92: personaldata.v1.RightsRequestService.GetRightsRequest:output_type -> personaldata.v1.GetRightsRequestResponse
+	21, // 93: personaldata.v1.RightsRequestService.ListRightsRequests:output_type -> personaldata.v1.ListRightsRequestsResponse
+	23, // 94: personaldata.v1.RightsRequestService.SendVerificationCode:output_type -> personaldata.v1.SendVerificationCodeResponse
+	25, // 95: personaldata.v1.RightsRequestService.ConfirmVerificationCode:output_type -> personaldata.v1.ConfirmVerificationCodeResponse
+	27, // 96: personaldata.v1.RightsRequestService.AttestIdentity:output_type -> personaldata.v1.AttestIdentityResponse
+	29, // 97: personaldata.v1.RightsRequestService.DecideRightsRequest:output_type -> personaldata.v1.DecideRightsRequestResponse
+	31, // 98: personaldata.v1.RightsRequestService.ExtendRightsRequest:output_type -> personaldata.v1.ExtendRightsRequestResponse
+	33, // 99: personaldata.v1.RightsRequestService.ForwardRightsRequest:output_type -> personaldata.v1.ForwardRightsRequestResponse
+	41, // 100: personaldata.v1.RightsRequestService.FulfilRightsRequest:output_type -> personaldata.v1.FulfilRightsRequestResponse
+	44, // 101: personaldata.v1.RightsRequestService.GetRightsRequestReply:output_type -> personaldata.v1.GetRightsRequestReplyResponse
+	67, // 102: personaldata.v1.RightsRequestService.GetRightsRequestLetter:output_type -> google.api.HttpBody
+	48, // 103: personaldata.v1.RequesterOutboxService.ListOutboxMessages:output_type -> personaldata.v1.ListOutboxMessagesResponse
+	50, // 104: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:output_type -> personaldata.v1.StreamOutboxMessagesResponse
+	52, // 105: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:output_type -> personaldata.v1.AcknowledgeOutboxMessageResponse
+	54, // 106: personaldata.v1.RequesterOutboxService.GetOutboxSummary:output_type -> personaldata.v1.GetOutboxSummaryResponse
+	91, // [91:107] is the sub-list for method output_type
+	75, // [75:91] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_requests_proto_init() }
@@ -4085,7 +4307,7 @@ func file_personaldata_v1_requests_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_requests_proto_rawDesc), len(file_personaldata_v1_requests_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   46,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -643,6 +643,27 @@ func local_request_RequesterOutboxService_AcknowledgeOutboxMessage_0(ctx context
 	return msg, metadata, err
 }
 
+func request_RequesterOutboxService_GetOutboxSummary_0(ctx context.Context, marshaler runtime.Marshaler, client RequesterOutboxServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetOutboxSummaryRequest
+		metadata runtime.ServerMetadata
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetOutboxSummary(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_RequesterOutboxService_GetOutboxSummary_0(ctx context.Context, marshaler runtime.Marshaler, server RequesterOutboxServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetOutboxSummaryRequest
+		metadata runtime.ServerMetadata
+	)
+	msg, err := server.GetOutboxSummary(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterRightsRequestServiceHandlerServer registers the http handlers for service RightsRequestService to "mux".
 // UnaryRPC     :call RightsRequestServiceServer directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -945,6 +966,26 @@ func RegisterRequesterOutboxServiceHandlerServer(ctx context.Context, mux *runti
 			return
 		}
 		forward_RequesterOutboxService_AcknowledgeOutboxMessage_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
+	mux.Handle(http.MethodGet, pattern_RequesterOutboxService_GetOutboxSummary_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RequesterOutboxService/GetOutboxSummary", runtime.WithHTTPPathPattern("/v1/outbox/summary"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_RequesterOutboxService_GetOutboxSummary_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_RequesterOutboxService_GetOutboxSummary_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
 
 	return nil
@@ -1310,6 +1351,23 @@ func RegisterRequesterOutboxServiceHandlerClient(ctx context.Context, mux *runti
 		}
 		forward_RequesterOutboxService_AcknowledgeOutboxMessage_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_RequesterOutboxService_GetOutboxSummary_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RequesterOutboxService/GetOutboxSummary", runtime.WithHTTPPathPattern("/v1/outbox/summary"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_RequesterOutboxService_GetOutboxSummary_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_RequesterOutboxService_GetOutboxSummary_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
@@ -1317,10 +1375,12 @@ var (
 	pattern_RequesterOutboxService_ListOutboxMessages_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "outbox", "messages"}, ""))
 	pattern_RequesterOutboxService_StreamOutboxMessages_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "outbox", "messages"}, "stream"))
 	pattern_RequesterOutboxService_AcknowledgeOutboxMessage_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2, 1, 0, 4, 1, 5, 3}, []string{"v1", "outbox", "messages", "message_id"}, "acknowledge"))
+	pattern_RequesterOutboxService_GetOutboxSummary_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 2, 2}, []string{"v1", "outbox", "summary"}, ""))
 )
 
 var (
 	forward_RequesterOutboxService_ListOutboxMessages_0       = runtime.ForwardResponseMessage
 	forward_RequesterOutboxService_StreamOutboxMessages_0     = runtime.ForwardResponseStream
 	forward_RequesterOutboxService_AcknowledgeOutboxMessage_0 = runtime.ForwardResponseMessage
+	forward_RequesterOutboxService_GetOutboxSummary_0         = runtime.ForwardResponseMessage
 )

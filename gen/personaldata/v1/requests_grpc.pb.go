@@ -601,6 +601,7 @@ const (
 	RequesterOutboxService_ListOutboxMessages_FullMethodName       = "/personaldata.v1.RequesterOutboxService/ListOutboxMessages"
 	RequesterOutboxService_StreamOutboxMessages_FullMethodName     = "/personaldata.v1.RequesterOutboxService/StreamOutboxMessages"
 	RequesterOutboxService_AcknowledgeOutboxMessage_FullMethodName = "/personaldata.v1.RequesterOutboxService/AcknowledgeOutboxMessage"
+	RequesterOutboxService_GetOutboxSummary_FullMethodName         = "/personaldata.v1.RequesterOutboxService/GetOutboxSummary"
 )
 
 // RequesterOutboxServiceClient is the client API for RequesterOutboxService service.
@@ -617,8 +618,15 @@ type RequesterOutboxServiceClient interface {
 	// as they are queued, until the caller ends the stream.
 	StreamOutboxMessages(ctx context.Context, in *StreamOutboxMessagesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamOutboxMessagesResponse], error)
 	// AcknowledgeOutboxMessage says the message was sent: it is removed and
-	// never delivered again. Acknowledging a removed one is harmless.
+	// never delivered again. Acknowledging it again answers OK; an id of
+	// another form is INVALID_ARGUMENT, and one of no message ever queued
+	// (or no longer known) is NOT_FOUND.
 	AcknowledgeOutboxMessage(ctx context.Context, in *AcknowledgeOutboxMessageRequest, opts ...grpc.CallOption) (*AcknowledgeOutboxMessageResponse, error)
+	// GetOutboxSummary tells how many messages wait for the mailer, by kind,
+	// and how long the oldest has waited: for operators watching that the
+	// mailer keeps up. It holds nothing of any message: no address, text,
+	// code or id. Only the mailer reads the messages themselves.
+	GetOutboxSummary(ctx context.Context, in *GetOutboxSummaryRequest, opts ...grpc.CallOption) (*GetOutboxSummaryResponse, error)
 }
 
 type requesterOutboxServiceClient struct {
@@ -668,6 +676,16 @@ func (c *requesterOutboxServiceClient) AcknowledgeOutboxMessage(ctx context.Cont
 	return out, nil
 }
 
+func (c *requesterOutboxServiceClient) GetOutboxSummary(ctx context.Context, in *GetOutboxSummaryRequest, opts ...grpc.CallOption) (*GetOutboxSummaryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOutboxSummaryResponse)
+	err := c.cc.Invoke(ctx, RequesterOutboxService_GetOutboxSummary_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RequesterOutboxServiceServer is the server API for RequesterOutboxService service.
 // All implementations must embed UnimplementedRequesterOutboxServiceServer
 // for forward compatibility.
@@ -682,8 +700,15 @@ type RequesterOutboxServiceServer interface {
 	// as they are queued, until the caller ends the stream.
 	StreamOutboxMessages(*StreamOutboxMessagesRequest, grpc.ServerStreamingServer[StreamOutboxMessagesResponse]) error
 	// AcknowledgeOutboxMessage says the message was sent: it is removed and
-	// never delivered again. Acknowledging a removed one is harmless.
+	// never delivered again. Acknowledging it again answers OK; an id of
+	// another form is INVALID_ARGUMENT, and one of no message ever queued
+	// (or no longer known) is NOT_FOUND.
 	AcknowledgeOutboxMessage(context.Context, *AcknowledgeOutboxMessageRequest) (*AcknowledgeOutboxMessageResponse, error)
+	// GetOutboxSummary tells how many messages wait for the mailer, by kind,
+	// and how long the oldest has waited: for operators watching that the
+	// mailer keeps up. It holds nothing of any message: no address, text,
+	// code or id. Only the mailer reads the messages themselves.
+	GetOutboxSummary(context.Context, *GetOutboxSummaryRequest) (*GetOutboxSummaryResponse, error)
 	mustEmbedUnimplementedRequesterOutboxServiceServer()
 }
 
@@ -702,6 +727,9 @@ func (UnimplementedRequesterOutboxServiceServer) StreamOutboxMessages(*StreamOut
 }
 func (UnimplementedRequesterOutboxServiceServer) AcknowledgeOutboxMessage(context.Context, *AcknowledgeOutboxMessageRequest) (*AcknowledgeOutboxMessageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AcknowledgeOutboxMessage not implemented")
+}
+func (UnimplementedRequesterOutboxServiceServer) GetOutboxSummary(context.Context, *GetOutboxSummaryRequest) (*GetOutboxSummaryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOutboxSummary not implemented")
 }
 func (UnimplementedRequesterOutboxServiceServer) mustEmbedUnimplementedRequesterOutboxServiceServer() {
 }
@@ -772,6 +800,24 @@ func _RequesterOutboxService_AcknowledgeOutboxMessage_Handler(srv interface{}, c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RequesterOutboxService_GetOutboxSummary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOutboxSummaryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RequesterOutboxServiceServer).GetOutboxSummary(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RequesterOutboxService_GetOutboxSummary_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RequesterOutboxServiceServer).GetOutboxSummary(ctx, req.(*GetOutboxSummaryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RequesterOutboxService_ServiceDesc is the grpc.ServiceDesc for RequesterOutboxService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -786,6 +832,10 @@ var RequesterOutboxService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AcknowledgeOutboxMessage",
 			Handler:    _RequesterOutboxService_AcknowledgeOutboxMessage_Handler,
+		},
+		{
+			MethodName: "GetOutboxSummary",
+			Handler:    _RequesterOutboxService_GetOutboxSummary_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
