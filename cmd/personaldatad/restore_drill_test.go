@@ -297,6 +297,18 @@ func TestRestoreDrill(t *testing.T) {
 	if cs := a7.GetConsents(); len(cs) != 1 || cs[0].GetWithdrawTime() == nil {
 		t.Errorf("the consent withdrawn after the backup: %v", cs)
 	}
+	// The idempotency records (subject_ops) are in the backup like every
+	// other collection: a retry of the consent given to subject 8 before
+	// the backup, withdrawn since, answers that consent (its record is
+	// only in subject_ops: the withdrawal is the subject's last op), not
+	// a new one.
+	var retried pdv1.RecordConsentResponse
+	must(t, staff2.call(ctx, recordConsentRPC, &pdv1.RecordConsentRequest{IdempotencyKey: "k-" + ids[8], SubjectId: ids[8],
+		Purpose: pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING, GiveTime: timestamppb.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)),
+		Channel: pdv1.Channel_CHANNEL_PORTAL, WordingReference: "marketing-consent-v3"}, &retried))
+	if c := retried.GetConsent(); c.GetConsentId() != c8 || c.GetWithdrawTime() == nil {
+		t.Errorf("a retried consent of before the backup, withdrawn since: %v; want consent %s, withdrawn", c, c8)
+	}
 	for _, n := range []int{7, 12} {
 		if s, err := access(n); err != nil || s.GetState() != pdv1.SubjectState_SUBJECT_STATE_ACTIVE || s.GetPerson().GetGivenName() != campaignPerson(n).GetGivenName() {
 			t.Errorf("subject %d: %v, %v", n, s, err)
