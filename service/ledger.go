@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -66,3 +68,62 @@ func (s *Service) recordWithdrawal(ctx context.Context, sub *store.Subject, cons
 // Ledger is the erasure ledger the service appends to; nil when it keeps
 // none.
 func (s *Service) Ledger() *ledger.Ledger { return s.ledger }
+
+// LedgerRebuild is what RebuildLedger wrote: counts only.
+type LedgerRebuild struct {
+	// Subjects is how many subjects the store holds, erased ones included.
+	Subjects int
+	// Erasures and Withdrawals are the entries written: one per erased
+	// subject, one per withdrawn consent.
+	Erasures, Withdrawals int
+}
+
+// RebuildLedger makes the erasure ledger complete again for everything the
+// store shows, when it finds the ledger empty (missing at start: ledger.Open
+// created it) while the store holds subjects: a lost ledger disk, or a
+// store older than the ledger. Without it a restore of an older backup
+// would miss every erasure made before the loss. Every erased subject's
+// tombstone keeps its erasure's time and ground, and every withdrawn
+// consent its withdrawal's time: each becomes an entry, in time order, then
+// an entry of kind ledger.KindRebuilt, all on stable storage before it
+// returns (one sync). A purge is not rebuilt: the restore's retention sweep
+// purges what a hold that ended kept. It returns nil when it had nothing
+// to do (no ledger, a ledger with entries, or an empty store). It must run
+// before the service serves: an erasure answered during the scan could be
+// missed by it and come after its entries.
+func (s *Service) RebuildLedger(ctx context.Context) (*LedgerRebuild, error) {
+	if s.ledger == nil || s.ledger.Len() > 0 {
+		return nil, nil
+	}
+	held, err := s.store.AnySubject(ctx)
+	if err != nil || !held {
+		return nil, err
+	}
+	var rb LedgerRebuild
+	var entries []ledger.Entry
+	err = s.store.EachSubject(ctx, func(sub *store.Subject) error {
+		rb.Subjects++
+		if sub.Erasure != nil {
+			rb.Erasures++
+			entries = append(entries, ledger.Entry{Kind: ledger.KindErasure, Subject: sub.ID, Controller: sub.Controller,
+				Ground: sub.Erasure.Ground, Time: time.Unix(0, sub.Erasure.At)})
+		}
+		for _, c := range sub.Consents {
+			if !c.Live() {
+				rb.Withdrawals++
+				entries = append(entries, ledger.Entry{Kind: ledger.KindConsentWithdrawal, Subject: sub.ID, Controller: sub.Controller,
+					Consent: c.ID, Time: time.Unix(0, c.WithdrawnAt)})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rebuild the erasure ledger: %w", err)
+	}
+	slices.SortStableFunc(entries, func(a, b ledger.Entry) int { return a.Time.Compare(b.Time) })
+	entries = append(entries, ledger.Entry{Kind: ledger.KindRebuilt, Time: s.now()})
+	if _, err := s.ledger.AppendAll(entries); err != nil {
+		return nil, fmt.Errorf("rebuild the erasure ledger: %w", err)
+	}
+	return &rb, nil
+}

@@ -43,6 +43,11 @@ const (
 	KindPurge = "purge"
 	// KindConsentWithdrawal: the subject withdrew a consent (Art. 7(3)).
 	KindConsentWithdrawal = "consent_withdrawal"
+	// KindRebuilt ends the entries that a server rebuilt from the store's
+	// tombstones and withdrawn consents, having found the ledger missing
+	// or empty while the store held subjects (a lost ledger disk): it
+	// names no subject, and its Time is the rebuild's.
+	KindRebuilt = "rebuilt"
 )
 
 // ErrCorrupt: the ledger has a broken line that is not its last (a torn
@@ -163,6 +168,50 @@ func (l *Ledger) Append(e Entry) (Entry, error) {
 	}
 	l.seq, l.head, l.size = e.Seq, hash, l.size+int64(len(line))
 	return e, nil
+}
+
+// AppendAll writes es as the next entries, as Append does each, and returns
+// once all of them are on stable storage (one sync for all).
+func (l *Ledger) AppendAll(es []Entry) ([]Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return nil, l.err
+	}
+	out := make([]Entry, 0, len(es))
+	var buf []byte
+	seq, head := l.seq, l.head
+	for _, e := range es {
+		seq++
+		e.Seq = seq
+		if e.Time.IsZero() {
+			e.Time = time.Now()
+		}
+		e.Time = e.Time.UTC()
+		line, hash, err := encode(head, e)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		buf, head = append(buf, line...), hash
+		out = append(out, e)
+	}
+	if _, err := l.f.Write(buf); err != nil {
+		l.err = fmt.Errorf("ledger: append to %s: %w", l.path, err)
+		return nil, l.err
+	}
+	if err := unix.Fdatasync(int(l.f.Fd())); err != nil {
+		l.err = fmt.Errorf("ledger: sync %s: %w", l.path, err)
+		return nil, l.err
+	}
+	l.seq, l.head, l.size = seq, head, l.size+int64(len(buf))
+	return out, nil
+}
+
+// Len is the number of entries in the ledger.
+func (l *Ledger) Len() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
 }
 
 // Size is the length in bytes of the entries appended so far. The ledger

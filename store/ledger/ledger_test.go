@@ -106,3 +106,35 @@ func indexOf(b []byte, s string) int {
 	}
 	return -1
 }
+
+// TestAppendAll: a batch continues the chain after single appends, and a
+// reopened ledger reads it whole and goes on after it.
+func TestAppendAll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), DefaultName)
+	l, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(Entry{Kind: KindErasure, Subject: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.AppendAll([]Entry{{Kind: KindErasure, Subject: "s2", Time: time.Unix(50, 0)}, {Kind: KindConsentWithdrawal, Subject: "s3", Consent: "1"}, {Kind: KindRebuilt}})
+	if err != nil || len(out) != 3 || out[0].Seq != 2 || out[2].Seq != 4 || !out[0].Time.Equal(time.Unix(50, 0)) || out[2].Time.IsZero() {
+		t.Fatalf("AppendAll: %+v, %v", out, err)
+	}
+	if l.Len() != 4 {
+		t.Fatalf("Len %d, want 4", l.Len())
+	}
+	l.Close()
+	if l, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if e, err := l.Append(Entry{Kind: KindPurge, Subject: "s2"}); err != nil || e.Seq != 5 {
+		t.Fatalf("append after the batch: %+v, %v", e, err)
+	}
+	st, err := ReadFile(path)
+	if err != nil || len(st.Entries) != 5 || st.TornBytes != 0 || st.Entries[3].Kind != KindRebuilt {
+		t.Fatalf("read back: %+v, %v", st, err)
+	}
+}

@@ -198,6 +198,16 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		}
 	}
 	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger})
+	// A ledger missing or empty beside a store that holds subjects was
+	// lost (or predates the store's last erasures): made complete again
+	// from the store before anything is served.
+	if rb, err := svc.RebuildLedger(ctx); err != nil {
+		return fmt.Errorf("-erasure-ledger: %w", err)
+	} else if rb != nil {
+		s.log.WarnContext(ctx, "erasure ledger missing or empty while the store holds subjects: rebuilt from the store's erased subjects and withdrawn consents; take a backup now",
+			slog.String("ledger", s.ledger.Path()), slog.Int("subjects", rb.Subjects),
+			slog.Int("erasures", rb.Erasures), slog.Int("consent_withdrawals", rb.Withdrawals))
+	}
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
 	// Refused authentications go to the audit trail, a second's worth in
 	// one event per source and reason.
