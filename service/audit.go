@@ -112,7 +112,7 @@ func (s *Audit) ListAuditEvents(ctx context.Context, req *pdv1.ListAuditEventsRe
 
 // tenantlessChains are the chains of no tenant that operators may list and
 // verify.
-var tenantlessChains = []string{audit.PrincipalsChain, audit.UnauthenticatedChain}
+var tenantlessChains = []string{audit.PrincipalsChain, audit.UnauthenticatedChain, RestoreChain}
 
 // listChain pages through a chain of no tenant (tenantlessChains), in seq
 // order: for operators.
@@ -129,7 +129,7 @@ func (s *Audit) listChain(ctx context.Context, c *auth.Caller, req *pdv1.ListAud
 		}
 		v.add("chain", both)
 	} else if !slices.Contains(tenantlessChains, chain) {
-		v.add("chain", `must be "principals" or "unauthenticated"`)
+		v.add("chain", `must be "principals", "unauthenticated" or "restores"`)
 	}
 	size := v.pageSize(req.GetPageSize(), defaultAuditPageSize)
 	from := int64(1)
@@ -169,7 +169,7 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 	chain := req.GetChain()
 	var v violations
 	switch {
-	case slices.Contains(tenantlessChains, chain), chain == RestoreChain:
+	case slices.Contains(tenantlessChains, chain):
 	case strings.HasPrefix(chain, "subjects/"):
 		if id := strings.TrimPrefix(chain, "subjects/"); id == "" || len(id) > maxIDLen || !controllerPattern.MatchString(id) {
 			v.add("chain", "does not name a subject")
@@ -185,7 +185,7 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 		return nil, err
 	}
 	switch {
-	case slices.Contains(tenantlessChains, chain), chain == RestoreChain:
+	case slices.Contains(tenantlessChains, chain):
 		if !c.ActsFor(auth.AllTenants) {
 			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chains of no tenant are for operators")
 		}

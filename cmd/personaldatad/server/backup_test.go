@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,4 +232,59 @@ func createScale(t *testing.T, c caller, n int) *pdv1.Subject {
 	req.Person.IdentityNumber = pnr(1950+n%50, 1+(n/50)%12, 1+(n/600)%28, 100+(n/16800)%800)
 	req.Person.Email = fmt.Sprintf("scale%d@example.test", n)
 	return call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject()
+}
+
+// TestRestoresChain: the restore's audit event, in the chain "restores",
+// is listed (ListAuditEvents' chain) and verified (VerifyAuditChain) by
+// operators over gRPC and REST, and refused to others.
+func TestRestoresChain(t *testing.T) {
+	storetest.SkipInMongoMode(t) // backups are the embedded store's
+	e := start(t)
+	c := e.gc()
+	gone := create(t, c, 85)
+	create(t, c, 86)
+	file, _, err := backupOver(context.Background(), e, e.operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, c, "EraseSubject", eraseReq(gone, "erase-1"), &pdv1.EraseSubjectResponse{})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.pdbackup")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Restore(context.Background(), server.RestoreConfig{
+		From: path, DataDir: filepath.Join(dir, "data"), Database: e.db.Name(),
+		Keys: server.KeysConfig{KeyFile: e.keyFile}, ErasureLedger: filepath.Join(e.dir, "data", ledger.DefaultName),
+	}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	// A server on the restored directory, with the keys and the
+	// operator's token of the one backed up.
+	for _, name := range []string{"keyring.json", "operator.token"} {
+		b, err := os.ReadFile(filepath.Join(e.dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, _ := serve(t, dir, server.Config{Store: store.Config{DataDir: filepath.Join(dir, "data"), Database: e.db.Name()}}, slog.New(slog.DiscardHandler))
+	conn := dial(t, srv)
+	base := "http://" + srv.HTTPAddr()
+	for _, op := range []caller{grpcCaller{conn, e.operator}, restCaller{base, e.operator}} {
+		evs := call(t, op, "personaldata.v1.AuditService/ListAuditEvents", &pdv1.ListAuditEventsRequest{Chain: "restores"}, &pdv1.ListAuditEventsResponse{}).GetEvents()
+		if len(evs) != 1 || evs[0].GetChain() != "restores" || evs[0].GetPrincipalId() != "restore" || evs[0].GetSeq() != 1 ||
+			!slices.Contains(evs[0].GetFields(), "erasures_reapplied:1") {
+			t.Errorf("the restores chain: %v", evs)
+		}
+		if v := call(t, op, "personaldata.v1.AuditService/VerifyAuditChain", &pdv1.VerifyAuditChainRequest{Chain: "restores"}, &pdv1.VerifyAuditChainResponse{}); !v.GetIntact() || v.GetEvents() != 1 {
+			t.Errorf("verify the restores chain: %v", v)
+		}
+	}
+	for _, staff := range []caller{grpcCaller{conn, e.token}, restCaller{base, e.token}} {
+		callErr(t, staff, "personaldata.v1.AuditService/ListAuditEvents", &pdv1.ListAuditEventsRequest{Chain: "restores"}, &pdv1.ListAuditEventsResponse{}, codes.PermissionDenied)
+		callErr(t, staff, "personaldata.v1.AuditService/VerifyAuditChain", &pdv1.VerifyAuditChainRequest{Chain: "restores"}, &pdv1.VerifyAuditChainResponse{}, codes.PermissionDenied)
+	}
 }
