@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -286,5 +287,107 @@ func TestRestoresChain(t *testing.T) {
 	for _, staff := range []caller{grpcCaller{conn, e.token}, restCaller{base, e.token}} {
 		callErr(t, staff, "personaldata.v1.AuditService/ListAuditEvents", &pdv1.ListAuditEventsRequest{Chain: "restores"}, &pdv1.ListAuditEventsResponse{}, codes.PermissionDenied)
 		callErr(t, staff, "personaldata.v1.AuditService/VerifyAuditChain", &pdv1.VerifyAuditChainRequest{Chain: "restores"}, &pdv1.VerifyAuditChainResponse{}, codes.PermissionDenied)
+	}
+}
+
+// backupOverREST runs CreateBackup through the gateway (POST /v1/backups,
+// one JSON line a message) as token and returns the file, the summary and
+// the stages of the progress messages; a refusal is the call's error, as
+// the status of the response or as the stream's error line.
+func backupOverREST(t *testing.T, base, token string) ([]byte, *pdv1.BackupSummary, []string, error) {
+	t.Helper()
+	hr, err := http.NewRequest(http.MethodPost, base+"/v1/backups", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	hr.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK {
+		// Refused before the first message: the status is the response's,
+		// the body one error line.
+		err := streamResult(body, &pdv1.CreateBackupResponse{})
+		if err == nil || res.StatusCode != httpStatus(status.Code(err)) {
+			t.Fatalf("HTTP %d: %s", res.StatusCode, body)
+		}
+		return nil, nil, nil, err
+	}
+	var file bytes.Buffer
+	var stages []string
+	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+		var m pdv1.CreateBackupResponse
+		if err := streamResult(line, &m); err != nil {
+			return nil, nil, nil, err
+		}
+		file.Write(m.GetChunk())
+		if p := m.GetProgress(); p != nil && !slices.Contains(stages, p.GetStage()) {
+			stages = append(stages, p.GetStage())
+		}
+		if s := m.GetSummary(); s != nil {
+			return file.Bytes(), s, stages, nil
+		}
+	}
+	return nil, nil, nil, errors.New("the stream ended without a summary")
+}
+
+// TestBackupOverREST: POST /v1/backups streams the backup through the
+// gateway as JSON lines (chunks, progress, the summary last), the file the
+// chunks make is the one the summary describes and restores, and support
+// staff are refused.
+func TestBackupOverREST(t *testing.T) {
+	storetest.SkipInMongoMode(t)
+	e := start(t)
+	c := e.rc()
+	gone := create(t, c, 75)
+	for n := range 3 {
+		create(t, c, 76+n)
+	}
+	if _, _, _, err := backupOverREST(t, e.base, e.token); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("support staff's backup over REST: %v, want PERMISSION_DENIED", err)
+	}
+	file, sum, stages, err := backupOverREST(t, e.base, e.operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256(file)
+	if sum.GetSubjects() != 4 || sum.GetErasedSubjects() != 0 || sum.GetDataKeys() != 4 || sum.GetBytes() != int64(len(file)) ||
+		sum.GetSha256() != hex.EncodeToString(digest[:]) || sum.GetAuditChains() < 4 {
+		t.Errorf("summary %v", sum)
+	}
+	if !slices.Equal(stages, []string{"snapshot", "copy 1/3", "copy 2/3", "copy 3/3", "seal"}) {
+		t.Errorf("progress stages %v", stages)
+	}
+	h, _, err := backupfile.ReadHeader(backupfile.NewReader(bytes.NewReader(file)))
+	if err != nil || h.Counts.Subjects != 4 {
+		t.Fatalf("header %+v, %v", h, err)
+	}
+	var st pdv1.GetBackupStatusResponse
+	call(t, e.as(c, e.operator), "personaldata.v1.BackupService/GetBackupStatus", &pdv1.GetBackupStatusRequest{}, &st)
+	if st.GetLastSuccess().GetSha256() != sum.GetSha256() {
+		t.Errorf("status %v", &st)
+	}
+	// The file restores, and the erasure after it is made again.
+	call(t, c, "EraseSubject", eraseReq(gone, "erase-1"), &pdv1.EraseSubjectResponse{})
+	path := filepath.Join(t.TempDir(), "rest.pdbackup")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := server.Restore(context.Background(), server.RestoreConfig{
+		From: path, DataDir: filepath.Join(t.TempDir(), "restored"), Database: e.db.Name(),
+		Keys: server.KeysConfig{KeyFile: e.keyFile}, ErasureLedger: filepath.Join(e.dir, "data", ledger.DefaultName),
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.ReplayReport.Reapplied, []string{gone.GetSubjectId()}) {
+		t.Errorf("re-applied %v, want the erased subject", rep.ReplayReport.Reapplied)
 	}
 }
