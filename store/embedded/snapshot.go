@@ -54,8 +54,24 @@ func (s *Server) BeginSnapshot(ctx context.Context, dbs []string) (_ *Snapshot, 
 		if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
 			return nil, fmt.Errorf("embedded: snapshot: read %s: %w", db, err)
 		}
+		if hook := s.snapshotOpened.Load(); hook != nil {
+			(*hook)(db)
+		}
 	}
 	return sn, nil
+}
+
+// SetSnapshotHook is for tests only: f is called in BeginSnapshot after
+// each database's view is fixed, before the next one's is (nil: not
+// called). A test that sleeps in it sets the views apart in time, to show
+// that the store's barrier (every writer slot held), not the few
+// microseconds between them, makes them agree.
+func (s *Server) SetSnapshotHook(f func(db string)) {
+	if f == nil {
+		s.snapshotOpened.Store(nil)
+		return
+	}
+	s.snapshotOpened.Store(&f)
 }
 
 // backuper is what modernc.org/sqlite's connection offers for SQLite's
