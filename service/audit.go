@@ -112,7 +112,7 @@ func (s *Audit) ListAuditEvents(ctx context.Context, req *pdv1.ListAuditEventsRe
 
 // tenantlessChains are the chains of no tenant that operators may list and
 // verify.
-var tenantlessChains = []string{audit.PrincipalsChain, audit.UnauthenticatedChain}
+var tenantlessChains = []string{audit.PrincipalsChain, audit.UnauthenticatedChain, RestoreChain}
 
 // listChain pages through a chain of no tenant (tenantlessChains), in seq
 // order: for operators.
@@ -129,7 +129,7 @@ func (s *Audit) listChain(ctx context.Context, c *auth.Caller, req *pdv1.ListAud
 		}
 		v.add("chain", both)
 	} else if !slices.Contains(tenantlessChains, chain) {
-		v.add("chain", `must be "principals" or "unauthenticated"`)
+		v.add("chain", `must be "principals", "unauthenticated" or "restores"`)
 	}
 	size := v.pageSize(req.GetPageSize(), defaultAuditPageSize)
 	from := int64(1)
@@ -179,7 +179,7 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 			v.add("chain", "does not name a tenant")
 		}
 	default:
-		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>", "principals" or "unauthenticated"`)
+		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>", "principals", "unauthenticated" or "restores"`)
 	}
 	if err := v.err(); err != nil {
 		return nil, err

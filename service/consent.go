@@ -301,6 +301,9 @@ func (s *Consents) WithdrawConsent(ctx context.Context, req *pdv1.WithdrawConsen
 	if consent == nil {
 		return nil, consentNotFound()
 	}
+	if err := s.recordWithdrawal(ctx, updated, consentID, consent.WithdrawnAt); err != nil {
+		return nil, err
+	}
 	return respond(consentToProto(consent)), nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/ledger"
 )
 
 // Service is the gRPC implementation of PersonalDataService.
@@ -37,6 +38,9 @@ type Service struct {
 	// streams ends the streams that never end by themselves (the recipients'
 	// notifications) when the server shuts down (notifications.go).
 	streams streamGate
+	// ledger records every erasure before it is acknowledged (ledger.go);
+	// nil keeps none.
+	ledger *ledger.Ledger
 }
 
 // Options are the optional dependencies of a Service.
@@ -45,6 +49,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives faults; it never receives personal data.
 	Logger *slog.Logger
+	// Ledger, when set, is the erasure ledger every erasure is recorded in
+	// before it is acknowledged.
+	Ledger *ledger.Ledger
 }
 
 // New returns a Service on st, sealing personal data with keys.
@@ -59,6 +66,7 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 		store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st),
 		principals: auth.NewPrincipalCache(st),
 		vault:      &vault{store: st, keys: keys, cache: newKeyCache()},
+		ledger:     opts.Ledger,
 	}
 }
 

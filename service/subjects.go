@@ -908,6 +908,9 @@ func (s *Service) eraseStored(ctx context.Context, id, ground string, prov prove
 	case err != nil:
 		return nil, s.internal(ctx, "erase", err)
 	}
+	if err := s.recordErased(ctx, sub); err != nil {
+		return nil, err
+	}
 	// Tell the recipients (Art. 19); an objection withdraws consents.
 	if sub, err = s.settleChange(ctx, sub); err != nil {
 		return nil, s.internal(ctx, "erase", err)

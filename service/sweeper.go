@@ -303,6 +303,11 @@ func (s *Retention) settleSubject(ctx context.Context, id string, now time.Time,
 		return false, err
 	}
 	res.HoldsEnded += ended
+	if len(purge) > 0 {
+		if err := s.recordPurged(ctx, updated); err != nil {
+			return false, err
+		}
+	}
 	// Recipients of earlier disclosures learn of it (Art. 19); until they
 	// have, the deadline stays and the next pass tries again.
 	if updated, err = s.settleChange(ctx, updated); err != nil {

@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Listing the subjects of a controller cannot be an exact _id read, so the
@@ -31,4 +34,23 @@ func (s *Store) CountSubjectsOfController(ctx context.Context, controller string
 		return 0, fmt.Errorf("store: count subjects of controller: %w", classify(err))
 	}
 	return n, nil
+}
+
+// EachSubject hands fn every subject, erased ones (tombstones) included, in
+// _id order through one cursor: for the rebuild of a lost erasure ledger at
+// start (service.RebuildLedger), which is rarer still. One scan.
+func (s *Store) EachSubject(ctx context.Context, fn func(*Subject) error) error {
+	return each(ctx, s.subjects, bson.D{}, fn)
+}
+
+// AnySubject reports whether the store holds a subject, erased or not.
+func (s *Store) AnySubject(ctx context.Context) (bool, error) {
+	err := s.subjects.FindOne(ctx, bson.D{}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: find a subject: %w", classify(err))
+	}
+	return true, nil
 }

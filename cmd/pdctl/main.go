@@ -119,6 +119,7 @@ each with their own token (--token-file).`,
 		a.agreementsCommand(),
 		a.registerCommand(),
 		a.auditCommand(),
+		a.backupCommand(),
 	)
 	return root
 }

@@ -74,9 +74,11 @@ var fullDiskReads = []string{
 }
 
 // fullDiskNotCovered are write RPCs the writes subtest does not call, with
-// why; TestFullDiskCoversEveryWrite keeps this list honest. Every write RPC
-// is called now.
-var fullDiskNotCovered = map[string]string{}
+// why; TestFullDiskCoversEveryWrite keeps this list honest.
+var fullDiskNotCovered = map[string]string{
+	"personaldata.v1.BackupService/CreateBackup": "changes no data: it writes its copies of the databases beside them " +
+		"and removes them; on a full disk it fails (today INTERNAL, not yet UNAVAILABLE with RetryInfo), not yet a case here",
+}
 
 // fullDiskCase is one write RPC: prepare makes what it needs (with space)
 // and returns its request, called as who; done sees the response of the

@@ -27,6 +27,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
+	"github.com/example/personaldata/store/ledger"
 )
 
 func main() {
@@ -48,6 +49,7 @@ type config struct {
 	database, logLevel         string
 	operatorTokenFile          string
 	keyFile, keeperURL         string
+	erasureLedger              string
 	otlpEndpoint, metricsAddr  string
 	tlsCert, tlsKey, tlsClient string
 	retentionSweepInterval     time.Duration
@@ -55,9 +57,12 @@ type config struct {
 	version                    bool
 }
 
-func parseFlags(args []string) (config, error) {
+func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("personaldatad", flag.ContinueOnError)
+	for _, add := range extra {
+		add(fs)
+	}
 	str := func(p *string, name, def, usage string) {
 		env := "PERSONALDATA_" + envName(name)
 		if v, ok := os.LookupEnv(env); ok {
@@ -76,6 +81,7 @@ func parseFlags(args []string) (config, error) {
 	str(&c.operatorTokenFile, "operator-token-file", "", "where the first start writes the first operator's token; default <data-dir>/operator.token with the embedded store, none with -mongo-uri")
 	str(&c.keyFile, "key-file", "", "master key file (JSON keyring, mode 0600); default <data-dir>/keyring.json with the embedded store, generated on first start; or give the keyring JSON itself in PERSONALDATA_MASTER_KEYS")
 	str(&c.keeperURL, "master-key-keeper", "", "URL of the key service that wraps the key file (gocloud.dev/secrets): hashivault://KEY for Vault's transit engine (VAULT_SERVER_URL, VAULT_SERVER_TOKEN), base64key://KEY for a local key in tests; the file then holds only ciphertext")
+	str(&c.erasureLedger, "erasure-ledger", "", "the erasure ledger, an append-only file of every erasure (ids, times, grounds) that a restore re-applies; default <data-dir>/"+ledger.DefaultName+"; in production put it on another disk than the data (see the README's Backups)")
 	str(&c.metricsAddr, "metrics-addr", "", "listen address of /metrics alone (such as :9090), for a network that keeps it to the scrapers; empty serves /metrics on -http-addr")
 	str(&c.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OpenTelemetry collector (OTLP over gRPC) to send traces to, such as http://collector:4317; tracing is off when empty (also read from OTEL_EXPORTER_OTLP_ENDPOINT)")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
@@ -119,6 +125,9 @@ func parseFlags(args []string) (config, error) {
 	if c.operatorTokenFile == "" && c.mongoURI == "" {
 		c.operatorTokenFile = filepath.Join(c.dataDir, "operator.token")
 	}
+	if c.erasureLedger == "" {
+		c.erasureLedger = filepath.Join(c.dataDir, ledger.DefaultName)
+	}
 	if c.keyFile == "" && c.mongoURI == "" {
 		c.keyFile = filepath.Join(c.dataDir, "keyring.json")
 	}
@@ -140,6 +149,9 @@ func envName(flagName string) string {
 }
 
 func realMain(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "restore" {
+		return restoreMain(ctx, args[1:])
+	}
 	c, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -198,6 +210,7 @@ func realMain(ctx context.Context, args []string) error {
 		ShutdownTimeout:        c.shutdownTimout,
 		TracerProvider:         tp,
 		MetricsAddr:            c.metricsAddr,
+		ErasureLedger:          c.erasureLedger,
 	}, log)
 	if err != nil {
 		return err

@@ -126,6 +126,14 @@ var accountabilityRPCs = []string{
 	pdv1.ProcessingRegisterService_GetProcessingRegister_FullMethodName,
 }
 
+// backupRPCs take an online backup of everything the service keeps (sealed:
+// no one reads a subject in it without the master key) and say when the
+// last one was taken: operators.
+var backupRPCs = []string{
+	pdv1.BackupService_CreateBackup_FullMethodName,
+	pdv1.BackupService_GetBackupStatus_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
 // says otherwise when creating it, and at most: the least each caller needs
 // (cmd/billingclient, the support console and pdctl, the customers'
@@ -178,7 +186,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.BreachService_AssessBreachImpact_FullMethodName,
 			},
 			{pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName},
-			agreementReadRPCs, auditRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs,
+			agreementReadRPCs, auditRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs, backupRPCs,
 		},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {

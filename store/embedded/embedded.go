@@ -44,6 +44,9 @@ type Server struct {
 	syncers   map[string]*logSyncer
 	// onFailure, when set, is called once a sync has failed (Failed).
 	onFailure atomic.Pointer[func()]
+	// snapshotOpened, set by tests only (SetSnapshotHook), is called in
+	// BeginSnapshot after each database's view is fixed.
+	snapshotOpened atomic.Pointer[func(db string)]
 }
 
 // Durability says when the embedded store's commits are done.

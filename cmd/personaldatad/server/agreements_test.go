@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store/ledger"
 )
 
 // RPC names of the ProcessorAgreementService, for call and callErr.
@@ -632,6 +633,9 @@ func TestEraseControllerSubjects(t *testing.T) {
 		}
 		if k, h := e.count(t, "keys"), e.count(t, "history"); k != 4 || h != 0 {
 			t.Errorf("%d keys and %d history entries left, want the company's 4 and 0", k, h)
+		}
+		if got := e.ledgered(t, ledger.KindErasure); len(got) != n {
+			t.Errorf("the erasure ledger holds %d subjects, want %d", len(got), n)
 		}
 
 		// The job is recorded.

@@ -23,6 +23,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/ledger"
 )
 
 // RPC names of the ConsentService and DisclosureService, for call and callErr.
@@ -352,6 +353,9 @@ func TestConsents(t *testing.T) {
 			t.Errorf("second withdrawal gave %v, want %v", again, withdrawn)
 		}
 		callErr(t, c, withdrawConsentRPC, withdrawReq(sub, "w-3", "9"), &pdv1.WithdrawConsentResponse{}, codes.NotFound)
+		if got := e.ledgered(t, ledger.KindConsentWithdrawal); !slices.Equal(got, []string{sub.GetSubjectId()}) {
+			t.Errorf("withdrawals in the erasure ledger: %v", got)
+		}
 		if err := callErr(t, c, withdrawConsentRPC, withdrawReq(sub, "w-4", "abc"), &pdv1.WithdrawConsentResponse{}, codes.InvalidArgument); !slices.Equal(badFields(err), []string{"consent_id"}) {
 			t.Errorf("bad consent id: %v", badFields(err))
 		}

@@ -38,6 +38,7 @@ import (
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/embedded"
 	"github.com/example/personaldata/store/envelope"
+	"github.com/example/personaldata/store/ledger"
 	"github.com/example/personaldata/store/storetest"
 )
 
@@ -178,8 +179,9 @@ func startOn(t *testing.T, uri string) *env {
 	e.dir, e.keyFile = dir, filepath.Join(dir, "keyring.json")
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, stop := serve(t, dir, server.Config{
-		Store: store.Config{URI: uri, DataDir: filepath.Join(dir, "data"), Database: database},
-		Now:   e.clock.Now,
+		Store:         store.Config{URI: uri, DataDir: filepath.Join(dir, "data"), Database: database},
+		Now:           e.clock.Now,
+		ErasureLedger: filepath.Join(dir, "data", ledger.DefaultName),
 	}, log)
 	e.srv = srv
 	e.grpc = dial(t, srv)

@@ -23,6 +23,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/ledger"
 	"github.com/example/personaldata/store/storetest"
 )
 
@@ -222,6 +223,9 @@ func TestEraseWithContactHold(t *testing.T) {
 		swept := sweepNow(t, e, c)
 		if !swept.GetRan() || !slices.Equal(swept.GetPurgedSubjectIds(), []string{id}) || swept.GetHoldsEnded() != 1 {
 			t.Errorf("sweep %v", swept)
+		}
+		if got := e.ledgered(t, ledger.KindPurge); !slices.Equal(got, []string{id}) {
+			t.Errorf("purges in the erasure ledger: %v, want [%s]", got, id)
 		}
 		if got := e.sealedFields(t, id); len(got) != 0 {
 			t.Errorf("sealed fields after purge %v", got)

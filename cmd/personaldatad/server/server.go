@@ -40,6 +40,7 @@ import (
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
+	"github.com/example/personaldata/store/ledger"
 )
 
 // maxRequestBytes bounds a request, over gRPC and over REST.
@@ -86,6 +87,10 @@ type Config struct {
 	// ConsoleSignIn bounds the support console's failed sign-ins; zero
 	// fields take the console's defaults.
 	ConsoleSignIn console.SignInLimits
+	// ErasureLedger is the erasure ledger's file (store/ledger): every
+	// erasure is recorded there before it is acknowledged; empty keeps
+	// none (tests that do not need it).
+	ErasureLedger string
 	// TracerProvider, when set, traces every request across the HTTP
 	// server, the gateway, gRPC and the store (W3C trace context in and
 	// out); nil turns tracing off.
@@ -111,9 +116,10 @@ type TLSConfig struct {
 
 // Server is a started service: listening, not yet serving.
 type Server struct {
-	log   *slog.Logger
-	store *store.Store
-	grpc  *grpc.Server // the public listener's
+	log    *slog.Logger
+	store  *store.Store
+	ledger *ledger.Ledger // nil without Config.ErasureLedger
+	grpc   *grpc.Server   // the public listener's
 	// readiness is the state every probe answers from (readiness.go).
 	readiness *readiness
 	http      *http.Server
@@ -186,7 +192,22 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log})
+	if cfg.ErasureLedger != "" {
+		if s.ledger, err = ledger.Open(cfg.ErasureLedger); err != nil {
+			return fmt.Errorf("-erasure-ledger: %w", err)
+		}
+	}
+	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger})
+	// A ledger missing or empty beside a store that holds subjects was
+	// lost (or predates the store's last erasures): made complete again
+	// from the store before anything is served.
+	if rb, err := svc.RebuildLedger(ctx); err != nil {
+		return fmt.Errorf("-erasure-ledger: %w", err)
+	} else if rb != nil {
+		s.log.WarnContext(ctx, "erasure ledger missing or empty while the store holds subjects: rebuilt from the store's erased subjects and withdrawn consents; take a backup now",
+			slog.String("ledger", s.ledger.Path()), slog.Int("subjects", rb.Subjects),
+			slog.Int("erasures", rb.Erasures), slog.Int("consent_withdrawals", rb.Withdrawals))
+	}
 	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
 	// Refused authentications go to the audit trail, a second's worth in
 	// one event per source and reason.
@@ -200,6 +221,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		s.shutdownTimeout = 20 * time.Second
 	}
 	reg.MustRegister(s.retention.Collectors()...)
+	backups := svc.Backups(cfg.Version)
+	reg.MustRegister(backups.Collectors()...)
 	reg.MustRegister(buildInfo(cfg.Version))
 	s.endStreams = svc.EndStreams
 	if cfg.OperatorTokenFile != "" {
@@ -245,6 +268,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
 		pdv1.RegisterBreachServiceServer(g, svc.Breach())
+		pdv1.RegisterBackupServiceServer(g, backups)
 	}
 	opts := append(serverTracing,
 		grpc.MaxRecvMsgSize(maxRequestBytes),
@@ -337,6 +361,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		},
 		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 			return pdv1.RegisterBreachServiceHandlerClient(ctx, mux, pdv1.NewBreachServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterBackupServiceHandlerClient(ctx, mux, pdv1.NewBackupServiceClient(cc))
 		},
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {
@@ -582,6 +609,10 @@ func (s *Server) Close() error {
 		defer cancel()
 		errs = append(errs, s.store.Close(ctx))
 		s.store = nil
+	}
+	if s.ledger != nil {
+		errs = append(errs, s.ledger.Close())
+		s.ledger = nil
 	}
 	return errors.Join(errs...)
 }

@@ -32,7 +32,8 @@ type AuditEvent struct {
 	// (one event per source address and reason a second; fields
 	// "reason:<reason>", "source:<address>", "attempts:<count>", "rpc:<rpc>",
 	// "principal:<id of an existing principal the credentials named>"; never
-	// the credentials).
+	// the credentials), "restores" for the restores of backups (principal
+	// "restore"; fields "backup_created:<time>" and the report's counts).
 	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
 	// Position in the chain, from 1.
 	Seq         int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -179,8 +180,8 @@ type ListAuditEventsRequest struct {
 	// 0 to 100; 50 when 0.
 	PageSize  int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	// Instead of subject_id or tenant_id: a chain of no tenant, "principals"
-	// or "unauthenticated", in seq order; for operators.
+	// Instead of subject_id or tenant_id: a chain of no tenant, "principals",
+	// "unauthenticated" or "restores", in seq order; for operators.
 	Chain         string `protobuf:"bytes,5,opt,name=chain,proto3" json:"chain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
