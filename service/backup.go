@@ -131,6 +131,17 @@ func (b *Backups) CreateBackup(_ *pdv1.CreateBackupRequest, stream grpc.ServerSt
 	return stream.Send(&pdv1.CreateBackupResponse{Message: &pdv1.CreateBackupResponse_Summary{Summary: sum}})
 }
 
+// scratchFailed is a failure of the backup's own reads and writes of the
+// store's disk (its copies of the databases beside them, and the ledger's):
+// like any failure of the store (a full disk, an I/O error), UNAVAILABLE
+// with RetryInfo, not INTERNAL. A canceled or ended call stays what it is.
+func scratchFailed(err error) error {
+	if _, ok := status.FromError(err); ok || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("backup: %w: %w", store.ErrUnavailable, err)
+}
+
 // failureText is what status says of a failure: a few words, no values.
 func failureText(err error) string {
 	switch {
@@ -156,7 +167,7 @@ func (b *Backups) create(ctx context.Context, stream grpc.ServerStreamingServer[
 	}
 	tmp, err := os.MkdirTemp(b.store.DataDir(), ".backup-")
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	defer os.RemoveAll(tmp)
 
@@ -170,7 +181,7 @@ func (b *Backups) create(ctx context.Context, stream grpc.ServerStreamingServer[
 		barrier = time.Since(held)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	dbs := b.store.Databases()
 	var last time.Time
@@ -184,16 +195,16 @@ func (b *Backups) create(ctx context.Context, stream grpc.ServerStreamingServer[
 		})
 		if err != nil {
 			_ = sn.Close()
-			return nil, fmt.Errorf("backup: %w", err)
+			return nil, scratchFailed(err)
 		}
 	}
 	if err := sn.Close(); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	ledgerPath := filepath.Join(tmp, ledgerEntry)
 	lf, err := os.OpenFile(ledgerPath, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	if b.ledger != nil {
 		err = b.ledger.CopyTo(lf, ledgerSize)
@@ -202,16 +213,16 @@ func (b *Backups) create(ctx context.Context, stream grpc.ServerStreamingServer[
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	ls, err := ledger.ReadFile(ledgerPath)
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 
 	counts, err := store.CountSnapshot(ctx, tmp, dbs[0])
 	if err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	h := backupfile.Header{
 		Created: start.UTC(), ServerVersion: b.version, Database: dbs[0],
@@ -225,7 +236,7 @@ func (b *Backups) create(ctx context.Context, stream grpc.ServerStreamingServer[
 		path := filepath.Join(tmp, name)
 		fi, err := os.Stat(path)
 		if err != nil {
-			return nil, fmt.Errorf("backup: %w", err)
+			return nil, scratchFailed(err)
 		}
 		total += fi.Size()
 		sources = append(sources, backupfile.Source{Name: name, Size: fi.Size(), Open: func() (io.ReadCloser, error) { return os.Open(path) }})
@@ -235,7 +246,7 @@ func (b *Backups) create(ctx context.Context, stream grpc.ServerStreamingServer[
 	}, progress: func(n int64) error { return progress("seal", n, total) }, hash: sha256.New()}
 	ring := b.vault.keys.Ring()
 	if err := backupfile.Write(out, ring, h, sources); err != nil {
-		return nil, fmt.Errorf("backup: %w", err)
+		return nil, scratchFailed(err)
 	}
 	if err := out.flush(); err != nil {
 		return nil, err

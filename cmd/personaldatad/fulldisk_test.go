@@ -75,10 +75,7 @@ var fullDiskReads = []string{
 
 // fullDiskNotCovered are write RPCs the writes subtest does not call, with
 // why; TestFullDiskCoversEveryWrite keeps this list honest.
-var fullDiskNotCovered = map[string]string{
-	"personaldata.v1.BackupService/CreateBackup": "changes no data: it writes its copies of the databases beside them " +
-		"and removes them; on a full disk it fails (today INTERNAL, not yet UNAVAILABLE with RetryInfo), not yet a case here",
-}
+var fullDiskNotCovered = map[string]string{}
 
 // fullDiskCase is one write RPC: prepare makes what it needs (with space)
 // and returns its request, called as who; done sees the response of the
@@ -721,6 +718,23 @@ func fullDiskCases() []fullDiskCase {
 			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
 				if r := resp.(*pdv1.RunRetentionSweepResponse); !r.GetRan() || !slices.Contains(r.GetPurgedSubjectIds(), f.subject.GetSubjectId()) {
 					t.Errorf("the sweep after the refused ones: ran %t, purged %v; want the subject's released data purged by it", r.GetRan(), r.GetPurgedSubjectIds())
+				}
+			}},
+
+		// A backup writes no data, but copies the databases beside them
+		// first: a full disk refuses it as the store's failure, and leaves
+		// no copy behind.
+		{method: "personaldata.v1.BackupService/CreateBackup", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message { return &pdv1.CreateBackupRequest{} },
+			resp:    func() proto.Message { return &pdv1.CreateBackupResponse{} },
+			unchanged: func(t *testing.T, f *fullDiskFixture) {
+				if left, _ := filepath.Glob(filepath.Join(filepath.Dir(f.keyFile), ".backup-*")); len(left) > 0 {
+					t.Errorf("the refused backups left %d copies in the data directory", len(left))
+				}
+			},
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				if sum := resp.(*pdv1.CreateBackupResponse).GetSummary(); sum.GetSubjects() == 0 || sum.GetBytes() == 0 {
+					t.Errorf("the backup after the refused ones ended with %v, want a summary of a backup holding the subjects", resp)
 				}
 			}},
 	}
