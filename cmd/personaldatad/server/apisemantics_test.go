@@ -203,12 +203,14 @@ func TestForwardedRequestFieldAndFilterAgree(t *testing.T) {
 		if got := ids(c, &pdv1.ListRightsRequestsRequest{ControllerId: "company"}); !slices.Contains(got, r.GetRequestId()) {
 			t.Errorf("the company's queue lacks the forwarded request: %v", got)
 		}
-		if got := ids(c, &pdv1.ListRightsRequestsRequest{ControllerId: "company", ForwardedTo: "customer-42"}); !slices.Equal(got, []string{r.GetRequestId()}) {
-			t.Errorf("the company's requests forwarded to customer-42: %v", got)
+		for _, who := range []caller{c, customer} {
+			if got := ids(who, &pdv1.ListRightsRequestsRequest{ControllerId: "company", ForwardedTo: "customer-42"}); !slices.Equal(got, []string{r.GetRequestId()}) {
+				t.Errorf("the company's requests forwarded to customer-42: %v", got)
+			}
 		}
 		// The customer does not list the company's queue, nor what was
 		// forwarded to another customer.
-		callErr(t, customer, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "company", ForwardedTo: "customer-42"}, &pdv1.ListRightsRequestsResponse{}, codes.PermissionDenied)
+		callErr(t, customer, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "company"}, &pdv1.ListRightsRequestsResponse{}, codes.PermissionDenied)
 		callErr(t, customer, listRR, &pdv1.ListRightsRequestsRequest{ForwardedTo: "customer-7"}, &pdv1.ListRightsRequestsResponse{}, codes.PermissionDenied)
 	})
 }
