@@ -69,7 +69,7 @@ func (s *Service) settleRequest(ctx context.Context, r *store.RightsRequest) (*s
 		if err := s.vault.sealOutbox(ctx, r, m, content); err != nil {
 			return r, err
 		}
-		if err := s.store.EnqueueOutboxMessage(ctx, m); err != nil {
+		if _, err := s.store.EnqueueOutboxMessage(ctx, m); err != nil {
 			return r, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -204,8 +205,16 @@ func (s *Policy) RecordPolicyAcknowledgement(ctx context.Context, req *pdv1.Reco
 	if err != nil {
 		return nil, s.internal(ctx, "record policy acknowledgement", err)
 	}
-	if findPolicyVersion(p, version) == nil {
-		return nil, withDetails(codes.InvalidArgument, "no such policy version", badField("version", "is not a published policy version"))
+	pv := findPolicyVersion(p, version)
+	if pv == nil {
+		return nil, noSuchPolicyVersion(version)
+	}
+	// The text existed from when it was recorded here or, for a version
+	// recorded after it took effect, from then: no one was told of it
+	// before both.
+	if since := min(pv.PublishedAt, pv.EffectiveAt); at < since {
+		return nil, withDetails(codes.InvalidArgument, "the acknowledgement is dated before the version was published",
+			badField("acknowledge_time", "must not be before the version was published ("+ts(since).AsTime().UTC().Format(time.RFC3339)+")"))
 	}
 	if _, err := s.getSubject(ctx, "record policy acknowledgement", id); err != nil {
 		return nil, err
@@ -219,6 +228,12 @@ func (s *Policy) RecordPolicyAcknowledgement(ctx context.Context, req *pdv1.Reco
 		}
 		if err := s.subjectOp(ctx, sub, opKey(key), fp, nil); err != nil {
 			return err
+		}
+		// The same acknowledgement again under another key (a retry that
+		// lost its key) records nothing new: it answers the one recorded,
+		// as a retry with the key would.
+		if i := slices.IndexFunc(sub.PolicyAcks, func(a store.PolicyAck) bool { return sameAck(a, ack) }); i >= 0 {
+			return &replayed{op: store.Op{Result: int64(i + 1)}}
 		}
 		sub.PolicyAcks = append(sub.PolicyAcks, ack)
 		recordOp(sub, store.Op{Key: opKey(key), Fingerprint: fp, Result: int64(len(sub.PolicyAcks))}, now)
@@ -236,6 +251,19 @@ func (s *Policy) RecordPolicyAcknowledgement(ctx context.Context, req *pdv1.Reco
 		return nil, s.internal(ctx, "record policy acknowledgement", err)
 	}
 	return &pdv1.RecordPolicyAcknowledgementResponse{Acknowledgement: policyAckToProto(&ack)}, nil
+}
+
+// sameAck says whether a and b record the same thing: the same version,
+// kind, time, channel and reference (who recorded it aside).
+func sameAck(a, b store.PolicyAck) bool {
+	return a.Version == b.Version && a.Kind == b.Kind && a.At == b.At && a.Channel == b.Channel && a.Reference == b.Reference
+}
+
+// noSuchPolicyVersion is the answer wherever a well-formed version is
+// named that was never published.
+func noSuchPolicyVersion(version string) error {
+	return withDetails(codes.NotFound, fmt.Sprintf("no such policy version: %q was never published", version),
+		&errdetails.ResourceInfo{ResourceType: "personaldata.v1.PolicyVersion", ResourceName: version, Description: "never published"})
 }
 
 // uninformedScanLimit bounds the subjects one listing reads.
@@ -275,12 +303,16 @@ func (s *Policy) ListUninformedSubjects(ctx context.Context, req *pdv1.ListUninf
 	if err != nil {
 		return nil, s.internal(ctx, "list uninformed subjects", err)
 	}
-	pv := inForce(p, s.now().UnixNano())
-	if version != "" {
-		pv = findPolicyVersion(p, version)
-	}
-	if pv == nil {
-		return nil, status.Error(codes.NotFound, "no such policy version (none is in force yet)")
+	var pv *store.PolicyVersion
+	switch {
+	case version != "":
+		if pv = findPolicyVersion(p, version); pv == nil {
+			return nil, noSuchPolicyVersion(version)
+		}
+	default:
+		if pv = inForce(p, s.now().UnixNano()); pv == nil {
+			return nil, status.Error(codes.NotFound, "no policy version is in force yet: name a version")
+		}
 	}
 	out := &pdv1.ListUninformedSubjectsResponse{Version: pv.Version}
 	for scanned := 0; scanned < uninformedScanLimit; {
@@ -331,7 +363,7 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 	pv := findPolicyVersion(p, version)
 	switch {
 	case pv == nil:
-		return status.Error(codes.NotFound, "no such policy version")
+		return noSuchPolicyVersion(version)
 	case !pv.Material:
 		return failedPrecondition("version %s is not a material change: subjects are told of material changes", version)
 	}
@@ -352,10 +384,13 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 			if err := audit.Flush(ctx); err != nil {
 				return false, err
 			}
-			if err := s.queuePolicyNotice(ctx, sub, pv); err != nil {
+			// A notice an earlier job queued, still waiting, is not queued
+			// again, and not counted as queued by this one.
+			queued, err := s.queuePolicyNotice(ctx, sub, pv)
+			if err != nil {
 				return false, s.internal(ctx, "notify policy change", err)
 			}
-			return true, nil
+			return queued, nil
 		},
 		progress: func(j *store.Job) error {
 			return stream.Send(&pdv1.NotifyPolicyChangeResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped, Finished: j.State == jobFinished})
@@ -368,8 +403,8 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 func policyNoticeID(version, subjectID string) string { return "policy." + version + "." + subjectID }
 
 // queuePolicyNotice queues the message telling sub of version pv, sealed
-// under the subject's data key.
-func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv *store.PolicyVersion) error {
+// under the subject's data key; queued is false when it waits already.
+func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv *store.PolicyVersion) (queued bool, err error) {
 	content := outboxContent{
 		Channel: pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), To: sub.Person.Email, Language: "sv",
 		Subject: "Vi har ändrat vår dataskyddspolicy",
@@ -382,10 +417,10 @@ func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv 
 	}
 	dk, err := s.vault.dataKey(ctx, sub.ID, existingKey)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if m.Sealed, err = sealContent(dk, m.ID, content); err != nil {
-		return err
+		return false, err
 	}
 	return s.store.EnqueueOutboxMessage(ctx, m)
 }

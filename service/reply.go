@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
 )
 
 // The reply to an access request (Art. 15) is the information the article
@@ -21,8 +23,64 @@ import (
 // retentionOf, the recorded disclosures), together with the data: as the
 // machine-readable document (GetRightsRequestReply, also the portability
 // export of Art. 20) and as a letter to read (GetRightsRequestLetter). It
-// is made from the data as it is when asked for, once the request is
-// fulfilled.
+// is made when the request is fulfilled and kept sealed with the request's
+// other personal values, under its data key (sealedReplyName): both are
+// made from that copy, so they show what was sent even after the subject's
+// data changed or was erased, and both go with the request's personal
+// values when the retention sweep removes them.
+
+// sealedReplyName is the reply's name among a request's sealed values.
+const sealedReplyName = "reply"
+
+// sealReply makes r's reply as fulfilled by res, sealed under the
+// request's data key.
+func (s *RightsRequests) sealReply(ctx context.Context, r *store.RightsRequest, res store.Fulfilment) ([]byte, error) {
+	answered := *r
+	answered.Fulfilment = &res
+	reply, err := s.reply(ctx, &answered)
+	if err != nil {
+		return nil, err
+	}
+	b, err := proto.Marshal(reply)
+	if err != nil {
+		return nil, s.internal(ctx, "seal reply", err)
+	}
+	dk, err := s.vault.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return nil, s.internal(ctx, "seal reply", err)
+	}
+	sealed, err := dk.Seal(b, envelope.AAD("rights_request", r.ID, sealedReplyName))
+	if err != nil {
+		return nil, s.internal(ctx, "seal reply", err)
+	}
+	return sealed, nil
+}
+
+// answeredReply is the reply as it was made when r was answered. A request
+// answered before replies were kept has it made anew, from the data as it
+// is now.
+func (s *RightsRequests) answeredReply(ctx context.Context, r *store.RightsRequest) (*pdv1.GetRightsRequestReplyResponse, error) {
+	sealed, ok := r.Sealed[sealedReplyName]
+	switch {
+	case !ok && len(r.Sealed) == 0:
+		return nil, requestRefused(reasonReplyRemoved, "the reply was removed with the request's personal values, three years after the answer")
+	case !ok:
+		return s.reply(ctx, r)
+	}
+	dk, err := s.vault.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return nil, s.internal(ctx, "reply", err)
+	}
+	b, err := dk.Open(sealed, envelope.AAD("rights_request", r.ID, sealedReplyName))
+	if err != nil {
+		return nil, s.internal(ctx, "reply", err)
+	}
+	out := &pdv1.GetRightsRequestReplyResponse{}
+	if err := proto.Unmarshal(b, out); err != nil {
+		return nil, s.internal(ctx, "reply", err)
+	}
+	return out, nil
+}
 
 // GetRightsRequestReply returns the machine-readable reply.
 func (s *RightsRequests) GetRightsRequestReply(ctx context.Context, req *pdv1.GetRightsRequestReplyRequest) (*pdv1.GetRightsRequestReplyResponse, error) {
@@ -30,7 +88,7 @@ func (s *RightsRequests) GetRightsRequestReply(ctx context.Context, req *pdv1.Ge
 	if err != nil {
 		return nil, err
 	}
-	return s.reply(ctx, r)
+	return s.answeredReply(ctx, r)
 }
 
 // GetRightsRequestLetter returns the reply as an HTML letter.
@@ -52,7 +110,7 @@ func (s *RightsRequests) GetRightsRequestLetter(ctx context.Context, req *pdv1.G
 	if err != nil {
 		return nil, err
 	}
-	reply, err := s.reply(ctx, r)
+	reply, err := s.answeredReply(ctx, r)
 	if err != nil {
 		return nil, err
 	}

@@ -80,6 +80,7 @@ const (
 	reasonFirstMonthEnded = "FIRST_MONTH_ENDED"
 	reasonWrongAction     = "ACTION_DOES_NOT_MATCH_KIND"
 	reasonNotFulfilled    = "NOT_FULFILLED"
+	reasonReplyRemoved    = "REPLY_REMOVED"
 )
 
 // requestFields is what the audit trail says a step touched.
@@ -273,9 +274,23 @@ func (v *violations) requestID(s string) string {
 // idempotency key: a retry of a step that was applied answers the request as
 // it is, and the step's messages are queued.
 func (s *RightsRequests) step(ctx context.Context, op, id, key string, req proto.Message, change func(r *store.RightsRequest, c *auth.Caller, now time.Time) error) (*store.RightsRequest, error) {
+	r, _, err := s.stepResult(ctx, op, id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) (int64, error) {
+		return 0, change(r, c, now)
+	})
+	return r, err
+}
+
+// errUnchanged, from a step's change, abandons the update: the step asks
+// for nothing that is not so already, and the request is answered as it is.
+var errUnchanged = errors.New("unchanged")
+
+// stepResult is step whose change says what result to record with the key
+// (0: the version written), and which returns the result recorded by the
+// first call when this one is its retry (else 0).
+func (s *RightsRequests) stepResult(ctx context.Context, op, id, key string, req proto.Message, change func(r *store.RightsRequest, c *auth.Caller, now time.Time) (int64, error)) (*store.RightsRequest, int64, error) {
 	r, c, err := s.requestFor(ctx, op, id, true)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	fp := s.fingerprint(req)
 	updated, err := s.updateRequest(ctx, r.ID, func(r *store.RightsRequest) error {
@@ -285,26 +300,33 @@ func (s *RightsRequests) step(ctx context.Context, op, id, key string, req proto
 			}
 		}
 		now := s.now()
-		if err := change(r, c, now); err != nil {
+		result, err := change(r, c, now)
+		if err != nil {
 			return err
 		}
+		if result == 0 {
+			result = r.Version + 1
+		}
 		if key != "" {
-			r.Ops = appendOp(r.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: r.Version + 1}, now)
+			r.Ops = appendOp(r.Ops, store.Op{Key: opKey(key), Fingerprint: fp, Result: result}, now)
 		}
 		r.UpdatedAt = now.UnixNano()
 		return nil
 	})
 	var rep *replayed
+	var first int64
 	switch {
 	case errors.As(err, &rep):
+		updated, first = r, rep.op.Result
+	case errors.Is(err, errUnchanged):
 		updated = r
 	case err != nil:
-		return nil, s.internal(ctx, op, err)
+		return nil, 0, s.internal(ctx, op, err)
 	}
 	if updated, err = s.settleRequest(ctx, updated); err != nil {
-		return nil, s.internal(ctx, op, err)
+		return nil, 0, s.internal(ctx, op, err)
 	}
-	return updated, nil
+	return updated, first, nil
 }
 
 // addStep records a step, and the message it sends the requester if any.
@@ -446,9 +468,13 @@ func (s *Service) verificationCode(requestID string, c *store.CodeChallenge) str
 
 // ConfirmVerificationCode checks the code the requester gave back. A wrong
 // code uses up a try; after the last, or past its expiry, the code is dead
-// and a new one must be sent.
+// and a new one must be sent. A retry with the same key answers the first
+// result and changes nothing: a wrong code's retry is refused alike without
+// using up a try; a right code's retry, or the right code again once
+// verified, answers the request as it is.
 func (s *RightsRequests) ConfirmVerificationCode(ctx context.Context, req *pdv1.ConfirmVerificationCodeRequest) (*pdv1.ConfirmVerificationCodeResponse, error) {
 	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
 	id := v.requestID(req.GetRequestId())
 	code := strings.Map(func(r rune) rune {
 		if r == ' ' || r == '-' {
@@ -462,41 +488,47 @@ func (s *RightsRequests) ConfirmVerificationCode(ctx context.Context, req *pdv1.
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	var wrong error
-	updated, err := s.step(ctx, "confirm verification code", id, "", req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
-		wrong = nil
+	// A wrong code is recorded with the key as the tries it left, negated
+	// and less one (never 0 or a version), so that its retry is answered
+	// the same refusal.
+	var result int64 // of this call's change, as it was stored
+	updated, first, err := s.stepResult(ctx, "confirm verification code", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) (int64, error) {
+		result = 0
 		if err := answered(r); err != nil {
-			return err
+			return 0, err
 		}
 		if r.Verification != nil {
-			return nil // confirmed before: a retry
+			return 0, errUnchanged // confirmed before
 		}
 		switch {
 		case r.Code == nil:
-			return requestRefused(reasonNoCode, "no code was sent for this request")
+			return 0, requestRefused(reasonNoCode, "no code was sent for this request")
 		case r.Code.TriesLeft <= 0:
-			return requestRefused(reasonCodeLocked, "the code was given wrong too many times: send a new one")
+			return 0, requestRefused(reasonCodeLocked, "the code was given wrong too many times: send a new one")
 		case now.UnixNano() > r.Code.ExpiresAt:
-			return requestRefused(reasonCodeExpired, "the code has expired: send a new one")
+			return 0, requestRefused(reasonCodeExpired, "the code has expired: send a new one")
 		}
 		if subtle.ConstantTimeCompare([]byte(code), []byte(s.verificationCode(r.ID, r.Code))) != 1 {
 			r.Code.TriesLeft--
 			addStep(r, "code_rejected", c, now, 0)
-			wrong = withDetails(codes.InvalidArgument, "the code does not match", &errdetails.BadRequest{
-				FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "code", Description: fmt.Sprintf("does not match the code sent; %d tries left", r.Code.TriesLeft)}},
-			})
-			return nil // the used-up try is stored
+			result = -1 - int64(r.Code.TriesLeft)
+			return result, nil // the used-up try is stored
 		}
 		r.Verification = &store.Verification{Method: pdv1.VerificationMethod_VERIFICATION_METHOD_CODE.String(), At: now.UnixNano(), By: c.ID()}
 		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_VERIFIED.String()
 		addStep(r, "verified", c, now, 0)
-		return nil
+		return 0, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if wrong != nil {
-		return nil, wrong
+	if first == 0 { // not a retry: what this call did
+		first = result
+	}
+	if first < 0 {
+		return nil, withDetails(codes.InvalidArgument, "the code does not match", &errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "code", Description: fmt.Sprintf("does not match the code sent; %d tries left", -1-first)}},
+		})
 	}
 	return &pdv1.ConfirmVerificationCodeResponse{Request: s.requestToProto(updated)}, nil
 }
@@ -717,9 +749,23 @@ func (s *RightsRequests) FulfilRightsRequest(ctx context.Context, req *pdv1.Fulf
 	if err != nil {
 		return nil, err
 	}
+	// The reply to an access request is made and sealed now, as it is
+	// answered: what is shown later is what was sent.
+	var reply []byte
+	if action == "access" {
+		if reply, err = s.sealReply(ctx, r, res); err != nil {
+			return nil, err
+		}
+	}
 	updated, err := s.step(ctx, "fulfil rights request", id, key, req, func(r *store.RightsRequest, c *auth.Caller, now time.Time) error {
 		if err := answered(r); err != nil {
 			return err
+		}
+		if reply != nil {
+			if r.Sealed == nil {
+				r.Sealed = map[string][]byte{}
+			}
+			r.Sealed[sealedReplyName] = reply
 		}
 		res.At, res.By = now.UnixNano(), c.ID()
 		r.Fulfilment = &res
@@ -843,7 +889,22 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 		return nil, err
 	}
 	var v violations
-	controller := v.controllerFor(c, req.GetControllerId())
+	// controller_id filters by the queue a request is in, forwarded_to by
+	// the customer it was forwarded to (forwarding.controller_id): each
+	// lists what its field says. With forwarded_to, controller_id may be
+	// left empty (any queue).
+	forwardedTo := req.GetForwardedTo()
+	controller := req.GetControllerId()
+	if forwardedTo != "" {
+		if !controllerPattern.MatchString(forwardedTo) || forwardedTo == companyController {
+			v.add("forwarded_to", "must be a customer id of 1 to 63 characters a-z, 0-9, '_', '-'")
+		}
+		if controller != "" {
+			v.controller(controller)
+		}
+	} else {
+		controller = v.controllerFor(c, controller)
+	}
 	var states, kinds []string
 	for i, st := range req.GetStates() {
 		states = append(states, v.enum(fmt.Sprintf("states[%d]", i), st))
@@ -856,11 +917,19 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 		v.subjectID(subjectID)
 	}
 	size := v.pageSize(req.GetPageSize(), 50)
-	afterDue, afterID := v.positionToken(req.GetPageToken(), "rr", controller)
+	scope := controller + "|" + forwardedTo
+	afterDue, afterID := v.positionToken(req.GetPageToken(), "rr", scope)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
-	if !c.ActsFor(controller) {
+	// As GetRightsRequest: a request is seen by its queue's controller and
+	// by the customer it was forwarded to.
+	switch {
+	case controller != "" && c.ActsFor(controller):
+	case forwardedTo != "" && c.ActsFor(forwardedTo):
+	case forwardedTo != "":
+		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"forwarded_to": forwardedTo}, "the caller does not act for this customer")
+	default:
 		return nil, permissionDenied(reasonTenantNotPermitted, map[string]string{"controller_id": controller}, "the caller does not act for this controller")
 	}
 	var filter []string
@@ -869,7 +938,7 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 	} else if len(states) > 0 {
 		filter = states
 	}
-	all, err := s.store.RightsRequestsOf(ctx, controller, subjectID, filter)
+	all, err := s.store.RightsRequestsOf(ctx, controller, forwardedTo, subjectID, filter)
 	if err != nil {
 		return nil, s.internal(ctx, "list rights requests", err)
 	}
@@ -887,7 +956,7 @@ func (s *RightsRequests) ListRightsRequests(ctx context.Context, req *pdv1.ListR
 		}
 		if len(out.Requests) == size {
 			last := out.Requests[len(out.Requests)-1]
-			out.NextPageToken = positionTokenOf("rr", controller, last.GetDueTime().AsTime().UnixNano(), last.GetRequestId())
+			out.NextPageToken = positionTokenOf("rr", scope, last.GetDueTime().AsTime().UnixNano(), last.GetRequestId())
 			break
 		}
 		if err := s.vault.openRequest(ctx, r); err != nil {
@@ -1020,7 +1089,11 @@ func (v *vault) sealRequest(ctx context.Context, r *store.RightsRequest, mode ke
 	if err != nil {
 		return err
 	}
+	reply, answered := r.Sealed[sealedReplyName] // sealed once, when answered
 	r.Sealed = map[string][]byte{}
+	if answered {
+		r.Sealed[sealedReplyName] = reply
+	}
 	for name, value := range requestSealed(&r.Text) {
 		if *value == "" {
 			continue

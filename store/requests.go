@@ -184,17 +184,24 @@ func (s *Store) UpdateRightsRequest(ctx context.Context, id string, change func(
 // maxRequestsListed bounds what one listing of a queue reads.
 const maxRequestsListed = 10000
 
-// RightsRequestsOf returns the requests in controller's queue (or forwarded
-// to it), of one subject only unless subjectID is empty, in the given
+// RightsRequestsOf returns the requests in controller's queue, or forwarded
+// to the customer forwardedTo, or both when both are given (one may be
+// empty), of one subject only unless subjectID is empty, in the given
 // states only unless open is nil, sorted by due time then id. The queue of
 // open requests is small (a month's arrivals), and so are one subject's
 // requests, so they are read whole and sorted here: FerretDB would scan for
 // the filter anyway.
-func (s *Store) RightsRequestsOf(ctx context.Context, controller, subjectID string, open []string) ([]*RightsRequest, error) {
-	filter := bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "controller", Value: controller}},
-		bson.D{{Key: "forwarded_to", Value: controller}},
-	}}}
+func (s *Store) RightsRequestsOf(ctx context.Context, controller, forwardedTo, subjectID string, open []string) ([]*RightsRequest, error) {
+	if controller == "" && forwardedTo == "" {
+		return nil, errors.New("store: list rights requests: no controller and no customer forwarded to")
+	}
+	filter := bson.D{}
+	if controller != "" {
+		filter = append(filter, bson.E{Key: "controller", Value: controller})
+	}
+	if forwardedTo != "" {
+		filter = append(filter, bson.E{Key: "forwarded_to", Value: forwardedTo})
+	}
 	if subjectID != "" {
 		filter = append(filter, bson.E{Key: "subject_id", Value: subjectID})
 	}
@@ -213,7 +220,7 @@ func (s *Store) RightsRequestsOf(ctx context.Context, controller, subjectID stri
 	// The filter is checked again: some FerretDB v1 operators give wrong
 	// results silently (embedded-store.md).
 	out = slices.DeleteFunc(out, func(r *RightsRequest) bool {
-		return (r.Controller != controller && r.ForwardedTo != controller) || (subjectID != "" && r.SubjectID != subjectID) ||
+		return (controller != "" && r.Controller != controller) || (forwardedTo != "" && r.ForwardedTo != forwardedTo) || (subjectID != "" && r.SubjectID != subjectID) ||
 			(open != nil && !slices.Contains(open, r.State))
 	})
 	slices.SortFunc(out, func(a, b *RightsRequest) int {
@@ -285,33 +292,34 @@ func (s *Store) outboxSent() *mongo.Collection {
 // EnqueueOutboxMessage queues m once: a message with its id already queued,
 // or a request's message marked sent (MarkOutboxMessageSent), is not queued
 // again. A policy notice is told once by the subject's record instead.
-func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) error {
+// queued says whether this call queued it.
+func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) (queued bool, err error) {
 	if m.RequestID != "" {
 		switch sent, err := s.outboxMessageSent(ctx, m.ID); {
 		case err != nil:
-			return fmt.Errorf("store: queue outbox message: %w", err)
+			return false, fmt.Errorf("store: queue outbox message: %w", err)
 		case sent:
-			return nil
+			return false, nil
 		}
 	}
-	err := s.insert(ctx, s.outbox(), m)
+	err = s.insert(ctx, s.outbox(), m)
 	if errors.Is(err, ErrExists) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("store: queue outbox message: %w", err)
+		return false, fmt.Errorf("store: queue outbox message: %w", err)
 	}
 	if m.RequestID == "" {
-		return nil
+		return true, nil
 	}
 	// Sent and acknowledged between the look and the insert: this copy goes.
 	switch sent, err := s.outboxMessageSent(ctx, m.ID); {
 	case err != nil:
-		return fmt.Errorf("store: queue outbox message: %w", err)
+		return false, fmt.Errorf("store: queue outbox message: %w", err)
 	case sent:
-		return s.DeleteOutboxMessage(ctx, m.ID)
+		return false, s.DeleteOutboxMessage(ctx, m.ID)
 	}
-	return nil
+	return true, nil
 }
 
 // outboxMessageSent says whether a request's message is marked sent.

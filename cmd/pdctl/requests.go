@@ -30,10 +30,10 @@ func enumWord(name, prefix string) string {
 }
 
 func (a *app) requestsListCommand() *cobra.Command {
-	var controller, states, kinds, subject string
+	var controller, forwardedTo, states, kinds, subject string
 	var overdue, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "list [--controller ID] [--subject ID] [--state S,...] [--kind K,...] [--overdue] [--json]",
+		Use:   "list [--controller ID] [--forwarded-to ID] [--subject ID] [--state S,...] [--kind K,...] [--overdue] [--json]",
 		Short: "List the rights requests by due date: id, kind, state, due date, subject and what is missing",
 		Long: `List a queue of rights requests, the earliest due first, as a table without
 personal values (id, kind, state, due date, overdue, subject id and what must
@@ -43,7 +43,7 @@ replies as they come, with every field.`,
   pdctl --token-file support.token requests list --state received,verified`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &pdv1.ListRightsRequestsRequest{ControllerId: controller, SubjectId: subject, OverdueOnly: overdue, PageSize: 100}
+			req := &pdv1.ListRightsRequestsRequest{ControllerId: controller, ForwardedTo: forwardedTo, SubjectId: subject, OverdueOnly: overdue, PageSize: 100}
 			for _, s := range list(states) {
 				v, err := enumValue(pdv1.RightsRequestState_value, "RIGHTS_REQUEST_STATE_", s)
 				if err != nil {
@@ -87,6 +87,7 @@ replies as they come, with every field.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&controller, "controller", "", `whose queue: "company" or a customer's id; may be left out by a principal acting for one`)
+	f.StringVar(&forwardedTo, "forwarded-to", "", "only the requests forwarded to this customer (a forwarded request stays in the company's queue)")
 	f.StringVar(&subject, "subject", "", "only the requests matched to this subject id, answered ones too")
 	f.StringVar(&states, "state", "", "only these states, comma-separated: "+joinNames(stateNames()))
 	f.StringVar(&kinds, "kind", "", "only these kinds, comma-separated: "+joinNames(requestKindNames()))

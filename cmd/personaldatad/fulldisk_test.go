@@ -468,7 +468,7 @@ func fullDiskCases() []fullDiskCase {
 				if code == nil {
 					t.Fatal("no code in the code message")
 				}
-				return &pdv1.ConfirmVerificationCodeRequest{RequestId: f.requestID, Code: code[1] + code[2]}
+				return &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: "full-confirm", RequestId: f.requestID, Code: code[1] + code[2]}
 			},
 			resp: func() proto.Message { return &pdv1.ConfirmVerificationCodeResponse{} },
 			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {

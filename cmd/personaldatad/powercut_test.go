@@ -725,7 +725,7 @@ func (w *worker) rightsRequest(ctx context.Context, key string, s *subject) {
 		w.h.mu.Unlock()
 		switch {
 		case ok:
-			stepRequest(ctx, w, "confirm code", confirmCodeRPC, &pdv1.ConfirmVerificationCodeRequest{RequestId: r.id, Code: code},
+			stepRequest(ctx, w, "confirm code", confirmCodeRPC, &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: "confirm-" + key, RequestId: r.id, Code: code},
 				func(m *pdv1.ConfirmVerificationCodeResponse) *pdv1.RightsRequest { return m.GetRequest() })
 		case r.waited < 3:
 			r.waited++

@@ -3,6 +3,9 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"mime"
@@ -335,9 +338,34 @@ func (c *Console) sendCode(w http.ResponseWriter, r *http.Request, s *session) {
 func (c *Console) confirmCode(w http.ResponseWriter, r *http.Request, s *session) {
 	v := r.PostForm
 	c.requestAct(w, r, s, "confirm-code", apiFields{"code": {"confirm-code-code", "Koden"}}, func(ctx context.Context, id string) (string, error) {
-		_, err := c.requests.ConfirmVerificationCode(ctx, &pdv1.ConfirmVerificationCodeRequest{RequestId: id, Code: v.Get("code")})
+		_, err := c.requests.ConfirmVerificationCode(ctx, &pdv1.ConfirmVerificationCodeRequest{
+			IdempotencyKey: codeKey(s.CSRF, v.Get("idempotency_key"), v.Get("code")),
+			RequestId:      id,
+			Code:           v.Get("code"),
+		})
 		return "verifierad", err
 	})
+}
+
+// codeKey is the idempotency key of one code typed into the form: the
+// form's key with the code's digits, keyed-hashed with the session's secret
+// (keys are no place for a code). A wrong code is recorded under its key, so
+// the form shown again (with the same key) would otherwise refuse the
+// corrected code as the key used with another request; the same code sent
+// twice (a double click, a resend) is one call.
+func codeKey(secret, formKey, code string) string {
+	if formKey == "" {
+		return "" // refused as missing, naming the field
+	}
+	digits := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, code)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(formKey + "\x00" + digits))
+	return formKey + ".code." + hex.EncodeToString(mac.Sum(nil)[:12])
 }
 
 func (c *Console) attest(w http.ResponseWriter, r *http.Request, s *session) {

@@ -197,7 +197,7 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 		}
 		code := codeOf(t, m)
 		wrong := fmt.Sprintf("%08d", (atoi(code)+1)%100000000)
-		err = callErr(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{RequestId: r.GetRequestId(), Code: wrong}, &pdv1.ConfirmVerificationCodeResponse{}, codes.InvalidArgument)
+		err = callErr(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: "confirm-wrong", RequestId: r.GetRequestId(), Code: wrong}, &pdv1.ConfirmVerificationCodeResponse{}, codes.InvalidArgument)
 		if f := badFields(err); len(f) != 1 || f[0] != "code" {
 			t.Errorf("wrong code names %v, want [code]", f)
 		}
@@ -205,7 +205,7 @@ func TestRightsRequestAccessFromArrivalToAnswer(t *testing.T) {
 		if r.GetCode().GetTriesLeft() != 4 || r.GetVerification() != nil {
 			t.Errorf("after a wrong code: %d tries left, verification %v; want 4 and none", r.GetCode().GetTriesLeft(), r.GetVerification())
 		}
-		r = call(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{RequestId: r.GetRequestId(), Code: code}, &pdv1.ConfirmVerificationCodeResponse{}).GetRequest()
+		r = call(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: "confirm-right", RequestId: r.GetRequestId(), Code: code}, &pdv1.ConfirmVerificationCodeResponse{}).GetRequest()
 		if r.GetState() != pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_VERIFIED || r.GetVerification().GetMethod() != pdv1.VerificationMethod_VERIFICATION_METHOD_CODE ||
 			r.GetVerification().GetVerifiedBy() != "tester" {
 			t.Fatalf("after the code: %v verified %v", r.GetState(), r.GetVerification())
@@ -425,14 +425,16 @@ func TestVerificationCodeRules(t *testing.T) {
 		sub := create(t, c, 21)
 		r := openRequest(t, c, openReq("rr-code-1", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, 21))
 		id := r.GetRequestId()
+		tries := 0
 		confirm := func(code string) error {
-			return c.call(t.Context(), confirmRR, &pdv1.ConfirmVerificationCodeRequest{RequestId: id, Code: code}, &pdv1.ConfirmVerificationCodeResponse{})
+			tries++
+			return c.call(t.Context(), confirmRR, &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: fmt.Sprintf("confirm-%d", tries), RequestId: id, Code: code}, &pdv1.ConfirmVerificationCodeResponse{})
 		}
 
 		// Confirming before any code was sent.
-		callErr(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{RequestId: id, Code: "12345678"}, &pdv1.ConfirmVerificationCodeResponse{}, codes.FailedPrecondition)
+		callErr(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: "confirm-early", RequestId: id, Code: "12345678"}, &pdv1.ConfirmVerificationCodeResponse{}, codes.FailedPrecondition)
 		// A code that is not 8 digits is bad input.
-		err := callErr(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{RequestId: id, Code: "12ab"}, &pdv1.ConfirmVerificationCodeResponse{}, codes.InvalidArgument)
+		err := callErr(t, c, confirmRR, &pdv1.ConfirmVerificationCodeRequest{IdempotencyKey: "confirm-bad", RequestId: id, Code: "12ab"}, &pdv1.ConfirmVerificationCodeResponse{}, codes.InvalidArgument)
 		if f := badFields(err); len(f) != 1 || f[0] != "code" {
 			t.Errorf("bad code names %v", f)
 		}
@@ -608,7 +610,7 @@ func TestRightsRequestForwarded(t *testing.T) {
 		}
 		takeMessage(t, e.mailer(t, c), r.GetRequestId(), pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED)
 		customer := e.controller(t, c)
-		queue := call(t, customer, listRR, &pdv1.ListRightsRequestsRequest{ControllerId: "customer-42"}, &pdv1.ListRightsRequestsResponse{}).GetRequests()
+		queue := call(t, customer, listRR, &pdv1.ListRightsRequestsRequest{ForwardedTo: "customer-42"}, &pdv1.ListRightsRequestsResponse{}).GetRequests()
 		if len(queue) != 1 || queue[0].GetRequestId() != r.GetRequestId() || queue[0].GetText() == "" {
 			t.Fatalf("the customer's queue: %v", queue)
 		}

@@ -435,16 +435,22 @@ func (x *NotifyPolicyChangeRequest) GetVersion() string {
 	return ""
 }
 
-// NotifyPolicyChangeResponse is the progress of NotifyPolicyChange.
+// NotifyPolicyChangeResponse is the progress of NotifyPolicyChange. The
+// counts are the job's: of the calls with this idempotency key (a resumed
+// call goes on counting where the interrupted one stopped); a call with
+// another key is another job with counts of its own.
 type NotifyPolicyChangeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Subjects gone through, of total.
 	Done  int64 `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
 	Total int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
-	// Messages queued, and subjects skipped (erased, restricted, informed
-	// already, or with no e-mail on file).
-	Queued        int64 `protobuf:"varint,4,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Messages this job queued: a subject whose notice an earlier job queued
+	// and the mailer has not sent yet is not queued again and counts as
+	// skipped.
+	Queued int64 `protobuf:"varint,4,opt,name=queued,proto3" json:"queued,omitempty"`
+	// Subjects sent nothing by this job: erased, restricted, informed already,
+	// with no e-mail on file, or with a notice of the version waiting already.
 	Skipped       int64 `protobuf:"varint,5,opt,name=skipped,proto3" json:"skipped,omitempty"`
 	Finished      bool  `protobuf:"varint,6,opt,name=finished,proto3" json:"finished,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -530,7 +536,7 @@ type RecordPolicyAcknowledgementRequest struct {
 	SubjectId      string                    `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
 	Version        string                    `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
 	Kind           PolicyAcknowledgementKind `protobuf:"varint,4,opt,name=kind,proto3,enum=personaldata.v1.PolicyAcknowledgementKind" json:"kind,omitempty"`
-	// When: not in the future.
+	// When: not in the future, nor before the version was published.
 	AcknowledgeTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=acknowledge_time,json=acknowledgeTime,proto3" json:"acknowledge_time,omitempty"`
 	Channel         Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
 	// At most 200 characters.

@@ -43,10 +43,15 @@ type PolicyServiceClient interface {
 	// idempotency key resumes; each subject gets one message.
 	NotifyPolicyChange(ctx context.Context, in *NotifyPolicyChangeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[NotifyPolicyChangeResponse], error)
 	// RecordPolicyAcknowledgement records that a subject was informed of, or
-	// accepted, a version.
+	// accepted, a version. A version that was never published is NOT_FOUND.
+	// The same acknowledgement (version, kind, time, channel and reference)
+	// recorded again, under any idempotency key, records nothing new and
+	// answers the one recorded.
 	RecordPolicyAcknowledgement(ctx context.Context, in *RecordPolicyAcknowledgementRequest, opts ...grpc.CallOption) (*RecordPolicyAcknowledgementResponse, error)
 	// ListUninformedSubjects lists the company's subjects not yet informed of
-	// a version (the one in force when none is named), by id.
+	// a version (the one in force when none is named), by id. A named version
+	// that was never published is NOT_FOUND, as is no version named while none
+	// is in force yet.
 	ListUninformedSubjects(ctx context.Context, in *ListUninformedSubjectsRequest, opts ...grpc.CallOption) (*ListUninformedSubjectsResponse, error)
 }
 
@@ -134,10 +139,15 @@ type PolicyServiceServer interface {
 	// idempotency key resumes; each subject gets one message.
 	NotifyPolicyChange(*NotifyPolicyChangeRequest, grpc.ServerStreamingServer[NotifyPolicyChangeResponse]) error
 	// RecordPolicyAcknowledgement records that a subject was informed of, or
-	// accepted, a version.
+	// accepted, a version. A version that was never published is NOT_FOUND.
+	// The same acknowledgement (version, kind, time, channel and reference)
+	// recorded again, under any idempotency key, records nothing new and
+	// answers the one recorded.
 	RecordPolicyAcknowledgement(context.Context, *RecordPolicyAcknowledgementRequest) (*RecordPolicyAcknowledgementResponse, error)
 	// ListUninformedSubjects lists the company's subjects not yet informed of
-	// a version (the one in force when none is named), by id.
+	// a version (the one in force when none is named), by id. A named version
+	// that was never published is NOT_FOUND, as is no version named while none
+	// is in force yet.
 	ListUninformedSubjects(context.Context, *ListUninformedSubjectsRequest) (*ListUninformedSubjectsResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }

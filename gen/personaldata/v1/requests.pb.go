@@ -1069,7 +1069,8 @@ func (x *RightsRequestStep) GetPerformedBy() string {
 type RightsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// The controller whose queue the request is in ("company").
+	// The controller whose queue the request is in ("company"); it stays so
+	// once forwarded: the customer it was passed to is forwarding.controller_id.
 	ControllerId    string                 `protobuf:"bytes,2,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
 	Kind            RightsRequestKind      `protobuf:"varint,3,opt,name=kind,proto3,enum=personaldata.v1.RightsRequestKind" json:"kind,omitempty"`
 	Channel         Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
@@ -1550,9 +1551,9 @@ func (x *GetRightsRequestResponse) GetRequest() *RightsRequest {
 // ListRightsRequestsRequest is the input of ListRightsRequests.
 type ListRightsRequestsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The controller whose queue to list; may be left empty by a caller that
-	// acts for one controller only. A customer sees the requests forwarded to
-	// it.
+	// Only the requests whose controller_id is this: the controller whose
+	// queue they are in. May be left empty by a caller that acts for one
+	// controller only, or when forwarded_to is given (then any queue's).
 	ControllerId string `protobuf:"bytes,1,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
 	// Only requests in these states; all when empty.
 	States []RightsRequestState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=personaldata.v1.RightsRequestState" json:"states,omitempty"`
@@ -1566,7 +1567,12 @@ type ListRightsRequestsRequest struct {
 	// Only the requests matched to this subject (all of its requests when no
 	// state is given): to see whether a new one repeats earlier ones (Art.
 	// 12(5)).
-	SubjectId     string `protobuf:"bytes,7,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	SubjectId string `protobuf:"bytes,7,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// Only the requests forwarded to this customer (whose
+	// forwarding.controller_id is this): how a customer lists the requests
+	// passed to it, which stay in the company's queue (controller_id
+	// "company"). The caller must act for this customer.
+	ForwardedTo   string `protobuf:"bytes,8,opt,name=forwarded_to,json=forwardedTo,proto3" json:"forwarded_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1646,6 +1652,13 @@ func (x *ListRightsRequestsRequest) GetPageToken() string {
 func (x *ListRightsRequestsRequest) GetSubjectId() string {
 	if x != nil {
 		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ListRightsRequestsRequest) GetForwardedTo() string {
+	if x != nil {
+		return x.ForwardedTo
 	}
 	return ""
 }
@@ -1817,9 +1830,15 @@ type ConfirmVerificationCodeRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The code as the requester gave it: 8 digits, spaces allowed.
-	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// 1 to 128 characters of A-Z, a-z, 0-9 and "._:-". A retry with the same
+	// key answers the first result and changes nothing: a wrong code's retry
+	// gets the same refusal without using up another try; a right code's
+	// retry answers the request as it is, with no new step and the same
+	// update_time. The same key with another code is refused.
+	IdempotencyKey string `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConfirmVerificationCodeRequest) Reset() {
@@ -1862,6 +1881,13 @@ func (x *ConfirmVerificationCodeRequest) GetRequestId() string {
 func (x *ConfirmVerificationCodeRequest) GetCode() string {
 	if x != nil {
 		return x.Code
+	}
+	return ""
+}
+
+func (x *ConfirmVerificationCodeRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
 	}
 	return ""
 }
@@ -3857,7 +3883,7 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\trequestId\"T\n" +
 	"\x18GetRightsRequestResponse\x128\n" +
-	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"\xb5\x02\n" +
+	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"\xd8\x02\n" +
 	"\x19ListRightsRequestsRequest\x12#\n" +
 	"\rcontroller_id\x18\x01 \x01(\tR\fcontrollerId\x12;\n" +
 	"\x06states\x18\x02 \x03(\x0e2#.personaldata.v1.RightsRequestStateR\x06states\x128\n" +
@@ -3867,7 +3893,8 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\x12\x1d\n" +
 	"\n" +
-	"subject_id\x18\a \x01(\tR\tsubjectId\"\x80\x01\n" +
+	"subject_id\x18\a \x01(\tR\tsubjectId\x12!\n" +
+	"\fforwarded_to\x18\b \x01(\tR\vforwardedTo\"\x80\x01\n" +
 	"\x1aListRightsRequestsResponse\x12:\n" +
 	"\brequests\x18\x01 \x03(\v2\x1e.personaldata.v1.RightsRequestR\brequests\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xac\x01\n" +
@@ -3877,11 +3904,12 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\trequestId\x129\n" +
 	"\achannel\x18\x03 \x01(\x0e2\x1f.personaldata.v1.ContactChannelR\achannel\"X\n" +
 	"\x1cSendVerificationCodeResponse\x128\n" +
-	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"_\n" +
+	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"\x8e\x01\n" +
 	"\x1eConfirmVerificationCodeRequest\x12#\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\trequestId\x12\x18\n" +
-	"\x04code\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04code\"[\n" +
+	"\x04code\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04code\x12-\n" +
+	"\x0fidempotency_key\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\"[\n" +
 	"\x1fConfirmVerificationCodeResponse\x128\n" +
 	"\arequest\x18\x01 \x01(\v2\x1e.personaldata.v1.RightsRequestR\arequest\"\xd2\x01\n" +
 	"\x15AttestIdentityRequest\x12-\n" +
