@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -115,7 +117,9 @@ func (s *RightsRequests) GetRightsRequestLetter(ctx context.Context, req *pdv1.G
 		return nil, err
 	}
 	var b bytes.Buffer
-	if err := letterTemplate.Execute(&b, letterData(r, reply, lang)); err != nil {
+	data := letterData(r, reply, lang)
+	data.Sender = s.sender.view()
+	if err := letterTemplate.Execute(&b, data); err != nil {
 		return nil, s.internal(ctx, "letter", err)
 	}
 	return &httpbody.HttpBody{ContentType: "text/html; charset=utf-8", Data: b.Bytes()}, nil
@@ -221,6 +225,8 @@ type letterText struct {
 	NoRecipients, Date, Kind, Fields, Given, Withdrawn, Recipient, Basis, Until, Request, Policy string
 	RightsList                                                                                   []string
 	ComplaintText, AutomatedText, TransfersText, RetentionNote                                   string
+	// The sender and the signature.
+	From, Contact, ContactText, ContactSupport, Regards, Signature, EmailLabel, PhoneLabel, WebLabel string
 }
 
 var letterTexts = map[string]letterText{
@@ -246,6 +252,10 @@ var letterTexts = map[string]letterText{
 		ComplaintText: complaintSV,
 		AutomatedText: "Vi fattar inga beslut om dig som enbart grundas på automatiserad behandling, inklusive profilering (artikel 22).",
 		TransfersText: "Uppgifterna överförs inte till länder utanför EU/EES av denna tjänst; mottagarna av utlämnade uppgifter anges ovan.",
+		From:          "Från", Contact: "Kontakta oss", EmailLabel: "E-post", PhoneLabel: "Telefon", WebLabel: "Webb",
+		ContactText:    "Har du frågor om svaret eller om hur vi behandlar dina personuppgifter, kontakta vår support. Ange ärendenumret.",
+		ContactSupport: "Du når vår support via e-post, telefon eller vårt kontaktformulär.",
+		Regards:        "Med vänliga hälsningar", Signature: "Supporten",
 		RetentionNote: "Vi sparar uppgifterna så länge de behövs för att leverera tjänsterna och så länge lagen kräver: bokföringsunderlag i sju år efter utgången av det kalenderår de gäller (bokföringslagen).",
 	},
 	"en": {
@@ -263,6 +273,10 @@ var letterTexts = map[string]letterText{
 		ComplaintText: complaintText,
 		AutomatedText: "No decision based solely on automated processing, including profiling, is made about you (Art. 22).",
 		TransfersText: "The data is not transferred outside the EU/EEA by this service; the recipients of disclosed data are listed above.",
+		From:          "From", Contact: "Contact us", EmailLabel: "E-mail", PhoneLabel: "Phone", WebLabel: "Web",
+		ContactText:    "If you have questions about this reply or about how we process your personal data, contact our support. Quote the case number.",
+		ContactSupport: "You can reach our support by e-mail, by phone or through our contact form.",
+		Regards:        "Kind regards", Signature: "Customer support",
 		RetentionNote: "We keep the data as long as needed to deliver the services and as long as the law requires: accounting records for seven years after the end of the calendar year they concern (Swedish accounting law).",
 	},
 }
@@ -324,6 +338,8 @@ type letterView struct {
 	Holds       [][3]string
 	History     [][3]string
 	Policy      [][3]string // version, informed or accepted, date
+	// Sender signs the letter.
+	Sender senderView
 }
 
 func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyResponse, lang string) letterView {
@@ -373,7 +389,11 @@ func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyRespons
 		add(fieldEmail, p.GetEmail())
 		add(fieldPhone, p.GetPhone())
 		if a := p.GetPostalAddress(); a != nil {
-			add(fieldPostalAddress, strings.Join(append(slices.Clone(a.GetLines()), strings.TrimSpace(a.GetPostalCode()+" "+a.GetLocality()), a.GetCountryCode()), ", "))
+			parts := append(slices.Clone(a.GetLines()), strings.TrimSpace(a.GetPostalCode()+" "+a.GetLocality()))
+			if c := a.GetCountryCode(); c != "" && c != "SE" {
+				parts = append(parts, countryName(c, lang)) // a Swedish address ends with its locality
+			}
+			add(fieldPostalAddress, strings.Join(parts, ", "))
 		}
 	}
 	for _, c := range data.GetChanges() {
@@ -403,4 +423,21 @@ func letterData(r *store.RightsRequest, reply *pdv1.GetRightsRequestReplyRespons
 		v.History = append(v.History, [3]string{date(h.GetOccurTime()), h.GetTitle(), h.GetBody()})
 	}
 	return v
+}
+
+// countryName is an ISO 3166-1 alpha-2 code's country in the letter's
+// language, or the code when it names none.
+func countryName(code, lang string) string {
+	r, err := language.ParseRegion(code)
+	if err != nil {
+		return code
+	}
+	names := display.English.Regions()
+	if lang == "sv" {
+		names = display.Swedish.Regions()
+	}
+	if n := names.Name(r); n != "" {
+		return n
+	}
+	return code
 }

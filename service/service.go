@@ -41,6 +41,8 @@ type Service struct {
 	// ledger records every erasure before it is acknowledged (ledger.go);
 	// nil keeps none.
 	ledger *ledger.Ledger
+	// sender signs the reply letters.
+	sender LetterSender
 }
 
 // Options are the optional dependencies of a Service.
@@ -52,6 +54,9 @@ type Options struct {
 	// Ledger, when set, is the erasure ledger every erasure is recorded in
 	// before it is acknowledged.
 	Ledger *ledger.Ledger
+	// Sender is who signs the reply letters, and how the data subject
+	// reaches the company (see LetterSender).
+	Sender LetterSender
 }
 
 // New returns a Service on st, sealing personal data with keys.
@@ -67,6 +72,7 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 		principals: auth.NewPrincipalCache(st),
 		vault:      &vault{store: st, keys: keys, cache: newKeyCache()},
 		ledger:     opts.Ledger,
+		sender:     opts.Sender,
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
+	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
 	"github.com/example/personaldata/store/ledger"
@@ -52,6 +53,7 @@ type config struct {
 	erasureLedger              string
 	otlpEndpoint, metricsAddr  string
 	tlsCert, tlsKey, tlsClient string
+	sender                     service.LetterSender
 	retentionSweepInterval     time.Duration
 	drainDelay, shutdownTimout time.Duration
 	version                    bool
@@ -87,6 +89,11 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
+	str(&c.sender.Name, "letter-sender-name", "", "the company's name, as the reply letters to data subjects are signed")
+	str(&c.sender.Address, "letter-sender-address", "", "the company's postal address in the reply letters, lines separated by commas")
+	str(&c.sender.Email, "letter-sender-email", "", "the support's e-mail address in the reply letters")
+	str(&c.sender.Phone, "letter-sender-phone", "", "the support's phone number in the reply letters")
+	str(&c.sender.Web, "letter-sender-web", "", "the web address of the privacy policy or contact form in the reply letters")
 	var envErr error
 	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
 		env := "PERSONALDATA_" + envName(name)
@@ -211,6 +218,7 @@ func realMain(ctx context.Context, args []string) error {
 		TracerProvider:         tp,
 		MetricsAddr:            c.metricsAddr,
 		ErasureLedger:          c.erasureLedger,
+		LetterSender:           c.sender,
 	}, log)
 	if err != nil {
 		return err

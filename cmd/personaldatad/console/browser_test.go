@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -205,6 +206,43 @@ func (tb *tab) checkPage(personal []string) {
 	}
 	if c := eval[string](tb, `document.cookie`); c != "" {
 		tb.t.Errorf("%s: script can read the cookies %q", tb.path(), c)
+	}
+	tb.checkAxe()
+}
+
+// axeSource is axe-core, vendored under testdata (see its README).
+//
+//go:embed testdata/axe-core/axe.min.js
+var axeSource string
+
+// axeViolation is one rule axe-core found broken, with where.
+type axeViolation struct {
+	ID      string   `json:"id"`
+	Help    string   `json:"help"`
+	Targets []string `json:"targets"`
+}
+
+// checkAxe runs axe-core on the page shown, with every rule it runs by
+// default (WCAG 2.x A and AA and its best practices), and fails the test
+// on any violation. The script goes in through DevTools, which the
+// page's Content-Security-Policy does not govern: the pages stay as
+// served.
+func (tb *tab) checkAxe() {
+	tb.t.Helper()
+	if !eval[bool](tb, `typeof window.axe === "object"`) {
+		if _, err := chromedp.Run(tb.ctx, chromedp.Evaluate[any](axeSource+";0")); err != nil {
+			tb.t.Fatalf("load axe-core: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(tb.ctx, time.Minute)
+	defer cancel()
+	vs, err := chromedp.Run(ctx, chromedp.Evaluate[[]axeViolation](`axe.run(document, {resultTypes: ["violations"]}).then(r =>
+		r.violations.map(v => ({id: v.id, help: v.help, targets: v.nodes.map(n => n.target.join(" "))})))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		tb.t.Fatalf("axe-core: %v", err)
+	}
+	for _, v := range vs {
+		tb.t.Errorf("%s: axe-core %s (%s): %v", tb.path(), v.ID, v.Help, v.Targets)
 	}
 }
 

@@ -130,7 +130,7 @@ func TestConsole(t *testing.T) {
 			t.Fatalf("find led to %s, want %s", tb.path(), want)
 		}
 		page := tb.text("main")
-		for _, want := range []string{"Tolvan Tolvansson", "19121212-1212", "tolvan@example.se", "+46701234567", "Testgatan 12", "123 45 Teststad", "Aktiv", "Levereras"} {
+		for _, want := range []string{"Tolvan Tolvansson", "19121212-1212", "tolvan@example.se", "070-123 45 67", "Testgatan 12", "123 45 Teststad", "Aktiv", "Levereras"} {
 			if !strings.Contains(page, want) {
 				t.Errorf("the subject's page lacks %q", want)
 			}
@@ -202,9 +202,9 @@ func TestConsole(t *testing.T) {
 		tb.checkPage(everyone)
 		tb.shot(shots, "6-refused-rectify")
 
-		// Put the phone back: only the e-mail changes, recorded as done by
+		// Put the phone back as the form showed it: only the e-mail changes, recorded as done by
 		// the signed-in principal.
-		tb.do(chromedp.SetValue(chromedp.ID("rectify-phone"), "+46701234567"))
+		tb.do(chromedp.SetValue(chromedp.ID("rectify-phone"), "070-123 45 67"))
 		if code := tb.submit(chromedp.Click(chromedp.CSS("#rectify button[type=submit]"))); code != http.StatusOK {
 			t.Fatalf("rectify: HTTP %d: %s", code, tb.text("main"))
 		}
@@ -314,8 +314,9 @@ func TestConsole(t *testing.T) {
 		if n := tb.text(".notice"); !strings.Contains(n, "utloggad") {
 			t.Errorf("after signing out, the notice says %q", n)
 		}
+		// It leads to signing in, and back to the page once signed in.
 		tb.navigate("/console/find")
-		if p := tb.path(); p != "/console/sign-in" {
+		if p := tb.path(); p != "/console/sign-in?till=%2Fconsole%2Ffind" {
 			t.Errorf("after signing out, /console/find shows %s", p)
 		}
 		tb.checkTrail(everyone)

@@ -19,8 +19,47 @@ type problem struct {
 	Message string
 	// Fields are the form fields at fault, each linked from the summary.
 	Fields []fieldProblem
-	// Code is the API's status code, for whoever the staff ask for help.
+	// Code is the API's status code, for the console's log only: the
+	// page shows ForIT.
 	Code string
+	// RequestID is the service's id of the call that was refused (its
+	// log and audit trail name it), for whoever the staff ask for help.
+	RequestID string
+}
+
+// codeLabels are the Swedish words for the API's status codes that the
+// staff may need to quote to IT; the others are explained in full by the
+// message and need no help.
+var codeLabels = map[string]string{
+	codes.PermissionDenied.String():  "behörighet saknas",
+	codes.Unavailable.String():       "tjänsten svarar inte",
+	codes.DeadlineExceeded.String():  "tjänsten svarade inte i tid",
+	codes.Internal.String():          "internt fel i tjänsten",
+	codes.Unknown.String():           "okänt fel i tjänsten",
+	codes.DataLoss.String():          "internt fel i tjänsten",
+	codes.Unimplemented.String():     "åtgärden finns inte i tjänsten",
+	codes.ResourceExhausted.String(): "för mycket på en gång",
+}
+
+// ForIT is what the staff can quote to IT about a refusal they cannot
+// help by themselves, in Swedish: what kind of fault, and the call's id.
+// Empty when the message says all there is to do.
+func (p *problem) ForIT() string {
+	if p == nil {
+		return ""
+	}
+	what, ok := codeLabels[p.Code]
+	if !ok && p.Status < 500 {
+		return ""
+	}
+	if what == "" {
+		what = "internt fel i tjänsten"
+	}
+	s := "Om du behöver hjälp av IT-driften, uppge: " + what
+	if p.RequestID != "" {
+		s += ", händelse-id " + p.RequestID
+	}
+	return s + "."
 }
 
 // fieldProblem is one bad form field: ID is the field's element id.
@@ -77,7 +116,7 @@ func problemForbiddenOrigin() *problem {
 }
 
 func problemNotFound() *problem {
-	return &problem{Status: http.StatusNotFound, Message: "Sidan finns inte."}
+	return &problem{Status: http.StatusNotFound, Message: "Det finns ingen sida på den adressen. Länken kan vara felskriven eller gammal."}
 }
 
 // fieldRef is a form field an API field path maps to.
@@ -172,6 +211,13 @@ func subjectErased(info *errdetails.ErrorInfo) string {
 func apiProblem(err error, fields apiFields) *problem {
 	st := status.Convert(err)
 	p := &problem{Code: st.Code().String()}
+	defer func() {
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RequestInfo); ok {
+				p.RequestID = ri.GetRequestId()
+			}
+		}
+	}()
 	var info *errdetails.ErrorInfo
 	var bad *errdetails.BadRequest
 	var pre *errdetails.PreconditionFailure
@@ -205,7 +251,9 @@ func apiProblem(err error, fields apiFields) *problem {
 				continue
 			}
 			if v.GetField() == "code" && strings.HasPrefix(v.GetDescription(), "does not match") {
-				p.Message = "Koden stämmer inte med den som skickades till den registrerade. Kontrollera koden med den registrerade och försök igen."
+				// The field's own sentence says it does not match, and how
+				// many tries are left: the message does not say it again.
+				p.Message = "Kontrollera koden med den registrerade och försök igen."
 			}
 			if r, ok := fields.lookup(v.GetField()); ok {
 				p.Fields = append(p.Fields, fieldProblem{ID: r.id, Label: r.label, Message: swedishDescription(v.GetDescription())})
@@ -271,8 +319,8 @@ func apiProblem(err error, fields apiFields) *problem {
 		}
 		p.Message = fmt.Sprintf("En annan registrerad hos samma personuppgiftsansvarige har redan %s.", what)
 	case codes.Unavailable, codes.DeadlineExceeded:
-		return &problem{Status: http.StatusServiceUnavailable, Code: p.Code,
-			Message: "Tjänsten kunde inte svara just nu. Vänta en stund och försök igen; ingenting görs två gånger."}
+		p.Status = http.StatusServiceUnavailable
+		p.Message = "Tjänsten kunde inte svara just nu. Vänta en stund och försök igen; ingenting görs två gånger."
 	case codes.ResourceExhausted:
 		p.Status = http.StatusRequestEntityTooLarge
 		p.Message = "Det blev för mycket på en gång. Försök med mindre text."

@@ -194,7 +194,7 @@ func (c *Console) openRequest(w http.ResponseWriter, r *http.Request, s *session
 	})
 	if err != nil {
 		if !c.refused(w, r, s, err) {
-			refuse(requestProblem(err, openFields))
+			refuse(eitherForm(requestProblem(err, openFields), "open-claimed"))
 		}
 		return
 	}
@@ -265,12 +265,31 @@ func (c *Console) renderRequest(w http.ResponseWriter, r *http.Request, s *sessi
 			earlier = newEarlierView(rr.GetRequestId(), list, truncated, c.now())
 		}
 	}
+	// Whether the person's data is erased decides how the identity can be
+	// verified: read only while that is still to be done.
+	var subject *pdv1.Subject
+	if rr.GetSubjectId() != "" && openRequest(rr.GetState()) && rr.GetVerification() == nil {
+		ctx, cancel := s.call(r.Context())
+		doc, err := c.subjects.AccessSubject(ctx, &pdv1.AccessSubjectRequest{SubjectId: rr.GetSubjectId()})
+		cancel()
+		if c.refused(w, r, s, err) {
+			return
+		}
+		subject = doc.GetSubject() // nil when it could not be read: every way is offered
+	}
 	pg.Title, pg.Section, pg.Principal, pg.CSRF = "Förfrågan", Prefix+"requests", s.PrincipalID, s.CSRF
 	if state != nil {
 		pg.Problem = state.Problem
 	}
-	v := newRequestView(rr, c.now(), p.GetRpcs(), consents, unread, state)
+	v := newRequestViewOf(rr, c.now(), p.GetRpcs(), consents, unread, subject, state)
 	v.Earlier = earlier
+	if v.Forward != nil {
+		customers, err := c.forwardCustomers(r, s, p.GetTenantIds())
+		if c.refused(w, r, s, err) {
+			return
+		}
+		v.Customers = customers
+	}
 	pg.Data = v
 	c.render(w, r, code, "request", pg)
 }
@@ -413,14 +432,65 @@ func (c *Console) extend(w http.ResponseWriter, r *http.Request, s *session) {
 	})
 }
 
+// forwardCustomers are the customers the forward form offers to choose
+// among. Support staff may not read the processor agreements (issue 23:
+// least privilege; service/auth/grants.md), and no RPC lists the customers
+// that have one, so the list is derived from what they may read: the
+// customers they act for, and those the company's requests were forwarded
+// to before, which the service accepted only with an agreement on record.
+// Any other customer is typed in; the service refuses one without an
+// agreement (NO_PROCESSOR_AGREEMENT), and the page says so in Swedish.
+func (c *Console) forwardCustomers(r *http.Request, s *session, tenants []string) ([]option, error) {
+	seen := map[string]bool{}
+	var out []option
+	add := func(id string) {
+		if id == "" || id == "company" || id == "*" || seen[id] {
+			return
+		}
+		seen[id] = true
+		out = append(out, option{Value: id, Label: "Kunden " + id})
+	}
+	for _, t := range tenants {
+		add(t)
+	}
+	if slices.Contains(tenants, "company") || slices.Contains(tenants, "*") {
+		list, _, err := c.listRequests(r, s, &pdv1.ListRightsRequestsRequest{ControllerId: "company",
+			States: []pdv1.RightsRequestState{pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FORWARDED}})
+		if status.Code(err) == codes.Unauthenticated {
+			return nil, err
+		}
+		for _, rr := range list { // none on another error: the field still takes any
+			add(rr.GetForwarding().GetControllerId())
+		}
+	}
+	slices.SortFunc(out, func(a, b option) int { return strings.Compare(a.Value, b.Value) })
+	return out, nil
+}
+
+// otherCustomer is the forward form's choice of a customer not listed.
+const otherCustomer = "annan"
+
 func (c *Console) forward(w http.ResponseWriter, r *http.Request, s *session) {
 	v := r.PostForm
-	fields := apiFields{"controller_id": {"forward-controller_id", "Kundens id"}, "reference": {"forward-reference", "Referens"}}
+	customer := strings.TrimSpace(v.Get("customer"))
+	if customer == "" || customer == otherCustomer {
+		customer = strings.TrimSpace(v.Get("controller_id"))
+	}
+	if customer == "" {
+		c.invalidRequest(w, r, s, "forward", &problem{Status: http.StatusBadRequest,
+			Message: "Välj kunden som förfrågan ska till, eller skriv kundens id.",
+			Fields:  []fieldProblem{{ID: "forward-customer", Label: "Kunden", Message: "måste väljas"}}})
+		return
+	}
+	fields := apiFields{"controller_id": {"forward-customer", "Kunden"}, "reference": {"forward-reference", "Referens"}}
+	if v.Get("customer") == otherCustomer || v.Get("customer") == "" {
+		fields["controller_id"] = fieldRef{"forward-controller_id", "Kundens id"}
+	}
 	c.requestAct(w, r, s, "forward", fields, func(ctx context.Context, id string) (string, error) {
 		_, err := c.requests.ForwardRightsRequest(ctx, &pdv1.ForwardRightsRequestRequest{
 			IdempotencyKey: v.Get("idempotency_key"),
 			RequestId:      id,
-			ControllerId:   strings.TrimSpace(v.Get("controller_id")),
+			ControllerId:   customer,
 			Reference:      strings.TrimSpace(v.Get("reference")),
 		})
 		return "vidarebefordrad", err

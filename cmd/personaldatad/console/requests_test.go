@@ -240,7 +240,7 @@ func TestConsoleRequests(t *testing.T) {
 		// field; then the grant.
 		tb.do(chromedp.Click(chromedp.CSS("#decide summary")),
 			chromedp.SetValue(chromedp.ID("decide-outcome"), "DECISION_OUTCOME_GRANT"),
-			chromedp.SetValue(chromedp.ID("decide-reason"), "DECISION_REASON_KEPT_UNDER_LAW"))
+			chromedp.SetValue(chromedp.ID("decide-reason"), "DECISION_REASON_EXCESSIVE"))
 		tb.shot(shots, "requests-6-decide-form")
 		if status := tb.submit(chromedp.Click(chromedp.CSS("#decide button[type=submit]"))); status != http.StatusBadRequest {
 			t.Errorf("a grant with a refusal's reason: HTTP %d, want 400", status)

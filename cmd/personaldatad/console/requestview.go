@@ -67,7 +67,10 @@ var (
 		{"DECISION_REASON_KEPT_UNDER_LAW", "Uppgifterna måste sparas enligt lag, till exempel bokföringslagen (art. 17.3 b)"},
 		{"DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS", "Uppgifterna behövs för rättsliga anspråk (art. 17.3 e)"},
 	}
-	extensionMonths = []option{
+	// erasureExceptions are the reasons that only an erasure request may
+	// be refused for: the exceptions of Art. 17(3).
+	erasureExceptions = []string{"DECISION_REASON_KEPT_UNDER_LAW", "DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS"}
+	extensionMonths   = []option{
 		{"1", "1 månad"},
 		{"2", "2 månader"},
 	}
@@ -199,10 +202,35 @@ func newQueueRow(r *pdv1.RightsRequest, now time.Time) queueRow {
 		Reference: r.GetReference(),
 		Due:       newDue(r, now),
 	}
-	if m := r.GetMissing(); len(m) > 0 {
-		row.Next = missingText(m[0])
+	if openRequest(r.GetState()) {
+		row.Next = nextStep(r)
 	}
 	return row
+}
+
+// reasonsFor are the reasons a request of kind may be decided on: the
+// exceptions to erasure (Art. 17(3)) only for an erasure.
+func reasonsFor(kind pdv1.RightsRequestKind) []option {
+	if kind == pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE {
+		return decisionReasons
+	}
+	return slices.DeleteFunc(slices.Clone(decisionReasons), func(o option) bool { return slices.Contains(erasureExceptions, o.Value) })
+}
+
+// nextStep is what is to be done next with an open request, in words of
+// the step: the first of what the request lacks.
+func nextStep(r *pdv1.RightsRequest) string {
+	switch {
+	case r.GetVerification() == nil && r.GetCode() != nil:
+		return "Styrk identiteten: ange koden som den registrerade fått, eller gör en starkare kontroll"
+	case r.GetVerification() == nil && r.GetDecision() == nil:
+		return "Styrk identiteten: skicka en kod eller gör en starkare kontroll"
+	case r.GetDecision() == nil:
+		return "Besluta: bevilja, bevilja delvis eller avslå"
+	case r.GetState() == pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_GRANTED:
+		return "Utför förfrågan, så får den registrerade svaret"
+	}
+	return ""
 }
 
 func missingText(s string) string {
@@ -264,6 +292,14 @@ type requestView struct {
 	SendCode, ConfirmCode, Attest, Decide, Extend, Forward, Fulfil *form
 	// What the fulfil form asks for, by the request's kind.
 	FulfilAction string
+	// Next is the next step, in words; "" once answered.
+	Next string
+	// Erased, when set, says the person's data was erased (when, and the
+	// ground): no code can be sent, nor a call made, to contact details
+	// that are gone.
+	Erased string
+	// Customers are those the forward form offers: see forwardCustomers.
+	Customers []option
 	// Consents are the subject's live consents, for a withdrawal.
 	Consents []option
 	// ConsentsUnread says the subject's consents could not be read.
@@ -398,6 +434,14 @@ var fulfilActions = map[pdv1.RightsRequestKind]string{
 // newRequestView is r's page as of now, with the forms rpcs allow in its
 // state; consents are the subject's, read for a consent withdrawal.
 func newRequestView(r *pdv1.RightsRequest, now time.Time, rpcs []string, consents []*pdv1.Consent, consentsUnread bool, state *formState) *requestView {
+	return newRequestViewOf(r, now, rpcs, consents, consentsUnread, nil, state)
+}
+
+// newRequestViewOf is newRequestView knowing the subject's record (nil when
+// it was not read): an erased one has no contact details left to verify
+// the identity with.
+func newRequestViewOf(r *pdv1.RightsRequest, now time.Time, rpcs []string, consents []*pdv1.Consent, consentsUnread bool,
+	subject *pdv1.Subject, state *formState) *requestView {
 	id := r.GetRequestId()
 	v := &requestView{
 		ID:                 id,
@@ -415,11 +459,20 @@ func newRequestView(r *pdv1.RightsRequest, now time.Time, rpcs []string, consent
 		ContactChannels:    contactChannels,
 		AttestMethods:      attestMethods,
 		Outcomes:           decisionOutcomes,
-		Reasons:            decisionReasons,
+		Reasons:            reasonsFor(r.GetKind()),
 		Months:             extensionMonths,
 		RestrictionGrounds: restrictionGrounds,
 		ErasureGrounds:     erasureGrounds,
 		ConsentsUnread:     consentsUnread,
+	}
+	if openRequest(r.GetState()) {
+		v.Next = nextStep(r)
+	}
+	if e := subject.GetErasure(); e != nil && subject.GetState() == pdv1.SubjectState_SUBJECT_STATE_ERASED {
+		v.Erased = "Personens uppgifter raderades " + formatTimestamp(e.GetEraseTime()) + " (grund: " + strings.ToLower(erasureGroundLabel(e.GetGround().String())) + ")."
+		if r.GetVerification() == nil && r.GetDecision() == nil {
+			v.Next = "Styrk identiteten med BankID eller id-handling, eller avslå förfrågan"
+		}
 	}
 	if sid := r.GetSubjectId(); sid != "" {
 		v.SubjectPath = subjectPath(sid) + "?forfragan=" + url.PathEscape(id)
@@ -494,8 +547,13 @@ func newRequestView(r *pdv1.RightsRequest, now time.Time, rpcs []string, consent
 	base := requestPath(id)
 	verified := r.GetVerification() != nil
 	if !verified {
-		if mayCall(rpcs, sendCodeRPC) {
+		// An erased person's e-mail address and phone number are gone: no
+		// code can reach them, nor a call back.
+		if mayCall(rpcs, sendCodeRPC) && v.Erased == "" {
 			v.SendCode = newForm("send-code", base+"/send-code", state)
+		}
+		if v.Erased != "" {
+			v.AttestMethods = slices.DeleteFunc(slices.Clone(attestMethods), func(o option) bool { return o.Value == "VERIFICATION_METHOD_CALL_BACK" })
 		}
 		if mayCall(rpcs, confirmCodeRPC) && r.GetCode() != nil {
 			v.ConfirmCode = newForm("confirm-code", base+"/confirm-code", state)

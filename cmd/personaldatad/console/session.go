@@ -10,6 +10,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -140,9 +142,20 @@ func (c *Console) signedIn(h func(http.ResponseWriter, *http.Request, *session))
 		s, err := c.session(r)
 		switch {
 		case errors.Is(err, errNoSession):
-			target := Prefix + "sign-in"
+			q := url.Values{}
 			if _, noCookie := r.Cookie(sessionCookie(r)); noCookie == nil {
-				target += "?orsak=utgangen" // it had one, which no longer counts
+				q.Set("orsak", "utgangen") // it had one, which no longer counts
+			}
+			// Back to the page asked for once signed in; a form sent
+			// is not sent again, so a POST returns to the start.
+			if r.Method == http.MethodGet {
+				if ret := returnPath(r.URL.RequestURI()); ret != "" {
+					q.Set("till", ret)
+				}
+			}
+			target := Prefix + "sign-in"
+			if len(q) > 0 {
+				target += "?" + q.Encode()
 			}
 			http.Redirect(w, r, target, http.StatusSeeOther)
 			return
@@ -174,6 +187,44 @@ type signInData struct {
 	PrincipalID string
 	Token       string // the form's CSRF token (there is no session yet)
 	Reason      string
+	// Return is the console's page to show once signed in, if not the
+	// first section (see returnPath).
+	Return string
+}
+
+// returnPath is p if it is a page of this console to return to after
+// signing in, else "": a path on this origin under Prefix, never a URL of
+// another site ("//host", "/\\host", "https:"), never the sign-in or
+// sign-out itself, and unchanged by cleaning (no "..").
+func returnPath(p string) string {
+	if len(p) > 2000 || !strings.HasPrefix(p, Prefix) || strings.HasPrefix(p, "//") ||
+		strings.ContainsAny(p, "\\\x00\r\n\t ") {
+		return ""
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+		return ""
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean != u.Path || !strings.HasPrefix(clean, Prefix) {
+		return ""
+	}
+	switch clean {
+	case Prefix, Prefix + "sign-in", Prefix + "sign-out":
+		return ""
+	}
+	return u.RequestURI()
+}
+
+// afterSignIn is where a signed-in browser goes from the sign-in form.
+func afterSignIn(r *http.Request) string {
+	if ret := returnPath(r.FormValue("till")); ret != "" {
+		return ret
+	}
+	return sections[0].Path
 }
 
 // signInReasons are the notices the sign-in page shows, by the query
@@ -181,14 +232,14 @@ type signInData struct {
 var signInReasons = map[string]string{
 	"utloggad": "Du är utloggad.",
 	"utgangen": "Din inloggning har gått ut. Logga in igen.",
-	"indragen": "Din inloggning gäller inte längre (token eller behörighet återkallad). Logga in igen.",
+	"indragen": "Din inloggning gäller inte längre: inloggningsnyckeln eller behörigheten är återkallad. Logga in igen, eller be IT-driften om en ny nyckel.",
 }
 
 // signInPage shows the sign-in form, with a token of its own in a cookie
 // and in the form, so that no other site can sign a browser in.
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	if _, err := c.session(r); err == nil {
-		http.Redirect(w, r, sections[0].Path, http.StatusSeeOther)
+		http.Redirect(w, r, afterSignIn(r), http.StatusSeeOther)
 		return
 	}
 	c.renderSignIn(w, r, http.StatusOK, "", nil)
@@ -201,7 +252,7 @@ func (c *Console) renderSignIn(w http.ResponseWriter, r *http.Request, status in
 		Title:   "Logga in",
 		Notice:  signInReasons[r.URL.Query().Get("orsak")],
 		Problem: pr,
-		Data:    signInData{PrincipalID: principalID, Token: token},
+		Data:    signInData{PrincipalID: principalID, Token: token, Return: returnPath(r.FormValue("till"))},
 	})
 }
 
@@ -239,12 +290,12 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	}()
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	if id == "" || token == "" {
-		pr := &problem{Status: http.StatusBadRequest, Message: "Fyll i både principal-id och token."}
+		pr := &problem{Status: http.StatusBadRequest, Message: "Fyll i både ditt användar-id och din inloggningsnyckel."}
 		if id == "" {
-			pr.Fields = append(pr.Fields, fieldProblem{ID: "principal_id", Label: "Principal-id", Message: "måste fyllas i"})
+			pr.Fields = append(pr.Fields, fieldProblem{ID: "principal_id", Label: "Ditt användar-id", Message: "måste fyllas i"})
 		}
 		if token == "" {
-			pr.Fields = append(pr.Fields, fieldProblem{ID: "token", Label: "Token", Message: "måste fyllas i"})
+			pr.Fields = append(pr.Fields, fieldProblem{ID: "token", Label: "Din inloggningsnyckel", Message: "måste fyllas i"})
 		}
 		c.renderSignIn(w, r, http.StatusBadRequest, id, pr)
 		return
@@ -316,7 +367,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, r, signInCookie(r), "", -1)
 	setCookie(w, r, sessionCookie(r), sid, MaxLifetime)
 	c.log.InfoContext(r.Context(), "console: signed in", slog.String("principal", id))
-	http.Redirect(w, r, sections[0].Path, http.StatusSeeOther)
+	http.Redirect(w, r, afterSignIn(r), http.StatusSeeOther)
 }
 
 // Reasons of failed sign-ins that the API's authentication does not see.

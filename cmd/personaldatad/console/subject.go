@@ -42,7 +42,11 @@ func (c *Console) refused(w http.ResponseWriter, r *http.Request, s *session, er
 		return false
 	}
 	c.endSession(w, r, s)
-	http.Redirect(w, r, Prefix+"sign-in?orsak=indragen", http.StatusSeeOther)
+	q := url.Values{"orsak": {"indragen"}}
+	if ret := returnPath(r.URL.RequestURI()); ret != "" && r.Method == http.MethodGet {
+		q.Set("till", ret)
+	}
+	http.Redirect(w, r, Prefix+"sign-in?"+q.Encode(), http.StatusSeeOther)
 	return true
 }
 
@@ -116,7 +120,7 @@ func (c *Console) find(w http.ResponseWriter, r *http.Request, s *session) {
 		if c.refused(w, r, s, err) {
 			return
 		}
-		pr := apiProblem(err, findFields)
+		pr := eitherForm(apiProblem(err, findFields), "find-query")
 		if status.Code(err) == codes.NotFound && pr.Status == http.StatusNotFound {
 			pr.Message = "Ingen person med de uppgifterna finns hos den personuppgiftsansvarige."
 		}
@@ -124,6 +128,23 @@ func (c *Console) find(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	http.Redirect(w, r, subjectPath(res.GetSubject().GetSubjectId()), http.StatusSeeOther)
+}
+
+// eitherFormText says what a field that takes an identity number or an
+// e-mail address takes: both forms, as the label does.
+const eitherFormText = "ska vara ett personnummer med 10 eller 12 siffror, som 19121212-1212, eller en e-postadress, som namn@example.se"
+
+// eitherForm words the problem of the field of element id, which takes an
+// identity number or an e-mail address, so that it names both forms: a
+// value without "@" is sent as an identity number, and the API's words
+// about the digits would mislead who meant neither.
+func eitherForm(pr *problem, id string) *problem {
+	for i, f := range pr.Fields {
+		if f.ID == id && strings.HasPrefix(f.Message, "ska vara 10 eller 12 siffror") {
+			pr.Fields[i].Label, pr.Fields[i].Message = "Personnummer eller e-postadress", eitherFormText
+		}
+	}
+	return pr
 }
 
 func subjectPath(id string) string { return Prefix + "subjects/" + url.PathEscape(id) }

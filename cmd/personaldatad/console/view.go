@@ -4,6 +4,10 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nyaruka/phonenumbers"
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
+
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
@@ -51,7 +55,10 @@ type personView struct {
 	Email, Phone                  string
 	Lines                         []string
 	PostalCode, Locality, Country string
-	HasAddress                    bool
+	// CountryName is the country in Swedish, set only when it is not
+	// Sweden: a Swedish address ends with its locality.
+	CountryName string
+	HasAddress  bool
 }
 
 // Line is address line i (from 1), or "".
@@ -111,13 +118,34 @@ func newPersonView(p *pdv1.Person) *personView {
 		GivenName:      p.GetGivenName(),
 		FamilyName:     p.GetFamilyName(),
 		Email:          displayEmail(p.GetEmail()),
-		Phone:          p.GetPhone(),
+		Phone:          displayPhone(p.GetPhone()),
 	}
 	if a := p.GetPostalAddress(); a != nil {
 		v.HasAddress = true
 		v.Lines, v.PostalCode, v.Locality, v.Country = a.GetLines(), a.GetPostalCode(), a.GetLocality(), a.GetCountryCode()
+		if v.Country != "" && v.Country != "SE" {
+			v.CountryName = countryName(v.Country)
+		}
 	}
 	return v
+}
+
+// displayPhone writes a stored phone number (E.164) as people write it: a
+// Swedish number the Swedish way, "070-123 45 67", any other in its
+// international form, "+47 412 34 567". What does not parse is shown as
+// stored.
+func displayPhone(n string) string {
+	if n == "" {
+		return ""
+	}
+	num, err := phonenumbers.Parse(n, "SE")
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return n
+	}
+	if phonenumbers.GetRegionCodeForNumber(num) == "SE" {
+		return phonenumbers.Format(num, phonenumbers.NATIONAL)
+	}
+	return phonenumbers.Format(num, phonenumbers.INTERNATIONAL)
 }
 
 // Methods whose grant decides which forms the page offers; the service
@@ -143,7 +171,7 @@ func newSubjectView(s *session, doc *pdv1.AccessSubjectResponse, truncated bool,
 		Created:            formatTimestamp(sub.GetCreateTime()),
 		Updated:            formatTimestamp(sub.GetUpdateTime()),
 		Person:             newPersonView(sub.GetPerson()),
-		Retention:          doc.GetRetention().GetPolicy(),
+		Retention:          retentionText(sub, doc.GetRetention().GetAgreementId()),
 		AgreementID:        doc.GetRetention().GetAgreementId(),
 		Truncated:          truncated,
 		Channels:           channels,
@@ -246,4 +274,41 @@ func addressOf(p *personView) string {
 		return "\x00\x00\x00\x00\x00"
 	}
 	return p.Line(1) + "\x00" + p.Line(2) + "\x00" + p.Line(3) + "\x00" + p.PostalCode + "\x00" + p.Locality + "\x00" + p.Country
+}
+
+// countryName is an ISO 3166-1 alpha-2 code's country in Swedish, "Norge",
+// or the code when it names none.
+func countryName(code string) string {
+	r, err := language.ParseRegion(code)
+	if err != nil {
+		return code
+	}
+	if n := display.Swedish.Regions().Name(r); n != "" {
+		return n
+	}
+	return code
+}
+
+// retentionText says in Swedish how long the subject's data is kept, as the
+// service's rule does (service/retention.go, whose words are English): the
+// company's privacy policy for its own customers, the processor agreement
+// for a customer's. What legal holds keep is the page's Lagringskrav.
+func retentionText(sub *pdv1.Subject, agreementID string) string {
+	const holds = " Det som omfattas av ett lagringskrav (se Lagringskrav) sparas efter en radering, enbart lagrat, tills kravet upphör, och tas sedan bort."
+	erased := sub.GetState() == pdv1.SubjectState_SUBJECT_STATE_ERASED
+	if c := sub.GetControllerId(); c != "company" {
+		switch {
+		case erased:
+			return "Uppgifterna sparades för kunden " + c + " enligt ett personuppgiftsbiträdesavtal och raderades på kundens instruktion. " +
+				"Kvar finns bara en markering utan personuppgifter."
+		case agreementID == "":
+			return "Uppgifterna sparas för kunden " + c + ". Inget personuppgiftsbiträdesavtal som täcker dem gäller, så de får bara lagras " +
+				"tills kunden har fått tillbaka dem (export) eller låtit radera dem (GDPR art. 28.3 g)."
+		}
+		return "Uppgifterna sparas för kunden " + c + " så länge kunden ger instruktioner om det, enligt personuppgiftsbiträdesavtal " + agreementID + ". " +
+			"När avtalet upphör bestämmer kunden om uppgifterna ska lämnas tillbaka (export) eller raderas (GDPR art. 28.3 g)."
+	}
+	return "Uppgifterna sparas så länge de behövs för att leverera tjänsterna och så länge lagen kräver det: bokföringsunderlag i sju år " +
+		"efter utgången av det kalenderår de gäller (bokföringslagen). Historiken sparas för att kunna kontrollera tidigare ändringar " +
+		"och underlätta felsökning. Vid radering tas uppgifterna bort och kvar finns bara en markering utan personuppgifter." + holds
 }

@@ -91,6 +91,9 @@ type Config struct {
 	// erasure is recorded there before it is acknowledged; empty keeps
 	// none (tests that do not need it).
 	ErasureLedger string
+	// LetterSender is who the reply letters come from and how the data
+	// subject reaches the company; empty fields are left out.
+	LetterSender service.LetterSender
 	// TracerProvider, when set, traces every request across the HTTP
 	// server, the gateway, gRPC and the store (W3C trace context in and
 	// out); nil turns tracing off.
@@ -197,7 +200,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("-erasure-ledger: %w", err)
 		}
 	}
-	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger})
+	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger, Sender: cfg.LetterSender})
 	// A ledger missing or empty beside a store that holds subjects was
 	// lost (or predates the store's last erasures): made complete again
 	// from the store before anything is served.
