@@ -4,8 +4,13 @@
 # operator's token, when no MongoDB URI is given) and /tmp when a tmpfs is
 # mounted there.
 #
-#   docker build --build-arg VERSION="$(git describe --tags --always)" -t personaldatad .
-#   docker run --read-only --tmpfs /tmp -v pd-data:/data -p 50051:50051 -p 8080:8080 personaldatad
+#   docker build --build-arg VERSION="$(git describe --tags --always)" --build-arg REVISION="$(git rev-parse HEAD)" -t personaldatad .
+#   docker run --read-only --tmpfs /tmp -v pd-data:/data -p 127.0.0.1:50051:50051 -p 127.0.0.1:8080:8080 personaldatad
+#
+# The ports are published on loopback only: 8080 is plain HTTP (the REST API
+# and the console, bearer tokens and personal data in clear) until TLS is
+# configured (-tls-cert, -tls-key); publish on other interfaces only behind
+# TLS or a proxy that terminates it.
 #
 # Production runs against MongoDB and gets its master keys from outside the
 # image and the data (README, "Running several replicas").
@@ -45,6 +50,16 @@ COPY rootfs/ /rootfs/
 FROM ${ROOTFS} AS rootfs
 
 FROM scratch
+# OCI annotations (github.com/opencontainers/image-spec, annotations.md):
+# VERSION as the build stage stamps into the binary, REVISION the commit.
+ARG VERSION=dev
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="personaldatad" \
+      org.opencontainers.image.description="Personal data service: subjects, consents, rights requests and audit over gRPC and REST, with a support console" \
+      org.opencontainers.image.source="https://github.com/example/personaldata" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=rootfs /rootfs/root/ /
 COPY --from=rootfs --chown=65532:65532 /rootfs/data /data
 # Listen beyond loopback inside the container; data in the volume. SQLite puts

@@ -128,13 +128,13 @@ func TestHelpInsteadOfErrors(t *testing.T) {
 // TestEachPrincipalCommandShowsItsOwnFlags: the help of a principal
 // subcommand lists its flags and no other's.
 func TestEachPrincipalCommandShowsItsOwnFlags(t *testing.T) {
-	all := []string{"--id", "--kind", "--tenant", "--purpose", "--rpc", "--description", "--reason"}
+	all := []string{"--id", "--kind", "--tenant", "--purpose", "--rpc", "--description", "--reason", "--output"}
 	for cmd, own := range map[string][]string{
-		"create":      {"--id", "--kind", "--tenant", "--purpose", "--rpc", "--description"},
+		"create":      {"--id", "--kind", "--tenant", "--purpose", "--rpc", "--description", "--output"},
 		"get":         {"--id"},
 		"list":        {},
 		"update":      {"--id", "--tenant", "--purpose", "--rpc"},
-		"issue-token": {"--id"},
+		"issue-token": {"--id", "--output"},
 		"revoke":      {"--id", "--reason"},
 	} {
 		out, err := noServer("principal", cmd, "--help")

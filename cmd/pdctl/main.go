@@ -17,8 +17,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"slices"
@@ -28,8 +30,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
@@ -214,15 +219,91 @@ func (c conn) dial() (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithChainUnaryInterceptor(c.explainUnaryFailure), grpc.WithChainStreamInterceptor(c.explainStreamFailure)}
 	if c.cert == "" {
 		b, err := os.ReadFile(c.tokenFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no token file %s: give the file holding your bearer token with --token-file FILE or PDCTL_TOKEN_FILE=FILE "+
+				"(the server writes the first operator's token to operator.token in its data directory), or a client certificate with --cert and --key", c.tokenFile)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("read token: %w", err)
+			return nil, fmt.Errorf("read the token file (--token-file, PDCTL_TOKEN_FILE): %w", err)
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: strings.TrimSpace(string(b)), secure: c.caFile != ""}))
 	}
-	return grpc.NewClient(c.addr, opts...)
+	cc, err := grpc.NewClient(c.addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--addr %q (PDCTL_ADDR): %w", c.addr, err)
+	}
+	return cc, nil
+}
+
+// unreachable is a call's failure to reach the server at all, as opposed to
+// the server's own UNAVAILABLE (a full disk) on a working connection: it
+// names the address tried and how to give another. The gRPC status stays
+// readable (status.Code) through Unwrap.
+type unreachable struct {
+	addr, hint string
+	err        error
+}
+
+func (u *unreachable) Error() string {
+	cause := status.Convert(u.err).Message()
+	// The transport's message nests its causes ("connection error: desc =
+	// \"transport: Error while dialing: dial tcp …: connect: connection
+	// refused\""): the innermost says what happened.
+	if i := strings.LastIndex(cause, ": "); i >= 0 {
+		cause = cause[i+2:]
+	}
+	if cause == "produced zero addresses" {
+		cause = "the name resolves to no address"
+	}
+	return fmt.Sprintf("cannot reach personaldatad at %s (%s): %s", u.addr, u.hint, strings.Trim(cause, `"`))
+}
+
+func (u *unreachable) Unwrap() error { return u.err }
+
+// explain turns a failure of the connection (UNAVAILABLE or a deadline met
+// while not connected) into an unreachable error.
+func (c conn) explain(cc *grpc.ClientConn, err error) error {
+	code := status.Code(err)
+	if err == nil || code != codes.Unavailable && code != codes.DeadlineExceeded || cc.GetState() == connectivity.Ready {
+		return err
+	}
+	hint := "is it running? give its gRPC address with --addr HOST:PORT or PDCTL_ADDR"
+	if c.caFile == "" {
+		hint += "; --ca FILE if it serves TLS"
+	}
+	return &unreachable{addr: c.addr, hint: hint, err: err}
+}
+
+func (c conn) explainUnaryFailure(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return c.explain(cc, invoker(ctx, method, req, reply, cc, opts...))
+}
+
+func (c conn) explainStreamFailure(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, c.explain(cc, err)
+	}
+	return &explainedStream{ClientStream: s, c: c, cc: cc}, nil
+}
+
+// explainedStream explains the failures of a stream's messages, where a
+// server stream's first failure to connect shows.
+type explainedStream struct {
+	grpc.ClientStream
+	c  conn
+	cc *grpc.ClientConn
+}
+
+func (s *explainedStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == io.EOF {
+		return err
+	}
+	return s.c.explain(s.cc, err)
 }
 
 // bearer sends the token with every call.

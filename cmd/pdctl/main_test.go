@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,7 +62,7 @@ func TestPrincipalCommands(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	token := lines[len(lines)-1]
-	if !strings.HasPrefix(token, "pd1.billing.") || !strings.Contains(out, "PURPOSE_INVOICING") {
+	if !strings.HasPrefix(token, "pd1.billing.") || !strings.Contains(out, "purposes: invoicing") {
 		t.Fatalf("create printed %q", out)
 	}
 	billingFile := filepath.Join(dir, "billing.token")
@@ -208,4 +209,115 @@ func TestRegisterCommand(t *testing.T) {
 	if len(reg.GetController().GetPurposes()) == 0 || reg.GetController().GetSecurity().GetCurrentMasterKeyVersion() != 1 {
 		t.Errorf("register: %v", reg.GetController())
 	}
+}
+
+// TestTokenOutput: principal create and issue-token print what -o asks for:
+// the token alone (-o token, --output token), one JSON object with the
+// principal and the token (-o json), or by default a summary for people
+// with the token on the last line. An unknown format is refused before
+// anything is created, so no token is issued and lost.
+func TestTokenOutput(t *testing.T) {
+	dir := t.TempDir()
+	pdctl, operator := startServer(t, dir)
+	works := func(what, token string) {
+		t.Helper()
+		file := filepath.Join(dir, "t.token")
+		if err := os.WriteFile(file, []byte(token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := pdctl(file, "whoami"); err != nil || !strings.Contains(out, `"billing`) {
+			t.Errorf("%s: the token %q does not work: %q %v", what, token, out, err)
+		}
+	}
+	tokenLine := regexp.MustCompile(`^pd1\.billing-\d\.\S+\n$`)
+	for i, args := range [][]string{{"-o", "token"}, {"--output", "token"}, {"-otoken"}, {"--output=token"}, {"-output", "token"}} {
+		id := "billing-" + string(rune('1'+i))
+		out, err := pdctl(operator, append([]string{"principal", "create", "--id", id, "--kind", "billing-system", "--tenant", "company"}, args...)...)
+		if err != nil || !tokenLine.MatchString(out) {
+			t.Fatalf("create %q: %q, %v; want the token alone", args, out, err)
+		}
+		works(strings.Join(args, " "), strings.TrimSpace(out))
+	}
+	out, err := pdctl(operator, "principal", "issue-token", "--id", "billing-1", "-o", "token")
+	if err != nil || !tokenLine.MatchString(out) {
+		t.Fatalf("issue-token -o token: %q, %v", out, err)
+	}
+	works("issue-token -o token", strings.TrimSpace(out))
+
+	for _, args := range [][]string{
+		{"principal", "create", "--id", "billing-8", "--kind", "billing-system", "--tenant", "company", "-o", "json"},
+		{"principal", "issue-token", "--id", "billing-8", "-o", "json"},
+	} {
+		out, err := pdctl(operator, args...)
+		var res pdv1.CreatePrincipalResponse // the same fields as IssueTokenResponse
+		if err != nil || protojson.Unmarshal([]byte(out), &res) != nil || res.GetPrincipal().GetPrincipalId() != "billing-8" {
+			t.Fatalf("%q: %q, %v; want one JSON object", args[1], out, err)
+		}
+		works(args[1]+" -o json", res.GetToken())
+	}
+
+	for _, args := range [][]string{
+		{"principal", "create", "--id", "billing-9", "--kind", "billing-system", "--tenant", "company"},
+		{"principal", "issue-token", "--id", "billing-9"},
+	} {
+		out, err := pdctl(operator, args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if err != nil || strings.Contains(out, "{") || !strings.Contains(out, "principal billing-9 (billing-system)") || !strings.Contains(out, "invoicing") {
+			t.Fatalf("%q: %q, %v; want a summary", args[1], out, err)
+		}
+		works(args[1], lines[len(lines)-1])
+	}
+
+	for _, args := range [][]string{
+		{"principal", "create", "--id", "billing-10", "--kind", "billing-system", "--tenant", "company", "-o", "yaml"},
+		{"principal", "issue-token", "--id", "billing-9", "-o", "tokens"},
+	} {
+		if out, err := pdctl(operator, args...); err == nil || !strings.Contains(err.Error(), "text, json or token") || out != "" {
+			t.Errorf("%q with an unknown format: %q, %v", args[1], out, err)
+		}
+	}
+	if _, err := pdctl(operator, "principal", "get", "--id", "billing-10"); status.Code(unwrapAll(err)) != codes.NotFound {
+		t.Errorf("create -o yaml created the principal: %v", err)
+	}
+}
+
+// TestNoTokenFileNamesTheFlag: run where there is no token file (outside the
+// repository), pdctl says which file it looked for and how to give one.
+func TestNoTokenFileNamesTheFlag(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "operator.token")
+	_, err := noServerWith("--token-file", missing, "whoami")
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "--token-file") ||
+		!strings.Contains(err.Error(), "PDCTL_TOKEN_FILE") || !strings.Contains(err.Error(), "--cert") {
+		t.Fatalf("whoami with no token file: %v", err)
+	}
+}
+
+// TestUnreachableServerNamesTheAddress: with no server at the address,
+// pdctl names the address it tried and how to give another, not the raw
+// transport error; the gRPC code is still UNAVAILABLE.
+func TestUnreachableServerNamesTheAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	token := filepath.Join(t.TempDir(), "t.token")
+	if err := os.WriteFile(token, []byte("pd1.x.y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"whoami"}, {"audit", "verify", "--chain", "principals"}} {
+		_, err := noServerWith(append([]string{"--addr", addr, "--token-file", token}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "cannot reach personaldatad at "+addr) || !strings.Contains(err.Error(), "--addr") ||
+			!strings.Contains(err.Error(), "PDCTL_ADDR") || strings.Contains(err.Error(), "transport") || status.Code(err) != codes.Unavailable {
+			t.Errorf("%q with no server: %v", args, err)
+		}
+	}
+}
+
+// noServerWith runs pdctl with args alone.
+func noServerWith(args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := execute(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	return out.String() + errOut.String(), err
 }

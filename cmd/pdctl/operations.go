@@ -47,7 +47,7 @@ them as the mailer would send them, and --ack prints and acknowledges each one,
 as the mailer does once it has sent it (it is then removed). For development;
 the mailer itself streams them.`,
 		Example: `  pdctl outbox
-  pdctl principal create --id mailer-dev --kind mailer --tenant company | tail -1 > mailer.token
+  pdctl principal create --id mailer-dev --kind mailer --tenant company -o token > mailer.token
   pdctl --token-file mailer.token outbox --ack`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -67,14 +69,23 @@ func (a *app) principalCommand() *cobra.Command {
 func (a *app) principalCreateCommand() *cobra.Command {
 	var id, kind, desc string
 	var g grantFlags
+	var o output
 	cmd := &cobra.Command{
-		Use:   "create --id ID --kind KIND --tenant T[,T...] [--purpose P,...] [--rpc METHOD,...]",
+		Use:   "create --id ID --kind KIND --tenant T[,T...] [--purpose P,...] [--rpc METHOD,...] [-o text|json|token]",
 		Short: "Create a principal and print its token, once",
-		Long: `Create a principal. Its bearer token is printed once, on the last line, and is
-not kept anywhere else: store it as a secret.`,
-		Example: `  pdctl principal create --id support-1 --kind support-staff --tenant company --purpose support,invoicing | tail -1`,
-		Args:    cobra.NoArgs,
+		Long: `Create a principal. Its bearer token is printed once and is not kept anywhere
+else: store it as a secret. -o token prints the token alone, for scripts;
+-o json prints the principal and the token as one JSON object; the default,
+-o text, a summary for people with the token on the last line.`,
+		Example: `  pdctl principal create --id support-1 --kind support-staff --tenant company --purpose support,invoicing
+  pdctl principal create --id billing --kind billing-system --tenant company -o token > billing.token
+  TOKEN=$(pdctl principal create --id support-1 --kind support-staff --tenant company -o token)
+  pdctl principal create --id support-1 --kind support-staff --tenant company -o json | jq -r .token`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			k, err := enumValue(pdv1.PrincipalKind_value, "PRINCIPAL_KIND_", kind)
 			if err != nil {
 				return fmt.Errorf("--kind: %w", err)
@@ -87,10 +98,11 @@ not kept anywhere else: store it as a secret.`,
 				res, err := c.CreatePrincipal(ctx, &pdv1.CreatePrincipalRequest{IdempotencyKey: idempotencyKey(), Principal: &pdv1.Principal{
 					PrincipalId: id, Kind: pdv1.PrincipalKind(k), TenantIds: list(g.tenants), Purposes: ps, Rpcs: list(g.rpcs), Description: desc,
 				}})
-				return printToken(a.out, res.GetPrincipal(), res.GetToken(), err)
+				return o.print(a.out, res, err)
 			})
 		},
 	}
+	o.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&id, "id", "", "principal id")
 	f.StringVar(&kind, "kind", "", "kind: "+joinNames(kindNames()))
@@ -188,17 +200,27 @@ sets that grant back to the default of the principal's kind.`,
 
 func (a *app) principalIssueTokenCommand() *cobra.Command {
 	var id string
+	var o output
 	cmd := &cobra.Command{
-		Use:   "issue-token --id ID",
+		Use:   "issue-token --id ID [-o text|json|token]",
 		Short: "Issue a new token for a principal and print it, once",
-		Args:  cobra.NoArgs,
+		Long: `Issue a new bearer token for a principal (its earlier tokens stay valid until
+the principal is revoked) and print it once, as principal create does:
+-o token prints the token alone, -o json the principal and the token as one
+JSON object, the default -o text a summary with the token on the last line.`,
+		Example: `  pdctl principal issue-token --id support-1 -o token > support-1.token`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			return a.principals(cmd, func(ctx context.Context, c pdv1.PrincipalServiceClient) error {
 				res, err := c.IssueToken(ctx, &pdv1.IssueTokenRequest{IdempotencyKey: idempotencyKey(), PrincipalId: id})
-				return printToken(a.out, res.GetPrincipal(), res.GetToken(), err)
+				return o.print(a.out, res, err)
 			})
 		},
 	}
+	o.add(cmd)
 	cmd.Flags().StringVar(&id, "id", "", "principal id")
 	_ = cmd.MarkFlagRequired("id")
 	return cmd
@@ -223,11 +245,57 @@ func (a *app) principalRevokeCommand() *cobra.Command {
 	return cmd
 }
 
-func printToken(out io.Writer, p *pdv1.Principal, token string, err error) error {
-	if err := printJSON(out, p, err); err != nil {
+// output is the -o flag of the commands that print a new token.
+type output struct{ format string }
+
+// outputFormats are its values; the first is the default.
+var outputFormats = []string{"text", "json", "token"}
+
+func (o *output) add(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&o.format, "output", "o", outputFormats[0], "what to print: text (a summary, the token on the last line), json (the principal and the token as one object) or token (the token alone, for scripts)")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(outputFormats, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// check refuses an unknown format before anything is created, so no token
+// is issued and lost to a typo.
+func (o *output) check() error {
+	if !slices.Contains(outputFormats, o.format) {
+		return fmt.Errorf("-o/--output: unknown format %q: text, json or token", o.format)
+	}
+	return nil
+}
+
+// tokenResponse is a reply with a new token: CreatePrincipalResponse or
+// IssueTokenResponse.
+type tokenResponse interface {
+	proto.Message
+	GetPrincipal() *pdv1.Principal
+	GetToken() string
+}
+
+func (o *output) print(out io.Writer, res tokenResponse, err error) error {
+	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, "token (shown once; store it as a secret):\n%s\n", token)
+	if res.GetToken() == "" {
+		// Only a replay of the same request, which pdctl never sends.
+		return errors.New("the server sent no token: it shows a token once, and this was a repeated request")
+	}
+	switch o.format {
+	case "json":
+		return printJSON(out, res, nil)
+	case "token":
+		_, err := fmt.Fprintln(out, res.GetToken())
+		return err
+	}
+	p := res.GetPrincipal()
+	var purposes []string
+	for _, v := range p.GetPurposes() {
+		purposes = append(purposes, strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(v.String(), "PURPOSE_"), "_", "-")))
+	}
+	kind := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(p.GetKind().String(), "PRINCIPAL_KIND_"), "_", "-"))
+	_, err = fmt.Fprintf(out, "principal %s (%s), version %d\n  tenants:  %s\n  purposes: %s\n  rpcs:     %d methods (pdctl principal get --id %s lists them)\ntoken (shown once; store it as a secret):\n%s\n",
+		p.GetPrincipalId(), kind, p.GetVersion(), strings.Join(p.GetTenantIds(), ", "), strings.Join(purposes, ", "), len(p.GetRpcs()), p.GetPrincipalId(), res.GetToken())
 	return err
 }
 

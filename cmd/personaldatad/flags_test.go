@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/example/personaldata/store"
 )
@@ -38,5 +43,97 @@ func TestDurabilityFlag(t *testing.T) {
 				t.Fatalf("parseFlags(%q): durability %q, %v; want %q", c.args, got.durability, err, c.want)
 			}
 		})
+	}
+}
+
+// TestHelpExitsZero: -h and -help print the usage on stdout, naming each
+// flag's variable, and exit 0; an unknown flag exits 1 with one line.
+func TestHelpExitsZero(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"--help"}, {"restore", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		if code := runMain(context.Background(), args, &stdout, &stderr); code != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, code, stderr.String())
+		}
+		for _, want := range []string{"Usage: personaldatad", "-grpc-addr", "PERSONALDATA_GRPC_ADDR", "-drain-delay"} {
+			if !strings.Contains(stdout.String(), want) {
+				t.Errorf("%q: the usage lacks %q:\n%s", args, want, stdout.String())
+			}
+		}
+		if stderr.Len() != 0 {
+			t.Errorf("%q: stderr %q", args, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := runMain(context.Background(), []string{"-grpc-adr", "x"}, &stdout, &stderr); code != 1 ||
+		strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "-grpc-adr") || !strings.Contains(stderr.String(), "personaldatad -h") {
+		t.Errorf("an unknown flag: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestHelpShowsNoVariableValues: the usage shows the built-in defaults, not
+// the environment's values, which may be secrets (a MongoDB URI's password).
+func TestHelpShowsNoVariableValues(t *testing.T) {
+	t.Setenv("PERSONALDATA_MONGO_URI", "mongodb://pd:hunter2@db.example.test")
+	_, err := parseFlags([]string{"-h"})
+	var h *helpRequested
+	if !errors.As(err, &h) || strings.Contains(h.usage, "hunter2") || !strings.Contains(h.usage, "PERSONALDATA_MONGO_URI") {
+		t.Fatalf("-h with a URI in the environment: %v", err)
+	}
+	// The variable is still read.
+	if c, err := parseFlags(nil); err != nil || c.mongoURI != "mongodb://pd:hunter2@db.example.test" {
+		t.Fatalf("PERSONALDATA_MONGO_URI: %q, %v", c.mongoURI, err)
+	}
+}
+
+// TestEnvironmentVariables: every flag but -version reads its variable, the
+// flag wins, and a variable that cannot be read is an error naming it.
+func TestEnvironmentVariables(t *testing.T) {
+	t.Setenv("PERSONALDATA_GRPC_ADDR", ":1")
+	t.Setenv("PERSONALDATA_DRAIN_DELAY", "7s")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317")
+	c, err := parseFlags([]string{"-drain-delay", "3s"})
+	if err != nil || c.grpcAddr != ":1" || c.drainDelay != 3*time.Second || c.otlpEndpoint != "http://collector:4317" {
+		t.Fatalf("parseFlags: %+v, %v", c, err)
+	}
+	t.Setenv("PERSONALDATA_SHUTDOWN_TIMEOUT", "soon")
+	if _, err := parseFlags(nil); err == nil || !strings.Contains(err.Error(), "PERSONALDATA_SHUTDOWN_TIMEOUT") {
+		t.Fatalf("an unreadable duration: %v", err)
+	}
+}
+
+// TestUnknownVariablesWarned: a misspelt PERSONALDATA_ variable is warned
+// about at start, one line naming it (never its value) and the variable it
+// was likely meant to be; known variables and other programs' are not.
+func TestUnknownVariablesWarned(t *testing.T) {
+	t.Setenv("PERSONALDATA_DURABILTY", "normal-secret")
+	t.Setenv("PERSONALDATA_COLOUR", "blue-secret")
+	t.Setenv("PERSONALDATA_DURABILITY", "full")
+	t.Setenv("PERSONALDATA_MASTER_KEYS", "{}")
+	t.Setenv("PERSONALDATA_TEST_MONGO_URI", "mongodb://x")
+	c, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := newLogger(&logs, slog.LevelInfo)
+	for _, u := range c.unknownEnv {
+		u.warn(log)
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 || strings.Contains(logs.String(), "secret") ||
+		!strings.Contains(lines[0], `"variable":"PERSONALDATA_COLOUR"`) || strings.Contains(lines[0], "did_you_mean") ||
+		!strings.Contains(lines[1], `"variable":"PERSONALDATA_DURABILTY","did_you_mean":"PERSONALDATA_DURABILITY"`) ||
+		!strings.Contains(lines[1], `"level":"WARN"`) {
+		t.Fatalf("warnings:\n%s", logs.String())
+	}
+}
+
+// TestDurationsLoggedInMilliseconds: a duration is logged as milliseconds,
+// a number under a key naming the unit, not as nanoseconds.
+func TestDurationsLoggedInMilliseconds(t *testing.T) {
+	var logs bytes.Buffer
+	newLogger(&logs, slog.LevelInfo).Info("draining", slog.Duration("delay", 5*time.Second), slog.Duration("took", 1234567*time.Nanosecond))
+	if s := logs.String(); !strings.Contains(s, `"delay_ms":5000,`) || !strings.Contains(s, `"took_ms":1.235`) {
+		t.Fatalf("logged %s", s)
 	}
 }

@@ -102,7 +102,8 @@ func TestImage(t *testing.T) {
 	// The label marks this build's stage and layer images, for the cleanup.
 	label := fmt.Sprintf("personaldata.image-test=%d", stamp)
 	start := time.Now()
-	must("build", "--quiet", "--build-arg", "ROOTFS=prebuilt", "--label", label, "--file", dockerfile, "--tag", image, ctxDir)
+	must("build", "--quiet", "--build-arg", "ROOTFS=prebuilt", "--build-arg", "VERSION=image-test", "--build-arg", "REVISION=0123abc",
+		"--label", label, "--file", dockerfile, "--tag", image, ctxDir)
 	t.Logf("image built in %v", time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		_, _ = run("rmi", "--force", image)
@@ -119,6 +120,7 @@ func TestImage(t *testing.T) {
 		ExposedPorts map[string]struct{}
 		Volumes      map[string]struct{}
 		WorkingDir   string
+		Labels       map[string]string
 	}
 	if err := json.Unmarshal([]byte(must("image", "inspect", "--format", "{{json .Config}}", image)), &cfg); err != nil {
 		t.Fatal(err)
@@ -127,6 +129,21 @@ func TestImage(t *testing.T) {
 		cfg.WorkingDir != "/data" || len(cfg.Volumes) != 1 || cfg.Volumes["/data"] != struct{}{} ||
 		len(cfg.ExposedPorts) != 2 || !slices.Contains(cfg.Env, "PERSONALDATA_DATA_DIR=/data") {
 		t.Errorf("image config: %+v", cfg)
+	}
+	// The OCI annotations, the version and revision from the build args.
+	for k, want := range map[string]string{
+		"org.opencontainers.image.title":    "personaldatad",
+		"org.opencontainers.image.source":   "https://github.com/example/personaldata",
+		"org.opencontainers.image.licenses": "Apache-2.0",
+		"org.opencontainers.image.version":  "image-test",
+		"org.opencontainers.image.revision": "0123abc",
+	} {
+		if cfg.Labels[k] != want {
+			t.Errorf("label %s: %q, want %q", k, cfg.Labels[k], want)
+		}
+	}
+	if !strings.Contains(cfg.Labels["org.opencontainers.image.description"], "Personal data") {
+		t.Errorf("no description label: %v", cfg.Labels)
 	}
 	t.Logf("image size %s bytes", must("image", "inspect", "--format", "{{.Size}}", image))
 

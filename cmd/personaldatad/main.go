@@ -7,11 +7,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,15 +38,36 @@ import (
 func main() {
 	server.TuneRuntime()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := realMain(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "personaldatad:", err)
-		os.Exit(1)
-	}
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
-// config is the command line; each flag has an environment variable of the
-// same name in upper case with a PERSONALDATA_ prefix, read as its default.
+// runMain runs the command line and returns the exit status: -h and -help
+// print the usage on stdout and exit 0; any other error is one line on
+// stderr and exit 1.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := realMain(ctx, args)
+	if h := (*helpRequested)(nil); errors.As(err, &h) {
+		fmt.Fprint(stdout, h.usage)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "personaldatad:", err)
+		return 1
+	}
+	return 0
+}
+
+// helpRequested is parseFlags' answer to -h or -help: the usage to print.
+type helpRequested struct{ usage string }
+
+func (h *helpRequested) Error() string { return "help requested" }
+func (h *helpRequested) Unwrap() error { return flag.ErrHelp }
+
+// config is the command line; each flag but -version has an environment
+// variable of the same name in upper case with a PERSONALDATA_ prefix, read
+// when the flag is not given.
 type config struct {
 	grpcAddr, httpAddr         string
 	mongoURI, dataDir          string
@@ -57,20 +82,39 @@ type config struct {
 	retentionSweepInterval     time.Duration
 	drainDelay, shutdownTimout time.Duration
 	version                    bool
+	// unknownEnv are the PERSONALDATA_ variables no flag reads (a
+	// misspelling, most likely), to warn about: names, never values.
+	unknownEnv []unknownVar
 }
+
+// envPrefix starts the name of every environment variable of the service.
+const envPrefix = "PERSONALDATA_"
+
+// otherEnv are the PERSONALDATA_ variables read by something other than a
+// flag: the keys themselves, the billing client's token, and the tests'
+// switches (a developer's shell may hold them while running the server).
+var otherEnv = []string{"PERSONALDATA_MASTER_KEYS", "PERSONALDATA_TOKEN", "PERSONALDATA_SKIP_BROWSER", "PERSONALDATA_SCREENSHOTS", "PERSONALDATA_TEST_*"}
 
 func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("personaldatad", flag.ContinueOnError)
+	var usage strings.Builder
+	fs.SetOutput(&usage)
+	fs.Usage = func() {
+		fmt.Fprint(&usage, "Usage: personaldatad [flags]\n       personaldatad restore --from FILE [flags]\n\n"+
+			"Each flag but -version may be given in the environment instead, as PERSONALDATA_ and its name in\n"+
+			"upper case with _ for - (-grpc-addr is PERSONALDATA_GRPC_ADDR); a flag wins over its variable.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	for _, add := range extra {
 		add(fs)
 	}
+	// The flags with a variable; the defaults shown in the usage are the
+	// built-in ones, never a variable's value (a URI may hold a password).
+	var withEnv []string
 	str := func(p *string, name, def, usage string) {
-		env := "PERSONALDATA_" + envName(name)
-		if v, ok := os.LookupEnv(env); ok {
-			def = v
-		}
-		fs.StringVar(p, name, def, usage+" (env "+env+")")
+		withEnv = append(withEnv, name)
+		fs.StringVar(p, name, def, usage+" (env "+envPrefix+envName(name)+")")
 	}
 	str(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "REST gateway, OpenAPI, metrics and health listen address")
@@ -85,7 +129,7 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.keeperURL, "master-key-keeper", "", "URL of the key service that wraps the key file (gocloud.dev/secrets): hashivault://KEY for Vault's transit engine (VAULT_SERVER_URL, VAULT_SERVER_TOKEN), base64key://KEY for a local key in tests; the file then holds only ciphertext")
 	str(&c.erasureLedger, "erasure-ledger", "", "the erasure ledger, an append-only file of every erasure (ids, times, grounds) that a restore re-applies; default <data-dir>/"+ledger.DefaultName+"; in production put it on another disk than the data (see the README's Backups)")
 	str(&c.metricsAddr, "metrics-addr", "", "listen address of /metrics alone (such as :9090), for a network that keeps it to the scrapers; empty serves /metrics on -http-addr")
-	str(&c.otlpEndpoint, "otlp-endpoint", os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "OpenTelemetry collector (OTLP over gRPC) to send traces to, such as http://collector:4317; tracing is off when empty (also read from OTEL_EXPORTER_OTLP_ENDPOINT)")
+	str(&c.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector (OTLP over gRPC) to send traces to, such as http://collector:4317; tracing is off when empty (also read from OTEL_EXPORTER_OTLP_ENDPOINT)")
 	str(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS on both listeners")
 	str(&c.tlsKey, "tls-key", "", "TLS key file (PEM)")
 	str(&c.tlsClient, "tls-client-ca", "", "CA file (PEM) for client certificates (mutual TLS); the certificate's common name is the principal id")
@@ -94,28 +138,44 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.sender.Email, "letter-sender-email", "", "the support's e-mail address in the reply letters")
 	str(&c.sender.Phone, "letter-sender-phone", "", "the support's phone number in the reply letters")
 	str(&c.sender.Web, "letter-sender-web", "", "the web address of the privacy policy or contact form in the reply letters")
-	var envErr error
 	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
-		env := "PERSONALDATA_" + envName(name)
-		if v, ok := os.LookupEnv(env); ok {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", env, err))
-			}
-			def = d
-		}
-		fs.DurationVar(p, name, def, usage+" (env "+env+")")
+		withEnv = append(withEnv, name)
+		fs.DurationVar(p, name, def, usage+" (env "+envPrefix+envName(name)+")")
 	}
 	dur(&c.retentionSweepInterval, "retention-sweep-interval", time.Hour, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass)")
 	dur(&c.drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long to go on serving while reporting not ready, before the listeners close")
 	dur(&c.shutdownTimout, "shutdown-timeout", 20*time.Second, "then, how long calls in flight may take to finish before they are cut")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, &helpRequested{usage: usage.String()}
+		}
+		return c, fmt.Errorf("%w (see personaldatad -h)", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (see personaldatad -h)", fs.Arg(0))
+	}
+	// Then the variables of the flags not given.
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if !given["otlp-endpoint"] {
+		c.otlpEndpoint = os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	}
+	known := map[string]bool{}
+	var envErr error
+	for _, name := range withEnv {
+		env := envPrefix + envName(name)
+		known[env] = true
+		if v, ok := os.LookupEnv(env); ok && !given[name] {
+			if err := fs.Set(name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	}
 	if envErr != nil {
 		return c, envErr
 	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
+	c.unknownEnv = unknownEnv(os.Environ(), known)
 	d, err := store.ParseDurability(durability)
 	if err != nil {
 		return c, fmt.Errorf("-durability: %w", err)
@@ -139,6 +199,65 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 		c.keyFile = filepath.Join(c.dataDir, "keyring.json")
 	}
 	return c, nil
+}
+
+// unknownVar is a PERSONALDATA_ variable nothing reads, and the known one
+// its name is closest to, if any is close.
+type unknownVar struct{ name, closest string }
+
+// warn logs it, one line: its name, never its value.
+func (u unknownVar) warn(log *slog.Logger) {
+	attrs := []any{slog.String("variable", u.name)}
+	if u.closest != "" {
+		attrs = append(attrs, slog.String("did_you_mean", u.closest))
+	}
+	log.Warn("unknown environment variable ignored: no flag reads it", attrs...)
+}
+
+// unknownEnv are the PERSONALDATA_ variables of env that are neither known
+// nor in otherEnv, by name.
+func unknownEnv(env []string, known map[string]bool) []unknownVar {
+	var out []unknownVar
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || known[name] || slices.ContainsFunc(otherEnv, func(o string) bool {
+			prefix, wildcard := strings.CutSuffix(o, "*")
+			return name == o || wildcard && strings.HasPrefix(name, prefix)
+		}) {
+			continue
+		}
+		u := unknownVar{name: name}
+		bestDist := 3 // at most two letters off
+		for k := range known {
+			if d := editDistance(name, k); d < bestDist || d == bestDist && k < u.closest {
+				u.closest, bestDist = k, d
+			}
+		}
+		out = append(out, u)
+	}
+	slices.SortFunc(out, func(a, b unknownVar) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // envName turns a flag name into the tail of its environment variable.
@@ -171,7 +290,10 @@ func realMain(ctx context.Context, args []string) error {
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(os.Stderr, level)
+	for _, u := range c.unknownEnv {
+		u.warn(log)
+	}
 
 	var tp trace.TracerProvider
 	if c.otlpEndpoint != "" {
@@ -278,4 +400,24 @@ func metricsURL(c config, scheme string, srv *server.Server) string {
 		return "http://" + srv.MetricsAddr() + "/metrics"
 	}
 	return scheme + srv.HTTPAddr() + "/metrics"
+}
+
+// newLogger writes JSON lines to w. A duration is logged as a number of
+// milliseconds under its key with _ms added ("delay_ms": 5000), not as
+// slog's nanoseconds: readable, and still a number that log queries can
+// compare and sum, under a key that says its unit.
+func newLogger(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: durationsInMilliseconds}))
+}
+
+func durationsInMilliseconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key+"_ms", milliseconds(a.Value.Duration()))
+	}
+	return a
+}
+
+// milliseconds is d in milliseconds, to the microsecond.
+func milliseconds(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
 }

@@ -39,7 +39,10 @@ func restoreMain(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	log := newLogger(os.Stderr, slog.LevelInfo)
+	for _, u := range c.unknownEnv {
+		u.warn(log)
+	}
 	if replay {
 		if from != "" {
 			return errors.New("restore: --replay-erasures replays the ledgers on a restored database; it takes no --from")

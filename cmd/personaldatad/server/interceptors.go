@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
@@ -63,69 +66,113 @@ func (m *metrics) instrumentHTTP(name string, h http.Handler) http.Handler {
 		promhttp.InstrumentHandlerCounter(m.httpRequests.MustCurryWith(labels), h))
 }
 
-// logUnary logs each RPC's method, status code and duration; never the
-// request, the response or the status message.
+// logUnary and logStream log one "rpc" line per call, with go-grpc-middleware's
+// logging interceptors: the method, the status code and the duration in
+// milliseconds; never the request, the response or the status message.
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		logRPC(ctx, log, info.FullMethod, err, start)
-		return resp, err
-	}
+	return logging.UnaryServerInterceptor(rpcLogger(log), rpcLogOptions...)
 }
 
-// logRPC writes the one line per RPC: method, code, duration (and attrs);
-// successes at debug level, faults at error.
-func logRPC(ctx context.Context, log *slog.Logger, method string, err error, start time.Time, attrs ...slog.Attr) {
-	code := status.Code(err)
-	level := slog.LevelInfo
+func logStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return logging.StreamServerInterceptor(rpcLogger(log), rpcLogOptions...)
+}
+
+// durationKey is the key of an RPC's duration in its log line.
+const durationKey = "duration_ms"
+
+// rpcLogOptions: a line when a call ends (none when it starts, none for its
+// messages), levelled by code, with the duration in milliseconds.
+var rpcLogOptions = []logging.Option{
+	logging.WithLogOnEvents(logging.FinishCall),
+	logging.WithLevels(func(code codes.Code) logging.Level { return logging.Level(rpcLevel(code)) }),
+	logging.WithDurationField(func(d time.Duration) logging.Fields { return logging.Fields{durationKey, milliseconds(d)} }),
+}
+
+// rpcLogger adapts slog to the middleware. Of the fields it offers it keeps
+// the method, the code and the duration, by name: never the error (which is
+// the status message, that may quote a value), the peer's address, the
+// payloads or anything a later version adds.
+func rpcLogger(log *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, level logging.Level, _ string, fields ...any) {
+		var service, method, code string
+		var ms float64
+		for it := logging.Fields(fields).Iterator(); it.Next(); {
+			switch k, v := it.At(); k {
+			case logging.ServiceFieldKey:
+				service, _ = v.(string)
+			case logging.MethodFieldKey:
+				method, _ = v.(string)
+			case "grpc.code":
+				code, _ = v.(string)
+			case durationKey:
+				ms, _ = v.(float64)
+			}
+		}
+		rpcLine(ctx, log, slog.Level(level), "/"+service+"/"+method, code, ms)
+	})
+}
+
+// rpcLevel is the level of an RPC's line by its code: successes at debug,
+// faults of the service at error, unavailability and timeouts at warn,
+// the caller's mistakes and refusals at info.
+func rpcLevel(code codes.Code) slog.Level {
 	switch code {
 	case codes.OK:
-		level = slog.LevelDebug
+		return slog.LevelDebug
 	case codes.Internal, codes.Unknown, codes.DataLoss:
-		level = slog.LevelError
+		return slog.LevelError
 	case codes.Unavailable, codes.DeadlineExceeded:
-		level = slog.LevelWarn
+		return slog.LevelWarn
 	}
+	return slog.LevelInfo
+}
+
+// rpcLine writes the one line per RPC: method, code, duration (and attrs).
+func rpcLine(ctx context.Context, log *slog.Logger, level slog.Level, method, code string, ms float64, attrs ...slog.Attr) {
 	log.LogAttrs(ctx, level, "rpc", append([]slog.Attr{
 		slog.String("method", method),
-		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start))}, attrs...)...)
+		slog.String("code", code),
+		slog.Float64(durationKey, ms)}, attrs...)...)
 }
 
-// recoverUnary turns a panic in a handler into INTERNAL instead of a crash.
+// logRPC writes the line of a call that no interceptor saw (the gateway's
+// refusals) as the interceptors do.
+func logRPC(ctx context.Context, log *slog.Logger, method string, err error, start time.Time, attrs ...slog.Attr) {
+	code := status.Code(err)
+	rpcLine(ctx, log, rpcLevel(code), method, code.String(), milliseconds(time.Since(start)), attrs...)
+}
+
+// milliseconds is d in milliseconds, to the microsecond: readable, and a
+// number that log queries can compare and sum.
+func milliseconds(d time.Duration) float64 {
+	return math.Round(float64(d)/float64(time.Microsecond)) / 1000
+}
+
+// recoverUnary and recoverStream turn a panic in a handler into INTERNAL
+// instead of a crash, with go-grpc-middleware's recovery interceptors,
+// logging the stack (not the panic's value, which may quote a request).
 func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				log.ErrorContext(ctx, "panic in handler", slog.String("method", info.FullMethod), slog.String("stack", string(debug.Stack())))
-				err = status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(ctx, req)
-	}
+	return recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(onPanic(log)))
 }
 
-// logStream logs each streaming RPC as logUnary does.
-func logStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		logRPC(ss.Context(), log, info.FullMethod, err, start)
-		return err
-	}
-}
-
-// recoverStream turns a panic in a stream handler into INTERNAL.
 func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				log.ErrorContext(ss.Context(), "panic in handler", slog.String("method", info.FullMethod), slog.String("stack", string(debug.Stack())))
-				err = status.Error(codes.Internal, "internal error")
+	return recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(onPanic(log)))
+}
+
+func onPanic(log *slog.Logger) recovery.RecoveryHandlerFuncContext {
+	return func(ctx context.Context, _ any) error {
+		// The logging interceptor, outside this one, put the method in ctx.
+		var service, method string
+		for it := logging.ExtractFields(ctx).Iterator(); it.Next(); {
+			switch k, v := it.At(); k {
+			case logging.ServiceFieldKey:
+				service, _ = v.(string)
+			case logging.MethodFieldKey:
+				method, _ = v.(string)
 			}
-		}()
-		return handler(srv, ss)
+		}
+		log.ErrorContext(ctx, "panic in handler", slog.String("method", "/"+service+"/"+method), slog.String("stack", string(debug.Stack())))
+		return status.Error(codes.Internal, "internal error")
 	}
 }
 
