@@ -153,7 +153,11 @@ func TestREADME(t *testing.T) {
 		if failed.line > 0 {
 			where = fmt.Sprintf("README.md:%d", failed.line)
 		}
-		t.Errorf("%s: the README's commands stopped: %v (exit status %d)", where, runErr, failed.status)
+		if failed.line > 0 {
+			t.Errorf("%s: the README's commands stopped there, with exit status %d", where, failed.status)
+		} else {
+			t.Errorf("%s: the README's commands stopped: %v", where, runErr)
+		}
 	}
 	if t.Failed() {
 		t.Logf("the commands' output, each marked with its README line:\n%s", lastLines(out.String(), 200))
