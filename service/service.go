@@ -1,5 +1,3 @@
-// Package service implements the PersonalDataService: it validates requests,
-// applies the privacy rules and maps between API messages and stored records.
 package service
 
 import (

@@ -14,7 +14,7 @@ import (
 )
 
 // ErrNoSnapshot: the store cannot take a snapshot itself (MongoDB: use
-// mongodump or a storage snapshot, as the README's Backups says).
+// mongodump or a storage snapshot, as cmd/personaldatad/README.md says).
 var ErrNoSnapshot = errors.New("online backup is for the embedded store; back a MongoDB deployment up with mongodump or a storage snapshot")
 
 // Databases are the names of the data's, the audit trail's and the keys'

@@ -1,10 +1,3 @@
-// Package store persists data subjects in MongoDB through the official driver.
-// It knows documents and atomic updates, not privacy rules.
-//
-// Every read and write names exactly one _id: the embedded store (FerretDB v1)
-// pushes down only filters of the lone _id, and scans for anything else. Keys
-// that are not the _id of a subject (identity numbers, e-mail addresses) live
-// in documents of their own whose _id is the key.
 package store
 
 import (

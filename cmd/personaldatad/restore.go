@@ -69,7 +69,7 @@ func restoreMain(ctx context.Context, args []string) error {
 		return errors.New("restore: --from: give the backup file")
 	}
 	if c.mongoURI != "" {
-		return errors.New("restore: -mongo-uri: restore a MongoDB deployment with mongorestore or its storage snapshot, then run restore --replay-erasures (see the README's Backups)")
+		return errors.New("restore: -mongo-uri: restore a MongoDB deployment with mongorestore or its storage snapshot, then run restore --replay-erasures (see cmd/personaldatad/README.md, Backups and restore)")
 	}
 	keeper, closeKeeper, err := openKeeper(ctx, c.keeperURL)
 	if err != nil {

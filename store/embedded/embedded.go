@@ -1,11 +1,3 @@
-// Package embedded runs FerretDB v1 with its SQLite handler in-process, so
-// that the service can use the real MongoDB driver without a MongoDB server.
-//
-// FerretDB's own _id index is built on an expression its queries do not use,
-// so reads by _id scan the whole table; IndexIDs adds the index they do use.
-// FerretDB v1 also applies updates non-atomically, pushes down only filters
-// that are exactly {_id: ...}, and lacks transactions and TTL indexes; the
-// store package is written around those limits (see its package comment).
 package embedded
 
 import (

@@ -112,7 +112,7 @@ func TestBackupService(t *testing.T) {
 
 // TestBackupRestoreScale times a backup while writes go on and a restore,
 // at PERSONALDATA_TEST_BACKUP_SUBJECTS subjects (skipped when unset): the
-// README's figures.
+// figures in cmd/personaldatad/README.md.
 func TestBackupRestoreScale(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("PERSONALDATA_TEST_BACKUP_SUBJECTS"))
 	if n == 0 {

@@ -23,7 +23,7 @@ import (
 // call of each hot RPC, on a replica whose caches are warm (the subject's,
 // after the first read that follows its creation), one call at a
 // time (so no audit batch is shared). The counts are the cost model of the
-// service (see the README's benchmark section): a change that adds a round
+// service (see cmd/pdbench/README.md and store/doc.go): a change that adds a round
 // trip to a hot call fails here and must say so. Not counted: the read of
 // the principals' generation, which a replica makes every
 // auth.GenerationWindow/2 under load whatever the number of calls.
