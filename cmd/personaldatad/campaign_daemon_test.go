@@ -301,7 +301,7 @@ func (c client) streamNotices(ctx context.Context, recipient string, got func(*p
 			}
 		}
 	}
-	// The gateway sends one JSON object a line: {"result": ...} or {"error": ...}.
+	// The gateway sends one JSON object a line: {"result": ...}, then {"end": ...} or {"error": ...}.
 	hr, err := restRequest(ctx, c.base, "personaldata.v1.DisclosureService/StreamRecipientNotifications", req)
 	if err != nil {
 		return err
@@ -322,6 +322,7 @@ func (c client) streamNotices(ctx context.Context, recipient string, got func(*p
 		var line struct {
 			Result json.RawMessage `json:"result"`
 			Error  json.RawMessage `json:"error"`
+			End    json.RawMessage `json:"end"` // the last line of a stream that ended
 		}
 		if err := json.Unmarshal(lines.Bytes(), &line); err != nil {
 			return fmt.Errorf("stream line: %w", err)
@@ -332,6 +333,9 @@ func (c client) streamNotices(ctx context.Context, recipient string, got func(*p
 				return fmt.Errorf("stream error line: %w", err)
 			}
 			return status.ErrorProto(&st)
+		}
+		if line.End != nil {
+			return io.ErrUnexpectedEOF // the stream never ends by itself
 		}
 		var m pdv1.StreamRecipientNotificationsResponse
 		if err := protojson.Unmarshal(line.Result, &m); err != nil {

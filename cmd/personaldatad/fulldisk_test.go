@@ -792,13 +792,7 @@ func (c client) stream(ctx context.Context, method string, req proto.Message, ne
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(res.Body)
-		var line struct {
-			Error json.RawMessage `json:"error"`
-		}
-		if json.Unmarshal(b, &line) == nil && line.Error != nil {
-			b = line.Error
-		}
-		return nil, restStatus(res.StatusCode, b)
+		return nil, restStatus(res.StatusCode, b) // a google.rpc.Status, as a unary refusal
 	}
 	lines := bufio.NewScanner(res.Body)
 	lines.Buffer(make([]byte, 64<<10), 1<<20)
@@ -806,6 +800,7 @@ func (c client) stream(ctx context.Context, method string, req proto.Message, ne
 		var line struct {
 			Result json.RawMessage `json:"result"`
 			Error  json.RawMessage `json:"error"`
+			End    json.RawMessage `json:"end"` // the last line of a stream that ended
 		}
 		if err := json.Unmarshal(lines.Bytes(), &line); err != nil {
 			return last, fmt.Errorf("stream line: %w", err)
@@ -817,13 +812,19 @@ func (c client) stream(ctx context.Context, method string, req proto.Message, ne
 			}
 			return last, status.ErrorProto(&st)
 		}
+		if line.End != nil {
+			return last, nil
+		}
 		m := newResp()
 		if err := protojson.Unmarshal(line.Result, m); err != nil {
 			return last, fmt.Errorf("stream result line: %w", err)
 		}
 		last = m
 	}
-	return last, lines.Err()
+	if err := lines.Err(); err != nil {
+		return last, err
+	}
+	return last, io.ErrUnexpectedEOF // ended without its end line
 }
 
 // allRPCs are the full names ("package.Service/Method") of every RPC of

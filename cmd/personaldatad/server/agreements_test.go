@@ -816,12 +816,18 @@ func streamRPC[R any, Resp interface {
 		return nil, err
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		// Refused before the first message: answered as a unary call is.
+		b, _ := io.ReadAll(res.Body)
+		return nil, restRefusal(b, res.StatusCode)
+	}
 	sc := bufio.NewScanner(res.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
 	for sc.Scan() {
 		var line struct {
 			Result json.RawMessage `json:"result"`
 			Error  json.RawMessage `json:"error"`
+			End    json.RawMessage `json:"end"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			t.Fatalf("stream line %q: %v", sc.Text(), err)
@@ -831,11 +837,10 @@ func streamRPC[R any, Resp interface {
 			if err := protojson.Unmarshal(line.Error, &st); err != nil {
 				t.Fatalf("stream error %s: %v", line.Error, err)
 			}
-			rerr := &restError{st: status.FromProto(&st), httpCode: res.StatusCode}
-			if len(out) == 0 && res.StatusCode != httpStatus(rerr.st.Code()) {
-				t.Errorf("stream refused with HTTP %d, want %d", res.StatusCode, httpStatus(rerr.st.Code()))
-			}
-			return out, rerr
+			return out, &restError{st: status.FromProto(&st), httpCode: res.StatusCode}
+		}
+		if line.End != nil {
+			return out, nil
 		}
 		m := Resp(new(R))
 		if err := protojson.Unmarshal(line.Result, m); err != nil {

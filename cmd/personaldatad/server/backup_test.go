@@ -312,19 +312,23 @@ func backupOverREST(t *testing.T, base, token string) ([]byte, *pdv1.BackupSumma
 		t.Fatal(err)
 	}
 	if res.StatusCode != http.StatusOK {
-		// Refused before the first message: the status is the response's,
-		// the body one error line.
-		err := streamResult(body, &pdv1.CreateBackupResponse{})
-		if err == nil || res.StatusCode != httpStatus(status.Code(err)) {
+		// Refused before the first message: answered as a unary call is.
+		err := restRefusal(body, res.StatusCode)
+		if res.StatusCode != httpStatus(status.Code(err)) {
 			t.Fatalf("HTTP %d: %s", res.StatusCode, body)
 		}
 		return nil, nil, nil, err
 	}
 	var file bytes.Buffer
 	var stages []string
-	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
+	lines := bytes.Split(bytes.TrimSpace(body), []byte("\n"))
+	if !bytes.HasPrefix(lines[len(lines)-1], []byte(`{"end":`)) && !bytes.HasPrefix(lines[len(lines)-1], []byte(`{"error":`)) {
+		t.Fatalf("stream without its end line: %s", lines[len(lines)-1])
+	}
+	for _, line := range lines {
 		var m pdv1.CreateBackupResponse
-		if err := streamResult(line, &m); err != nil {
+		// Each line read as a stream of its own: the line, then an end.
+		if err := streamResult(slices.Concat(line, []byte("\n"+`{"end":{}}`)), &m); err != nil {
 			return nil, nil, nil, err
 		}
 		file.Write(m.GetChunk())

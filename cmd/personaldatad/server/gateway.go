@@ -57,16 +57,28 @@ func newGatewayMux(g *gateway) *runtime.ServeMux {
 		// as an unknown field of a body is, not ignored (and logged).
 		runtime.SetQueryParameterParser(strictQuery{}),
 		runtime.WithErrorHandler(g.writeError),
+		// A stream's error after its first message is its last line,
+		// {"error": <google.rpc.Status>}, the Status as a unary error's body.
+		runtime.WithStreamErrorHandler(streamStatus),
 		runtime.WithRoutingErrorHandler(g.writeRoutingError),
 	)
 }
 
 // gatewayMarshaler is the gateway's JSON, but a google.api.HttpBody (the
 // reply letter) goes out as it is, with its own content type.
-var gatewayMarshaler = &runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb{
+var gatewayMarshaler = apiMarshaler{&runtime.HTTPBodyMarshaler{Marshaler: &strictJSON{runtime.JSONPb{
 	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
 	UnmarshalOptions: protojson.UnmarshalOptions{},
-}}}
+}}}}
+
+// apiMarshaler gives every streamed response one content type.
+type apiMarshaler struct{ *runtime.HTTPBodyMarshaler }
+
+// StreamContentType is the content type of a streamed response.
+func (apiMarshaler) StreamContentType(any) string { return streamContentType }
+
+// Delimiter ends each line of a streamed response.
+func (apiMarshaler) Delimiter() []byte { return []byte("\n") }
 
 func dropMetadata(string) (string, bool) { return "", false }
 
@@ -81,7 +93,20 @@ func (m *strictJSON) NewDecoder(r io.Reader) runtime.Decoder {
 	d := json.NewDecoder(r)
 	inner := runtime.DecoderWrapper{Decoder: d, UnmarshalOptions: m.UnmarshalOptions}
 	return runtime.DecoderFunc(func(v any) error {
-		if err := inner.Decode(v); err != nil {
+		if pm, ok := v.(proto.Message); ok && hasMask(pm.ProtoReflect().Descriptor()) {
+			// A mask's paths may be spelt as the fields are (masks.go).
+			var raw json.RawMessage
+			if err := d.Decode(&raw); err != nil {
+				return err
+			}
+			spelt, err := spellMasks(raw, pm.ProtoReflect().Descriptor())
+			if err != nil {
+				return err
+			}
+			if err := m.UnmarshalOptions.Unmarshal(spelt, pm); err != nil {
+				return err
+			}
+		} else if err := inner.Decode(v); err != nil {
 			return err
 		}
 		if _, err := d.Token(); !errors.Is(err, io.EOF) {
@@ -97,27 +122,71 @@ type gatewayCall struct {
 	start time.Time
 	// reached is set when the gateway calls the gRPC server.
 	reached atomic.Bool
+	// streamed is set when the call is a server stream; results counts the
+	// messages it received, ended is set when it ended normally.
+	streamed atomic.Bool
+	results  atomic.Int64
+	ended    atomic.Bool
 }
 
 type gatewayCallKey struct{}
 
-// trackGatewayCalls puts a gatewayCall in each request's context.
+// streamContentType is the content type of every streamed REST response:
+// newline-delimited JSON.
+const streamContentType = "application/x-ndjson"
+
+// streamEnd is the last line of a stream that ended normally, with the
+// number of {"result": ...} lines before it: a client tells a complete
+// stream, even an empty one, from one cut off or still running.
+type streamEnd struct {
+	End struct {
+		Results int64 `json:"results"`
+	} `json:"end"`
+}
+
+// trackGatewayCalls puts a gatewayCall in each request's context, marks
+// every answer as not to be stored or sniffed (it may carry personal data),
+// and ends a stream that ended normally with its end line.
 func trackGatewayCalls(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &gatewayCall{start: time.Now()}
-		h.ServeHTTP(&challengeWriter{w}, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
+		hdr := w.Header()
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		cw := &challengeWriter{ResponseWriter: w}
+		h.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), gatewayCallKey{}, c)))
+		if !c.streamed.Load() || !c.ended.Load() {
+			return
+		}
+		var end streamEnd
+		end.End.Results = c.results.Load()
+		line, _ := json.Marshal(end)
+		if !cw.wrote { // an empty stream: nothing was written
+			hdr.Set("Content-Type", streamContentType)
+			cw.WriteHeader(http.StatusOK)
+		}
+		_, _ = cw.Write(append(line, '\n'))
 	})
 }
 
 // challengeWriter names the scheme on every 401, from a unary call or a
 // stream alike (RFC 7235 section 3.1, RFC 6750 section 3).
-type challengeWriter struct{ http.ResponseWriter }
+type challengeWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
 
 func (w *challengeWriter) WriteHeader(code int) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
+	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *challengeWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
 }
 
 // Flush lets streamed responses out as they come.
@@ -151,18 +220,53 @@ func markReached(ctx context.Context, method string, req, reply any, cc *grpc.Cl
 }
 
 func markReachedStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return &lazyStream{ctx: ctx, open: func() (grpc.ClientStream, error) {
+	s := &lazyStream{ctx: ctx, call: gatewayCallFrom(ctx), open: func() (grpc.ClientStream, error) {
 		return streamer(ctx, desc, cc, method, opts...)
-	}}, nil
+	}}
+	if s.call != nil {
+		s.call.streamed.Store(true)
+		s.first = responseMessage(method)
+	}
+	return s, nil
+}
+
+// responseMessage is a new response message of the RPC method, or nil.
+func responseMessage(method string) proto.Message {
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok || sd.Methods().ByName(protoreflect.Name(name)) == nil {
+		return nil
+	}
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(sd.Methods().ByName(protoreflect.Name(name)).Output().FullName())
+	if err != nil {
+		return nil
+	}
+	return mt.New().Interface()
 }
 
 // lazyStream opens the gRPC stream only when its request goes out, so that
 // a request the gateway refuses never starts a call on the server. The
 // gateway's streams are server streams: one request, then responses.
+//
+// For a REST request it also waits for the first response when the request
+// is sent (CloseSend), so that a stream refused before its first message is
+// answered as a unary call is (the error's HTTP status, a google.rpc.Status
+// body) and not as a stream; and it notes how the stream ended, so that a
+// stream that ends normally gets its end line (see trackGatewayCalls).
 type lazyStream struct {
 	ctx    context.Context
+	call   *gatewayCall // nil unless a REST request
 	open   func() (grpc.ClientStream, error)
 	stream grpc.ClientStream
+	// first is the first response, read ahead by CloseSend; firstErr is what
+	// reading it returned (io.EOF for an empty stream).
+	first    proto.Message
+	read     bool
+	firstErr error
 }
 
 var errStreamNotOpen = status.Error(codes.Internal, "gateway: stream used before its request was sent")
@@ -189,7 +293,29 @@ func (s *lazyStream) RecvMsg(m any) error {
 	if s.stream == nil {
 		return errStreamNotOpen
 	}
-	return s.stream.RecvMsg(m)
+	if s.read {
+		s.read = false
+		if s.firstErr == nil {
+			proto.Reset(m.(proto.Message))
+			proto.Merge(m.(proto.Message), s.first)
+		}
+		return s.note(s.firstErr)
+	}
+	return s.note(s.stream.RecvMsg(m))
+}
+
+// note records how a REST stream's receive went: a message, or its end.
+func (s *lazyStream) note(err error) error {
+	if s.call == nil {
+		return err
+	}
+	switch {
+	case err == nil:
+		s.call.results.Add(1)
+	case errors.Is(err, io.EOF):
+		s.call.ended.Store(true)
+	}
+	return err
 }
 
 func (s *lazyStream) Header() (metadata.MD, error) {
@@ -210,7 +336,18 @@ func (s *lazyStream) CloseSend() error {
 	if s.stream == nil {
 		return errStreamNotOpen
 	}
-	return s.stream.CloseSend()
+	if err := s.stream.CloseSend(); err != nil {
+		return err
+	}
+	if s.first == nil {
+		return nil
+	}
+	s.read, s.firstErr = true, s.stream.RecvMsg(s.first)
+	if s.firstErr != nil && !errors.Is(s.firstErr, io.EOF) {
+		s.read = false
+		return s.firstErr // the handler answers it as a unary error
+	}
+	return nil
 }
 
 func (s *lazyStream) Context() context.Context {
@@ -259,6 +396,16 @@ func (g *gateway) writeError(ctx context.Context, _ *runtime.ServeMux, m runtime
 		httpStatus = http.StatusRequestEntityTooLarge // the body, the one thing it can be here
 	}
 	writeStatus(ctx, w, m, st, httpStatus)
+}
+
+// streamStatus is the status of a stream's error line, as writeStatus gives
+// it for a unary error.
+func streamStatus(ctx context.Context, err error) *status.Status {
+	st := status.Convert(err)
+	if id := requestIDFrom(ctx); id != "" {
+		st = status.Convert(withRequestInfo(st.Err(), id))
+	}
+	return st
 }
 
 // writeRoutingError answers a request that matches no route: 404, or 405
@@ -366,6 +513,8 @@ var routes = func() []route {
 					out = append(out, route{http.MethodGet, templatePattern(rule.GetGet()), rpc})
 				case rule.GetPost() != "":
 					out = append(out, route{http.MethodPost, templatePattern(rule.GetPost()), rpc})
+				case rule.GetPatch() != "":
+					out = append(out, route{http.MethodPatch, templatePattern(rule.GetPatch()), rpc})
 				}
 			}
 		}

@@ -383,6 +383,9 @@ func (r restCaller) call(ctx context.Context, method string, req, resp proto.Mes
 	if p := rule.GetPost(); p != "" {
 		verb, tmpl = "POST", p
 	}
+	if p := rule.GetPatch(); p != "" {
+		verb, tmpl = "PATCH", p
+	}
 	msg := req.ProtoReflect()
 	inPath := map[string]bool{}
 	for {
@@ -445,51 +448,64 @@ func (r restCaller) call(ctx context.Context, method string, req, resp proto.Mes
 	if err != nil {
 		return err
 	}
-	if md.IsStreamingServer() {
-		// The gateway streams {"result": ...} lines, or an {"error": ...} line
-		// (with the error's HTTP status when nothing was sent before it).
-		err := streamResult(b, resp)
-		if re, ok := err.(*restError); ok && res.StatusCode != http.StatusOK {
-			re.httpCode = res.StatusCode
+	if md.IsStreamingServer() && res.StatusCode == http.StatusOK {
+		// The gateway streams {"result": ...} lines, ended by an {"end": ...}
+		// line or an {"error": ...} line; a stream refused before its first
+		// message is answered as a unary call is.
+		if ct := res.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+			return fmt.Errorf("stream with Content-Type %q", ct)
 		}
-		return err
+		return streamResult(b, resp)
 	}
 	if res.StatusCode != http.StatusOK {
-		var st spb.Status
-		if err := protojson.Unmarshal(b, &st); err != nil {
-			return fmt.Errorf("HTTP %d with a body that is not a status: %s", res.StatusCode, b)
-		}
-		return &restError{st: status.FromProto(&st), httpCode: res.StatusCode}
+		return restRefusal(b, res.StatusCode)
 	}
 	return protojson.Unmarshal(b, resp)
 }
 
+// restRefusal is a unary error body (a google.rpc.Status) as the call's
+// error, as a stream refused before its first message is answered too.
+func restRefusal(body []byte, httpCode int) error {
+	var st spb.Status
+	if err := protojson.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("HTTP %d with a body that is not a status: %s", httpCode, body)
+	}
+	return &restError{st: status.FromProto(&st), httpCode: httpCode}
+}
+
 // streamResult reads a server stream as the gateway sends it, one JSON
-// object a line ({"result": ...} or {"error": ...}): an error line becomes the
-// call's error, otherwise the last result is the response.
+// object a line ({"result": ...}, then {"end": ...} or {"error": ...}): an
+// error line becomes the call's error, otherwise the last result is the
+// response. A stream without its last line is an error.
 func streamResult(body []byte, resp proto.Message) error {
 	var last json.RawMessage
 	for _, line := range bytes.Split(bytes.TrimSpace(body), []byte("\n")) {
 		var msg struct {
 			Result json.RawMessage `json:"result"`
 			Error  json.RawMessage `json:"error"`
+			End    *struct {
+				Results int `json:"results"`
+			} `json:"end"`
 		}
 		if err := json.Unmarshal(line, &msg); err != nil {
 			return fmt.Errorf("stream line %q: %w", line, err)
 		}
-		if msg.Error != nil {
+		switch {
+		case msg.Error != nil:
 			var st spb.Status
 			if err := protojson.Unmarshal(msg.Error, &st); err != nil {
 				return err
 			}
-			return &restError{st: status.FromProto(&st), httpCode: httpStatus(codes.Code(st.GetCode()))}
+			return &restError{st: status.FromProto(&st), httpCode: http.StatusOK}
+		case msg.End != nil:
+			if last == nil {
+				return nil
+			}
+			return protojson.Unmarshal(last, resp)
 		}
 		last = msg.Result
 	}
-	if last == nil {
-		return nil
-	}
-	return protojson.Unmarshal(last, resp)
+	return fmt.Errorf("stream ended without an end or error line: %s", body)
 }
 
 // transports runs f once over gRPC and once over REST, each on a fresh server.

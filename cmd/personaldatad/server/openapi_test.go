@@ -184,7 +184,8 @@ func TestOpenAPI(t *testing.T) {
 	if !slices.ContainsFunc(doc.Security, func(r map[string][]string) bool { _, ok := r["bearer"]; return ok }) {
 		t.Errorf("security %v does not require bearer", doc.Security)
 	}
-	if !strings.Contains(doc.Info.Description, "newline-delimited JSON") {
+	if !strings.Contains(doc.Info.Description, "newline-delimited JSON") || !strings.Contains(doc.Info.Description, "application/x-ndjson") ||
+		!strings.Contains(doc.Info.Description, `{"end": {"results": <n>}}`) {
 		t.Error("the description does not explain streamed responses")
 	}
 

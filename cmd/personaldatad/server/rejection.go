@@ -32,6 +32,8 @@ var (
 	// change, a rejection names "body" instead of the field, never the value.
 	bodyField        = regexp.MustCompile(`^proto:[\s\x{00a0}]*\(line \d+:\d+\): (?:invalid value for \w+ field ([A-Za-z0-9_]+):|duplicate field "?([A-Za-z0-9_]+)"?|error parsing "?([A-Za-z0-9_]+)"?, oneof)`)
 	bodyUnknownField = regexp.MustCompile(`^proto:[\s\x{00a0}]*\(line \d+:\d+\): unknown field `)
+	// A field mask whose paths are not field names (masks.go).
+	maskParam = regexp.MustCompile(`^field mask ([a-z0-9_.]+): `)
 )
 
 // rejection is the status for an error the gateway raised before calling
@@ -69,6 +71,11 @@ func rejection(ctx context.Context, err error) *status.Status {
 		return withViolation(codes.ResourceExhausted, "body", fmt.Sprintf("is larger than %d bytes", maxRequestBytes))
 	case strings.HasSuffix(msg, errTrailingData.Error()):
 		return badRequest("body", "has data after the JSON object")
+	}
+	if m := maskParam.FindStringSubmatch(msg); m != nil {
+		if path, fd := findField(in, m[1]); fd != nil {
+			return badRequest(path, expected(fd))
+		}
 	}
 	if m := pathParam.FindStringSubmatch(msg); m != nil {
 		if path, fd := findField(in, m[1]); fd != nil {

@@ -36,7 +36,7 @@ const (
 	replyRR       = rrService + "GetRightsRequestReply"
 	listOutbox    = "personaldata.v1.RequesterOutboxService/ListOutboxMessages"
 	ackOutbox     = "personaldata.v1.RequesterOutboxService/AcknowledgeOutboxMessage"
-	letterPath    = "/v1/rights-requests/%s/letter"
+	letterPath    = "/v1/rightsRequests/%s/letter"
 	mailerID      = "mailer-1"
 	codeInMessage = `(\d{4}) (\d{4})`
 )

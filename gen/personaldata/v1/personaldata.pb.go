@@ -2325,8 +2325,9 @@ type RectifySubjectRequest struct {
 	// and postal_address may be left empty, which removes them.
 	Person *Person `protobuf:"bytes,4,opt,name=person,proto3" json:"person,omitempty"`
 	// Paths relative to person: identity_number, given_name, family_name,
-	// email, phone, postal_address. In JSON a comma-separated string of
-	// lowerCamelCase paths, such as "email,givenName".
+	// email, phone, postal_address. In JSON a comma-separated string of paths,
+	// spelt as the body spells the fields ("email,given_name") or in
+	// lowerCamelCase ("email,givenName").
 	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,5,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	Channel    Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
 	// The request's reference, such as a ticket number: at most 200 characters.

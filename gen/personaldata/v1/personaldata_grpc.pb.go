@@ -66,8 +66,9 @@ type PersonalDataServiceClient interface {
 	AccessSubject(ctx context.Context, in *AccessSubjectRequest, opts ...grpc.CallOption) (*AccessSubjectResponse, error)
 	// StreamSubjectAccess sends the whole access document of AccessSubject in
 	// one call, as the sequence of its pages: over REST, one download of
-	// newline-delimited JSON, a {"result": {"page": ...}} line per page. A
-	// broken download goes on from the next_page_token of the last page
+	// newline-delimited JSON, a {"result": {"page": ...}} line per page and an
+	// {"end": {"results": n}} line last (see the document's "Streamed
+	// responses"). A broken download goes on from the next_page_token of the last page
 	// received.
 	StreamSubjectAccess(ctx context.Context, in *StreamSubjectAccessRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamSubjectAccessResponse], error)
 	// RectifySubject changes the fields named in update_mask (Art. 16). The
@@ -256,8 +257,9 @@ type PersonalDataServiceServer interface {
 	AccessSubject(context.Context, *AccessSubjectRequest) (*AccessSubjectResponse, error)
 	// StreamSubjectAccess sends the whole access document of AccessSubject in
 	// one call, as the sequence of its pages: over REST, one download of
-	// newline-delimited JSON, a {"result": {"page": ...}} line per page. A
-	// broken download goes on from the next_page_token of the last page
+	// newline-delimited JSON, a {"result": {"page": ...}} line per page and an
+	// {"end": {"results": n}} line last (see the document's "Streamed
+	// responses"). A broken download goes on from the next_page_token of the last page
 	// received.
 	StreamSubjectAccess(*StreamSubjectAccessRequest, grpc.ServerStreamingServer[StreamSubjectAccessResponse]) error
 	// RectifySubject changes the fields named in update_mask (Art. 16). The

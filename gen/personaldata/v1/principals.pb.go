@@ -549,7 +549,8 @@ type UpdatePrincipalRequest struct {
 	Purposes        []Purpose `protobuf:"varint,5,rep,packed,name=purposes,proto3,enum=personaldata.v1.Purpose" json:"purposes,omitempty"`
 	Rpcs            []string  `protobuf:"bytes,6,rep,name=rpcs,proto3" json:"rpcs,omitempty"`
 	// The grants to change: tenant_ids, purposes, rpcs (on REST a
-	// comma-separated string of lowerCamelCase paths, e.g. "tenantIds").
+	// comma-separated string of paths, spelt as the body spells the fields,
+	// "tenant_ids", or in lowerCamelCase, "tenantIds").
 	// An empty mask is INVALID_ARGUMENT. A named grant given empty
 	// gets its kind's default (purposes, rpcs) or is refused (tenant_ids).
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,7,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
@@ -1067,12 +1068,12 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\x1cPRINCIPAL_KIND_SUPPORT_STAFF\x10\x03\x12&\n" +
 	"\"PRINCIPAL_KIND_CUSTOMER_CONTROLLER\x10\x04\x12\x1b\n" +
 	"\x17PRINCIPAL_KIND_OPERATOR\x10\x05\x12\x19\n" +
-	"\x15PRINCIPAL_KIND_MAILER\x10\x062\xb8\a\n" +
+	"\x15PRINCIPAL_KIND_MAILER\x10\x062\xb1\a\n" +
 	"\x10PrincipalService\x12\x7f\n" +
 	"\x0fCreatePrincipal\x12'.personaldata.v1.CreatePrincipalRequest\x1a(.personaldata.v1.CreatePrincipalResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/principals\x12\x82\x01\n" +
 	"\fGetPrincipal\x12$.personaldata.v1.GetPrincipalRequest\x1a%.personaldata.v1.GetPrincipalResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/principals/{principal_id}\x12y\n" +
-	"\x0eListPrincipals\x12&.personaldata.v1.ListPrincipalsRequest\x1a'.personaldata.v1.ListPrincipalsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/principals\x12\x95\x01\n" +
-	"\x0fUpdatePrincipal\x12'.personaldata.v1.UpdatePrincipalRequest\x1a(.personaldata.v1.UpdatePrincipalResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/principals/{principal_id}:update\x12\x8a\x01\n" +
+	"\x0eListPrincipals\x12&.personaldata.v1.ListPrincipalsRequest\x1a'.personaldata.v1.ListPrincipalsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/principals\x12\x8e\x01\n" +
+	"\x0fUpdatePrincipal\x12'.personaldata.v1.UpdatePrincipalRequest\x1a(.personaldata.v1.UpdatePrincipalResponse\"(\x82\xd3\xe4\x93\x02\":\x01*2\x1d/v1/principals/{principal_id}\x12\x8a\x01\n" +
 	"\n" +
 	"IssueToken\x12\".personaldata.v1.IssueTokenRequest\x1a#.personaldata.v1.IssueTokenResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/principals/{principal_id}:issueToken\x12\x95\x01\n" +
 	"\x0fRevokePrincipal\x12'.personaldata.v1.RevokePrincipalRequest\x1a(.personaldata.v1.RevokePrincipalResponse\"/\x82\xd3\xe4\x93\x02):\x01*\"$/v1/principals/{principal_id}:revoke\x12f\n" +

@@ -358,13 +358,13 @@ func RegisterPrincipalServiceHandlerServer(ctx context.Context, mux *runtime.Ser
 		}
 		forward_PrincipalService_ListPrincipals_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
-	mux.Handle(http.MethodPost, pattern_PrincipalService_UpdatePrincipal_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+	mux.Handle(http.MethodPatch, pattern_PrincipalService_UpdatePrincipal_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.PrincipalService/UpdatePrincipal", runtime.WithHTTPPathPattern("/v1/principals/{principal_id}:update"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.PrincipalService/UpdatePrincipal", runtime.WithHTTPPathPattern("/v1/principals/{principal_id}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -529,11 +529,11 @@ func RegisterPrincipalServiceHandlerClient(ctx context.Context, mux *runtime.Ser
 		}
 		forward_PrincipalService_ListPrincipals_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
-	mux.Handle(http.MethodPost, pattern_PrincipalService_UpdatePrincipal_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+	mux.Handle(http.MethodPatch, pattern_PrincipalService_UpdatePrincipal_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.PrincipalService/UpdatePrincipal", runtime.WithHTTPPathPattern("/v1/principals/{principal_id}:update"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.PrincipalService/UpdatePrincipal", runtime.WithHTTPPathPattern("/v1/principals/{principal_id}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -604,7 +604,7 @@ var (
 	pattern_PrincipalService_CreatePrincipal_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "principals"}, ""))
 	pattern_PrincipalService_GetPrincipal_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "principals", "principal_id"}, ""))
 	pattern_PrincipalService_ListPrincipals_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "principals"}, ""))
-	pattern_PrincipalService_UpdatePrincipal_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "principals", "principal_id"}, "update"))
+	pattern_PrincipalService_UpdatePrincipal_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "principals", "principal_id"}, ""))
 	pattern_PrincipalService_IssueToken_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "principals", "principal_id"}, "issueToken"))
 	pattern_PrincipalService_RevokePrincipal_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "principals", "principal_id"}, "revoke"))
 	pattern_PrincipalService_GetCaller_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "caller"}, ""))

@@ -43,7 +43,10 @@ type PrincipalServiceClient interface {
 	// ListPrincipals pages through all principals by id.
 	ListPrincipals(ctx context.Context, in *ListPrincipalsRequest, opts ...grpc.CallOption) (*ListPrincipalsResponse, error)
 	// UpdatePrincipal changes the grants named in update_mask (tenant_ids,
-	// purposes, rpcs) and leaves the others as they are.
+	// purposes, rpcs) and leaves the others as they are. Over REST it is
+	// PATCH /v1/principals/{principal_id} (AIP-134), the body holding the rest
+	// of the request: the grants, update_mask, expected_version and
+	// idempotency_key.
 	UpdatePrincipal(ctx context.Context, in *UpdatePrincipalRequest, opts ...grpc.CallOption) (*UpdatePrincipalResponse, error)
 	// IssueToken issues another bearer token for a principal (for rotation).
 	// A principal keeps at most 5 tokens: a sixth drops the oldest.
@@ -148,7 +151,10 @@ type PrincipalServiceServer interface {
 	// ListPrincipals pages through all principals by id.
 	ListPrincipals(context.Context, *ListPrincipalsRequest) (*ListPrincipalsResponse, error)
 	// UpdatePrincipal changes the grants named in update_mask (tenant_ids,
-	// purposes, rpcs) and leaves the others as they are.
+	// purposes, rpcs) and leaves the others as they are. Over REST it is
+	// PATCH /v1/principals/{principal_id} (AIP-134), the body holding the rest
+	// of the request: the grants, update_mask, expected_version and
+	// idempotency_key.
 	UpdatePrincipal(context.Context, *UpdatePrincipalRequest) (*UpdatePrincipalResponse, error)
 	// IssueToken issues another bearer token for a principal (for rotation).
 	// A principal keeps at most 5 tokens: a sixth drops the oldest.

@@ -2622,8 +2622,10 @@ func (*AccessAction) Descriptor() ([]byte, []int) {
 
 // RectifyAction rectifies the fields named in update_mask.
 type RectifyAction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Person        *Person                `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Person *Person                `protobuf:"bytes,1,opt,name=person,proto3" json:"person,omitempty"`
+	// Paths relative to person, as in RectifySubjectRequest: in JSON
+	// "email,given_name" or "email,givenName".
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -4092,20 +4094,20 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x0eContactChannel\x12\x1f\n" +
 	"\x1bCONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTACT_CHANNEL_EMAIL\x10\x01\x12\x17\n" +
-	"\x13CONTACT_CHANNEL_SMS\x10\x022\xbb\x0f\n" +
-	"\x14RightsRequestService\x12\x8a\x01\n" +
-	"\x11OpenRightsRequest\x12).personaldata.v1.OpenRightsRequestRequest\x1a*.personaldata.v1.OpenRightsRequestResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/rights-requests\x12\x91\x01\n" +
-	"\x10GetRightsRequest\x12(.personaldata.v1.GetRightsRequestRequest\x1a).personaldata.v1.GetRightsRequestResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/rights-requests/{request_id}\x12\x8a\x01\n" +
-	"\x12ListRightsRequests\x12*.personaldata.v1.ListRightsRequestsRequest\x1a+.personaldata.v1.ListRightsRequestsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/rights-requests\x12\xb5\x01\n" +
-	"\x14SendVerificationCode\x12,.personaldata.v1.SendVerificationCodeRequest\x1a-.personaldata.v1.SendVerificationCodeResponse\"@\x82\xd3\xe4\x93\x02::\x01*\"5/v1/rights-requests/{request_id}:sendVerificationCode\x12\xc1\x01\n" +
-	"\x17ConfirmVerificationCode\x12/.personaldata.v1.ConfirmVerificationCodeRequest\x1a0.personaldata.v1.ConfirmVerificationCodeResponse\"C\x82\xd3\xe4\x93\x02=:\x01*\"8/v1/rights-requests/{request_id}:confirmVerificationCode\x12\x9d\x01\n" +
-	"\x0eAttestIdentity\x12&.personaldata.v1.AttestIdentityRequest\x1a'.personaldata.v1.AttestIdentityResponse\":\x82\xd3\xe4\x93\x024:\x01*\"//v1/rights-requests/{request_id}:attestIdentity\x12\xa4\x01\n" +
-	"\x13DecideRightsRequest\x12+.personaldata.v1.DecideRightsRequestRequest\x1a,.personaldata.v1.DecideRightsRequestResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/rights-requests/{request_id}:decide\x12\xa4\x01\n" +
-	"\x13ExtendRightsRequest\x12+.personaldata.v1.ExtendRightsRequestRequest\x1a,.personaldata.v1.ExtendRightsRequestResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/rights-requests/{request_id}:extend\x12\xa8\x01\n" +
-	"\x14ForwardRightsRequest\x12,.personaldata.v1.ForwardRightsRequestRequest\x1a-.personaldata.v1.ForwardRightsRequestResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/rights-requests/{request_id}:forward\x12\xa4\x01\n" +
-	"\x13FulfilRightsRequest\x12+.personaldata.v1.FulfilRightsRequestRequest\x1a,.personaldata.v1.FulfilRightsRequestResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/rights-requests/{request_id}:fulfil\x12\xa6\x01\n" +
-	"\x15GetRightsRequestReply\x12-.personaldata.v1.GetRightsRequestReplyRequest\x1a..personaldata.v1.GetRightsRequestReplyResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/rights-requests/{request_id}/reply\x12\x8f\x01\n" +
-	"\x16GetRightsRequestLetter\x12..personaldata.v1.GetRightsRequestLetterRequest\x1a\x14.google.api.HttpBody\"/\x82\xd3\xe4\x93\x02)\x12'/v1/rights-requests/{request_id}/letter2\x82\x05\n" +
+	"\x13CONTACT_CHANNEL_SMS\x10\x022\xaf\x0f\n" +
+	"\x14RightsRequestService\x12\x89\x01\n" +
+	"\x11OpenRightsRequest\x12).personaldata.v1.OpenRightsRequestRequest\x1a*.personaldata.v1.OpenRightsRequestResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/rightsRequests\x12\x90\x01\n" +
+	"\x10GetRightsRequest\x12(.personaldata.v1.GetRightsRequestRequest\x1a).personaldata.v1.GetRightsRequestResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/rightsRequests/{request_id}\x12\x89\x01\n" +
+	"\x12ListRightsRequests\x12*.personaldata.v1.ListRightsRequestsRequest\x1a+.personaldata.v1.ListRightsRequestsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/rightsRequests\x12\xb4\x01\n" +
+	"\x14SendVerificationCode\x12,.personaldata.v1.SendVerificationCodeRequest\x1a-.personaldata.v1.SendVerificationCodeResponse\"?\x82\xd3\xe4\x93\x029:\x01*\"4/v1/rightsRequests/{request_id}:sendVerificationCode\x12\xc0\x01\n" +
+	"\x17ConfirmVerificationCode\x12/.personaldata.v1.ConfirmVerificationCodeRequest\x1a0.personaldata.v1.ConfirmVerificationCodeResponse\"B\x82\xd3\xe4\x93\x02<:\x01*\"7/v1/rightsRequests/{request_id}:confirmVerificationCode\x12\x9c\x01\n" +
+	"\x0eAttestIdentity\x12&.personaldata.v1.AttestIdentityRequest\x1a'.personaldata.v1.AttestIdentityResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./v1/rightsRequests/{request_id}:attestIdentity\x12\xa3\x01\n" +
+	"\x13DecideRightsRequest\x12+.personaldata.v1.DecideRightsRequestRequest\x1a,.personaldata.v1.DecideRightsRequestResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/rightsRequests/{request_id}:decide\x12\xa3\x01\n" +
+	"\x13ExtendRightsRequest\x12+.personaldata.v1.ExtendRightsRequestRequest\x1a,.personaldata.v1.ExtendRightsRequestResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/rightsRequests/{request_id}:extend\x12\xa7\x01\n" +
+	"\x14ForwardRightsRequest\x12,.personaldata.v1.ForwardRightsRequestRequest\x1a-.personaldata.v1.ForwardRightsRequestResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/rightsRequests/{request_id}:forward\x12\xa3\x01\n" +
+	"\x13FulfilRightsRequest\x12+.personaldata.v1.FulfilRightsRequestRequest\x1a,.personaldata.v1.FulfilRightsRequestResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/rightsRequests/{request_id}:fulfil\x12\xa5\x01\n" +
+	"\x15GetRightsRequestReply\x12-.personaldata.v1.GetRightsRequestReplyRequest\x1a..personaldata.v1.GetRightsRequestReplyResponse\"-\x82\xd3\xe4\x93\x02'\x12%/v1/rightsRequests/{request_id}/reply\x12\x8e\x01\n" +
+	"\x16GetRightsRequestLetter\x12..personaldata.v1.GetRightsRequestLetterRequest\x1a\x14.google.api.HttpBody\".\x82\xd3\xe4\x93\x02(\x12&/v1/rightsRequests/{request_id}/letter2\x82\x05\n" +
 	"\x16RequesterOutboxService\x12\x8a\x01\n" +
 	"\x12ListOutboxMessages\x12*.personaldata.v1.ListOutboxMessagesRequest\x1a+.personaldata.v1.ListOutboxMessagesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/outbox/messages\x12\x99\x01\n" +
 	"\x14StreamOutboxMessages\x12,.personaldata.v1.StreamOutboxMessagesRequest\x1a-.personaldata.v1.StreamOutboxMessagesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/outbox/messages:stream0\x01\x12\xb8\x01\n" +

@@ -676,7 +676,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/OpenRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/OpenRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -696,7 +696,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -716,7 +716,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ListRightsRequests", runtime.WithHTTPPathPattern("/v1/rights-requests"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ListRightsRequests", runtime.WithHTTPPathPattern("/v1/rightsRequests"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -736,7 +736,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/SendVerificationCode", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:sendVerificationCode"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/SendVerificationCode", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:sendVerificationCode"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -756,7 +756,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ConfirmVerificationCode", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:confirmVerificationCode"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ConfirmVerificationCode", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:confirmVerificationCode"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -776,7 +776,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/AttestIdentity", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:attestIdentity"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/AttestIdentity", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:attestIdentity"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -796,7 +796,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/DecideRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:decide"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/DecideRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:decide"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -816,7 +816,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ExtendRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:extend"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ExtendRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:extend"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -836,7 +836,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ForwardRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:forward"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ForwardRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:forward"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -856,7 +856,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/FulfilRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:fulfil"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/FulfilRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:fulfil"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -876,7 +876,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestReply", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}/reply"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestReply", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}/reply"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -896,7 +896,7 @@ func RegisterRightsRequestServiceHandlerServer(ctx context.Context, mux *runtime
 		var stream runtime.ServerTransportStream
 		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestLetter", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}/letter"))
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestLetter", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}/letter"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1031,7 +1031,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/OpenRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/OpenRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1048,7 +1048,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1065,7 +1065,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ListRightsRequests", runtime.WithHTTPPathPattern("/v1/rights-requests"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ListRightsRequests", runtime.WithHTTPPathPattern("/v1/rightsRequests"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1082,7 +1082,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/SendVerificationCode", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:sendVerificationCode"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/SendVerificationCode", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:sendVerificationCode"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1099,7 +1099,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ConfirmVerificationCode", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:confirmVerificationCode"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ConfirmVerificationCode", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:confirmVerificationCode"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1116,7 +1116,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/AttestIdentity", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:attestIdentity"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/AttestIdentity", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:attestIdentity"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1133,7 +1133,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/DecideRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:decide"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/DecideRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:decide"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1150,7 +1150,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ExtendRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:extend"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ExtendRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:extend"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1167,7 +1167,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ForwardRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:forward"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/ForwardRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:forward"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1184,7 +1184,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/FulfilRightsRequest", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}:fulfil"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/FulfilRightsRequest", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}:fulfil"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1201,7 +1201,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestReply", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}/reply"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestReply", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}/reply"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1218,7 +1218,7 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
 		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
-		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestLetter", runtime.WithHTTPPathPattern("/v1/rights-requests/{request_id}/letter"))
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/personaldata.v1.RightsRequestService/GetRightsRequestLetter", runtime.WithHTTPPathPattern("/v1/rightsRequests/{request_id}/letter"))
 		if err != nil {
 			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
 			return
@@ -1235,18 +1235,18 @@ func RegisterRightsRequestServiceHandlerClient(ctx context.Context, mux *runtime
 }
 
 var (
-	pattern_RightsRequestService_OpenRightsRequest_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "rights-requests"}, ""))
-	pattern_RightsRequestService_GetRightsRequest_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, ""))
-	pattern_RightsRequestService_ListRightsRequests_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "rights-requests"}, ""))
-	pattern_RightsRequestService_SendVerificationCode_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "sendVerificationCode"))
-	pattern_RightsRequestService_ConfirmVerificationCode_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "confirmVerificationCode"))
-	pattern_RightsRequestService_AttestIdentity_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "attestIdentity"))
-	pattern_RightsRequestService_DecideRightsRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "decide"))
-	pattern_RightsRequestService_ExtendRightsRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "extend"))
-	pattern_RightsRequestService_ForwardRightsRequest_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "forward"))
-	pattern_RightsRequestService_FulfilRightsRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rights-requests", "request_id"}, "fulfil"))
-	pattern_RightsRequestService_GetRightsRequestReply_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "rights-requests", "request_id", "reply"}, ""))
-	pattern_RightsRequestService_GetRightsRequestLetter_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "rights-requests", "request_id", "letter"}, ""))
+	pattern_RightsRequestService_OpenRightsRequest_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "rightsRequests"}, ""))
+	pattern_RightsRequestService_GetRightsRequest_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, ""))
+	pattern_RightsRequestService_ListRightsRequests_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v1", "rightsRequests"}, ""))
+	pattern_RightsRequestService_SendVerificationCode_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "sendVerificationCode"))
+	pattern_RightsRequestService_ConfirmVerificationCode_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "confirmVerificationCode"))
+	pattern_RightsRequestService_AttestIdentity_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "attestIdentity"))
+	pattern_RightsRequestService_DecideRightsRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "decide"))
+	pattern_RightsRequestService_ExtendRightsRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "extend"))
+	pattern_RightsRequestService_ForwardRightsRequest_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "forward"))
+	pattern_RightsRequestService_FulfilRightsRequest_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v1", "rightsRequests", "request_id"}, "fulfil"))
+	pattern_RightsRequestService_GetRightsRequestReply_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "rightsRequests", "request_id", "reply"}, ""))
+	pattern_RightsRequestService_GetRightsRequestLetter_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v1", "rightsRequests", "request_id", "letter"}, ""))
 )
 
 var (
