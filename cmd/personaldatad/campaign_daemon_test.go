@@ -368,6 +368,9 @@ func restRequest(ctx context.Context, base, method string, req proto.Message) (*
 	if p := rule.GetPost(); p != "" {
 		verb, path = http.MethodPost, p
 	}
+	if p := rule.GetPatch(); p != "" {
+		verb, path = http.MethodPatch, p
+	}
 	msg := req.ProtoReflect()
 	inPath := map[protoreflect.Name]bool{}
 	for {

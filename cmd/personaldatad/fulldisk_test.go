@@ -628,7 +628,7 @@ func fullDiskCases() []fullDiskCase {
 		onSubject(fullDiskCase{method: pol + "RecordPolicyAcknowledgement", who: staffOf,
 			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
 				return &pdv1.RecordPolicyAcknowledgementRequest{IdempotencyKey: "full-policy-ack", SubjectId: f.subject.GetSubjectId(), Version: "2030-01",
-					Kind: pdv1.PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED, AcknowledgeTime: timestamppb.New(time.Now().Add(-time.Minute)),
+					Kind: pdv1.PolicyAcknowledgementKind_POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED, AcknowledgeTime: timestamppb.Now(), // after the version was published
 					Channel: pdv1.Channel_CHANNEL_PORTAL, Reference: "portal-login"}
 			},
 			resp: func() proto.Message { return &pdv1.RecordPolicyAcknowledgementResponse{} }}),
