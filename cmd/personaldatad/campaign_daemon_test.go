@@ -301,8 +301,25 @@ func (c client) streamNotices(ctx context.Context, recipient string, got func(*p
 			}
 		}
 	}
-	// The gateway sends one JSON object a line: {"result": ...}, then {"end": ...} or {"error": ...}.
-	hr, err := restRequest(ctx, c.base, "personaldata.v1.DisclosureService/StreamRecipientNotifications", req)
+	err := c.restStream(ctx, "personaldata.v1.DisclosureService/StreamRecipientNotifications", req,
+		func() proto.Message { return &pdv1.StreamRecipientNotificationsResponse{} },
+		func(m proto.Message) error {
+			return got(m.(*pdv1.StreamRecipientNotificationsResponse).GetNotification())
+		})
+	if err == nil {
+		return io.ErrUnexpectedEOF // the stream never ends by itself
+	}
+	return err
+}
+
+// restStream calls a server-streaming RPC over REST and hands each message
+// to got, until the stream ends (nil), fails (its status) or got fails. The
+// gateway answers a refusal before the first message as it answers a unary
+// call (the HTTP status, a google.rpc.Status body), and otherwise sends one
+// JSON object a line, {"result": ...}, then {"end": ...} or {"error": ...};
+// a body that ends with neither was cut (io.ErrUnexpectedEOF).
+func (c client) restStream(ctx context.Context, method string, req proto.Message, newResp func() proto.Message, got func(proto.Message) error) error {
+	hr, err := restRequest(ctx, c.base, method, req)
 	if err != nil {
 		return err
 	}
@@ -335,20 +352,20 @@ func (c client) streamNotices(ctx context.Context, recipient string, got func(*p
 			return status.ErrorProto(&st)
 		}
 		if line.End != nil {
-			return io.ErrUnexpectedEOF // the stream never ends by itself
+			return nil
 		}
-		var m pdv1.StreamRecipientNotificationsResponse
-		if err := protojson.Unmarshal(line.Result, &m); err != nil {
+		m := newResp()
+		if err := protojson.Unmarshal(line.Result, m); err != nil {
 			return fmt.Errorf("stream result line: %w", err)
 		}
-		if err := got(m.GetNotification()); err != nil {
+		if err := got(m); err != nil {
 			return err
 		}
 	}
 	if err := lines.Err(); err != nil {
 		return err
 	}
-	return io.ErrUnexpectedEOF // the stream never ends by itself
+	return io.ErrUnexpectedEOF
 }
 
 // restRequest builds the HTTP request of an RPC from its google.api.http

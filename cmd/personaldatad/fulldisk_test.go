@@ -24,9 +24,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,12 +38,10 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -752,10 +748,8 @@ func isServerStream(method string) bool {
 }
 
 // stream invokes a server-streaming RPC and reads it to its end, returning
-// its last message (nil if none) and how it ended (nil for a normal end).
-// Over REST the gateway sends one JSON object a line, {"result": ...} or
-// {"error": ...}; an error before the first message is the HTTP status
-// with {"error": ...} as the body.
+// its last message (nil if none) and how it ended (nil for a normal end);
+// over REST through restStream.
 func (c client) stream(ctx context.Context, method string, req proto.Message, newResp func() proto.Message) (proto.Message, error) {
 	var last proto.Message
 	if !c.rest {
@@ -780,51 +774,8 @@ func (c client) stream(ctx context.Context, method string, req proto.Message, ne
 			last = m
 		}
 	}
-	hr, err := restRequest(ctx, c.base, method, req)
-	if err != nil {
-		return nil, err
-	}
-	hr.Header.Set("Authorization", "Bearer "+c.token)
-	res, err := campaignHTTP.Do(hr)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(res.Body)
-		return nil, restStatus(res.StatusCode, b) // a google.rpc.Status, as a unary refusal
-	}
-	lines := bufio.NewScanner(res.Body)
-	lines.Buffer(make([]byte, 64<<10), 1<<20)
-	for lines.Scan() {
-		var line struct {
-			Result json.RawMessage `json:"result"`
-			Error  json.RawMessage `json:"error"`
-			End    json.RawMessage `json:"end"` // the last line of a stream that ended
-		}
-		if err := json.Unmarshal(lines.Bytes(), &line); err != nil {
-			return last, fmt.Errorf("stream line: %w", err)
-		}
-		if line.Error != nil {
-			var st spb.Status
-			if err := protojson.Unmarshal(line.Error, &st); err != nil {
-				return last, fmt.Errorf("stream error line: %w", err)
-			}
-			return last, status.ErrorProto(&st)
-		}
-		if line.End != nil {
-			return last, nil
-		}
-		m := newResp()
-		if err := protojson.Unmarshal(line.Result, m); err != nil {
-			return last, fmt.Errorf("stream result line: %w", err)
-		}
-		last = m
-	}
-	if err := lines.Err(); err != nil {
-		return last, err
-	}
-	return last, io.ErrUnexpectedEOF // ended without its end line
+	err := c.restStream(ctx, method, req, newResp, func(m proto.Message) error { last = m; return nil })
+	return last, err
 }
 
 // allRPCs are the full names ("package.Service/Method") of every RPC of
