@@ -107,7 +107,6 @@ type fullDiskFixture struct {
 	forwardID            string // the rights request forwarded to the customer
 	principalID          string
 	agreementID          string
-	agreementVersion     int32
 	custSubjectID        string // a subject of the customer, cust-full
 	keyVersion           uint32 // the master key version added for the rotation
 	freed                time.Time

@@ -431,15 +431,10 @@ var fulfilActions = map[pdv1.RightsRequestKind]string{
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL:         "withdraw_consent",
 }
 
-// newRequestView is r's page as of now, with the forms rpcs allow in its
-// state; consents are the subject's, read for a consent withdrawal.
-func newRequestView(r *pdv1.RightsRequest, now time.Time, rpcs []string, consents []*pdv1.Consent, consentsUnread bool, state *formState) *requestView {
-	return newRequestViewOf(r, now, rpcs, consents, consentsUnread, nil, state)
-}
-
-// newRequestViewOf is newRequestView knowing the subject's record (nil when
-// it was not read): an erased one has no contact details left to verify
-// the identity with.
+// newRequestViewOf is r's page as of now, with the forms rpcs allow in its
+// state; consents are the subject's, read for a consent withdrawal, and
+// subject its record (nil when it was not read): an erased one has no
+// contact details left to verify the identity with.
 func newRequestViewOf(r *pdv1.RightsRequest, now time.Time, rpcs []string, consents []*pdv1.Consent, consentsUnread bool,
 	subject *pdv1.Subject, state *formState) *requestView {
 	id := r.GetRequestId()

@@ -255,7 +255,7 @@ func TestAuthFailuresAudited(t *testing.T) {
 	}
 	var got map[string]int64
 	var events []*pdv1.AuditEvent
-	rpcs := map[string][]string{}
+	var rpcs map[string][]string
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		events = call(t, opg, "personaldata.v1.AuditService/ListAuditEvents", &pdv1.ListAuditEventsRequest{Chain: "unauthenticated", PageSize: 100}, &pdv1.ListAuditEventsResponse{}).GetEvents()
