@@ -31,10 +31,12 @@ func restoreMain(ctx context.Context, args []string) error {
 	var from string
 	var replay bool
 	var ledgers ledgerFlags
+	var backupLedgerOnly bool
 	c, err := parseFlags(args, func(fs *flag.FlagSet) {
 		fs.StringVar(&from, "from", "", "restore: the backup file (from pdctl backup create)")
 		fs.BoolVar(&replay, "replay-erasures", false, "restore: with -mongo-uri, re-apply the erasures of the ledgers to a database restored with mongorestore or a storage snapshot, before any server serves it")
 		fs.Var(&ledgers, "ledger", "restore: an erasure ledger to re-apply besides the backup's and the live one (-erasure-ledger); may be repeated")
+		fs.BoolVar(&backupLedgerOnly, "backup-ledger-only", false, "restore: go on when no ledger but the backup's is found (erasures made after the backup are then not re-applied)")
 	})
 	if err != nil {
 		return err
@@ -79,7 +81,7 @@ func restoreMain(ctx context.Context, args []string) error {
 	rep, err := server.Restore(ctx, server.RestoreConfig{
 		From: from, DataDir: c.dataDir, Database: c.database,
 		Keys:          server.KeysConfig{MasterKeys: []byte(os.Getenv("PERSONALDATA_MASTER_KEYS")), KeyFile: c.keyFile, Keeper: keeper},
-		ErasureLedger: c.erasureLedger, Ledgers: ledgers, Version: server.Version(),
+		ErasureLedger: c.erasureLedger, Ledgers: ledgers, BackupLedgerOnly: backupLedgerOnly, Version: server.Version(),
 	}, log)
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -393,5 +394,55 @@ func TestBackupOverREST(t *testing.T) {
 	}
 	if !slices.Equal(rep.ReplayReport.Reapplied, []string{gone.GetSubjectId()}) {
 		t.Errorf("re-applied %v, want the erased subject", rep.ReplayReport.Reapplied)
+	}
+}
+
+// TestRestoreRefusesWithoutALiveLedger: a restore that finds no ledger
+// besides the backup's (the live one left in a data directory moved aside,
+// say) is refused and writes nothing, since the erasures made after the
+// backup would come back; --backup-ledger-only is the operator accepting
+// that, and the live ledger given with --ledger re-applies them.
+func TestRestoreRefusesWithoutALiveLedger(t *testing.T) {
+	storetest.SkipInMongoMode(t) // backups are the embedded store's
+	e := start(t)
+	c := e.gc()
+	gone := create(t, c, 87)
+	file, _, err := backupOver(context.Background(), e, e.operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call(t, c, "EraseSubject", eraseReq(gone, "erase-1"), &pdv1.EraseSubjectResponse{})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "b.pdbackup")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	restore := func(target string, only bool, ledgers ...string) (*server.RestoreReport, error) {
+		return server.Restore(context.Background(), server.RestoreConfig{
+			From: path, DataDir: target, Database: e.db.Name(), Keys: server.KeysConfig{KeyFile: e.keyFile},
+			Ledgers: ledgers, BackupLedgerOnly: only, // -erasure-ledger left at its default, in the new directory
+		}, slog.New(slog.DiscardHandler))
+	}
+	target := filepath.Join(dir, "data")
+	_, err = restore(target, false)
+	if err == nil || !strings.Contains(err.Error(), "--ledger") || !strings.Contains(err.Error(), "--backup-ledger-only") {
+		t.Fatalf("restore with no ledger but the backup's: %v, want a refusal naming --ledger and --backup-ledger-only", err)
+	}
+	if _, err := os.Stat(target); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused restore left %s behind (%v)", target, err)
+	}
+	rep, err := restore(target, false, filepath.Join(e.dir, "data", ledger.DefaultName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.ReplayReport.Reapplied, []string{gone.GetSubjectId()}) {
+		t.Errorf("with the live ledger given: re-applied %v, want the subject erased after the backup", rep.ReplayReport.Reapplied)
+	}
+	rep, err = restore(filepath.Join(dir, "only"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.ReplayReport.Reapplied) != 0 {
+		t.Errorf("with --backup-ledger-only: re-applied %v, want nothing (the erasure is after the backup)", rep.ReplayReport.Reapplied)
 	}
 }

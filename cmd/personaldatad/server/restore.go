@@ -39,6 +39,12 @@ type RestoreConfig struct {
 	// erasure in any of them, or in the backup's, is re-applied.
 	ErasureLedger string
 	Ledgers       []string
+	// BackupLedgerOnly lets the restore go on when no ledger but the
+	// backup's is found: the operator accepts that erasures made after the
+	// backup are not re-applied. Without it such a restore is refused, so
+	// that a ledger left behind (in a data directory moved aside, say) is
+	// not silently missed.
+	BackupLedgerOnly bool
 	// Version is this server's version: a backup of a newer one is refused.
 	Version string
 	// Now is the clock; time.Now when nil.
@@ -175,6 +181,11 @@ func Restore(ctx context.Context, cfg RestoreConfig, log *slog.Logger) (*Restore
 	if err != nil {
 		return nil, fmt.Errorf("restore: -erasure-ledger: %w", err)
 	}
+	if _, err := os.Stat(ledgerPath); errors.Is(err, fs.ErrNotExist) && len(cfg.Ledgers) == 0 && !cfg.BackupLedgerOnly {
+		return nil, fmt.Errorf("restore: no erasure ledger besides the backup's: the live one (-erasure-ledger %s) does not exist, "+
+			"so erasures made after the backup would come back; give the live ledger with --ledger FILE "+
+			"(after moving a data directory aside, its %s), or --backup-ledger-only to re-apply only the backup's", ledgerPath, ledger.DefaultName)
+	}
 	entries, newest, backupEntries, err := readLedgers(filepath.Join(tmp, backupLedgerCopy), ledgerPath, cfg.Ledgers)
 	if err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
@@ -303,7 +314,7 @@ func emptyTarget(dir string) error {
 		for _, e := range entries[:min(3, len(entries))] {
 			names = append(names, e.Name())
 		}
-		return fmt.Errorf("restore: -data-dir %s is not empty (%s…): restore into a new or empty directory, and move this one aside", dir, strings.Join(names, ", "))
+		return fmt.Errorf("restore: -data-dir %s is not empty (%s…): restore into a new or empty directory, and move this one aside (give its erasure ledger, if it is there, with --ledger)", dir, strings.Join(names, ", "))
 	}
 	return nil
 }
