@@ -71,10 +71,15 @@ func newReadiness(log *slog.Logger, st *store.Store, auditLog *audit.Log, servic
 // observe computes the state from what the events left, without I/O, and
 // wakes the watchers if it changed. Cheap enough to call from any event.
 func (r *readiness) observe() {
-	syncFailed := r.store.SyncFailed()
-	auditFailing := r.auditLog.Failing()
+	// Read under r.mu, so that of two observations racing, the one that
+	// read last also sets last: the state never settles on an older
+	// reading. Neither reading takes a lock that is held while the hooks
+	// that call observe run (the audit log and the syncer release theirs
+	// before they call).
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	syncFailed := r.store.SyncFailed()
+	auditFailing := r.auditLog.Failing()
 	var live, ready error
 	if syncFailed != nil {
 		live = errors.New("the store failed to sync a write: restart to recover")
