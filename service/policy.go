@@ -386,7 +386,7 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 			}
 			// A notice an earlier job queued, still waiting, is not queued
 			// again, and not counted as queued by this one.
-			queued, err := s.queuePolicyNotice(ctx, sub, pv)
+			queued, err := s.queuePolicyNotice(ctx, sub, pv, job.ID)
 			if err != nil {
 				return false, s.internal(ctx, "notify policy change", err)
 			}
@@ -403,8 +403,10 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 func policyNoticeID(version, subjectID string) string { return "policy." + version + "." + subjectID }
 
 // queuePolicyNotice queues the message telling sub of version pv, sealed
-// under the subject's data key; queued is false when it waits already.
-func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv *store.PolicyVersion) (queued bool, err error) {
+// under the subject's data key, for the job jobID; queued is false when it
+// waits already, queued by another job. One the same job queued before it
+// could count it (a call cut off, resumed with the same key) counts.
+func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv *store.PolicyVersion, jobID string) (queued bool, err error) {
 	content := outboxContent{
 		Channel: pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), To: sub.Person.Email, Language: "sv",
 		Subject: "Vi har ändrat vår dataskyddspolicy",
@@ -412,7 +414,7 @@ func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv 
 			day(pv.EffectiveAt), pv.ChangeSummary, pv.URL),
 	}
 	m := &store.OutboxMessage{
-		ID: policyNoticeID(pv.Version, sub.ID), SubjectID: sub.ID, PolicyVersion: pv.Version,
+		ID: policyNoticeID(pv.Version, sub.ID), SubjectID: sub.ID, PolicyVersion: pv.Version, Job: jobID,
 		Kind: pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_POLICY_CHANGE.String(), CreatedAt: s.now().UnixNano(),
 	}
 	dk, err := s.vault.dataKey(ctx, sub.ID, existingKey)
@@ -422,7 +424,17 @@ func (s *Service) queuePolicyNotice(ctx context.Context, sub *store.Subject, pv 
 	if m.Sealed, err = sealContent(dk, m.ID, content); err != nil {
 		return false, err
 	}
-	return s.store.EnqueueOutboxMessage(ctx, m)
+	if queued, err = s.store.EnqueueOutboxMessage(ctx, m); err != nil || queued {
+		return queued, err
+	}
+	waiting, err := s.store.GetOutboxMessage(ctx, m.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil // acknowledged since
+	case err != nil:
+		return false, err
+	}
+	return waiting.Job == jobID, nil
 }
 
 // acknowledgedPolicyNotice records, when the mailer acknowledges a policy

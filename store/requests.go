@@ -271,9 +271,12 @@ type OutboxMessage struct {
 	// instead of a request, and is sealed under the subject's data key.
 	SubjectID     string `bson:"subject_id,omitempty"`
 	PolicyVersion string `bson:"policy_version,omitempty"`
-	Kind          string `bson:"kind"`
-	Sealed        []byte `bson:"sealed"`
-	CreatedAt     int64  `bson:"created_at"`
+	// Job is the job that queued a policy notice: a resumed job that finds
+	// its own notice (queued before it could count it) counts it as queued.
+	Job       string `bson:"job,omitempty"`
+	Kind      string `bson:"kind"`
+	Sealed    []byte `bson:"sealed"`
+	CreatedAt int64  `bson:"created_at"`
 }
 
 // OutboxMessageID is the id of the message of a request's step.
