@@ -213,12 +213,13 @@ func (v *vault) sealOutbox(ctx context.Context, r *store.RightsRequest, m *store
 }
 
 // openOutbox opens a message's content: under its request's data key, or
-// for a policy notice its subject's. errNoDataKey means the key was
+// for a message that names its subject (a policy notice, a sign-in code)
+// under the subject's. errNoDataKey means the key was
 // destroyed (the subject erased): nothing is left to send.
 func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxContent, error) {
 	var c outboxContent
 	keyID := store.RequestDataKeyID(m.RequestID)
-	if m.PolicyVersion != "" {
+	if m.SubjectID != "" {
 		keyID = m.SubjectID
 	}
 	dk, err := v.dataKey(ctx, keyID, existingKey)
@@ -260,6 +261,9 @@ var (
 	// policyNoticeIDPattern is the id of a policy notice: the version and
 	// the subject's id (policyNoticeID).
 	policyNoticeIDPattern = regexp.MustCompile(`^policy\.([a-z0-9][a-z0-9.-]{0,31})\.([a-z2-7]{26})$`)
+	// signInCodeIDPattern is the id of a sign-in code of the data
+	// subject's own page (selfServiceMessageID).
+	signInCodeIDPattern = regexp.MustCompile(`^signin\.[0-9a-f]{32}$`)
 )
 
 // outboxMessageID checks the form of a message id; for a policy notice it
@@ -268,11 +272,11 @@ func (v *violations) outboxMessageID(id string) (version, subjectID string) {
 	switch {
 	case id == "":
 		v.add("message_id", "is required")
-	case requestMessageIDPattern.MatchString(id):
+	case requestMessageIDPattern.MatchString(id), signInCodeIDPattern.MatchString(id):
 	default:
 		m := policyNoticeIDPattern.FindStringSubmatch(id)
 		if m == nil {
-			v.add("message_id", `is not a message id: "<request_id>.<step>" or "policy.<version>.<subject_id>", as listed`)
+			v.add("message_id", `is not a message id: "<request_id>.<step>", "policy.<version>.<subject_id>" or "signin.<id>", as listed`)
 			return "", ""
 		}
 		return m[1], m[2]
@@ -448,6 +452,11 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 // Both are written before the message is removed, so a repeat racing the
 // first acknowledgement sees them.
 func (s *Outbox) acknowledgedBefore(ctx context.Context, id, version, subjectID string) (bool, error) {
+	if signInCodeIDPattern.MatchString(id) {
+		// A sign-in code is sent once and leaves no mark: a repeat of its
+		// acknowledgement is harmless, and says nothing of any sign-in.
+		return true, nil
+	}
 	if version == "" {
 		return s.store.OutboxMessageSent(ctx, id)
 	}

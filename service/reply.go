@@ -441,3 +441,16 @@ func countryName(code, lang string) string {
 	}
 	return code
 }
+
+// PlainName is what the access letter in lang calls key: a field of a
+// person ("given_name"), an enum value's name ("PURPOSE_INVOICING",
+// "DISCLOSURE_BASIS_CONSENT") or the company's legal basis; "" when the
+// letter has no name for it.
+func PlainName(lang, key string) string { return letterNames[lang][key] }
+
+// CompanyRetentionNote is the company's retention policy in lang, as the
+// letter words it to the person.
+func CompanyRetentionNote(lang string) string { return letterTexts[lang].RetentionNote }
+
+// CountryName is the name in lang of the country with ISO code code.
+func CountryName(code, lang string) string { return countryName(code, lang) }

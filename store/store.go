@@ -237,7 +237,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	for d, collections := range map[*mongo.Database][]string{
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
-			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, policiesCollection,
+			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, selfServiceChallengesCollection, policiesCollection,
 			subjectOpsCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection},
 		keysDB:  {dataKeysCollection},

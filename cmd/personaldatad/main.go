@@ -70,6 +70,7 @@ func (h *helpRequested) Unwrap() error { return flag.ErrHelp }
 // when the flag is not given.
 type config struct {
 	grpcAddr, httpAddr         string
+	selfServiceAddr            string
 	mongoURI, dataDir          string
 	durability                 store.Durability
 	database, logLevel         string
@@ -118,6 +119,7 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	}
 	str(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "REST gateway, OpenAPI, metrics and health listen address")
+	str(&c.selfServiceAddr, "self-service-addr", "", "listen address of the data subjects' own page (sign-in by a code sent to the contact details on file; see the README), the one listener meant to face the internet, behind the company's domain and TLS; empty serves no such page")
 	str(&c.mongoURI, "mongo-uri", "", "MongoDB URI; empty runs the embedded store in -data-dir")
 	str(&c.dataDir, "data-dir", "data", "directory of the embedded store")
 	str(&c.database, "database", "personaldata", "database name")
@@ -322,6 +324,7 @@ func realMain(ctx context.Context, args []string) error {
 	srv, err := server.New(ctx, server.Config{
 		GRPCAddr:          c.grpcAddr,
 		HTTPAddr:          c.httpAddr,
+		SelfServiceAddr:   c.selfServiceAddr,
 		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database, Durability: c.durability},
 		OperatorTokenFile: c.operatorTokenFile,
 		TLS:               server.TLSConfig{CertFile: c.tlsCert, KeyFile: c.tlsKey, ClientCAFile: c.tlsClient},
@@ -373,6 +376,7 @@ func realMain(ctx context.Context, args []string) error {
 		slog.String("http", scheme+srv.HTTPAddr()),
 		slog.String("openapi", scheme+srv.HTTPAddr()+"/openapi.json"),
 		slog.String("metrics", metricsURL(c, scheme, srv)),
+		slog.String("self_service", srv.SelfServiceAddr()),
 		slog.String("store", storeKind),
 		slog.String("durability", string(c.durability)),
 		slog.String("authentication", authn),

@@ -41,6 +41,9 @@ func (c *Caller) MayUse(purpose pdv1.Purpose) bool {
 // A grant beyond the kind's ceiling, stored before the ceiling existed,
 // does not count.
 func (c *Caller) MayCall(method string) bool {
+	if c.Method == MethodSelfService {
+		return slices.Contains(selfServiceRPCs, method)
+	}
 	return anyPrincipalRPCs[method] || slices.Contains(c.Principal.RPCs, method) && Grantable(c.kind(), method)
 }
 

@@ -99,6 +99,11 @@ func (a *Authenticator) AuthorizeUnary(ctx context.Context, req any, info *grpc.
 	if err := a.authorize(ctx, info.FullMethod); err != nil {
 		return nil, err
 	}
+	if c := FromContext(ctx); c != nil {
+		if err := confine(c, req); err != nil {
+			return nil, err
+		}
+	}
 	return handler(ctx, req)
 }
 
@@ -106,6 +111,9 @@ func (a *Authenticator) AuthorizeUnary(ctx context.Context, req any, info *grpc.
 func (a *Authenticator) AuthorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if err := a.authorize(ss.Context(), info.FullMethod); err != nil {
 		return err
+	}
+	if c := FromContext(ss.Context()); c != nil && c.SelfServiceSubject() != "" {
+		ss = &confinedStream{ServerStream: ss, c: c}
 	}
 	return handler(srv, ss)
 }
@@ -224,6 +232,9 @@ func (a *Authenticator) identify(ctx context.Context) (caller *Caller, named, re
 			return &Caller{Principal: p, Method: "bearer"}, "", "", nil
 		}
 		return nil, id, "bad_token", nil
+	}
+	if a.gatewaySecret != "" && len(md.Get(SelfServiceSubjectKey)) > 0 {
+		return a.selfServiceCaller(ctx, md)
 	}
 	if a.gatewaySecret != "" && len(md.Get(ConsolePrincipalKey)) > 0 {
 		return a.consoleCaller(ctx, md)

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
@@ -94,7 +95,7 @@ type Console struct {
 	pages      map[string]*template.Template
 	mux        *http.ServeMux
 	static     http.Handler
-	signIns    *signInLimiter
+	signIns    *signinlimit.Limiter
 	// signInLimited counts sign-ins refused unchecked, by scope.
 	signInLimited *prometheus.CounterVec
 	failures      func(context.Context, auth.Failure)
@@ -117,14 +118,14 @@ func New(cfg Config) (*Console, error) {
 		c.now = time.Now
 	}
 	var err error
-	if c.signIns, err = newSignInLimiter(cfg.SignIn); err != nil {
+	if c.signIns, err = signinlimit.New(cfg.SignIn); err != nil {
 		return nil, fmt.Errorf("console.New: %w", err)
 	}
 	c.signInLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "personaldata_console_sign_in_limited_total",
 		Help: "Console sign-ins refused without checking the credentials, after too many failures from the client address or in all, by scope.",
 	}, []string{"scope"})
-	for _, scope := range []string{scopeAddress, scopeGlobal} {
+	for _, scope := range []string{signinlimit.ScopeAddress, signinlimit.ScopeGlobal} {
 		c.signInLimited.WithLabelValues(scope) // shown at 0 before the first
 	}
 	if cfg.Metrics != nil {

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
 )
 
 // problem is what went wrong, in plain Swedish, for a page to show.
@@ -97,7 +99,7 @@ func problemSignIn() *problem {
 // all; the page does not say which, nor anything of the credentials given.
 func problemSignInLimited(wait time.Duration) *problem {
 	return &problem{Status: http.StatusTooManyRequests,
-		Message: "För många misslyckade inloggningsförsök. Inloggningen är spärrad en stund: vänta " + waitWords(wait) + " och försök sedan igen."}
+		Message: "För många misslyckade inloggningsförsök. Inloggningen är spärrad en stund: vänta " + signinlimit.WaitWords(wait) + " och försök sedan igen."}
 }
 
 func problemSignInForm() *problem {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
@@ -273,18 +274,18 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := strings.TrimSpace(r.PostFormValue("principal_id"))
-	att, refused := c.signIns.admit(clientKey(r.RemoteAddr), c.now())
+	att, refused := c.signIns.Admit(signinlimit.ClientKey(r.RemoteAddr), c.now())
 	if refused != nil {
-		c.signInLimited.WithLabelValues(refused.scope).Inc()
+		c.signInLimited.WithLabelValues(refused.Scope).Inc()
 		c.signInFailed(r, reasonLimited, "")
-		w.Header().Set("Retry-After", retryAfter(refused.wait))
-		c.renderSignIn(w, r, http.StatusTooManyRequests, id, problemSignInLimited(refused.wait))
+		w.Header().Set("Retry-After", signinlimit.RetryAfter(refused.Wait))
+		c.renderSignIn(w, r, http.StatusTooManyRequests, id, problemSignInLimited(refused.Wait))
 		return
 	}
 	failed := false // wrong credentials; not a form left empty, nor a store down
 	defer func() {
 		// The address is personal data: the log says only which limit.
-		for _, scope := range att.done(c.now(), failed) {
+		for _, scope := range att.Done(c.now(), failed) {
 			c.log.WarnContext(r.Context(), "console: sign-in failures reached the limit", slog.String("scope", scope))
 		}
 	}()

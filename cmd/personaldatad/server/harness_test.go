@@ -106,7 +106,7 @@ type env struct {
 // ends. Its operator token and master keys are in dir; cfg gives the rest.
 func serve(t *testing.T, dir string, cfg server.Config, log *slog.Logger) (srv *server.Server, stop func()) {
 	t.Helper()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.SelfServiceAddr, cfg.SelfServiceMinStart = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", 20*time.Millisecond
 	cfg.OperatorTokenFile = filepath.Join(dir, "operator.token")
 	cfg.Keys = server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true}
 	srv, err := server.New(context.Background(), cfg, log)
@@ -660,7 +660,7 @@ func (e *env) coll(name string) *mongo.Collection {
 func (e *env) rawDump(t *testing.T) string {
 	t.Helper()
 	var sb strings.Builder
-	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events", "notifications", "notification_heads", "notification_keys", "rights_requests", "outbox", "subject_ops"} {
+	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events", "notifications", "notification_heads", "notification_keys", "rights_requests", "outbox", "subject_ops", "self_service_challenges"} {
 		cur, err := e.coll(c).Find(context.Background(), bson.D{})
 		if err != nil {
 			t.Fatalf("find %s: %v", c, err)

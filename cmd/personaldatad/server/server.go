@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/example/personaldata/cmd/personaldatad/console"
+	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	"github.com/example/personaldata/gen/openapi"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
@@ -84,6 +85,13 @@ type Config struct {
 	// the HTTP port then serves no metrics; empty serves /metrics on the
 	// HTTP port.
 	MetricsAddr string
+	// SelfServiceAddr, when set, is the listen address of the data
+	// subjects' own page (cmd/personaldatad/selfservice), the one listener
+	// meant to face the internet; empty serves no such page.
+	SelfServiceAddr string
+	// SelfServiceMinStart is the least time the page's answer to a
+	// sign-in takes (selfservice.Config.MinStart); 0 takes its default.
+	SelfServiceMinStart time.Duration
 	// ConsoleSignIn bounds the support console's failed sign-ins; zero
 	// fields take the console's defaults.
 	ConsoleSignIn console.SignInLimits
@@ -144,17 +152,34 @@ type Server struct {
 	// sweepInterval (never when 0).
 	retention     *service.Retention
 	sweepInterval time.Duration
+	// svc is the service itself, for the data subjects' sign-in by code,
+	// which is not an RPC of any principal (SelfServiceSignIn).
+	svc *service.Service
 	// endStreams ends the notification streams, which never end by
 	// themselves, as shutdown begins.
 	endStreams func()
 	// metrics serves /metrics on metricsLis when it has a listener of its own.
-	metrics                     *http.Server
-	metricsLis                  net.Listener
+	metrics    *http.Server
+	metricsLis net.Listener
+	// self serves the data subjects' own page on selfLis, when configured.
+	self                        *http.Server
+	selfLis                     net.Listener
 	drainDelay, shutdownTimeout time.Duration
 	// stopAttempts writes the refused authentications still gathered and
 	// stops their writer, before the store closes.
 	stopAttempts func()
 }
+
+// SelfServiceSignIn is the data subjects' sign-in by a one-time code sent to
+// the contact details on file (service/selfservice.go).
+type SelfServiceSignIn interface {
+	SelfServiceIdentityKey(typed string) (string, error)
+	StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error)
+	ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error)
+}
+
+// SelfServiceSignIn is the server's sign-in for the data subjects' own page.
+func (s *Server) SelfServiceSignIn() SelfServiceSignIn { return s.svc }
 
 // New opens the store and binds both listeners.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
@@ -219,6 +244,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	s.stopAttempts = runUntilStopped(attempts.Run)
 	reg.MustRegister(svc.BacklogMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
+	s.svc = svc
 	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
 	if s.shutdownTimeout <= 0 {
 		s.shutdownTimeout = 20 * time.Second
@@ -382,6 +408,19 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	if cfg.SelfServiceAddr != "" {
+		page, err := selfservice.New(selfservice.Config{Conn: s.gateConn, SignIn: svc, Sessions: s.store, Log: s.log,
+			Now: cfg.Now, Secure: s.tls != nil, MinStart: cfg.SelfServiceMinStart})
+		if err != nil {
+			return err
+		}
+		if s.selfLis, err = net.Listen("tcp", cfg.SelfServiceAddr); err != nil {
+			return fmt.Errorf("listen self-service: %w", err)
+		}
+		s.self = &http.Server{Handler: m.instrumentHTTP("self_service", http.MaxBytesHandler(page, 64<<10)), TLSConfig: s.tls,
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", m.instrumentHTTP("gateway", http.MaxBytesHandler(trackGatewayCalls(authFirst(gatewayAuthn, gatewaySecret, g, gw)), maxRequestBytes)))
 	mux.Handle(console.Prefix, m.instrumentHTTP("console", http.MaxBytesHandler(cons, maxRequestBytes)))
@@ -502,6 +541,14 @@ func (s *Server) MetricsAddr() string {
 	return s.HTTPAddr()
 }
 
+// SelfServiceAddr is the address of the data subjects' own page; "" when off.
+func (s *Server) SelfServiceAddr() string {
+	if s.selfLis == nil {
+		return ""
+	}
+	return s.selfLis.Addr().String()
+}
+
 // HTTPAddr is the address the REST gateway listens on.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
@@ -532,6 +579,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	if s.metrics != nil {
 		go func() { _ = s.metrics.Serve(s.metricsLis) }()
+	}
+	if s.self != nil {
+		go func() {
+			if s.tls != nil {
+				_ = s.self.ServeTLS(s.selfLis, "", "")
+				return
+			}
+			_ = s.self.Serve(s.selfLis)
+		}()
 	}
 	go s.readiness.watch(ctx, 5*time.Second)
 	sweepCtx, stopSweeping := context.WithCancel(ctx)
@@ -569,6 +625,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.metrics != nil {
 		_ = s.metrics.Shutdown(shutdownCtx)
 	}
+	if s.self != nil {
+		_ = s.self.Shutdown(shutdownCtx)
+	}
 	stopped := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(stopped) }()
 	select {
@@ -598,7 +657,7 @@ func (s *Server) waitInproc() {
 // Close releases what New acquired; Serve calls it on its way out.
 func (s *Server) Close() error {
 	var errs []error
-	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.metricsLis} {
+	for _, l := range []net.Listener{s.grpcLis, s.httpLis, s.metricsLis, s.selfLis} {
 		if l != nil {
 			_ = l.Close() // already closed by Serve's shutdown
 		}

@@ -366,6 +366,10 @@ const (
 	OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED OutboxMessageKind = 6
 	// The privacy policy changed materially (PolicyService).
 	OutboxMessageKind_OUTBOX_MESSAGE_KIND_POLICY_CHANGE OutboxMessageKind = 7
+	// A one-time code to sign in to the person's own page (self-service),
+	// sent to the e-mail or phone on file; the message names the subject,
+	// not a request.
+	OutboxMessageKind_OUTBOX_MESSAGE_KIND_SIGN_IN_CODE OutboxMessageKind = 8
 )
 
 // Enum value maps for OutboxMessageKind.
@@ -379,6 +383,7 @@ var (
 		5: "OUTBOX_MESSAGE_KIND_REPLY_READY",
 		6: "OUTBOX_MESSAGE_KIND_FORWARDED",
 		7: "OUTBOX_MESSAGE_KIND_POLICY_CHANGE",
+		8: "OUTBOX_MESSAGE_KIND_SIGN_IN_CODE",
 	}
 	OutboxMessageKind_value = map[string]int32{
 		"OUTBOX_MESSAGE_KIND_UNSPECIFIED":       0,
@@ -389,6 +394,7 @@ var (
 		"OUTBOX_MESSAGE_KIND_REPLY_READY":       5,
 		"OUTBOX_MESSAGE_KIND_FORWARDED":         6,
 		"OUTBOX_MESSAGE_KIND_POLICY_CHANGE":     7,
+		"OUTBOX_MESSAGE_KIND_SIGN_IN_CODE":      8,
 	}
 )
 
@@ -4081,7 +4087,7 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x19DECISION_REASON_EXCESSIVE\x10\x03\x12,\n" +
 	"(DECISION_REASON_IDENTITY_NOT_ESTABLISHED\x10\x04\x12\"\n" +
 	"\x1eDECISION_REASON_KEPT_UNDER_LAW\x10\x05\x12)\n" +
-	"%DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS\x10\x06*\xb8\x02\n" +
+	"%DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS\x10\x06*\xde\x02\n" +
 	"\x11OutboxMessageKind\x12#\n" +
 	"\x1fOUTBOX_MESSAGE_KIND_UNSPECIFIED\x10\x00\x12)\n" +
 	"%OUTBOX_MESSAGE_KIND_VERIFICATION_CODE\x10\x01\x12\x1f\n" +
@@ -4090,7 +4096,8 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x1cOUTBOX_MESSAGE_KIND_DECISION\x10\x04\x12#\n" +
 	"\x1fOUTBOX_MESSAGE_KIND_REPLY_READY\x10\x05\x12!\n" +
 	"\x1dOUTBOX_MESSAGE_KIND_FORWARDED\x10\x06\x12%\n" +
-	"!OUTBOX_MESSAGE_KIND_POLICY_CHANGE\x10\a*e\n" +
+	"!OUTBOX_MESSAGE_KIND_POLICY_CHANGE\x10\a\x12$\n" +
+	" OUTBOX_MESSAGE_KIND_SIGN_IN_CODE\x10\b*e\n" +
 	"\x0eContactChannel\x12\x1f\n" +
 	"\x1bCONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTACT_CHANNEL_EMAIL\x10\x01\x12\x17\n" +

@@ -1,0 +1,408 @@
+// Package selfservice is the data subjects' own page: a person signs in
+// with a one-time code sent to the contact details on file, sees what is
+// held about them, downloads it and signs out. It calls the service in
+// this process as a data subject confined to their own record
+// (service/auth/selfservice.go); the subject's id never comes from the
+// browser.
+package selfservice
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/store"
+)
+
+// SignIn is the service's sign-in by code (service/selfservice.go).
+type SignIn interface {
+	SelfServiceIdentityKey(typed string) (string, error)
+	StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error)
+	ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error)
+}
+
+// Sessions stores the page's sessions.
+type Sessions interface {
+	InsertSelfServiceSession(ctx context.Context, c *store.SelfServiceSession) error
+	GetSelfServiceSession(ctx context.Context, id string) (*store.SelfServiceSession, error)
+	UpdateSelfServiceSession(ctx context.Context, id string, f func(*store.SelfServiceSession) error) (*store.SelfServiceSession, error)
+	DeleteSelfServiceSession(ctx context.Context, id string) error
+}
+
+// Config is what the page needs.
+type Config struct {
+	Conn     grpc.ClientConnInterface
+	SignIn   SignIn
+	Sessions Sessions
+	Log      *slog.Logger
+	Now      func() time.Time
+	// Secure says the listener serves TLS. The cookies are Secure either
+	// way: a browser keeps a __Host- cookie only when it is, which it
+	// accepts over plain HTTP from loopback alone. The page is for HTTPS
+	// (here or at a proxy in front); plain HTTP works only on loopback.
+	Secure bool
+	// PerAddress and PerIdentity bound starting a sign-in and giving a
+	// code; zero fields take signinlimit's defaults.
+	PerAddress, PerIdentity signinlimit.Limits
+	// MinStart is the least time an answer to a sign-in takes, so that a
+	// known person's (a code queued) cannot be told from an unknown one's
+	// (500 ms when 0).
+	MinStart time.Duration
+}
+
+// Cookie names: __Host- keeps them to this host and path /.
+const (
+	sessionCookie = "__Host-pd-self"
+	signInCookie  = "__Host-pd-signin"
+	csrfCookie    = "__Host-pd-csrf"
+)
+
+// Page is the http.Handler of the page.
+type Page struct {
+	cfg             Config
+	byAddr, byIdent *signinlimit.Limiter
+	codeByAddr      *signinlimit.Limiter
+	mux             *http.ServeMux
+}
+
+// New returns the page.
+func New(cfg Config) (*Page, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MinStart <= 0 {
+		cfg.MinStart = 500 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	p := &Page{cfg: cfg, mux: http.NewServeMux()}
+	var err error
+	if p.byAddr, err = signinlimit.New(cfg.PerAddress); err != nil {
+		return nil, err
+	}
+	if p.codeByAddr, err = signinlimit.New(cfg.PerAddress); err != nil {
+		return nil, err
+	}
+	if p.byIdent, err = signinlimit.New(cfg.PerIdentity); err != nil {
+		return nil, err
+	}
+	p.mux.HandleFunc("GET /{$}", p.home)
+	p.mux.HandleFunc("POST /logga-in", p.start)
+	p.mux.HandleFunc("POST /kod", p.code)
+	p.mux.HandleFunc("GET /export", p.export)
+	p.mux.HandleFunc("POST /logga-ut", p.signOut)
+	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		_, _ = io.WriteString(w, styleCSS)
+	})
+	return p, nil
+}
+
+func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	p.mux.ServeHTTP(w, r)
+}
+
+func random() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// sessionKey is the store's key of a session id: a hash.
+func sessionKey(id string) string {
+	h := sha256.Sum256([]byte("self-service-session\x00" + id))
+	return hex.EncodeToString(h[:])
+}
+
+func (p *Page) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: true,
+		SameSite: http.SameSiteStrictMode, MaxAge: maxAge})
+}
+
+// preCSRF is the token of the forms before sign-in: a cookie the form
+// must repeat.
+func (p *Page) preCSRF(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 43 {
+		return c.Value
+	}
+	t := random()
+	p.setCookie(w, csrfCookie, t, 0)
+	return t
+}
+
+func sameToken(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+func (p *Page) preCSRFOK(r *http.Request) bool {
+	c, err := r.Cookie(csrfCookie)
+	return err == nil && sameToken(c.Value, r.PostFormValue("csrf"))
+}
+
+// session is the live session of r, touched; nil when none.
+func (p *Page) session(r *http.Request) (*store.SelfServiceSession, string) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, ""
+	}
+	key := sessionKey(c.Value)
+	now := p.cfg.Now()
+	s, err := p.cfg.Sessions.UpdateSelfServiceSession(r.Context(), key, func(s *store.SelfServiceSession) error {
+		if !auth.SelfServiceSessionLive(s, now) {
+			return errDead
+		}
+		s.LastSeen = now.UnixNano()
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, errDead) {
+			_ = p.cfg.Sessions.DeleteSelfServiceSession(r.Context(), key)
+		}
+		return nil, ""
+	}
+	return s, key
+}
+
+var errDead = errors.New("session ended")
+
+// callCtx is the context of a call for the session's subject.
+func callCtx(ctx context.Context, s *store.SelfServiceSession, key string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, auth.SelfServiceSubjectKey, s.SubjectID, auth.SelfServiceSessionKey, key)
+}
+
+type view struct {
+	Title, CSRF, Error, Info string
+	Step                     string // "start", "code", "me"
+	Sections                 []section
+	Status                   int
+}
+
+type section struct {
+	Heading string
+	Empty   string
+	Items   []item
+}
+
+type item struct{ Rows []row }
+type row struct{ Label, Value string }
+
+func (p *Page) render(w http.ResponseWriter, v view) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if v.Status != 0 {
+		w.WriteHeader(v.Status)
+	}
+	if err := pageTemplate.Execute(w, v); err != nil {
+		p.cfg.Log.Warn("self-service page", slog.String("error", err.Error()))
+	}
+}
+
+func (p *Page) home(w http.ResponseWriter, r *http.Request) {
+	s, key := p.session(r)
+	if s == nil {
+		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r)})
+		return
+	}
+	page, err := p.access(r.Context(), s, key)
+	if err != nil {
+		p.cfg.Log.Warn("self-service access", slog.String("error", err.Error()))
+		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
+			Error: "Vi kunde inte hämta dina uppgifter just nu. Försök igen om en stund."})
+		return
+	}
+	p.render(w, view{Title: "Dina personuppgifter", Step: "me", CSRF: s.CSRF, Sections: sections(page)})
+}
+
+// access is every page of the subject's access document, merged.
+func (p *Page) access(ctx context.Context, s *store.SelfServiceSession, key string) (*pdv1.AccessSubjectResponse, error) {
+	stream, err := pdv1.NewPersonalDataServiceClient(p.cfg.Conn).StreamSubjectAccess(callCtx(ctx, s, key), &pdv1.StreamSubjectAccessRequest{SubjectId: s.SubjectID})
+	if err != nil {
+		return nil, err
+	}
+	var all *pdv1.AccessSubjectResponse
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if all == nil {
+			all = m.GetPage()
+			continue
+		}
+		pg := m.GetPage()
+		all.History = append(all.History, pg.GetHistory()...)
+		all.Changes = append(all.Changes, pg.GetChanges()...)
+		all.Consents = append(all.Consents, pg.GetConsents()...)
+		all.Disclosures = append(all.Disclosures, pg.GetDisclosures()...)
+		all.Holds = append(all.Holds, pg.GetHolds()...)
+		all.PolicyAcknowledgements = append(all.PolicyAcknowledgements, pg.GetPolicyAcknowledgements()...)
+	}
+	if all == nil {
+		return nil, errors.New("no access page")
+	}
+	all.NextPageToken = ""
+	return all, nil
+}
+
+func (p *Page) limitedAnswer(w http.ResponseWriter, r *http.Request, wait time.Duration, step string) {
+	w.Header().Set("Retry-After", signinlimit.RetryAfter(wait))
+	p.render(w, view{Title: "Vänta en stund", Step: step, CSRF: p.preCSRF(w, r), Status: http.StatusTooManyRequests,
+		Error: "Du har försökt för många gånger. Vänta " + signinlimit.WaitWords(wait) + " och försök sedan igen."})
+}
+
+func (p *Page) start(w http.ResponseWriter, r *http.Request) {
+	if !p.preCSRFOK(r) {
+		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusForbidden,
+			Error: "Sidan hade hunnit bli för gammal. Försök igen."})
+		return
+	}
+	now := p.cfg.Now()
+	att, lim := p.byAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), now)
+	if lim != nil {
+		p.limitedAnswer(w, r, lim.Wait, "start")
+		return
+	}
+	// Every start counts against the limits, matched or not.
+	defer att.Done(p.cfg.Now(), true)
+	typed := r.PostFormValue("identitet")
+	ident, err := p.cfg.SignIn.SelfServiceIdentityKey(typed)
+	if err != nil {
+		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: "Skriv ditt personnummer (12 siffror, till exempel 19811218-9876) eller din e-postadress."})
+		return
+	}
+	iatt, lim := p.byIdent.Admit(ident, now)
+	if lim != nil {
+		p.limitedAnswer(w, r, lim.Wait, "start")
+		return
+	}
+	defer iatt.Done(p.cfg.Now(), true)
+	// The same time for everyone: a known person's code is queued within it.
+	deadline := time.Now().Add(p.cfg.MinStart)
+	token, err := p.cfg.SignIn.StartSelfServiceSignIn(r.Context(), typed)
+	time.Sleep(time.Until(deadline))
+	if err != nil {
+		p.cfg.Log.Warn("self-service sign-in", slog.String("error", err.Error()))
+		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
+			Error: "Något gick fel hos oss. Försök igen om en stund."})
+		return
+	}
+	p.setCookie(w, signInCookie, token, int(service.SelfServiceCodeLifetime/time.Second))
+	p.render(w, view{Title: "Skriv in koden", Step: "code", CSRF: p.preCSRF(w, r),
+		Info: "Om vi har dina uppgifter har vi nu skickat en kod till den e-postadress eller det mobilnummer vi har till dig. Koden gäller i 10 minuter."})
+}
+
+func (p *Page) code(w http.ResponseWriter, r *http.Request) {
+	if !p.preCSRFOK(r) {
+		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusForbidden,
+			Error: "Sidan hade hunnit bli för gammal. Försök igen."})
+		return
+	}
+	c, err := r.Cookie(signInCookie)
+	if err != nil || c.Value == "" {
+		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: "Koden har slutat gälla. Börja om och be om en ny kod."})
+		return
+	}
+	att, lim := p.codeByAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), p.cfg.Now())
+	if lim != nil {
+		p.limitedAnswer(w, r, lim.Wait, "code")
+		return
+	}
+	subject, err := p.cfg.SignIn.ConfirmSelfServiceSignIn(r.Context(), c.Value, r.PostFormValue("kod"))
+	att.Done(p.cfg.Now(), err != nil)
+	switch {
+	case errors.Is(err, service.ErrSelfServiceCodeWrong):
+		p.render(w, view{Title: "Skriv in koden", Step: "code", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: "Koden stämmer inte. Kontrollera siffrorna och försök igen."})
+		return
+	case errors.Is(err, service.ErrSelfServiceCodeExpired), errors.Is(err, service.ErrSelfServiceCodeExhausted):
+		p.setCookie(w, signInCookie, "", -1)
+		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: "Koden går inte längre att använda. Börja om och be om en ny kod."})
+		return
+	case err != nil:
+		p.cfg.Log.Warn("self-service sign-in", slog.String("error", err.Error()))
+		p.render(w, view{Title: "Något gick fel", Step: "code", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
+			Error: "Något gick fel hos oss. Försök igen om en stund."})
+		return
+	}
+	id, now := random(), p.cfg.Now()
+	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
+	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
+		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
+		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
+			Error: "Något gick fel hos oss. Försök igen om en stund."})
+		return
+	}
+	p.setCookie(w, signInCookie, "", -1)
+	p.setCookie(w, sessionCookie, id, 0)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (p *Page) export(w http.ResponseWriter, r *http.Request) {
+	s, key := p.session(r)
+	if s == nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	page, err := p.access(r.Context(), s, key)
+	if err != nil {
+		p.cfg.Log.Warn("self-service export", slog.String("error", err.Error()))
+		http.Error(w, "Vi kunde inte ta fram filen just nu. Försök igen om en stund.", http.StatusInternalServerError)
+		return
+	}
+	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(page)
+	if err != nil {
+		http.Error(w, "Vi kunde inte ta fram filen just nu. Försök igen om en stund.", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", `attachment; filename="mina-personuppgifter.json"`)
+	_, _ = w.Write(b)
+}
+
+func (p *Page) signOut(w http.ResponseWriter, r *http.Request) {
+	s, key := p.session(r)
+	if s != nil && sameToken(s.CSRF, r.PostFormValue("csrf")) {
+		_ = p.cfg.Sessions.DeleteSelfServiceSession(r.Context(), key)
+	} else if s != nil {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	p.setCookie(w, sessionCookie, "", -1)
+	p.render(w, view{Title: "Du är utloggad", Step: "start", CSRF: p.preCSRF(w, r), Info: "Du är utloggad."})
+}
+
+var stockholm = func() *time.Location {
+	l, err := time.LoadLocation("Europe/Stockholm")
+	if err != nil {
+		return time.UTC
+	}
+	return l
+}()

@@ -1,0 +1,231 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
+)
+
+// The data subject's own page signs a person in with a one-time code sent
+// to the e-mail address or phone number on file: never to one typed into
+// the page. These are the service's side of it, called in-process by the
+// page (cmd/personaldatad/selfservice), not over the API: a sign-in is not
+// a call of any principal.
+
+// Sign-in codes: as many digits as a rights request's, a shorter life.
+const (
+	SelfServiceCodeLifetime = 10 * time.Minute
+	SelfServiceCodeTries    = 5
+)
+
+// Refusals of a sign-in code. The page tells the person which, in words.
+var (
+	// ErrSelfServiceIdentity: what was typed is neither a personnummer
+	// nor an e-mail address.
+	ErrSelfServiceIdentity = errors.New("self-service: not a personnummer or an e-mail address")
+	// ErrSelfServiceCodeWrong: a wrong code (a try used), or a sign-in
+	// that does not exist or matched no one, which answers alike.
+	ErrSelfServiceCodeWrong = errors.New("self-service: wrong code")
+	// ErrSelfServiceCodeExpired: the code's time ran out.
+	ErrSelfServiceCodeExpired = errors.New("self-service: code expired")
+	// ErrSelfServiceCodeExhausted: the last try was used.
+	ErrSelfServiceCodeExhausted = errors.New("self-service: code tries used up")
+)
+
+// SelfServiceIdentityKey is what StartSelfServiceSignIn makes of what the
+// person typed: a normalised personnummer or e-mail address, for the page's
+// per-identity limit (never logged, never shown).
+func (s *Service) SelfServiceIdentityKey(typed string) (string, error) {
+	field, p, err := s.selfServiceIdentity(typed)
+	if err != nil {
+		return "", err
+	}
+	if field == fieldIdentityNumber {
+		return s.vault.keys.Ring().Index("self_service_identity", field, p.IdentityNumber), nil
+	}
+	return s.vault.keys.Ring().Index("self_service_identity", field, strings.ToLower(p.Email)), nil
+}
+
+func (s *Service) selfServiceIdentity(typed string) (string, store.Person, error) {
+	typed = strings.TrimSpace(typed)
+	var v violations
+	var field string
+	var p store.Person
+	if strings.Contains(typed, "@") {
+		field = fieldEmail
+		p = v.personAt(field, &pdv1.Person{Email: typed}, field, s.now())
+	} else {
+		field = fieldIdentityNumber
+		p = v.personAt(field, &pdv1.Person{IdentityNumber: typed}, field, s.now())
+	}
+	if typed == "" || len(typed) > 254 || v.err() != nil {
+		return "", p, ErrSelfServiceIdentity
+	}
+	return field, p, nil
+}
+
+// StartSelfServiceSignIn begins a sign-in for the person typed: a
+// personnummer or an e-mail address, of the company's own records. It
+// returns the token the browser keeps until it gives the code back. When a
+// live subject matches and has an e-mail address or phone number on file,
+// a code goes to that (the e-mail first) through the outbox; else nothing
+// is sent, and the token is stored all the same, so that the answer is the
+// same whether or not anyone matched.
+func (s *Service) StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error) {
+	field, p, err := s.selfServiceIdentity(typed)
+	if err != nil {
+		return "", err
+	}
+	var id string
+	for _, k := range s.lookupKeys(companyController, &p) {
+		if k.field == field {
+			id = k.id
+		}
+	}
+	sub, err := s.findByKey(ctx, id)
+	if err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	now := s.now()
+	token = randomSelfServiceToken()
+	c := &store.SelfServiceChallenge{
+		ID: SelfServiceChallengeKey(token), Nonce: make([]byte, 16),
+		Created: now.UnixNano(), Expires: now.Add(SelfServiceCodeLifetime).UnixNano(),
+	}
+	_, _ = rand.Read(c.Nonce) // never fails (crypto/rand)
+	var content outboxContent
+	if sub != nil && sub.Erasure == nil && sub.Person != nil {
+		code := s.selfServiceCode(c)
+		content = outboxContent{Language: "sv", Subject: "Din kod för att logga in",
+			Body: fmt.Sprintf("Din kod för att logga in på sidan om dina personuppgifter är %s %s.\n"+
+				"Koden gäller i %d minuter. Har du inte försökt logga in kan du bortse från meddelandet.\n",
+				code[:4], code[4:], int(SelfServiceCodeLifetime/time.Minute))}
+		switch {
+		case sub.Person.Email != "":
+			content.Channel, content.To = pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), sub.Person.Email
+		case sub.Person.Phone != "":
+			content.Channel, content.To = pdv1.ContactChannel_CONTACT_CHANNEL_SMS.String(), sub.Person.Phone
+		}
+		if content.To != "" {
+			c.SubjectID = sub.ID
+		}
+	}
+	if err := s.store.DeleteExpiredSelfServiceChallenges(ctx, now.UnixNano()); err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	if err := s.store.InsertSelfServiceChallenge(ctx, c); err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	if c.SubjectID == "" {
+		return token, nil
+	}
+	m := &store.OutboxMessage{
+		ID: selfServiceMessageID(c.ID), SubjectID: c.SubjectID,
+		Kind: pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_SIGN_IN_CODE.String(), CreatedAt: now.UnixNano(),
+	}
+	dk, err := s.vault.dataKey(ctx, c.SubjectID, existingKey)
+	if err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	if m.Sealed, err = sealContent(dk, m.ID, content); err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	if _, err := s.store.EnqueueOutboxMessage(ctx, m); err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	return token, nil
+}
+
+// ConfirmSelfServiceSignIn checks the code given back for the sign-in of
+// token, and returns the subject signed in. A wrong code uses up a try;
+// after the last, or past its expiry, the sign-in is dead. A sign-in that
+// matched no one refuses every code as wrong, alike. A right code ends the
+// challenge: it signs in once.
+func (s *Service) ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error) {
+	code = strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' {
+			return -1
+		}
+		return r
+	}, code)
+	key := SelfServiceChallengeKey(token)
+	now := s.now()
+	var outcome error
+	c, err := s.store.UpdateSelfServiceChallenge(ctx, key, func(c *store.SelfServiceChallenge) error {
+		switch {
+		case now.UnixNano() >= c.Expires:
+			return ErrSelfServiceCodeExpired
+		case c.Tries >= SelfServiceCodeTries:
+			return ErrSelfServiceCodeExhausted
+		}
+		want := s.selfServiceCode(c)
+		if c.SubjectID != "" && len(code) == codeDigits && subtle.ConstantTimeCompare([]byte(code), []byte(want)) == 1 {
+			outcome = nil
+			return nil
+		}
+		c.Tries++
+		outcome = ErrSelfServiceCodeWrong
+		if c.Tries >= SelfServiceCodeTries {
+			outcome = ErrSelfServiceCodeExhausted
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", ErrSelfServiceCodeWrong
+	case errors.Is(err, ErrSelfServiceCodeExpired), errors.Is(err, ErrSelfServiceCodeExhausted):
+		return "", unwrapSelfService(err)
+	case err != nil:
+		return "", s.internal(ctx, "self-service sign-in", err)
+	case outcome != nil:
+		return "", outcome
+	}
+	if err := s.store.DeleteSelfServiceChallenge(ctx, key); err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	return c.SubjectID, nil
+}
+
+func unwrapSelfService(err error) error {
+	for _, e := range []error{ErrSelfServiceCodeExpired, ErrSelfServiceCodeExhausted} {
+		if errors.Is(err, e) {
+			return e
+		}
+	}
+	return err
+}
+
+// selfServiceCode is the code of challenge c: a keyed hash of its id and
+// nonce, so that the store holds no code.
+func (s *Service) selfServiceCode(c *store.SelfServiceChallenge) string {
+	index := s.vault.keys.Ring().Index("self_service_code", c.ID, hex.EncodeToString(c.Nonce))
+	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
+	return fmt.Sprintf("%0*d", codeDigits, binary.BigEndian.Uint64(sum[:8])%100_000_000)
+}
+
+// SelfServiceChallengeKey is the store's key of a sign-in token: what the
+// store holds cannot be sent back as the token.
+func SelfServiceChallengeKey(token string) string {
+	h := sha256.Sum256([]byte("self-service-challenge\x00" + token))
+	return hex.EncodeToString(h[:])
+}
+
+// selfServiceMessageID is the outbox id of a sign-in code's message.
+func selfServiceMessageID(challengeKey string) string { return "signin." + challengeKey[:32] }
+
+func randomSelfServiceToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
