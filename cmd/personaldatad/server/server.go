@@ -417,7 +417,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		if s.selfLis, err = net.Listen("tcp", cfg.SelfServiceAddr); err != nil {
 			return fmt.Errorf("listen self-service: %w", err)
 		}
-		s.self = &http.Server{Handler: m.instrumentHTTP("self_service", http.MaxBytesHandler(page, 64<<10)), TLSConfig: s.tls,
+		s.self = &http.Server{Handler: m.instrumentHTTP("self_service", http.MaxBytesHandler(page, 64<<10)), TLSConfig: s.tls.Clone(), // its own: serving configures it
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10}
 	}
 
