@@ -94,10 +94,18 @@ type SelfServiceSession struct {
 	ID        string `bson:"_id"`
 	Version   int64  `bson:"v"`
 	SubjectID string `bson:"subject"`
-	CSRF      string `bson:"csrf"`
-	Created   int64  `bson:"created"`   // Unix nanoseconds
-	LastSeen  int64  `bson:"last_seen"` // Unix nanoseconds
+	// SignIn is how the person signed in: SignInCode or SignInOIDC.
+	SignIn   string `bson:"sign_in,omitempty"`
+	CSRF     string `bson:"csrf"`
+	Created  int64  `bson:"created"`   // Unix nanoseconds
+	LastSeen int64  `bson:"last_seen"` // Unix nanoseconds
 }
+
+// How a self-service session was signed in.
+const (
+	SignInCode = "code" // a one-time code sent to the contact on file
+	SignInOIDC = "oidc" // strong sign-in through an OpenID Connect provider
+)
 
 func (d *SelfServiceSession) version() *int64 { return &d.Version }
 

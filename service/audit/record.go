@@ -189,6 +189,10 @@ func (r *Recorder) event(ctx context.Context, method string, t Touch, err error)
 	}
 	if c := auth.FromContext(ctx); c != nil {
 		e.Principal = c.ID()
+		if c.SelfServiceSubject() != "" {
+			// The person acted themselves, on their own page.
+			e.Fields = append(e.Fields, "channel:SELF_SERVICE", "sign_in:"+c.SignIn)
+		}
 	}
 	return e
 }

@@ -14,6 +14,10 @@ type Caller struct {
 	// Method is how it authenticated: "bearer", "mtls", or "console" (a
 	// principal signed in to the support console, which calls for it).
 	Method string
+	// SignIn is, for a data subject on their own page (Method
+	// MethodSelfService), how they signed in: store.SignInCode or
+	// store.SignInOIDC.
+	SignIn string
 }
 
 // ID is the caller's principal id.

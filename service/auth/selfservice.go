@@ -79,7 +79,11 @@ func (a *Authenticator) selfServiceCaller(ctx context.Context, md metadata.MD) (
 		return nil, "", "bad_token", nil
 	}
 	p := &store.Principal{ID: sess.SubjectID, Kind: DataSubjectKind, TenantIDs: []string{"company"}, RPCs: slices.Clone(selfServiceRPCs)}
-	return &Caller{Principal: p, Method: MethodSelfService}, "", "", nil
+	signIn := sess.SignIn
+	if signIn == "" {
+		signIn = store.SignInCode
+	}
+	return &Caller{Principal: p, Method: MethodSelfService, SignIn: signIn}, "", "", nil
 }
 
 // confine refuses a self-service caller's request whose subject_id is

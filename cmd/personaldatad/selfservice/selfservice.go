@@ -353,7 +353,7 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, now := random(), p.cfg.Now()
-	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
+	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: store.SignInCode, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
 	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
 		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
 		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,

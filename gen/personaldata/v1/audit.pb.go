@@ -36,9 +36,12 @@ type AuditEvent struct {
 	// "restore"; fields "backup_created:<time>" and the report's counts).
 	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
 	// Position in the chain, from 1.
-	Seq         int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	EventTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
-	PrincipalId string                 `protobuf:"bytes,4,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
+	Seq       int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	EventTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	// The principal that called; for a data subject acting on their own page
+	// the subject's id (principal_id equals subject_id), with the fields
+	// "channel:SELF_SERVICE" and "sign_in:<code|oidc>".
+	PrincipalId string `protobuf:"bytes,4,opt,name=principal_id,json=principalId,proto3" json:"principal_id,omitempty"`
 	// The controller whose data was touched.
 	TenantId string  `protobuf:"bytes,5,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	Purpose  Purpose `protobuf:"varint,6,opt,name=purpose,proto3,enum=personaldata.v1.Purpose" json:"purpose,omitempty"`

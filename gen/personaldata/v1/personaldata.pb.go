@@ -192,6 +192,9 @@ const (
 	Channel_CHANNEL_PHONE       Channel = 2
 	Channel_CHANNEL_PORTAL      Channel = 3
 	Channel_CHANNEL_LETTER      Channel = 4
+	// The data subject's own page (personaldatad -self-service-addr), signed
+	// in: the person acted themselves.
+	Channel_CHANNEL_SELF_SERVICE Channel = 5
 )
 
 // Enum value maps for Channel.
@@ -202,13 +205,15 @@ var (
 		2: "CHANNEL_PHONE",
 		3: "CHANNEL_PORTAL",
 		4: "CHANNEL_LETTER",
+		5: "CHANNEL_SELF_SERVICE",
 	}
 	Channel_value = map[string]int32{
-		"CHANNEL_UNSPECIFIED": 0,
-		"CHANNEL_EMAIL":       1,
-		"CHANNEL_PHONE":       2,
-		"CHANNEL_PORTAL":      3,
-		"CHANNEL_LETTER":      4,
+		"CHANNEL_UNSPECIFIED":  0,
+		"CHANNEL_EMAIL":        1,
+		"CHANNEL_PHONE":        2,
+		"CHANNEL_PORTAL":       3,
+		"CHANNEL_LETTER":       4,
+		"CHANNEL_SELF_SERVICE": 5,
 	}
 )
 
@@ -4098,13 +4103,14 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x1cSERVICE_DELIVERY_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SERVICE_DELIVERY_ACTIVE\x10\x01\x12\x1e\n" +
 	"\x1aSERVICE_DELIVERY_SUSPENDED\x10\x02\x12\x1a\n" +
-	"\x16SERVICE_DELIVERY_ENDED\x10\x03*p\n" +
+	"\x16SERVICE_DELIVERY_ENDED\x10\x03*\x8a\x01\n" +
 	"\aChannel\x12\x17\n" +
 	"\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x01\x12\x11\n" +
 	"\rCHANNEL_PHONE\x10\x02\x12\x12\n" +
 	"\x0eCHANNEL_PORTAL\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_LETTER\x10\x04*\xdd\x01\n" +
+	"\x0eCHANNEL_LETTER\x10\x04\x12\x18\n" +
+	"\x14CHANNEL_SELF_SERVICE\x10\x05*\xdd\x01\n" +
 	"\x11RestrictionGround\x12\"\n" +
 	"\x1eRESTRICTION_GROUND_UNSPECIFIED\x10\x00\x12)\n" +
 	"%RESTRICTION_GROUND_ACCURACY_CONTESTED\x10\x01\x12*\n" +

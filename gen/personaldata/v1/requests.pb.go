@@ -179,6 +179,10 @@ const (
 	VerificationMethod_VERIFICATION_METHOD_IDENTITY_DOCUMENT VerificationMethod = 3
 	// A call back to the phone number on file.
 	VerificationMethod_VERIFICATION_METHOD_CALL_BACK VerificationMethod = 4
+	// Strong electronic identification through an OpenID Connect provider
+	// (BankID or Freja eID through a broker) whose ID token carried the
+	// personnummer: the sign-in to the data subject's own page.
+	VerificationMethod_VERIFICATION_METHOD_OIDC VerificationMethod = 5
 )
 
 // Enum value maps for VerificationMethod.
@@ -189,6 +193,7 @@ var (
 		2: "VERIFICATION_METHOD_BANKID",
 		3: "VERIFICATION_METHOD_IDENTITY_DOCUMENT",
 		4: "VERIFICATION_METHOD_CALL_BACK",
+		5: "VERIFICATION_METHOD_OIDC",
 	}
 	VerificationMethod_value = map[string]int32{
 		"VERIFICATION_METHOD_UNSPECIFIED":       0,
@@ -196,6 +201,7 @@ var (
 		"VERIFICATION_METHOD_BANKID":            2,
 		"VERIFICATION_METHOD_IDENTITY_DOCUMENT": 3,
 		"VERIFICATION_METHOD_CALL_BACK":         4,
+		"VERIFICATION_METHOD_OIDC":              5,
 	}
 )
 
@@ -4068,13 +4074,14 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x1cRIGHTS_REQUEST_STATE_GRANTED\x10\x03\x12\"\n" +
 	"\x1eRIGHTS_REQUEST_STATE_FULFILLED\x10\x04\x12 \n" +
 	"\x1cRIGHTS_REQUEST_STATE_REFUSED\x10\x05\x12\"\n" +
-	"\x1eRIGHTS_REQUEST_STATE_FORWARDED\x10\x06*\xc5\x01\n" +
+	"\x1eRIGHTS_REQUEST_STATE_FORWARDED\x10\x06*\xe3\x01\n" +
 	"\x12VerificationMethod\x12#\n" +
 	"\x1fVERIFICATION_METHOD_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18VERIFICATION_METHOD_CODE\x10\x01\x12\x1e\n" +
 	"\x1aVERIFICATION_METHOD_BANKID\x10\x02\x12)\n" +
 	"%VERIFICATION_METHOD_IDENTITY_DOCUMENT\x10\x03\x12!\n" +
-	"\x1dVERIFICATION_METHOD_CALL_BACK\x10\x04*\x90\x01\n" +
+	"\x1dVERIFICATION_METHOD_CALL_BACK\x10\x04\x12\x1c\n" +
+	"\x18VERIFICATION_METHOD_OIDC\x10\x05*\x90\x01\n" +
 	"\x0fDecisionOutcome\x12 \n" +
 	"\x1cDECISION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16DECISION_OUTCOME_GRANT\x10\x01\x12\"\n" +
