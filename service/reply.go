@@ -317,6 +317,13 @@ var letterNames = map[string]map[string]string{
 		"DISCLOSURE_BASIS_AUTHORITY_REQUEST":   "An authority's request under Swedish law",
 		"POLICY_ACKNOWLEDGEMENT_KIND_INFORMED": "Informed", "POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED": "Accepted",
 		"HOLD_BASIS_BOOKKEEPING": "Swedish accounting law", "HOLD_BASIS_LEGAL_CLAIMS": "Legal claims", "HOLD_BASIS_AGREEMENT_IN_FORCE": "An agreement in force",
+		"PURPOSE_INVOICING": "Invoicing for the services", "PURPOSE_SERVICE_DELIVERY": "Delivering the services",
+		"PURPOSE_ACCOUNT_COMMUNICATION": "Communication about your account by e-mail or phone",
+		"PURPOSE_SUPPORT":               "Support, including handling your requests",
+		"PURPOSE_DOMAIN_REGISTRATION":   "Registering domain names you ordered with the registry",
+		"PURPOSE_DIRECT_MARKETING":      "Direct marketing by e-mail, only with your consent",
+		contractBasis:                   "The contract with you (Article 6(1)(b))",
+		purposeRules[pdv1.Purpose_PURPOSE_DIRECT_MARKETING].basis: "Your consent (Article 6(1)(a)); it stops when you withdraw it or object (Articles 7(3), 21(3))",
 	},
 }
 

@@ -69,6 +69,7 @@ type Config struct {
 // Cookie names: __Host- keeps them to this host and path /.
 const (
 	sessionCookie = "__Host-pd-self"
+	langCookie    = "__Host-pd-lang"
 	signInCookie  = "__Host-pd-signin"
 	csrfCookie    = "__Host-pd-csrf"
 )
@@ -108,6 +109,7 @@ func New(cfg Config) (*Page, error) {
 	p.mux.HandleFunc("POST /kod", p.code)
 	p.mux.HandleFunc("GET /export", p.export)
 	p.mux.HandleFunc("POST /logga-ut", p.signOut)
+	p.mux.HandleFunc("GET /sprak/{lang}", p.switchLanguage)
 	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		_, _ = io.WriteString(w, styleCSS)
@@ -194,6 +196,7 @@ func callCtx(ctx context.Context, s *store.SelfServiceSession, key string) conte
 }
 
 type view struct {
+	Lang                     lang
 	Title, CSRF, Error, Info string
 	Step                     string // "start", "code", "me"
 	Sections                 []section
@@ -219,20 +222,40 @@ func (p *Page) render(w http.ResponseWriter, v view) {
 	}
 }
 
+// language is the language the person chose: Swedish unless they switched.
+func language(r *http.Request) lang {
+	if c, err := r.Cookie(langCookie); err == nil && c.Value == "en" {
+		return "en"
+	}
+	return "sv"
+}
+
+// switchLanguage keeps the language chosen in a cookie and goes back to
+// the start: a link, so that it works without JavaScript.
+func (p *Page) switchLanguage(w http.ResponseWriter, r *http.Request) {
+	l := r.PathValue("lang")
+	if l != "en" {
+		l = "sv"
+	}
+	p.setCookie(w, langCookie, l, 365*24*3600)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
 func (p *Page) home(w http.ResponseWriter, r *http.Request) {
+	l := language(r)
 	s, key := p.session(r)
 	if s == nil {
-		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r)})
+		p.render(w, view{Lang: l, Title: l.say("Logga in", "Sign in"), Step: "start", CSRF: p.preCSRF(w, r)})
 		return
 	}
 	page, err := p.access(r.Context(), s, key)
 	if err != nil {
 		p.cfg.Log.Warn("self-service access", slog.String("error", err.Error()))
-		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
-			Error: "Vi kunde inte hämta dina uppgifter just nu. Försök igen om en stund."})
+		p.render(w, view{Lang: l, Title: l.say("Något gick fel", "Something went wrong"), Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
+			Error: l.say("Vi kunde inte hämta dina uppgifter just nu. Försök igen om en stund.", "We could not fetch your details just now. Please try again in a while.")})
 		return
 	}
-	p.render(w, view{Title: "Dina personuppgifter", Step: "me", CSRF: s.CSRF, Sections: sections(page)})
+	p.render(w, view{Lang: l, Title: l.say("Dina personuppgifter", "Your personal data"), Step: "me", CSRF: s.CSRF, Sections: sections(page, l)})
 }
 
 // access is every page of the subject's access document, merged.
@@ -270,15 +293,31 @@ func (p *Page) access(ctx context.Context, s *store.SelfServiceSession, key stri
 }
 
 func (p *Page) limitedAnswer(w http.ResponseWriter, r *http.Request, wait time.Duration, step string) {
+	l := language(r)
 	w.Header().Set("Retry-After", signinlimit.RetryAfter(wait))
-	p.render(w, view{Title: "Vänta en stund", Step: step, CSRF: p.preCSRF(w, r), Status: http.StatusTooManyRequests,
-		Error: "Du har försökt för många gånger. Vänta " + signinlimit.WaitWords(wait) + " och försök sedan igen."})
+	p.render(w, view{Lang: l, Title: l.say("Vänta en stund", "Please wait a while"), Step: step, CSRF: p.preCSRF(w, r), Status: http.StatusTooManyRequests,
+		Error: l.say("Du har försökt för många gånger. Vänta "+signinlimit.WaitWords(wait)+" och försök sedan igen.",
+			"You have tried too many times. Wait "+signinlimit.WaitWordsEnglish(wait)+" and then try again.")})
+}
+
+// tooOld is the answer to a form whose CSRF token is not the one given.
+func (p *Page) tooOld(w http.ResponseWriter, r *http.Request) {
+	l := language(r)
+	p.render(w, view{Lang: l, Title: l.say("Logga in", "Sign in"), Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusForbidden,
+		Error: l.say("Sidan hade hunnit bli för gammal. Försök igen.", "The page had become too old. Please try again.")})
+}
+
+// ourFault is the answer when something failed on our side.
+func (p *Page) ourFault(w http.ResponseWriter, r *http.Request, step string) {
+	l := language(r)
+	p.render(w, view{Lang: l, Title: l.say("Något gick fel", "Something went wrong"), Step: step, CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
+		Error: l.say("Något gick fel hos oss. Försök igen om en stund.", "Something went wrong on our side. Please try again in a while.")})
 }
 
 func (p *Page) start(w http.ResponseWriter, r *http.Request) {
+	l := language(r)
 	if !p.preCSRFOK(r) {
-		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusForbidden,
-			Error: "Sidan hade hunnit bli för gammal. Försök igen."})
+		p.tooOld(w, r)
 		return
 	}
 	now := p.cfg.Now()
@@ -292,8 +331,9 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 	typed := r.PostFormValue("identitet")
 	ident, err := p.cfg.SignIn.SelfServiceIdentityKey(typed)
 	if err != nil {
-		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
-			Error: "Skriv ditt personnummer (12 siffror, till exempel 19811218-9876) eller din e-postadress."})
+		p.render(w, view{Lang: l, Title: l.say("Logga in", "Sign in"), Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: l.say("Skriv ditt personnummer (12 siffror, till exempel 19811218-9876) eller din e-postadress.",
+				"Type your Swedish personal identity number (12 digits, for example 19811218-9876) or your e-mail address.")})
 		return
 	}
 	iatt, lim := p.byIdent.Admit(ident, now)
@@ -308,25 +348,25 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(time.Until(deadline))
 	if err != nil {
 		p.cfg.Log.Warn("self-service sign-in", slog.String("error", err.Error()))
-		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
-			Error: "Något gick fel hos oss. Försök igen om en stund."})
+		p.ourFault(w, r, "start")
 		return
 	}
 	p.setCookie(w, signInCookie, token, int(service.SelfServiceCodeLifetime/time.Second))
-	p.render(w, view{Title: "Skriv in koden", Step: "code", CSRF: p.preCSRF(w, r),
-		Info: "Om vi har dina uppgifter har vi nu skickat en kod till den e-postadress eller det mobilnummer vi har till dig. Koden gäller i 10 minuter."})
+	p.render(w, view{Lang: l, Title: l.say("Skriv in koden", "Type in the code"), Step: "code", CSRF: p.preCSRF(w, r),
+		Info: l.say("Om vi har dina uppgifter har vi nu skickat en kod till den e-postadress eller det mobilnummer vi har till dig. Koden gäller i 10 minuter.",
+			"If we hold your details, we have now sent a code to the e-mail address or mobile number we have for you. The code is valid for 10 minutes.")})
 }
 
 func (p *Page) code(w http.ResponseWriter, r *http.Request) {
+	l := language(r)
 	if !p.preCSRFOK(r) {
-		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusForbidden,
-			Error: "Sidan hade hunnit bli för gammal. Försök igen."})
+		p.tooOld(w, r)
 		return
 	}
 	c, err := r.Cookie(signInCookie)
 	if err != nil || c.Value == "" {
-		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
-			Error: "Koden har slutat gälla. Börja om och be om en ny kod."})
+		p.render(w, view{Lang: l, Title: l.say("Logga in", "Sign in"), Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: l.say("Koden har slutat gälla. Börja om och be om en ny kod.", "The code is no longer valid. Start again and ask for a new code.")})
 		return
 	}
 	att, lim := p.codeByAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), p.cfg.Now())
@@ -338,26 +378,24 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 	att.Done(p.cfg.Now(), err != nil)
 	switch {
 	case errors.Is(err, service.ErrSelfServiceCodeWrong):
-		p.render(w, view{Title: "Skriv in koden", Step: "code", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
-			Error: "Koden stämmer inte. Kontrollera siffrorna och försök igen."})
+		p.render(w, view{Lang: l, Title: l.say("Skriv in koden", "Type in the code"), Step: "code", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: l.say("Koden stämmer inte. Kontrollera siffrorna och försök igen.", "The code is not right. Check the digits and try again.")})
 		return
 	case errors.Is(err, service.ErrSelfServiceCodeExpired), errors.Is(err, service.ErrSelfServiceCodeExhausted):
 		p.setCookie(w, signInCookie, "", -1)
-		p.render(w, view{Title: "Logga in", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
-			Error: "Koden går inte längre att använda. Börja om och be om en ny kod."})
+		p.render(w, view{Lang: l, Title: l.say("Logga in", "Sign in"), Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
+			Error: l.say("Koden går inte längre att använda. Börja om och be om en ny kod.", "The code can no longer be used. Start again and ask for a new code.")})
 		return
 	case err != nil:
 		p.cfg.Log.Warn("self-service sign-in", slog.String("error", err.Error()))
-		p.render(w, view{Title: "Något gick fel", Step: "code", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
-			Error: "Något gick fel hos oss. Försök igen om en stund."})
+		p.ourFault(w, r, "code")
 		return
 	}
 	id, now := random(), p.cfg.Now()
 	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: store.SignInCode, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
 	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
 		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
-		p.render(w, view{Title: "Något gick fel", Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusInternalServerError,
-			Error: "Något gick fel hos oss. Försök igen om en stund."})
+		p.ourFault(w, r, "start")
 		return
 	}
 	p.setCookie(w, signInCookie, "", -1)
@@ -371,15 +409,16 @@ func (p *Page) export(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
+	l := language(r)
 	page, err := p.access(r.Context(), s, key)
 	if err != nil {
 		p.cfg.Log.Warn("self-service export", slog.String("error", err.Error()))
-		http.Error(w, "Vi kunde inte ta fram filen just nu. Försök igen om en stund.", http.StatusInternalServerError)
+		http.Error(w, l.say("Vi kunde inte ta fram filen just nu. Försök igen om en stund.", "We could not make the file just now. Please try again in a while."), http.StatusInternalServerError)
 		return
 	}
 	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(page)
 	if err != nil {
-		http.Error(w, "Vi kunde inte ta fram filen just nu. Försök igen om en stund.", http.StatusInternalServerError)
+		http.Error(w, l.say("Vi kunde inte ta fram filen just nu. Försök igen om en stund.", "We could not make the file just now. Please try again in a while."), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -395,8 +434,9 @@ func (p *Page) signOut(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
+	l := language(r)
 	p.setCookie(w, sessionCookie, "", -1)
-	p.render(w, view{Title: "Du är utloggad", Step: "start", CSRF: p.preCSRF(w, r), Info: "Du är utloggad."})
+	p.render(w, view{Lang: l, Title: l.say("Du är utloggad", "You are signed out"), Step: "start", CSRF: p.preCSRF(w, r), Info: l.say("Du är utloggad.", "You are signed out.")})
 }
 
 var stockholm = func() *time.Location {

@@ -58,7 +58,7 @@ func TestOverviewInPlainSwedish(t *testing.T) {
 	tags := regexp.MustCompile(`<[^>]*>`)
 	for i := range 6 {
 		var b bytes.Buffer
-		if err := pageTemplate.Execute(&b, view{Title: "Dina personuppgifter", Step: "me", Sections: sections(everyValue(i))}); err != nil {
+		if err := pageTemplate.Execute(&b, view{Lang: "sv", Title: "Dina personuppgifter", Step: "me", Sections: sections(everyValue(i), "sv")}); err != nil {
 			t.Fatal(err)
 		}
 		text := tags.ReplaceAllString(b.String(), " ")
@@ -75,7 +75,7 @@ func TestOverviewInPlainSwedish(t *testing.T) {
 				t.Errorf("pick %d: %q missing", i, w)
 			}
 		}
-		for _, s := range sections(everyValue(i)) {
+		for _, s := range sections(everyValue(i), "sv") {
 			for _, it := range s.Items {
 				for _, r := range it.Rows {
 					if strings.TrimSpace(r.Value) == "" || strings.TrimSpace(r.Label) == "" {
@@ -89,14 +89,41 @@ func TestOverviewInPlainSwedish(t *testing.T) {
 	for _, d := range []protoreflect.EnumDescriptor{pdv1.Purpose(0).Descriptor(), pdv1.DataCategory(0).Descriptor(), pdv1.DisclosureBasis(0).Descriptor(),
 		pdv1.ConsentPurpose(0).Descriptor(), pdv1.HoldBasis(0).Descriptor(), pdv1.ChangeKind(0).Descriptor()} {
 		for j := 1; j < d.Values().Len(); j++ {
-			if n := string(d.Values().Get(j).Name()); enumName(n) == "" {
-				t.Errorf("%s has no Swedish name", n)
+			if n := string(d.Values().Get(j).Name()); enumName(n, "sv") == "" || enumName(n, "en") == "" {
+				t.Errorf("%s has no Swedish or no English name", n)
 			}
 		}
 	}
 	for j := 1; j < pdv1.HistoryKind(0).Descriptor().Values().Len(); j++ {
-		if historyKinds[pdv1.HistoryKind(j)] == "" {
+		if historyKind(pdv1.HistoryKind(j), "sv") == "" || historyKind(pdv1.HistoryKind(j), "en") == "" {
 			t.Errorf("history kind %d has no Swedish name", j)
+		}
+	}
+}
+
+// On the switch, the overview is all in English: no Swedish heading, label
+// or date is left, and the page says it is English.
+func TestOverviewInEnglish(t *testing.T) {
+	swedish := []string{"Uppgifter", "Datum", "Varför", "mars", "Vår kund", "avtal", "Logga", "Ladda ner", "samtycke"}
+	tags := regexp.MustCompile(`<[^>]*>`)
+	for i := range 6 {
+		var b bytes.Buffer
+		if err := pageTemplate.Execute(&b, view{Lang: "en", Title: "Your personal data", Step: "me", Sections: sections(everyValue(i), "en")}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), `<html lang="en">`) {
+			t.Errorf("pick %d: the page does not say it is English", i)
+		}
+		text := tags.ReplaceAllString(b.String(), " ")
+		for _, w := range swedish {
+			if strings.Contains(text, w) {
+				t.Errorf("pick %d: Swedish %q on the English page", i, w)
+			}
+		}
+		for _, w := range []string{"6 March 2026", "Our customer customer-42", "data processing agreement customer-42/1", "På svenska"} {
+			if !strings.Contains(text, w) {
+				t.Errorf("pick %d: %q missing", i, w)
+			}
 		}
 	}
 }

@@ -204,6 +204,20 @@ func WaitWords(d time.Duration) string {
 	return fmt.Sprintf("%d minuter", (s+59)/60)
 }
 
+// WaitWordsEnglish is WaitWords in English: "12 seconds", "3 minutes".
+func WaitWordsEnglish(d time.Duration) string {
+	s := int(math.Ceil(d.Seconds()))
+	switch {
+	case s <= 1:
+		return "1 second"
+	case s < 60:
+		return fmt.Sprintf("%d seconds", s)
+	case s <= 60:
+		return "1 minute"
+	}
+	return fmt.Sprintf("%d minutes", (s+59)/60)
+}
+
 // RetryAfter is a wait as a Retry-After header's whole seconds, at least 1.
 func RetryAfter(d time.Duration) string {
 	return fmt.Sprint(max(1, int(math.Ceil(d.Seconds()))))
