@@ -191,31 +191,26 @@ func ClientKey(remoteAddr string) string {
 }
 
 // WaitWords is a wait in Swedish words: "12 sekunder", "3 minuter".
-func WaitWords(d time.Duration) string {
-	s := int(math.Ceil(d.Seconds()))
-	switch {
-	case s <= 1:
-		return "1 sekund"
-	case s < 60:
-		return fmt.Sprintf("%d sekunder", s)
-	case s <= 60:
-		return "1 minut"
-	}
-	return fmt.Sprintf("%d minuter", (s+59)/60)
-}
+func WaitWords(d time.Duration) string { return waitWords(d, "sekund", "sekunder", "minut", "minuter") }
 
 // WaitWordsEnglish is WaitWords in English: "12 seconds", "3 minutes".
 func WaitWordsEnglish(d time.Duration) string {
+	return waitWords(d, "second", "seconds", "minute", "minutes")
+}
+
+// waitWords is d rounded up to whole seconds under a minute, else to
+// whole minutes, in the words given.
+func waitWords(d time.Duration, second, seconds, minute, minutes string) string {
 	s := int(math.Ceil(d.Seconds()))
 	switch {
 	case s <= 1:
-		return "1 second"
+		return "1 " + second
 	case s < 60:
-		return fmt.Sprintf("%d seconds", s)
+		return fmt.Sprintf("%d %s", s, seconds)
 	case s <= 60:
-		return "1 minute"
+		return "1 " + minute
 	}
-	return fmt.Sprintf("%d minutes", (s+59)/60)
+	return fmt.Sprintf("%d %s", (s+59)/60, minutes)
 }
 
 // RetryAfter is a wait as a Retry-After header's whole seconds, at least 1.
