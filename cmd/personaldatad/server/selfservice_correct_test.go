@@ -398,7 +398,7 @@ func TestSelfServiceCorrectionsConfined(t *testing.T) {
 		return err
 	}
 	for name, err := range map[string]error{
-		"identity number": rect(a, &pdv1.Person{IdentityNumber: testPerson(273).GetIdentityNumber()}, self, "identity_number"),
+		"identity number": rect(a, &pdv1.Person{IdentityNumber: testPerson(274).GetIdentityNumber()}, self, "identity_number"),
 		"e-mail directly": rect(a, &pdv1.Person{Email: "direct@example.se"}, self, "email"),
 		"phone directly":  rect(a, &pdv1.Person{Phone: "070-111 22 33"}, self, "phone"),
 		"name and e-mail": rect(a, &pdv1.Person{GivenName: "A", FamilyName: "B", Email: "direct@example.se"}, self, "given_name", "family_name", "email"),
