@@ -323,18 +323,25 @@ func (p *Page) afterChange(w http.ResponseWriter, r *http.Request, s *store.Self
 // contactFields are the page's names of the details changed with a code.
 var contactFields = map[string]string{"epost": "email", "telefon": "phone"}
 
+// contactForm is the session of a form about a contact detail and which
+// detail: its name on the page and in the service.
+func (p *Page) contactForm(w http.ResponseWriter, r *http.Request) (s *store.SelfServiceSession, key, name, field string, ok bool) {
+	if s, key, ok = p.signedIn(w, r); !ok {
+		return nil, "", "", "", false
+	}
+	name = r.PostFormValue("falt")
+	if field, ok = contactFields[name]; !ok {
+		http.Redirect(w, r, "/andra", http.StatusSeeOther)
+	}
+	return s, key, name, field, ok
+}
+
 func (p *Page) startContact(w http.ResponseWriter, r *http.Request) {
-	s, key, ok := p.signedIn(w, r)
+	s, key, name, field, ok := p.contactForm(w, r)
 	if !ok {
 		return
 	}
 	l := language(r)
-	name := r.PostFormValue("falt")
-	field, known := contactFields[name]
-	if !known {
-		http.Redirect(w, r, "/andra", http.StatusSeeOther)
-		return
-	}
 	sub, _, err := p.current(r.Context(), s, key)
 	if err != nil {
 		p.failed(w, r, s, err)
@@ -363,17 +370,11 @@ func (p *Page) startContact(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Page) confirmContact(w http.ResponseWriter, r *http.Request) {
-	s, key, ok := p.signedIn(w, r)
+	s, key, name, field, ok := p.contactForm(w, r)
 	if !ok {
 		return
 	}
 	l := language(r)
-	name := r.PostFormValue("falt")
-	field, known := contactFields[name]
-	if !known {
-		http.Redirect(w, r, "/andra", http.StatusSeeOther)
-		return
-	}
 	_, err := p.client().ConfirmContactChange(callCtx(r.Context(), s, key), &pdv1.ConfirmContactChangeRequest{
 		IdempotencyKey: "self." + random()[:24], SubjectId: s.SubjectID, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{field}},
 		Code: r.PostFormValue("kod"), Channel: pdv1.Channel_CHANNEL_SELF_SERVICE, Reference: selfReference,
