@@ -153,13 +153,29 @@ func (s *Service) StartSelfServiceSignIn(ctx context.Context, typed string) (tok
 // matched no one refuses every code as wrong, alike. A right code ends the
 // challenge: it signs in once.
 func (s *Service) ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error) {
+	key := SelfServiceChallengeKey(token)
+	c, err := s.checkSelfServiceCode(ctx, key, code)
+	if err != nil {
+		return "", err
+	}
+	if err := s.store.DeleteSelfServiceChallenge(ctx, key); err != nil {
+		return "", s.internal(ctx, "self-service sign-in", err)
+	}
+	return c.SubjectID, nil
+}
+
+// checkSelfServiceCode checks code against the challenge stored under key
+// and returns the challenge when it is right; the caller ends it. A wrong
+// code uses up a try (ErrSelfServiceCodeWrong, or ErrSelfServiceCodeExhausted
+// for the last); past its expiry it is ErrSelfServiceCodeExpired; a missing
+// challenge, or one that matched no one, answers as a wrong code.
+func (s *Service) checkSelfServiceCode(ctx context.Context, key, code string) (*store.SelfServiceChallenge, error) {
 	code = strings.Map(func(r rune) rune {
 		if r == ' ' || r == '-' {
 			return -1
 		}
 		return r
 	}, code)
-	key := SelfServiceChallengeKey(token)
 	now := s.now()
 	var outcome error
 	c, err := s.store.UpdateSelfServiceChallenge(ctx, key, func(c *store.SelfServiceChallenge) error {
@@ -183,18 +199,15 @@ func (s *Service) ConfirmSelfServiceSignIn(ctx context.Context, token, code stri
 	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return "", ErrSelfServiceCodeWrong
+		return nil, ErrSelfServiceCodeWrong
 	case errors.Is(err, ErrSelfServiceCodeExpired), errors.Is(err, ErrSelfServiceCodeExhausted):
-		return "", unwrapSelfService(err)
+		return nil, unwrapSelfService(err)
 	case err != nil:
-		return "", s.internal(ctx, "self-service sign-in", err)
+		return nil, s.internal(ctx, "self-service code", err)
 	case outcome != nil:
-		return "", outcome
+		return nil, outcome
 	}
-	if err := s.store.DeleteSelfServiceChallenge(ctx, key); err != nil {
-		return "", s.internal(ctx, "self-service sign-in", err)
-	}
-	return c.SubjectID, nil
+	return c, nil
 }
 
 func unwrapSelfService(err error) error {

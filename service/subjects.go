@@ -338,6 +338,16 @@ func (v *violations) controllerFor(c *auth.Caller, id string) string {
 
 // RectifySubject changes the fields named in the update mask.
 func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRequest) (*pdv1.RectifySubjectResponse, error) {
+	if err := s.selfServiceRectifiable(ctx, req.GetUpdateMask().GetPaths()); err != nil {
+		return nil, err
+	}
+	return s.rectify(ctx, req)
+}
+
+// rectify is RectifySubject after the data subject's limits: a new e-mail
+// address or phone number of theirs comes here once its code was given
+// (ConfirmContactChange).
+func (s *Service) rectify(ctx context.Context, req *pdv1.RectifySubjectRequest) (*pdv1.RectifySubjectResponse, error) {
 	now := s.now()
 	var v violations
 	key := v.idempotencyKey(req.GetIdempotencyKey())

@@ -27,6 +27,13 @@ type SelfServiceChallenge struct {
 	Tries   int   `bson:"tries"`
 	Created int64 `bson:"created"` // Unix nanoseconds
 	Expires int64 `bson:"expires"` // Unix nanoseconds
+	// A change of a contact detail the subject asked for on their page
+	// (service/selfservice_contact.go) waits for the code sent to the new
+	// address: the new value, sealed with the subject's data key, and the
+	// hashed idempotency key and fingerprint of the request that started it.
+	Sealed      []byte `bson:"sealed,omitempty"`
+	Op          string `bson:"op,omitempty"`
+	Fingerprint []byte `bson:"fp,omitempty"`
 }
 
 func (d *SelfServiceChallenge) version() *int64 { return &d.Version }

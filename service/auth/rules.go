@@ -281,4 +281,6 @@ func RefusalAdvice(kind pdv1.PrincipalKind, method string) string {
 var rpcLimits = map[string]string{
 	pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName: "the data goes to the customer: operators may not export it, they create the customer's customer-controller principal and hand its token over",
 	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName:  "an operator only when no agreement with the customer is in force or pending, or naming the one to terminate in the same call (`terminate_agreement_id`); else `AGREEMENT_IN_FORCE`",
+	pdv1.PersonalDataService_StartContactChange_FullMethodName:             "a data subject on their own page only (self-service), about themselves",
+	pdv1.PersonalDataService_ConfirmContactChange_FullMethodName:           "a data subject on their own page only (self-service), about themselves",
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
 )
 
@@ -41,6 +42,12 @@ var selfServiceRPCs = []string{
 	"/personaldata.v1.PersonalDataService/AccessSubject",
 	"/personaldata.v1.PersonalDataService/StreamSubjectAccess",
 	"/personaldata.v1.ConsentService/WithdrawConsent",
+	// Corrections (Art. 16): the name and postal address directly (the
+	// handler refuses any other field of a data subject), the e-mail and
+	// phone only with a code sent to the new one.
+	"/personaldata.v1.PersonalDataService/RectifySubject",
+	"/personaldata.v1.PersonalDataService/StartContactChange",
+	"/personaldata.v1.PersonalDataService/ConfirmContactChange",
 }
 
 // SelfServiceSubject is the subject a self-service caller is confined to;
@@ -100,6 +107,12 @@ func confine(c *Caller, req any) error {
 	f := m.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name("subject_id"))
 	if f == nil || f.Kind() != protoreflect.StringKind || m.ProtoReflect().Get(f).String() != subject {
 		return refusal(codes.PermissionDenied, "SUBJECT_NOT_PERMITTED", nil, "a data subject may reach only their own record")
+	}
+	// What a data subject does is recorded as done on their page, never
+	// as if it came by another channel.
+	if f := m.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name("channel")); f != nil && f.Kind() == protoreflect.EnumKind &&
+		f.Enum().FullName() == "personaldata.v1.Channel" && m.ProtoReflect().Get(f).Enum() != protoreflect.EnumNumber(pdv1.Channel_CHANNEL_SELF_SERVICE) {
+		return refusal(codes.PermissionDenied, "SELF_SERVICE_CHANNEL", nil, "a data subject's request is made on their own page: channel must be CHANNEL_SELF_SERVICE")
 	}
 	return nil
 }

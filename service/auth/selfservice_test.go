@@ -69,7 +69,7 @@ func TestSelfServiceConfinement(t *testing.T) {
 	if c := call(gateway, asA, access, &pdv1.AccessSubjectRequest{SubjectId: subjectA}); c != codes.OK {
 		t.Fatalf("A's own access: %v, want OK", c)
 	}
-	if c := call(gateway, asA, withdraw, &pdv1.WithdrawConsentRequest{SubjectId: subjectA, ConsentId: "c1"}); c != codes.OK {
+	if c := call(gateway, asA, withdraw, &pdv1.WithdrawConsentRequest{SubjectId: subjectA, ConsentId: "c1", Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}); c != codes.OK {
 		t.Fatalf("A's own consent: %v, want OK", c)
 	}
 
@@ -78,13 +78,18 @@ func TestSelfServiceConfinement(t *testing.T) {
 		method string
 		req    any
 	}{
-		"access B":           {access, &pdv1.AccessSubjectRequest{SubjectId: subjectB}},
-		"access no subject":  {access, &pdv1.AccessSubjectRequest{}},
-		"access A with case": {access, &pdv1.AccessSubjectRequest{SubjectId: "SUBJECT-A"}},
-		"withdraw B":         {withdraw, &pdv1.WithdrawConsentRequest{SubjectId: subjectB, ConsentId: "c1"}},
-		"withdraw none":      {withdraw, &pdv1.WithdrawConsentRequest{ConsentId: "c1"}},
-		"not a message":      {access, "subject-a"},
-		"no subject_id":      {access, &pdv1.ListOutboxMessagesRequest{}},
+		"access B":                 {access, &pdv1.AccessSubjectRequest{SubjectId: subjectB}},
+		"access no subject":        {access, &pdv1.AccessSubjectRequest{}},
+		"access A with case":       {access, &pdv1.AccessSubjectRequest{SubjectId: "SUBJECT-A"}},
+		"withdraw B":               {withdraw, &pdv1.WithdrawConsentRequest{SubjectId: subjectB, ConsentId: "c1"}},
+		"withdraw none":            {withdraw, &pdv1.WithdrawConsentRequest{ConsentId: "c1"}},
+		"withdraw as if by e-mail": {withdraw, &pdv1.WithdrawConsentRequest{SubjectId: subjectA, ConsentId: "c1", Channel: pdv1.Channel_CHANNEL_EMAIL}},
+		"rectify B":                {"/personaldata.v1.PersonalDataService/RectifySubject", &pdv1.RectifySubjectRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
+		"new e-mail of B":          {"/personaldata.v1.PersonalDataService/StartContactChange", &pdv1.StartContactChangeRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
+		"confirm for B":            {"/personaldata.v1.PersonalDataService/ConfirmContactChange", &pdv1.ConfirmContactChangeRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
+		"not for a data subject":   {"/personaldata.v1.PersonalDataService/EraseSubject", &pdv1.EraseSubjectRequest{SubjectId: subjectA, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
+		"not a message":            {access, "subject-a"},
+		"no subject_id":            {access, &pdv1.ListOutboxMessagesRequest{}},
 	} {
 		if c := call(gateway, asA, tc.method, tc.req); c != codes.PermissionDenied {
 			t.Errorf("%s: %v, want PermissionDenied", name, c)

@@ -85,6 +85,20 @@ func Phone(s string) (string, error) {
 	return phonenumbers.Format(n, phonenumbers.E164), nil
 }
 
+// PhoneDisplay is a stored (E.164) number as people write it: a Swedish
+// one in the national form ("070-123 45 67"), another in the international
+// form ("+44 20 7946 0958"). What cannot be read is returned as it is.
+func PhoneDisplay(e164 string) string {
+	n, err := phonenumbers.Parse(e164, phoneRegion)
+	if err != nil {
+		return e164
+	}
+	if phonenumbers.GetRegionCodeForNumber(n) == phoneRegion {
+		return phonenumbers.Format(n, phonenumbers.NATIONAL)
+	}
+	return phonenumbers.Format(n, phonenumbers.INTERNATIONAL)
+}
+
 // phoneSpelling reports whether s is written in a form Phone accepts: ASCII
 // digits and separators, with either a leading "+" or a first digit 0 (the
 // Swedish trunk prefix, or the first of the "00" international prefix).

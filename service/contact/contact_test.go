@@ -321,3 +321,26 @@ func isASCII(s string) bool {
 	}
 	return true
 }
+
+// TestPhoneDisplay: a stored number reads as Swedes write it, and every
+// spelling Phone accepts comes back to the same display.
+func TestPhoneDisplay(t *testing.T) {
+	for in, want := range map[string]string{
+		"070-123 45 67":    "070-123 45 67",
+		"+46 70 123 45 67": "070-123 45 67",
+		"0046701234567":    "070-123 45 67",
+		"(08) 123 456 78":  "08-123 456 78",
+		"+44 20 7946 0958": "+44 20 7946 0958",
+	} {
+		e164, err := Phone(in)
+		if err != nil {
+			t.Fatalf("Phone(%q): %v", in, err)
+		}
+		if got := PhoneDisplay(e164); got != want {
+			t.Errorf("PhoneDisplay(Phone(%q)) = %q, want %q", in, got, want)
+		}
+	}
+	if got := PhoneDisplay("not a number"); got != "not a number" {
+		t.Errorf("unreadable: %q", got)
+	}
+}

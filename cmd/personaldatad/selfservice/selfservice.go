@@ -110,9 +110,10 @@ func New(cfg Config) (*Page, error) {
 	p.mux.HandleFunc("GET /export", p.export)
 	p.mux.HandleFunc("POST /logga-ut", p.signOut)
 	p.mux.HandleFunc("GET /sprak/{lang}", p.switchLanguage)
+	p.correctionRoutes()
 	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		_, _ = io.WriteString(w, styleCSS)
+		_, _ = io.WriteString(w, styleCSS+correctionsCSS)
 	})
 	return p, nil
 }
@@ -201,6 +202,7 @@ type view struct {
 	Step                     string // "start", "code", "me"
 	Sections                 []section
 	Status                   int
+	Own                      *own // the person's own changes (corrections.go)
 }
 
 type section struct {
@@ -255,7 +257,8 @@ func (p *Page) home(w http.ResponseWriter, r *http.Request) {
 			Error: l.say("Vi kunde inte hämta dina uppgifter just nu. Försök igen om en stund.", "We could not fetch your details just now. Please try again in a while.")})
 		return
 	}
-	p.render(w, view{Lang: l, Title: l.say("Dina personuppgifter", "Your personal data"), Step: "me", CSRF: s.CSRF, Sections: sections(page, l)})
+	p.render(w, view{Lang: l, Title: l.say("Dina personuppgifter", "Your personal data"), Step: "me", CSRF: s.CSRF, Sections: sections(page, l),
+		Info: doneInfo(r, l), Own: ownOverview(page, l)})
 }
 
 // access is every page of the subject's access document, merged.

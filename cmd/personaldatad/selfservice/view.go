@@ -137,7 +137,7 @@ func subjectItems(s *pdv1.Subject, l lang) []item {
 		l.say("Förnamn", "Given name"), p.GetGivenName(),
 		l.say("Efternamn", "Family name"), p.GetFamilyName(),
 		l.say("E-post", "E-mail"), p.GetEmail(),
-		l.say("Telefon", "Phone"), p.GetPhone(),
+		l.say("Telefon", "Phone"), phoneWords(p.GetPhone()),
 		l.say("Postadress", "Postal address"), address,
 		l.say("Registrerad", "Registered"), date(s.GetCreateTime(), l),
 		l.say("Senast ändrad", "Last changed"), date(s.GetUpdateTime(), l),
@@ -288,9 +288,13 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <button type="submit">{{say .Lang "Logga in" "Sign in"}}</button>
 </form>
 <p><a href="/">{{say .Lang "Börja om" "Start again"}}</a></p>
+{{else if eq .Step "change"}}{{template "change" .}}
+{{else if eq .Step "verify"}}{{template "verify" .}}
+{{else if eq .Step "me-error"}}<p><a href="/">{{say .Lang "Tillbaka till dina uppgifter" "Back to your details"}}</a></p>
 {{else}}
 <p>{{say .Lang "Det här är allt vi har om dig just nu." "This is everything we hold about you right now."}}</p>
 <p><a class="button" href="/export" download>{{say .Lang "Ladda ner allt som en fil (JSON)" "Download everything as a file (JSON)"}}</a></p>
+{{template "own" .}}
 {{range .Sections}}
 <section>
 <h2>{{.Heading}}</h2>

@@ -181,6 +181,12 @@ type SelfServiceSignIn interface {
 // SelfServiceSignIn is the server's sign-in for the data subjects' own page.
 func (s *Server) SelfServiceSignIn() SelfServiceSignIn { return s.svc }
 
+// SelfServiceConn is the in-process connection the data subjects' page calls
+// the service on (with the gateway's secret): with a live session's
+// metadata, a call on it is the signed-in person's, confined as the page's
+// are. Tests use it to send what the page never would.
+func (s *Server) SelfServiceConn() grpc.ClientConnInterface { return s.gateConn }
+
 // New opens the store and binds both listeners.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if cfg.TracerProvider != nil {

@@ -3832,6 +3832,276 @@ func (x *PolicyAcknowledgement) GetRecordedBy() string {
 	return ""
 }
 
+// StartContactChangeRequest is the input of StartContactChange.
+type StartContactChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result and sends no second
+	// code. 1 to 128 characters of A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The new value of the field named in update_mask, checked as on create.
+	Person *Person `protobuf:"bytes,3,opt,name=person,proto3" json:"person,omitempty"`
+	// Exactly one path: email or phone.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,4,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	Channel       Channel                `protobuf:"varint,5,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartContactChangeRequest) Reset() {
+	*x = StartContactChangeRequest{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartContactChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartContactChangeRequest) ProtoMessage() {}
+
+func (x *StartContactChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartContactChangeRequest.ProtoReflect.Descriptor instead.
+func (*StartContactChangeRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *StartContactChangeRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *StartContactChangeRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *StartContactChangeRequest) GetPerson() *Person {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
+func (x *StartContactChangeRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *StartContactChangeRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+// StartContactChangeResponse is the output of StartContactChange.
+type StartContactChangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the code stops being valid.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartContactChangeResponse) Reset() {
+	*x = StartContactChangeResponse{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartContactChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartContactChangeResponse) ProtoMessage() {}
+
+func (x *StartContactChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartContactChangeResponse.ProtoReflect.Descriptor instead.
+func (*StartContactChangeResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *StartContactChangeResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// ConfirmContactChangeRequest is the input of ConfirmContactChange.
+type ConfirmContactChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	SubjectId      string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// The field whose change to confirm: email or phone.
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// The code sent to the new address or number: 8 digits, spaces and "-"
+	// ignored.
+	Code    string  `protobuf:"bytes,4,opt,name=code,proto3" json:"code,omitempty"`
+	Channel Channel `protobuf:"varint,5,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// The request's reference: at most 200 characters.
+	Reference     string `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmContactChangeRequest) Reset() {
+	*x = ConfirmContactChangeRequest{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmContactChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmContactChangeRequest) ProtoMessage() {}
+
+func (x *ConfirmContactChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmContactChangeRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmContactChangeRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ConfirmContactChangeRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *ConfirmContactChangeRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *ConfirmContactChangeRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *ConfirmContactChangeRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ConfirmContactChangeRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *ConfirmContactChangeRequest) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+// ConfirmContactChangeResponse is the output of ConfirmContactChange.
+type ConfirmContactChangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       *Subject               `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	Change        *ChangeRecord          `protobuf:"bytes,2,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmContactChangeResponse) Reset() {
+	*x = ConfirmContactChangeResponse{}
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmContactChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmContactChangeResponse) ProtoMessage() {}
+
+func (x *ConfirmContactChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_personaldata_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmContactChangeResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmContactChangeResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_personaldata_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ConfirmContactChangeResponse) GetSubject() *Subject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *ConfirmContactChangeResponse) GetChange() *ChangeRecord {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
 var File_personaldata_v1_personaldata_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_personaldata_proto_rawDesc = "" +
@@ -4089,7 +4359,30 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelR\achannel\x12\x1c\n" +
 	"\treference\x18\x05 \x01(\tR\treference\x12\x1f\n" +
 	"\vrecorded_by\x18\x06 \x01(\tR\n" +
-	"recordedBy*\x8d\x01\n" +
+	"recordedBy\"\xa3\x02\n" +
+	"\x19StartContactChangeRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x125\n" +
+	"\x06person\x18\x03 \x01(\v2\x17.personaldata.v1.PersonB\x04\xe2A\x01\x02R\x06person\x12A\n" +
+	"\vupdate_mask\x18\x04 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
+	"updateMask\x128\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\"Y\n" +
+	"\x1aStartContactChangeResponse\x12;\n" +
+	"\vexpire_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xac\x02\n" +
+	"\x1bConfirmContactChangeRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12A\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
+	"updateMask\x12\x18\n" +
+	"\x04code\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\x04code\x128\n" +
+	"\achannel\x18\x05 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\"\n" +
+	"\treference\x18\x06 \x01(\tB\x04\xe2A\x01\x02R\treference\"\x89\x01\n" +
+	"\x1cConfirmContactChangeResponse\x122\n" +
+	"\asubject\x18\x01 \x01(\v2\x18.personaldata.v1.SubjectR\asubject\x125\n" +
+	"\x06change\x18\x02 \x01(\v2\x1d.personaldata.v1.ChangeRecordR\x06change*\x8d\x01\n" +
 	"\x12IdentityNumberKind\x12$\n" +
 	" IDENTITY_NUMBER_KIND_UNSPECIFIED\x10\x00\x12%\n" +
 	"!IDENTITY_NUMBER_KIND_PERSONNUMMER\x10\x01\x12*\n" +
@@ -4177,7 +4470,7 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x19PolicyAcknowledgementKind\x12+\n" +
 	"'POLICY_ACKNOWLEDGEMENT_KIND_UNSPECIFIED\x10\x00\x12(\n" +
 	"$POLICY_ACKNOWLEDGEMENT_KIND_INFORMED\x10\x01\x12(\n" +
-	"$POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED\x10\x022\xe2\f\n" +
+	"$POLICY_ACKNOWLEDGEMENT_KIND_ACCEPTED\x10\x022\xbc\x0f\n" +
 	"\x13PersonalDataService\x12w\n" +
 	"\rCreateSubject\x12%.personaldata.v1.CreateSubjectRequest\x1a&.personaldata.v1.CreateSubjectResponse\"\x17\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/subjects\x12v\n" +
 	"\vFindSubject\x12#.personaldata.v1.FindSubjectRequest\x1a$.personaldata.v1.FindSubjectResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/subjects:find\x12\x88\x01\n" +
@@ -4189,7 +4482,9 @@ const file_personaldata_v1_personaldata_proto_rawDesc = "" +
 	"\x12RestrictProcessing\x12*.personaldata.v1.RestrictProcessingRequest\x1a+.personaldata.v1.RestrictProcessingResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/v1/subjects/{subject_id}:restrict\x12\x9a\x01\n" +
 	"\x0fLiftRestriction\x12'.personaldata.v1.LiftRestrictionRequest\x1a(.personaldata.v1.LiftRestrictionResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/subjects/{subject_id}:liftRestriction\x12\xa1\x01\n" +
 	"\x14GetSubjectForPurpose\x12,.personaldata.v1.GetSubjectForPurposeRequest\x1a-.personaldata.v1.GetSubjectForPurposeResponse\",\x82\xd3\xe4\x93\x02&\x12$/v1/subjects/{subject_id}:forPurpose\x12\x87\x01\n" +
-	"\fEraseSubject\x12$.personaldata.v1.EraseSubjectRequest\x1a%.personaldata.v1.EraseSubjectResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/subjects/{subject_id}:eraseBDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
+	"\fEraseSubject\x12$.personaldata.v1.EraseSubjectRequest\x1a%.personaldata.v1.EraseSubjectResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/subjects/{subject_id}:erase\x12\xa6\x01\n" +
+	"\x12StartContactChange\x12*.personaldata.v1.StartContactChangeRequest\x1a+.personaldata.v1.StartContactChangeResponse\"7\x82\xd3\xe4\x93\x021:\x01*\",/v1/subjects/{subject_id}:startContactChange\x12\xae\x01\n" +
+	"\x14ConfirmContactChange\x12,.personaldata.v1.ConfirmContactChangeRequest\x1a-.personaldata.v1.ConfirmContactChangeResponse\"9\x82\xd3\xe4\x93\x023:\x01*\"./v1/subjects/{subject_id}:confirmContactChangeBDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
 
 var (
 	file_personaldata_v1_personaldata_proto_rawDescOnce sync.Once
@@ -4204,7 +4499,7 @@ func file_personaldata_v1_personaldata_proto_rawDescGZIP() []byte {
 }
 
 var file_personaldata_v1_personaldata_proto_enumTypes = make([]protoimpl.EnumInfo, 16)
-var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_personaldata_v1_personaldata_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(IdentityNumberKind)(0),              // 0: personaldata.v1.IdentityNumberKind
 	(SubjectState)(0),                    // 1: personaldata.v1.SubjectState
@@ -4259,122 +4554,138 @@ var file_personaldata_v1_personaldata_proto_goTypes = []any{
 	(*RetentionHold)(nil),                // 50: personaldata.v1.RetentionHold
 	(*KeptData)(nil),                     // 51: personaldata.v1.KeptData
 	(*PolicyAcknowledgement)(nil),        // 52: personaldata.v1.PolicyAcknowledgement
-	(*timestamppb.Timestamp)(nil),        // 53: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 54: google.protobuf.FieldMask
+	(*StartContactChangeRequest)(nil),    // 53: personaldata.v1.StartContactChangeRequest
+	(*StartContactChangeResponse)(nil),   // 54: personaldata.v1.StartContactChangeResponse
+	(*ConfirmContactChangeRequest)(nil),  // 55: personaldata.v1.ConfirmContactChangeRequest
+	(*ConfirmContactChangeResponse)(nil), // 56: personaldata.v1.ConfirmContactChangeResponse
+	(*timestamppb.Timestamp)(nil),        // 57: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 58: google.protobuf.FieldMask
 }
 var file_personaldata_v1_personaldata_proto_depIdxs = []int32{
-	1,  // 0: personaldata.v1.Subject.state:type_name -> personaldata.v1.SubjectState
-	2,  // 1: personaldata.v1.Subject.service_delivery:type_name -> personaldata.v1.ServiceDelivery
-	17, // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
-	19, // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
-	20, // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
-	53, // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
-	53, // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 7: personaldata.v1.Person.identity_number_kind:type_name -> personaldata.v1.IdentityNumberKind
-	18, // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
-	4,  // 9: personaldata.v1.Restriction.ground:type_name -> personaldata.v1.RestrictionGround
-	53, // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
-	3,  // 11: personaldata.v1.Restriction.channel:type_name -> personaldata.v1.Channel
-	6,  // 12: personaldata.v1.Erasure.ground:type_name -> personaldata.v1.ErasureGround
-	53, // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
-	3,  // 14: personaldata.v1.Erasure.channel:type_name -> personaldata.v1.Channel
-	8,  // 15: personaldata.v1.ChangeRecord.kind:type_name -> personaldata.v1.ChangeKind
-	53, // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
-	3,  // 17: personaldata.v1.ChangeRecord.channel:type_name -> personaldata.v1.Channel
-	4,  // 18: personaldata.v1.ChangeRecord.restriction_ground:type_name -> personaldata.v1.RestrictionGround
-	5,  // 19: personaldata.v1.ChangeRecord.lift_resolution:type_name -> personaldata.v1.LiftResolution
-	6,  // 20: personaldata.v1.ChangeRecord.erasure_ground:type_name -> personaldata.v1.ErasureGround
-	9,  // 21: personaldata.v1.HistoryEntry.kind:type_name -> personaldata.v1.HistoryKind
-	53, // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
-	53, // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
-	7,  // 24: personaldata.v1.ProcessingPurpose.purpose:type_name -> personaldata.v1.Purpose
-	17, // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
-	3,  // 26: personaldata.v1.CreateSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	16, // 27: personaldata.v1.CreateSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	16, // 28: personaldata.v1.FindSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	16, // 29: personaldata.v1.AccessSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	22, // 30: personaldata.v1.AccessSubjectResponse.history:type_name -> personaldata.v1.HistoryEntry
-	21, // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
-	23, // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
-	24, // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
-	53, // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
-	47, // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
-	48, // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
-	50, // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
-	52, // 38: personaldata.v1.AccessSubjectResponse.policy_acknowledgements:type_name -> personaldata.v1.PolicyAcknowledgement
-	30, // 39: personaldata.v1.StreamSubjectAccessResponse.page:type_name -> personaldata.v1.AccessSubjectResponse
-	17, // 40: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
-	54, // 41: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 42: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
-	16, // 43: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
-	21, // 44: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
-	22, // 45: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
-	22, // 46: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
-	22, // 47: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
-	4,  // 48: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
-	3,  // 49: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
-	16, // 50: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
-	5,  // 51: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
-	3,  // 52: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
-	16, // 53: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
-	7,  // 54: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
-	7,  // 55: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
-	17, // 56: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
-	6,  // 57: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
-	3,  // 58: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
-	16, // 59: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
-	10, // 60: personaldata.v1.EraseSubjectResponse.erased_categories:type_name -> personaldata.v1.DataCategory
-	51, // 61: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
-	11, // 62: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
-	53, // 63: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
-	3,  // 64: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
-	53, // 65: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
-	3,  // 66: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
-	7,  // 67: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
-	10, // 68: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
-	12, // 69: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
-	53, // 70: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
-	13, // 71: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
-	53, // 72: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
-	14, // 73: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
-	10, // 74: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
-	53, // 75: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
-	53, // 76: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
-	53, // 77: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
-	53, // 78: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
-	10, // 79: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
-	14, // 80: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
-	53, // 81: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
-	15, // 82: personaldata.v1.PolicyAcknowledgement.kind:type_name -> personaldata.v1.PolicyAcknowledgementKind
-	53, // 83: personaldata.v1.PolicyAcknowledgement.acknowledge_time:type_name -> google.protobuf.Timestamp
-	3,  // 84: personaldata.v1.PolicyAcknowledgement.channel:type_name -> personaldata.v1.Channel
-	25, // 85: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
-	27, // 86: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
-	29, // 87: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
-	31, // 88: personaldata.v1.PersonalDataService.StreamSubjectAccess:input_type -> personaldata.v1.StreamSubjectAccessRequest
-	33, // 89: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
-	35, // 90: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
-	37, // 91: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
-	39, // 92: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
-	41, // 93: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
-	43, // 94: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
-	45, // 95: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
-	26, // 96: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
-	28, // 97: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
-	30, // 98: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
-	32, // 99: personaldata.v1.PersonalDataService.StreamSubjectAccess:output_type -> personaldata.v1.StreamSubjectAccessResponse
-	34, // 100: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
-	36, // 101: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
-	38, // 102: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
-	40, // 103: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
-	42, // 104: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
-	44, // 105: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
-	46, // 106: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
-	96, // [96:107] is the sub-list for method output_type
-	85, // [85:96] is the sub-list for method input_type
-	85, // [85:85] is the sub-list for extension type_name
-	85, // [85:85] is the sub-list for extension extendee
-	0,  // [0:85] is the sub-list for field type_name
+	1,   // 0: personaldata.v1.Subject.state:type_name -> personaldata.v1.SubjectState
+	2,   // 1: personaldata.v1.Subject.service_delivery:type_name -> personaldata.v1.ServiceDelivery
+	17,  // 2: personaldata.v1.Subject.person:type_name -> personaldata.v1.Person
+	19,  // 3: personaldata.v1.Subject.restriction:type_name -> personaldata.v1.Restriction
+	20,  // 4: personaldata.v1.Subject.erasure:type_name -> personaldata.v1.Erasure
+	57,  // 5: personaldata.v1.Subject.create_time:type_name -> google.protobuf.Timestamp
+	57,  // 6: personaldata.v1.Subject.update_time:type_name -> google.protobuf.Timestamp
+	0,   // 7: personaldata.v1.Person.identity_number_kind:type_name -> personaldata.v1.IdentityNumberKind
+	18,  // 8: personaldata.v1.Person.postal_address:type_name -> personaldata.v1.PostalAddress
+	4,   // 9: personaldata.v1.Restriction.ground:type_name -> personaldata.v1.RestrictionGround
+	57,  // 10: personaldata.v1.Restriction.restrict_time:type_name -> google.protobuf.Timestamp
+	3,   // 11: personaldata.v1.Restriction.channel:type_name -> personaldata.v1.Channel
+	6,   // 12: personaldata.v1.Erasure.ground:type_name -> personaldata.v1.ErasureGround
+	57,  // 13: personaldata.v1.Erasure.erase_time:type_name -> google.protobuf.Timestamp
+	3,   // 14: personaldata.v1.Erasure.channel:type_name -> personaldata.v1.Channel
+	8,   // 15: personaldata.v1.ChangeRecord.kind:type_name -> personaldata.v1.ChangeKind
+	57,  // 16: personaldata.v1.ChangeRecord.change_time:type_name -> google.protobuf.Timestamp
+	3,   // 17: personaldata.v1.ChangeRecord.channel:type_name -> personaldata.v1.Channel
+	4,   // 18: personaldata.v1.ChangeRecord.restriction_ground:type_name -> personaldata.v1.RestrictionGround
+	5,   // 19: personaldata.v1.ChangeRecord.lift_resolution:type_name -> personaldata.v1.LiftResolution
+	6,   // 20: personaldata.v1.ChangeRecord.erasure_ground:type_name -> personaldata.v1.ErasureGround
+	9,   // 21: personaldata.v1.HistoryEntry.kind:type_name -> personaldata.v1.HistoryKind
+	57,  // 22: personaldata.v1.HistoryEntry.occur_time:type_name -> google.protobuf.Timestamp
+	57,  // 23: personaldata.v1.HistoryEntry.create_time:type_name -> google.protobuf.Timestamp
+	7,   // 24: personaldata.v1.ProcessingPurpose.purpose:type_name -> personaldata.v1.Purpose
+	17,  // 25: personaldata.v1.CreateSubjectRequest.person:type_name -> personaldata.v1.Person
+	3,   // 26: personaldata.v1.CreateSubjectRequest.channel:type_name -> personaldata.v1.Channel
+	16,  // 27: personaldata.v1.CreateSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	16,  // 28: personaldata.v1.FindSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	16,  // 29: personaldata.v1.AccessSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	22,  // 30: personaldata.v1.AccessSubjectResponse.history:type_name -> personaldata.v1.HistoryEntry
+	21,  // 31: personaldata.v1.AccessSubjectResponse.changes:type_name -> personaldata.v1.ChangeRecord
+	23,  // 32: personaldata.v1.AccessSubjectResponse.purposes:type_name -> personaldata.v1.ProcessingPurpose
+	24,  // 33: personaldata.v1.AccessSubjectResponse.retention:type_name -> personaldata.v1.Retention
+	57,  // 34: personaldata.v1.AccessSubjectResponse.generate_time:type_name -> google.protobuf.Timestamp
+	47,  // 35: personaldata.v1.AccessSubjectResponse.consents:type_name -> personaldata.v1.Consent
+	48,  // 36: personaldata.v1.AccessSubjectResponse.disclosures:type_name -> personaldata.v1.Disclosure
+	50,  // 37: personaldata.v1.AccessSubjectResponse.holds:type_name -> personaldata.v1.RetentionHold
+	52,  // 38: personaldata.v1.AccessSubjectResponse.policy_acknowledgements:type_name -> personaldata.v1.PolicyAcknowledgement
+	30,  // 39: personaldata.v1.StreamSubjectAccessResponse.page:type_name -> personaldata.v1.AccessSubjectResponse
+	17,  // 40: personaldata.v1.RectifySubjectRequest.person:type_name -> personaldata.v1.Person
+	58,  // 41: personaldata.v1.RectifySubjectRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,   // 42: personaldata.v1.RectifySubjectRequest.channel:type_name -> personaldata.v1.Channel
+	16,  // 43: personaldata.v1.RectifySubjectResponse.subject:type_name -> personaldata.v1.Subject
+	21,  // 44: personaldata.v1.RectifySubjectResponse.change:type_name -> personaldata.v1.ChangeRecord
+	22,  // 45: personaldata.v1.AddHistoryEntryRequest.entry:type_name -> personaldata.v1.HistoryEntry
+	22,  // 46: personaldata.v1.AddHistoryEntryResponse.entry:type_name -> personaldata.v1.HistoryEntry
+	22,  // 47: personaldata.v1.ListHistoryEntriesResponse.entries:type_name -> personaldata.v1.HistoryEntry
+	4,   // 48: personaldata.v1.RestrictProcessingRequest.ground:type_name -> personaldata.v1.RestrictionGround
+	3,   // 49: personaldata.v1.RestrictProcessingRequest.channel:type_name -> personaldata.v1.Channel
+	16,  // 50: personaldata.v1.RestrictProcessingResponse.subject:type_name -> personaldata.v1.Subject
+	5,   // 51: personaldata.v1.LiftRestrictionRequest.resolution:type_name -> personaldata.v1.LiftResolution
+	3,   // 52: personaldata.v1.LiftRestrictionRequest.channel:type_name -> personaldata.v1.Channel
+	16,  // 53: personaldata.v1.LiftRestrictionResponse.subject:type_name -> personaldata.v1.Subject
+	7,   // 54: personaldata.v1.GetSubjectForPurposeRequest.purpose:type_name -> personaldata.v1.Purpose
+	7,   // 55: personaldata.v1.GetSubjectForPurposeResponse.purpose:type_name -> personaldata.v1.Purpose
+	17,  // 56: personaldata.v1.GetSubjectForPurposeResponse.person:type_name -> personaldata.v1.Person
+	6,   // 57: personaldata.v1.EraseSubjectRequest.ground:type_name -> personaldata.v1.ErasureGround
+	3,   // 58: personaldata.v1.EraseSubjectRequest.channel:type_name -> personaldata.v1.Channel
+	16,  // 59: personaldata.v1.EraseSubjectResponse.subject:type_name -> personaldata.v1.Subject
+	10,  // 60: personaldata.v1.EraseSubjectResponse.erased_categories:type_name -> personaldata.v1.DataCategory
+	51,  // 61: personaldata.v1.EraseSubjectResponse.kept:type_name -> personaldata.v1.KeptData
+	11,  // 62: personaldata.v1.Consent.purpose:type_name -> personaldata.v1.ConsentPurpose
+	57,  // 63: personaldata.v1.Consent.give_time:type_name -> google.protobuf.Timestamp
+	3,   // 64: personaldata.v1.Consent.channel:type_name -> personaldata.v1.Channel
+	57,  // 65: personaldata.v1.Consent.withdraw_time:type_name -> google.protobuf.Timestamp
+	3,   // 66: personaldata.v1.Consent.withdraw_channel:type_name -> personaldata.v1.Channel
+	7,   // 67: personaldata.v1.Disclosure.purpose:type_name -> personaldata.v1.Purpose
+	10,  // 68: personaldata.v1.Disclosure.categories:type_name -> personaldata.v1.DataCategory
+	12,  // 69: personaldata.v1.Disclosure.basis:type_name -> personaldata.v1.DisclosureBasis
+	57,  // 70: personaldata.v1.Disclosure.disclose_time:type_name -> google.protobuf.Timestamp
+	13,  // 71: personaldata.v1.RecipientNotification.kind:type_name -> personaldata.v1.NotificationKind
+	57,  // 72: personaldata.v1.RecipientNotification.create_time:type_name -> google.protobuf.Timestamp
+	14,  // 73: personaldata.v1.RetentionHold.basis:type_name -> personaldata.v1.HoldBasis
+	10,  // 74: personaldata.v1.RetentionHold.categories:type_name -> personaldata.v1.DataCategory
+	57,  // 75: personaldata.v1.RetentionHold.transaction_time:type_name -> google.protobuf.Timestamp
+	57,  // 76: personaldata.v1.RetentionHold.until:type_name -> google.protobuf.Timestamp
+	57,  // 77: personaldata.v1.RetentionHold.place_time:type_name -> google.protobuf.Timestamp
+	57,  // 78: personaldata.v1.RetentionHold.end_time:type_name -> google.protobuf.Timestamp
+	10,  // 79: personaldata.v1.KeptData.categories:type_name -> personaldata.v1.DataCategory
+	14,  // 80: personaldata.v1.KeptData.basis:type_name -> personaldata.v1.HoldBasis
+	57,  // 81: personaldata.v1.KeptData.until:type_name -> google.protobuf.Timestamp
+	15,  // 82: personaldata.v1.PolicyAcknowledgement.kind:type_name -> personaldata.v1.PolicyAcknowledgementKind
+	57,  // 83: personaldata.v1.PolicyAcknowledgement.acknowledge_time:type_name -> google.protobuf.Timestamp
+	3,   // 84: personaldata.v1.PolicyAcknowledgement.channel:type_name -> personaldata.v1.Channel
+	17,  // 85: personaldata.v1.StartContactChangeRequest.person:type_name -> personaldata.v1.Person
+	58,  // 86: personaldata.v1.StartContactChangeRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,   // 87: personaldata.v1.StartContactChangeRequest.channel:type_name -> personaldata.v1.Channel
+	57,  // 88: personaldata.v1.StartContactChangeResponse.expire_time:type_name -> google.protobuf.Timestamp
+	58,  // 89: personaldata.v1.ConfirmContactChangeRequest.update_mask:type_name -> google.protobuf.FieldMask
+	3,   // 90: personaldata.v1.ConfirmContactChangeRequest.channel:type_name -> personaldata.v1.Channel
+	16,  // 91: personaldata.v1.ConfirmContactChangeResponse.subject:type_name -> personaldata.v1.Subject
+	21,  // 92: personaldata.v1.ConfirmContactChangeResponse.change:type_name -> personaldata.v1.ChangeRecord
+	25,  // 93: personaldata.v1.PersonalDataService.CreateSubject:input_type -> personaldata.v1.CreateSubjectRequest
+	27,  // 94: personaldata.v1.PersonalDataService.FindSubject:input_type -> personaldata.v1.FindSubjectRequest
+	29,  // 95: personaldata.v1.PersonalDataService.AccessSubject:input_type -> personaldata.v1.AccessSubjectRequest
+	31,  // 96: personaldata.v1.PersonalDataService.StreamSubjectAccess:input_type -> personaldata.v1.StreamSubjectAccessRequest
+	33,  // 97: personaldata.v1.PersonalDataService.RectifySubject:input_type -> personaldata.v1.RectifySubjectRequest
+	35,  // 98: personaldata.v1.PersonalDataService.AddHistoryEntry:input_type -> personaldata.v1.AddHistoryEntryRequest
+	37,  // 99: personaldata.v1.PersonalDataService.ListHistoryEntries:input_type -> personaldata.v1.ListHistoryEntriesRequest
+	39,  // 100: personaldata.v1.PersonalDataService.RestrictProcessing:input_type -> personaldata.v1.RestrictProcessingRequest
+	41,  // 101: personaldata.v1.PersonalDataService.LiftRestriction:input_type -> personaldata.v1.LiftRestrictionRequest
+	43,  // 102: personaldata.v1.PersonalDataService.GetSubjectForPurpose:input_type -> personaldata.v1.GetSubjectForPurposeRequest
+	45,  // 103: personaldata.v1.PersonalDataService.EraseSubject:input_type -> personaldata.v1.EraseSubjectRequest
+	53,  // 104: personaldata.v1.PersonalDataService.StartContactChange:input_type -> personaldata.v1.StartContactChangeRequest
+	55,  // 105: personaldata.v1.PersonalDataService.ConfirmContactChange:input_type -> personaldata.v1.ConfirmContactChangeRequest
+	26,  // 106: personaldata.v1.PersonalDataService.CreateSubject:output_type -> personaldata.v1.CreateSubjectResponse
+	28,  // 107: personaldata.v1.PersonalDataService.FindSubject:output_type -> personaldata.v1.FindSubjectResponse
+	30,  // 108: personaldata.v1.PersonalDataService.AccessSubject:output_type -> personaldata.v1.AccessSubjectResponse
+	32,  // 109: personaldata.v1.PersonalDataService.StreamSubjectAccess:output_type -> personaldata.v1.StreamSubjectAccessResponse
+	34,  // 110: personaldata.v1.PersonalDataService.RectifySubject:output_type -> personaldata.v1.RectifySubjectResponse
+	36,  // 111: personaldata.v1.PersonalDataService.AddHistoryEntry:output_type -> personaldata.v1.AddHistoryEntryResponse
+	38,  // 112: personaldata.v1.PersonalDataService.ListHistoryEntries:output_type -> personaldata.v1.ListHistoryEntriesResponse
+	40,  // 113: personaldata.v1.PersonalDataService.RestrictProcessing:output_type -> personaldata.v1.RestrictProcessingResponse
+	42,  // 114: personaldata.v1.PersonalDataService.LiftRestriction:output_type -> personaldata.v1.LiftRestrictionResponse
+	44,  // 115: personaldata.v1.PersonalDataService.GetSubjectForPurpose:output_type -> personaldata.v1.GetSubjectForPurposeResponse
+	46,  // 116: personaldata.v1.PersonalDataService.EraseSubject:output_type -> personaldata.v1.EraseSubjectResponse
+	54,  // 117: personaldata.v1.PersonalDataService.StartContactChange:output_type -> personaldata.v1.StartContactChangeResponse
+	56,  // 118: personaldata.v1.PersonalDataService.ConfirmContactChange:output_type -> personaldata.v1.ConfirmContactChangeResponse
+	106, // [106:119] is the sub-list for method output_type
+	93,  // [93:106] is the sub-list for method input_type
+	93,  // [93:93] is the sub-list for extension type_name
+	93,  // [93:93] is the sub-list for extension extendee
+	0,   // [0:93] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_personaldata_proto_init() }
@@ -4392,7 +4703,7 @@ func file_personaldata_v1_personaldata_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_personaldata_proto_rawDesc), len(file_personaldata_v1_personaldata_proto_rawDesc)),
 			NumEnums:      16,
-			NumMessages:   37,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

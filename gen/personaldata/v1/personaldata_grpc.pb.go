@@ -30,6 +30,8 @@ const (
 	PersonalDataService_LiftRestriction_FullMethodName      = "/personaldata.v1.PersonalDataService/LiftRestriction"
 	PersonalDataService_GetSubjectForPurpose_FullMethodName = "/personaldata.v1.PersonalDataService/GetSubjectForPurpose"
 	PersonalDataService_EraseSubject_FullMethodName         = "/personaldata.v1.PersonalDataService/EraseSubject"
+	PersonalDataService_StartContactChange_FullMethodName   = "/personaldata.v1.PersonalDataService/StartContactChange"
+	PersonalDataService_ConfirmContactChange_FullMethodName = "/personaldata.v1.PersonalDataService/ConfirmContactChange"
 )
 
 // PersonalDataServiceClient is the client API for PersonalDataService service.
@@ -94,6 +96,20 @@ type PersonalDataServiceClient interface {
 	// tombstone without personal data. Erasing an erased subject returns the
 	// tombstone again.
 	EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error)
+	// StartContactChange begins a change of the subject's e-mail address or
+	// phone number that the data subject asks for on their own page: a one-time
+	// code goes to the NEW address or number (through the outbox), and nothing
+	// changes until ConfirmContactChange is given that code. Only data subjects
+	// acting for themselves may call it. A new start for the same field
+	// replaces one waiting; a retry with the same key sends nothing again.
+	StartContactChange(ctx context.Context, in *StartContactChangeRequest, opts ...grpc.CallOption) (*StartContactChangeResponse, error)
+	// ConfirmContactChange checks the code sent by StartContactChange and, when
+	// it is right, rectifies the field as RectifySubject does (the change
+	// record, the recipients' notifications). A wrong code uses up one of five
+	// tries; after the last, or ten minutes after the start, the change is dead
+	// (FAILED_PRECONDITION, reason CONTACT_CODE_EXPIRED or
+	// CONTACT_CODE_EXHAUSTED). A wrong code is INVALID_ARGUMENT naming code.
+	ConfirmContactChange(ctx context.Context, in *ConfirmContactChangeRequest, opts ...grpc.CallOption) (*ConfirmContactChangeResponse, error)
 }
 
 type personalDataServiceClient struct {
@@ -223,6 +239,26 @@ func (c *personalDataServiceClient) EraseSubject(ctx context.Context, in *EraseS
 	return out, nil
 }
 
+func (c *personalDataServiceClient) StartContactChange(ctx context.Context, in *StartContactChangeRequest, opts ...grpc.CallOption) (*StartContactChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartContactChangeResponse)
+	err := c.cc.Invoke(ctx, PersonalDataService_StartContactChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *personalDataServiceClient) ConfirmContactChange(ctx context.Context, in *ConfirmContactChangeRequest, opts ...grpc.CallOption) (*ConfirmContactChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmContactChangeResponse)
+	err := c.cc.Invoke(ctx, PersonalDataService_ConfirmContactChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PersonalDataServiceServer is the server API for PersonalDataService service.
 // All implementations must embed UnimplementedPersonalDataServiceServer
 // for forward compatibility.
@@ -285,6 +321,20 @@ type PersonalDataServiceServer interface {
 	// tombstone without personal data. Erasing an erased subject returns the
 	// tombstone again.
 	EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error)
+	// StartContactChange begins a change of the subject's e-mail address or
+	// phone number that the data subject asks for on their own page: a one-time
+	// code goes to the NEW address or number (through the outbox), and nothing
+	// changes until ConfirmContactChange is given that code. Only data subjects
+	// acting for themselves may call it. A new start for the same field
+	// replaces one waiting; a retry with the same key sends nothing again.
+	StartContactChange(context.Context, *StartContactChangeRequest) (*StartContactChangeResponse, error)
+	// ConfirmContactChange checks the code sent by StartContactChange and, when
+	// it is right, rectifies the field as RectifySubject does (the change
+	// record, the recipients' notifications). A wrong code uses up one of five
+	// tries; after the last, or ten minutes after the start, the change is dead
+	// (FAILED_PRECONDITION, reason CONTACT_CODE_EXPIRED or
+	// CONTACT_CODE_EXHAUSTED). A wrong code is INVALID_ARGUMENT naming code.
+	ConfirmContactChange(context.Context, *ConfirmContactChangeRequest) (*ConfirmContactChangeResponse, error)
 	mustEmbedUnimplementedPersonalDataServiceServer()
 }
 
@@ -327,6 +377,12 @@ func (UnimplementedPersonalDataServiceServer) GetSubjectForPurpose(context.Conte
 }
 func (UnimplementedPersonalDataServiceServer) EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EraseSubject not implemented")
+}
+func (UnimplementedPersonalDataServiceServer) StartContactChange(context.Context, *StartContactChangeRequest) (*StartContactChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartContactChange not implemented")
+}
+func (UnimplementedPersonalDataServiceServer) ConfirmContactChange(context.Context, *ConfirmContactChangeRequest) (*ConfirmContactChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmContactChange not implemented")
 }
 func (UnimplementedPersonalDataServiceServer) mustEmbedUnimplementedPersonalDataServiceServer() {}
 func (UnimplementedPersonalDataServiceServer) testEmbeddedByValue()                             {}
@@ -540,6 +596,42 @@ func _PersonalDataService_EraseSubject_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PersonalDataService_StartContactChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartContactChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PersonalDataServiceServer).StartContactChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PersonalDataService_StartContactChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PersonalDataServiceServer).StartContactChange(ctx, req.(*StartContactChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PersonalDataService_ConfirmContactChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmContactChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PersonalDataServiceServer).ConfirmContactChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PersonalDataService_ConfirmContactChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PersonalDataServiceServer).ConfirmContactChange(ctx, req.(*ConfirmContactChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PersonalDataService_ServiceDesc is the grpc.ServiceDesc for PersonalDataService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -586,6 +678,14 @@ var PersonalDataService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EraseSubject",
 			Handler:    _PersonalDataService_EraseSubject_Handler,
+		},
+		{
+			MethodName: "StartContactChange",
+			Handler:    _PersonalDataService_StartContactChange_Handler,
+		},
+		{
+			MethodName: "ConfirmContactChange",
+			Handler:    _PersonalDataService_ConfirmContactChange_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -376,6 +376,10 @@ const (
 	// sent to the e-mail or phone on file; the message names the subject,
 	// not a request.
 	OutboxMessageKind_OUTBOX_MESSAGE_KIND_SIGN_IN_CODE OutboxMessageKind = 8
+	// A one-time code to confirm a new e-mail address or phone number given on
+	// the person's own page, sent to the new one; the message names the
+	// subject, not a request.
+	OutboxMessageKind_OUTBOX_MESSAGE_KIND_CONTACT_CODE OutboxMessageKind = 9
 )
 
 // Enum value maps for OutboxMessageKind.
@@ -390,6 +394,7 @@ var (
 		6: "OUTBOX_MESSAGE_KIND_FORWARDED",
 		7: "OUTBOX_MESSAGE_KIND_POLICY_CHANGE",
 		8: "OUTBOX_MESSAGE_KIND_SIGN_IN_CODE",
+		9: "OUTBOX_MESSAGE_KIND_CONTACT_CODE",
 	}
 	OutboxMessageKind_value = map[string]int32{
 		"OUTBOX_MESSAGE_KIND_UNSPECIFIED":       0,
@@ -401,6 +406,7 @@ var (
 		"OUTBOX_MESSAGE_KIND_FORWARDED":         6,
 		"OUTBOX_MESSAGE_KIND_POLICY_CHANGE":     7,
 		"OUTBOX_MESSAGE_KIND_SIGN_IN_CODE":      8,
+		"OUTBOX_MESSAGE_KIND_CONTACT_CODE":      9,
 	}
 )
 
@@ -4094,7 +4100,7 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x19DECISION_REASON_EXCESSIVE\x10\x03\x12,\n" +
 	"(DECISION_REASON_IDENTITY_NOT_ESTABLISHED\x10\x04\x12\"\n" +
 	"\x1eDECISION_REASON_KEPT_UNDER_LAW\x10\x05\x12)\n" +
-	"%DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS\x10\x06*\xde\x02\n" +
+	"%DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS\x10\x06*\x84\x03\n" +
 	"\x11OutboxMessageKind\x12#\n" +
 	"\x1fOUTBOX_MESSAGE_KIND_UNSPECIFIED\x10\x00\x12)\n" +
 	"%OUTBOX_MESSAGE_KIND_VERIFICATION_CODE\x10\x01\x12\x1f\n" +
@@ -4104,7 +4110,8 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x1fOUTBOX_MESSAGE_KIND_REPLY_READY\x10\x05\x12!\n" +
 	"\x1dOUTBOX_MESSAGE_KIND_FORWARDED\x10\x06\x12%\n" +
 	"!OUTBOX_MESSAGE_KIND_POLICY_CHANGE\x10\a\x12$\n" +
-	" OUTBOX_MESSAGE_KIND_SIGN_IN_CODE\x10\b*e\n" +
+	" OUTBOX_MESSAGE_KIND_SIGN_IN_CODE\x10\b\x12$\n" +
+	" OUTBOX_MESSAGE_KIND_CONTACT_CODE\x10\t*e\n" +
 	"\x0eContactChannel\x12\x1f\n" +
 	"\x1bCONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTACT_CHANNEL_EMAIL\x10\x01\x12\x17\n" +
