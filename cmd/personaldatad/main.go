@@ -28,6 +28,7 @@ import (
 	_ "gocloud.dev/secrets/hashivault"   // hashivault:// (Vault's transit engine)
 	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
 
+	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/store"
@@ -83,6 +84,10 @@ type config struct {
 	retentionSweepInterval     time.Duration
 	drainDelay, shutdownTimout time.Duration
 	version                    bool
+	// oidc is the page's strong sign-in; oidcSecretFile and oidcScopes
+	// are read into it.
+	oidc                       selfservice.OIDC
+	oidcSecretFile, oidcScopes string
 	// unknownEnv are the PERSONALDATA_ variables no flag reads (a
 	// misspelling, most likely), to warn about: names, never values.
 	unknownEnv []unknownVar
@@ -94,7 +99,7 @@ const envPrefix = "PERSONALDATA_"
 // otherEnv are the PERSONALDATA_ variables read by something other than a
 // flag: the keys themselves, the billing client's token, and the tests'
 // switches (a developer's shell may hold them while running the server).
-var otherEnv = []string{"PERSONALDATA_MASTER_KEYS", "PERSONALDATA_TOKEN", "PERSONALDATA_SKIP_BROWSER", "PERSONALDATA_SCREENSHOTS", "PERSONALDATA_TEST_*"}
+var otherEnv = []string{"PERSONALDATA_MASTER_KEYS", oidcSecretEnv, "PERSONALDATA_TOKEN", "PERSONALDATA_SKIP_BROWSER", "PERSONALDATA_SCREENSHOTS", "PERSONALDATA_TEST_*"}
 
 func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	var c config
@@ -120,6 +125,12 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "REST gateway, OpenAPI, metrics and health listen address")
 	str(&c.selfServiceAddr, "self-service-addr", "", "listen address of the data subjects' own page (sign-in by a code sent to the contact details on file; see the README), the one listener meant to face the internet, behind the company's domain and TLS; empty serves no such page")
+	str(&c.oidc.Issuer, "self-service-oidc-issuer", "", "issuer URL of the OpenID Connect provider (an e-ID broker for BankID and Freja eID) for strong sign-in on the data subjects' page; empty offers only the sign-in by code")
+	str(&c.oidc.ClientID, "self-service-oidc-client-id", "", "the page's client id at that provider")
+	str(&c.oidcSecretFile, "self-service-oidc-client-secret-file", "", "file holding the page's client secret at that provider; or give the secret itself in "+oidcSecretEnv)
+	str(&c.oidc.RedirectURL, "self-service-oidc-redirect-url", "", "the page's address the provider sends people back to, registered there: https://YOUR-PAGE"+selfservice.OIDCCallbackPath)
+	str(&c.oidc.Claim, "self-service-oidc-claim", selfservice.DefaultOIDCClaim, "the ID token's claim that holds the personnummer")
+	str(&c.oidcScopes, "self-service-oidc-scopes", selfservice.DefaultOIDCScope, "scopes to ask for besides openid, separated by spaces: those that release that claim")
 	str(&c.mongoURI, "mongo-uri", "", "MongoDB URI; empty runs the embedded store in -data-dir")
 	str(&c.dataDir, "data-dir", "data", "directory of the embedded store")
 	str(&c.database, "database", "personaldata", "database name")
@@ -200,7 +211,35 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	if c.keyFile == "" && c.mongoURI == "" {
 		c.keyFile = filepath.Join(c.dataDir, "keyring.json")
 	}
+	if err := c.readOIDC(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// oidcSecretEnv holds the OIDC client secret itself, when no file does.
+const oidcSecretEnv = "PERSONALDATA_SELF_SERVICE_OIDC_CLIENT_SECRET"
+
+// readOIDC completes the strong sign-in's configuration: its scopes, and
+// its secret from the file or the environment (never a flag's value, which
+// any user of the machine can read in the process list).
+func (c *config) readOIDC() error {
+	c.oidc.Scopes = strings.Fields(c.oidcScopes)
+	if c.oidc.Issuer == "" {
+		return nil
+	}
+	if c.selfServiceAddr == "" {
+		return errors.New("-self-service-oidc-issuer: the page's strong sign-in needs the page: set -self-service-addr")
+	}
+	c.oidc.ClientSecret = os.Getenv(oidcSecretEnv)
+	if c.oidcSecretFile != "" {
+		b, err := os.ReadFile(c.oidcSecretFile)
+		if err != nil {
+			return fmt.Errorf("-self-service-oidc-client-secret-file: %w", err)
+		}
+		c.oidc.ClientSecret = strings.TrimSpace(string(b))
+	}
+	return nil
 }
 
 // unknownVar is a PERSONALDATA_ variable nothing reads, and the known one
@@ -325,6 +364,7 @@ func realMain(ctx context.Context, args []string) error {
 		GRPCAddr:          c.grpcAddr,
 		HTTPAddr:          c.httpAddr,
 		SelfServiceAddr:   c.selfServiceAddr,
+		SelfServiceOIDC:   c.oidc,
 		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database, Durability: c.durability},
 		OperatorTokenFile: c.operatorTokenFile,
 		TLS:               server.TLSConfig{CertFile: c.tlsCert, KeyFile: c.tlsKey, ClientCAFile: c.tlsClient},

@@ -35,6 +35,8 @@ type SignIn interface {
 	SelfServiceIdentityKey(typed string) (string, error)
 	StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error)
 	ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error)
+	// For strong sign-in (oidc.go): whose personnummer the provider vouched for.
+	SelfServiceSubjectByIdentityNumber(ctx context.Context, number string) (subjectID string, err error)
 }
 
 // Sessions stores the page's sessions.
@@ -64,6 +66,9 @@ type Config struct {
 	// known person's (a code queued) cannot be told from an unknown one's
 	// (500 ms when 0).
 	MinStart time.Duration
+	// OIDC, when its Issuer is set, offers strong sign-in through an
+	// OpenID Connect provider (oidc.go).
+	OIDC OIDC
 }
 
 // Cookie names: __Host- keeps them to this host and path /.
@@ -80,6 +85,7 @@ type Page struct {
 	byAddr, byIdent *signinlimit.Limiter
 	codeByAddr      *signinlimit.Limiter
 	mux             *http.ServeMux
+	strong          *strong // nil when OIDC is off
 }
 
 // New returns the page.
@@ -111,6 +117,10 @@ func New(cfg Config) (*Page, error) {
 	p.mux.HandleFunc("POST /logga-ut", p.signOut)
 	p.mux.HandleFunc("GET /sprak/{lang}", p.switchLanguage)
 	p.correctionRoutes()
+	if p.strong, err = newStrong(cfg.OIDC, cfg.Now); err != nil {
+		return nil, err
+	}
+	p.strongRoutes()
 	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		_, _ = io.WriteString(w, styleCSS+correctionsCSS)
@@ -203,6 +213,7 @@ type view struct {
 	Sections                 []section
 	Status                   int
 	Own                      *own // the person's own changes (corrections.go)
+	Strong                   bool // strong sign-in is offered (oidc.go)
 }
 
 type section struct {
@@ -216,6 +227,7 @@ type row struct{ Label, Value string }
 
 func (p *Page) render(w http.ResponseWriter, v view) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	v.Strong = p.strong != nil
 	if v.Status != 0 {
 		w.WriteHeader(v.Status)
 	}
@@ -354,6 +366,12 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 		p.ourFault(w, r, "start")
 		return
 	}
+	p.codeSent(w, r, l, token)
+}
+
+// codeSent is the answer to a sign-in started, whether or not anyone
+// matched: the page where the code is typed in.
+func (p *Page) codeSent(w http.ResponseWriter, r *http.Request, l lang, token string) {
 	p.setCookie(w, signInCookie, token, int(service.SelfServiceCodeLifetime/time.Second))
 	p.render(w, view{Lang: l, Title: l.say("Skriv in koden", "Type in the code"), Step: "code", CSRF: p.preCSRF(w, r),
 		Info: l.say("Om vi har dina uppgifter har vi nu skickat en kod till den e-postadress eller det mobilnummer vi har till dig. Koden gäller i 10 minuter.",
@@ -394,16 +412,26 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 		p.ourFault(w, r, "code")
 		return
 	}
-	id, now := random(), p.cfg.Now()
-	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: store.SignInCode, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
-	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
-		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
-		p.ourFault(w, r, "start")
+	if !p.newSession(w, r, subject, store.SignInCode) {
 		return
 	}
 	p.setCookie(w, signInCookie, "", -1)
-	p.setCookie(w, sessionCookie, id, 0)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// newSession signs subject in, by signIn (store.SignInCode or
+// store.SignInOIDC): a session on the server, its id in the cookie. It
+// answers itself when it cannot.
+func (p *Page) newSession(w http.ResponseWriter, r *http.Request, subject, signIn string) bool {
+	id, now := random(), p.cfg.Now()
+	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: signIn, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
+	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
+		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
+		p.ourFault(w, r, "start")
+		return false
+	}
+	p.setCookie(w, sessionCookie, id, 0)
+	return true
 }
 
 func (p *Page) export(w http.ResponseWriter, r *http.Request) {

@@ -92,6 +92,9 @@ type Config struct {
 	// SelfServiceMinStart is the least time the page's answer to a
 	// sign-in takes (selfservice.Config.MinStart); 0 takes its default.
 	SelfServiceMinStart time.Duration
+	// SelfServiceOIDC, when its Issuer is set, offers strong sign-in on
+	// the page through an OpenID Connect provider.
+	SelfServiceOIDC selfservice.OIDC
 	// ConsoleSignIn bounds the support console's failed sign-ins; zero
 	// fields take the console's defaults.
 	ConsoleSignIn console.SignInLimits
@@ -416,7 +419,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 
 	if cfg.SelfServiceAddr != "" {
 		page, err := selfservice.New(selfservice.Config{Conn: s.gateConn, SignIn: svc, Sessions: s.store, Log: s.log,
-			Now: cfg.Now, Secure: s.tls != nil, MinStart: cfg.SelfServiceMinStart})
+			Now: cfg.Now, Secure: s.tls != nil, MinStart: cfg.SelfServiceMinStart, OIDC: cfg.SelfServiceOIDC})
 		if err != nil {
 			return err
 		}
