@@ -1,0 +1,267 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/example/personaldata/cmd/personaldatad/selfservice"
+)
+
+// oidcBrowser is a browser of the page without script that follows
+// redirects, and notes every address it visits.
+type oidcBrowser struct {
+	t       *testing.T
+	base    string
+	hc      *http.Client
+	visited []string
+}
+
+func newOIDCBrowser(t *testing.T, e *env) *oidcBrowser {
+	jar, _ := cookiejar.New(nil)
+	b := &oidcBrowser{t: t, base: "http://" + e.srv.SelfServiceAddr()}
+	b.hc = &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+		b.visited = append(b.visited, req.URL.String())
+		return nil
+	}}
+	return b
+}
+
+type oidcAnswer struct {
+	status  int
+	body    string
+	url     *url.URL // the last address, after the redirects
+	cookies []*http.Cookie
+}
+
+func (b *oidcBrowser) do(req *http.Request) oidcAnswer {
+	b.t.Helper()
+	b.visited = append(b.visited, req.URL.String())
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return oidcAnswer{status: resp.StatusCode, body: string(body), url: resp.Request.URL, cookies: resp.Cookies()}
+}
+
+func (b *oidcBrowser) get(path string) oidcAnswer {
+	b.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
+	return b.do(req)
+}
+
+// post sends a form of page with its CSRF token.
+func (b *oidcBrowser) post(page, path string, form url.Values) oidcAnswer {
+	b.t.Helper()
+	m := selfCSRF.FindStringSubmatch(page)
+	if m == nil {
+		b.t.Fatalf("no CSRF token in %q", page)
+	}
+	form.Set("csrf", m[1])
+	req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// strongSignIn presses the e-ID button on the start page and follows the
+// provider's redirects back to the page.
+func (b *oidcBrowser) strongSignIn() oidcAnswer {
+	b.t.Helper()
+	start := b.get("/")
+	if !strings.Contains(start.body, "Logga in med BankID eller Freja eID") || !strings.Contains(start.body, `action="/e-legitimation"`) {
+		b.t.Fatalf("no e-ID button on the start page: %s", start.body)
+	}
+	return b.post(start.body, "/e-legitimation", url.Values{})
+}
+
+func cookieNamed(cs []*http.Cookie, name string) *http.Cookie {
+	for _, c := range cs {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// Strong sign-in through an OpenID Connect provider the test runs itself,
+// over HTTP through the real server: a person whose personnummer the ID
+// token carries is signed in (the session says OIDC, and so does every
+// audit event of theirs), with PKCE, state and nonce; a forged state, a
+// foreign nonce, a token without the claim, an expired token and a
+// replayed answer sign no one in; an unknown personnummer gets the answer
+// the sign-in by code gives an unknown person.
+func TestSelfServiceOIDCSignIn(t *testing.T) {
+	e, provider := startWithOIDC(t)
+	c := e.gc()
+	sub := create(t, c, 271)
+	person := testPerson(271)
+	mailer := e.mailer(t, c)
+	number := strings.ReplaceAll(person.GetIdentityNumber(), "-", "") // as brokers give it
+	personal := []string{person.GetIdentityNumber(), number, person.GetEmail(), person.GetGivenName(), sub.GetSubjectId()}
+	sessions := func() int64 {
+		n, err := e.coll("self_service_sessions").CountDocuments(context.Background(), bson.D{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	noPersonalAddress := func(b *oidcBrowser) {
+		t.Helper()
+		for _, u := range b.visited {
+			for _, p := range personal {
+				if strings.Contains(u, p) || strings.Contains(u, url.QueryEscape(p)) {
+					t.Errorf("an address names the person: %s", u)
+				}
+			}
+		}
+	}
+
+	t.Run("success", func(t *testing.T) {
+		provider.login(oidcLogin{number: number})
+		b := newOIDCBrowser(t, e)
+		start := b.get("/")
+		// The start, without following: where it sends the person, and the
+		// cookie that waits for the answer.
+		req, _ := http.NewRequest(http.MethodPost, b.base+"/e-legitimation",
+			strings.NewReader(url.Values{"csrf": {selfCSRF.FindStringSubmatch(start.body)[1]}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		noFollow := &http.Client{Jar: b.hc.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		to, _ := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(to.String(), provider.issuer+"/authorize?") {
+			t.Fatalf("start: %d to %s, want 303 to the provider", resp.StatusCode, to)
+		}
+		tx := cookieNamed(resp.Cookies(), "__Host-pd-oidc")
+		if tx == nil || !tx.HttpOnly || !tx.Secure || tx.SameSite != http.SameSiteLaxMode || tx.Path != "/" || tx.MaxAge != 600 {
+			t.Fatalf("the sign-in's cookie %+v, want __Host-pd-oidc HttpOnly, Secure, SameSite=Lax, 10 minutes", tx)
+		}
+		if strings.Contains(tx.Value, to.Query().Get("code_challenge")) || !strings.Contains(tx.Value, to.Query().Get("state")) {
+			t.Error("the cookie should hold the state and the PKCE verifier, not its challenge")
+		}
+		// Then on to the provider, which sends the person back.
+		req, _ = http.NewRequest(http.MethodGet, to.String(), nil)
+		back := b.do(req)
+		if back.status != 200 || back.url.Path != selfservice.OIDCCallbackPath || !strings.Contains(back.body, "Du är inloggad") ||
+			!strings.Contains(back.body, `<meta http-equiv="refresh" content="0;url=/">`) {
+			t.Fatalf("back from the provider: %d at %s: %s", back.status, back.url, back.body)
+		}
+		if c := cookieNamed(back.cookies, "__Host-pd-oidc"); c == nil || c.MaxAge >= 0 {
+			t.Errorf("the sign-in's cookie is not removed once it is used: %+v", c)
+		}
+		s := cookieNamed(back.cookies, "__Host-pd-self")
+		if s == nil || !s.HttpOnly || !s.Secure || s.SameSite != http.SameSiteStrictMode {
+			t.Fatalf("session cookie %+v", s)
+		}
+		me := b.get("/")
+		if me.status != 200 || !strings.Contains(me.body, person.GetEmail()) || !strings.Contains(me.body, "Logga ut") {
+			t.Fatalf("signed in: %d %s", me.status, me.body)
+		}
+		var stored bson.M
+		if err := e.coll("self_service_sessions").FindOne(context.Background(), bson.D{{Key: "subject", Value: sub.GetSubjectId()}}).Decode(&stored); err != nil || stored["sign_in"] != "oidc" {
+			t.Errorf("the stored session %v (%v), want sign_in oidc", stored, err)
+		}
+		events := selfEvents(t, e, c, sub.GetSubjectId(), "StreamSubjectAccess")
+		if len(events) == 0 {
+			t.Fatal("no audit event of the overview")
+		}
+		for _, ev := range events {
+			if !slices.Contains(ev.GetFields(), "sign_in:oidc") {
+				t.Errorf("audit event %v, want sign_in:oidc", ev.GetFields())
+			}
+		}
+		// The provider's answer again (the back button, or one who saw the
+		// address): the cookie is gone, so it signs no one in.
+		n := sessions()
+		again := b.get(back.url.RequestURI())
+		if again.status != http.StatusBadRequest || !strings.Contains(again.body, "gick inte att slutföra") || sessions() != n {
+			t.Errorf("the answer replayed: %d, sessions %d then %d", again.status, n, sessions())
+		}
+		if codes := signInCodes(t, mailer); len(codes) != 0 {
+			t.Errorf("codes sent on a strong sign-in: %v", codes)
+		}
+		noPersonalAddress(b)
+	})
+
+	refused := []struct {
+		name  string
+		login oidcLogin
+		words string
+	}{
+		{"wrong state", oidcLogin{number: number, state: "forged-state"}, "gick inte att slutföra"},
+		{"wrong nonce", oidcLogin{number: number, nonce: "another-sign-in"}, "gick inte att slutföra"},
+		{"no personnummer claim", oidcLogin{}, "Vi fick inget personnummer"},
+		{"expired token", oidcLogin{number: number, expired: true}, "gick inte att slutföra"},
+	}
+	for _, r := range refused {
+		t.Run(r.name, func(t *testing.T) {
+			provider.login(r.login)
+			b := newOIDCBrowser(t, e)
+			n := sessions()
+			got := b.strongSignIn()
+			if got.status != http.StatusBadRequest || !strings.Contains(got.body, r.words) || !strings.Contains(got.body, `action="/logga-in"`) {
+				t.Fatalf("%d %s, want 400 with %q and the start page", got.status, got.body, r.words)
+			}
+			if cookieNamed(got.cookies, "__Host-pd-self") != nil || sessions() != n {
+				t.Error("a refused sign-in made a session")
+			}
+			if me := b.get("/"); strings.Contains(me.body, person.GetEmail()) {
+				t.Error("signed in after a refused answer")
+			}
+			noPersonalAddress(b)
+		})
+	}
+	if logs := e.logs.String(); strings.Contains(logs, number) || strings.Contains(logs, person.GetIdentityNumber()) {
+		t.Error("the log names the personnummer")
+	}
+
+	t.Run("unknown personnummer", func(t *testing.T) {
+		unknown := pnr(1955, 5, 5, 555)
+		provider.login(oidcLogin{number: strings.ReplaceAll(unknown, "-", "")})
+		n := sessions()
+		strong := newOIDCBrowser(t, e).strongSignIn()
+		// The sign-in by code, for the same person.
+		b := newOIDCBrowser(t, e)
+		byCode := b.post(b.get("/").body, "/logga-in", url.Values{"identitet": {unknown}})
+		csrf := regexp.MustCompile(`name="csrf" value="[^"]+"`)
+		norm := func(s string) string { return csrf.ReplaceAllString(s, `name="csrf" value=""`) }
+		if strong.status != byCode.status || norm(strong.body) != norm(byCode.body) {
+			t.Fatalf("an unknown personnummer: %d %s\nthe code's answer: %d %s", strong.status, strong.body, byCode.status, byCode.body)
+		}
+		sc, cc := cookieNamed(strong.cookies, "__Host-pd-signin"), cookieNamed(byCode.cookies, "__Host-pd-signin")
+		if sc == nil || cc == nil || len(sc.Value) != len(cc.Value) || sc.MaxAge != cc.MaxAge || sc.SameSite != cc.SameSite || sc.HttpOnly != cc.HttpOnly {
+			t.Errorf("sign-in cookies %+v and %+v, want the same shape", sc, cc)
+		}
+		if cookieNamed(strong.cookies, "__Host-pd-self") != nil || sessions() != n {
+			t.Error("an unknown personnummer made a session")
+		}
+		if codes := signInCodes(t, mailer); len(codes) != 0 {
+			t.Errorf("codes sent for an unknown person: %v", codes)
+		}
+	})
+}
+
+// Without an issuer the page offers no strong sign-in.
+func TestSelfServiceOIDCOff(t *testing.T) {
+	e := start(t)
+	b := newOIDCBrowser(t, e)
+	if page := b.get("/"); strings.Contains(page.body, "e-legitimation") || strings.Contains(page.body, "BankID") {
+		t.Errorf("an e-ID button without an issuer: %s", page.body)
+	}
+	if got := b.get(selfservice.OIDCCallbackPath + "?code=x&state=y"); got.status != http.StatusNotFound {
+		t.Errorf("the provider's return without an issuer: %d, want 404", got.status)
+	}
+}
