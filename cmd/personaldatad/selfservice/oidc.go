@@ -198,17 +198,17 @@ func (p *Page) strongRoutes() {
 	if p.strong == nil {
 		return
 	}
-	p.mux.HandleFunc("POST /e-legitimation", p.strongStart)
+	p.mux.HandleFunc("GET /e-legitimation", p.strongStart)
 	p.mux.HandleFunc("GET "+OIDCCallbackPath, p.strongReturn)
 }
 
-// strongStart sends the person to the provider.
+// strongStart sends the person to the provider. A link, not a form: the
+// page's CSP (form-action 'self') holds a form's redirects to this site,
+// and starting a sign-in changes nothing but this browser's sign-in
+// cookie, so it needs no CSRF token; the state is what binds the answer to
+// this browser.
 func (p *Page) strongStart(w http.ResponseWriter, r *http.Request) {
 	l := language(r)
-	if !p.preCSRFOK(r) {
-		p.tooOld(w, r)
-		return
-	}
 	oc, _, err := p.strong.client(r.Context())
 	if err != nil {
 		p.cfg.Log.Warn("self-service OIDC discovery", slog.String("error", err.Error()))
@@ -300,10 +300,7 @@ const strongTemplate = `{{define "strong-head"}}{{if eq .Step "continue"}}<meta 
 {{define "strong"}}{{if .Strong}}
 <h2>{{say .Lang "Eller logga in med e-legitimation" "Or sign in with an e-ID"}}</h2>
 <p>{{say .Lang "Med BankID eller Freja eID behöver du ingen kod." "With BankID or Freja eID you need no code."}}</p>
-<form method="post" action="/e-legitimation">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<button type="submit">{{say .Lang "Logga in med BankID eller Freja eID" "Sign in with BankID or Freja eID"}}</button>
-</form>
+<p><a class="button" href="/e-legitimation">{{say .Lang "Logga in med BankID eller Freja eID" "Sign in with BankID or Freja eID"}}</a></p>
 {{end}}{{end}}
 {{define "continue"}}<p><a class="button" href="/">{{say .Lang "Fortsätt till dina uppgifter" "Go on to your details"}}</a></p>{{end}}
 `

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"html"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -50,6 +52,9 @@ type oidcLogin struct {
 	state   string // sent back instead of the page's state, when set
 	nonce   string // put in the ID token instead of the page's, when set
 	expired bool   // an ID token whose time ran out a minute ago
+	// page shows a page of the provider's own, where the person goes on
+	// with a link (as after BankID), instead of sending them straight back.
+	page bool
 }
 
 type oidcGrant struct {
@@ -140,7 +145,13 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	if next.state != "" {
 		state = next.state
 	}
-	http.Redirect(w, r, p.redirect+"?"+url.Values{"code": {code}, "state": {state}}.Encode(), http.StatusFound)
+	back := p.redirect + "?" + url.Values{"code": {code}, "state": {state}}.Encode()
+	if next.page {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html lang="sv"><title>Provider</title><a id="approve" href="%s">Fortsätt</a></html>`, html.EscapeString(back))
+		return
+	}
+	http.Redirect(w, r, back, http.StatusFound)
 }
 
 // token gives the ID token for a code, once, to the client that shows its
