@@ -20,7 +20,9 @@ func TestNewStrongChecksConfig(t *testing.T) {
 		{name: "no client id", change: func(o *OIDC) { o.ClientID = "" }, wantErr: "client id"},
 		{name: "redirect elsewhere", change: func(o *OIDC) { o.RedirectURL = "https://minasidor.example.test/callback" }, wantErr: OIDCCallbackPath},
 		{name: "relative redirect", change: func(o *OIDC) { o.RedirectURL = OIDCCallbackPath }, wantErr: "absolute"},
-		{name: "http to loopback", change: func(o *OIDC) { o.Issuer, o.RedirectURL = "http://localhost:9000", "http://127.0.0.1:8443"+OIDCCallbackPath }},
+		{name: "http to loopback", change: func(o *OIDC) {
+			o.Issuer, o.RedirectURL = "http://localhost:9000", "http://127.0.0.1:8443"+OIDCCallbackPath
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := ok
