@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -178,5 +179,19 @@ func TestSelfServiceOIDCFlags(t *testing.T) {
 				t.Errorf("claim %q, scopes %q: want the defaults", got.oidc.Claim, got.oidc.Scopes)
 			}
 		})
+	}
+}
+
+func TestSelfServiceTrustedProxiesFlag(t *testing.T) {
+	got, err := parseFlags([]string{"-self-service-trusted-proxies", "10.0.0.0/8, 192.0.2.7,::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("::1/128")}
+	if !slices.Equal(got.proxies, want) {
+		t.Errorf("proxies %v, want %v", got.proxies, want)
+	}
+	if _, err := parseFlags([]string{"-self-service-trusted-proxies", "proxy.example.test"}); err == nil || !strings.Contains(err.Error(), "-self-service-trusted-proxies") {
+		t.Errorf("a host name: %v, want an error naming the flag", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -88,6 +89,9 @@ type config struct {
 	// are read into it.
 	oidc                       selfservice.OIDC
 	oidcSecretFile, oidcScopes string
+	// proxies are the page's trusted reverse proxies, read from proxyList.
+	proxies   []netip.Prefix
+	proxyList string
 	// unknownEnv are the PERSONALDATA_ variables no flag reads (a
 	// misspelling, most likely), to warn about: names, never values.
 	unknownEnv []unknownVar
@@ -125,6 +129,7 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "REST gateway, OpenAPI, metrics and health listen address")
 	str(&c.selfServiceAddr, "self-service-addr", "", "listen address of the data subjects' own page (sign-in by a code sent to the contact details on file; see the README), the one listener meant to face the internet, behind the company's domain and TLS; empty serves no such page")
+	str(&c.proxyList, "self-service-trusted-proxies", "", "the reverse proxies in front of the data subjects' page, as addresses or CIDR prefixes separated by commas: their X-Forwarded-For names the client whose sign-ins are limited; empty trusts none (every client is the TCP peer)")
 	str(&c.oidc.Issuer, "self-service-oidc-issuer", "", "issuer URL of the OpenID Connect provider (an e-ID broker for BankID and Freja eID) for strong sign-in on the data subjects' page; empty offers only the sign-in by code")
 	str(&c.oidc.ClientID, "self-service-oidc-client-id", "", "the page's client id at that provider")
 	str(&c.oidcSecretFile, "self-service-oidc-client-secret-file", "", "file holding the page's client secret at that provider; or give the secret itself in "+oidcSecretEnv)
@@ -211,7 +216,7 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	if c.keyFile == "" && c.mongoURI == "" {
 		c.keyFile = filepath.Join(c.dataDir, "keyring.json")
 	}
-	if err := c.readOIDC(); err != nil {
+	if err := c.readSelfService(); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -220,10 +225,24 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 // oidcSecretEnv holds the OIDC client secret itself, when no file does.
 const oidcSecretEnv = "PERSONALDATA_SELF_SERVICE_OIDC_CLIENT_SECRET"
 
-// readOIDC completes the strong sign-in's configuration: its scopes, and
-// its secret from the file or the environment (never a flag's value, which
-// any user of the machine can read in the process list).
-func (c *config) readOIDC() error {
+// readSelfService completes the page's configuration: its trusted proxies,
+// and the strong sign-in's scopes and secret, from the file or the
+// environment (never a flag's value, which any user of the machine can read
+// in the process list).
+func (c *config) readSelfService() error {
+	for _, s := range strings.Split(c.proxyList, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if a, aerr := netip.ParseAddr(s); err != nil && aerr == nil {
+			p, err = a.Prefix(a.BitLen())
+		}
+		if err != nil {
+			return fmt.Errorf("-self-service-trusted-proxies: %q is not an address or a CIDR prefix", s)
+		}
+		c.proxies = append(c.proxies, p.Masked())
+	}
 	c.oidc.Scopes = strings.Fields(c.oidcScopes)
 	if c.oidc.Issuer == "" {
 		return nil
@@ -384,6 +403,8 @@ func realMain(ctx context.Context, args []string) error {
 		MetricsAddr:            c.metricsAddr,
 		ErasureLedger:          c.erasureLedger,
 		LetterSender:           c.sender,
+
+		SelfServiceTrustedProxies: c.proxies,
 	}, log)
 	if err != nil {
 		return err

@@ -18,7 +18,6 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/store"
 )
@@ -250,7 +249,7 @@ func (p *Page) strongReturn(w http.ResponseWriter, r *http.Request) {
 			"The sign-in with an e-ID was cancelled. Start again and try once more, or sign in with a code.")
 		return
 	}
-	att, lim := p.codeByAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), p.cfg.Now())
+	att, lim := p.codeByAddr.Admit(p.clientKey(r), p.cfg.Now())
 	if lim != nil {
 		p.limitedAnswer(w, r, lim.Wait, "start")
 		return

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"google.golang.org/grpc"
@@ -69,6 +70,10 @@ type Config struct {
 	// OIDC, when its Issuer is set, offers strong sign-in through an
 	// OpenID Connect provider (oidc.go).
 	OIDC OIDC
+	// TrustedProxies are the reverse proxies in front of the page, whose
+	// X-Forwarded-For names the client the limits count
+	// (signinlimit.ClientAddr); none by default.
+	TrustedProxies []netip.Prefix
 }
 
 // Cookie names: __Host- keeps them to this host and path /.
@@ -136,6 +141,11 @@ func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	p.mux.ServeHTTP(w, r)
+}
+
+// clientKey is the key of r's client in the limits.
+func (p *Page) clientKey(r *http.Request) string {
+	return signinlimit.ClientKey(signinlimit.ClientAddr(r, p.cfg.TrustedProxies))
 }
 
 func random() string {
@@ -336,7 +346,7 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.cfg.Now()
-	att, lim := p.byAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), now)
+	att, lim := p.byAddr.Admit(p.clientKey(r), now)
 	if lim != nil {
 		p.limitedAnswer(w, r, lim.Wait, "start")
 		return
@@ -390,7 +400,7 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 			Error: l.say("Koden har slutat gälla. Börja om och be om en ny kod.", "The code is no longer valid. Start again and ask for a new code.")})
 		return
 	}
-	att, lim := p.codeByAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), p.cfg.Now())
+	att, lim := p.codeByAddr.Admit(p.clientKey(r), p.cfg.Now())
 	if lim != nil {
 		p.limitedAnswer(w, r, lim.Wait, "code")
 		return

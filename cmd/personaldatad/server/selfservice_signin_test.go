@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -15,9 +16,11 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
+	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/store/storetest"
 )
 
 // The sign-in by code through the page, over HTTP as a browser without
@@ -490,5 +493,62 @@ func TestSelfServicePageCSRF(t *testing.T) {
 	}
 	if n := len(outbox(t, mailer)); n != 0 {
 		t.Errorf("%d messages sent by forms without their token", n)
+	}
+}
+
+// forwarding is a reverse proxy's side of a request: it sends For as
+// X-Forwarded-For.
+type forwarding struct {
+	http.RoundTripper
+	For string
+}
+
+func (f *forwarding) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", f.For)
+	return f.RoundTripper.RoundTrip(r)
+}
+
+// Behind a trusted reverse proxy the limits count each client it names,
+// not the proxy; another peer's X-Forwarded-For is not believed.
+func TestSelfServicePageBehindProxy(t *testing.T) {
+	e := startOn(t, storetest.URI(), func(c *server.Config) {
+		c.SelfServiceTrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.51/32")}
+	})
+	through := func(peer string) (*pageVisit, *forwarding) {
+		v := visitFrom(t, e, peer)
+		f := &forwarding{RoundTripper: v.hc.Transport}
+		v.hc.Transport = f
+		return v, f
+	}
+	// Many clients through the proxy, each well within its limit.
+	proxy, fwd := through("127.0.0.51")
+	for i := range 12 {
+		fwd.For = "192.0.2.99, 198.51.100." + strconv.Itoa(1+i) // the first written by the client
+		if got := proxy.startSignIn(pnr(1962, 1, 1+i, 100+i)); got.status != 200 {
+			t.Fatalf("client %d through the proxy: %d, want each client counted apart", i+1, got.status)
+		}
+	}
+	// One client through the proxy, over its limit.
+	fwd.For = "198.51.100.200"
+	var got pageAnswer
+	for i := range 20 {
+		if got = proxy.startSignIn(pnr(1963, 1, 1+i, 100+i)); got.status != 200 {
+			break
+		}
+	}
+	if got.status != http.StatusTooManyRequests {
+		t.Errorf("one client through the proxy: %d, want 429 at its limit", got.status)
+	}
+	// A peer that is no trusted proxy names itself in vain.
+	direct, own := through("127.0.0.52")
+	for i := range 20 {
+		own.For = "198.51.100." + strconv.Itoa(100+i)
+		if got = direct.startSignIn(pnr(1964, 1, 1+i, 100+i)); got.status != 200 {
+			break
+		}
+	}
+	if got.status != http.StatusTooManyRequests {
+		t.Errorf("an untrusted peer's X-Forwarded-For: %d, want 429 at the peer's limit", got.status)
 	}
 }
