@@ -2,9 +2,7 @@ package server_test
 
 import (
 	"context"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"slices"
@@ -16,72 +14,15 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 )
 
-// oidcBrowser is a browser of the page without script that follows
-// redirects, and notes every address it visits.
-type oidcBrowser struct {
-	t       *testing.T
-	base    string
-	hc      *http.Client
-	visited []string
-}
-
-func newOIDCBrowser(t *testing.T, e *env) *oidcBrowser {
-	jar, _ := cookiejar.New(nil)
-	b := &oidcBrowser{t: t, base: "http://" + e.srv.SelfServiceAddr()}
-	b.hc = &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
-		b.visited = append(b.visited, req.URL.String())
-		return nil
-	}}
-	return b
-}
-
-type oidcAnswer struct {
-	status  int
-	body    string
-	url     *url.URL // the last address, after the redirects
-	cookies []*http.Cookie
-}
-
-func (b *oidcBrowser) do(req *http.Request) oidcAnswer {
-	b.t.Helper()
-	b.visited = append(b.visited, req.URL.String())
-	resp, err := b.hc.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return oidcAnswer{status: resp.StatusCode, body: string(body), url: resp.Request.URL, cookies: resp.Cookies()}
-}
-
-func (b *oidcBrowser) get(path string) oidcAnswer {
-	b.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
-	return b.do(req)
-}
-
-// post sends a form of page with its CSRF token.
-func (b *oidcBrowser) post(page, path string, form url.Values) oidcAnswer {
-	b.t.Helper()
-	m := selfCSRF.FindStringSubmatch(page)
-	if m == nil {
-		b.t.Fatalf("no CSRF token in %q", page)
-	}
-	form.Set("csrf", m[1])
-	req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return b.do(req)
-}
-
 // strongSignIn presses the e-ID button on the start page and follows the
 // provider's redirects back to the page.
-func (b *oidcBrowser) strongSignIn() oidcAnswer {
-	b.t.Helper()
-	start := b.get("/")
+func (v *pageVisit) strongSignIn() pageAnswer {
+	v.t.Helper()
+	start := v.send(http.MethodGet, "/", nil)
 	if !strings.Contains(start.body, `<a class="button" href="/e-legitimation">Logga in med BankID eller Freja eID</a>`) {
-		b.t.Fatalf("no e-ID button on the start page: %s", start.body)
+		v.t.Fatalf("no e-ID button on the start page: %s", start.body)
 	}
-	return b.get("/e-legitimation")
+	return v.send(http.MethodGet, "/e-legitimation", nil)
 }
 
 func cookieNamed(cs []*http.Cookie, name string) *http.Cookie {
@@ -115,21 +56,11 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		}
 		return n
 	}
-	noPersonalAddress := func(b *oidcBrowser) {
-		t.Helper()
-		for _, u := range b.visited {
-			for _, p := range personal {
-				if strings.Contains(u, p) || strings.Contains(u, url.QueryEscape(p)) {
-					t.Errorf("an address names the person: %s", u)
-				}
-			}
-		}
-	}
 
 	t.Run("success", func(t *testing.T) {
 		provider.login(oidcLogin{number: number})
-		b := newOIDCBrowser(t, e)
-		b.get("/")
+		b := visitFrom(t, e, "127.0.0.1")
+		b.send(http.MethodGet, "/", nil)
 		// The start, without following: where it sends the person, and the
 		// cookie that waits for the answer.
 		req, _ := http.NewRequest(http.MethodGet, b.base+"/e-legitimation", nil)
@@ -164,7 +95,7 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		if s == nil || !s.HttpOnly || !s.Secure || s.SameSite != http.SameSiteStrictMode {
 			t.Fatalf("session cookie %+v", s)
 		}
-		me := b.get("/")
+		me := b.send(http.MethodGet, "/", nil)
 		if me.status != 200 || !strings.Contains(me.body, person.GetEmail()) || !strings.Contains(me.body, "Logga ut") {
 			t.Fatalf("signed in: %d %s", me.status, me.body)
 		}
@@ -184,14 +115,14 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		// The provider's answer again (the back button, or one who saw the
 		// address): the cookie is gone, so it signs no one in.
 		n := sessions()
-		again := b.get(back.url.RequestURI())
+		again := b.send(http.MethodGet, back.url.RequestURI(), nil)
 		if again.status != http.StatusBadRequest || !strings.Contains(again.body, "gick inte att slutföra") || sessions() != n {
 			t.Errorf("the answer replayed: %d, sessions %d then %d", again.status, n, sessions())
 		}
 		if codes := signInCodes(t, mailer); len(codes) != 0 {
 			t.Errorf("codes sent on a strong sign-in: %v", codes)
 		}
-		noPersonalAddress(b)
+		b.noPersonal(personal...)
 	})
 
 	refused := []struct {
@@ -207,7 +138,7 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 	for _, r := range refused {
 		t.Run(r.name, func(t *testing.T) {
 			provider.login(r.login)
-			b := newOIDCBrowser(t, e)
+			b := visitFrom(t, e, "127.0.0.1")
 			n := sessions()
 			got := b.strongSignIn()
 			if got.status != http.StatusBadRequest || !strings.Contains(got.body, r.words) || !strings.Contains(got.body, `action="/logga-in"`) {
@@ -216,10 +147,10 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 			if cookieNamed(got.cookies, "__Host-pd-self") != nil || sessions() != n {
 				t.Error("a refused sign-in made a session")
 			}
-			if me := b.get("/"); strings.Contains(me.body, person.GetEmail()) {
+			if me := b.send(http.MethodGet, "/", nil); strings.Contains(me.body, person.GetEmail()) {
 				t.Error("signed in after a refused answer")
 			}
-			noPersonalAddress(b)
+			b.noPersonal(personal...)
 		})
 	}
 	if logs := e.logs.String(); strings.Contains(logs, number) || strings.Contains(logs, person.GetIdentityNumber()) {
@@ -230,10 +161,9 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		unknown := pnr(1955, 5, 5, 555)
 		provider.login(oidcLogin{number: strings.ReplaceAll(unknown, "-", "")})
 		n := sessions()
-		strong := newOIDCBrowser(t, e).strongSignIn()
+		strong := visitFrom(t, e, "127.0.0.1").strongSignIn()
 		// The sign-in by code, for the same person.
-		b := newOIDCBrowser(t, e)
-		byCode := b.post(b.get("/").body, "/logga-in", url.Values{"identitet": {unknown}})
+		byCode := visitFrom(t, e, "127.0.0.1").startSignIn(unknown)
 		csrf := regexp.MustCompile(`name="csrf" value="[^"]+"`)
 		norm := func(s string) string { return csrf.ReplaceAllString(s, `name="csrf" value=""`) }
 		if strong.status != byCode.status || norm(strong.body) != norm(byCode.body) {
@@ -255,11 +185,11 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 // Without an issuer the page offers no strong sign-in.
 func TestSelfServiceOIDCOff(t *testing.T) {
 	e := start(t)
-	b := newOIDCBrowser(t, e)
-	if page := b.get("/"); strings.Contains(page.body, "e-legitimation") || strings.Contains(page.body, "BankID") {
+	b := visitFrom(t, e, "127.0.0.1")
+	if page := b.send(http.MethodGet, "/", nil); strings.Contains(page.body, "e-legitimation") || strings.Contains(page.body, "BankID") {
 		t.Errorf("an e-ID button without an issuer: %s", page.body)
 	}
-	if got := b.get(selfservice.OIDCCallbackPath + "?code=x&state=y"); got.status != http.StatusNotFound {
+	if got := b.send(http.MethodGet, selfservice.OIDCCallbackPath+"?code=x&state=y", nil); got.status != http.StatusNotFound {
 		t.Errorf("the provider's return without an issuer: %d, want 404", got.status)
 	}
 }

@@ -55,11 +55,12 @@ type pageAnswer struct {
 	body    string
 	header  http.Header
 	cookies []*http.Cookie // set by the last answer
+	url     *url.URL       // where the redirects ended
 }
 
 var pageTitle = regexp.MustCompile(`<title>([^<]*)</title>`)
 
-// send sends a request (a form when form is not nil) and follows redirects.
+// send sends a request to the page (a form when form is not nil).
 func (v *pageVisit) send(method, path string, form url.Values) pageAnswer {
 	v.t.Helper()
 	req, err := http.NewRequest(method, v.base+path, strings.NewReader(form.Encode()))
@@ -69,6 +70,12 @@ func (v *pageVisit) send(method, path string, form url.Values) pageAnswer {
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	return v.do(req)
+}
+
+// do sends req and follows redirects.
+func (v *pageVisit) do(req *http.Request) pageAnswer {
+	v.t.Helper()
 	v.seen = append(v.seen, req.URL.String())
 	resp, err := v.hc.Do(req)
 	if err != nil {
@@ -76,7 +83,7 @@ func (v *pageVisit) send(method, path string, form url.Values) pageAnswer {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	a := pageAnswer{status: resp.StatusCode, body: string(b), header: resp.Header, cookies: resp.Cookies()}
+	a := pageAnswer{status: resp.StatusCode, body: string(b), header: resp.Header, cookies: resp.Cookies(), url: resp.Request.URL}
 	if m := pageTitle.FindStringSubmatch(a.body); m != nil {
 		v.seen = append(v.seen, m[1])
 	}
