@@ -354,6 +354,15 @@ func TestSelfServicePageSessions(t *testing.T) {
 		}
 		return n
 	}
+	ended := func(t *testing.T, v *pageVisit, when string) {
+		t.Helper()
+		if signedIn(v) {
+			t.Fatal("still signed in " + when)
+		}
+		if n := stored(); n != 0 {
+			t.Errorf("%d sessions left in the store %s", n, when)
+		}
+	}
 
 	t.Run("idle", func(t *testing.T) {
 		v := visitFrom(t, e, "127.0.0.31")
@@ -363,12 +372,7 @@ func TestSelfServicePageSessions(t *testing.T) {
 			t.Fatal("signed out before 15 minutes idle")
 		}
 		e.clock.Advance(auth.SelfServiceIdle)
-		if signedIn(v) {
-			t.Fatal("still signed in after 15 minutes idle")
-		}
-		if n := stored(); n != 0 {
-			t.Errorf("%d sessions left in the store", n)
-		}
+		ended(t, v, "after 15 minutes idle")
 	})
 
 	t.Run("at most an hour", func(t *testing.T) {
@@ -383,12 +387,7 @@ func TestSelfServicePageSessions(t *testing.T) {
 			}
 		}
 		e.clock.Advance(auth.SelfServiceMaxLife - used)
-		if signedIn(v) {
-			t.Fatal("still signed in after an hour")
-		}
-		if n := stored(); n != 0 {
-			t.Errorf("%d sessions left in the store", n)
-		}
+		ended(t, v, "after an hour")
 	})
 
 	t.Run("sign out", func(t *testing.T) {
