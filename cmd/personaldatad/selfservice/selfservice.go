@@ -8,11 +8,7 @@ package selfservice
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -25,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
+	"github.com/example/personaldata/cmd/personaldatad/internal/websec"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/auth"
@@ -134,12 +131,7 @@ func New(cfg Config) (*Page, error) {
 }
 
 func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	websec.Headers(w.Header(), "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'", r.TLS != nil)
 	p.mux.ServeHTTP(w, r)
 }
 
@@ -148,17 +140,11 @@ func (p *Page) clientKey(r *http.Request) string {
 	return signinlimit.ClientKey(signinlimit.ClientAddr(r, p.cfg.TrustedProxies))
 }
 
-func random() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+// random is a fresh token: a session id, a CSRF token, a state.
+func random() string { return websec.Token() }
 
 // sessionKey is the store's key of a session id: a hash.
-func sessionKey(id string) string {
-	h := sha256.Sum256([]byte("self-service-session\x00" + id))
-	return hex.EncodeToString(h[:])
-}
+func sessionKey(id string) string { return websec.Key("self-service-session", id) }
 
 func (p *Page) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: true,
