@@ -10,7 +10,8 @@ func TestTokenAndKey(t *testing.T) {
 	if len(a) != 43 || a == b {
 		t.Errorf("tokens %q and %q: want 43 characters each, and different", a, b)
 	}
-	if Key("console-session", a) != Key("console-session", a) || Key("console-session", a) == Key("self-service-session", a) || Key("d", a) == a {
+	k := Key("console-session", a)
+	if k != Key("console-session", a+"") || k == Key("self-service-session", a) || k == a || len(k) != 64 {
 		t.Error("a key must be the same for the same domain and id, differ between domains, and not be the id")
 	}
 }
