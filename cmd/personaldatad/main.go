@@ -89,6 +89,7 @@ type config struct {
 	// are read into it.
 	oidc                       selfservice.OIDC
 	oidcSecretFile, oidcScopes string
+	oidcACR                    string
 	// proxies are the page's trusted reverse proxies, read from proxyList.
 	proxies   []netip.Prefix
 	proxyList string
@@ -136,6 +137,7 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.oidc.RedirectURL, "self-service-oidc-redirect-url", "", "the page's address the provider sends people back to, registered there: https://YOUR-PAGE"+selfservice.OIDCCallbackPath)
 	str(&c.oidc.Claim, "self-service-oidc-claim", selfservice.DefaultOIDCClaim, "the ID token's claim that holds the personnummer")
 	str(&c.oidcScopes, "self-service-oidc-scopes", selfservice.DefaultOIDCScope, "scopes to ask for besides openid, separated by spaces: those that release that claim")
+	str(&c.oidcACR, "self-service-oidc-acr", "", "authentication context classes (acr) that count as strong, separated by spaces, such as http://id.elegnamnden.se/loa/1.0/loa3: asked for, and required of the ID token; empty takes whatever the provider vouches for")
 	str(&c.mongoURI, "mongo-uri", "", "MongoDB URI; empty runs the embedded store in -data-dir")
 	str(&c.dataDir, "data-dir", "data", "directory of the embedded store")
 	str(&c.database, "database", "personaldata", "database name")
@@ -244,6 +246,7 @@ func (c *config) readSelfService() error {
 		c.proxies = append(c.proxies, p.Masked())
 	}
 	c.oidc.Scopes = strings.Fields(c.oidcScopes)
+	c.oidc.ACR = strings.Fields(c.oidcACR)
 	if c.oidc.Issuer == "" {
 		return nil
 	}

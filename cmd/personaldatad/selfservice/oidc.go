@@ -46,6 +46,11 @@ type OIDC struct {
 	Claim string
 	// Scopes are asked for besides openid (DefaultOIDCScope when nil).
 	Scopes []string
+	// ACR, when set, are the authentication context classes that count
+	// as strong (such as LoA 3, http://id.elegnamnden.se/loa/1.0/loa3):
+	// they are asked for, and an ID token whose acr is none of them signs
+	// no one in. For a broker that offers weaker ways in as well.
+	ACR []string
 }
 
 const (
@@ -153,6 +158,7 @@ var (
 	errOIDCNoToken  = errors.New("no ID token in the token response")
 	errOIDCNonce    = errors.New("the ID token's nonce is not this sign-in's")
 	errOIDCNoClaim  = errors.New("the ID token holds no personnummer in the configured claim")
+	errOIDCWeak     = errors.New("the ID token's acr is none of those configured")
 )
 
 // personnummer exchanges code for the ID token, checks it (signature,
@@ -185,6 +191,9 @@ func (s *strong) personnummer(ctx context.Context, code, nonce, verifier string)
 	var claims map[string]any
 	if err := id.Claims(&claims); err != nil {
 		return "", errOIDCNoClaim
+	}
+	if acr, _ := claims["acr"].(string); len(s.cfg.ACR) > 0 && !slices.Contains(s.cfg.ACR, acr) {
+		return "", errOIDCWeak
 	}
 	number, _ := claims[s.cfg.Claim].(string)
 	if number == "" {
@@ -219,7 +228,11 @@ func (p *Page) strongStart(w http.ResponseWriter, r *http.Request) {
 	state, nonce, verifier := random(), random(), oauth2.GenerateVerifier()
 	http.SetCookie(w, &http.Cookie{Name: oidcCookie, Value: strings.Join([]string{state, nonce, verifier, string(l)}, "."), Path: "/",
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode, MaxAge: int(oidcLifetime / time.Second)})
-	http.Redirect(w, r, oc.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
+	if len(p.strong.cfg.ACR) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(p.strong.cfg.ACR, " ")))
+	}
+	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusSeeOther)
 }
 
 // strongReturn takes the provider's answer and signs the person in.
@@ -276,6 +289,11 @@ func (p *Page) strongReturn(w http.ResponseWriter, r *http.Request) {
 		p.cfg.Log.Warn("self-service OIDC sign-in refused", slog.String("error", errOIDCNoClaim.Error()), slog.String("claim", p.strong.cfg.Claim))
 		failed(http.StatusBadRequest, "Vi fick inget personnummer från din e-legitimation, så vi vet inte vem du är. Logga in med en kod i stället.",
 			"We got no Swedish personal identity number from your e-ID, so we do not know who you are. Sign in with a code instead.")
+		return
+	case errors.Is(err, errOIDCWeak):
+		p.cfg.Log.Warn("self-service OIDC sign-in refused", slog.String("error", err.Error()))
+		failed(http.StatusBadRequest, "Det sättet att logga in räcker inte här. Logga in med BankID eller Freja eID, eller med en kod.",
+			"That way of signing in is not enough here. Sign in with BankID or Freja eID, or with a code.")
 		return
 	case err != nil:
 		p.cfg.Log.Warn("self-service OIDC sign-in refused", slog.String("error", err.Error()))

@@ -52,6 +52,7 @@ type oidcLogin struct {
 	state   string // sent back instead of the page's state, when set
 	nonce   string // put in the ID token instead of the page's, when set
 	expired bool   // an ID token whose time ran out a minute ago
+	acr     string // the ID token's acr (oidcStrong when empty)
 	// page shows a page of the provider's own, where the person goes on
 	// with a link (as after BankID), instead of sending them straight back.
 	page bool
@@ -65,6 +66,8 @@ type oidcGrant struct {
 const (
 	oidcClientID     = "personaldata-test"
 	oidcClientSecret = "test-secret-not-personal"
+	// oidcStrong is the one acr the page is configured to accept.
+	oidcStrong = "http://id.elegnamnden.se/loa/1.0/loa3"
 )
 
 // startWithOIDC starts a provider and a server whose page offers strong
@@ -102,7 +105,8 @@ func startWithOIDC(t *testing.T) (*env, *oidcProvider) {
 	p.redirect = "http://" + selfAddr + selfservice.OIDCCallbackPath
 	e := startOn(t, storetest.URI(), func(c *server.Config) {
 		c.SelfServiceAddr = selfAddr
-		c.SelfServiceOIDC = selfservice.OIDC{Issuer: p.issuer, ClientID: oidcClientID, ClientSecret: oidcClientSecret, RedirectURL: p.redirect}
+		c.SelfServiceOIDC = selfservice.OIDC{Issuer: p.issuer, ClientID: oidcClientID, ClientSecret: oidcClientSecret, RedirectURL: p.redirect,
+			ACR: []string{oidcStrong}}
 	})
 	p.now = e.clock.Now
 	return e, p
@@ -131,7 +135,7 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	scopes := strings.Fields(q.Get("scope"))
 	if q.Get("client_id") != oidcClientID || q.Get("response_type") != "code" || q.Get("redirect_uri") != p.redirect ||
 		q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("nonce") == "" || q.Get("state") == "" ||
-		!slices.Contains(scopes, "openid") || !slices.Contains(scopes, selfservice.DefaultOIDCScope) {
+		!slices.Contains(scopes, "openid") || !slices.Contains(scopes, selfservice.DefaultOIDCScope) || q.Get("acr_values") != oidcStrong {
 		p.t.Errorf("provider: a bad authorization request %v", q)
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
@@ -182,6 +186,10 @@ func (p *oidcProvider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	claims := map[string]any{"iss": p.issuer, "sub": "broker-subject-" + code[:8], "aud": oidcClientID,
 		"iat": now.Add(-2 * time.Minute).Unix(), "exp": exp.Unix(), "nonce": nonce}
+	claims["acr"] = g.acr
+	if g.acr == "" {
+		claims["acr"] = oidcStrong
+	}
 	if g.number != "" {
 		claims[selfservice.DefaultOIDCClaim] = g.number
 	}

@@ -134,6 +134,7 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		{"wrong nonce", oidcLogin{number: number, nonce: "another-sign-in"}, "gick inte att slutföra"},
 		{"no personnummer claim", oidcLogin{}, "Vi fick inget personnummer"},
 		{"expired token", oidcLogin{number: number, expired: true}, "gick inte att slutföra"},
+		{"weaker sign-in than configured", oidcLogin{number: number, acr: "http://id.elegnamnden.se/loa/1.0/loa2"}, "Det sättet att logga in räcker inte här."},
 	}
 	for _, r := range refused {
 		t.Run(r.name, func(t *testing.T) {
