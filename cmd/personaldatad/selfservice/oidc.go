@@ -271,6 +271,12 @@ func (p *Page) strongReturn(w http.ResponseWriter, r *http.Request) {
 	var subject string
 	if err == nil {
 		subject, err = p.cfg.SignIn.SelfServiceSubjectByIdentityNumber(r.Context(), number)
+		if err != nil && !errors.Is(err, service.ErrSelfServiceUnknown) && !errors.Is(err, service.ErrSelfServiceIdentity) {
+			att.Done(p.cfg.Now(), false)
+			p.cfg.Log.Warn("self-service OIDC sign-in", slog.String("error", err.Error()))
+			p.ourFault(w, r, "start")
+			return
+		}
 	}
 	att.Done(p.cfg.Now(), err != nil && !errors.Is(err, service.ErrSelfServiceUnknown))
 	switch {
