@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,7 +20,8 @@ import (
 func (v *pageVisit) strongSignIn() pageAnswer {
 	v.t.Helper()
 	start := v.send(http.MethodGet, "/", nil)
-	if !strings.Contains(start.body, `<a class="button" href="/e-legitimation">Logga in med BankID eller Freja eID</a>`) {
+	if !strings.Contains(start.body, `<a class="button" href="/e-legitimation">Logga in med BankID eller Freja eID</a>`) &&
+		!strings.Contains(start.body, `<a class="button" href="/e-legitimation">Sign in with BankID or Freja eID</a>`) {
 		v.t.Fatalf("no e-ID button on the start page: %s", start.body)
 	}
 	return v.send(http.MethodGet, "/e-legitimation", nil)
@@ -59,7 +61,7 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 
 	t.Run("success", func(t *testing.T) {
 		provider.login(oidcLogin{number: number})
-		b := visitFrom(t, e, "127.0.0.1")
+		b := visitFrom(t, e, "127.0.3.1")
 		b.send(http.MethodGet, "/", nil)
 		// The start, without following: where it sends the person, and the
 		// cookie that waits for the answer.
@@ -136,10 +138,12 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		{"expired token", oidcLogin{number: number, expired: true}, "gick inte att slutföra"},
 		{"weaker sign-in than configured", oidcLogin{number: number, acr: "http://id.elegnamnden.se/loa/1.0/loa2"}, "Det sättet att logga in räcker inte här."},
 	}
-	for _, r := range refused {
+	// Each from an address of its own: the limit of failed sign-ins per
+	// address counts these too.
+	for i, r := range refused {
 		t.Run(r.name, func(t *testing.T) {
 			provider.login(r.login)
-			b := visitFrom(t, e, "127.0.0.1")
+			b := visitFrom(t, e, "127.0.3."+strconv.Itoa(10+i))
 			n := sessions()
 			got := b.strongSignIn()
 			if got.status != http.StatusBadRequest || !strings.Contains(got.body, r.words) || !strings.Contains(got.body, `action="/logga-in"`) {
@@ -158,13 +162,40 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		t.Error("the log names the personnummer")
 	}
 
+	// Failed answers count against the address's limit, as wrong codes do.
+	t.Run("limited", func(t *testing.T) {
+		provider.login(oidcLogin{})
+		b := visitFrom(t, e, "127.0.3.90")
+		var got pageAnswer
+		for range 20 {
+			if got = b.strongSignIn(); got.status != http.StatusBadRequest {
+				break
+			}
+		}
+		if got.status != http.StatusTooManyRequests || got.header.Get("Retry-After") == "" || !strings.Contains(got.body, "Du har försökt för många gånger.") {
+			t.Fatalf("%d %s, want 429 with Retry-After", got.status, got.body)
+		}
+	})
+
+	// In English, through the provider and back: the language waits in
+	// the sign-in's cookie, since the Strict one is not sent back.
+	t.Run("in English", func(t *testing.T) {
+		provider.login(oidcLogin{})
+		b := visitFrom(t, e, "127.0.3.50")
+		b.send(http.MethodGet, "/sprak/en", nil)
+		got := b.strongSignIn()
+		if got.status != http.StatusBadRequest || !strings.Contains(got.body, `<html lang="en">`) || !strings.Contains(got.body, "We got no Swedish personal identity number from your e-ID") {
+			t.Fatalf("%d %s, want the refusal in English", got.status, got.body)
+		}
+	})
+
 	t.Run("unknown personnummer", func(t *testing.T) {
 		unknown := pnr(1955, 5, 5, 555)
 		provider.login(oidcLogin{number: strings.ReplaceAll(unknown, "-", "")})
 		n := sessions()
-		strong := visitFrom(t, e, "127.0.0.1").strongSignIn()
+		strong := visitFrom(t, e, "127.0.3.60").strongSignIn()
 		// The sign-in by code, for the same person.
-		byCode := visitFrom(t, e, "127.0.0.1").startSignIn(unknown)
+		byCode := visitFrom(t, e, "127.0.3.61").startSignIn(unknown)
 		csrf := regexp.MustCompile(`name="csrf" value="[^"]+"`)
 		norm := func(s string) string { return csrf.ReplaceAllString(s, `name="csrf" value=""`) }
 		if strong.status != byCode.status || norm(strong.body) != norm(byCode.body) {
