@@ -319,9 +319,13 @@ func init() {
 	template.Must(pageTemplate.Parse(strongTemplate))
 }
 
+// strongCSS keeps a word with a hyphen on one line.
+const strongCSS = `.word{white-space:nowrap}
+`
+
 const strongTemplate = `{{define "strong-head"}}{{if eq .Step "continue"}}<meta http-equiv="refresh" content="0;url=/">{{end}}{{end}}
 {{define "strong"}}{{if .Strong}}
-<h2>{{say .Lang "Eller logga in med e-legitimation" "Or sign in with an e-ID"}}</h2>
+<h2>{{if eq .Lang "en"}}Or sign in with an <span class="word">e-ID</span>{{else}}Eller logga in med <span class="word">e-legitimation</span>{{end}}</h2>
 <p>{{say .Lang "Med BankID eller Freja eID behöver du ingen kod." "With BankID or Freja eID you need no code."}}</p>
 <p><a class="button" href="/e-legitimation">{{say .Lang "Logga in med BankID eller Freja eID" "Sign in with BankID or Freja eID"}}</a></p>
 {{end}}{{end}}

@@ -125,7 +125,7 @@ func New(cfg Config) (*Page, error) {
 	p.strongRoutes()
 	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		_, _ = io.WriteString(w, styleCSS+correctionsCSS)
+		_, _ = io.WriteString(w, styleCSS+correctionsCSS+strongCSS)
 	})
 	return p, nil
 }
