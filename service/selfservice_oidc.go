@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/grpc/codes"
+
+	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
 )
 
@@ -46,4 +49,23 @@ func (s *Service) selfServiceSubject(ctx context.Context, field string, p *store
 		}
 	}
 	return s.findByKey(ctx, id)
+}
+
+// SelfServiceSignInRoute is the RPC field of the audit event of a sign-in
+// to the data subjects' own page.
+const SelfServiceSignInRoute = "self-service sign-in"
+
+// RecordSelfServiceSignIn puts the sign-in of subjectID to their own page
+// on the subject's audit chain, with how they signed in (store.SignInCode
+// or store.SignInOIDC), before the page gives them a session: no trail, no
+// session.
+func (s *Service) RecordSelfServiceSignIn(ctx context.Context, subjectID, signIn string) error {
+	_, err := s.audit.Append(ctx, audit.Event{
+		Chain: audit.SubjectChain(subjectID), Time: s.now(), Principal: subjectID, Tenant: companyController,
+		RPC: SelfServiceSignInRoute, SubjectID: subjectID, Fields: []string{"channel:SELF_SERVICE", "sign_in:" + signIn}, Outcome: codes.OK.String(),
+	})
+	if err != nil {
+		return s.internal(ctx, "self-service sign-in", err)
+	}
+	return nil
 }

@@ -35,6 +35,8 @@ type SignIn interface {
 	ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error)
 	// For strong sign-in (oidc.go): whose personnummer the provider vouched for.
 	SelfServiceSubjectByIdentityNumber(ctx context.Context, number string) (subjectID string, err error)
+	// RecordSelfServiceSignIn audits a sign-in, before its session.
+	RecordSelfServiceSignIn(ctx context.Context, subjectID, signIn string) error
 }
 
 // Sessions stores the page's sessions.
@@ -416,12 +418,16 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 }
 
 // newSession signs subject in, by signIn (store.SignInCode or
-// store.SignInOIDC): a session on the server, its id in the cookie. It
-// answers itself when it cannot.
+// store.SignInOIDC): an audit event, a session on the server, its id in
+// the cookie. It answers itself when it cannot.
 func (p *Page) newSession(w http.ResponseWriter, r *http.Request, subject, signIn string) bool {
 	id, now := random(), p.cfg.Now()
 	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: signIn, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
-	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
+	err := p.cfg.SignIn.RecordSelfServiceSignIn(r.Context(), subject, signIn)
+	if err == nil {
+		err = p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s)
+	}
+	if err != nil {
 		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
 		p.ourFault(w, r, "start")
 		return false

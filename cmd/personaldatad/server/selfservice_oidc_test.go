@@ -13,6 +13,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/example/personaldata/cmd/personaldatad/selfservice"
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service"
 )
 
 // strongSignIn presses the e-ID button on the start page and follows the
@@ -104,6 +106,16 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		var stored bson.M
 		if err := e.coll("self_service_sessions").FindOne(context.Background(), bson.D{{Key: "subject", Value: sub.GetSubjectId()}}).Decode(&stored); err != nil || stored["sign_in"] != "oidc" {
 			t.Errorf("the stored session %v (%v), want sign_in oidc", stored, err)
+		}
+		var signIns []*pdv1.AuditEvent
+		for _, ev := range subjectTrail(t, e, c, sub.GetSubjectId()) {
+			if ev.GetRpc() == service.SelfServiceSignInRoute {
+				signIns = append(signIns, ev)
+			}
+		}
+		if len(signIns) != 1 || signIns[0].GetPrincipalId() != sub.GetSubjectId() || !slices.Contains(signIns[0].GetFields(), "sign_in:oidc") ||
+			!slices.Contains(signIns[0].GetFields(), "channel:SELF_SERVICE") {
+			t.Errorf("the sign-in's audit events %v, want one with sign_in:oidc", signIns)
 		}
 		events := selfEvents(t, e, c, sub.GetSubjectId(), "StreamSubjectAccess")
 		if len(events) == 0 {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -367,6 +368,16 @@ func TestSelfServicePageSessions(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		v := visitFrom(t, e, "127.0.0.31")
 		v.signInAs(mailer, person)
+		// The sign-in is on the person's trail, by code.
+		var signIns int
+		for _, ev := range subjectTrail(t, e, c, sub.GetSubjectId()) {
+			if ev.GetRpc() == service.SelfServiceSignInRoute && ev.GetPrincipalId() == sub.GetSubjectId() && slices.Contains(ev.GetFields(), "sign_in:code") {
+				signIns++
+			}
+		}
+		if signIns != 1 {
+			t.Errorf("%d audit events of the sign-in by code, want 1", signIns)
+		}
 		e.clock.Advance(auth.SelfServiceIdle - time.Second)
 		if !signedIn(v) {
 			t.Fatal("signed out before 15 minutes idle")
