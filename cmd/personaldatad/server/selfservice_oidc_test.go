@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -222,6 +224,24 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		}
 		if codes := signInCodes(t, mailer); len(codes) != 0 {
 			t.Errorf("codes sent for an unknown person: %v", codes)
+		}
+	})
+
+	// Last, for it leaves the trail refusing writes: a second sign-in of
+	// the same person whose audit event cannot be written gets no session
+	// (a unique index that the event breaks, as TestAuditFailsClosed does).
+	t.Run("no trail, no session", func(t *testing.T) {
+		if _, err := e.coll("audit_events").Indexes().CreateOne(context.Background(), mongo.IndexModel{
+			Keys: bson.D{{Key: "subject_id", Value: 1}, {Key: "rpc", Value: 1}}, Options: options.Index().SetUnique(true),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		provider.login(oidcLogin{number: number})
+		n := sessions()
+		b := visitFrom(t, e, "127.0.3.95")
+		got := b.strongSignIn()
+		if got.status != http.StatusInternalServerError || cookieNamed(got.cookies, "__Host-pd-self") != nil || sessions() != n {
+			t.Errorf("a sign-in the trail cannot take: %d, sessions %d then %d; want 500 and no session", got.status, n, sessions())
 		}
 	})
 }
