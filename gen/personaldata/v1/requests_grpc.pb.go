@@ -82,6 +82,7 @@ type RightsRequestServiceClient interface {
 	// HTML, in Swedish unless English is asked for. google.api.HttpBody is how
 	// the gateway serves a response that is not JSON.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetRightsRequestLetter(ctx context.Context, in *GetRightsRequestLetterRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 	// OpenOwnRightsRequest is a data subject's own request, made on their own
 	// page: restriction, objection or erasure. The identity is the one their
@@ -102,6 +103,7 @@ type RightsRequestServiceClient interface {
 	// GetOwnAccessLetter is the Art. 15 letter about the data held now, as
 	// GetRightsRequestLetter writes it, for a data subject on their own page.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetOwnAccessLetter(ctx context.Context, in *GetOwnAccessLetterRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
@@ -317,6 +319,7 @@ type RightsRequestServiceServer interface {
 	// HTML, in Swedish unless English is asked for. google.api.HttpBody is how
 	// the gateway serves a response that is not JSON.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetRightsRequestLetter(context.Context, *GetRightsRequestLetterRequest) (*httpbody.HttpBody, error)
 	// OpenOwnRightsRequest is a data subject's own request, made on their own
 	// page: restriction, objection or erasure. The identity is the one their
@@ -337,6 +340,7 @@ type RightsRequestServiceServer interface {
 	// GetOwnAccessLetter is the Art. 15 letter about the data held now, as
 	// GetRightsRequestLetter writes it, for a data subject on their own page.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetOwnAccessLetter(context.Context, *GetOwnAccessLetterRequest) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedRightsRequestServiceServer()
 }
