@@ -16,12 +16,7 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
-const (
-	openOwnRR    = rrService + "OpenOwnRightsRequest"
-	listOwnRR    = rrService + "ListOwnRightsRequests"
-	ownLetterRR  = rrService + "GetOwnAccessLetter"
-	ownRRControl = rrService + "ListOwnControllers"
-)
+const openOwnRR = rrService + "OpenOwnRightsRequest"
 
 // requestsOf are the requests about subject id in the company's queue, as
 // staff list them.
@@ -258,4 +253,138 @@ func dateWords(day string) string {
 		return day
 	}
 	return fmt.Sprintf("%d %s %d", d.Day(), months[d.Month()-1], d.Year())
+}
+
+// The rights requests reach the person's own record only: every id the
+// request forms send (the customer, the kind, ids added to the form) and
+// every request the page could be made to send on its connection (another
+// subject, another's request, a customer holding nothing about the person,
+// a staff RPC) is refused, and nothing of another's changes or shows.
+func TestSelfServiceRightsConfined(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	a, b := create(t, c, 284).GetSubjectId(), create(t, c, 285).GetSubjectId()
+	personB := testPerson(285)
+	// customer-42 holds B, not A; B has a request of its own.
+	createAgreement(t, e, c, paReq(e, "pa-conf", "customer-42", supportAndDelivery, allCategories...))
+	createFor(t, c, "customer-42", 285)
+	reqB := openRequest(t, c, openReq("b-erasure", pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE, 285))
+	mailer := e.mailer(t, c)
+	sc := newSelfClient(t, e)
+	page := sc.signIn(mailer, testPerson(284))
+	csrf := selfCSRF.FindStringSubmatch(page)[1]
+	secretsOfB := []string{b, personB.GetEmail(), personB.GetGivenName(), personB.GetIdentityNumber(), reqB.GetRequestId(), "customer-42"}
+	check := func(what string, body string) {
+		t.Helper()
+		for _, s := range secretsOfB {
+			if strings.Contains(body, s) {
+				t.Errorf("%s: B's %q shows", what, s)
+			}
+		}
+	}
+	check("overview", page)
+	_, form := sc.do(http.MethodGet, "/begar", nil)
+	check("request page", form)
+
+	// The forms, with B's ids and the customer that holds B: nothing is
+	// opened for B, and nothing goes to customer-42.
+	extra := []string{b, reqB.GetRequestId(), personB.GetIdentityNumber(), personB.GetEmail()}
+	for _, typ := range []string{"begransning", "invandning", "radering"} {
+		for _, id := range extra {
+			f := url.Values{"csrf": {csrf}, "typ": {typ}, "hos": {"customer-42"}, "bekraftat": {"ja"}, "subject_id": {id}, "request_id": {id}, "id": {id}}
+			st, body := sc.do(http.MethodPost, "/begar", f)
+			check("POST /begar to customer-42", body)
+			if st != http.StatusBadRequest {
+				t.Errorf("%s to a customer holding nothing of A's: %d", typ, st)
+			}
+			for _, p := range []string{"/brev", "/begar", "/"} {
+				_, body := sc.do(http.MethodGet, p+"?"+url.Values{"subject_id": {id}, "request_id": {id}}.Encode(), nil)
+				check("GET "+p, body)
+			}
+		}
+	}
+	// With ids added, A's own request is A's.
+	if st, _ := sc.do(http.MethodPost, "/begar", url.Values{"csrf": {csrf}, "typ": {"invandning"}, "hos": {""}, "subject_id": {b}, "subjectId": {b}, "id": {b}}); st != 200 {
+		t.Fatalf("A's objection: %d", st)
+	}
+	if rs := requestsOf(t, c, a); len(rs) != 1 || rs[0].GetSubjectId() != a {
+		t.Errorf("A's requests: %v", rs)
+	}
+	if rs := requestsOf(t, c, b); len(rs) != 1 || rs[0].GetRequestId() != reqB.GetRequestId() {
+		t.Errorf("B's requests changed: %v", rs)
+	}
+	if fwd := call(t, c, listRR, &pdv1.ListRightsRequestsRequest{ForwardedTo: "customer-42"}, &pdv1.ListRightsRequestsResponse{}).GetRequests(); len(fwd) != 0 {
+		t.Errorf("forwarded to customer-42: %v", fwd)
+	}
+
+	// What the page never sends, sent on its connection as A.
+	ctx := selfCtx(t, sc, a)
+	rr := pdv1.NewRightsRequestServiceClient(e.srv.SelfServiceConn())
+	self := pdv1.Channel_CHANNEL_SELF_SERVICE
+	restriction := pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_RESTRICTION
+	for name, tc := range map[string]struct {
+		err  error
+		want codes.Code
+	}{
+		"B's request opened": {func() error {
+			_, err := rr.OpenOwnRightsRequest(ctx, &pdv1.OpenOwnRightsRequestRequest{IdempotencyKey: "k1", SubjectId: b, Kind: restriction, Channel: self})
+			return err
+		}(), codes.PermissionDenied},
+		"as if by e-mail": {func() error {
+			_, err := rr.OpenOwnRightsRequest(ctx, &pdv1.OpenOwnRightsRequestRequest{IdempotencyKey: "k2", SubjectId: a, Kind: restriction, Channel: pdv1.Channel_CHANNEL_EMAIL})
+			return err
+		}(), codes.PermissionDenied},
+		"to a customer holding nothing of A's": {func() error {
+			_, err := rr.OpenOwnRightsRequest(ctx, &pdv1.OpenOwnRightsRequestRequest{IdempotencyKey: "k3", SubjectId: a, Kind: restriction, Channel: self, ControllerId: "customer-42"})
+			return err
+		}(), codes.NotFound},
+		"an access request": {func() error {
+			_, err := rr.OpenOwnRightsRequest(ctx, &pdv1.OpenOwnRightsRequestRequest{IdempotencyKey: "k4", SubjectId: a, Kind: pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ACCESS, Channel: self})
+			return err
+		}(), codes.InvalidArgument},
+		"B's requests listed": {func() error {
+			_, err := rr.ListOwnRightsRequests(ctx, &pdv1.ListOwnRightsRequestsRequest{SubjectId: b})
+			return err
+		}(), codes.PermissionDenied},
+		"B's controllers": {func() error {
+			_, err := rr.ListOwnControllers(ctx, &pdv1.ListOwnControllersRequest{SubjectId: b})
+			return err
+		}(), codes.PermissionDenied},
+		"B's letter": {func() error {
+			_, err := rr.GetOwnAccessLetter(ctx, &pdv1.GetOwnAccessLetterRequest{SubjectId: b})
+			return err
+		}(), codes.PermissionDenied},
+		"B's request read": {func() error {
+			_, err := rr.GetRightsRequest(ctx, &pdv1.GetRightsRequestRequest{RequestId: reqB.GetRequestId()})
+			return err
+		}(), codes.PermissionDenied},
+		"B's request's letter": {func() error {
+			_, err := rr.GetRightsRequestLetter(ctx, &pdv1.GetRightsRequestLetterRequest{RequestId: reqB.GetRequestId()})
+			return err
+		}(), codes.PermissionDenied},
+		"B's request forwarded": {func() error {
+			_, err := rr.ForwardRightsRequest(ctx, &pdv1.ForwardRightsRequestRequest{IdempotencyKey: "f", RequestId: reqB.GetRequestId(), ControllerId: "customer-42"})
+			return err
+		}(), codes.PermissionDenied},
+		"the queue about A": {func() error {
+			_, err := rr.ListRightsRequests(ctx, &pdv1.ListRightsRequestsRequest{SubjectId: a})
+			return err
+		}(), codes.PermissionDenied},
+	} {
+		if status.Code(tc.err) != tc.want {
+			t.Errorf("%s: %v, want %v", name, tc.err, tc.want)
+		}
+	}
+	// Staff may not open a request as if the person had (no grant gives
+	// it), over gRPC or REST.
+	for _, cc := range []caller{c, e.rc()} {
+		callErr(t, cc, openOwnRR, &pdv1.OpenOwnRightsRequestRequest{IdempotencyKey: "staff", SubjectId: a, Kind: restriction, Channel: self},
+			&pdv1.OpenOwnRightsRequestResponse{}, codes.PermissionDenied)
+	}
+	if rs := requestsOf(t, c, b); len(rs) != 1 {
+		t.Errorf("B's requests: %v", rs)
+	}
+	if rs := requestsOf(t, c, a); len(rs) != 1 {
+		t.Errorf("A's requests after the refusals: %v", rs)
+	}
 }
