@@ -3,6 +3,7 @@ package selfservice
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -77,7 +78,8 @@ func (p *Page) rightsOverview(ctx context.Context, s *store.SelfServiceSession, 
 		return nil, err
 	}
 	out := &rights{Customers: customers}
-	for _, r := range list.GetRequests() {
+	// The newest first.
+	for _, r := range slices.Backward(list.GetRequests()) {
 		out.Requests = append(out.Requests, requestWords(r, l))
 	}
 	return out, nil
@@ -252,7 +254,7 @@ func (p *Page) erased(w http.ResponseWriter, r *http.Request, key string, a *pdv
 		info += " " + l.say("Det vi måste spara enligt lag, till exempel för bokföringen, sparar vi bara så länge lagen kräver, och vi använder det inte till något annat.",
 			"What we must keep by law, for example for the accounts, we keep only as long as the law requires, and we use it for nothing else.")
 	}
-	p.render(w, view{Lang: l, Title: l.say("Dina uppgifter är raderade", "Your details have been erased"), Step: "start", CSRF: p.preCSRF(w, r), Info: info})
+	p.render(w, view{Lang: l, Title: l.say("Dina uppgifter är raderade", "Your details have been erased"), Step: "gone", Info: info})
 }
 
 // requestWords is a request as the page tells it.

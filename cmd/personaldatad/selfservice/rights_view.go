@@ -81,5 +81,6 @@ const rightsCSS = `textarea{width:100%;font:inherit;padding:.6rem;border:2px sol
 textarea[aria-invalid=true]{border-color:#b00020}
 .choices{display:flex;flex-wrap:wrap;gap:0 .75rem}
 button.danger{background:#8a1020}
-dl.request{border-top:1px solid #ddd;padding-top:.5rem}
+dl.request{border-top:1px solid #ddd;padding-top:.5rem;grid-template-columns:10rem 1fr}
+@media (max-width:30rem){dl.request{grid-template-columns:1fr}}
 `

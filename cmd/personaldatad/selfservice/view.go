@@ -292,6 +292,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 {{else if eq .Step "verify"}}{{template "verify" .}}
 {{else if eq .Step "rights"}}{{template "rightsForms" .}}
 {{else if eq .Step "erase"}}{{template "erase" .}}
+{{else if eq .Step "gone"}}
 {{else if eq .Step "me-error"}}<p><a href="/">{{say .Lang "Tillbaka till dina uppgifter" "Back to your details"}}</a></p>
 {{else}}
 <p>{{say .Lang "Det här är allt vi har om dig just nu." "This is everything we hold about you right now."}}</p>

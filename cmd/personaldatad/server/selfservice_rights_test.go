@@ -199,7 +199,8 @@ func TestSelfServiceRightsRequests(t *testing.T) {
 	}
 	letter := readAll(t, resp)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") ||
-		!strings.Contains(letter, me.GetGivenName()) || !strings.Contains(letter, me.GetEmail()) || !strings.Contains(letter, `lang="en"`) {
+		!strings.Contains(letter, me.GetGivenName()) || !strings.Contains(letter, me.GetEmail()) || !strings.Contains(letter, `lang="en"`) ||
+		strings.Contains(letter, "Case  ·") {
 		t.Errorf("letter: %d %v %.300s", resp.StatusCode, resp.Header, letter)
 	}
 	if len(selfEvents(t, e, c, id, "GetOwnAccessLetter")) != 1 {
@@ -223,7 +224,7 @@ func TestSelfServiceRightsRequests(t *testing.T) {
 		t.Fatalf("after the fulfilment the record is %v", s.GetState())
 	}
 	st, page = sc.do(http.MethodGet, "/", nil)
-	if st != 200 || !strings.Contains(page, "Vi har raderat dina uppgifter, som du bad om. Därför är du nu utloggad") || !strings.Contains(page, `action="/logga-in"`) ||
+	if st != 200 || !strings.Contains(page, "Vi har raderat dina uppgifter, som du bad om. Därför är du nu utloggad") || strings.Contains(page, "<form") ||
 		strings.Contains(page, me.GetEmail()) {
 		t.Fatalf("after the erasure: %d %s", st, page)
 	}
