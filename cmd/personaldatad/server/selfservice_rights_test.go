@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store"
 )
 
 const openOwnRR = rrService + "OpenOwnRightsRequest"
@@ -387,5 +391,40 @@ func TestSelfServiceRightsConfined(t *testing.T) {
 	}
 	if rs := requestsOf(t, c, a); len(rs) != 1 {
 		t.Errorf("A's requests after the refusals: %v", rs)
+	}
+}
+
+// A person signed in through OpenID Connect (a session stored as the OIDC
+// sign-in stores it) asks on the page: the request is verified by OIDC, and
+// the audit says so.
+func TestSelfServiceRightsAfterOIDCSignIn(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	id := create(t, c, 288).GetSubjectId()
+	other, err := store.Open(context.Background(), store.Config{URI: e.srv.StoreURI(), Database: e.db.Name()})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	const cookie, csrf = "oidc-session-of-test-288-0123456789abcdefghij", "oidc-csrf-of-test-288-0123456789abcdefghijkl"
+	h := sha256.Sum256([]byte("self-service-session\x00" + cookie))
+	now := e.clock.Now().UnixNano()
+	if err := other.InsertSelfServiceSession(t.Context(), &store.SelfServiceSession{ID: hex.EncodeToString(h[:]), SubjectID: id, SignIn: store.SignInOIDC,
+		CSRF: csrf, Created: now, LastSeen: now}); err != nil {
+		t.Fatal(err)
+	}
+	sc := newSelfClient(t, e)
+	u, _ := url.Parse(sc.base)
+	sc.hc.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-pd-self", Value: cookie, Path: "/"}})
+	if st, page := sc.do(http.MethodPost, "/begar", url.Values{"csrf": {csrf}, "typ": {"invandning"}, "hos": {""}}); st != 200 || !strings.Contains(page, "Vi har tagit emot din begäran.") {
+		t.Fatalf("objection after an OIDC sign-in: %d %s", st, page)
+	}
+	rs := requestsOf(t, c, id)
+	if len(rs) != 1 || rs[0].GetVerification().GetMethod() != pdv1.VerificationMethod_VERIFICATION_METHOD_OIDC || rs[0].GetVerification().GetVerifiedBy() != id {
+		t.Fatalf("stored %v", rs)
+	}
+	evs := selfEvents(t, e, c, id, "OpenOwnRightsRequest")
+	if len(evs) != 1 || !slices.Contains(evs[0].GetFields(), "sign_in:oidc") {
+		t.Errorf("audit: %v", evs)
 	}
 }
