@@ -56,6 +56,18 @@ func (s *RightsRequests) dataSubject(ctx context.Context) (*auth.Caller, string,
 	return c, subject, nil
 }
 
+// ownSubject is the subject of a data subject's read of their own, named
+// in the request as subjectID.
+func (s *RightsRequests) ownSubject(ctx context.Context, subjectID string) (string, error) {
+	_, subject, err := s.dataSubject(ctx)
+	if err != nil {
+		return "", err
+	}
+	var v violations
+	v.subjectID(subjectID)
+	return subject, v.err()
+}
+
 // signInVerification is the verification method a sign-in stands for.
 func signInVerification(signIn string) pdv1.VerificationMethod {
 	if signIn == store.SignInOIDC {
@@ -152,13 +164,8 @@ func (s *RightsRequests) OpenOwnRightsRequest(ctx context.Context, req *pdv1.Ope
 // ListOwnRightsRequests lists the requests about the data subject, in the
 // company's queue (those forwarded to a customer stay there too).
 func (s *RightsRequests) ListOwnRightsRequests(ctx context.Context, req *pdv1.ListOwnRightsRequestsRequest) (*pdv1.ListOwnRightsRequestsResponse, error) {
-	_, subject, err := s.dataSubject(ctx)
+	subject, err := s.ownSubject(ctx, req.GetSubjectId())
 	if err != nil {
-		return nil, err
-	}
-	var v violations
-	v.subjectID(req.GetSubjectId())
-	if err := v.err(); err != nil {
 		return nil, err
 	}
 	all, err := s.store.RightsRequestsOf(ctx, companyController, "", subject, nil)
@@ -193,13 +200,8 @@ func ownRequestToProto(r *store.RightsRequest) *pdv1.OwnRightsRequest {
 
 // ListOwnControllers lists the customers that hold data about the subject.
 func (s *RightsRequests) ListOwnControllers(ctx context.Context, req *pdv1.ListOwnControllersRequest) (*pdv1.ListOwnControllersResponse, error) {
-	_, subject, err := s.dataSubject(ctx)
+	subject, err := s.ownSubject(ctx, req.GetSubjectId())
 	if err != nil {
-		return nil, err
-	}
-	var v violations
-	v.subjectID(req.GetSubjectId())
-	if err := v.err(); err != nil {
 		return nil, err
 	}
 	sub, err := s.getSubject(ctx, "list own controllers", subject)
@@ -252,12 +254,11 @@ func (s *RightsRequests) ownControllers(ctx context.Context, sub *store.Subject)
 // GetOwnAccessLetter writes the letter of an access reply about the data
 // held now, as GetRightsRequestLetter does for an answered request.
 func (s *RightsRequests) GetOwnAccessLetter(ctx context.Context, req *pdv1.GetOwnAccessLetterRequest) (*httpbody.HttpBody, error) {
-	_, subject, err := s.dataSubject(ctx)
+	subject, err := s.ownSubject(ctx, req.GetSubjectId())
 	if err != nil {
 		return nil, err
 	}
 	var v violations
-	v.subjectID(req.GetSubjectId())
 	lang := v.letterLanguage(req.GetLanguage())
 	if err := v.err(); err != nil {
 		return nil, err

@@ -39,11 +39,7 @@ func TestSelfServiceCorrectionsInBrowser(t *testing.T) {
 		tb.shots(shots, "sscorrect-"+name)
 	}
 
-	tb.navigate("/")
-	tb.do(chromedp.SendKeys(chromedp.ID("identitet"), p.GetIdentityNumber()))
-	tb.submit(chromedp.Click(chromedp.CSS(`form[action="/logga-in"] button`)))
-	tb.do(chromedp.SendKeys(chromedp.ID("kod"), signInCodes(t, mailer)[p.GetEmail()]))
-	st := tb.submit(chromedp.Click(chromedp.CSS(`form[action="/kod"] button`)))
+	st := tb.signInByClicks(mailer, p)
 	step("1-overview", st, "Nej tack till direktreklam")
 
 	st = tb.submit(chromedp.Click(chromedp.CSS(`a[href="/andra"]`)))

@@ -10,6 +10,17 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 )
 
+// signInByClicks signs person p in on tb with the code the mailer reads
+// from the outbox, clicking the buttons; the status of the overview.
+func (tb *selfTab) signInByClicks(mailer caller, p *pdv1.Person) int64 {
+	tb.t.Helper()
+	tb.navigate("/")
+	tb.do(chromedp.SendKeys(chromedp.ID("identitet"), p.GetIdentityNumber()))
+	tb.submit(chromedp.Click(chromedp.CSS(`form[action="/logga-in"] button`)))
+	tb.do(chromedp.SendKeys(chromedp.ID("kod"), signInCodes(tb.t, mailer)[p.GetEmail()]))
+	return tb.submit(chromedp.Click(chromedp.CSS(`form[action="/kod"] button`)))
+}
+
 // The rights requests in headless Chromium, with axe-core on every page
 // state and screenshots at 360 and 1,280 px (PERSONALDATA_SCREENSHOTS,
 // names ssrights-*): the overview's section with a customer named, the
@@ -39,11 +50,7 @@ func TestSelfServiceRightsInBrowser(t *testing.T) {
 		tb.shots(shots, "ssrights-"+name)
 	}
 
-	tb.navigate("/")
-	tb.do(chromedp.SendKeys(chromedp.ID("identitet"), p.GetIdentityNumber()))
-	tb.submit(chromedp.Click(chromedp.CSS(`form[action="/logga-in"] button`)))
-	tb.do(chromedp.SendKeys(chromedp.ID("kod"), signInCodes(t, mailer)[p.GetEmail()]))
-	st := tb.submit(chromedp.Click(chromedp.CSS(`form[action="/kod"] button`)))
+	st := tb.signInByClicks(mailer, p)
 	step("1-overview", st, "Vi har också uppgifter om dig för vår kund customer-42")
 	if st, body := tb.download("/brev"); st != http.StatusOK || !strings.Contains(body, "attachment") || !strings.Contains(body, p.GetEmail()) {
 		t.Errorf("the letter: %d %.200s", st, body)
