@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -32,11 +31,7 @@ func TestSelfServiceCorrectionsInBrowser(t *testing.T) {
 	tb := newSelfTab(t, browser, base)
 	step := func(name string, st int64, want string) {
 		t.Helper()
-		if text := tb.text(); !strings.Contains(text, want) {
-			t.Fatalf("%s: %d, no %q in %q", name, st, want, text)
-		}
-		tb.checkPage(personal)
-		tb.shots(shots, "sscorrect-"+name)
+		tb.pageState(shots, "sscorrect-"+name, st, want, personal)
 	}
 
 	st := tb.signInByClicks(mailer, p)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -19,6 +20,31 @@ func (tb *selfTab) signInByClicks(mailer caller, p *pdv1.Person) int64 {
 	tb.submit(chromedp.Click(chromedp.CSS(`form[action="/logga-in"] button`)))
 	tb.do(chromedp.SendKeys(chromedp.ID("kod"), signInCodes(tb.t, mailer)[p.GetEmail()]))
 	return tb.submit(chromedp.Click(chromedp.CSS(`form[action="/kod"] button`)))
+}
+
+// pageState checks that the page shows want, keeps what every page keeps
+// (checkPage) and saves its screenshots as name in dir.
+func (tb *selfTab) pageState(dir, name string, st int64, want string, personal []string) {
+	tb.t.Helper()
+	if text := tb.text(); !strings.Contains(text, want) {
+		tb.t.Fatalf("%s: %d, no %q in %q", name, st, want, text)
+	}
+	tb.checkPage(personal)
+	tb.shots(dir, name)
+}
+
+// oldSessionAnswer is the page's HTTP status for a download with a session
+// cookie that should be dead: 303 (to sign in) when it is.
+func oldSessionAnswer(t *testing.T, base string, cookie *network.Cookie) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/export", nil)
+	req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
+	res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
 }
 
 // The rights requests in headless Chromium, with axe-core on every page
@@ -43,11 +69,7 @@ func TestSelfServiceRightsInBrowser(t *testing.T) {
 	tb := newSelfTab(t, browser, base)
 	step := func(name string, st int64, want string) {
 		t.Helper()
-		if text := tb.text(); !strings.Contains(text, want) {
-			t.Fatalf("%s: %d, no %q in %q", name, st, want, text)
-		}
-		tb.checkPage(personal)
-		tb.shots(shots, "ssrights-"+name)
+		tb.pageState(shots, "ssrights-"+name, st, want, personal)
 	}
 
 	st := tb.signInByClicks(mailer, p)
@@ -160,14 +182,7 @@ func TestSelfServiceKeyboardOnly(t *testing.T) {
 
 	cookie := tb.sessionCookie()
 	enterOn(`document.querySelector('form[action="/logga-ut"] button')`, "Du är utloggad")
-	req, _ := http.NewRequest(http.MethodGet, base+"/export", nil)
-	req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
-	res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusSeeOther {
-		t.Errorf("the old session after signing out: %d, want 303", res.StatusCode)
+	if st := oldSessionAnswer(t, base, cookie); st != http.StatusSeeOther {
+		t.Errorf("the old session after signing out: %d, want 303", st)
 	}
 }
