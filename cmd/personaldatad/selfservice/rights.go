@@ -171,7 +171,7 @@ func (p *Page) askFor(w http.ResponseWriter, r *http.Request) {
 			done = "vidare"
 		}
 		http.Redirect(w, r, "/?klart="+done, http.StatusSeeOther)
-	case status.Code(err) == codes.InvalidArgument:
+	case badField(err) == "text":
 		forms[form].Bad = l.say("Skriv högst 5 000 tecken.", "Type at most 5,000 characters.")
 		v := p.rightsView(l, s, forms)
 		v.Status = http.StatusBadRequest
@@ -193,6 +193,19 @@ func (p *Page) askFor(w http.ResponseWriter, r *http.Request) {
 	default:
 		p.failed(w, r, s, err)
 	}
+}
+
+// badField is the first field an INVALID_ARGUMENT names; "" for any other
+// error.
+func badField(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && status.Code(err) == codes.InvalidArgument {
+			for _, fv := range br.GetFieldViolations() {
+				return fv.GetField()
+			}
+		}
+	}
+	return ""
 }
 
 // preconditionReason is the reason of a FAILED_PRECONDITION; "" for any
