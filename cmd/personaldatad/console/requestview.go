@@ -49,8 +49,9 @@ var (
 		{"VERIFICATION_METHOD_IDENTITY_DOCUMENT", "Id-handling som vi har kontrollerat"},
 		{"VERIFICATION_METHOD_CALL_BACK", "Återuppringning till telefonnumret i registret"},
 	}
-	verificationMethods = append([]option{{"VERIFICATION_METHOD_CODE", "Kod till kontaktuppgiften i registret"}}, attestMethods...)
-	decisionOutcomes    = []option{
+	verificationMethods = append([]option{{"VERIFICATION_METHOD_CODE", "Kod till kontaktuppgiften i registret"},
+		{"VERIFICATION_METHOD_OIDC", "E-legitimation vid inloggning på den egna sidan"}}, attestMethods...)
+	decisionOutcomes = []option{
 		{"DECISION_OUTCOME_GRANT", "Bevilja"},
 		{"DECISION_OUTCOME_GRANT_IN_PART", "Bevilja delvis"},
 		{"DECISION_OUTCOME_REFUSE", "Avslå"},
