@@ -218,6 +218,18 @@ func TestSelfServiceRightsRequests(t *testing.T) {
 		t.Error("the granted restriction is not shown as granted")
 	}
 
+	// Staff carry the objection out as a restriction while it is weighed.
+	objection := requestOfKind(rs, pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_OBJECTION)
+	grant(t, c, objection.GetRequestId())
+	fulfil(t, c, &pdv1.FulfilRightsRequestRequest{IdempotencyKey: "fulfil-self-objection", RequestId: objection.GetRequestId(),
+		Action: &pdv1.FulfilRightsRequestRequest_Restrict{Restrict: &pdv1.RestrictAction{Ground: pdv1.RestrictionGround_RESTRICTION_GROUND_OBJECTION_PENDING}}})
+	if s, _ := person(t, c, id); s.GetState() != pdv1.SubjectState_SUBJECT_STATE_RESTRICTED {
+		t.Errorf("after the objection the record is %v", s.GetState())
+	}
+	if _, page = sc.do(http.MethodGet, "/", nil); !strings.Contains(page, "Klar. Vi har gjort det du bad om") || !strings.Contains(page, "sparar vi bara uppgifterna") {
+		t.Error("the carried-out objection is not shown as done, or the restriction not shown")
+	}
+
 	// Staff carry out the erasure: the record is erased; the page signs the
 	// person out, on the server too, and says what happened.
 	ctx := selfCtx(t, sc, id)
