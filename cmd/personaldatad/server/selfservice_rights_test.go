@@ -183,6 +183,16 @@ func TestSelfServiceRightsRequests(t *testing.T) {
 		}
 	}
 	sc.do(http.MethodGet, "/sprak/en", nil)
+	if _, page = sc.do(http.MethodGet, "/", nil); !strings.Contains(page, "Your requests") || !strings.Contains(page, "Restriction: that we only store the details") ||
+		!strings.Contains(page, "Passed on to customer-42, who is responsible for the details") || !strings.Contains(page, "We answer by") {
+		t.Errorf("the requests in English: %s", page)
+	}
+	if _, page = sc.do(http.MethodGet, "/begar", nil); !strings.Contains(page, "Details customer-42 is responsible for") || !strings.Contains(page, "Ask for erasure") {
+		t.Errorf("the request page in English: %s", page)
+	}
+	if _, page = ask("radering", "", ""); !strings.Contains(page, "Yes, send the request for erasure") {
+		t.Errorf("the confirmation in English: %s", page)
+	}
 	if st, page = ask("invandning", "", long); st != http.StatusBadRequest || !strings.Contains(page, "Type at most 5,000 characters.") {
 		t.Errorf("too long a text in English: %d", st)
 	}
