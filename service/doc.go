@@ -306,6 +306,11 @@
 //     `?tenant_id=…`; operators also `?chain=principals`, `?chain=unauthenticated` or `?chain=restores`, the
 //     restores of backups) and check it with
 //     `POST /v1/auditChains:verify`, which names the first broken link.
+//   - A data subject on their own page (cmd/personaldatad/selfservice) is the principal of their
+//     events, which carry `channel:SELF_SERVICE` and how they signed in, `sign_in:code` (a code sent
+//     to the contact on file) or `sign_in:oidc` (BankID or Freja eID through an OpenID Connect
+//     provider); the sign-in itself is an event `self-service sign-in` on their chain, written before
+//     the page gives a session (RecordSelfServiceSignIn).
 //   - Refused authentications (a call without valid credentials over gRPC or REST, a failed
 //     console sign-in) are in the chain `unauthenticated`, of no tenant and no principal: fields
 //     `reason:` (`missing`, `malformed`, `unknown_principal`, `bad_token`, `revoked`; for the console

@@ -263,6 +263,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}} – {{say .Lang "Dina personuppgifter" "Your personal data"}}</title>
 <link rel="stylesheet" href="/style.css">
+{{template "strong-head" .}}
 </head>
 <body>
 <header><p class="brand">{{say .Lang "Dina personuppgifter" "Your personal data"}}</p>
@@ -280,6 +281,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <input id="identitet" name="identitet" type="text" autocomplete="username" required maxlength="254">
 <button type="submit">{{say .Lang "Skicka kod" "Send code"}}</button>
 </form>
+{{template "strong" .}}
 {{else if eq .Step "code"}}
 <form method="post" action="/kod">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
@@ -290,6 +292,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <p><a href="/">{{say .Lang "Börja om" "Start again"}}</a></p>
 {{else if eq .Step "change"}}{{template "change" .}}
 {{else if eq .Step "verify"}}{{template "verify" .}}
+{{else if eq .Step "continue"}}{{template "continue" .}}
 {{else if eq .Step "rights"}}{{template "rightsForms" .}}
 {{else if eq .Step "erase"}}{{template "erase" .}}
 {{else if eq .Step "gone"}}

@@ -1,9 +1,6 @@
 package server_test
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/store"
 )
 
 const openOwnRR = rrService + "OpenOwnRightsRequest"
@@ -416,28 +412,19 @@ func TestSelfServiceRightsConfined(t *testing.T) {
 	}
 }
 
-// A person signed in through OpenID Connect (a session stored as the OIDC
-// sign-in stores it) asks on the page: the request is verified by OIDC, and
-// the audit says so.
+// A person signed in through OpenID Connect (the provider the test runs,
+// oidc_provider_test.go) asks on the page: the request is verified by
+// OIDC, and the audit says so.
 func TestSelfServiceRightsAfterOIDCSignIn(t *testing.T) {
-	e := start(t)
+	e, provider := startWithOIDC(t)
 	c := e.gc()
 	id := create(t, c, 288).GetSubjectId()
-	other, err := store.Open(context.Background(), store.Config{URI: e.srv.StoreURI(), Database: e.db.Name()})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+	provider.login(oidcLogin{number: strings.ReplaceAll(testPerson(288).GetIdentityNumber(), "-", "")})
+	v := visitFrom(t, e, "127.0.0.1")
+	if got := v.strongSignIn(); got.status != 200 || !strings.Contains(got.body, "Du är inloggad") {
+		t.Fatalf("strong sign-in: %d %s", got.status, got.body)
 	}
-	t.Cleanup(func() { _ = other.Close(context.Background()) })
-	const cookie, csrf = "oidc-session-of-test-288-0123456789abcdefghij", "oidc-csrf-of-test-288-0123456789abcdefghijkl"
-	h := sha256.Sum256([]byte("self-service-session\x00" + cookie))
-	now := e.clock.Now().UnixNano()
-	if err := other.InsertSelfServiceSession(t.Context(), &store.SelfServiceSession{ID: hex.EncodeToString(h[:]), SubjectID: id, SignIn: store.SignInOIDC,
-		CSRF: csrf, Created: now, LastSeen: now}); err != nil {
-		t.Fatal(err)
-	}
-	sc := newSelfClient(t, e)
-	u, _ := url.Parse(sc.base)
-	sc.hc.Jar.SetCookies(u, []*http.Cookie{{Name: "__Host-pd-self", Value: cookie, Path: "/"}})
+	sc, csrf := v.selfClient, v.csrf(v.send(http.MethodGet, "/", nil).body)
 	if st, page := sc.do(http.MethodPost, "/begar", url.Values{"csrf": {csrf}, "typ": {"invandning"}, "hos": {""}}); st != 200 || !strings.Contains(page, "Vi har tagit emot din begäran.") {
 		t.Fatalf("objection after an OIDC sign-in: %d %s", st, page)
 	}
