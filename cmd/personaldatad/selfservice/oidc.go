@@ -27,8 +27,8 @@ import (
 // personnummer in a claim. The authorization code flow with PKCE; state,
 // nonce and the PKCE verifier wait in a short-lived cookie of this
 // browser, so that any replica can take the provider's answer. The
-// personnummer is matched as the sign-in by code matches it; an unknown
-// one gets the answer an unknown person gets there.
+// personnummer is matched as the sign-in by code matches it; a person
+// proven by an e-ID whom the company's own records lack is told so.
 
 // OIDC configures strong sign-in; it is off while Issuer is empty.
 type OIDC struct {
@@ -281,15 +281,12 @@ func (p *Page) strongReturn(w http.ResponseWriter, r *http.Request) {
 	att.Done(p.cfg.Now(), err != nil && !errors.Is(err, service.ErrSelfServiceUnknown))
 	switch {
 	case errors.Is(err, service.ErrSelfServiceUnknown):
-		// No one of ours: the answer a sign-in by code gives an unknown
-		// person, a code page with no code sent.
-		token, err := p.cfg.SignIn.StartSelfServiceSignIn(r.Context(), number)
-		if err != nil {
-			p.cfg.Log.Warn("self-service sign-in", slog.String("error", err.Error()))
-			p.ourFault(w, r, "start")
-			return
-		}
-		p.codeSent(w, r, l, token)
+		// No one of ours. Unlike a typed personnummer, this one is proven
+		// by an e-ID: the only person told is the person it is about, who
+		// has a right to know that nothing is held (Art. 15(1)).
+		p.render(w, view{Lang: l, Title: l.say("Vi har inga uppgifter om dig", "We hold no details about you"), Step: "none",
+			Info: l.say("Vi har letat efter ditt personnummer och har inga personuppgifter om dig i våra egna register.",
+				"We have searched for your personal identity number and hold no personal data about you in our own records.")})
 		return
 	case errors.Is(err, errOIDCNoClaim), errors.Is(err, service.ErrSelfServiceIdentity):
 		p.cfg.Log.Warn("self-service OIDC sign-in refused", slog.String("error", errOIDCNoClaim.Error()), slog.String("claim", p.strong.cfg.Claim))

@@ -296,6 +296,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 {{else if eq .Step "rights"}}{{template "rightsForms" .}}
 {{else if eq .Step "erase"}}{{template "erase" .}}
 {{else if eq .Step "gone"}}
+{{else if eq .Step "none"}}<p>{{say .Lang "Har ett företag som är vår kund uppgifter om dig, så är det företaget som svarar för dem. Fråga företaget direkt." "If a company that is our customer holds details about you, that company answers for them. Ask the company directly."}}</p><p><a href="/">{{say .Lang "Till början" "To the start"}}</a></p>
 {{else if eq .Step "me-error"}}<p><a href="/">{{say .Lang "Tillbaka till dina uppgifter" "Back to your details"}}</a></p>
 {{else}}
 <p>{{say .Lang "Det här är allt vi har om dig just nu." "This is everything we hold about you right now."}}</p>
