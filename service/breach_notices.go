@@ -26,8 +26,12 @@ import (
 // and a subject id or "c" and a customer id.
 var breachNoticeIDPattern = regexp.MustCompile(`^breach\.[a-z2-7]{26}\.(s\.[a-z2-7]{26}|c\.[a-z0-9][a-z0-9_-]{0,62})$`)
 
-func subjectNoticeID(breachID, subjectID string) string { return "breach." + breachID + ".s." + subjectID }
-func customerNoticeID(breachID, customer string) string { return "breach." + breachID + ".c." + customer }
+func subjectNoticeID(breachID, subjectID string) string {
+	return "breach." + breachID + ".s." + subjectID
+}
+func customerNoticeID(breachID, customer string) string {
+	return "breach." + breachID + ".c." + customer
+}
 
 // jobKindBreachNotice is the job that tells a breach's subjects.
 const jobKindBreachNotice = "BREACH_NOTICE"

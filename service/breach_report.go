@@ -166,7 +166,7 @@ func reportDocument(id string, fields []store.ReportField) string {
 
 func reportView(id string, rep *store.BreachReport) *pdv1.BreachReport {
 	out := &pdv1.BreachReport{Document: reportDocument(id, rep.Fields),
-		Phase:  enumValue[pdv1.BreachReportPhase](pdv1.BreachReportPhase_value, rep.Phase),
+		Phase:    enumValue[pdv1.BreachReportPhase](pdv1.BreachReportPhase_value, rep.Phase),
 		SendTime: ts(rep.SentAt), SentBy: rep.SentBy, Late: rep.Late, DelayReasons: rep.DelayReasons,
 	}
 	for _, f := range rep.Fields {
