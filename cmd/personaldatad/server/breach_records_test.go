@@ -346,6 +346,11 @@ func TestBreachRecordLeakedToken(t *testing.T) {
 			t.Errorf("the processing register lists %d breaches", len(got))
 		}
 
+		// Nothing personal in the clear in the store (the record, the
+		// notices) or the logs.
+		noPersonalValue(t, "the stored documents", []byte(e.rawDump(t)))
+		noPersonalValue(t, "the logs", []byte(e.logs.String()), allIDs...)
+
 		// Every step is on the trail: the company's, and each customer's.
 		rpcs := tenantRPCs(t, e, c, "company")
 		for _, m := range []string{openBreach, listBreaches, reportBreach, notifySubjects, notifyControllers} {
