@@ -77,14 +77,10 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 	var v violations
 	id := v.breachID(req.GetBreachId())
 	key := v.idempotencyKey(req.GetIdempotencyKey())
-	if err := v.err(); err != nil {
-		return err
-	}
-	c, err := s.overseer(ctx)
+	c, err := s.change(ctx, v)
 	if err != nil {
 		return err
 	}
-	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
 	r, affected, err := s.recordAndSubjects(ctx, id)
 	if err != nil {
 		return err
@@ -351,14 +347,10 @@ func (s *BreachRecords) NotifyBreachControllers(ctx context.Context, req *pdv1.N
 		}
 		to[ct.GetControllerId()] = e
 	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	c, err := s.overseer(ctx)
+	c, err := s.change(ctx, v)
 	if err != nil {
 		return nil, err
 	}
-	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
 	r, affected, err := s.recordAndSubjects(ctx, id)
 	if err != nil {
 		return nil, err

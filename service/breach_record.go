@@ -79,6 +79,20 @@ func (s *BreachRecords) overseer(ctx context.Context) (*auth.Caller, error) {
 	return c, nil
 }
 
+// change begins a change of the breach records: the request's bad fields
+// first, then the caller, who must be an overseer; on the trail.
+func (s *BreachRecords) change(ctx context.Context, v violations) (*auth.Caller, error) {
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.overseer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
+	return c, nil
+}
+
 // OpenBreachRecord records a breach with the assessment it rests on.
 func (s *BreachRecords) OpenBreachRecord(ctx context.Context, req *pdv1.OpenBreachRecordRequest) (*pdv1.OpenBreachRecordResponse, error) {
 	now := s.now()
@@ -105,14 +119,10 @@ func (s *BreachRecords) OpenBreachRecord(ctx context.Context, req *pdv1.OpenBrea
 			v = append(v, fieldsUnder("assessment.", err)...)
 		}
 	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	c, err := s.overseer(ctx)
+	c, err := s.change(ctx, v)
 	if err != nil {
 		return nil, err
 	}
-	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
 	fp := s.fingerprint(req)
 	r.ID = s.derivedID("breach", companyController, key)
 	switch old, err := s.store.GetBreachRecord(ctx, r.ID); {
@@ -506,14 +516,10 @@ func (s *BreachRecords) UpdateBreachRecord(ctx context.Context, req *pdv1.Update
 	if !any {
 		v.add("risk", "nothing to change: give a risk, a text to change, or close")
 	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	c, err := s.overseer(ctx)
+	c, err := s.change(ctx, v)
 	if err != nil {
 		return nil, err
 	}
-	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
 	fp, k, now := s.fingerprint(req), opKey(key), s.now()
 	r, err := s.store.UpdateBreachRecord(ctx, id, func(r *store.BreachRecord) error {
 		if err := checkReplay(r.Ops, k, fp); err != nil {

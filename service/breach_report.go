@@ -182,14 +182,11 @@ func (s *BreachRecords) ReportBreachToAuthority(ctx context.Context, req *pdv1.R
 	key := v.idempotencyKey(req.GetIdempotencyKey())
 	phase := v.enum("phase", req.GetPhase())
 	reasons := v.text("delay_reasons", req.GetDelayReasons(), maxBreachText, false, true)
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	c, err := s.overseer(ctx)
+	c, err := s.change(ctx, v)
 	if err != nil {
 		return nil, err
 	}
-	note(ctx, audit.Touch{Tenant: companyController, Fields: []string{"breach_record", "breach_report"}})
+	note(ctx, audit.Touch{Tenant: companyController, Fields: []string{"breach_report"}})
 	fp, k, now := s.fingerprint(req), opKey(key), s.now()
 	var index int64
 	r, err := s.store.UpdateBreachRecord(ctx, id, func(r *store.BreachRecord) error {

@@ -205,8 +205,8 @@ func TestBreachRecordLeakedToken(t *testing.T) {
 			fields[f.GetName()] = f.GetValue()
 		}
 		for name, want := range map[string]string{
-			"Typ av anmälan":                         "Inledande anmälan",
-			"Ungefärligt antal berörda registrerade": "5",
+			"Typ av anmälan":                                 "Inledande anmälan",
+			"Ungefärligt antal berörda registrerade":         "5",
 			"Ungefärligt antal berörda personuppgiftsposter": "10 (",
 			"Kategorier av personuppgifter":                  "identitetsuppgifter (personnummer och namn): 5 registrerade",
 			"Typ av incident":                                "Konfidentialitetsincident",
