@@ -301,6 +301,17 @@ func TestBreachRecordLeakedToken(t *testing.T) {
 			len(part.GetReports()) != 0 || len(part.GetDecisions()) != 0 || part.GetSubjectNotices() != nil {
 			t.Errorf("customer 42's part of the record: %v", part)
 		}
+		// The DPO reads which subjects, on asking.
+		full := call(t, dpo, getBreach, &pdv1.GetBreachRecordRequest{BreachId: id, SubjectIds: true}, &pdv1.GetBreachRecordResponse{}).GetRecord()
+		var ids [][]string
+		for _, p := range full.GetControllers() {
+			ids = append(ids, p.GetSubjectIds())
+		}
+		wantIDs := [][]string{{s1.GetSubjectId(), s2.GetSubjectId(), s3.GetSubjectId()}, {s5.GetSubjectId()}, {s6.GetSubjectId()}}
+		slices.Sort(wantIDs[0])
+		if !slices.EqualFunc(ids, wantIDs, slices.Equal) {
+			t.Errorf("the record's subjects by controller: %v, want %v", ids, wantIDs)
+		}
 		cust44 := e.as(c, e.principal(t, "customer-44-admin", pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER, []string{"customer-44"}, nil))
 		callErr(t, cust44, getBreach, &pdv1.GetBreachRecordRequest{BreachId: id}, &pdv1.GetBreachRecordResponse{}, codes.NotFound)
 		callErr(t, e.controller(t, c), listBreaches, &pdv1.ListBreachRecordsRequest{}, &pdv1.ListBreachRecordsResponse{}, codes.PermissionDenied)
@@ -353,7 +364,7 @@ func TestBreachRecordLeakedToken(t *testing.T) {
 
 		// Every step is on the trail: the company's, and each customer's.
 		rpcs := tenantRPCs(t, e, c, "company")
-		for _, m := range []string{openBreach, listBreaches, reportBreach, notifySubjects, notifyControllers} {
+		for _, m := range []string{openBreach, getBreach, listBreaches, reportBreach, notifySubjects, notifyControllers} {
 			if !slices.Contains(rpcs, "/"+m) {
 				t.Errorf("the company's audit chain has no event of %s", m)
 			}
