@@ -291,8 +291,8 @@ type page struct {
 	Sections  []section
 	Principal string
 	// kind is the session's kind of principal, for the navigation.
-	kind      string
-	CSRF      string
+	kind string
+	CSRF string
 	// Notice is a confirmation; Problem, what went wrong.
 	Notice  string
 	Problem *problem

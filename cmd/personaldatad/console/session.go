@@ -38,7 +38,7 @@ type session struct {
 	// shows it (sectionsFor).
 	Kind      string
 	TokenHash string
-	CSRF        string
+	CSRF      string
 }
 
 // call returns a context for an RPC made as the session's principal: the
