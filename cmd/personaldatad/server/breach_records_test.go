@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -294,6 +296,16 @@ func TestBreachRecordLeakedToken(t *testing.T) {
 				t.Errorf("the notice to %s does not hold exactly its own subject:\n%s", m.GetTo(), m.GetBody())
 			}
 		}
+		// Sent (acknowledged, twice as a retry would), they are never queued again.
+		for _, m := range noticesIn(t, mailer, customerNoticeKind) {
+			for range 2 {
+				call(t, mailer, ackOutbox, &pdv1.AcknowledgeOutboxMessageRequest{MessageId: m.GetMessageId()}, &pdv1.AcknowledgeOutboxMessageResponse{})
+			}
+		}
+		cres = call(t, dpo, notifyControllers, &pdv1.NotifyBreachControllersRequest{BreachId: id, IdempotencyKey: "cust-4", Contacts: contacts}, &pdv1.NotifyBreachControllersResponse{})
+		if len(cres.GetQueued()) != 0 || len(noticesIn(t, mailer, customerNoticeKind)) != 0 {
+			t.Errorf("after the notices were sent a repeat queued %v", cres.GetQueued())
+		}
 		// Customer 42 reads its part, and nothing else; customer 44 nothing.
 		part := call(t, e.controller(t, c), getBreach, &pdv1.GetBreachRecordRequest{BreachId: id}, &pdv1.GetBreachRecordResponse{}).GetRecord()
 		if len(part.GetControllers()) != 1 || part.GetControllers()[0].GetControllerId() != "customer-42" ||
@@ -498,4 +510,68 @@ func stockholmTime(t *testing.T) *time.Location {
 		t.Fatal(err)
 	}
 	return loc
+}
+
+// TestBreachNoticesResume: a notification cut off after its first notices
+// and called again with the same key goes on where it stopped: each person
+// is told once, and the job counts every notice it queued.
+func TestBreachNoticesResume(t *testing.T) {
+	e := start(t)
+	c := e.gc()
+	leaky := e.as(c, e.principal(t, "support-tool", pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF, []string{"company"}, allPurposes))
+	const n = 6
+	for i := 1; i <= n; i++ {
+		s := create(t, c, i)
+		call(t, leaky, "GetSubjectForPurpose", &pdv1.GetSubjectForPurposeRequest{SubjectId: s.GetSubjectId(), Purpose: pdv1.Purpose_PURPOSE_SUPPORT}, &pdv1.GetSubjectForPurposeResponse{})
+	}
+	dpo := e.dpo(t, c)
+	id := call(t, dpo, openBreach, openBreachReq("breach-r", "support-tool", e.clock.Now(), pdv1.BreachRisk_BREACH_RISK_HIGH), &pdv1.OpenBreachRecordResponse{}).GetRecord().GetBreachId()
+
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+dpo.(grpcCaller).token))
+	stream, err := pdv1.NewBreachRecordServiceClient(e.grpc).NotifyBreachSubjects(ctx, &pdv1.NotifyBreachSubjectsRequest{BreachId: id, IdempotencyKey: "resume"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("the notification ended before it was cut off: %v", err)
+		}
+		if m.GetDone() >= 2 {
+			break
+		}
+	}
+	cancel()
+	// Where the job stopped is what the next call reports first.
+	again, err := pdv1.NewBreachRecordServiceClient(e.grpc).NotifyBreachSubjects(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+dpo.(grpcCaller).token),
+		&pdv1.NotifyBreachSubjectsRequest{BreachId: id, IdempotencyKey: "resume"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := again.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the notification stopped after %d of %d", first.GetDone(), n)
+	for {
+		if _, err := again.Recv(); err != nil {
+			break
+		}
+	}
+	res := notifyAll(t, dpo, id, "resume")
+	if res.GetQueued() != n || res.GetDone() != n || res.GetNotices().GetNotified() != n {
+		t.Errorf("resumed: done %d, queued %d, told %d; want %d each", res.GetDone(), res.GetQueued(), res.GetNotices().GetNotified(), n)
+	}
+	to := map[string]int{}
+	for _, m := range noticesIn(t, e.mailer(t, c), breachNoticeKind) {
+		to[m.GetTo()]++
+	}
+	if len(to) != n {
+		t.Errorf("notices to %d people, want %d", len(to), n)
+	}
+	for addr, k := range to {
+		if k != 1 {
+			t.Errorf("%d notices to one person (%d chars)", k, len(addr))
+		}
+	}
 }
