@@ -21,6 +21,8 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/contact"
+	"github.com/example/personaldata/service/personnummer"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
 )
@@ -43,8 +45,12 @@ func (s *Service) BreachRecords() *BreachRecords { return &BreachRecords{Service
 // the supervisory authority.
 const notifyWithin = 72 * time.Hour
 
-// maxBreachText bounds the free texts of a record.
-const maxBreachText = 2000
+// maxBreachText bounds the free texts of a record, maxContactText its
+// contact person.
+const (
+	maxBreachText  = 2000
+	maxContactText = 500
+)
 
 // affectedSubject is one subject in a record's sealed list.
 type affectedSubject struct {
@@ -101,15 +107,15 @@ func (s *BreachRecords) OpenBreachRecord(ctx context.Context, req *pdv1.OpenBrea
 	aware := v.pastTime("aware_time", req.GetAwareTime(), now)
 	r := &store.BreachRecord{
 		AwareAt:         aware,
-		Description:     v.text("description", req.GetDescription(), maxBreachText, true, true),
+		Description:     v.breachText("description", req.GetDescription(), true, now),
 		Category:        v.enum("category", req.GetCategory()),
 		Risk:            v.enum("risk", req.GetRisk()),
-		Consequences:    v.text("likely_consequences", req.GetLikelyConsequences(), maxBreachText, false, true),
-		MeasuresTaken:   v.text("measures_taken", req.GetMeasuresTaken(), maxBreachText, false, true),
-		MeasuresPlanned: v.text("measures_planned", req.GetMeasuresPlanned(), maxBreachText, false, true),
-		Contact:         v.text("contact", req.GetContact(), 500, false, false),
+		Consequences:    v.breachText("likely_consequences", req.GetLikelyConsequences(), false, now),
+		MeasuresTaken:   v.breachText("measures_taken", req.GetMeasuresTaken(), false, now),
+		MeasuresPlanned: v.breachText("measures_planned", req.GetMeasuresPlanned(), false, now),
+		Contact:         v.text("contact", req.GetContact(), maxContactText, false, false),
 	}
-	reason := v.text("risk_reason", req.GetRiskReason(), maxBreachText, true, true)
+	reason := v.breachText("risk_reason", req.GetRiskReason(), true, now)
 	var scope breachScope
 	if req.GetAssessment() == nil {
 		v.add("assessment", "is required: the scope of the assessment, as AssessBreachImpact takes it")
@@ -170,6 +176,24 @@ func (s *BreachRecords) replayedOpen(_ context.Context, old *store.BreachRecord,
 		return nil, keyReused()
 	}
 	return &pdv1.OpenBreachRecordResponse{Record: s.recordView(old, s.now(), nil)}, nil
+}
+
+// breachText checks a free text of a record, which goes into the report to
+// IMY and the register: besides text's rules, it must not hold an identity
+// number or an e-mail address, the personal data most likely pasted into a
+// description by mistake.
+func (v *violations) breachText(field, s string, required bool, now time.Time) string {
+	s = v.text(field, s, maxBreachText, required, true)
+	for _, word := range strings.Fields(s) {
+		word = strings.Trim(word, ".,;:()[]<>\"'")
+		_, pnrErr := personnummer.Parse(word, now)
+		_, mailErr := contact.Email(word)
+		if pnrErr == nil || mailErr == nil && strings.Contains(word, "@") {
+			v.add(field, "must not hold personal data such as an identity number or an e-mail address: it goes into the report to IMY and the register")
+			break
+		}
+	}
+	return s
 }
 
 // fieldsUnder is the field violations of an INVALID_ARGUMENT error, each
@@ -490,7 +514,7 @@ func (s *BreachRecords) UpdateBreachRecord(ctx context.Context, req *pdv1.Update
 	var v violations
 	id := v.breachID(req.GetBreachId())
 	key := v.idempotencyKey(req.GetIdempotencyKey())
-	reason := v.text("reason", req.GetReason(), maxBreachText, true, true)
+	reason := v.breachText("reason", req.GetReason(), true, s.now())
 	risk := ""
 	if req.GetRisk() != pdv1.BreachRisk_BREACH_RISK_UNSPECIFIED {
 		risk = v.enum("risk", req.GetRisk())
@@ -506,11 +530,11 @@ func (s *BreachRecords) UpdateBreachRecord(ctx context.Context, req *pdv1.Update
 	}
 	any := risk != "" || req.GetClose()
 	for i := range changes {
-		max := maxBreachText
 		if changes[i].field == "contact" {
-			max = 500
+			changes[i].value = v.text("contact", changes[i].value, maxContactText, false, false)
+		} else {
+			changes[i].value = v.breachText(changes[i].field, changes[i].value, false, s.now())
 		}
-		changes[i].value = v.text(changes[i].field, changes[i].value, max, false, changes[i].field != "contact")
 		any = any || changes[i].value != ""
 	}
 	if !any {

@@ -181,7 +181,7 @@ func (s *BreachRecords) ReportBreachToAuthority(ctx context.Context, req *pdv1.R
 	id := v.breachID(req.GetBreachId())
 	key := v.idempotencyKey(req.GetIdempotencyKey())
 	phase := v.enum("phase", req.GetPhase())
-	reasons := v.text("delay_reasons", req.GetDelayReasons(), maxBreachText, false, true)
+	reasons := v.breachText("delay_reasons", req.GetDelayReasons(), false, s.now())
 	c, err := s.change(ctx, v)
 	if err != nil {
 		return nil, err

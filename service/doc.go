@@ -253,7 +253,8 @@
 //     `/v1/breachRecords`; operators and the DPO, a principal kind of its own that acts for every
 //     controller and reads no subject's data):
 //   - The record (`POST /v1/breachRecords`): when the company became aware, what happened (no
-//     personal data in the text), the category (confidentiality, integrity, availability), the risk
+//     personal data in the texts: one holding an identity number or an e-mail address is refused,
+//     naming the field), the category (confidentiality, integrity, availability), the risk
 //     (unlikely, a risk, high) with its reason, and the assessment it rests on: the service runs
 //     AssessBreachImpact on the scope given and keeps the subjects whose data was read, changed or
 //     (under a master key version) exposed, with the categories of each; refused attempts do not

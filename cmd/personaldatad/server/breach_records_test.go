@@ -417,6 +417,14 @@ func TestBreachRecordDeadline(t *testing.T) {
 			t.Errorf("bad open names %v", got)
 		}
 		bad = openBreachReq("bad", "tester", e.clock.Now(), pdv1.BreachRisk_BREACH_RISK_RISK)
+		bad.Description = "Kundens uppgifter (" + testPerson(1).GetIdentityNumber() + ") lästes."
+		bad.MeasuresTaken = "Vi ringde " + testPerson(1).GetEmail() + "."
+		err = callErr(t, dpo, openBreach, bad, &pdv1.OpenBreachRecordResponse{}, codes.InvalidArgument)
+		if got := badFields(err); !slices.Equal(got, []string{"description", "measures_taken"}) {
+			t.Errorf("personal data in the texts names %v", got)
+		}
+		noPersonalValue(t, "the refusal", []byte(err.Error()))
+		bad = openBreachReq("bad", "tester", e.clock.Now(), pdv1.BreachRisk_BREACH_RISK_RISK)
 		bad.Assessment = nil
 		if got := badFields(callErr(t, dpo, openBreach, bad, &pdv1.OpenBreachRecordResponse{}, codes.InvalidArgument)); !slices.Equal(got, []string{"assessment"}) {
 			t.Errorf("an open without assessment names %v", got)
