@@ -111,9 +111,10 @@ func New(cfg Config) (*Page, error) {
 	p.mux.HandleFunc("POST /logga-ut", p.signOut)
 	p.mux.HandleFunc("GET /sprak/{lang}", p.switchLanguage)
 	p.correctionRoutes()
+	p.rightsRoutes()
 	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		_, _ = io.WriteString(w, styleCSS+correctionsCSS)
+		_, _ = io.WriteString(w, styleCSS+correctionsCSS+rightsCSS)
 	})
 	return p, nil
 }
@@ -203,6 +204,7 @@ type view struct {
 	Sections                 []section
 	Status                   int
 	Own                      *own // the person's own changes (corrections.go)
+	Rights                   *rights
 }
 
 type section struct {
@@ -257,8 +259,17 @@ func (p *Page) home(w http.ResponseWriter, r *http.Request) {
 			Error: l.say("Vi kunde inte hämta dina uppgifter just nu. Försök igen om en stund.", "We could not fetch your details just now. Please try again in a while.")})
 		return
 	}
+	if page.GetSubject().GetErasure() != nil {
+		p.erased(w, r, key, page)
+		return
+	}
+	rights, err := p.rightsOverview(r.Context(), s, key, l)
+	if err != nil {
+		p.failed(w, r, s, err)
+		return
+	}
 	p.render(w, view{Lang: l, Title: l.say("Dina personuppgifter", "Your personal data"), Step: "me", CSRF: s.CSRF, Sections: sections(page, l),
-		Info: doneInfo(r, l), Own: ownOverview(page, l)})
+		Info: doneInfo(r, l) + rightsDone(r, l), Own: ownOverview(page, l), Rights: rights})
 }
 
 // access is every page of the subject's access document, merged.

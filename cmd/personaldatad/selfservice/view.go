@@ -290,11 +290,16 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <p><a href="/">{{say .Lang "Börja om" "Start again"}}</a></p>
 {{else if eq .Step "change"}}{{template "change" .}}
 {{else if eq .Step "verify"}}{{template "verify" .}}
+{{else if eq .Step "rights"}}{{template "rightsForms" .}}
+{{else if eq .Step "erase"}}{{template "erase" .}}
+{{else if eq .Step "gone"}}
 {{else if eq .Step "me-error"}}<p><a href="/">{{say .Lang "Tillbaka till dina uppgifter" "Back to your details"}}</a></p>
 {{else}}
 <p>{{say .Lang "Det här är allt vi har om dig just nu." "This is everything we hold about you right now."}}</p>
 <p><a class="button" href="/export" download>{{say .Lang "Ladda ner allt som en fil (JSON)" "Download everything as a file (JSON)"}}</a></p>
+<p><a class="button" href="/brev" download>{{say .Lang "Ladda ner allt som ett brev att läsa" "Download everything as a letter to read"}}</a></p>
 {{template "own" .}}
+{{template "rights" .}}
 {{range .Sections}}
 <section>
 <h2>{{.Heading}}</h2>
