@@ -258,7 +258,51 @@
 //     hold basis with its law, and how the sweeper runs), the security measures in force (encryption,
 //     the master key versions and how many data keys are still on older ones, blind indexes, the audit
 //     trail, access control). For each customer as controller (Art. 30(2)): each agreement with its
-//     state and terms in force, its purposes, categories and sub-processors.
+//     state and terms in force, its purposes, categories and sub-processors. Beside the security
+//     measures, the register of breaches (below).
+//   - Breaches, from the assessment to the notices the law requires (`BreachRecordService`,
+//     `/v1/breachRecords`; operators and the DPO, a principal kind of its own that acts for every
+//     controller and reads no subject's data):
+//   - The record (`POST /v1/breachRecords`): when the company became aware, what happened (no
+//     personal data in the texts: one holding an identity number or an e-mail address is refused,
+//     naming the field), the category (confidentiality, integrity, availability), the risk
+//     (unlikely, a risk, high) with its reason, and the assessment it rests on: the service runs
+//     AssessBreachImpact on the scope given and keeps the subjects whose data was read, changed or
+//     (under a master key version) exposed, with the categories of each; refused attempts do not
+//     count. The record keeps counts by category and by controller, one "record" a subject and
+//     category, and the list of subjects sealed under a data key of its own (`br_<id>`). The deadline
+//     is awareness + 72 hours (Art. 33(1)); the record shows the time left (negative once past) and
+//     is overdue while it is open, its risk calls for a report and none was sent. Every decision
+//     (opened, risk assessed, consequences, measures, contact, reported, people and customers told,
+//     closed; `POST …:update` with a reason) is kept with who and when.
+//   - The report to IMY (`POST /v1/breachRecords/{id}:report`, phases initial, supplementary,
+//     final; Art. 33(3) and (4)): the questions of IMY's notification form answered in Swedish from
+//     the record (who reports, contact person, when it happened and when the company learned of it,
+//     what happened, kind of breach, categories and approximate numbers of people and records,
+//     likely consequences, measures taken and planned, whether the people were told), also as a
+//     plain text document; each kept as sent with its time. A first report after the deadline is
+//     refused with `INVALID_ARGUMENT` naming `delay_reasons` unless it gives them, and is kept as
+//     late. It holds counts and categories, never a subject or a value.
+//   - The people affected (Art. 34; `POST …:notifySubjects`, streamed, resumable as the other jobs
+//     with the same idempotency key): only when the record's risk is high; one notice per affected
+//     subject of the company's own data, to the e-mail (else the phone) on file, in plain Swedish
+//     (what happened, which of their data, likely consequences, what the company did and will do,
+//     what the person can do, whom to contact, the right to complain). Its outbox id names the
+//     breach and the subject, and the mailer's acknowledgement marks it sent, so no one is told
+//     twice, whatever the key. Subjects erased since are counted and not told (nothing of them is
+//     left); restricted ones are told all the same, since the notice is owed to the person and uses
+//     only the contact details (Art. 18(2)); those without contact details are counted for a public
+//     communication (Art. 34(3)(c)); customers' subjects are left to their controllers. The record
+//     keeps the counts, which the next report states.
+//   - Customers (Art. 33(2); `POST …:notifyControllers` with each affected customer's contact): one
+//     notice per customer with the counts and ids of its own subjects only, once per breach; the
+//     customer's controller principal reads its part of the record (`GET /v1/breachRecords/{id}`:
+//     what happened, risk, measures and its own subjects) and nothing else of it; another customer
+//     gets `NOT_FOUND`. Its own audit chain records the breach and the notice.
+//   - The register of breaches (Art. 33(5); `GET /v1/breachRecords`, oldest awareness first, as
+//     JSON for export): every record, notified or not, with its reports, notices and decisions; the
+//     processing register lists it beside the security measures. `/metrics` has
+//     `personaldata_breaches_open` and `personaldata_breaches_overdue`.
 //
 // # Protection of the data
 //

@@ -23,6 +23,9 @@ type jobRun struct {
 	// (counted as queued, else skipped).
 	step     func(ctx context.Context, sub *store.Subject) (acted bool, err error)
 	progress func(*store.Job) error
+	// subjects, when set, pages through the job's own list of subjects
+	// (in id order, after the one given) instead of the controller's.
+	subjects func(ctx context.Context, after string, limit int) ([]*store.Subject, error)
 }
 
 // startOrResume returns the job with j's id, recording j if it is new; a
@@ -42,15 +45,19 @@ func (s *Service) startOrResume(ctx context.Context, j *store.Job) (*store.Job, 
 }
 
 // startJob records a new job over a controller's subjects (j.Customer), or
-// returns the one a concurrent call with the same id recorded first.
+// over a list of its own (no Customer, j.Total given), or returns the one a
+// concurrent call with the same id recorded first.
 func (s *Service) startJob(ctx context.Context, j *store.Job) (*store.Job, error) {
-	total, err := s.store.CountSubjectsOfController(ctx, j.Customer)
-	if err != nil {
-		return nil, err
+	if j.Customer != "" {
+		total, err := s.store.CountSubjectsOfController(ctx, j.Customer)
+		if err != nil {
+			return nil, err
+		}
+		j.Total = total
 	}
 	now := s.now().UnixNano()
-	j.Version, j.State, j.Total, j.StartedAt, j.UpdatedAt = 1, jobRunning, total, now, now
-	err = s.store.InsertJob(ctx, j)
+	j.Version, j.State, j.StartedAt, j.UpdatedAt = 1, jobRunning, now, now
+	err := s.store.InsertJob(ctx, j)
 	if errors.Is(err, store.ErrExists) {
 		return s.store.GetJob(ctx, j.ID)
 	}
@@ -64,8 +71,14 @@ func (s *Service) run(ctx context.Context, job *store.Job, r jobRun) error {
 		return err
 	}
 	id, after := job.ID, job.LastSubjectID
+	subjects := r.subjects
+	if subjects == nil {
+		subjects = func(ctx context.Context, after string, limit int) ([]*store.Subject, error) {
+			return s.vault.subjectsOfController(ctx, job.Customer, after, limit)
+		}
+	}
 	for {
-		page, err := s.vault.subjectsOfController(ctx, job.Customer, after, bulkPageSize)
+		page, err := subjects(ctx, after, bulkPageSize)
 		if err != nil {
 			return s.internal(ctx, r.op, err)
 		}

@@ -220,8 +220,11 @@ func (v *vault) sealOutbox(ctx context.Context, r *store.RightsRequest, m *store
 func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxContent, error) {
 	var c outboxContent
 	keyID := store.RequestDataKeyID(m.RequestID)
-	if m.SubjectID != "" {
+	switch {
+	case m.SubjectID != "":
 		keyID = m.SubjectID
+	case m.Breach != "":
+		keyID = store.BreachDataKeyID(m.Breach) // a customer's breach notice
 	}
 	dk, err := v.dataKey(ctx, keyID, existingKey)
 	if err != nil {
@@ -273,11 +276,11 @@ func (v *violations) outboxMessageID(id string) (version, subjectID string) {
 	switch {
 	case id == "":
 		v.add("message_id", "is required")
-	case requestMessageIDPattern.MatchString(id), signInCodeIDPattern.MatchString(id):
+	case requestMessageIDPattern.MatchString(id), signInCodeIDPattern.MatchString(id), breachNoticeIDPattern.MatchString(id):
 	default:
 		m := policyNoticeIDPattern.FindStringSubmatch(id)
 		if m == nil {
-			v.add("message_id", `is not a message id: "<request_id>.<step>", "policy.<version>.<subject_id>" or "signin.<id>", as listed`)
+			v.add("message_id", `is not a message id: "<request_id>.<step>", "policy.<version>.<subject_id>", "signin.<id>" or "breach.<breach_id>.<s|c>.<id>", as listed`)
 			return "", ""
 		}
 		return m[1], m[2]
@@ -433,8 +436,9 @@ func (s *Outbox) AcknowledgeOutboxMessage(ctx context.Context, req *pdv1.Acknowl
 	// A request's message is remembered as sent, so that no settle of the
 	// request queues it again: not one that read the request before this
 	// message was counted, nor one after a crash between queueing and
-	// counting it.
-	if m.RequestID != "" {
+	// counting it. A breach notice likewise, so that a breach tells no
+	// one twice.
+	if m.RequestID != "" || m.Breach != "" {
 		if err := s.store.MarkOutboxMessageSent(ctx, m.ID, s.now().UnixNano()); err != nil {
 			return nil, s.internal(ctx, "acknowledge outbox message", err)
 		}

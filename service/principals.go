@@ -43,8 +43,8 @@ func (v *violations) principalFields(kind pdv1.PrincipalKind, tenants []string, 
 	}
 	for _, t := range tenants {
 		switch {
-		case t == auth.AllTenants && kind != pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR:
-			v.add("tenant_ids", `"*" (every controller) is for operators only`)
+		case t == auth.AllTenants && kind != pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR && kind != pdv1.PrincipalKind_PRINCIPAL_KIND_DPO:
+			v.add("tenant_ids", `"*" (every controller) is for operators and the DPO only`)
 		case t != auth.AllTenants && !controllerPattern.MatchString(t):
 			v.add("tenant_ids", "must be \"company\" or customer ids of a-z, 0-9, '_', '-'")
 		}

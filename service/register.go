@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
@@ -60,6 +61,12 @@ func (s *Register) GetProcessingRegister(ctx context.Context, _ *pdv1.GetProcess
 	if err != nil {
 		return nil, s.internal(ctx, "register", err)
 	}
+	// The register of breaches (Art. 33(5)) beside the measures: the
+	// controller's; the processor records keep the measures alone.
+	ownSecurity := proto.CloneOf(security)
+	if ownSecurity.Breaches, err = s.breachRecordViews(ctx, now); err != nil {
+		return nil, s.internal(ctx, "register", err)
+	}
 	out := &pdv1.GetProcessingRegisterResponse{
 		GenerateTime: timestamppb.New(now),
 		Controller: &pdv1.ControllerRegister{
@@ -68,7 +75,7 @@ func (s *Register) GetProcessingRegister(ctx context.Context, _ *pdv1.GetProcess
 			DataCategories: dataCategories,
 			Recipients:     append(third, internal...),
 			Retention:      s.retentionRules(),
-			Security:       security,
+			Security:       ownSecurity,
 			Transfers:      "No transfer to a third country or international organisation is recorded: disclosures go to the recipients listed.",
 		},
 	}

@@ -19,6 +19,9 @@ type ConsoleSession struct {
 	ID          string `bson:"_id"`
 	Version     int64  `bson:"v"`
 	PrincipalID string `bson:"principal"`
+	// Kind is the principal's kind (PrincipalKind name), which decides the
+	// console's sections; empty in sessions of support staff made before.
+	Kind string `bson:"kind,omitempty"`
 	// TokenHash is the stored form of the token the principal signed in
 	// with; the session lasts only while the principal holds it.
 	TokenHash string `bson:"token_hash"`

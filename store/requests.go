@@ -273,7 +273,13 @@ type OutboxMessage struct {
 	PolicyVersion string `bson:"policy_version,omitempty"`
 	// Job is the job that queued a policy notice: a resumed job that finds
 	// its own notice (queued before it could count it) counts it as queued.
-	Job       string `bson:"job,omitempty"`
+	Job string `bson:"job,omitempty"`
+	// Breach is the breach record a breach notice is about: a notice to a
+	// subject names the subject too (sealed under its key), one to a
+	// customer controller is sealed under the record's data key. Like a
+	// request's message, it is marked sent when acknowledged, and never
+	// queued again.
+	Breach    string `bson:"breach,omitempty"`
 	Kind      string `bson:"kind"`
 	Sealed    []byte `bson:"sealed"`
 	CreatedAt int64  `bson:"created_at"`
@@ -297,7 +303,8 @@ func (s *Store) outboxSent() *mongo.Collection {
 // again. A policy notice is told once by the subject's record instead.
 // queued says whether this call queued it.
 func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) (queued bool, err error) {
-	if m.RequestID != "" {
+	marked := m.RequestID != "" || m.Breach != "" // told once by its sent mark
+	if marked {
 		switch sent, err := s.outboxMessageSent(ctx, m.ID); {
 		case err != nil:
 			return false, fmt.Errorf("store: queue outbox message: %w", err)
@@ -312,7 +319,7 @@ func (s *Store) EnqueueOutboxMessage(ctx context.Context, m *OutboxMessage) (que
 	if err != nil {
 		return false, fmt.Errorf("store: queue outbox message: %w", err)
 	}
-	if m.RequestID == "" {
+	if !marked {
 		return true, nil
 	}
 	// Sent and acknowledged between the look and the insert: this copy goes.

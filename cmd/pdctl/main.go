@@ -123,6 +123,7 @@ each with their own token (--token-file).`,
 		a.outboxCommand(),
 		a.agreementsCommand(),
 		a.registerCommand(),
+		a.breachesCommand(),
 		a.auditCommand(),
 		a.backupCommand(),
 	)

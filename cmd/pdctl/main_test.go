@@ -211,6 +211,36 @@ func TestRegisterCommand(t *testing.T) {
 	}
 }
 
+// TestBreachesCommand: pdctl breaches list prints the register of breaches
+// as JSON, and get one record; the DPO's token works as well as an
+// operator's.
+func TestBreachesCommand(t *testing.T) {
+	dir := t.TempDir()
+	pdctl, tokenFile := startServer(t, dir)
+	out, err := pdctl(tokenFile, "breaches", "list")
+	if err != nil {
+		t.Fatalf("breaches list: %v", err)
+	}
+	var reg pdv1.ListBreachRecordsResponse
+	if err := protojson.Unmarshal([]byte(out), &reg); err != nil || len(reg.GetRecords()) != 0 {
+		t.Fatalf("breaches list printed %q: %v", out, err)
+	}
+	dpo, err := pdctl(tokenFile, "principal", "create", "--id", "dpo-1", "--kind", "dpo", "--tenant", "*", "-o", "token")
+	if err != nil {
+		t.Fatalf("principal create dpo: %v", err)
+	}
+	dpoFile := filepath.Join(dir, "dpo.token")
+	if err := os.WriteFile(dpoFile, []byte(dpo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := pdctl(dpoFile, "breaches", "list", "--open"); err != nil || protojson.Unmarshal([]byte(out), &reg) != nil {
+		t.Errorf("breaches list --open as the DPO: %q, %v", out, err)
+	}
+	if _, err := pdctl(dpoFile, "breaches", "get", "aaaaaaaaaaaaaaaaaaaaaaaaaa"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("breaches get of no record: %v", err)
+	}
+}
+
 // TestTokenOutput: principal create and issue-token print what -o asks for:
 // the token alone (-o token, --output token), one JSON object with the
 // principal and the token (-o json), or by default a summary for people

@@ -124,6 +124,36 @@ func (a *app) registerCommand() *cobra.Command {
 	}
 }
 
+// breachesCommand prints the register of breaches (Art. 33(5)) as JSON, or
+// one record: for operators and the DPO, whose token file it takes.
+func (a *app) breachesCommand() *cobra.Command {
+	var openOnly bool
+	listCmd := &cobra.Command{
+		Use:   "list [--open]",
+		Short: "Print the register of breaches (GDPR Art. 33(5)) as JSON, oldest awareness first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd, callTimeout, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+				res, err := pdv1.NewBreachRecordServiceClient(cc).ListBreachRecords(ctx, &pdv1.ListBreachRecordsRequest{OpenOnly: openOnly})
+				return printJSON(a.out, res, err)
+			})
+		},
+	}
+	listCmd.Flags().BoolVar(&openOnly, "open", false, "only the records not closed")
+	getCmd := &cobra.Command{
+		Use:   "get BREACH_ID",
+		Short: "Show one breach record: deadline and time left, reports to IMY, notices, decisions",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.call(cmd, callTimeout, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+				res, err := pdv1.NewBreachRecordServiceClient(cc).GetBreachRecord(ctx, &pdv1.GetBreachRecordRequest{BreachId: args[0]})
+				return printJSON(a.out, res, err)
+			})
+		},
+	}
+	return group("breaches", "The breach records and their register (operators and the DPO)", listCmd, getCmd)
+}
+
 func (a *app) agreementsCommand() *cobra.Command {
 	var customer string
 	listCmd := &cobra.Command{

@@ -117,6 +117,7 @@ type fullDiskFixture struct {
 	agreementID          string
 	custSubjectID        string // a subject of the customer, cust-full
 	keyVersion           uint32 // the master key version added for the rotation
+	breachID             string // the breach record opened on the subjects touched
 	freed                time.Time
 }
 
@@ -335,6 +336,7 @@ func fullDiskCases() []fullDiskCase {
 		pa  = "personaldata.v1.ProcessorAgreementService/"
 		pol = "personaldata.v1.PolicyService/"
 		ret = "personaldata.v1.RetentionService/"
+		br  = "personaldata.v1.BreachRecordService/"
 	)
 	return []fullDiskCase{
 		// The subject and its record.
@@ -667,6 +669,68 @@ func fullDiskCases() []fullDiskCase {
 						t.Error("the subject is not recorded informed of 2030-02 after the acknowledgement of its notice")
 					}
 				}}),
+
+		// A breach on everything touched so far, as high risk: recorded,
+		// decided, reported, and its notices queued, each by the retry.
+		{method: br + "OpenBreachRecord", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
+				return &pdv1.OpenBreachRecordRequest{IdempotencyKey: "full-breach", AwareTime: timestamppb.Now(),
+					Description: "Provincident", Category: pdv1.BreachCategory_BREACH_CATEGORY_CONFIDENTIALITY,
+					Risk: pdv1.BreachRisk_BREACH_RISK_RISK, RiskReason: "prov",
+					Assessment: &pdv1.AssessBreachImpactRequest{StartTime: timestamppb.New(time.Now().Add(-24 * time.Hour))}}
+			},
+			resp: func() proto.Message { return &pdv1.OpenBreachRecordResponse{} },
+			unchanged: func(t *testing.T, f *fullDiskFixture) {
+				var res pdv1.ListBreachRecordsResponse
+				f.must(t, f.op, br+"ListBreachRecords", &pdv1.ListBreachRecordsRequest{}, &res)
+				if len(res.GetRecords()) != 0 {
+					t.Errorf("the refused opens recorded %d breaches", len(res.GetRecords()))
+				}
+			},
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				f.breachID = resp.(*pdv1.OpenBreachRecordResponse).GetRecord().GetBreachId()
+			}},
+		{method: br + "UpdateBreachRecord", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
+				return &pdv1.UpdateBreachRecordRequest{BreachId: f.breachID, IdempotencyKey: "full-breach-risk", Risk: pdv1.BreachRisk_BREACH_RISK_HIGH, Reason: "prov"}
+			},
+			resp: func() proto.Message { return &pdv1.UpdateBreachRecordResponse{} },
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				if ds := resp.(*pdv1.UpdateBreachRecordResponse).GetRecord().GetDecisions(); len(ds) != 3 {
+					t.Errorf("the record holds %d decisions after the refused updates and the retry, want 3", len(ds))
+				}
+			}},
+		{method: br + "ReportBreachToAuthority", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
+				return &pdv1.ReportBreachToAuthorityRequest{BreachId: f.breachID, IdempotencyKey: "full-breach-report", Phase: pdv1.BreachReportPhase_BREACH_REPORT_PHASE_INITIAL}
+			},
+			resp: func() proto.Message { return &pdv1.ReportBreachToAuthorityResponse{} },
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				if rs := resp.(*pdv1.ReportBreachToAuthorityResponse).GetRecord().GetReports(); len(rs) != 1 {
+					t.Errorf("the record holds %d reports after the refused ones and the retry, want 1", len(rs))
+				}
+			}},
+		{method: br + "NotifyBreachSubjects", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
+				return &pdv1.NotifyBreachSubjectsRequest{BreachId: f.breachID, IdempotencyKey: "full-breach-notify"}
+			},
+			resp: func() proto.Message { return &pdv1.NotifyBreachSubjectsResponse{} },
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				if r := resp.(*pdv1.NotifyBreachSubjectsResponse); !r.GetFinished() || r.GetQueued() == 0 || r.GetQueued() != r.GetNotices().GetNotified() {
+					t.Errorf("the notification ended with %d queued of %d told, finished %t; want every notice queued by the retry", r.GetQueued(), r.GetNotices().GetNotified(), r.GetFinished())
+				}
+			}},
+		{method: br + "NotifyBreachControllers", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message {
+				return &pdv1.NotifyBreachControllersRequest{BreachId: f.breachID, IdempotencyKey: "full-breach-customers",
+					Contacts: []*pdv1.BreachControllerContact{{ControllerId: "cust-full", Email: "dpo@cust-full.example"}}}
+			},
+			resp: func() proto.Message { return &pdv1.NotifyBreachControllersResponse{} },
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				if q := resp.(*pdv1.NotifyBreachControllersResponse).GetQueued(); !slices.Equal(q, []string{"cust-full"}) {
+					t.Errorf("the retry queued customer notices for %v, want cust-full's: a refused call queued it", q)
+				}
+			}},
 
 		// A stream: the rotation to a master key version added with space.
 		// There is no read of a data key's version: the retry must be what

@@ -77,7 +77,7 @@ func grantsTable() []byte {
 	b.WriteString("the two disagree. Each kind's defaults are also its ceiling: a principal may be granted less (`pdctl\n")
 	b.WriteString("principal create|update --rpc/--purpose`), never more (`INVALID_ARGUMENT`), and a grant found in the\n")
 	b.WriteString("store beyond its kind's ceiling is ignored. The tenant rules apply on top: a principal sees only the\n")
-	b.WriteString("controllers it acts for (operators may act for all, `*`).\n\n")
+	b.WriteString("controllers it acts for (operators and the DPO may act for all, `*`).\n\n")
 
 	b.WriteString("## Purposes\n\n| kind | default purposes | may be granted |\n|---|---|---|\n")
 	for _, k := range kinds() {

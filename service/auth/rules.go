@@ -10,7 +10,7 @@ import (
 )
 
 // AllTenants in a principal's tenant ids means every controller; only
-// operators may hold it.
+// operators and the DPO may hold it.
 const AllTenants = "*"
 
 // subjectRPCs are the rights and record RPCs on subjects.
@@ -134,6 +134,18 @@ var backupRPCs = []string{
 	pdv1.BackupService_GetBackupStatus_FullMethodName,
 }
 
+// breachRecordRPCs carry a breach from its record to the report to IMY, the
+// notices and the register: operators and the DPO.
+var breachRecordRPCs = []string{
+	pdv1.BreachRecordService_OpenBreachRecord_FullMethodName,
+	pdv1.BreachRecordService_GetBreachRecord_FullMethodName,
+	pdv1.BreachRecordService_ListBreachRecords_FullMethodName,
+	pdv1.BreachRecordService_UpdateBreachRecord_FullMethodName,
+	pdv1.BreachRecordService_ReportBreachToAuthority_FullMethodName,
+	pdv1.BreachRecordService_NotifyBreachSubjects_FullMethodName,
+	pdv1.BreachRecordService_NotifyBreachControllers_FullMethodName,
+}
+
 // kindDefaults is what a principal of each kind may do unless an operator
 // says otherwise when creating it, and at most: the least each caller needs
 // (cmd/billingclient, the support console and pdctl, the customers'
@@ -166,7 +178,8 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SUPPORT, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER: {
-		rpcs:     [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs, holdRPCs, consentRPCs, discloseRPCs, requestReadRPCs},
+		rpcs: [][]string{subjectRPCs, agreementReadRPCs, endOfAgreementRPCs, auditRPCs, holdRPCs, consentRPCs, discloseRPCs, requestReadRPCs,
+			{pdv1.BreachRecordService_GetBreachRecord_FullMethodName}},
 		purposes: []pdv1.Purpose{pdv1.Purpose_PURPOSE_SERVICE_DELIVERY, pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION, pdv1.Purpose_PURPOSE_SUPPORT},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {
@@ -187,10 +200,17 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 			},
 			{pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName},
 			agreementReadRPCs, auditRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs, backupRPCs,
+			breachRecordRPCs,
 		},
 	},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER: {
 		rpcs: [][]string{outboxRPCs, outboxSummaryRPCs},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_DPO: {
+		// The breaches and what the company must say of them, the
+		// register, the trail: no subject's data, no administration.
+		rpcs: [][]string{breachRecordRPCs, {pdv1.BreachService_AssessBreachImpact_FullMethodName,
+			pdv1.ProcessingRegisterService_GetProcessingRegister_FullMethodName}, auditRPCs, outboxSummaryRPCs},
 	},
 }
 
@@ -202,6 +222,7 @@ var purposeCeilings = map[pdv1.PrincipalKind][]pdv1.Purpose{
 	pdv1.PrincipalKind_PRINCIPAL_KIND_DOMAIN_REGISTRATION: {pdv1.Purpose_PURPOSE_DOMAIN_REGISTRATION},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR:            {},
 	pdv1.PrincipalKind_PRINCIPAL_KIND_MAILER:              {},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_DPO:                 {},
 }
 
 // Grantable reports whether a principal of kind may be granted the RPC

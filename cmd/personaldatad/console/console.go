@@ -2,7 +2,8 @@
 // personaldatad under /console/, where support staff sign in with their own
 // principal's credentials, find a person and carry out the data subject's
 // rights on the subject's record, and carry a data subject's rights request
-// from its arrival to its answer.
+// from its arrival to its answer. Operators and the DPO sign in to watch
+// the open breaches and their 72-hour deadlines.
 //
 // The pages are server-rendered (html/template, embedded with the CSS and
 // the one small script), so the binary needs no build step. Every action
@@ -90,6 +91,7 @@ type Console struct {
 	subjects   pdv1.PersonalDataServiceClient
 	principals pdv1.PrincipalServiceClient
 	requests   pdv1.RightsRequestServiceClient
+	breaches   pdv1.BreachRecordServiceClient
 	sessions   Sessions
 	now        func() time.Time
 	log        *slog.Logger
@@ -108,6 +110,7 @@ func New(cfg Config) (*Console, error) {
 		subjects:   pdv1.NewPersonalDataServiceClient(cfg.Conn),
 		principals: pdv1.NewPrincipalServiceClient(cfg.Conn),
 		requests:   pdv1.NewRightsRequestServiceClient(cfg.Conn),
+		breaches:   pdv1.NewBreachRecordServiceClient(cfg.Conn),
 		sessions:   cfg.Sessions,
 		now:        cfg.Now,
 		log:        cfg.Log,
@@ -175,11 +178,26 @@ type section struct {
 	Path, Label string
 }
 
-// sections are the console's parts, in the order of the navigation. The
-// first is where signing in leads. A part is added here and in routes.
-var sections = []section{
-	{Path: Prefix + "find", Label: "Hitta person"},
-	{Path: Prefix + "requests", Label: "Förfrågningar"},
+// kindSections are the console's parts for each kind of principal that may
+// sign in, in the order of the navigation. The first is where signing in
+// leads. A part is added here and in routes. Support staff carry out the
+// rights; operators and the DPO watch the breaches and their deadlines.
+var kindSections = map[pdv1.PrincipalKind][]section{
+	pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF: {
+		{Path: Prefix + "find", Label: "Hitta person"},
+		{Path: Prefix + "requests", Label: "Förfrågningar"},
+	},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_OPERATOR: {{Path: Prefix + "breaches", Label: "Incidenter"}},
+	pdv1.PrincipalKind_PRINCIPAL_KIND_DPO:      {{Path: Prefix + "breaches", Label: "Incidenter"}},
+}
+
+// sectionsFor are the parts of the console for a session's kind of
+// principal; a session without one is support staff's.
+func sectionsFor(kind string) []section {
+	if s, ok := kindSections[pdv1.PrincipalKind(pdv1.PrincipalKind_value[kind])]; ok {
+		return s
+	}
+	return kindSections[pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF]
 }
 
 // route is a pattern of the console's mux and what serves it.
@@ -219,6 +237,7 @@ func (c *Console) routes() []route {
 		{"POST " + Prefix + "requests/{id}/fulfil", c.signedIn(c.fulfil)},
 		{"GET " + Prefix + "requests/{id}/letter/{lang}", c.signedIn(c.letter)},
 		{"GET " + Prefix + "requests/{id}/export", c.signedIn(c.export)},
+		{"GET " + Prefix + "breaches", c.signedIn(c.breachesPage)},
 		{Prefix, http.HandlerFunc(c.notFound)},
 	}
 }
@@ -227,7 +246,7 @@ func (c *Console) routes() []route {
 func (c *Console) notFound(w http.ResponseWriter, r *http.Request) {
 	p := &page{Title: "Sidan finns inte", Problem: problemNotFound()}
 	if s, err := c.session(r); err == nil {
-		p.Principal, p.CSRF = s.PrincipalID, s.CSRF
+		p.Principal, p.CSRF, p.kind = s.PrincipalID, s.CSRF, s.Kind
 	}
 	c.render(w, r, http.StatusNotFound, "problem", p)
 }
@@ -245,11 +264,12 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // home leads to the first section, or to signing in.
 func (c *Console) home(w http.ResponseWriter, r *http.Request) {
-	if _, err := c.session(r); err != nil {
+	s, err := c.session(r)
+	if err != nil {
 		http.Redirect(w, r, Prefix+"sign-in", http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, sections[0].Path, http.StatusSeeOther)
+	http.Redirect(w, r, sectionsFor(s.Kind)[0].Path, http.StatusSeeOther)
 }
 
 // page is what every page's template gets.
@@ -259,7 +279,9 @@ type page struct {
 	Section   string
 	Sections  []section
 	Principal string
-	CSRF      string
+	// kind is the session's kind of principal, for the navigation.
+	kind string
+	CSRF string
 	// Notice is a confirmation; Problem, what went wrong.
 	Notice  string
 	Problem *problem
@@ -275,7 +297,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 		return
 	}
 	if p.Principal != "" {
-		p.Sections = sections
+		p.Sections = sectionsFor(p.kind)
 	}
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout", p); err != nil {
@@ -292,7 +314,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, pr *problem) {
 	p := &page{Title: "Något gick fel", Problem: pr}
 	if s != nil {
-		p.Principal, p.CSRF = s.PrincipalID, s.CSRF
+		p.Principal, p.CSRF, p.kind = s.PrincipalID, s.CSRF, s.Kind
 	}
 	c.render(w, r, pr.Status, "problem", p)
 }

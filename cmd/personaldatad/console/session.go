@@ -31,8 +31,11 @@ type session struct {
 	// key is the session's _id in the store: a hash of the cookie's value.
 	key         string
 	PrincipalID string
-	TokenHash   string
-	CSRF        string
+	// Kind is the principal's kind, as it signed in: what the console
+	// shows it (sectionsFor).
+	Kind      string
+	TokenHash string
+	CSRF      string
 }
 
 // call returns a context for an RPC made as the session's principal: the
@@ -113,7 +116,7 @@ func (c *Console) session(r *http.Request) (*session, error) {
 			return nil, err
 		}
 	}
-	return &session{key: key, PrincipalID: cs.PrincipalID, TokenHash: cs.TokenHash, CSRF: cs.CSRF}, nil
+	return &session{key: key, PrincipalID: cs.PrincipalID, Kind: cs.Kind, TokenHash: cs.TokenHash, CSRF: cs.CSRF}, nil
 }
 
 // crossOrigin refuses a state-changing request that a browser marks as
@@ -210,12 +213,13 @@ func returnPath(p string) string {
 	return u.RequestURI()
 }
 
-// afterSignIn is where a signed-in browser goes from the sign-in form.
-func afterSignIn(r *http.Request) string {
+// afterSignIn is where a browser signed in as a principal of kind goes
+// from the sign-in form.
+func afterSignIn(r *http.Request, kind string) string {
 	if ret := returnPath(r.FormValue("till")); ret != "" {
 		return ret
 	}
-	return sections[0].Path
+	return sectionsFor(kind)[0].Path
 }
 
 // signInReasons are the notices the sign-in page shows, by the query
@@ -229,8 +233,8 @@ var signInReasons = map[string]string{
 // signInPage shows the sign-in form, with a token of its own in a cookie
 // and in the form, so that no other site can sign a browser in.
 func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
-	if _, err := c.session(r); err == nil {
-		http.Redirect(w, r, afterSignIn(r), http.StatusSeeOther)
+	if s, err := c.session(r); err == nil {
+		http.Redirect(w, r, afterSignIn(r, s.Kind), http.StatusSeeOther)
 		return
 	}
 	c.renderSignIn(w, r, http.StatusOK, "", nil)
@@ -324,9 +328,10 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.renderSignIn(w, r, http.StatusUnauthorized, id, problemSignIn())
 		return
 	}
-	if res.GetPrincipal().GetKind() != pdv1.PrincipalKind_PRINCIPAL_KIND_SUPPORT_STAFF {
+	kind := res.GetPrincipal().GetKind()
+	if _, ok := kindSections[kind]; !ok {
 		c.renderSignIn(w, r, http.StatusForbidden, id, &problem{Status: http.StatusForbidden,
-			Message: "Konsolen är till för supportpersonal. Den här behörigheten kan inte logga in här."})
+			Message: "Konsolen är till för supportpersonal, driften och dataskyddsombudet. Den här behörigheten kan inte logga in här."})
 		return
 	}
 	now := c.now()
@@ -343,6 +348,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	cs := &store.ConsoleSession{
 		ID:          sessionKey(sid),
 		PrincipalID: id,
+		Kind:        kind.String(),
 		TokenHash:   auth.HashToken(token),
 		CSRF:        randomToken(),
 		Created:     now.UnixNano(),
@@ -358,7 +364,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, r, signInCookie(r), "", -1)
 	setCookie(w, r, sessionCookie(r), sid, MaxLifetime)
 	c.log.InfoContext(r.Context(), "console: signed in", slog.String("principal", id))
-	http.Redirect(w, r, afterSignIn(r), http.StatusSeeOther)
+	http.Redirect(w, r, afterSignIn(r, kind.String()), http.StatusSeeOther)
 }
 
 // Reasons of failed sign-ins that the API's authentication does not see.

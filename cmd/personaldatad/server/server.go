@@ -256,6 +256,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	authn.OnFailure(attempts.Record)
 	s.stopAttempts = runUntilStopped(attempts.Run)
 	reg.MustRegister(svc.BacklogMetrics())
+	reg.MustRegister(svc.BreachMetrics())
 	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
 	s.svc = svc
 	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
@@ -311,6 +312,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
 		pdv1.RegisterBreachServiceServer(g, svc.Breach())
 		pdv1.RegisterBackupServiceServer(g, backups)
+		pdv1.RegisterBreachRecordServiceServer(g, svc.BreachRecords())
 	}
 	opts := append(serverTracing,
 		grpc.MaxRecvMsgSize(maxRequestBytes),
@@ -406,6 +408,9 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		},
 		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
 			return pdv1.RegisterBackupServiceHandlerClient(ctx, mux, pdv1.NewBackupServiceClient(cc))
+		},
+		func(ctx context.Context, mux *runtime.ServeMux, cc grpc.ClientConnInterface) error {
+			return pdv1.RegisterBreachRecordServiceHandlerClient(ctx, mux, pdv1.NewBreachRecordServiceClient(cc))
 		},
 	} {
 		if err := register(ctx, gw, s.gateConn); err != nil {

@@ -1088,8 +1088,11 @@ type SecurityMeasures struct {
 	Lookups                 string `protobuf:"bytes,6,opt,name=lookups,proto3" json:"lookups,omitempty"`
 	Audit                   string `protobuf:"bytes,7,opt,name=audit,proto3" json:"audit,omitempty"`
 	AccessControl           string `protobuf:"bytes,8,opt,name=access_control,json=accessControl,proto3" json:"access_control,omitempty"`
-	unknownFields           protoimpl.UnknownFields
-	sizeCache               protoimpl.SizeCache
+	// The register of breaches (Art. 33(5)): every breach record, notified or
+	// not, with its decisions and reasons, oldest awareness first.
+	Breaches      []*BreachRecord `protobuf:"bytes,9,rep,name=breaches,proto3" json:"breaches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SecurityMeasures) Reset() {
@@ -1176,6 +1179,13 @@ func (x *SecurityMeasures) GetAccessControl() string {
 		return x.AccessControl
 	}
 	return ""
+}
+
+func (x *SecurityMeasures) GetBreaches() []*BreachRecord {
+	if x != nil {
+		return x.Breaches
+	}
+	return nil
 }
 
 // ControllerRegister is the record of Art. 30(1).
@@ -1415,7 +1425,7 @@ var File_personaldata_v1_accountability_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_accountability_proto_rawDesc = "" +
 	"\n" +
-	"$personaldata/v1/accountability.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a personaldata/v1/agreements.proto\x1a\"personaldata/v1/personaldata.proto\"\x90\x03\n" +
+	"$personaldata/v1/accountability.proto\x12\x0fpersonaldata.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a personaldata/v1/agreements.proto\x1a$personaldata/v1/breach_records.proto\x1a\"personaldata/v1/personaldata.proto\"\x90\x03\n" +
 	"\rPolicyVersion\x12\x1e\n" +
 	"\aversion\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\aversion\x12G\n" +
 	"\x0eeffective_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\reffectiveTime\x12 \n" +
@@ -1492,7 +1502,7 @@ const file_personaldata_v1_accountability_proto_rawDesc = "" +
 	"\rRetentionRule\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x14\n" +
 	"\x05basis\x18\x02 \x01(\tR\x05basis\x12 \n" +
-	"\venforcement\x18\x03 \x01(\tR\venforcement\"\xdf\x02\n" +
+	"\venforcement\x18\x03 \x01(\tR\venforcement\"\x9a\x03\n" +
 	"\x10SecurityMeasures\x12,\n" +
 	"\x12encryption_at_rest\x18\x01 \x01(\tR\x10encryptionAtRest\x12;\n" +
 	"\x1acurrent_master_key_version\x18\x02 \x01(\rR\x17currentMasterKeyVersion\x12.\n" +
@@ -1501,7 +1511,8 @@ const file_personaldata_v1_accountability_proto_rawDesc = "" +
 	"\x1bdata_keys_on_older_versions\x18\x05 \x01(\x03R\x17dataKeysOnOlderVersions\x12\x18\n" +
 	"\alookups\x18\x06 \x01(\tR\alookups\x12\x14\n" +
 	"\x05audit\x18\a \x01(\tR\x05audit\x12%\n" +
-	"\x0eaccess_control\x18\b \x01(\tR\raccessControl\"\x99\x03\n" +
+	"\x0eaccess_control\x18\b \x01(\tR\raccessControl\x129\n" +
+	"\bbreaches\x18\t \x03(\v2\x1d.personaldata.v1.BreachRecordR\bbreaches\"\x99\x03\n" +
 	"\x12ControllerRegister\x12\x1e\n" +
 	"\n" +
 	"controller\x18\x01 \x01(\tR\n" +
@@ -1584,8 +1595,9 @@ var file_personaldata_v1_accountability_proto_goTypes = []any{
 	(Purpose)(0),                                // 24: personaldata.v1.Purpose
 	(DataCategory)(0),                           // 25: personaldata.v1.DataCategory
 	(DisclosureBasis)(0),                        // 26: personaldata.v1.DisclosureBasis
-	(AgreementState)(0),                         // 27: personaldata.v1.AgreementState
-	(*AgreementTerms)(nil),                      // 28: personaldata.v1.AgreementTerms
+	(*BreachRecord)(nil),                        // 27: personaldata.v1.BreachRecord
+	(AgreementState)(0),                         // 28: personaldata.v1.AgreementState
+	(*AgreementTerms)(nil),                      // 29: personaldata.v1.AgreementTerms
 }
 var file_personaldata_v1_accountability_proto_depIdxs = []int32{
 	20, // 0: personaldata.v1.PolicyVersion.effective_time:type_name -> google.protobuf.Timestamp
@@ -1605,34 +1617,35 @@ var file_personaldata_v1_accountability_proto_depIdxs = []int32{
 	26, // 14: personaldata.v1.RegisterRecipient.bases:type_name -> personaldata.v1.DisclosureBasis
 	20, // 15: personaldata.v1.RegisterRecipient.first_time:type_name -> google.protobuf.Timestamp
 	20, // 16: personaldata.v1.RegisterRecipient.last_time:type_name -> google.protobuf.Timestamp
-	13, // 17: personaldata.v1.ControllerRegister.purposes:type_name -> personaldata.v1.RegisterPurpose
-	25, // 18: personaldata.v1.ControllerRegister.data_categories:type_name -> personaldata.v1.DataCategory
-	14, // 19: personaldata.v1.ControllerRegister.recipients:type_name -> personaldata.v1.RegisterRecipient
-	15, // 20: personaldata.v1.ControllerRegister.retention:type_name -> personaldata.v1.RetentionRule
-	16, // 21: personaldata.v1.ControllerRegister.security:type_name -> personaldata.v1.SecurityMeasures
-	27, // 22: personaldata.v1.ProcessorRegister.state:type_name -> personaldata.v1.AgreementState
-	28, // 23: personaldata.v1.ProcessorRegister.terms:type_name -> personaldata.v1.AgreementTerms
-	16, // 24: personaldata.v1.ProcessorRegister.security:type_name -> personaldata.v1.SecurityMeasures
-	20, // 25: personaldata.v1.GetProcessingRegisterResponse.generate_time:type_name -> google.protobuf.Timestamp
-	17, // 26: personaldata.v1.GetProcessingRegisterResponse.controller:type_name -> personaldata.v1.ControllerRegister
-	18, // 27: personaldata.v1.GetProcessingRegisterResponse.processors:type_name -> personaldata.v1.ProcessorRegister
-	2,  // 28: personaldata.v1.PolicyService.PublishPolicyVersion:input_type -> personaldata.v1.PublishPolicyVersionRequest
-	4,  // 29: personaldata.v1.PolicyService.ListPolicyVersions:input_type -> personaldata.v1.ListPolicyVersionsRequest
-	6,  // 30: personaldata.v1.PolicyService.NotifyPolicyChange:input_type -> personaldata.v1.NotifyPolicyChangeRequest
-	8,  // 31: personaldata.v1.PolicyService.RecordPolicyAcknowledgement:input_type -> personaldata.v1.RecordPolicyAcknowledgementRequest
-	10, // 32: personaldata.v1.PolicyService.ListUninformedSubjects:input_type -> personaldata.v1.ListUninformedSubjectsRequest
-	12, // 33: personaldata.v1.ProcessingRegisterService.GetProcessingRegister:input_type -> personaldata.v1.GetProcessingRegisterRequest
-	3,  // 34: personaldata.v1.PolicyService.PublishPolicyVersion:output_type -> personaldata.v1.PublishPolicyVersionResponse
-	5,  // 35: personaldata.v1.PolicyService.ListPolicyVersions:output_type -> personaldata.v1.ListPolicyVersionsResponse
-	7,  // 36: personaldata.v1.PolicyService.NotifyPolicyChange:output_type -> personaldata.v1.NotifyPolicyChangeResponse
-	9,  // 37: personaldata.v1.PolicyService.RecordPolicyAcknowledgement:output_type -> personaldata.v1.RecordPolicyAcknowledgementResponse
-	11, // 38: personaldata.v1.PolicyService.ListUninformedSubjects:output_type -> personaldata.v1.ListUninformedSubjectsResponse
-	19, // 39: personaldata.v1.ProcessingRegisterService.GetProcessingRegister:output_type -> personaldata.v1.GetProcessingRegisterResponse
-	34, // [34:40] is the sub-list for method output_type
-	28, // [28:34] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	27, // 17: personaldata.v1.SecurityMeasures.breaches:type_name -> personaldata.v1.BreachRecord
+	13, // 18: personaldata.v1.ControllerRegister.purposes:type_name -> personaldata.v1.RegisterPurpose
+	25, // 19: personaldata.v1.ControllerRegister.data_categories:type_name -> personaldata.v1.DataCategory
+	14, // 20: personaldata.v1.ControllerRegister.recipients:type_name -> personaldata.v1.RegisterRecipient
+	15, // 21: personaldata.v1.ControllerRegister.retention:type_name -> personaldata.v1.RetentionRule
+	16, // 22: personaldata.v1.ControllerRegister.security:type_name -> personaldata.v1.SecurityMeasures
+	28, // 23: personaldata.v1.ProcessorRegister.state:type_name -> personaldata.v1.AgreementState
+	29, // 24: personaldata.v1.ProcessorRegister.terms:type_name -> personaldata.v1.AgreementTerms
+	16, // 25: personaldata.v1.ProcessorRegister.security:type_name -> personaldata.v1.SecurityMeasures
+	20, // 26: personaldata.v1.GetProcessingRegisterResponse.generate_time:type_name -> google.protobuf.Timestamp
+	17, // 27: personaldata.v1.GetProcessingRegisterResponse.controller:type_name -> personaldata.v1.ControllerRegister
+	18, // 28: personaldata.v1.GetProcessingRegisterResponse.processors:type_name -> personaldata.v1.ProcessorRegister
+	2,  // 29: personaldata.v1.PolicyService.PublishPolicyVersion:input_type -> personaldata.v1.PublishPolicyVersionRequest
+	4,  // 30: personaldata.v1.PolicyService.ListPolicyVersions:input_type -> personaldata.v1.ListPolicyVersionsRequest
+	6,  // 31: personaldata.v1.PolicyService.NotifyPolicyChange:input_type -> personaldata.v1.NotifyPolicyChangeRequest
+	8,  // 32: personaldata.v1.PolicyService.RecordPolicyAcknowledgement:input_type -> personaldata.v1.RecordPolicyAcknowledgementRequest
+	10, // 33: personaldata.v1.PolicyService.ListUninformedSubjects:input_type -> personaldata.v1.ListUninformedSubjectsRequest
+	12, // 34: personaldata.v1.ProcessingRegisterService.GetProcessingRegister:input_type -> personaldata.v1.GetProcessingRegisterRequest
+	3,  // 35: personaldata.v1.PolicyService.PublishPolicyVersion:output_type -> personaldata.v1.PublishPolicyVersionResponse
+	5,  // 36: personaldata.v1.PolicyService.ListPolicyVersions:output_type -> personaldata.v1.ListPolicyVersionsResponse
+	7,  // 37: personaldata.v1.PolicyService.NotifyPolicyChange:output_type -> personaldata.v1.NotifyPolicyChangeResponse
+	9,  // 38: personaldata.v1.PolicyService.RecordPolicyAcknowledgement:output_type -> personaldata.v1.RecordPolicyAcknowledgementResponse
+	11, // 39: personaldata.v1.PolicyService.ListUninformedSubjects:output_type -> personaldata.v1.ListUninformedSubjectsResponse
+	19, // 40: personaldata.v1.ProcessingRegisterService.GetProcessingRegister:output_type -> personaldata.v1.GetProcessingRegisterResponse
+	35, // [35:41] is the sub-list for method output_type
+	29, // [29:35] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_accountability_proto_init() }
@@ -1641,6 +1654,7 @@ func file_personaldata_v1_accountability_proto_init() {
 		return
 	}
 	file_personaldata_v1_agreements_proto_init()
+	file_personaldata_v1_breach_records_proto_init()
 	file_personaldata_v1_personaldata_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

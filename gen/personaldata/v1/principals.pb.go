@@ -42,6 +42,9 @@ const (
 	// The company's mailer: sends the messages to rights requesters from the
 	// outbox, and reads nothing else.
 	PrincipalKind_PRINCIPAL_KIND_MAILER PrincipalKind = 6
+	// The data protection officer: the breach records, their reports and
+	// notices, and the register; no subject's data.
+	PrincipalKind_PRINCIPAL_KIND_DPO PrincipalKind = 7
 )
 
 // Enum value maps for PrincipalKind.
@@ -54,6 +57,7 @@ var (
 		4: "PRINCIPAL_KIND_CUSTOMER_CONTROLLER",
 		5: "PRINCIPAL_KIND_OPERATOR",
 		6: "PRINCIPAL_KIND_MAILER",
+		7: "PRINCIPAL_KIND_DPO",
 	}
 	PrincipalKind_value = map[string]int32{
 		"PRINCIPAL_KIND_UNSPECIFIED":         0,
@@ -63,6 +67,7 @@ var (
 		"PRINCIPAL_KIND_CUSTOMER_CONTROLLER": 4,
 		"PRINCIPAL_KIND_OPERATOR":            5,
 		"PRINCIPAL_KIND_MAILER":              6,
+		"PRINCIPAL_KIND_DPO":                 7,
 	}
 )
 
@@ -1060,7 +1065,7 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\x10GetCallerRequest\"e\n" +
 	"\x11GetCallerResponse\x128\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1a.personaldata.v1.PrincipalR\tprincipal\x12\x16\n" +
-	"\x06method\x18\x02 \x01(\tR\x06method*\xfc\x01\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method*\x94\x02\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dPRINCIPAL_KIND_BILLING_SYSTEM\x10\x01\x12&\n" +
@@ -1068,7 +1073,8 @@ const file_personaldata_v1_principals_proto_rawDesc = "" +
 	"\x1cPRINCIPAL_KIND_SUPPORT_STAFF\x10\x03\x12&\n" +
 	"\"PRINCIPAL_KIND_CUSTOMER_CONTROLLER\x10\x04\x12\x1b\n" +
 	"\x17PRINCIPAL_KIND_OPERATOR\x10\x05\x12\x19\n" +
-	"\x15PRINCIPAL_KIND_MAILER\x10\x062\xb1\a\n" +
+	"\x15PRINCIPAL_KIND_MAILER\x10\x06\x12\x16\n" +
+	"\x12PRINCIPAL_KIND_DPO\x10\a2\xb1\a\n" +
 	"\x10PrincipalService\x12\x7f\n" +
 	"\x0fCreatePrincipal\x12'.personaldata.v1.CreatePrincipalRequest\x1a(.personaldata.v1.CreatePrincipalResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/v1/principals\x12\x82\x01\n" +
 	"\fGetPrincipal\x12$.personaldata.v1.GetPrincipalRequest\x1a%.personaldata.v1.GetPrincipalResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/principals/{principal_id}\x12y\n" +

@@ -386,33 +386,44 @@ const (
 	// the person's own page, sent to the new one; the message names the
 	// subject, not a request.
 	OutboxMessageKind_OUTBOX_MESSAGE_KIND_CONTACT_CODE OutboxMessageKind = 9
+	// A personal data breach that is likely to bring a high risk to the person
+	// (Art. 34), sent to the e-mail or phone on file; the message names the
+	// subject and the breach (BreachRecordService).
+	OutboxMessageKind_OUTBOX_MESSAGE_KIND_BREACH_NOTICE OutboxMessageKind = 10
+	// A breach that affected data a customer controls, to the customer's
+	// contact (Art. 33(2)): counts and ids of its own subjects.
+	OutboxMessageKind_OUTBOX_MESSAGE_KIND_BREACH_CONTROLLER_NOTICE OutboxMessageKind = 11
 )
 
 // Enum value maps for OutboxMessageKind.
 var (
 	OutboxMessageKind_name = map[int32]string{
-		0: "OUTBOX_MESSAGE_KIND_UNSPECIFIED",
-		1: "OUTBOX_MESSAGE_KIND_VERIFICATION_CODE",
-		2: "OUTBOX_MESSAGE_KIND_RECEIPT",
-		3: "OUTBOX_MESSAGE_KIND_EXTENSION",
-		4: "OUTBOX_MESSAGE_KIND_DECISION",
-		5: "OUTBOX_MESSAGE_KIND_REPLY_READY",
-		6: "OUTBOX_MESSAGE_KIND_FORWARDED",
-		7: "OUTBOX_MESSAGE_KIND_POLICY_CHANGE",
-		8: "OUTBOX_MESSAGE_KIND_SIGN_IN_CODE",
-		9: "OUTBOX_MESSAGE_KIND_CONTACT_CODE",
+		0:  "OUTBOX_MESSAGE_KIND_UNSPECIFIED",
+		1:  "OUTBOX_MESSAGE_KIND_VERIFICATION_CODE",
+		2:  "OUTBOX_MESSAGE_KIND_RECEIPT",
+		3:  "OUTBOX_MESSAGE_KIND_EXTENSION",
+		4:  "OUTBOX_MESSAGE_KIND_DECISION",
+		5:  "OUTBOX_MESSAGE_KIND_REPLY_READY",
+		6:  "OUTBOX_MESSAGE_KIND_FORWARDED",
+		7:  "OUTBOX_MESSAGE_KIND_POLICY_CHANGE",
+		8:  "OUTBOX_MESSAGE_KIND_SIGN_IN_CODE",
+		9:  "OUTBOX_MESSAGE_KIND_CONTACT_CODE",
+		10: "OUTBOX_MESSAGE_KIND_BREACH_NOTICE",
+		11: "OUTBOX_MESSAGE_KIND_BREACH_CONTROLLER_NOTICE",
 	}
 	OutboxMessageKind_value = map[string]int32{
-		"OUTBOX_MESSAGE_KIND_UNSPECIFIED":       0,
-		"OUTBOX_MESSAGE_KIND_VERIFICATION_CODE": 1,
-		"OUTBOX_MESSAGE_KIND_RECEIPT":           2,
-		"OUTBOX_MESSAGE_KIND_EXTENSION":         3,
-		"OUTBOX_MESSAGE_KIND_DECISION":          4,
-		"OUTBOX_MESSAGE_KIND_REPLY_READY":       5,
-		"OUTBOX_MESSAGE_KIND_FORWARDED":         6,
-		"OUTBOX_MESSAGE_KIND_POLICY_CHANGE":     7,
-		"OUTBOX_MESSAGE_KIND_SIGN_IN_CODE":      8,
-		"OUTBOX_MESSAGE_KIND_CONTACT_CODE":      9,
+		"OUTBOX_MESSAGE_KIND_UNSPECIFIED":              0,
+		"OUTBOX_MESSAGE_KIND_VERIFICATION_CODE":        1,
+		"OUTBOX_MESSAGE_KIND_RECEIPT":                  2,
+		"OUTBOX_MESSAGE_KIND_EXTENSION":                3,
+		"OUTBOX_MESSAGE_KIND_DECISION":                 4,
+		"OUTBOX_MESSAGE_KIND_REPLY_READY":              5,
+		"OUTBOX_MESSAGE_KIND_FORWARDED":                6,
+		"OUTBOX_MESSAGE_KIND_POLICY_CHANGE":            7,
+		"OUTBOX_MESSAGE_KIND_SIGN_IN_CODE":             8,
+		"OUTBOX_MESSAGE_KIND_CONTACT_CODE":             9,
+		"OUTBOX_MESSAGE_KIND_BREACH_NOTICE":            10,
+		"OUTBOX_MESSAGE_KIND_BREACH_CONTROLLER_NOTICE": 11,
 	}
 )
 
@@ -4620,7 +4631,7 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x19DECISION_REASON_EXCESSIVE\x10\x03\x12,\n" +
 	"(DECISION_REASON_IDENTITY_NOT_ESTABLISHED\x10\x04\x12\"\n" +
 	"\x1eDECISION_REASON_KEPT_UNDER_LAW\x10\x05\x12)\n" +
-	"%DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS\x10\x06*\x84\x03\n" +
+	"%DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS\x10\x06*\xdd\x03\n" +
 	"\x11OutboxMessageKind\x12#\n" +
 	"\x1fOUTBOX_MESSAGE_KIND_UNSPECIFIED\x10\x00\x12)\n" +
 	"%OUTBOX_MESSAGE_KIND_VERIFICATION_CODE\x10\x01\x12\x1f\n" +
@@ -4631,7 +4642,10 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x1dOUTBOX_MESSAGE_KIND_FORWARDED\x10\x06\x12%\n" +
 	"!OUTBOX_MESSAGE_KIND_POLICY_CHANGE\x10\a\x12$\n" +
 	" OUTBOX_MESSAGE_KIND_SIGN_IN_CODE\x10\b\x12$\n" +
-	" OUTBOX_MESSAGE_KIND_CONTACT_CODE\x10\t*e\n" +
+	" OUTBOX_MESSAGE_KIND_CONTACT_CODE\x10\t\x12%\n" +
+	"!OUTBOX_MESSAGE_KIND_BREACH_NOTICE\x10\n" +
+	"\x120\n" +
+	",OUTBOX_MESSAGE_KIND_BREACH_CONTROLLER_NOTICE\x10\v*e\n" +
 	"\x0eContactChannel\x12\x1f\n" +
 	"\x1bCONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTACT_CHANNEL_EMAIL\x10\x01\x12\x17\n" +

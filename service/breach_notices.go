@@ -1,0 +1,447 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/contact"
+	"github.com/example/personaldata/store"
+)
+
+// The notices a breach calls for, through the outbox: to each affected
+// person of the company's own data when the risk to them is high (Art. 34),
+// and to each customer whose data it touched (Art. 33(2)). Each is queued
+// once per breach: its id names the breach and the subject or customer, and
+// once the mailer acknowledges it, it is marked sent and never queued again.
+
+// breachNoticeIDPattern is the id of a breach notice: the record, then "s"
+// and a subject id or "c" and a customer id.
+var breachNoticeIDPattern = regexp.MustCompile(`^breach\.[a-z2-7]{26}\.(s\.[a-z2-7]{26}|c\.[a-z0-9][a-z0-9_-]{0,62})$`)
+
+func subjectNoticeID(breachID, subjectID string) string {
+	return "breach." + breachID + ".s." + subjectID
+}
+func customerNoticeID(breachID, customer string) string {
+	return "breach." + breachID + ".c." + customer
+}
+
+// jobKindBreachNotice is the job that tells a breach's subjects.
+const jobKindBreachNotice = "BREACH_NOTICE"
+
+// noticeState is where one subject stands in a breach's notification.
+type noticeState int
+
+const (
+	noticeDue noticeState = iota
+	noticeErased
+	noticeUnreachable
+	noticeGiven // queued or sent already
+)
+
+// noticeStateOf is where sub stands: sub as stored (sealed), or nil when it
+// is gone. A restricted subject is told all the same: the notice is owed to
+// the person themselves, and reaching them uses only the contact details
+// (Art. 18(2) allows processing restricted data to protect their rights).
+func (s *Service) noticeStateOf(ctx context.Context, sub *store.Subject, breachID string) (noticeState, error) {
+	switch {
+	case sub == nil || sub.Erasure != nil || sub.Sealed == nil:
+		return noticeErased, nil
+	case len(sub.Sealed.Email) == 0 && len(sub.Sealed.Phone) == 0:
+		return noticeUnreachable, nil
+	}
+	id := subjectNoticeID(breachID, sub.ID)
+	if sent, err := s.store.OutboxMessageSent(ctx, id); err != nil || sent {
+		return noticeGiven, err
+	}
+	switch _, err := s.store.GetOutboxMessage(ctx, id); {
+	case err == nil:
+		return noticeGiven, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return noticeDue, err
+	}
+	return noticeDue, nil
+}
+
+// NotifyBreachSubjects queues the notice to each affected subject of the
+// company's own data, for a record whose risk is high.
+func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsRequest, stream grpc.ServerStreamingServer[pdv1.NotifyBreachSubjectsResponse]) error {
+	ctx := stream.Context()
+	var v violations
+	id := v.breachID(req.GetBreachId())
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	c, err := s.change(ctx, v)
+	if err != nil {
+		return err
+	}
+	r, affected, err := s.recordAndSubjects(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.Risk != riskHigh:
+		return failedPrecondition("the breach's risk is not high: the people affected are told of a high risk (Art. 34(1)); record a high risk first (UpdateBreachRecord)")
+	case r.ClosedAt != 0:
+		return failedPrecondition("the breach record is closed")
+	}
+	own := map[string][]string{}
+	var ids []string
+	for _, a := range affected {
+		if a.Controller == companyController {
+			own[a.ID] = a.Categories
+			ids = append(ids, a.ID)
+		}
+	}
+	job, err := s.startOrResume(ctx, &store.Job{ID: s.derivedID("breach-notice", id, key), Kind: jobKindBreachNotice,
+		Reference: id, Principal: c.ID(), Fingerprint: s.fingerprint(req), Total: int64(len(ids))})
+	if err != nil {
+		return err
+	}
+	err = s.run(ctx, job, jobRun{
+		op: "notify breach subjects",
+		subjects: func(ctx context.Context, after string, limit int) ([]*store.Subject, error) {
+			var page []*store.Subject
+			for _, sid := range ids {
+				if sid <= after {
+					continue
+				}
+				if len(page) == limit {
+					break
+				}
+				sub, err := s.vault.getSubject(ctx, sid)
+				switch {
+				case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoDataKey):
+					sub = &store.Subject{ID: sid} // erased and purged: nothing to tell
+				case err != nil:
+					return nil, err
+				}
+				page = append(page, sub)
+			}
+			return page, nil
+		},
+		step: func(ctx context.Context, sub *store.Subject) (bool, error) {
+			switch state, err := s.noticeStateOf(ctx, sub, id); {
+			case err != nil:
+				return false, s.internal(ctx, "notify breach subjects", err)
+			case state == noticeGiven:
+				return s.queuedBy(ctx, subjectNoticeID(id, sub.ID), job.ID)
+			case state != noticeDue:
+				return false, nil // counted at the end
+			}
+			m, content := s.subjectNotice(r, sub, own[sub.ID], job.ID)
+			// On the trail before the message is queued.
+			audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Purpose: pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION.String(),
+				Fields: []string{channelField(content.Channel), "breach_notice"}})
+			if err := audit.Flush(ctx); err != nil {
+				return false, err
+			}
+			if err := s.queueSealed(ctx, m, sub.ID, content); err != nil {
+				return false, s.internal(ctx, "notify breach subjects", err)
+			}
+			return s.queuedBy(ctx, m.ID, job.ID)
+		},
+		progress: func(j *store.Job) error {
+			if j.State == jobFinished {
+				return nil // the last message carries the record's counts, below
+			}
+			return stream.Send(&pdv1.NotifyBreachSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped})
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if job, err = s.store.GetJob(ctx, job.ID); err != nil {
+		return s.internal(ctx, "notify breach subjects", err)
+	}
+	notices, err := s.countNotices(ctx, id, ids, int64(len(affected)-len(ids)))
+	if err != nil {
+		return s.internal(ctx, "notify breach subjects", err)
+	}
+	if _, err := s.store.UpdateBreachRecord(ctx, id, func(r *store.BreachRecord) error {
+		r.Notices = notices
+		r.Decisions = append(r.Decisions, store.BreachDecision{Kind: decisionSubjects, At: notices.At, By: c.ID(),
+			Decision: fmt.Sprintf("%d of %d told (%d restricted); %d erased, %d unreachable, %d left to their controllers",
+				notices.Notified, notices.Subjects, notices.RestrictedNotified, notices.Erased, notices.Unreachable, notices.LeftToControllers),
+			Reason: "high risk to the people affected (Art. 34(1))"})
+		return nil
+	}); err != nil {
+		return s.internal(ctx, "notify breach subjects", err)
+	}
+	return stream.Send(&pdv1.NotifyBreachSubjectsResponse{JobId: job.ID, Done: job.Done, Total: job.Total, Queued: job.Queued,
+		Skipped: job.Skipped, Finished: true, Notices: &pdv1.BreachSubjectNotices{
+			Subjects: notices.Subjects, Notified: notices.Notified, RestrictedNotified: notices.RestrictedNotified, Erased: notices.Erased,
+			Unreachable: notices.Unreachable, LeftToControllers: notices.LeftToControllers, NotifyTime: ts(notices.At),
+		}})
+}
+
+// channelField is the contact field a notice goes to.
+func channelField(channel string) string {
+	if channel == pdv1.ContactChannel_CONTACT_CHANNEL_SMS.String() {
+		return fieldPhone
+	}
+	return fieldEmail
+}
+
+// queuedBy says whether the message with this id, waiting in the outbox,
+// was queued by the job: a resumed job counts the notices it queued before
+// it could count them, and not those of another job.
+func (s *Service) queuedBy(ctx context.Context, id, jobID string) (bool, error) {
+	m, err := s.store.GetOutboxMessage(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil // acknowledged since
+	case err != nil:
+		return false, s.internal(ctx, "outbox", err)
+	}
+	return m.Job == jobID, nil
+}
+
+// queueSealed seals content under the data key keyID and queues m.
+func (s *Service) queueSealed(ctx context.Context, m *store.OutboxMessage, keyID string, content outboxContent) error {
+	dk, err := s.vault.dataKey(ctx, keyID, existingKey)
+	if err != nil {
+		return err
+	}
+	if m.Sealed, err = sealContent(dk, m.ID, content); err != nil {
+		return err
+	}
+	_, err = s.store.EnqueueOutboxMessage(ctx, m)
+	return err
+}
+
+// countNotices is where each of the company's affected subjects stands now.
+func (s *Service) countNotices(ctx context.Context, breachID string, ids []string, others int64) (*store.BreachNotices, error) {
+	n := &store.BreachNotices{Subjects: int64(len(ids)), LeftToControllers: others, At: s.now().UnixNano()}
+	for _, id := range ids {
+		sub, err := s.store.GetSubject(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			sub, err = nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		state, err := s.noticeStateOf(ctx, sub, breachID)
+		if err != nil {
+			return nil, err
+		}
+		switch state {
+		case noticeErased:
+			n.Erased++
+		case noticeUnreachable:
+			n.Unreachable++
+		case noticeGiven:
+			n.Notified++
+			if sub.Restriction != nil {
+				n.RestrictedNotified++
+			}
+		}
+	}
+	return n, nil
+}
+
+// recordAndSubjects reads a record and opens its affected subjects.
+func (s *Service) recordAndSubjects(ctx context.Context, id string) (*store.BreachRecord, []affectedSubject, error) {
+	r, err := s.store.GetBreachRecord(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, notFoundRecord()
+	}
+	if err != nil {
+		return nil, nil, s.internal(ctx, "breach record", err)
+	}
+	affected, err := s.openAffected(ctx, r)
+	if err != nil {
+		return nil, nil, s.internal(ctx, "breach record", err)
+	}
+	return r, affected, nil
+}
+
+// categoryListSV names categories in Swedish, as a list in a sentence.
+func categoryListSV(cats []string) string {
+	var names []string
+	for _, c := range cats {
+		names = append(names, dataCategoriesSV[c])
+	}
+	switch len(names) {
+	case 0:
+		return "inga uppgifter som vi känner till"
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " och " + names[len(names)-1]
+}
+
+// whatYouCanDoSV is what a person can do, in plain Swedish.
+const whatYouCanDoSV = "Var uppmärksam på e-post, sms och samtal som påstås komma från oss eller som ber dig om uppgifter, lösenord eller betalning. " +
+	"Klicka inte på länkar i meddelanden som du inte väntat dig. Byt lösenord om du använder samma lösenord på flera ställen. " +
+	"Kontakta din bank om du tror att någon använder dina uppgifter."
+
+// subjectNotice is the notice to sub (opened) of breach r, about the
+// categories of its data the breach touched, in plain Swedish: what
+// happened, what data, the likely consequences, what the company does, what
+// the person can do, whom to contact (Art. 34(2)).
+func (s *Service) subjectNotice(r *store.BreachRecord, sub *store.Subject, cats []string, jobID string) (*store.OutboxMessage, outboxContent) {
+	c := outboxContent{Language: "sv", Subject: "Viktigt: en incident som rör dina personuppgifter"}
+	if sub.Person.Email != "" {
+		c.Channel, c.To = pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), sub.Person.Email
+	} else {
+		c.Channel, c.To = pdv1.ContactChannel_CONTACT_CHANNEL_SMS.String(), sub.Person.Phone
+	}
+	snd := s.sender.view()
+	company := orSV(snd.Name, "vi")
+	contactTo := strings.Join(nonEmpty(r.Contact, snd.Email, snd.Phone), ", ")
+	var b strings.Builder
+	fmt.Fprintf(&b, "Hej!\n\nVi på %s vill berätta att dina personuppgifter har berörts av en säkerhetsincident. "+
+		"Vi berättar det för att incidenten kan innebära en hög risk för dig.\n\n", company)
+	fmt.Fprintf(&b, "Vad som hände:\n%s\nVi upptäckte det %s.\n\n", r.Description, whenSV(r.AwareAt))
+	fmt.Fprintf(&b, "Uppgifter om dig som berörs:\n%s.\n\n", firstUpper(categoryListSV(cats)))
+	fmt.Fprintf(&b, "Vad det kan innebära för dig:\n%s\n\n", orSV(r.Consequences, "Någon obehörig kan ha sett eller använt uppgifterna."))
+	fmt.Fprintf(&b, "Det här har vi gjort:\n%s\n\n", orSV(r.MeasuresTaken, "Vi utreder incidenten."))
+	if r.MeasuresPlanned != "" {
+		fmt.Fprintf(&b, "Det här gör vi härnäst:\n%s\n\n", r.MeasuresPlanned)
+	}
+	fmt.Fprintf(&b, "Det här kan du göra:\n%s\n\n", whatYouCanDoSV)
+	if contactTo != "" {
+		fmt.Fprintf(&b, "Har du frågor? Kontakta oss: %s.\n", contactTo)
+	}
+	b.WriteString(complaintSV + "\n")
+	c.Body = b.String()
+	m := &store.OutboxMessage{
+		ID: subjectNoticeID(r.ID, sub.ID), SubjectID: sub.ID, Breach: r.ID, Job: jobID,
+		Kind: pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_BREACH_NOTICE.String(), CreatedAt: s.now().UnixNano(),
+	}
+	return m, c
+}
+
+func firstUpper(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// NotifyBreachControllers queues each affected customer's notice, with the
+// counts and ids of its own subjects only.
+func (s *BreachRecords) NotifyBreachControllers(ctx context.Context, req *pdv1.NotifyBreachControllersRequest) (*pdv1.NotifyBreachControllersResponse, error) {
+	var v violations
+	id := v.breachID(req.GetBreachId())
+	v.idempotencyKey(req.GetIdempotencyKey())
+	to := map[string]string{}
+	for i, ct := range req.GetContacts() {
+		field := fmt.Sprintf("contacts[%d]", i)
+		switch {
+		case !controllerPattern.MatchString(ct.GetControllerId()) || ct.GetControllerId() == companyController:
+			v.add(field+".controller_id", "must be a customer id of 1 to 63 characters a-z, 0-9, '_', '-'")
+		case to[ct.GetControllerId()] != "":
+			v.add(field+".controller_id", "is given twice")
+		}
+		e, err := contact.Email(ct.GetEmail())
+		if err != nil {
+			v.add(field+".email", "is not an e-mail address")
+		}
+		to[ct.GetControllerId()] = e
+	}
+	c, err := s.change(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	r, affected, err := s.recordAndSubjects(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ids := idsByController(affected)
+	var customers []string
+	for _, p := range r.Controllers {
+		if p.Controller != companyController {
+			customers = append(customers, p.Controller)
+			if to[p.Controller] == "" {
+				v.add("contacts", "has no contact for customer "+p.Controller+", whose data the breach touched")
+			}
+		}
+	}
+	for ctrl := range to {
+		if !slices.Contains(customers, ctrl) {
+			v.add("contacts", "names customer "+ctrl+", whose data the breach did not touch")
+		}
+	}
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	out := &pdv1.NotifyBreachControllersResponse{}
+	now := s.now().UnixNano()
+	for _, p := range r.Controllers {
+		if p.Controller == companyController {
+			continue
+		}
+		mid := customerNoticeID(id, p.Controller)
+		sent, err := s.store.OutboxMessageSent(ctx, mid)
+		if err == nil && !sent {
+			_, err = s.store.GetOutboxMessage(ctx, mid)
+			sent = err == nil
+			if errors.Is(err, store.ErrNotFound) {
+				err = nil
+			}
+		}
+		if err != nil {
+			return nil, s.internal(ctx, "notify breach controllers", err)
+		}
+		if sent {
+			out.NotifiedBefore = append(out.NotifiedBefore, p.Controller)
+			continue
+		}
+		note(ctx, audit.Touch{Tenant: p.Controller, Fields: []string{"breach_notice"}})
+		content := s.customerNotice(r, p, ids[p.Controller], to[p.Controller])
+		m := &store.OutboxMessage{ID: mid, Breach: id, Kind: pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_BREACH_CONTROLLER_NOTICE.String(), CreatedAt: now}
+		if err := s.queueSealed(ctx, m, r.DataKeyID(), content); err != nil {
+			return nil, s.internal(ctx, "notify breach controllers", err)
+		}
+		out.Queued = append(out.Queued, p.Controller)
+	}
+	if len(out.Queued) > 0 {
+		r, err = s.store.UpdateBreachRecord(ctx, id, func(r *store.BreachRecord) error {
+			for i := range r.Controllers {
+				if slices.Contains(out.Queued, r.Controllers[i].Controller) && r.Controllers[i].NoticeAt == 0 {
+					r.Controllers[i].NoticeAt = now
+				}
+			}
+			r.Decisions = append(r.Decisions, store.BreachDecision{Kind: decisionCustomers, At: now, By: c.ID(),
+				Decision: "told " + strings.Join(out.Queued, ", "), Reason: "the company processes their data as processor (Art. 33(2))"})
+			return nil
+		})
+		if err != nil {
+			return nil, s.internal(ctx, "notify breach controllers", err)
+		}
+	}
+	out.Record = s.recordView(r, s.now(), nil)
+	return out, nil
+}
+
+// customerNotice is the notice to a customer of the part of breach r about
+// its data, with its own subjects' ids and nothing of anyone else's.
+func (s *Service) customerNotice(r *store.BreachRecord, p store.BreachControllerPart, ids []string, to string) outboxContent {
+	snd := s.sender.view()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Till %s\n\nVi är personuppgiftsbiträde åt er enligt vårt personuppgiftsbiträdesavtal. "+
+		"Vi meddelar er utan onödigt dröjsmål (artikel 33.2 i dataskyddsförordningen) att en personuppgiftsincident har berört personuppgifter som vi behandlar för er räkning.\n\n", p.Controller)
+	fmt.Fprintf(&b, "Vårt ärende: %s\n", r.ID)
+	fmt.Fprintf(&b, "Vi fick kännedom om incidenten: %s\n", whenSV(r.AwareAt))
+	fmt.Fprintf(&b, "Typ av incident: %s\n\n", breachCategoriesSV[r.Category])
+	fmt.Fprintf(&b, "Vad som hänt:\n%s\n\n", r.Description)
+	fmt.Fprintf(&b, "Berörda registrerade hos er: %d\n%s\n\n", p.Subjects, categoriesSV(p.Categories))
+	fmt.Fprintf(&b, "De registrerades id i vårt system:\n%s\n\n", strings.Join(ids, "\n"))
+	fmt.Fprintf(&b, "Sannolika konsekvenser:\n%s\n\n", strings.TrimSpace(risksSV[r.Risk]+" "+r.Consequences))
+	fmt.Fprintf(&b, "Vidtagna åtgärder:\n%s\n\nPlanerade åtgärder:\n%s\n\n", orSV(r.MeasuresTaken, "Inga ännu."), orSV(r.MeasuresPlanned, "Inga ännu."))
+	b.WriteString("Ni kan läsa er del av incidenten i vårt API (BreachRecordService.GetBreachRecord med ärendets id). " +
+		"Som personuppgiftsansvariga bedömer ni om incidenten ska anmälas till Integritetsskyddsmyndigheten och om de registrerade ska informeras.\n")
+	if contactTo := strings.Join(nonEmpty(r.Contact, snd.Email, snd.Phone), ", "); contactTo != "" {
+		fmt.Fprintf(&b, "Kontakt: %s\n", contactTo)
+	}
+	return outboxContent{Channel: pdv1.ContactChannel_CONTACT_CHANNEL_EMAIL.String(), To: to, Language: "sv",
+		Subject: "Personuppgiftsincident som rör uppgifter ni är personuppgiftsansvariga för", Body: b.String()}
+}

@@ -1,0 +1,645 @@
+package service
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/contact"
+	"github.com/example/personaldata/service/personnummer"
+	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/envelope"
+)
+
+// BreachRecords implements BreachRecordService: a breach from its record,
+// which rests on a saved AssessBreachImpact, to the report to IMY
+// (breach_report.go), the notices to the people and the customers
+// (breach_notices.go) and the register of breaches. A record holds counts,
+// categories and controller ids; the affected subjects' ids are sealed
+// under the record's own data key.
+type BreachRecords struct {
+	pdv1.UnimplementedBreachRecordServiceServer
+	*Service
+}
+
+// BreachRecords returns the BreachRecordService on the same store.
+func (s *Service) BreachRecords() *BreachRecords { return &BreachRecords{Service: s} }
+
+// notifyWithin is the time Art. 33(1) gives from awareness to the report to
+// the supervisory authority.
+const notifyWithin = 72 * time.Hour
+
+// maxBreachText bounds the free texts of a record, maxContactText its
+// contact person.
+const (
+	maxBreachText  = 2000
+	maxContactText = 500
+)
+
+// affectedSubject is one subject in a record's sealed list.
+type affectedSubject struct {
+	ID         string   `json:"id"`
+	Controller string   `json:"controller"`
+	Categories []string `json:"categories"`
+}
+
+// Decisions of a record, as stored (BreachDecisionKind names).
+var (
+	decisionOpened     = pdv1.BreachDecisionKind_BREACH_DECISION_KIND_OPENED.String()
+	decisionRisk       = pdv1.BreachDecisionKind_BREACH_DECISION_KIND_RISK_ASSESSED.String()
+	decisionReported   = pdv1.BreachDecisionKind_BREACH_DECISION_KIND_AUTHORITY_REPORTED.String()
+	decisionSubjects   = pdv1.BreachDecisionKind_BREACH_DECISION_KIND_SUBJECTS_NOTIFIED.String()
+	decisionCustomers  = pdv1.BreachDecisionKind_BREACH_DECISION_KIND_CONTROLLERS_NOTIFIED.String()
+	decisionClosed     = pdv1.BreachDecisionKind_BREACH_DECISION_KIND_CLOSED.String()
+	riskUnlikely       = pdv1.BreachRisk_BREACH_RISK_UNLIKELY.String()
+	riskHigh           = pdv1.BreachRisk_BREACH_RISK_HIGH.String()
+	breachRecordFields = []string{"breach_record"}
+)
+
+// overseer is the caller when it acts for every controller: an operator or
+// the DPO, who see every breach.
+func (s *BreachRecords) overseer(ctx context.Context) (*auth.Caller, error) {
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !c.ActsFor(auth.AllTenants) {
+		return nil, permissionDenied(reasonKindNotPermitted, nil, "breach records span every controller: they are for operators and the DPO")
+	}
+	return c, nil
+}
+
+// change begins a change of the breach records: the request's bad fields
+// first, then the caller, who must be an overseer; on the trail.
+func (s *BreachRecords) change(ctx context.Context, v violations) (*auth.Caller, error) {
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.overseer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
+	return c, nil
+}
+
+// OpenBreachRecord records a breach with the assessment it rests on.
+func (s *BreachRecords) OpenBreachRecord(ctx context.Context, req *pdv1.OpenBreachRecordRequest) (*pdv1.OpenBreachRecordResponse, error) {
+	now := s.now()
+	var v violations
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	aware := v.pastTime("aware_time", req.GetAwareTime(), now)
+	r := &store.BreachRecord{
+		AwareAt:         aware,
+		Description:     v.breachText("description", req.GetDescription(), true, now),
+		Category:        v.enum("category", req.GetCategory()),
+		Risk:            v.enum("risk", req.GetRisk()),
+		Consequences:    v.breachText("likely_consequences", req.GetLikelyConsequences(), false, now),
+		MeasuresTaken:   v.breachText("measures_taken", req.GetMeasuresTaken(), false, now),
+		MeasuresPlanned: v.breachText("measures_planned", req.GetMeasuresPlanned(), false, now),
+		Contact:         v.text("contact", req.GetContact(), maxContactText, false, false),
+	}
+	reason := v.breachText("risk_reason", req.GetRiskReason(), true, now)
+	var scope breachScope
+	if req.GetAssessment() == nil {
+		v.add("assessment", "is required: the scope of the assessment, as AssessBreachImpact takes it")
+	} else {
+		var err error
+		if scope, err = (&Breach{Service: s.Service}).breachScope(req.GetAssessment()); err != nil {
+			v = append(v, fieldsUnder("assessment.", err)...)
+		}
+	}
+	c, err := s.change(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	fp := s.fingerprint(req)
+	r.ID = s.derivedID("breach", companyController, key)
+	switch old, err := s.store.GetBreachRecord(ctx, r.ID); {
+	case err == nil:
+		return s.replayedOpen(ctx, old, fp)
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, s.internal(ctx, "open breach record", err)
+	}
+	affected, chainsBroken, err := s.affected(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	r.Version, r.Fingerprint, r.OpenedBy, r.OpenedAt, r.AssessedAt = 1, fp, c.ID(), now.UnixNano(), now.UnixNano()
+	r.Scope = store.BreachScope{Principal: scope.principal, KeyVersion: scope.keyVersion, From: scope.from, To: scope.end.UnixNano()}
+	r.ChainsBroken = chainsBroken
+	countAffected(r, affected)
+	if r.SealedSubjects, err = s.sealAffected(ctx, r.ID, affected); err != nil {
+		return nil, s.internal(ctx, "open breach record", err)
+	}
+	r.Decisions = []store.BreachDecision{
+		{Kind: decisionOpened, At: r.OpenedAt, By: c.ID(), Decision: fmt.Sprintf("%s; %d subjects affected", r.Category, r.Subjects)},
+		{Kind: decisionRisk, At: r.OpenedAt, By: c.ID(), Decision: r.Risk, Reason: reason},
+	}
+	for _, p := range r.Controllers {
+		if p.Controller != companyController {
+			// The customer's trail shows that a breach touched its data.
+			note(ctx, audit.Touch{Tenant: p.Controller, Fields: breachRecordFields})
+		}
+	}
+	switch err := s.store.InsertBreachRecord(ctx, r); {
+	case errors.Is(err, store.ErrExists): // a concurrent retry stored it first
+		old, err := s.store.GetBreachRecord(ctx, r.ID)
+		if err != nil {
+			return nil, s.internal(ctx, "open breach record", err)
+		}
+		return s.replayedOpen(ctx, old, fp)
+	case err != nil:
+		return nil, s.internal(ctx, "open breach record", err)
+	}
+	return &pdv1.OpenBreachRecordResponse{Record: s.recordView(r, now, nil)}, nil
+}
+
+func (s *BreachRecords) replayedOpen(_ context.Context, old *store.BreachRecord, fp []byte) (*pdv1.OpenBreachRecordResponse, error) {
+	if !slices.Equal(old.Fingerprint, fp) {
+		return nil, keyReused()
+	}
+	return &pdv1.OpenBreachRecordResponse{Record: s.recordView(old, s.now(), nil)}, nil
+}
+
+// breachText checks a free text of a record, which goes into the report to
+// IMY and the register: besides text's rules, it must not hold an identity
+// number or an e-mail address, the personal data most likely pasted into a
+// description by mistake.
+func (v *violations) breachText(field, s string, required bool, now time.Time) string {
+	s = v.text(field, s, maxBreachText, required, true)
+	for _, word := range strings.Fields(s) {
+		word = strings.Trim(word, ".,;:()[]<>\"'")
+		_, pnrErr := personnummer.Parse(word, now)
+		_, mailErr := contact.Email(word)
+		if pnrErr == nil || mailErr == nil && strings.Contains(word, "@") {
+			v.add(field, "must not hold personal data such as an identity number or an e-mail address: it goes into the report to IMY and the register")
+			break
+		}
+	}
+	return s
+}
+
+// fieldsUnder is the field violations of an INVALID_ARGUMENT error, each
+// named under prefix: the assessment's fields within the request.
+func fieldsUnder(prefix string, err error) violations {
+	var out violations
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, fv := range br.GetFieldViolations() {
+				out.add(prefix+fv.GetField(), fv.GetDescription())
+			}
+		}
+	}
+	if len(out) == 0 {
+		out.add(strings.TrimSuffix(prefix, "."), "is not a valid scope")
+	}
+	return out
+}
+
+// affected runs the assessment and returns the subjects whose data it
+// found read, changed or (under a master key version) exposed, with their
+// categories, in id order; and how many chains did not verify. A subject
+// only refused is not affected: nothing was given.
+func (s *BreachRecords) affected(ctx context.Context, sc breachScope) ([]affectedSubject, int64, error) {
+	var out []affectedSubject
+	var broken int64
+	err := (&Breach{Service: s.Service}).assess(ctx, sc, func(ci *pdv1.BreachChainImpact) error {
+		if !ci.GetCheck().GetIntact() {
+			broken++
+		}
+		if ci.GetSubjectId() == "" {
+			return nil
+		}
+		cats := slices.Concat(ci.GetCategoriesRead(), ci.GetCategoriesChanged(), ci.GetCategoriesHeld())
+		slices.Sort(cats)
+		cats = slices.Compact(cats)
+		if len(cats) == 0 {
+			return nil
+		}
+		a := affectedSubject{ID: ci.GetSubjectId(), Controller: cmp.Or(ci.GetTenantId(), companyController)}
+		for _, c := range cats {
+			a.Categories = append(a.Categories, c.String())
+		}
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	slices.SortFunc(out, func(a, b affectedSubject) int { return cmp.Compare(a.ID, b.ID) })
+	return out, broken, nil
+}
+
+// countAffected sets the record's counts: subjects, records (one a subject
+// and category), by category and by controller.
+func countAffected(r *store.BreachRecord, affected []affectedSubject) {
+	total := map[string]int64{}
+	parts := map[string]map[string]int64{}
+	partSubjects := map[string]int64{}
+	for _, a := range affected {
+		r.Subjects++
+		r.Records += int64(len(a.Categories))
+		if parts[a.Controller] == nil {
+			parts[a.Controller] = map[string]int64{}
+		}
+		partSubjects[a.Controller]++
+		for _, c := range a.Categories {
+			total[c]++
+			parts[a.Controller][c]++
+		}
+	}
+	r.Categories = breachCounts(total)
+	r.Controllers = nil
+	for _, ctrl := range slices.Sorted(maps.Keys(parts)) {
+		r.Controllers = append(r.Controllers, store.BreachControllerPart{Controller: ctrl, Subjects: partSubjects[ctrl], Categories: breachCounts(parts[ctrl])})
+	}
+}
+
+// breachCounts are counts by category, in enum order.
+func breachCounts(m map[string]int64) []store.BreachCount {
+	var out []store.BreachCount
+	for c, n := range m {
+		out = append(out, store.BreachCount{Category: c, Subjects: n})
+	}
+	slices.SortFunc(out, func(a, b store.BreachCount) int {
+		return cmp.Compare(pdv1.DataCategory_value[a.Category], pdv1.DataCategory_value[b.Category])
+	})
+	return out
+}
+
+// sealAffected seals the list of affected subjects under the record's data
+// key, bound to the record.
+func (s *BreachRecords) sealAffected(ctx context.Context, id string, affected []affectedSubject) ([]byte, error) {
+	b, err := json.Marshal(affected)
+	if err != nil {
+		return nil, err
+	}
+	dk, err := s.vault.dataKey(ctx, store.BreachDataKeyID(id), readOrCreateKey)
+	if err != nil {
+		return nil, err
+	}
+	return dk.Seal(b, envelope.AAD("breach", id, "subjects"))
+}
+
+// openAffected opens a record's list of affected subjects.
+func (s *Service) openAffected(ctx context.Context, r *store.BreachRecord) ([]affectedSubject, error) {
+	if len(r.SealedSubjects) == 0 {
+		return nil, nil
+	}
+	dk, err := s.vault.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return nil, err
+	}
+	b, err := dk.Open(r.SealedSubjects, envelope.AAD("breach", r.ID, "subjects"))
+	if err != nil {
+		return nil, err
+	}
+	var out []affectedSubject
+	return out, json.Unmarshal(b, &out)
+}
+
+// breachDeadline is when the report to IMY is due.
+func breachDeadline(r *store.BreachRecord) time.Time {
+	return time.Unix(0, r.AwareAt).Add(notifyWithin)
+}
+
+// breachOverdue says whether a record is open, its risk calls for a report to
+// IMY, none was sent, and the deadline is past.
+func breachOverdue(r *store.BreachRecord, now time.Time) bool {
+	return r.ClosedAt == 0 && r.Risk != riskUnlikely && len(r.Reports) == 0 && now.After(breachDeadline(r))
+}
+
+// recordView is a record as the API shows it to an operator or the DPO;
+// ids, when given, are each controller's subjects.
+func (s *Service) recordView(r *store.BreachRecord, now time.Time, ids map[string][]string) *pdv1.BreachRecord {
+	out := &pdv1.BreachRecord{
+		BreachId: r.ID, AwareTime: ts(r.AwareAt), Description: r.Description,
+		Category:   enumValue[pdv1.BreachCategory](pdv1.BreachCategory_value, r.Category),
+		Risk:       enumValue[pdv1.BreachRisk](pdv1.BreachRisk_value, r.Risk),
+		Assessment: &pdv1.BreachAssessmentScope{PrincipalId: r.Scope.Principal, MasterKeyVersion: r.Scope.KeyVersion, StartTime: ts(r.Scope.From), EndTime: ts(r.Scope.To)},
+		AssessTime: ts(r.AssessedAt), Subjects: r.Subjects, Records: r.Records, Categories: categoryCounts(r.Categories),
+		ChainsBroken: r.ChainsBroken, LikelyConsequences: r.Consequences, MeasuresTaken: r.MeasuresTaken,
+		MeasuresPlanned: r.MeasuresPlanned, Contact: r.Contact, DeadlineTime: ts(breachDeadline(r).UnixNano()),
+		TimeLeft: durationpb.New(breachDeadline(r).Sub(now)), Overdue: breachOverdue(r, now),
+		OpenTime: ts(r.OpenedAt), OpenedBy: r.OpenedBy, CloseTime: ts(r.ClosedAt),
+	}
+	for _, p := range r.Controllers {
+		out.Controllers = append(out.Controllers, partView(p, ids[p.Controller]))
+	}
+	for _, rep := range r.Reports {
+		out.Reports = append(out.Reports, reportView(r.ID, &rep))
+	}
+	for _, d := range r.Decisions {
+		out.Decisions = append(out.Decisions, &pdv1.BreachDecision{
+			Kind: enumValue[pdv1.BreachDecisionKind](pdv1.BreachDecisionKind_value, d.Kind), DecideTime: ts(d.At),
+			DecidedBy: d.By, Decision: d.Decision, Reason: d.Reason,
+		})
+	}
+	if n := r.Notices; n != nil {
+		out.SubjectNotices = &pdv1.BreachSubjectNotices{
+			Subjects: n.Subjects, Notified: n.Notified, RestrictedNotified: n.RestrictedNotified, Erased: n.Erased,
+			Unreachable: n.Unreachable, LeftToControllers: n.LeftToControllers, NotifyTime: ts(n.At),
+		}
+	}
+	return out
+}
+
+func partView(p store.BreachControllerPart, ids []string) *pdv1.BreachControllerPart {
+	return &pdv1.BreachControllerPart{ControllerId: p.Controller, Subjects: p.Subjects, Categories: categoryCounts(p.Categories), SubjectIds: ids, NoticeTime: ts(p.NoticeAt)}
+}
+
+func categoryCounts(cs []store.BreachCount) []*pdv1.BreachCategoryCount {
+	var out []*pdv1.BreachCategoryCount
+	for _, c := range cs {
+		out = append(out, &pdv1.BreachCategoryCount{Category: enumValue[pdv1.DataCategory](pdv1.DataCategory_value, c.Category), Subjects: c.Subjects})
+	}
+	return out
+}
+
+// idsByController groups the affected subjects' ids by controller.
+func idsByController(affected []affectedSubject) map[string][]string {
+	out := map[string][]string{}
+	for _, a := range affected {
+		out[a.Controller] = append(out[a.Controller], a.ID)
+	}
+	return out
+}
+
+// GetBreachRecord returns a record: whole to an operator or the DPO, only
+// the part about its own data to a customer's controller (NOT_FOUND when
+// the breach touched none of it, as for a record that does not exist).
+func (s *BreachRecords) GetBreachRecord(ctx context.Context, req *pdv1.GetBreachRecordRequest) (*pdv1.GetBreachRecordResponse, error) {
+	var v violations
+	id := v.breachID(req.GetBreachId())
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	c, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.store.GetBreachRecord(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundRecord()
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "get breach record", err)
+	}
+	now := s.now()
+	if !c.ActsFor(auth.AllTenants) {
+		return s.customerPart(ctx, c, r, now)
+	}
+	note(ctx, audit.Touch{Tenant: companyController, Fields: breachRecordFields})
+	var ids map[string][]string
+	if req.GetSubjectIds() {
+		note(ctx, audit.Touch{Tenant: companyController, Fields: []string{"breach_subjects"}})
+		affected, err := s.openAffected(ctx, r)
+		if err != nil {
+			return nil, s.internal(ctx, "get breach record", err)
+		}
+		ids = idsByController(affected)
+	}
+	return &pdv1.GetBreachRecordResponse{Record: s.recordView(r, now, ids)}, nil
+}
+
+// customerPart is what a customer's controller reads of a record: what
+// happened, the risk and the measures, and the parts of the controllers it
+// acts for, with their subjects' ids; nothing of the company's or other
+// customers' data, nor the company's reports and decisions.
+func (s *BreachRecords) customerPart(ctx context.Context, c *auth.Caller, r *store.BreachRecord, now time.Time) (*pdv1.GetBreachRecordResponse, error) {
+	var parts []store.BreachControllerPart
+	for _, p := range r.Controllers {
+		if p.Controller != companyController && c.ActsFor(p.Controller) {
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return nil, notFoundRecord()
+	}
+	for _, p := range parts {
+		note(ctx, audit.Touch{Tenant: p.Controller, Fields: []string{"breach_record", "breach_subjects"}})
+	}
+	affected, err := s.openAffected(ctx, r)
+	if err != nil {
+		return nil, s.internal(ctx, "get breach record", err)
+	}
+	ids := idsByController(affected)
+	out := &pdv1.BreachRecord{
+		BreachId: r.ID, AwareTime: ts(r.AwareAt), Description: r.Description,
+		Category:           enumValue[pdv1.BreachCategory](pdv1.BreachCategory_value, r.Category),
+		Risk:               enumValue[pdv1.BreachRisk](pdv1.BreachRisk_value, r.Risk),
+		AssessTime:         ts(r.AssessedAt),
+		LikelyConsequences: r.Consequences, MeasuresTaken: r.MeasuresTaken, MeasuresPlanned: r.MeasuresPlanned,
+		Contact: r.Contact, OpenTime: ts(r.OpenedAt), CloseTime: ts(r.ClosedAt),
+	}
+	for _, p := range parts {
+		out.Subjects += p.Subjects
+		out.Controllers = append(out.Controllers, partView(p, ids[p.Controller]))
+	}
+	return &pdv1.GetBreachRecordResponse{Record: out}, nil
+}
+
+// breachIDPattern is the form of a record's id (derivedID).
+var breachIDPattern = regexp.MustCompile(`^[a-z2-7]{26}$`)
+
+func (v *violations) breachID(id string) string {
+	switch {
+	case id == "":
+		v.add("breach_id", "is required")
+	case !breachIDPattern.MatchString(id):
+		v.add("breach_id", "is not a breach record id")
+	}
+	return id
+}
+
+// breachRegister is every record, by the time the company became aware of
+// it, oldest first (ties by id); with how many are open and overdue.
+func (s *Service) breachRegister(ctx context.Context, now time.Time) (records []*store.BreachRecord, open, late int64, err error) {
+	err = s.store.EachBreachRecord(ctx, func(r *store.BreachRecord) error {
+		records = append(records, r)
+		if r.ClosedAt == 0 {
+			open++
+		}
+		if breachOverdue(r, now) {
+			late++
+		}
+		return nil
+	})
+	slices.SortFunc(records, func(a, b *store.BreachRecord) int {
+		return cmp.Or(cmp.Compare(a.AwareAt, b.AwareAt), cmp.Compare(a.ID, b.ID))
+	})
+	return records, open, late, err
+}
+
+// ListBreachRecords is the register of breaches (Art. 33(5)).
+func (s *BreachRecords) ListBreachRecords(ctx context.Context, req *pdv1.ListBreachRecordsRequest) (*pdv1.ListBreachRecordsResponse, error) {
+	if _, err := s.overseer(ctx); err != nil {
+		return nil, err
+	}
+	note(ctx, audit.Touch{Tenant: companyController, Fields: []string{"breach_register"}})
+	now := s.now()
+	records, open, late, err := s.breachRegister(ctx, now)
+	if err != nil {
+		return nil, s.internal(ctx, "list breach records", err)
+	}
+	out := &pdv1.ListBreachRecordsResponse{ReadTime: ts(now.UnixNano()), Open: open, Overdue: late}
+	for _, r := range records {
+		if req.GetOpenOnly() && r.ClosedAt != 0 {
+			continue
+		}
+		out.Records = append(out.Records, s.recordView(r, now, nil))
+	}
+	return out, nil
+}
+
+// UpdateBreachRecord records decisions on a record, each with the reason.
+func (s *BreachRecords) UpdateBreachRecord(ctx context.Context, req *pdv1.UpdateBreachRecordRequest) (*pdv1.UpdateBreachRecordResponse, error) {
+	var v violations
+	id := v.breachID(req.GetBreachId())
+	key := v.idempotencyKey(req.GetIdempotencyKey())
+	reason := v.breachText("reason", req.GetReason(), true, s.now())
+	risk := ""
+	if req.GetRisk() != pdv1.BreachRisk_BREACH_RISK_UNSPECIFIED {
+		risk = v.enum("risk", req.GetRisk())
+	}
+	changes := []struct {
+		kind, field, value string
+		into               func(*store.BreachRecord) *string
+	}{
+		{pdv1.BreachDecisionKind_BREACH_DECISION_KIND_CONSEQUENCES.String(), "likely_consequences", req.GetLikelyConsequences(), func(r *store.BreachRecord) *string { return &r.Consequences }},
+		{pdv1.BreachDecisionKind_BREACH_DECISION_KIND_MEASURES.String(), "measures_taken", req.GetMeasuresTaken(), func(r *store.BreachRecord) *string { return &r.MeasuresTaken }},
+		{pdv1.BreachDecisionKind_BREACH_DECISION_KIND_MEASURES.String(), "measures_planned", req.GetMeasuresPlanned(), func(r *store.BreachRecord) *string { return &r.MeasuresPlanned }},
+		{pdv1.BreachDecisionKind_BREACH_DECISION_KIND_CONTACT.String(), "contact", req.GetContact(), func(r *store.BreachRecord) *string { return &r.Contact }},
+	}
+	any := risk != "" || req.GetClose()
+	for i := range changes {
+		if changes[i].field == "contact" {
+			changes[i].value = v.text("contact", changes[i].value, maxContactText, false, false)
+		} else {
+			changes[i].value = v.breachText(changes[i].field, changes[i].value, false, s.now())
+		}
+		any = any || changes[i].value != ""
+	}
+	if !any {
+		v.add("risk", "nothing to change: give a risk, a text to change, or close")
+	}
+	c, err := s.change(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	fp, k, now := s.fingerprint(req), opKey(key), s.now()
+	r, err := s.store.UpdateBreachRecord(ctx, id, func(r *store.BreachRecord) error {
+		if err := checkReplay(r.Ops, k, fp); err != nil {
+			return err
+		}
+		if r.ClosedAt != 0 {
+			return failedPrecondition("the breach record is closed")
+		}
+		at := now.UnixNano()
+		if risk != "" {
+			r.Risk = risk
+			r.Decisions = append(r.Decisions, store.BreachDecision{Kind: decisionRisk, At: at, By: c.ID(), Decision: risk, Reason: reason})
+		}
+		for _, ch := range changes {
+			if ch.value != "" {
+				*ch.into(r) = ch.value
+				r.Decisions = append(r.Decisions, store.BreachDecision{Kind: ch.kind, At: at, By: c.ID(), Decision: ch.field + " changed", Reason: reason})
+			}
+		}
+		if req.GetClose() {
+			r.ClosedAt = at
+			r.Decisions = append(r.Decisions, store.BreachDecision{Kind: decisionClosed, At: at, By: c.ID(), Decision: "closed", Reason: reason})
+		}
+		r.Ops = appendOp(r.Ops, store.Op{Key: k, Fingerprint: fp}, now)
+		return nil
+	})
+	if r, err = s.afterUpdate(ctx, id, r, err); err != nil {
+		return nil, err
+	}
+	return &pdv1.UpdateBreachRecordResponse{Record: s.recordView(r, now, nil)}, nil
+}
+
+// afterUpdate is the record after an update of it that returned r and err:
+// for a replay, the record as it is now; a missing record is NOT_FOUND.
+func (s *BreachRecords) afterUpdate(ctx context.Context, id string, r *store.BreachRecord, err error) (*store.BreachRecord, error) {
+	var rep *replayed
+	switch {
+	case err == nil:
+		return r, nil
+	case errors.As(err, &rep):
+		if r, err = s.store.GetBreachRecord(ctx, id); err == nil {
+			return r, nil
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundRecord()
+	}
+	return nil, s.internal(ctx, "breach record", err)
+}
+
+// notFoundRecord answers a breach record that does not exist, or that the
+// caller may not see.
+func notFoundRecord() error { return status.Error(codes.NotFound, "breach record not found") }
+
+// breachGauges are the open and overdue breach records, read from the
+// store when scraped: records are few, and a breach's deadline is counted
+// in hours, so every scrape reads them afresh.
+type breachGauges struct {
+	s             *Service
+	open, overdue *prometheus.Desc
+}
+
+// BreachMetrics is the collector of the breach gauges.
+func (s *Service) BreachMetrics() prometheus.Collector {
+	return &breachGauges{
+		s:       s,
+		open:    prometheus.NewDesc("personaldata_breaches_open", "Breach records not closed.", nil, nil),
+		overdue: prometheus.NewDesc("personaldata_breaches_overdue", "Open breach records past their 72-hour deadline with no report to the supervisory authority (Art. 33(1)).", nil, nil),
+	}
+}
+
+func (g *breachGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.open
+	ch <- g.overdue
+}
+
+func (g *breachGauges) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, open, late, err := g.s.breachRegister(ctx, g.s.now())
+	if err != nil {
+		return // nothing true to say
+	}
+	ch <- prometheus.MustNewConstMetric(g.open, prometheus.GaugeValue, float64(open))
+	ch <- prometheus.MustNewConstMetric(g.overdue, prometheus.GaugeValue, float64(late))
+}
+
+// breachRecordViews is the register of breaches as the API shows it.
+func (s *Service) breachRecordViews(ctx context.Context, now time.Time) ([]*pdv1.BreachRecord, error) {
+	records, _, _, err := s.breachRegister(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pdv1.BreachRecord, 0, len(records))
+	for _, r := range records {
+		out = append(out, s.recordView(r, now, nil))
+	}
+	return out, nil
+}
