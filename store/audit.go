@@ -30,6 +30,9 @@ type AuditEvent struct {
 	Outcome   string
 	PrevHash  string
 	Hash      string
+	// Leaf is the index of the event's leaf in the Merkle tree over the
+	// trail (audittree.go); -1 for an event stored before there was a tree.
+	Leaf int64
 }
 
 // storedAuditEvent is an event as stored: lean, since every audited call
@@ -50,6 +53,7 @@ type storedAuditEvent struct {
 	Outcome   string        `bson:"outcome"`
 	PrevHash  string        `bson:"prev_hash,omitempty"`
 	Hash      string        `bson:"hash"`
+	Leaf      *int64        `bson:"leaf"`
 }
 
 // MarshalBSON stores e in its lean form.
@@ -70,6 +74,9 @@ func (e *AuditEvent) MarshalBSON() ([]byte, error) {
 		d = append(d, bson.E{Key: "prev_hash", Value: e.PrevHash})
 	}
 	d = append(d, bson.E{Key: "hash", Value: e.Hash})
+	if e.Leaf >= 0 {
+		d = append(d, bson.E{Key: "leaf", Value: e.Leaf})
+	}
 	return bson.Marshal(d)
 }
 
@@ -80,7 +87,10 @@ func (e *AuditEvent) UnmarshalBSON(data []byte) error {
 		return err
 	}
 	*e = AuditEvent{ID: d.ID, Time: d.Time, Principal: d.Principal, Tenant: d.Tenant, Purpose: d.Purpose, RPC: d.RPC,
-		SubjectID: d.SubjectID, Outcome: d.Outcome, PrevHash: d.PrevHash, Hash: d.Hash}
+		SubjectID: d.SubjectID, Outcome: d.Outcome, PrevHash: d.PrevHash, Hash: d.Hash, Leaf: -1}
+	if d.Leaf != nil {
+		e.Leaf = *d.Leaf
+	}
 	if i := strings.LastIndexByte(d.ID, '/'); i > 0 {
 		e.Chain = d.ID[:i]
 		e.Seq, _ = strconv.ParseInt(d.ID[i+1:], 10, 64)

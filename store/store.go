@@ -152,6 +152,10 @@ type Store struct {
 	// last seq of each chain.
 	auditEvents *mongo.Collection
 	auditHeads  *mongo.Collection
+	// auditLeaves are the Merkle tree's leaves and nodes, auditCheckpoints
+	// its signed checkpoints (audittree.go).
+	auditLeaves      *mongo.Collection
+	auditCheckpoints *mongo.Collection
 }
 
 // Open connects to MongoDB, or starts the embedded store when cfg.URI is
@@ -230,6 +234,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
+	s.auditLeaves = auditDB.Collection(auditLeavesCollection)
+	s.auditCheckpoints = auditDB.Collection(auditCheckpointsCollection)
 	s.subjectInserts = newBatcher(s, s.subjects, false)
 	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
 	s.dataKeyInserts = newBatcher(s, s.dataKeys, false)
@@ -239,7 +245,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
 			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, selfServiceChallengesCollection, policiesCollection,
 			subjectOpsCollection},
-		auditDB: {auditEventsCollection, auditHeadsCollection},
+		auditDB: {auditEventsCollection, auditHeadsCollection, auditLeavesCollection, auditCheckpointsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
 		if err := s.prepare(ctx, d, collections); err != nil {

@@ -75,6 +75,13 @@ const (
 	// event before it (its prev_hash differs from that event's hash), or it
 	// names another chain or seq than the place it is stored at.
 	ReasonOutOfPlace = "out of place"
+	// ReasonNotInTree: the event has no leaf in the Merkle tree that the
+	// trusted checkpoint proves, or its leaf stands for another event: it
+	// was put into the chain, or moved, after it was appended.
+	ReasonNotInTree = "not in the tree"
+	// ReasonTreeInconsistent: the tree stored now does not extend the
+	// trusted checkpoint, so no event can be proved by it.
+	ReasonTreeInconsistent = "tree does not extend the checkpoint"
 )
 
 // Errors callers test with errors.Is.
@@ -103,6 +110,9 @@ type Event struct {
 	Outcome  string
 	PrevHash string // set by Append
 	Hash     string // set by Append
+	// Leaf is the index of the event's leaf in the Merkle tree over the
+	// trail (set by Append); -1 for an event stored before there was one.
+	Leaf int64
 	// likelyNew: the chain is most likely empty (Touch.NewChain); not
 	// stored.
 	likelyNew bool
@@ -154,6 +164,10 @@ func writeUint(h hash.Hash, n uint64) {
 // any number of processes, may append to the same chain.
 type Log struct {
 	st *store.Store
+	// tree is the Merkle tree over the trail, one leaf per event.
+	tree *tree
+	// trust, when set, returns the newest checkpoint Verify may trust.
+	trust func(context.Context) (*Anchor, error)
 	// chains serialises the appends of this Log to one chain, so that its
 	// own goroutines queue instead of racing for the same seq; other
 	// processes still race, and the _id reservation settles that.
@@ -204,7 +218,7 @@ func New(st *store.Store) *Log {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &Log{st: st, tails: tails}
+	return &Log{st: st, tails: tails, tree: &tree{st: st}}
 }
 
 // maxAppendAttempts bounds the seqs an Append tries before giving up; each
@@ -401,9 +415,29 @@ func (l *Log) flush(ctx context.Context, batch []*pending) {
 		ends[p.e.Chain] = tailEntry{seq: p.e.Seq, hash: p.e.Hash}
 		docs = append(docs, toStore(p.e))
 	}
+	// The leaves the events will get, unless another process appends to
+	// the tree meanwhile (tree.append then corrects them).
+	base, err := l.tree.size(ctx)
+	if err != nil {
+		for _, p := range batch {
+			p.err = fmt.Errorf("audit: append: %w", err)
+		}
+		return
+	}
+	for i, d := range docs {
+		d.Leaf = int64(base) + int64(i)
+	}
 	n, err := l.st.InsertAuditEvents(ctx, docs)
-	for _, p := range batch[:n] {
-		p.res = p.e
+	// The events written become leaves, in one insert: a caller whose
+	// event is not in the tree gets an error, as when it is not written.
+	treeErr := l.tree.append(ctx, docs[:n])
+	for i, p := range batch[:n] {
+		p.e.Leaf = docs[i].Leaf
+		if treeErr != nil {
+			p.err = treeErr
+		} else {
+			p.res = p.e
+		}
 		l.cacheTail(p.e.Chain, tailEntry{seq: p.e.Seq, hash: p.e.Hash})
 		if !known[p.e.Chain] || p.e.Seq%headEvery == 0 {
 			known[p.e.Chain] = true
@@ -445,10 +479,20 @@ func (l *Log) appendOne(ctx context.Context, e Event) (Event, error) {
 	for attempt := range maxAppendAttempts {
 		e.Seq, e.PrevHash = last+1, lastHash
 		e.Hash = Hash(e)
-		err := l.st.InsertAuditEvent(ctx, toStore(e))
+		size, err := l.tree.size(ctx)
+		if err != nil {
+			return Event{}, err
+		}
+		doc := toStore(e)
+		doc.Leaf = int64(size)
+		err = l.st.InsertAuditEvent(ctx, doc)
 		if err == nil {
 			l.cacheTail(e.Chain, tailEntry{seq: e.Seq, hash: e.Hash})
 			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash) // best effort
+			if err := l.tree.append(ctx, []*store.AuditEvent{doc}); err != nil {
+				return Event{}, err
+			}
+			e.Leaf = doc.Leaf
 			return e, nil
 		}
 		if !errors.Is(err, store.ErrExists) {
@@ -536,8 +580,57 @@ type Result struct {
 	// the one before it; 0 when the chain is intact.
 	FirstBroken int64
 	// Reason is what is wrong there: ReasonChanged, ReasonMissing or
-	// ReasonOutOfPlace; "" when intact.
+	// ReasonOutOfPlace, ReasonNotInTree or ReasonTreeInconsistent; "" when
+	// intact.
 	Reason string
+	// Leaf is the tree leaf of the first broken event, -1 when it has none
+	// or the chain is intact.
+	Leaf int64
+	// Checkpoint is the size of the trusted checkpoint the events were
+	// proved against (see TrustCheckpoints); 0 for none, when they were
+	// proved against the tree as stored.
+	Checkpoint uint64
+}
+
+// TrustCheckpoints has Verify prove every event against the newest
+// checkpoint that trust returns (nil: none yet), instead of against the tree
+// as stored. Call it before the Log is used.
+func (l *Log) TrustCheckpoints(trust func(context.Context) (*Anchor, error)) { l.trust = trust }
+
+// proofs proves events against the tree, for one verification: the anchor
+// and the current tree proved consistent with it, and the nodes read.
+type proofs struct {
+	n      *nodes
+	anchor Anchor
+	size   uint64
+	root   []byte
+}
+
+// newProofs proves the current tree against the newest trusted checkpoint;
+// a tree that does not extend it is ErrInconsistent.
+func (l *Log) newProofs(ctx context.Context) (*proofs, error) {
+	p := &proofs{n: l.tree.nodes()}
+	if l.trust != nil {
+		a, err := l.trust(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			p.anchor = *a
+		}
+	}
+	var err error
+	p.size, p.root, err = l.anchored(ctx, p.n, p.anchor)
+	if errors.Is(err, ErrTreeSize) {
+		err = fmt.Errorf("%w: %w", ErrInconsistent, err)
+	}
+	return p, err
+}
+
+// check says what is wrong with event e against the proved tree: "" when it
+// is the leaf it names, ReasonNotInTree or ReasonChanged otherwise.
+func (p *proofs) check(ctx context.Context, e Event) (string, error) {
+	return included(ctx, p.n, uint64(e.Leaf), p.size, p.root, e.ID(), e.Hash)
 }
 
 // Intact reports whether the chain verified.
@@ -559,8 +652,19 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("audit: verify: %w", err)
 	}
-	var res Result
-	prev, atHead := "", ""
+	res := Result{Leaf: -1}
+	pr, err := l.newProofs(ctx)
+	if errors.Is(err, ErrInconsistent) {
+		res.FirstBroken, res.Reason, res.Checkpoint = 1, ReasonTreeInconsistent, pr.anchor.Size
+		return res, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	res.Checkpoint = pr.anchor.Size
+	// inTree: an event of the chain had a leaf; every later one must too
+	// (only events appended before the tree existed have none).
+	prev, atHead, inTree := "", "", false
 	for seq := int64(1); ; seq++ {
 		se, err := l.st.GetAuditEvent(ctx, chain, seq)
 		if errors.Is(err, store.ErrNotFound) {
@@ -593,9 +697,16 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 			reason = ReasonChanged
 		case e.Chain != chain || e.Seq != seq || e.PrevHash != prev:
 			reason = ReasonOutOfPlace
+		case e.Leaf < 0 && inTree:
+			reason = ReasonNotInTree
+		case e.Leaf >= 0:
+			inTree = true
+			if reason, err = pr.check(ctx, e); err != nil {
+				return Result{}, fmt.Errorf("audit: verify: %w", err)
+			}
 		}
 		if reason != "" {
-			res.FirstBroken, res.Reason = seq, reason
+			res.FirstBroken, res.Reason, res.Leaf = seq, reason, e.Leaf
 			return res, nil
 		}
 		prev = e.Hash
@@ -673,6 +784,7 @@ func toStore(e Event) *store.AuditEvent {
 		Outcome:   e.Outcome,
 		PrevHash:  e.PrevHash,
 		Hash:      e.Hash,
+		Leaf:      e.Leaf,
 	}
 }
 
@@ -690,5 +802,6 @@ func fromStore(se *store.AuditEvent) Event {
 		Outcome:   se.Outcome,
 		PrevHash:  se.PrevHash,
 		Hash:      se.Hash,
+		Leaf:      se.Leaf,
 	}
 }
