@@ -112,7 +112,7 @@ type AuditCheckpoint struct {
 	Size uint64 `bson:"size"`
 	Root []byte `bson:"root"`
 	Time int64  `bson:"time"` // Unix nanoseconds
-	Note string  `bson:"note"`
+	Note string `bson:"note"`
 }
 
 // latestAuditCheckpoint is the _id of the copy of the newest checkpoint.

@@ -3,21 +3,19 @@ package audit
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
 
+	"github.com/example/personaldata/service/audit/checkpoint"
 	"github.com/example/personaldata/store"
 )
 
-// Hasher is the tree's hashing: RFC 6962 with SHA-256, as Certificate
-// Transparency and the Go checksum database use.
-var Hasher = rfc6962.DefaultHasher
+// Hasher is the tree's hashing (RFC 6962, SHA-256).
+var Hasher = checkpoint.Hasher
 
 var rangeFactory = &compact.RangeFactory{Hash: Hasher.HashChildren}
 
@@ -31,17 +29,9 @@ var (
 	errTreeDamaged = errors.New("the Merkle tree's stored nodes are missing or damaged")
 )
 
-// LeafHash is the hash of the leaf that stands for an event whose hash is
-// eventHash (hex): the RFC 6962 leaf hash of its 32 bytes. The event's hash
-// covers all its fields, its chain and seq and the hash before it in its
-// chain, so the leaf commits to all of that.
-func LeafHash(eventHash string) ([]byte, error) {
-	b, err := hex.DecodeString(eventHash)
-	if err != nil || len(b) != 32 {
-		return nil, fmt.Errorf("event hash %q is not hex SHA-256", eventHash)
-	}
-	return Hasher.HashLeaf(b), nil
-}
+// LeafHash is the hash of the leaf that stands for an event
+// (checkpoint.LeafHash).
+func LeafHash(eventHash string) ([]byte, error) { return checkpoint.LeafHash(eventHash) }
 
 // tree is a Log's view of the Merkle tree over the trail: one global log
 // whose leaves are the events in the order their batches were written.
@@ -127,6 +117,17 @@ func (t *tree) head(ctx context.Context) (uint64, []byte, error) {
 		root = Hasher.EmptyRoot()
 	}
 	return t.rng.End(), root, nil
+}
+
+// known is the size this process knows of, without reading the store;
+// false before the tree is loaded.
+func (t *tree) known() (uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.rng == nil {
+		return 0, false
+	}
+	return t.rng.End(), true
 }
 
 // size is the tree's size, loading it first if need be.

@@ -2,12 +2,22 @@ package audit_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	tlog "github.com/transparency-dev/formats/log"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/transparency-dev/merkle/proof"
 	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/audit/checkpoint"
 	"github.com/example/personaldata/store"
 )
 
@@ -82,4 +92,58 @@ func TestTreeOverTheTrail(t *testing.T) {
 		t.Errorf("with no leaves the old checks should pass the rewrite: %+v", res)
 	}
 	_ = store.AuditLeafID
+}
+
+// A checkpoint is a signed note that the checksum database's tooling
+// opens; it is stored, written to the push directory, and refused when
+// signed by another key or naming another origin.
+func TestCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	f := open(t)
+	l := audit.New(f.st)
+	appendN(t, l, audit.SubjectChain("a"), 3)
+	_, key, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	c, err := audit.NewCheckpoints(l, audit.CheckpointConfig{Origin: "example.se/audit", Key: key, Dir: dir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := c.Take(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp.Size != 3 || !strings.HasPrefix(string(cp.Note), "example.se/audit\n3\n") || !strings.Contains(string(cp.Note), "\n\n\u2014 example.se/audit ") {
+		t.Errorf("checkpoint %d:\n%s", cp.Size, cp.Note)
+	}
+	v, err := note.NewVerifier(c.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := tlog.ParseCheckpoint(cp.Note, "example.se/audit", v); err != nil {
+		t.Errorf("transparency-dev's parser: %v", err)
+	}
+	pushed, err := os.ReadFile(filepath.Join(dir, "checkpoint"))
+	if err != nil || string(pushed) != string(cp.Note) {
+		t.Errorf("pushed %q, %v", pushed, err)
+	}
+	if a, err := c.Trusted(ctx); err != nil || a.Size != 3 {
+		t.Errorf("Trusted: %+v, %v", a, err)
+	}
+
+	_, other, _ := ed25519.GenerateKey(nil)
+	c2, _ := audit.NewCheckpoints(audit.New(f.st), audit.CheckpointConfig{Origin: "example.se/audit", Key: other}, slog.New(slog.DiscardHandler))
+	c3, _ := audit.NewCheckpoints(audit.New(f.st), audit.CheckpointConfig{Origin: "example.se/other", Key: key}, slog.New(slog.DiscardHandler))
+	for name, tc := range map[string]struct {
+		c    *audit.Checkpoints
+		note []byte
+		want error
+	}{
+		"another key":    {c2, cp.Note, checkpoint.ErrKey},
+		"another origin": {c3, cp.Note, checkpoint.ErrOrigin},
+		"malformed":      {c, []byte("not a checkpoint"), checkpoint.ErrMalformed},
+	} {
+		if _, err := tc.c.Open(tc.note); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
 }
