@@ -177,6 +177,16 @@ func (s *Store) GetAuditEvent(ctx context.Context, chain string, seq int64) (*Au
 	return &e, nil
 }
 
+// GetAuditEventByID reads an event by its _id (AuditEventID), as a tree
+// leaf names it.
+func (s *Store) GetAuditEventByID(ctx context.Context, id string) (*AuditEvent, error) {
+	var e AuditEvent
+	if err := get(ctx, s.auditEvents, id, &e); err != nil {
+		return nil, fmt.Errorf("store: get audit event: %w", err)
+	}
+	return &e, nil
+}
+
 // ListAuditChain returns the events of chain from seq from on, consecutive:
 // it stops at limit events or at the first seq that is missing. On MongoDB
 // that is one walk over the _id index; on the embedded store, which would

@@ -746,6 +746,16 @@ func (l *Log) List(ctx context.Context, chain string, fromSeq int64, limit int) 
 	return out, nil
 }
 
+// Get reads the event with this id (Event.ID), as a tree leaf names it;
+// store.ErrNotFound when there is none.
+func (l *Log) Get(ctx context.Context, id string) (Event, error) {
+	se, err := l.st.GetAuditEventByID(ctx, id)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: get: %w", err)
+	}
+	return fromStore(se), nil
+}
+
 // ListTenant returns up to limit events of tenant, of all its chains, whose
 // ID comes after the given one (from the start when it is empty), in ID
 // order: chain by chain, each in seq order. It is a scan on the embedded
