@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -161,6 +162,9 @@ func (c *Checkpoints) push(ctx context.Context, cp *Checkpoint) {
 		c.logger.ErrorContext(ctx, "audit checkpoint not pushed", slog.String("to", where), slog.Uint64("size", cp.Size), slog.String("error", err.Error()))
 	}
 	if c.cfg.Dir != "" {
+		if err := os.MkdirAll(c.cfg.Dir, 0o750); err != nil {
+			fail("directory", err)
+		}
 		for _, name := range []string{fmt.Sprintf("checkpoint.%d", cp.Size), "checkpoint"} {
 			if err := durablefile.Write(filepath.Join(c.cfg.Dir, name), cp.Note, true); err != nil {
 				fail("directory", err)
