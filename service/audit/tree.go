@@ -467,3 +467,58 @@ func included(ctx context.Context, n *nodes, index, size uint64, root []byte, ev
 	}
 	return "", nil
 }
+
+// Prover proves events against the tree, proved in turn against the newest
+// trusted checkpoint, for one report: the nodes read are kept, so proving
+// the events of a stretch of the tree reads about one leaf per event,
+// whatever the tree's size. It is safe for concurrent use.
+type Prover struct {
+	mu sync.Mutex
+	p  *proofs
+	// broken is set when the tree does not extend the checkpoint.
+	broken bool
+}
+
+// NewProver proves the current tree against the newest trusted checkpoint.
+func (l *Log) NewProver(ctx context.Context) (*Prover, error) {
+	p, err := l.newProofs(ctx)
+	if errors.Is(err, ErrInconsistent) {
+		return &Prover{p: p, broken: true}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: prove: %w", err)
+	}
+	return &Prover{p: p}, nil
+}
+
+// Checkpoint is the size of the checkpoint the prover trusts (0: none).
+func (pr *Prover) Checkpoint() uint64 { return pr.p.anchor.Size }
+
+// Check proves events, of one chain, in seq order: Result.Events counts
+// those proved before the first that is not (FirstBroken, Reason, Leaf).
+// ok is false when an event has no leaf (it was appended before the tree
+// began): the caller verifies its chain the old way.
+func (pr *Prover) Check(ctx context.Context, events []Event) (res Result, ok bool, err error) {
+	res = Result{Leaf: -1, Checkpoint: pr.p.anchor.Size}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for _, e := range events {
+		if e.Leaf < 0 {
+			return Result{}, false, nil
+		}
+		reason := ReasonTreeInconsistent
+		if !pr.broken {
+			if Hash(e) != e.Hash {
+				reason = ReasonChanged
+			} else if reason, err = pr.p.check(ctx, e); err != nil {
+				return Result{}, true, fmt.Errorf("audit: prove: %w", err)
+			}
+		}
+		if reason != "" {
+			res.FirstBroken, res.Reason, res.Leaf = e.Seq, reason, e.Leaf
+			return res, true, nil
+		}
+		res.Events++
+	}
+	return res, true, nil
+}
