@@ -1,8 +1,18 @@
 package server_test
 
 import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/merkle/proof"
 	"google.golang.org/grpc/codes"
@@ -10,7 +20,9 @@ import (
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/audit/checkpoint"
+	"github.com/example/personaldata/store"
 )
 
 const (
@@ -96,4 +108,63 @@ func TestAuditCheckpointsAndProofs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Checkpoints go to the directory and the URL configured; a push the URL
+// refuses is counted, and /metrics shows the tree's size, the age of the
+// latest checkpoint and the failed pushes.
+func TestAuditCheckpointPushAndMetrics(t *testing.T) {
+	var mu sync.Mutex
+	var received []string
+	fail := true
+	witness := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		received = append(received, string(body))
+	}))
+	t.Cleanup(witness.Close)
+	dir := t.TempDir()
+	pushed := filepath.Join(dir, "pushed")
+	clk := &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	srv, _ := serve(t, dir, server.Config{
+		Store: store.Config{DataDir: filepath.Join(dir, "data")}, Now: clk.Now,
+		AuditCheckpoints: audit.CheckpointConfig{Origin: "example.se/personaldata", Dir: pushed, URL: witness.URL},
+	}, slog.New(slog.DiscardHandler))
+	op := grpcCaller{dial(t, srv), readToken(t, filepath.Join(dir, "operator.token"))}
+	first := call(t, op, createCheckpoint, &pdv1.CreateAuditCheckpointRequest{}, &pdv1.CreateAuditCheckpointResponse{}).GetCheckpoint()
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	clk.Advance(time.Minute)
+	second := call(t, op, createCheckpoint, &pdv1.CreateAuditCheckpointRequest{}, &pdv1.CreateAuditCheckpointResponse{}).GetCheckpoint()
+	if !strings.HasPrefix(first.GetSignedNote(), "example.se/personaldata\n") {
+		t.Errorf("origin: %q", first.GetSignedNote())
+	}
+	mu.Lock()
+	if len(received) != 1 || received[0] != second.GetSignedNote() {
+		t.Errorf("the URL received %q, want the second checkpoint", received)
+	}
+	mu.Unlock()
+	for _, name := range []string{"checkpoint", fmt.Sprintf("checkpoint.%d", second.GetTreeSize())} {
+		if b, err := os.ReadFile(filepath.Join(pushed, name)); err != nil || string(b) != second.GetSignedNote() {
+			t.Errorf("%s in the directory: %q %v", name, b, err)
+		}
+	}
+	clk.Advance(90 * time.Second)
+	_, metrics := httpGet(t, "http://"+srv.HTTPAddr()+"/metrics")
+	for _, want := range []string{
+		"personaldata_audit_checkpoint_push_failures_total 1\n",
+		"personaldata_audit_checkpoint_age_seconds 90\n",
+		fmt.Sprintf("personaldata_audit_tree_size %d\n", second.GetTreeSize()),
+		"personaldata_audit_checkpoints_total 2\n",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
