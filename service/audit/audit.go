@@ -19,14 +19,20 @@
 // chain leaves a shorter chain that is intact, and the last event can be
 // replaced by another with a recomputed hash. The head hint (seq and hash of
 // an event near the end, moved every 16 seqs so that an append is a single
-// insert; the last 15 events are not covered) mitigates this: Verify
-// reports a chain that ends before its head as missing its next event, and
-// an event at the head's seq with another hash than the head's as changed.
-// Append goes on from the head, so a gap cut at the end stays a gap, which
-// Verify keeps reporting. An attacker who can write the database can still
-// rewrite or remove the head along with the tail; only anchoring head hashes
-// outside the database (for example periodically signing or publishing
-// them) would show that.
+// insert; the last 15 events are not covered) mitigates this, but an
+// attacker who can write the database can rewrite or remove the head along
+// with the tail.
+//
+// So every event is also a leaf of one global Merkle tree over the trail,
+// in the order the events were written (tree.go; RFC 6962 hashing): the
+// flusher appends a batch's leaves in one insert after its events, each
+// event records its leaf, and the tree's size and root are signed in
+// checkpoints kept outside the database (checkpoint.go). Verify proves
+// every event against the tree, and the tree against the newest checkpoint
+// it trusts; a verifier holding an older checkpoint proves that the tree
+// extends it (a consistency proof) and recomputes the leaves since. A
+// rewritten, removed, inserted or moved event, or an older copy of the
+// database, no longer matches what was signed.
 package audit
 
 import (
