@@ -149,23 +149,31 @@ func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (in
 		}
 		docs[i] = e
 	}
-	err := s.apply(ctx, s.auditEvents, func(ctx context.Context) error {
-		_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+	return s.insertOrdered(ctx, s.auditEvents, docs, "audit events")
+}
+
+// insertOrdered inserts docs into c in order, in one round trip, stopping
+// at the first that fails, without waiting for the sync (apply): it
+// returns how many were inserted, and ErrExists when the one after them had
+// its _id taken.
+func (s *Store) insertOrdered(ctx context.Context, c *mongo.Collection, docs []any, what string) (int, error) {
+	err := s.apply(ctx, c, func(ctx context.Context) error {
+		_, err := c.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
 		return err
 	})
 	if err == nil {
-		return len(events), nil
+		return len(docs), nil
 	}
 	var bwe mongo.BulkWriteException
 	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
 		first := bwe.WriteErrors[0]
 		if mongo.IsDuplicateKeyError(err) {
-			return first.Index, fmt.Errorf("store: insert audit events: %w", ErrExists)
+			return first.Index, fmt.Errorf("store: insert %s: %w", what, ErrExists)
 		}
-		return first.Index, fmt.Errorf("store: insert audit events: %w", classify(err))
+		return first.Index, fmt.Errorf("store: insert %s: %w", what, classify(err))
 	}
 	// Nothing is known to have been written.
-	return 0, fmt.Errorf("store: insert audit events: %w", classify(err))
+	return 0, fmt.Errorf("store: insert %s: %w", what, classify(err))
 }
 
 // GetAuditEvent reads event seq of chain by its exact _id.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -50,21 +49,7 @@ func (s *Store) InsertAuditLeaves(ctx context.Context, leaves []*AuditLeaf) (int
 		l.ID = AuditLeafID(l.Index)
 		docs[i] = l
 	}
-	err := s.apply(ctx, s.auditLeaves, func(ctx context.Context) error {
-		_, err := s.auditLeaves.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
-		return err
-	})
-	if err == nil {
-		return len(leaves), nil
-	}
-	var bwe mongo.BulkWriteException
-	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
-		if mongo.IsDuplicateKeyError(err) {
-			return bwe.WriteErrors[0].Index, fmt.Errorf("store: insert audit leaves: %w", ErrExists)
-		}
-		return bwe.WriteErrors[0].Index, fmt.Errorf("store: insert audit leaves: %w", classify(err))
-	}
-	return 0, fmt.Errorf("store: insert audit leaves: %w", classify(err))
+	return s.insertOrdered(ctx, s.auditLeaves, docs, "audit leaves")
 }
 
 // GetAuditLeaf reads leaf index by its exact _id.
