@@ -669,8 +669,12 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 	}
 	res.Checkpoint = pr.anchor.Size
 	// inTree: an event of the chain had a leaf; every later one must too
-	// (only events appended before the tree existed have none).
-	prev, atHead, inTree := "", "", false
+	// (only events appended before the tree existed have none), but for one
+	// that a crash left between the insert of its event and that of its
+	// leaf (never acknowledged): unproven is the first such since the last
+	// event proved in the tree. An event proved after it commits to it
+	// (prev_hash), so only one at the end of the chain stays unproven.
+	prev, atHead, inTree, unproven := "", "", false, int64(0)
 	for seq := int64(1); ; seq++ {
 		se, err := l.st.GetAuditEvent(ctx, chain, seq)
 		if errors.Is(err, store.ErrNotFound) {
@@ -690,6 +694,8 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 				// appended there: the tail was rewritten.
 				res.FirstBroken, res.Reason = head.Seq, ReasonChanged
 				res.Events = head.Seq - 1
+			case unproven != 0:
+				res.FirstBroken, res.Reason, res.Events = unproven, ReasonNotInTree, unproven-1
 			}
 			return res, nil
 		}
@@ -704,15 +710,24 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 		case e.Chain != chain || e.Seq != seq || e.PrevHash != prev:
 			reason = ReasonOutOfPlace
 		case e.Leaf < 0 && inTree:
-			reason = ReasonNotInTree
+			if unproven == 0 {
+				unproven = seq
+			}
 		case e.Leaf >= 0:
 			inTree = true
 			if reason, err = pr.check(ctx, e); err != nil {
 				return Result{}, fmt.Errorf("audit: verify: %w", err)
 			}
+			if reason == "" {
+				unproven = 0
+			}
 		}
 		if reason != "" {
 			res.FirstBroken, res.Reason, res.Leaf = seq, reason, e.Leaf
+			if unproven != 0 {
+				// The leafless events before it are not proved either.
+				res.FirstBroken, res.Reason, res.Leaf, res.Events = unproven, ReasonNotInTree, -1, unproven-1
+			}
 			return res, nil
 		}
 		prev = e.Hash

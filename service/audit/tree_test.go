@@ -84,6 +84,25 @@ func TestTreeOverTheTrail(t *testing.T) {
 	if res.FirstBroken != 5 || res.Reason != audit.ReasonChanged || res.Leaf != a[4].Leaf || res.Checkpoint != 8 {
 		t.Errorf("rewritten event: %+v, want seq 5 changed at leaf %d against checkpoint 8", res, a[4].Leaf)
 	}
+	// An event left without its leaf by a crash between the two inserts
+	// (never acknowledged) is proved by the next event, which commits to
+	// it; at the end of the chain it is not proved.
+	c := appendN(t, l, audit.SubjectChain("c2"), 3)
+	if _, err := f.db.Collection("audit_events").UpdateOne(ctx, bson.D{{Key: "_id", Value: c[1].ID()}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "leaf", Value: ""}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if res := verify(t, l, audit.SubjectChain("c2")); !res.Intact() {
+		t.Errorf("a leafless event followed by one proved: %+v", res)
+	}
+	if _, err := f.db.Collection("audit_events").UpdateOne(ctx, bson.D{{Key: "_id", Value: c[2].ID()}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "leaf", Value: ""}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if res := verify(t, l, audit.SubjectChain("c2")); res.FirstBroken != 2 || res.Reason != audit.ReasonNotInTree {
+		t.Errorf("leafless events at the end of the chain: %+v, want seq 2 not in the tree", res)
+	}
+
 	// Without the tree (no leaf on any event) the rewrite passes.
 	if _, err := f.db.Collection("audit_events").UpdateMany(ctx, bson.D{}, bson.D{{Key: "$unset", Value: bson.D{{Key: "leaf", Value: ""}}}}); err != nil {
 		t.Fatal(err)
