@@ -48,6 +48,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/example/personaldata/store"
 )
@@ -210,6 +211,10 @@ const (
 	// headEvery is how often, in seqs, an append moves the head hint: the
 	// hint may lag by less than this, which Verify's check of the end allows.
 	headEvery = 16
+	// maxProvedNodes bounds the tree's nodes kept once proved (about 20 MB
+	// at the bound): the upper nodes every proof shares, and the recent
+	// stretches that reports and chain checks read.
+	maxProvedNodes = 200_000
 )
 
 func (l *Log) cachedTail(chain string) (tailEntry, bool) { return l.tails.Get(chain) }
@@ -224,7 +229,11 @@ func New(st *store.Store) *Log {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &Log{st: st, tails: tails, tree: &tree{st: st}}
+	proved, err := lru.New[compact.NodeID, []byte](maxProvedNodes)
+	if err != nil {
+		panic(err)
+	}
+	return &Log{st: st, tails: tails, tree: &tree{st: st, proved: proved}}
 }
 
 // maxAppendAttempts bounds the seqs an Append tries before giving up; each

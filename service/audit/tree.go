@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 
@@ -39,7 +41,12 @@ func LeafHash(eventHash string) ([]byte, error) { return checkpoint.LeafHash(eve
 // read. The compact range of [0, size) is all it holds in memory.
 type tree struct {
 	st *store.Store
-	mu sync.Mutex
+	// proved are nodes that an inclusion proof against a trusted root
+	// verified: a node of a perfect subtree never changes, so a proof that
+	// needs it again takes it from here instead of the store (and an
+	// insider's later change of the stored node cannot touch it).
+	proved *lru.Cache[compact.NodeID, []byte]
+	mu     sync.Mutex
 	// rng is the compact range [0, size); nil until loaded.
 	rng *compact.Range
 }
@@ -237,9 +244,12 @@ func (t *tree) current(ctx context.Context) (uint64, []byte, error) {
 type nodes struct {
 	st     *store.Store
 	leaves map[uint64]*store.AuditLeaf
+	proved *lru.Cache[compact.NodeID, []byte] // nil: none kept
 }
 
-func (t *tree) nodes() *nodes { return &nodes{st: t.st, leaves: map[uint64]*store.AuditLeaf{}} }
+func (t *tree) nodes() *nodes {
+	return &nodes{st: t.st, leaves: map[uint64]*store.AuditLeaf{}, proved: t.proved}
+}
 
 // leaf reads leaf i, once.
 func (n *nodes) leaf(ctx context.Context, i uint64) (*store.AuditLeaf, error) {
@@ -257,6 +267,11 @@ func (n *nodes) leaf(ctx context.Context, i uint64) (*store.AuditLeaf, error) {
 // hash returns the hash of node id: a leaf's own hash at level 0, else the
 // one its last leaf stored.
 func (n *nodes) hash(ctx context.Context, id compact.NodeID) ([]byte, error) {
+	if n.proved != nil {
+		if h, ok := n.proved.Get(id); ok {
+			return h, nil
+		}
+	}
 	l, err := n.leaf(ctx, ((id.Index+1)<<id.Level)-1)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: node %d/%d", errTreeDamaged, id.Level, id.Index)
@@ -455,15 +470,30 @@ func included(ctx context.Context, n *nodes, index, size uint64, root []byte, ev
 	if err != nil || !bytes.Equal(want, l.Hash) {
 		return ReasonChanged, nil
 	}
-	p, err := inclusion(ctx, n, index, size)
+	p, err := proof.Inclusion(index, size)
 	if err != nil {
-		if errors.Is(err, errTreeDamaged) {
-			return ReasonNotInTree, nil
-		}
 		return "", err
 	}
-	if proof.VerifyInclusion(Hasher, index, size, l.Hash, p, root) != nil {
+	hashes, err := n.hashes(ctx, p.IDs)
+	if errors.Is(err, errTreeDamaged) {
 		return ReasonNotInTree, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	kept := slices.Clone(hashes) // Rehash works in place
+	path, err := p.Rehash(hashes, Hasher.HashChildren)
+	if err != nil {
+		return "", err
+	}
+	if proof.VerifyInclusion(Hasher, index, size, l.Hash, path, root) != nil {
+		return ReasonNotInTree, nil
+	}
+	if n.proved != nil {
+		n.proved.Add(compact.NewNodeID(0, index), l.Hash)
+		for i, id := range p.IDs {
+			n.proved.Add(id, kept[i])
+		}
 	}
 	return "", nil
 }
