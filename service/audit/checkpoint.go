@@ -49,8 +49,9 @@ type Checkpoints struct {
 	signer  *checkpoint.Signer
 	logger  *slog.Logger
 	started time.Time
-	// mu makes one checkpoint at a time; latest is the newest taken or
-	// read, whose signature verified.
+	// taking makes one checkpoint at a time, pushes included; mu guards
+	// latest, the newest taken or read, whose signature verified.
+	taking sync.Mutex
 	mu     sync.Mutex
 	latest *Checkpoint
 
@@ -133,6 +134,19 @@ func (c *Checkpoints) Collectors() []prometheus.Collector {
 // and URL configured. A failed push is counted and logged, not returned:
 // the checkpoint is taken.
 func (c *Checkpoints) Take(ctx context.Context) (*Checkpoint, error) {
+	// One at a time, pushes included, so that the copies outside go in
+	// order; Latest and Trusted wait only for the store.
+	c.taking.Lock()
+	defer c.taking.Unlock()
+	cp, err := c.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.push(ctx, cp)
+	return cp, nil
+}
+
+func (c *Checkpoints) take(ctx context.Context) (*Checkpoint, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	size, root, err := c.log.tree.current(ctx)
@@ -151,7 +165,6 @@ func (c *Checkpoints) Take(ctx context.Context) (*Checkpoint, error) {
 	}
 	c.latest = cp
 	c.taken.Inc()
-	c.push(ctx, cp)
 	return cp, nil
 }
 
