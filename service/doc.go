@@ -200,6 +200,17 @@
 //     requests, answered ones too (`subject_id`; `pdctl requests list --subject ID`), to see whether a
 //     new one repeats earlier ones (Art. 12(5)); `personaldata_rights_requests_open` and `personaldata_rights_requests_overdue` on `/metrics`.
 //     Every step is an audit event on the subject's chain (the tenant's when no subject matched).
+//   - A data subject signed in to their own page asks for restriction, objection (Art. 21(1),
+//     `RIGHTS_REQUEST_KIND_OBJECTION`, fulfilled as a restriction on ground `OBJECTION_PENDING`) or
+//     erasure themselves (`OpenOwnRightsRequest`, `POST /v1/subjects/{id}:openRightsRequest`): the
+//     request opens in the company's queue already `VERIFIED`, by the sign-in's method (`CODE` or
+//     `OIDC`, by the person), with the same due date, receipt and audit; one open request per kind.
+//     Naming a customer that holds data about the same person (`ListOwnControllers`: a live record
+//     under the same personnummer or e-mail in that customer's data) forwards it to that customer
+//     at once, as `:forward` does. `ListOwnRightsRequests` shows the person their requests (kind,
+//     state, due date, no staff names); `GetOwnAccessLetter` is the Art. 15 letter about what is
+//     held now. Only the person on their own page may call these four; staff carry the requests on
+//     as any other.
 //
 // The personal values of a request (claimed identity, words, reply address, explanations, the contact
 // it answers to) are sealed under a data key of the request's own. Three years after a request was
@@ -301,6 +312,11 @@
 //     the checkpoints (`GET /v1/auditCheckpoints/latest`, `POST /v1/auditCheckpoints`), consistency
 //     proofs and the leaves; inclusion proofs go to whoever may read the chain. See
 //     ../cmd/personaldatad/README.md, "The audit trail's checkpoints", for why one global log.
+//   - A data subject on their own page (cmd/personaldatad/selfservice) is the principal of their
+//     events, which carry `channel:SELF_SERVICE` and how they signed in, `sign_in:code` (a code sent
+//     to the contact on file) or `sign_in:oidc` (BankID or Freja eID through an OpenID Connect
+//     provider); the sign-in itself is an event `self-service sign-in` on their chain, written before
+//     the page gives a session (RecordSelfServiceSignIn).
 //   - Refused authentications (a call without valid credentials over gRPC or REST, a failed
 //     console sign-in) are in the chain `unauthenticated`, of no tenant and no principal: fields
 //     `reason:` (`missing`, `malformed`, `unknown_principal`, `bad_token`, `revoked`; for the console

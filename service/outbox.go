@@ -185,6 +185,7 @@ var kindNamesSV = map[pdv1.RightsRequestKind]string{
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE:                    "radering",
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION: "invändning mot direktmarknadsföring",
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL:         "återkallelse av samtycke",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_OBJECTION:                  "invändning mot behandling",
 }
 
 var reasonNamesSV = map[pdv1.DecisionReason]string{

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"html/template"
@@ -96,14 +95,7 @@ func (s *RightsRequests) GetRightsRequestReply(ctx context.Context, req *pdv1.Ge
 // GetRightsRequestLetter returns the reply as an HTML letter.
 func (s *RightsRequests) GetRightsRequestLetter(ctx context.Context, req *pdv1.GetRightsRequestLetterRequest) (*httpbody.HttpBody, error) {
 	var v violations
-	lang := req.GetLanguage()
-	switch lang {
-	case "":
-		lang = "sv"
-	case "sv", "en":
-	default:
-		v.add("language", `must be "sv" or "en"`)
-	}
+	lang := v.letterLanguage(req.GetLanguage())
 	v.requestID(req.GetRequestId())
 	if err := v.err(); err != nil {
 		return nil, err
@@ -116,13 +108,7 @@ func (s *RightsRequests) GetRightsRequestLetter(ctx context.Context, req *pdv1.G
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	data := letterData(r, reply, lang)
-	data.Sender = s.sender.view()
-	if err := letterTemplate.Execute(&b, data); err != nil {
-		return nil, s.internal(ctx, "letter", err)
-	}
-	return &httpbody.HttpBody{ContentType: "text/html; charset=utf-8", Data: b.Bytes()}, nil
+	return s.letter(ctx, r, reply, lang)
 }
 
 // fulfilledAccess reads a request whose reply can be made: an access or

@@ -173,13 +173,22 @@ func (s *RightsRequests) OpenRightsRequest(ctx context.Context, req *pdv1.OpenRi
 		CreatedAt: now.UnixNano(), UpdatedAt: now.UnixNano(),
 	}
 	note(ctx, requestTouch(r, claimedField))
-	err = s.insertRequest(ctx, r)
+	if r, err = s.insertNewRequest(ctx, "open rights request", r, key, fp); err != nil {
+		return nil, err
+	}
+	return &pdv1.OpenRightsRequestResponse{Request: s.requestToProto(r)}, nil
+}
+
+// insertNewRequest stores a request just opened under idempotency key,
+// whose request had fingerprint fp, and queues its messages. When an
+// earlier attempt stored it, that one is the answer; another request that
+// reused the key is refused.
+func (s *RightsRequests) insertNewRequest(ctx context.Context, op string, r *store.RightsRequest, key string, fp []byte) (*store.RightsRequest, error) {
+	err := s.insertRequest(ctx, r)
 	if errors.Is(err, store.ErrExists) {
-		// An earlier attempt of this request (or another request that
-		// reuses its key) recorded it.
-		prev, err := s.readRequest(ctx, id)
+		prev, err := s.readRequest(ctx, r.ID)
 		if err != nil {
-			return nil, s.internal(ctx, "open rights request", err)
+			return nil, s.internal(ctx, op, err)
 		}
 		if err := checkReplay(prev.Ops, opKey(key), fp); !isReplay(err) {
 			if err == nil {
@@ -189,13 +198,13 @@ func (s *RightsRequests) OpenRightsRequest(ctx context.Context, req *pdv1.OpenRi
 		}
 		r = prev
 	} else if err != nil {
-		return nil, s.internal(ctx, "open rights request", err)
+		return nil, s.internal(ctx, op, err)
 	}
 	r, err = s.settleRequest(ctx, r)
 	if err != nil {
-		return nil, s.internal(ctx, "open rights request", err)
+		return nil, s.internal(ctx, op, err)
 	}
-	return &pdv1.OpenRightsRequestResponse{Request: s.requestToProto(r)}, nil
+	return r, nil
 }
 
 // claimedIdentity checks the requester's claimed identity: an identity
@@ -683,11 +692,7 @@ func (s *RightsRequests) ForwardRightsRequest(ctx context.Context, req *pdv1.For
 		if err := answered(r); err != nil {
 			return err
 		}
-		r.ForwardedTo = customer
-		r.Forwarding = &store.Forwarding{Controller: customer, Reference: reference, At: now.UnixNano(), By: c.ID()}
-		r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FORWARDED.String()
-		r.ClosedAt = now.UnixNano()
-		addStep(r, "forwarded", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED)
+		forward(r, customer, reference, c, now)
 		return nil
 	})
 	if err != nil {
@@ -695,6 +700,15 @@ func (s *RightsRequests) ForwardRightsRequest(ctx context.Context, req *pdv1.For
 	}
 	note(ctx, audit.Touch{Tenant: customer, Fields: requestFields})
 	return &pdv1.ForwardRightsRequestResponse{Request: s.requestToProto(updated)}, nil
+}
+
+// forward passes r to customer, which answers it; the requester hears so.
+func forward(r *store.RightsRequest, customer, reference string, c *auth.Caller, now time.Time) {
+	r.ForwardedTo = customer
+	r.Forwarding = &store.Forwarding{Controller: customer, Reference: reference, At: now.UnixNano(), By: c.ID()}
+	r.State = pdv1.RightsRequestState_RIGHTS_REQUEST_STATE_FORWARDED.String()
+	r.ClosedAt = now.UnixNano()
+	addStep(r, "forwarded", c, now, pdv1.OutboxMessageKind_OUTBOX_MESSAGE_KIND_FORWARDED)
 }
 
 // kindActions is the fulfilment each kind of request takes.
@@ -706,6 +720,8 @@ var kindActions = map[pdv1.RightsRequestKind]string{
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE:                    "erase",
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION: "stop_direct_marketing",
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL:         "withdraw_consent",
+	// An objection stops the processing while it is weighed (Art. 18(1)(d)).
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_OBJECTION: "restrict",
 }
 
 // FulfilRightsRequest carries out a granted request through the handlers

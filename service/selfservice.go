@@ -87,13 +87,7 @@ func (s *Service) StartSelfServiceSignIn(ctx context.Context, typed string) (tok
 	if err != nil {
 		return "", err
 	}
-	var id string
-	for _, k := range s.lookupKeys(companyController, &p) {
-		if k.field == field {
-			id = k.id
-		}
-	}
-	sub, err := s.findByKey(ctx, id)
+	sub, err := s.selfServiceSubject(ctx, field, &p)
 	if err != nil {
 		return "", s.internal(ctx, "self-service sign-in", err)
 	}

@@ -5,10 +5,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	"github.com/example/personaldata/store"
 )
 
@@ -135,5 +140,58 @@ func TestDurationsLoggedInMilliseconds(t *testing.T) {
 	newLogger(&logs, slog.LevelInfo).Info("draining", slog.Duration("delay", 5*time.Second), slog.Duration("took", 1234567*time.Nanosecond))
 	if s := logs.String(); !strings.Contains(s, `"delay_ms":5000,`) || !strings.Contains(s, `"took_ms":1.235`) {
 		t.Fatalf("logged %s", s)
+	}
+}
+
+// TestSelfServiceOIDCFlags: strong sign-in needs the page; its secret comes
+// from a file or the environment, never from a flag's value; the scopes
+// are words.
+func TestSelfServiceOIDCFlags(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "oidc-secret")
+	if err := os.WriteFile(secretFile, []byte("from-the-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	page := []string{"-self-service-addr", "127.0.0.1:0", "-self-service-oidc-issuer", "https://broker.example.test", "-self-service-oidc-client-id", "pd"}
+	for _, c := range []struct {
+		name, env, wantSecret, wantErr string
+		args                           []string
+	}{
+		{name: "off by default"},
+		{name: "without the page", args: []string{"-self-service-oidc-issuer", "https://broker.example.test"}, wantErr: "-self-service-addr"},
+		{name: "secret in the environment", env: "from-the-env", args: page, wantSecret: "from-the-env"},
+		{name: "secret file over the environment", env: "from-the-env", args: append(slices.Clone(page), "-self-service-oidc-client-secret-file", secretFile), wantSecret: "from-the-file"},
+		{name: "missing secret file", args: append(slices.Clone(page), "-self-service-oidc-client-secret-file", filepath.Join(dir, "none")), wantErr: "-self-service-oidc-client-secret-file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(oidcSecretEnv, c.env)
+			got, err := parseFlags(c.args)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("parseFlags(%q): %v, want an error about %q", c.args, err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || got.oidc.ClientSecret != c.wantSecret {
+				t.Fatalf("parseFlags(%q): secret %q, %v; want %q", c.args, got.oidc.ClientSecret, err, c.wantSecret)
+			}
+			if got.oidc.Claim != selfservice.DefaultOIDCClaim || !slices.Equal(got.oidc.Scopes, []string{selfservice.DefaultOIDCScope}) {
+				t.Errorf("claim %q, scopes %q: want the defaults", got.oidc.Claim, got.oidc.Scopes)
+			}
+		})
+	}
+}
+
+func TestSelfServiceTrustedProxiesFlag(t *testing.T) {
+	got, err := parseFlags([]string{"-self-service-trusted-proxies", "10.0.0.0/8, 192.0.2.7,::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("::1/128")}
+	if !slices.Equal(got.proxies, want) {
+		t.Errorf("proxies %v, want %v", got.proxies, want)
+	}
+	if _, err := parseFlags([]string{"-self-service-trusted-proxies", "proxy.example.test"}); err == nil || !strings.Contains(err.Error(), "-self-service-trusted-proxies") {
+		t.Errorf("a host name: %v, want an error naming the flag", err)
 	}
 }

@@ -76,8 +76,9 @@ var fullDiskNotCovered = map[string]string{
 	// (in-process, with a session of the store), never a principal of this
 	// fixture. Their store writes are those of the calls covered here: a
 	// challenge like the sign-in's, an outbox message, and RectifySubject's.
-	"personaldata.v1.PersonalDataService/StartContactChange":   "data subjects only, through the self-service page; writes as RectifySubject and the outbox do",
-	"personaldata.v1.PersonalDataService/ConfirmContactChange": "data subjects only, through the self-service page; writes as RectifySubject does",
+	"personaldata.v1.PersonalDataService/StartContactChange":    "data subjects only, through the self-service page; writes as RectifySubject and the outbox do",
+	"personaldata.v1.PersonalDataService/ConfirmContactChange":  "data subjects only, through the self-service page; writes as RectifySubject does",
+	"personaldata.v1.RightsRequestService/OpenOwnRightsRequest": "data subjects only, through the self-service page; writes as OpenRightsRequest and ForwardRightsRequest do",
 }
 
 // fullDiskCase is one write RPC: prepare makes what it needs (with space)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	_ "gocloud.dev/secrets/hashivault"   // hashivault:// (Vault's transit engine)
 	_ "gocloud.dev/secrets/localsecrets" // base64key:// (tests, development)
 
+	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/audit"
@@ -88,6 +90,14 @@ type config struct {
 	auditCheckpointURL         string
 	drainDelay, shutdownTimout time.Duration
 	version                    bool
+	// oidc is the page's strong sign-in; oidcSecretFile and oidcScopes
+	// are read into it.
+	oidc                       selfservice.OIDC
+	oidcSecretFile, oidcScopes string
+	oidcACR                    string
+	// proxies are the page's trusted reverse proxies, read from proxyList.
+	proxies   []netip.Prefix
+	proxyList string
 	// unknownEnv are the PERSONALDATA_ variables no flag reads (a
 	// misspelling, most likely), to warn about: names, never values.
 	unknownEnv []unknownVar
@@ -99,7 +109,7 @@ const envPrefix = "PERSONALDATA_"
 // otherEnv are the PERSONALDATA_ variables read by something other than a
 // flag: the keys themselves, the billing client's token, and the tests'
 // switches (a developer's shell may hold them while running the server).
-var otherEnv = []string{"PERSONALDATA_MASTER_KEYS", "PERSONALDATA_TOKEN", "PERSONALDATA_SKIP_BROWSER", "PERSONALDATA_SCREENSHOTS", "PERSONALDATA_TEST_*"}
+var otherEnv = []string{"PERSONALDATA_MASTER_KEYS", oidcSecretEnv, "PERSONALDATA_TOKEN", "PERSONALDATA_SKIP_BROWSER", "PERSONALDATA_SCREENSHOTS", "PERSONALDATA_TEST_*"}
 
 func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	var c config
@@ -125,6 +135,14 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	str(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	str(&c.httpAddr, "http-addr", "127.0.0.1:8080", "REST gateway, OpenAPI, metrics and health listen address")
 	str(&c.selfServiceAddr, "self-service-addr", "", "listen address of the data subjects' own page (sign-in by a code sent to the contact details on file; see the README), the one listener meant to face the internet, behind the company's domain and TLS; empty serves no such page")
+	str(&c.proxyList, "self-service-trusted-proxies", "", "the reverse proxies in front of the data subjects' page, as addresses or CIDR prefixes separated by commas: their X-Forwarded-For names the client whose sign-ins are limited; empty trusts none (every client is the TCP peer)")
+	str(&c.oidc.Issuer, "self-service-oidc-issuer", "", "issuer URL of the OpenID Connect provider (an e-ID broker for BankID and Freja eID) for strong sign-in on the data subjects' page; empty offers only the sign-in by code")
+	str(&c.oidc.ClientID, "self-service-oidc-client-id", "", "the page's client id at that provider")
+	str(&c.oidcSecretFile, "self-service-oidc-client-secret-file", "", "file holding the page's client secret at that provider; or give the secret itself in "+oidcSecretEnv)
+	str(&c.oidc.RedirectURL, "self-service-oidc-redirect-url", "", "the page's address the provider sends people back to, registered there: https://YOUR-PAGE"+selfservice.OIDCCallbackPath)
+	str(&c.oidc.Claim, "self-service-oidc-claim", selfservice.DefaultOIDCClaim, "the ID token's claim that holds the personnummer")
+	str(&c.oidcScopes, "self-service-oidc-scopes", selfservice.DefaultOIDCScope, "scopes to ask for besides openid, separated by spaces: those that release that claim")
+	str(&c.oidcACR, "self-service-oidc-acr", "", "authentication context classes (acr) that count as strong, separated by spaces, such as http://id.elegnamnden.se/loa/1.0/loa3: asked for, and required of the ID token; empty takes whatever the provider vouches for")
 	str(&c.mongoURI, "mongo-uri", "", "MongoDB URI; empty runs the embedded store in -data-dir")
 	str(&c.dataDir, "data-dir", "data", "directory of the embedded store")
 	str(&c.database, "database", "personaldata", "database name")
@@ -209,7 +227,50 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	if c.keyFile == "" && c.mongoURI == "" {
 		c.keyFile = filepath.Join(c.dataDir, "keyring.json")
 	}
+	if err := c.readSelfService(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// oidcSecretEnv holds the OIDC client secret itself, when no file does.
+const oidcSecretEnv = "PERSONALDATA_SELF_SERVICE_OIDC_CLIENT_SECRET"
+
+// readSelfService completes the page's configuration: its trusted proxies,
+// and the strong sign-in's scopes and secret, from the file or the
+// environment (never a flag's value, which any user of the machine can read
+// in the process list).
+func (c *config) readSelfService() error {
+	for _, s := range strings.Split(c.proxyList, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if a, aerr := netip.ParseAddr(s); err != nil && aerr == nil {
+			p, err = a.Prefix(a.BitLen())
+		}
+		if err != nil {
+			return fmt.Errorf("-self-service-trusted-proxies: %q is not an address or a CIDR prefix", s)
+		}
+		c.proxies = append(c.proxies, p.Masked())
+	}
+	c.oidc.Scopes = strings.Fields(c.oidcScopes)
+	c.oidc.ACR = strings.Fields(c.oidcACR)
+	if c.oidc.Issuer == "" {
+		return nil
+	}
+	if c.selfServiceAddr == "" {
+		return errors.New("-self-service-oidc-issuer: the page's strong sign-in needs the page: set -self-service-addr")
+	}
+	c.oidc.ClientSecret = os.Getenv(oidcSecretEnv)
+	if c.oidcSecretFile != "" {
+		b, err := os.ReadFile(c.oidcSecretFile)
+		if err != nil {
+			return fmt.Errorf("-self-service-oidc-client-secret-file: %w", err)
+		}
+		c.oidc.ClientSecret = strings.TrimSpace(string(b))
+	}
+	return nil
 }
 
 // unknownVar is a PERSONALDATA_ variable nothing reads, and the known one
@@ -334,6 +395,7 @@ func realMain(ctx context.Context, args []string) error {
 		GRPCAddr:          c.grpcAddr,
 		HTTPAddr:          c.httpAddr,
 		SelfServiceAddr:   c.selfServiceAddr,
+		SelfServiceOIDC:   c.oidc,
 		Store:             store.Config{URI: c.mongoURI, DataDir: c.dataDir, Database: c.database, Durability: c.durability},
 		OperatorTokenFile: c.operatorTokenFile,
 		TLS:               server.TLSConfig{CertFile: c.tlsCert, KeyFile: c.tlsKey, ClientCAFile: c.tlsClient},
@@ -355,6 +417,8 @@ func realMain(ctx context.Context, args []string) error {
 		MetricsAddr:             c.metricsAddr,
 		ErasureLedger:           c.erasureLedger,
 		LetterSender:            c.sender,
+
+		SelfServiceTrustedProxies: c.proxies,
 	}, log)
 	if err != nil {
 		return err

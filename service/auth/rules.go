@@ -293,4 +293,8 @@ var rpcLimits = map[string]string{
 	pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName:  "an operator only when no agreement with the customer is in force or pending, or naming the one to terminate in the same call (`terminate_agreement_id`); else `AGREEMENT_IN_FORCE`",
 	pdv1.PersonalDataService_StartContactChange_FullMethodName:             "a data subject on their own page only (self-service), about themselves",
 	pdv1.PersonalDataService_ConfirmContactChange_FullMethodName:           "a data subject on their own page only (self-service), about themselves",
+	pdv1.RightsRequestService_OpenOwnRightsRequest_FullMethodName:          "a data subject on their own page only (self-service), about themselves; verified by the sign-in",
+	pdv1.RightsRequestService_ListOwnRightsRequests_FullMethodName:         "a data subject on their own page only (self-service), about themselves",
+	pdv1.RightsRequestService_ListOwnControllers_FullMethodName:            "a data subject on their own page only (self-service), about themselves",
+	pdv1.RightsRequestService_GetOwnAccessLetter_FullMethodName:            "a data subject on their own page only (self-service), about themselves",
 }

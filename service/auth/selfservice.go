@@ -48,6 +48,12 @@ var selfServiceRPCs = []string{
 	"/personaldata.v1.PersonalDataService/RectifySubject",
 	"/personaldata.v1.PersonalDataService/StartContactChange",
 	"/personaldata.v1.PersonalDataService/ConfirmContactChange",
+	// Restriction, objection and erasure as rights requests, verified by
+	// the sign-in; the person's own requests; the letter of what is held.
+	"/personaldata.v1.RightsRequestService/OpenOwnRightsRequest",
+	"/personaldata.v1.RightsRequestService/ListOwnRightsRequests",
+	"/personaldata.v1.RightsRequestService/ListOwnControllers",
+	"/personaldata.v1.RightsRequestService/GetOwnAccessLetter",
 }
 
 // SelfServiceSubject is the subject a self-service caller is confined to;

@@ -87,9 +87,17 @@ func TestSelfServiceConfinement(t *testing.T) {
 		"rectify B":                {"/personaldata.v1.PersonalDataService/RectifySubject", &pdv1.RectifySubjectRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
 		"new e-mail of B":          {"/personaldata.v1.PersonalDataService/StartContactChange", &pdv1.StartContactChangeRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
 		"confirm for B":            {"/personaldata.v1.PersonalDataService/ConfirmContactChange", &pdv1.ConfirmContactChangeRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
-		"not for a data subject":   {"/personaldata.v1.PersonalDataService/EraseSubject", &pdv1.EraseSubjectRequest{SubjectId: subjectA, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
-		"not a message":            {access, "subject-a"},
-		"no subject_id":            {access, &pdv1.ListOutboxMessagesRequest{}},
+		"rights request for B": {pdv1.RightsRequestService_OpenOwnRightsRequest_FullMethodName,
+			&pdv1.OpenOwnRightsRequestRequest{SubjectId: subjectB, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
+		"rights request by e-mail": {pdv1.RightsRequestService_OpenOwnRightsRequest_FullMethodName,
+			&pdv1.OpenOwnRightsRequestRequest{SubjectId: subjectA, Channel: pdv1.Channel_CHANNEL_EMAIL}},
+		"requests of B":          {pdv1.RightsRequestService_ListOwnRightsRequests_FullMethodName, &pdv1.ListOwnRightsRequestsRequest{SubjectId: subjectB}},
+		"controllers of B":       {pdv1.RightsRequestService_ListOwnControllers_FullMethodName, &pdv1.ListOwnControllersRequest{SubjectId: subjectB}},
+		"letter of B":            {pdv1.RightsRequestService_GetOwnAccessLetter_FullMethodName, &pdv1.GetOwnAccessLetterRequest{SubjectId: subjectB}},
+		"staff's list about A":   {pdv1.RightsRequestService_ListRightsRequests_FullMethodName, &pdv1.ListRightsRequestsRequest{SubjectId: subjectA}},
+		"not for a data subject": {"/personaldata.v1.PersonalDataService/EraseSubject", &pdv1.EraseSubjectRequest{SubjectId: subjectA, Channel: pdv1.Channel_CHANNEL_SELF_SERVICE}},
+		"not a message":          {access, "subject-a"},
+		"no subject_id":          {access, &pdv1.ListOutboxMessagesRequest{}},
 	} {
 		if c := call(gateway, asA, tc.method, tc.req); c != codes.PermissionDenied {
 			t.Errorf("%s: %v, want PermissionDenied", name, c)
@@ -126,7 +134,12 @@ func TestSelfServiceConfinement(t *testing.T) {
 			for j := range s.Methods().Len() {
 				m := s.Methods().Get(j)
 				method := "/" + string(s.FullName()) + "/" + string(m.Name())
-				if method == access || method == stream || method == withdraw {
+				// The person's own requests, controllers and letter: no channel
+				// to refuse them by, allowed about A (refused about B above).
+				own := method == pdv1.RightsRequestService_ListOwnRightsRequests_FullMethodName ||
+					method == pdv1.RightsRequestService_ListOwnControllers_FullMethodName ||
+					method == pdv1.RightsRequestService_GetOwnAccessLetter_FullMethodName
+				if method == access || method == stream || method == withdraw || own {
 					continue
 				}
 				others++

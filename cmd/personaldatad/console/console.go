@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
+	"github.com/example/personaldata/cmd/personaldatad/internal/websec"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
@@ -238,19 +239,7 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 
 // ServeHTTP serves the console, with its security headers on every answer.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
-	// Pages hold personal data: no copy in any cache. The few static
-	// files are small enough to fetch each time as well.
-	h.Set("Cache-Control", "no-store")
-	if r.TLS != nil {
-		h.Set("Strict-Transport-Security", "max-age=31536000")
-	}
+	websec.Headers(w.Header(), contentSecurityPolicy, r.TLS != nil)
 	c.mux.ServeHTTP(w, r)
 }
 

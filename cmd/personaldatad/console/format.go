@@ -194,6 +194,10 @@ func channelLabel(c pdv1.Channel) string {
 	if c == pdv1.Channel_CHANNEL_UNSPECIFIED {
 		return ""
 	}
+	if c == pdv1.Channel_CHANNEL_SELF_SERVICE {
+		// Not a channel staff choose: the person's own page.
+		return "Den registrerades egen sida"
+	}
 	return label(channels, c.String())
 }
 

@@ -28,6 +28,7 @@ var (
 		{"RIGHTS_REQUEST_KIND_ERASURE", "Radering"},
 		{"RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION", "Invändning mot direktmarknadsföring"},
 		{"RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL", "Återkallelse av samtycke"},
+		{"RIGHTS_REQUEST_KIND_OBJECTION", "Invändning mot behandling"},
 	}
 	requestStates = []option{
 		{"RIGHTS_REQUEST_STATE_RECEIVED", "Mottagen, identiteten inte styrkt"},
@@ -48,8 +49,9 @@ var (
 		{"VERIFICATION_METHOD_IDENTITY_DOCUMENT", "Id-handling som vi har kontrollerat"},
 		{"VERIFICATION_METHOD_CALL_BACK", "Återuppringning till telefonnumret i registret"},
 	}
-	verificationMethods = append([]option{{"VERIFICATION_METHOD_CODE", "Kod till kontaktuppgiften i registret"}}, attestMethods...)
-	decisionOutcomes    = []option{
+	verificationMethods = append([]option{{"VERIFICATION_METHOD_CODE", "Kod till kontaktuppgiften i registret"},
+		{"VERIFICATION_METHOD_OIDC", "E-legitimation vid inloggning på den egna sidan"}}, attestMethods...)
+	decisionOutcomes = []option{
 		{"DECISION_OUTCOME_GRANT", "Bevilja"},
 		{"DECISION_OUTCOME_GRANT_IN_PART", "Bevilja delvis"},
 		{"DECISION_OUTCOME_REFUSE", "Avslå"},
@@ -429,6 +431,7 @@ var fulfilActions = map[pdv1.RightsRequestKind]string{
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_ERASURE:                    "erase",
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION: "stop_direct_marketing",
 	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL:         "withdraw_consent",
+	pdv1.RightsRequestKind_RIGHTS_REQUEST_KIND_OBJECTION:                  "restrict",
 }
 
 // newRequestViewOf is r's page as of now, with the forms rpcs allow in its

@@ -2,11 +2,7 @@ package console
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -20,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
+	"github.com/example/personaldata/cmd/personaldatad/internal/websec"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
@@ -50,18 +47,11 @@ func (s *session) call(ctx context.Context) (context.Context, context.CancelFunc
 }
 
 // randomToken is 256 random bits, URL-safe.
-func randomToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+func randomToken() string { return websec.Token() }
 
 // sessionKey is the store's key of a session id: what the store holds
 // cannot be sent back as a cookie.
-func sessionKey(id string) string {
-	h := sha256.Sum256([]byte("console-session\x00" + id))
-	return hex.EncodeToString(h[:])
-}
+func sessionKey(id string) string { return websec.Key("console-session", id) }
 
 // Cookie names: with TLS the __Host- prefix binds a cookie to this host,
 // secure and for the whole site, so that no other site can set it.

@@ -8,15 +8,12 @@ package selfservice
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"google.golang.org/grpc"
@@ -24,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
+	"github.com/example/personaldata/cmd/personaldatad/internal/websec"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/auth"
@@ -35,6 +33,10 @@ type SignIn interface {
 	SelfServiceIdentityKey(typed string) (string, error)
 	StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error)
 	ConfirmSelfServiceSignIn(ctx context.Context, token, code string) (subjectID string, err error)
+	// For strong sign-in (oidc.go): whose personnummer the provider vouched for.
+	SelfServiceSubjectByIdentityNumber(ctx context.Context, number string) (subjectID string, err error)
+	// RecordSelfServiceSignIn audits a sign-in, before its session.
+	RecordSelfServiceSignIn(ctx context.Context, subjectID, signIn string) error
 }
 
 // Sessions stores the page's sessions.
@@ -64,6 +66,13 @@ type Config struct {
 	// known person's (a code queued) cannot be told from an unknown one's
 	// (500 ms when 0).
 	MinStart time.Duration
+	// OIDC, when its Issuer is set, offers strong sign-in through an
+	// OpenID Connect provider (oidc.go).
+	OIDC OIDC
+	// TrustedProxies are the reverse proxies in front of the page, whose
+	// X-Forwarded-For names the client the limits count
+	// (signinlimit.ClientAddr); none by default.
+	TrustedProxies []netip.Prefix
 }
 
 // Cookie names: __Host- keeps them to this host and path /.
@@ -80,6 +89,7 @@ type Page struct {
 	byAddr, byIdent *signinlimit.Limiter
 	codeByAddr      *signinlimit.Limiter
 	mux             *http.ServeMux
+	strong          *strong // nil when OIDC is off
 }
 
 // New returns the page.
@@ -111,34 +121,33 @@ func New(cfg Config) (*Page, error) {
 	p.mux.HandleFunc("POST /logga-ut", p.signOut)
 	p.mux.HandleFunc("GET /sprak/{lang}", p.switchLanguage)
 	p.correctionRoutes()
+	p.rightsRoutes()
+	if p.strong, err = newStrong(cfg.OIDC, cfg.Now); err != nil {
+		return nil, err
+	}
+	p.strongRoutes()
 	p.mux.HandleFunc("GET /style.css", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		_, _ = io.WriteString(w, styleCSS+correctionsCSS)
+		_, _ = io.WriteString(w, styleCSS+correctionsCSS+rightsCSS+strongCSS)
 	})
 	return p, nil
 }
 
 func (p *Page) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	websec.Headers(w.Header(), "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'", r.TLS != nil)
 	p.mux.ServeHTTP(w, r)
 }
 
-func random() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return base64.RawURLEncoding.EncodeToString(b)
+// clientKey is the key of r's client in the limits.
+func (p *Page) clientKey(r *http.Request) string {
+	return signinlimit.ClientKey(signinlimit.ClientAddr(r, p.cfg.TrustedProxies))
 }
 
+// random is a fresh token: a session id, a CSRF token, a state.
+func random() string { return websec.Token() }
+
 // sessionKey is the store's key of a session id: a hash.
-func sessionKey(id string) string {
-	h := sha256.Sum256([]byte("self-service-session\x00" + id))
-	return hex.EncodeToString(h[:])
-}
+func sessionKey(id string) string { return websec.Key("self-service-session", id) }
 
 func (p *Page) setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: true,
@@ -203,6 +212,8 @@ type view struct {
 	Sections                 []section
 	Status                   int
 	Own                      *own // the person's own changes (corrections.go)
+	Rights                   *rights
+	Strong                   bool // strong sign-in is offered (oidc.go)
 }
 
 type section struct {
@@ -216,6 +227,7 @@ type row struct{ Label, Value string }
 
 func (p *Page) render(w http.ResponseWriter, v view) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	v.Strong = p.strong != nil
 	if v.Status != 0 {
 		w.WriteHeader(v.Status)
 	}
@@ -257,8 +269,17 @@ func (p *Page) home(w http.ResponseWriter, r *http.Request) {
 			Error: l.say("Vi kunde inte hämta dina uppgifter just nu. Försök igen om en stund.", "We could not fetch your details just now. Please try again in a while.")})
 		return
 	}
+	if page.GetSubject().GetErasure() != nil {
+		p.erased(w, r, key, page)
+		return
+	}
+	rights, err := p.rightsOverview(r.Context(), s, key, l)
+	if err != nil {
+		p.failed(w, r, s, err)
+		return
+	}
 	p.render(w, view{Lang: l, Title: l.say("Dina personuppgifter", "Your personal data"), Step: "me", CSRF: s.CSRF, Sections: sections(page, l),
-		Info: doneInfo(r, l), Own: ownOverview(page, l)})
+		Info: doneInfo(r, l) + rightsDone(r, l), Own: ownOverview(page, l), Rights: rights})
 }
 
 // access is every page of the subject's access document, merged.
@@ -324,7 +345,7 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := p.cfg.Now()
-	att, lim := p.byAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), now)
+	att, lim := p.byAddr.Admit(p.clientKey(r), now)
 	if lim != nil {
 		p.limitedAnswer(w, r, lim.Wait, "start")
 		return
@@ -354,6 +375,12 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 		p.ourFault(w, r, "start")
 		return
 	}
+	p.codeSent(w, r, l, token)
+}
+
+// codeSent is the answer to a sign-in started, whether or not anyone
+// matched: the page where the code is typed in.
+func (p *Page) codeSent(w http.ResponseWriter, r *http.Request, l lang, token string) {
 	p.setCookie(w, signInCookie, token, int(service.SelfServiceCodeLifetime/time.Second))
 	p.render(w, view{Lang: l, Title: l.say("Skriv in koden", "Type in the code"), Step: "code", CSRF: p.preCSRF(w, r),
 		Info: l.say("Om vi har dina uppgifter har vi nu skickat en kod till den e-postadress eller det mobilnummer vi har till dig. Koden gäller i 10 minuter.",
@@ -372,7 +399,7 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 			Error: l.say("Koden har slutat gälla. Börja om och be om en ny kod.", "The code is no longer valid. Start again and ask for a new code.")})
 		return
 	}
-	att, lim := p.codeByAddr.Admit(signinlimit.ClientKey(r.RemoteAddr), p.cfg.Now())
+	att, lim := p.codeByAddr.Admit(p.clientKey(r), p.cfg.Now())
 	if lim != nil {
 		p.limitedAnswer(w, r, lim.Wait, "code")
 		return
@@ -394,16 +421,30 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 		p.ourFault(w, r, "code")
 		return
 	}
-	id, now := random(), p.cfg.Now()
-	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: store.SignInCode, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
-	if err := p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s); err != nil {
-		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
-		p.ourFault(w, r, "start")
+	if !p.newSession(w, r, subject, store.SignInCode) {
 		return
 	}
 	p.setCookie(w, signInCookie, "", -1)
-	p.setCookie(w, sessionCookie, id, 0)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// newSession signs subject in, by signIn (store.SignInCode or
+// store.SignInOIDC): an audit event, a session on the server, its id in
+// the cookie. It answers itself when it cannot.
+func (p *Page) newSession(w http.ResponseWriter, r *http.Request, subject, signIn string) bool {
+	id, now := random(), p.cfg.Now()
+	s := &store.SelfServiceSession{ID: sessionKey(id), SubjectID: subject, SignIn: signIn, CSRF: random(), Created: now.UnixNano(), LastSeen: now.UnixNano()}
+	err := p.cfg.SignIn.RecordSelfServiceSignIn(r.Context(), subject, signIn)
+	if err == nil {
+		err = p.cfg.Sessions.InsertSelfServiceSession(r.Context(), s)
+	}
+	if err != nil {
+		p.cfg.Log.Warn("self-service session", slog.String("error", err.Error()))
+		p.ourFault(w, r, "start")
+		return false
+	}
+	p.setCookie(w, sessionCookie, id, 0)
+	return true
 }
 
 func (p *Page) export(w http.ResponseWriter, r *http.Request) {

@@ -263,6 +263,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}} – {{say .Lang "Dina personuppgifter" "Your personal data"}}</title>
 <link rel="stylesheet" href="/style.css">
+{{template "strong-head" .}}
 </head>
 <body>
 <header><p class="brand">{{say .Lang "Dina personuppgifter" "Your personal data"}}</p>
@@ -280,6 +281,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <input id="identitet" name="identitet" type="text" autocomplete="username" required maxlength="254">
 <button type="submit">{{say .Lang "Skicka kod" "Send code"}}</button>
 </form>
+{{template "strong" .}}
 {{else if eq .Step "code"}}
 <form method="post" action="/kod">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
@@ -290,11 +292,18 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 <p><a href="/">{{say .Lang "Börja om" "Start again"}}</a></p>
 {{else if eq .Step "change"}}{{template "change" .}}
 {{else if eq .Step "verify"}}{{template "verify" .}}
+{{else if eq .Step "continue"}}{{template "continue" .}}
+{{else if eq .Step "rights"}}{{template "rightsForms" .}}
+{{else if eq .Step "erase"}}{{template "erase" .}}
+{{else if eq .Step "gone"}}
+{{else if eq .Step "none"}}<p>{{say .Lang "Har ett företag som är vår kund uppgifter om dig, så är det företaget som svarar för dem. Fråga företaget direkt." "If a company that is our customer holds details about you, that company answers for them. Ask the company directly."}}</p><p><a href="/">{{say .Lang "Till början" "To the start"}}</a></p>
 {{else if eq .Step "me-error"}}<p><a href="/">{{say .Lang "Tillbaka till dina uppgifter" "Back to your details"}}</a></p>
 {{else}}
 <p>{{say .Lang "Det här är allt vi har om dig just nu." "This is everything we hold about you right now."}}</p>
 <p><a class="button" href="/export" download>{{say .Lang "Ladda ner allt som en fil (JSON)" "Download everything as a file (JSON)"}}</a></p>
+<p><a class="button" href="/brev" download>{{say .Lang "Ladda ner allt som ett brev att läsa" "Download everything as a letter to read"}}</a></p>
 {{template "own" .}}
+{{template "rights" .}}
 {{range .Sections}}
 <section>
 <h2>{{.Heading}}</h2>

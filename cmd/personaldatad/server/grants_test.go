@@ -52,6 +52,11 @@ func TestGrantsOfTheRequestAndAccountabilityRPCs(t *testing.T) {
 	for _, m := range []string{"GetRightsRequest", "ListRightsRequests"} {
 		allowed["personaldata.v1.RightsRequestService/"+m] = []pdv1.PrincipalKind{support, customer}
 	}
+	// A data subject's own: no principal of any kind (only the person on
+	// their own page, selfservice_rights_test.go).
+	for _, m := range []string{"OpenOwnRightsRequest", "ListOwnRightsRequests", "ListOwnControllers", "GetOwnAccessLetter"} {
+		allowed["personaldata.v1.RightsRequestService/"+m] = nil
+	}
 	for _, m := range []string{"ListOutboxMessages", "StreamOutboxMessages", "AcknowledgeOutboxMessage"} {
 		allowed["personaldata.v1.RequesterOutboxService/"+m] = []pdv1.PrincipalKind{mailer}
 	}

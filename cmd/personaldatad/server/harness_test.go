@@ -106,7 +106,10 @@ type env struct {
 // ends. Its operator token and master keys are in dir; cfg gives the rest.
 func serve(t *testing.T, dir string, cfg server.Config, log *slog.Logger) (srv *server.Server, stop func()) {
 	t.Helper()
-	cfg.GRPCAddr, cfg.HTTPAddr, cfg.SelfServiceAddr, cfg.SelfServiceMinStart = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", 20*time.Millisecond
+	cfg.GRPCAddr, cfg.HTTPAddr, cfg.SelfServiceMinStart = "127.0.0.1:0", "127.0.0.1:0", 20*time.Millisecond
+	if cfg.SelfServiceAddr == "" {
+		cfg.SelfServiceAddr = "127.0.0.1:0"
+	}
 	cfg.OperatorTokenFile = filepath.Join(dir, "operator.token")
 	cfg.Keys = server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true}
 	srv, err := server.New(context.Background(), cfg, log)
@@ -170,19 +173,23 @@ func sharedStore(t *testing.T) string {
 }
 
 // startOn is start with the store at uri (empty: an embedded store the
-// server owns).
-func startOn(t *testing.T, uri string) *env {
+// server owns); opts change the server's configuration.
+func startOn(t *testing.T, uri string, opts ...func(*server.Config)) *env {
 	t.Helper()
 	e := &env{clock: &clock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, logs: &syncBuffer{}}
 	database := fmt.Sprintf("pdtest_%d", time.Now().UnixNano())
 	dir := t.TempDir()
 	e.dir, e.keyFile = dir, filepath.Join(dir, "keyring.json")
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, stop := serve(t, dir, server.Config{
+	cfg := server.Config{
 		Store:         store.Config{URI: uri, DataDir: filepath.Join(dir, "data"), Database: database},
 		Now:           e.clock.Now,
 		ErasureLedger: filepath.Join(dir, "data", ledger.DefaultName),
-	}, log)
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, stop := serve(t, dir, cfg, log)
 	e.srv = srv
 	e.grpc = dial(t, srv)
 	e.base = "http://" + srv.HTTPAddr()

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -32,18 +31,10 @@ func TestSelfServiceCorrectionsInBrowser(t *testing.T) {
 	tb := newSelfTab(t, browser, base)
 	step := func(name string, st int64, want string) {
 		t.Helper()
-		if text := tb.text(); !strings.Contains(text, want) {
-			t.Fatalf("%s: %d, no %q in %q", name, st, want, text)
-		}
-		tb.checkPage(personal)
-		tb.shots(shots, "sscorrect-"+name)
+		tb.pageState(shots, "sscorrect-"+name, st, want, personal)
 	}
 
-	tb.navigate("/")
-	tb.do(chromedp.SendKeys(chromedp.ID("identitet"), p.GetIdentityNumber()))
-	tb.submit(chromedp.Click(chromedp.CSS(`form[action="/logga-in"] button`)))
-	tb.do(chromedp.SendKeys(chromedp.ID("kod"), signInCodes(t, mailer)[p.GetEmail()]))
-	st := tb.submit(chromedp.Click(chromedp.CSS(`form[action="/kod"] button`)))
+	st := tb.signInByClicks(mailer, p)
 	step("1-overview", st, "Nej tack till direktreklam")
 
 	st = tb.submit(chromedp.Click(chromedp.CSS(`a[href="/andra"]`)))

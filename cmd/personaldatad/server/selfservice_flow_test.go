@@ -110,15 +110,8 @@ func TestSelfServiceInBrowser(t *testing.T) {
 		}
 		tb.checkPage(personal)
 		shot("self-4-signed-out")
-		req, _ := http.NewRequest(http.MethodGet, base+"/export", nil)
-		req.AddCookie(&http.Cookie{Name: cookie.Name, Value: cookie.Value})
-		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusSeeOther {
-			t.Errorf("the old session cookie after signing out: %d, want 303", res.StatusCode)
+		if st := oldSessionAnswer(t, base, cookie); st != http.StatusSeeOther {
+			t.Errorf("the old session cookie after signing out: %d, want 303", st)
 		}
 	}
 	t.Run("mouse", func(t *testing.T) { flow(t, 265, false) })

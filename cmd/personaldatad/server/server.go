@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -96,6 +97,12 @@ type Config struct {
 	// SelfServiceMinStart is the least time the page's answer to a
 	// sign-in takes (selfservice.Config.MinStart); 0 takes its default.
 	SelfServiceMinStart time.Duration
+	// SelfServiceOIDC, when its Issuer is set, offers strong sign-in on
+	// the page through an OpenID Connect provider.
+	SelfServiceOIDC selfservice.OIDC
+	// SelfServiceTrustedProxies are the reverse proxies in front of the
+	// page, whose X-Forwarded-For its sign-in limits read.
+	SelfServiceTrustedProxies []netip.Prefix
 	// ConsoleSignIn bounds the support console's failed sign-ins; zero
 	// fields take the console's defaults.
 	ConsoleSignIn console.SignInLimits
@@ -438,7 +445,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 
 	if cfg.SelfServiceAddr != "" {
 		page, err := selfservice.New(selfservice.Config{Conn: s.gateConn, SignIn: svc, Sessions: s.store, Log: s.log,
-			Now: cfg.Now, Secure: s.tls != nil, MinStart: cfg.SelfServiceMinStart})
+			Now: cfg.Now, Secure: s.tls != nil, MinStart: cfg.SelfServiceMinStart, OIDC: cfg.SelfServiceOIDC,
+			TrustedProxies: cfg.SelfServiceTrustedProxies})
 		if err != nil {
 			return err
 		}

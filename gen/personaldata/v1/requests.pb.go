@@ -45,6 +45,10 @@ const (
 	RightsRequestKind_RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION RightsRequestKind = 6
 	// Withdrawal of a consent (Art. 7(3)).
 	RightsRequestKind_RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL RightsRequestKind = 7
+	// Objection to processing on grounds of the subject's particular situation
+	// (Art. 21(1)); carried out as a restriction on ground OBJECTION_PENDING
+	// while the balancing is done (Art. 18(1)(d)).
+	RightsRequestKind_RIGHTS_REQUEST_KIND_OBJECTION RightsRequestKind = 8
 )
 
 // Enum value maps for RightsRequestKind.
@@ -58,6 +62,7 @@ var (
 		5: "RIGHTS_REQUEST_KIND_ERASURE",
 		6: "RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION",
 		7: "RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL",
+		8: "RIGHTS_REQUEST_KIND_OBJECTION",
 	}
 	RightsRequestKind_value = map[string]int32{
 		"RIGHTS_REQUEST_KIND_UNSPECIFIED":                0,
@@ -68,6 +73,7 @@ var (
 		"RIGHTS_REQUEST_KIND_ERASURE":                    5,
 		"RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION": 6,
 		"RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL":         7,
+		"RIGHTS_REQUEST_KIND_OBJECTION":                  8,
 	}
 )
 
@@ -3795,6 +3801,485 @@ func (x *OutboxKindSummary) GetOldestAge() *durationpb.Duration {
 	return nil
 }
 
+// OpenOwnRightsRequestRequest is the input of OpenOwnRightsRequest.
+type OpenOwnRightsRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A retry with the same key returns the first result. 1 to 128 characters of
+	// A-Z, a-z, 0-9 and "._:-"; never personal data.
+	IdempotencyKey string `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// The data subject signed in.
+	SubjectId string `protobuf:"bytes,2,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// RESTRICTION, OBJECTION or ERASURE.
+	Kind RightsRequestKind `protobuf:"varint,3,opt,name=kind,proto3,enum=personaldata.v1.RightsRequestKind" json:"kind,omitempty"`
+	// CHANNEL_SELF_SERVICE.
+	Channel Channel `protobuf:"varint,4,opt,name=channel,proto3,enum=personaldata.v1.Channel" json:"channel,omitempty"`
+	// Optional: what the person adds, at most 5,000 characters.
+	Text string `protobuf:"bytes,5,opt,name=text,proto3" json:"text,omitempty"`
+	// Optional: a customer from ListOwnControllers, to send the request about
+	// the data it holds to it; empty for the company's own data.
+	ControllerId  string `protobuf:"bytes,6,opt,name=controller_id,json=controllerId,proto3" json:"controller_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenOwnRightsRequestRequest) Reset() {
+	*x = OpenOwnRightsRequestRequest{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenOwnRightsRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenOwnRightsRequestRequest) ProtoMessage() {}
+
+func (x *OpenOwnRightsRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenOwnRightsRequestRequest.ProtoReflect.Descriptor instead.
+func (*OpenOwnRightsRequestRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *OpenOwnRightsRequestRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *OpenOwnRightsRequestRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *OpenOwnRightsRequestRequest) GetKind() RightsRequestKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RightsRequestKind_RIGHTS_REQUEST_KIND_UNSPECIFIED
+}
+
+func (x *OpenOwnRightsRequestRequest) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *OpenOwnRightsRequestRequest) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *OpenOwnRightsRequestRequest) GetControllerId() string {
+	if x != nil {
+		return x.ControllerId
+	}
+	return ""
+}
+
+// OpenOwnRightsRequestResponse is the output of OpenOwnRightsRequest.
+type OpenOwnRightsRequestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Request       *OwnRightsRequest      `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenOwnRightsRequestResponse) Reset() {
+	*x = OpenOwnRightsRequestResponse{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenOwnRightsRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenOwnRightsRequestResponse) ProtoMessage() {}
+
+func (x *OpenOwnRightsRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenOwnRightsRequestResponse.ProtoReflect.Descriptor instead.
+func (*OpenOwnRightsRequestResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *OpenOwnRightsRequestResponse) GetRequest() *OwnRightsRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// OwnRightsRequest is what a data subject sees of their own request.
+type OwnRightsRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	RequestId   string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Kind        RightsRequestKind      `protobuf:"varint,2,opt,name=kind,proto3,enum=personaldata.v1.RightsRequestKind" json:"kind,omitempty"`
+	State       RightsRequestState     `protobuf:"varint,3,opt,name=state,proto3,enum=personaldata.v1.RightsRequestState" json:"state,omitempty"`
+	ReceiveTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=receive_time,json=receiveTime,proto3" json:"receive_time,omitempty"`
+	// The last day of the time limit, in Sweden (YYYY-MM-DD).
+	DueDate string `protobuf:"bytes,5,opt,name=due_date,json=dueDate,proto3" json:"due_date,omitempty"`
+	// The customer it went to, when it was forwarded.
+	ForwardedTo string `protobuf:"bytes,6,opt,name=forwarded_to,json=forwardedTo,proto3" json:"forwarded_to,omitempty"`
+	// How the person's identity was verified.
+	VerificationMethod VerificationMethod `protobuf:"varint,7,opt,name=verification_method,json=verificationMethod,proto3,enum=personaldata.v1.VerificationMethod" json:"verification_method,omitempty"`
+	// Whether the time limit was extended.
+	Extended      bool `protobuf:"varint,8,opt,name=extended,proto3" json:"extended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnRightsRequest) Reset() {
+	*x = OwnRightsRequest{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnRightsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnRightsRequest) ProtoMessage() {}
+
+func (x *OwnRightsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnRightsRequest.ProtoReflect.Descriptor instead.
+func (*OwnRightsRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *OwnRightsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *OwnRightsRequest) GetKind() RightsRequestKind {
+	if x != nil {
+		return x.Kind
+	}
+	return RightsRequestKind_RIGHTS_REQUEST_KIND_UNSPECIFIED
+}
+
+func (x *OwnRightsRequest) GetState() RightsRequestState {
+	if x != nil {
+		return x.State
+	}
+	return RightsRequestState_RIGHTS_REQUEST_STATE_UNSPECIFIED
+}
+
+func (x *OwnRightsRequest) GetReceiveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceiveTime
+	}
+	return nil
+}
+
+func (x *OwnRightsRequest) GetDueDate() string {
+	if x != nil {
+		return x.DueDate
+	}
+	return ""
+}
+
+func (x *OwnRightsRequest) GetForwardedTo() string {
+	if x != nil {
+		return x.ForwardedTo
+	}
+	return ""
+}
+
+func (x *OwnRightsRequest) GetVerificationMethod() VerificationMethod {
+	if x != nil {
+		return x.VerificationMethod
+	}
+	return VerificationMethod_VERIFICATION_METHOD_UNSPECIFIED
+}
+
+func (x *OwnRightsRequest) GetExtended() bool {
+	if x != nil {
+		return x.Extended
+	}
+	return false
+}
+
+// ListOwnRightsRequestsRequest is the input of ListOwnRightsRequests.
+type ListOwnRightsRequestsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SubjectId     string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwnRightsRequestsRequest) Reset() {
+	*x = ListOwnRightsRequestsRequest{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwnRightsRequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwnRightsRequestsRequest) ProtoMessage() {}
+
+func (x *ListOwnRightsRequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwnRightsRequestsRequest.ProtoReflect.Descriptor instead.
+func (*ListOwnRightsRequestsRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListOwnRightsRequestsRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+// ListOwnRightsRequestsResponse is the output of ListOwnRightsRequests.
+type ListOwnRightsRequestsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// By due date, the earliest first.
+	Requests      []*OwnRightsRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwnRightsRequestsResponse) Reset() {
+	*x = ListOwnRightsRequestsResponse{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwnRightsRequestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwnRightsRequestsResponse) ProtoMessage() {}
+
+func (x *ListOwnRightsRequestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwnRightsRequestsResponse.ProtoReflect.Descriptor instead.
+func (*ListOwnRightsRequestsResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ListOwnRightsRequestsResponse) GetRequests() []*OwnRightsRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// ListOwnControllersRequest is the input of ListOwnControllers.
+type ListOwnControllersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SubjectId     string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwnControllersRequest) Reset() {
+	*x = ListOwnControllersRequest{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwnControllersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwnControllersRequest) ProtoMessage() {}
+
+func (x *ListOwnControllersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwnControllersRequest.ProtoReflect.Descriptor instead.
+func (*ListOwnControllersRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListOwnControllersRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+// ListOwnControllersResponse is the output of ListOwnControllers.
+type ListOwnControllersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customers' ids, in order.
+	ControllerIds []string `protobuf:"bytes,1,rep,name=controller_ids,json=controllerIds,proto3" json:"controller_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOwnControllersResponse) Reset() {
+	*x = ListOwnControllersResponse{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOwnControllersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOwnControllersResponse) ProtoMessage() {}
+
+func (x *ListOwnControllersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOwnControllersResponse.ProtoReflect.Descriptor instead.
+func (*ListOwnControllersResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListOwnControllersResponse) GetControllerIds() []string {
+	if x != nil {
+		return x.ControllerIds
+	}
+	return nil
+}
+
+// GetOwnAccessLetterRequest is the input of GetOwnAccessLetter.
+type GetOwnAccessLetterRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId,proto3" json:"subject_id,omitempty"`
+	// "sv" (the default) or "en".
+	Language      string `protobuf:"bytes,2,opt,name=language,proto3" json:"language,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOwnAccessLetterRequest) Reset() {
+	*x = GetOwnAccessLetterRequest{}
+	mi := &file_personaldata_v1_requests_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOwnAccessLetterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOwnAccessLetterRequest) ProtoMessage() {}
+
+func (x *GetOwnAccessLetterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_requests_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOwnAccessLetterRequest.ProtoReflect.Descriptor instead.
+func (*GetOwnAccessLetterRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_requests_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GetOwnAccessLetterRequest) GetSubjectId() string {
+	if x != nil {
+		return x.SubjectId
+	}
+	return ""
+}
+
+func (x *GetOwnAccessLetterRequest) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
 var File_personaldata_v1_requests_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_requests_proto_rawDesc = "" +
@@ -4063,7 +4548,41 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\awaiting\x18\x02 \x01(\x03R\awaiting\x12H\n" +
 	"\x12oldest_create_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x10oldestCreateTime\x128\n" +
 	"\n" +
-	"oldest_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\toldestAge*\xca\x02\n" +
+	"oldest_age\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\toldestAge\"\xa2\x02\n" +
+	"\x1bOpenOwnRightsRequestRequest\x12-\n" +
+	"\x0fidempotency_key\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x0eidempotencyKey\x12#\n" +
+	"\n" +
+	"subject_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12<\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\".personaldata.v1.RightsRequestKindB\x04\xe2A\x01\x02R\x04kind\x128\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x18.personaldata.v1.ChannelB\x04\xe2A\x01\x02R\achannel\x12\x12\n" +
+	"\x04text\x18\x05 \x01(\tR\x04text\x12#\n" +
+	"\rcontroller_id\x18\x06 \x01(\tR\fcontrollerId\"[\n" +
+	"\x1cOpenOwnRightsRequestResponse\x12;\n" +
+	"\arequest\x18\x01 \x01(\v2!.personaldata.v1.OwnRightsRequestR\arequest\"\x93\x03\n" +
+	"\x10OwnRightsRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x126\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\".personaldata.v1.RightsRequestKindR\x04kind\x129\n" +
+	"\x05state\x18\x03 \x01(\x0e2#.personaldata.v1.RightsRequestStateR\x05state\x12=\n" +
+	"\freceive_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vreceiveTime\x12\x19\n" +
+	"\bdue_date\x18\x05 \x01(\tR\adueDate\x12!\n" +
+	"\fforwarded_to\x18\x06 \x01(\tR\vforwardedTo\x12T\n" +
+	"\x13verification_method\x18\a \x01(\x0e2#.personaldata.v1.VerificationMethodR\x12verificationMethod\x12\x1a\n" +
+	"\bextended\x18\b \x01(\bR\bextended\"C\n" +
+	"\x1cListOwnRightsRequestsRequest\x12#\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\"^\n" +
+	"\x1dListOwnRightsRequestsResponse\x12=\n" +
+	"\brequests\x18\x01 \x03(\v2!.personaldata.v1.OwnRightsRequestR\brequests\"@\n" +
+	"\x19ListOwnControllersRequest\x12#\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\"C\n" +
+	"\x1aListOwnControllersResponse\x12%\n" +
+	"\x0econtroller_ids\x18\x01 \x03(\tR\rcontrollerIds\"\\\n" +
+	"\x19GetOwnAccessLetterRequest\x12#\n" +
+	"\n" +
+	"subject_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsubjectId\x12\x1a\n" +
+	"\blanguage\x18\x02 \x01(\tR\blanguage*\xed\x02\n" +
 	"\x11RightsRequestKind\x12#\n" +
 	"\x1fRIGHTS_REQUEST_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aRIGHTS_REQUEST_KIND_ACCESS\x10\x01\x12#\n" +
@@ -4072,7 +4591,8 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x1fRIGHTS_REQUEST_KIND_RESTRICTION\x10\x04\x12\x1f\n" +
 	"\x1bRIGHTS_REQUEST_KIND_ERASURE\x10\x05\x122\n" +
 	".RIGHTS_REQUEST_KIND_DIRECT_MARKETING_OBJECTION\x10\x06\x12*\n" +
-	"&RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL\x10\a*\x8c\x02\n" +
+	"&RIGHTS_REQUEST_KIND_CONSENT_WITHDRAWAL\x10\a\x12!\n" +
+	"\x1dRIGHTS_REQUEST_KIND_OBJECTION\x10\b*\x8c\x02\n" +
 	"\x12RightsRequestState\x12$\n" +
 	" RIGHTS_REQUEST_STATE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dRIGHTS_REQUEST_STATE_RECEIVED\x10\x01\x12!\n" +
@@ -4115,7 +4635,7 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x0eContactChannel\x12\x1f\n" +
 	"\x1bCONTACT_CHANNEL_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTACT_CHANNEL_EMAIL\x10\x01\x12\x17\n" +
-	"\x13CONTACT_CHANNEL_SMS\x10\x022\xaf\x0f\n" +
+	"\x13CONTACT_CHANNEL_SMS\x10\x022\xb0\x14\n" +
 	"\x14RightsRequestService\x12\x89\x01\n" +
 	"\x11OpenRightsRequest\x12).personaldata.v1.OpenRightsRequestRequest\x1a*.personaldata.v1.OpenRightsRequestResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\x01*\"\x12/v1/rightsRequests\x12\x90\x01\n" +
 	"\x10GetRightsRequest\x12(.personaldata.v1.GetRightsRequestRequest\x1a).personaldata.v1.GetRightsRequestResponse\"'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/rightsRequests/{request_id}\x12\x89\x01\n" +
@@ -4128,7 +4648,11 @@ const file_personaldata_v1_requests_proto_rawDesc = "" +
 	"\x14ForwardRightsRequest\x12,.personaldata.v1.ForwardRightsRequestRequest\x1a-.personaldata.v1.ForwardRightsRequestResponse\"2\x82\xd3\xe4\x93\x02,:\x01*\"'/v1/rightsRequests/{request_id}:forward\x12\xa3\x01\n" +
 	"\x13FulfilRightsRequest\x12+.personaldata.v1.FulfilRightsRequestRequest\x1a,.personaldata.v1.FulfilRightsRequestResponse\"1\x82\xd3\xe4\x93\x02+:\x01*\"&/v1/rightsRequests/{request_id}:fulfil\x12\xa5\x01\n" +
 	"\x15GetRightsRequestReply\x12-.personaldata.v1.GetRightsRequestReplyRequest\x1a..personaldata.v1.GetRightsRequestReplyResponse\"-\x82\xd3\xe4\x93\x02'\x12%/v1/rightsRequests/{request_id}/reply\x12\x8e\x01\n" +
-	"\x16GetRightsRequestLetter\x12..personaldata.v1.GetRightsRequestLetterRequest\x1a\x14.google.api.HttpBody\".\x82\xd3\xe4\x93\x02(\x12&/v1/rightsRequests/{request_id}/letter2\x82\x05\n" +
+	"\x16GetRightsRequestLetter\x12..personaldata.v1.GetRightsRequestLetterRequest\x1a\x14.google.api.HttpBody\".\x82\xd3\xe4\x93\x02(\x12&/v1/rightsRequests/{request_id}/letter\x12\xab\x01\n" +
+	"\x14OpenOwnRightsRequest\x12,.personaldata.v1.OpenOwnRightsRequestRequest\x1a-.personaldata.v1.OpenOwnRightsRequestResponse\"6\x82\xd3\xe4\x93\x020:\x01*\"+/v1/subjects/{subject_id}:openRightsRequest\x12\xa8\x01\n" +
+	"\x15ListOwnRightsRequests\x12-.personaldata.v1.ListOwnRightsRequestsRequest\x1a..personaldata.v1.ListOwnRightsRequestsResponse\"0\x82\xd3\xe4\x93\x02*\x12(/v1/subjects/{subject_id}/rightsRequests\x12\x9c\x01\n" +
+	"\x12ListOwnControllers\x12*.personaldata.v1.ListOwnControllersRequest\x1a+.personaldata.v1.ListOwnControllersResponse\"-\x82\xd3\xe4\x93\x02'\x12%/v1/subjects/{subject_id}/controllers\x12\x86\x01\n" +
+	"\x12GetOwnAccessLetter\x12*.personaldata.v1.GetOwnAccessLetterRequest\x1a\x14.google.api.HttpBody\".\x82\xd3\xe4\x93\x02(\x12&/v1/subjects/{subject_id}/accessLetter2\x82\x05\n" +
 	"\x16RequesterOutboxService\x12\x8a\x01\n" +
 	"\x12ListOutboxMessages\x12*.personaldata.v1.ListOutboxMessagesRequest\x1a+.personaldata.v1.ListOutboxMessagesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/outbox/messages\x12\x99\x01\n" +
 	"\x14StreamOutboxMessages\x12,.personaldata.v1.StreamOutboxMessagesRequest\x1a-.personaldata.v1.StreamOutboxMessagesResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/outbox/messages:stream0\x01\x12\xb8\x01\n" +
@@ -4148,7 +4672,7 @@ func file_personaldata_v1_requests_proto_rawDescGZIP() []byte {
 }
 
 var file_personaldata_v1_requests_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_personaldata_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_personaldata_v1_requests_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_personaldata_v1_requests_proto_goTypes = []any{
 	(RightsRequestKind)(0),                   // 0: personaldata.v1.RightsRequestKind
 	(RightsRequestState)(0),                  // 1: personaldata.v1.RightsRequestState
@@ -4206,132 +4730,156 @@ var file_personaldata_v1_requests_proto_goTypes = []any{
 	(*GetOutboxSummaryRequest)(nil),          // 53: personaldata.v1.GetOutboxSummaryRequest
 	(*GetOutboxSummaryResponse)(nil),         // 54: personaldata.v1.GetOutboxSummaryResponse
 	(*OutboxKindSummary)(nil),                // 55: personaldata.v1.OutboxKindSummary
-	(*timestamppb.Timestamp)(nil),            // 56: google.protobuf.Timestamp
-	(Channel)(0),                             // 57: personaldata.v1.Channel
-	(*Person)(nil),                           // 58: personaldata.v1.Person
-	(*fieldmaskpb.FieldMask)(nil),            // 59: google.protobuf.FieldMask
-	(RestrictionGround)(0),                   // 60: personaldata.v1.RestrictionGround
-	(ErasureGround)(0),                       // 61: personaldata.v1.ErasureGround
-	(*ProcessingPurpose)(nil),                // 62: personaldata.v1.ProcessingPurpose
-	(DataCategory)(0),                        // 63: personaldata.v1.DataCategory
-	(*Retention)(nil),                        // 64: personaldata.v1.Retention
-	(*AccessSubjectResponse)(nil),            // 65: personaldata.v1.AccessSubjectResponse
-	(*durationpb.Duration)(nil),              // 66: google.protobuf.Duration
-	(*httpbody.HttpBody)(nil),                // 67: google.api.HttpBody
+	(*OpenOwnRightsRequestRequest)(nil),      // 56: personaldata.v1.OpenOwnRightsRequestRequest
+	(*OpenOwnRightsRequestResponse)(nil),     // 57: personaldata.v1.OpenOwnRightsRequestResponse
+	(*OwnRightsRequest)(nil),                 // 58: personaldata.v1.OwnRightsRequest
+	(*ListOwnRightsRequestsRequest)(nil),     // 59: personaldata.v1.ListOwnRightsRequestsRequest
+	(*ListOwnRightsRequestsResponse)(nil),    // 60: personaldata.v1.ListOwnRightsRequestsResponse
+	(*ListOwnControllersRequest)(nil),        // 61: personaldata.v1.ListOwnControllersRequest
+	(*ListOwnControllersResponse)(nil),       // 62: personaldata.v1.ListOwnControllersResponse
+	(*GetOwnAccessLetterRequest)(nil),        // 63: personaldata.v1.GetOwnAccessLetterRequest
+	(*timestamppb.Timestamp)(nil),            // 64: google.protobuf.Timestamp
+	(Channel)(0),                             // 65: personaldata.v1.Channel
+	(*Person)(nil),                           // 66: personaldata.v1.Person
+	(*fieldmaskpb.FieldMask)(nil),            // 67: google.protobuf.FieldMask
+	(RestrictionGround)(0),                   // 68: personaldata.v1.RestrictionGround
+	(ErasureGround)(0),                       // 69: personaldata.v1.ErasureGround
+	(*ProcessingPurpose)(nil),                // 70: personaldata.v1.ProcessingPurpose
+	(DataCategory)(0),                        // 71: personaldata.v1.DataCategory
+	(*Retention)(nil),                        // 72: personaldata.v1.Retention
+	(*AccessSubjectResponse)(nil),            // 73: personaldata.v1.AccessSubjectResponse
+	(*durationpb.Duration)(nil),              // 74: google.protobuf.Duration
+	(*httpbody.HttpBody)(nil),                // 75: google.api.HttpBody
 }
 var file_personaldata_v1_requests_proto_depIdxs = []int32{
-	2,  // 0: personaldata.v1.Verification.method:type_name -> personaldata.v1.VerificationMethod
-	56, // 1: personaldata.v1.Verification.verify_time:type_name -> google.protobuf.Timestamp
-	6,  // 2: personaldata.v1.CodeChallenge.channel:type_name -> personaldata.v1.ContactChannel
-	56, // 3: personaldata.v1.CodeChallenge.send_time:type_name -> google.protobuf.Timestamp
-	56, // 4: personaldata.v1.CodeChallenge.expire_time:type_name -> google.protobuf.Timestamp
-	3,  // 5: personaldata.v1.Decision.outcome:type_name -> personaldata.v1.DecisionOutcome
-	4,  // 6: personaldata.v1.Decision.reason:type_name -> personaldata.v1.DecisionReason
-	56, // 7: personaldata.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
-	56, // 8: personaldata.v1.Extension.extend_time:type_name -> google.protobuf.Timestamp
-	56, // 9: personaldata.v1.Forwarding.forward_time:type_name -> google.protobuf.Timestamp
-	56, // 10: personaldata.v1.Fulfilment.fulfil_time:type_name -> google.protobuf.Timestamp
-	56, // 11: personaldata.v1.RightsRequestStep.step_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: personaldata.v1.RightsRequest.kind:type_name -> personaldata.v1.RightsRequestKind
-	57, // 13: personaldata.v1.RightsRequest.channel:type_name -> personaldata.v1.Channel
-	56, // 14: personaldata.v1.RightsRequest.receive_time:type_name -> google.protobuf.Timestamp
-	7,  // 15: personaldata.v1.RightsRequest.claimed_identity:type_name -> personaldata.v1.ClaimedIdentity
-	1,  // 16: personaldata.v1.RightsRequest.state:type_name -> personaldata.v1.RightsRequestState
-	56, // 17: personaldata.v1.RightsRequest.due_time:type_name -> google.protobuf.Timestamp
-	9,  // 18: personaldata.v1.RightsRequest.code:type_name -> personaldata.v1.CodeChallenge
-	8,  // 19: personaldata.v1.RightsRequest.verification:type_name -> personaldata.v1.Verification
-	10, // 20: personaldata.v1.RightsRequest.decision:type_name -> personaldata.v1.Decision
-	11, // 21: personaldata.v1.RightsRequest.extension:type_name -> personaldata.v1.Extension
-	12, // 22: personaldata.v1.RightsRequest.forwarding:type_name -> personaldata.v1.Forwarding
-	13, // 23: personaldata.v1.RightsRequest.fulfilment:type_name -> personaldata.v1.Fulfilment
-	14, // 24: personaldata.v1.RightsRequest.steps:type_name -> personaldata.v1.RightsRequestStep
-	56, // 25: personaldata.v1.RightsRequest.create_time:type_name -> google.protobuf.Timestamp
-	56, // 26: personaldata.v1.RightsRequest.update_time:type_name -> google.protobuf.Timestamp
-	0,  // 27: personaldata.v1.OpenRightsRequestRequest.kind:type_name -> personaldata.v1.RightsRequestKind
-	57, // 28: personaldata.v1.OpenRightsRequestRequest.channel:type_name -> personaldata.v1.Channel
-	56, // 29: personaldata.v1.OpenRightsRequestRequest.receive_time:type_name -> google.protobuf.Timestamp
-	7,  // 30: personaldata.v1.OpenRightsRequestRequest.claimed_identity:type_name -> personaldata.v1.ClaimedIdentity
-	15, // 31: personaldata.v1.OpenRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	15, // 32: personaldata.v1.GetRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	1,  // 33: personaldata.v1.ListRightsRequestsRequest.states:type_name -> personaldata.v1.RightsRequestState
-	0,  // 34: personaldata.v1.ListRightsRequestsRequest.kinds:type_name -> personaldata.v1.RightsRequestKind
-	15, // 35: personaldata.v1.ListRightsRequestsResponse.requests:type_name -> personaldata.v1.RightsRequest
-	6,  // 36: personaldata.v1.SendVerificationCodeRequest.channel:type_name -> personaldata.v1.ContactChannel
-	15, // 37: personaldata.v1.SendVerificationCodeResponse.request:type_name -> personaldata.v1.RightsRequest
-	15, // 38: personaldata.v1.ConfirmVerificationCodeResponse.request:type_name -> personaldata.v1.RightsRequest
-	2,  // 39: personaldata.v1.AttestIdentityRequest.method:type_name -> personaldata.v1.VerificationMethod
-	15, // 40: personaldata.v1.AttestIdentityResponse.request:type_name -> personaldata.v1.RightsRequest
-	3,  // 41: personaldata.v1.DecideRightsRequestRequest.outcome:type_name -> personaldata.v1.DecisionOutcome
-	4,  // 42: personaldata.v1.DecideRightsRequestRequest.reason:type_name -> personaldata.v1.DecisionReason
-	15, // 43: personaldata.v1.DecideRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	15, // 44: personaldata.v1.ExtendRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	15, // 45: personaldata.v1.ForwardRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	35, // 46: personaldata.v1.FulfilRightsRequestRequest.access:type_name -> personaldata.v1.AccessAction
-	36, // 47: personaldata.v1.FulfilRightsRequestRequest.rectify:type_name -> personaldata.v1.RectifyAction
-	37, // 48: personaldata.v1.FulfilRightsRequestRequest.restrict:type_name -> personaldata.v1.RestrictAction
-	38, // 49: personaldata.v1.FulfilRightsRequestRequest.erase:type_name -> personaldata.v1.EraseAction
-	39, // 50: personaldata.v1.FulfilRightsRequestRequest.stop_direct_marketing:type_name -> personaldata.v1.StopDirectMarketingAction
-	40, // 51: personaldata.v1.FulfilRightsRequestRequest.withdraw_consent:type_name -> personaldata.v1.WithdrawConsentAction
-	58, // 52: personaldata.v1.RectifyAction.person:type_name -> personaldata.v1.Person
-	59, // 53: personaldata.v1.RectifyAction.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 54: personaldata.v1.RestrictAction.ground:type_name -> personaldata.v1.RestrictionGround
-	61, // 55: personaldata.v1.EraseAction.ground:type_name -> personaldata.v1.ErasureGround
-	15, // 56: personaldata.v1.FulfilRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
-	62, // 57: personaldata.v1.ReplyInformation.purposes:type_name -> personaldata.v1.ProcessingPurpose
-	63, // 58: personaldata.v1.ReplyInformation.categories:type_name -> personaldata.v1.DataCategory
-	64, // 59: personaldata.v1.ReplyInformation.retention:type_name -> personaldata.v1.Retention
-	43, // 60: personaldata.v1.GetRightsRequestReplyResponse.information:type_name -> personaldata.v1.ReplyInformation
-	65, // 61: personaldata.v1.GetRightsRequestReplyResponse.data:type_name -> personaldata.v1.AccessSubjectResponse
-	56, // 62: personaldata.v1.GetRightsRequestReplyResponse.generate_time:type_name -> google.protobuf.Timestamp
-	5,  // 63: personaldata.v1.OutboxMessage.kind:type_name -> personaldata.v1.OutboxMessageKind
-	6,  // 64: personaldata.v1.OutboxMessage.channel:type_name -> personaldata.v1.ContactChannel
-	56, // 65: personaldata.v1.OutboxMessage.create_time:type_name -> google.protobuf.Timestamp
-	46, // 66: personaldata.v1.ListOutboxMessagesResponse.messages:type_name -> personaldata.v1.OutboxMessage
-	46, // 67: personaldata.v1.StreamOutboxMessagesResponse.message:type_name -> personaldata.v1.OutboxMessage
-	56, // 68: personaldata.v1.GetOutboxSummaryResponse.oldest_create_time:type_name -> google.protobuf.Timestamp
-	66, // 69: personaldata.v1.GetOutboxSummaryResponse.oldest_age:type_name -> google.protobuf.Duration
-	55, // 70: personaldata.v1.GetOutboxSummaryResponse.kinds:type_name -> personaldata.v1.OutboxKindSummary
-	56, // 71: personaldata.v1.GetOutboxSummaryResponse.read_time:type_name -> google.protobuf.Timestamp
-	5,  // 72: personaldata.v1.OutboxKindSummary.kind:type_name -> personaldata.v1.OutboxMessageKind
-	56, // 73: personaldata.v1.OutboxKindSummary.oldest_create_time:type_name -> google.protobuf.Timestamp
-	66, // 74: personaldata.v1.OutboxKindSummary.oldest_age:type_name -> google.protobuf.Duration
-	16, // 75: personaldata.v1.RightsRequestService.OpenRightsRequest:input_type -> personaldata.v1.OpenRightsRequestRequest
-	18, // 76: personaldata.v1.RightsRequestService.GetRightsRequest:input_type -> personaldata.v1.GetRightsRequestRequest
-	20, // 77: personaldata.v1.RightsRequestService.ListRightsRequests:input_type -> personaldata.v1.ListRightsRequestsRequest
-	22, // 78: personaldata.v1.RightsRequestService.SendVerificationCode:input_type -> personaldata.v1.SendVerificationCodeRequest
-	24, // 79: personaldata.v1.RightsRequestService.ConfirmVerificationCode:input_type -> personaldata.v1.ConfirmVerificationCodeRequest
-	26, // 80: personaldata.v1.RightsRequestService.AttestIdentity:input_type -> personaldata.v1.AttestIdentityRequest
-	28, // 81: personaldata.v1.RightsRequestService.DecideRightsRequest:input_type -> personaldata.v1.DecideRightsRequestRequest
-	30, // 82: personaldata.v1.RightsRequestService.ExtendRightsRequest:input_type -> personaldata.v1.ExtendRightsRequestRequest
-	32, // 83: personaldata.v1.RightsRequestService.ForwardRightsRequest:input_type -> personaldata.v1.ForwardRightsRequestRequest
-	34, // 84: personaldata.v1.RightsRequestService.FulfilRightsRequest:input_type -> personaldata.v1.FulfilRightsRequestRequest
-	42, // 85: personaldata.v1.RightsRequestService.GetRightsRequestReply:input_type -> personaldata.v1.GetRightsRequestReplyRequest
-	45, // 86: personaldata.v1.RightsRequestService.GetRightsRequestLetter:input_type -> personaldata.v1.GetRightsRequestLetterRequest
-	47, // 87: personaldata.v1.RequesterOutboxService.ListOutboxMessages:input_type -> personaldata.v1.ListOutboxMessagesRequest
-	49, // 88: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:input_type -> personaldata.v1.StreamOutboxMessagesRequest
-	51, // 89: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:input_type -> personaldata.v1.AcknowledgeOutboxMessageRequest
-	53, // 90: personaldata.v1.RequesterOutboxService.GetOutboxSummary:input_type -> personaldata.v1.GetOutboxSummaryRequest
-	17, // 91: personaldata.v1.RightsRequestService.OpenRightsRequest:output_type -> personaldata.v1.OpenRightsRequestResponse
-	19, // 92: personaldata.v1.RightsRequestService.GetRightsRequest:output_type -> personaldata.v1.GetRightsRequestResponse
-	21, // 93: personaldata.v1.RightsRequestService.ListRightsRequests:output_type -> personaldata.v1.ListRightsRequestsResponse
-	23, // 94: personaldata.v1.RightsRequestService.SendVerificationCode:output_type -> personaldata.v1.SendVerificationCodeResponse
-	25, // 95: personaldata.v1.RightsRequestService.ConfirmVerificationCode:output_type -> personaldata.v1.ConfirmVerificationCodeResponse
-	27, // 96: personaldata.v1.RightsRequestService.AttestIdentity:output_type -> personaldata.v1.AttestIdentityResponse
-	29, // 97: personaldata.v1.RightsRequestService.DecideRightsRequest:output_type -> personaldata.v1.DecideRightsRequestResponse
-	31, // 98: personaldata.v1.RightsRequestService.ExtendRightsRequest:output_type -> personaldata.v1.ExtendRightsRequestResponse
-	33, // 99: personaldata.v1.RightsRequestService.ForwardRightsRequest:output_type -> personaldata.v1.ForwardRightsRequestResponse
-	41, // 100: personaldata.v1.RightsRequestService.FulfilRightsRequest:output_type -> personaldata.v1.FulfilRightsRequestResponse
-	44, // 101: personaldata.v1.RightsRequestService.GetRightsRequestReply:output_type -> personaldata.v1.GetRightsRequestReplyResponse
-	67, // 102: personaldata.v1.RightsRequestService.GetRightsRequestLetter:output_type -> google.api.HttpBody
-	48, // 103: personaldata.v1.RequesterOutboxService.ListOutboxMessages:output_type -> personaldata.v1.ListOutboxMessagesResponse
-	50, // 104: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:output_type -> personaldata.v1.StreamOutboxMessagesResponse
-	52, // 105: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:output_type -> personaldata.v1.AcknowledgeOutboxMessageResponse
-	54, // 106: personaldata.v1.RequesterOutboxService.GetOutboxSummary:output_type -> personaldata.v1.GetOutboxSummaryResponse
-	91, // [91:107] is the sub-list for method output_type
-	75, // [75:91] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	2,   // 0: personaldata.v1.Verification.method:type_name -> personaldata.v1.VerificationMethod
+	64,  // 1: personaldata.v1.Verification.verify_time:type_name -> google.protobuf.Timestamp
+	6,   // 2: personaldata.v1.CodeChallenge.channel:type_name -> personaldata.v1.ContactChannel
+	64,  // 3: personaldata.v1.CodeChallenge.send_time:type_name -> google.protobuf.Timestamp
+	64,  // 4: personaldata.v1.CodeChallenge.expire_time:type_name -> google.protobuf.Timestamp
+	3,   // 5: personaldata.v1.Decision.outcome:type_name -> personaldata.v1.DecisionOutcome
+	4,   // 6: personaldata.v1.Decision.reason:type_name -> personaldata.v1.DecisionReason
+	64,  // 7: personaldata.v1.Decision.decide_time:type_name -> google.protobuf.Timestamp
+	64,  // 8: personaldata.v1.Extension.extend_time:type_name -> google.protobuf.Timestamp
+	64,  // 9: personaldata.v1.Forwarding.forward_time:type_name -> google.protobuf.Timestamp
+	64,  // 10: personaldata.v1.Fulfilment.fulfil_time:type_name -> google.protobuf.Timestamp
+	64,  // 11: personaldata.v1.RightsRequestStep.step_time:type_name -> google.protobuf.Timestamp
+	0,   // 12: personaldata.v1.RightsRequest.kind:type_name -> personaldata.v1.RightsRequestKind
+	65,  // 13: personaldata.v1.RightsRequest.channel:type_name -> personaldata.v1.Channel
+	64,  // 14: personaldata.v1.RightsRequest.receive_time:type_name -> google.protobuf.Timestamp
+	7,   // 15: personaldata.v1.RightsRequest.claimed_identity:type_name -> personaldata.v1.ClaimedIdentity
+	1,   // 16: personaldata.v1.RightsRequest.state:type_name -> personaldata.v1.RightsRequestState
+	64,  // 17: personaldata.v1.RightsRequest.due_time:type_name -> google.protobuf.Timestamp
+	9,   // 18: personaldata.v1.RightsRequest.code:type_name -> personaldata.v1.CodeChallenge
+	8,   // 19: personaldata.v1.RightsRequest.verification:type_name -> personaldata.v1.Verification
+	10,  // 20: personaldata.v1.RightsRequest.decision:type_name -> personaldata.v1.Decision
+	11,  // 21: personaldata.v1.RightsRequest.extension:type_name -> personaldata.v1.Extension
+	12,  // 22: personaldata.v1.RightsRequest.forwarding:type_name -> personaldata.v1.Forwarding
+	13,  // 23: personaldata.v1.RightsRequest.fulfilment:type_name -> personaldata.v1.Fulfilment
+	14,  // 24: personaldata.v1.RightsRequest.steps:type_name -> personaldata.v1.RightsRequestStep
+	64,  // 25: personaldata.v1.RightsRequest.create_time:type_name -> google.protobuf.Timestamp
+	64,  // 26: personaldata.v1.RightsRequest.update_time:type_name -> google.protobuf.Timestamp
+	0,   // 27: personaldata.v1.OpenRightsRequestRequest.kind:type_name -> personaldata.v1.RightsRequestKind
+	65,  // 28: personaldata.v1.OpenRightsRequestRequest.channel:type_name -> personaldata.v1.Channel
+	64,  // 29: personaldata.v1.OpenRightsRequestRequest.receive_time:type_name -> google.protobuf.Timestamp
+	7,   // 30: personaldata.v1.OpenRightsRequestRequest.claimed_identity:type_name -> personaldata.v1.ClaimedIdentity
+	15,  // 31: personaldata.v1.OpenRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
+	15,  // 32: personaldata.v1.GetRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
+	1,   // 33: personaldata.v1.ListRightsRequestsRequest.states:type_name -> personaldata.v1.RightsRequestState
+	0,   // 34: personaldata.v1.ListRightsRequestsRequest.kinds:type_name -> personaldata.v1.RightsRequestKind
+	15,  // 35: personaldata.v1.ListRightsRequestsResponse.requests:type_name -> personaldata.v1.RightsRequest
+	6,   // 36: personaldata.v1.SendVerificationCodeRequest.channel:type_name -> personaldata.v1.ContactChannel
+	15,  // 37: personaldata.v1.SendVerificationCodeResponse.request:type_name -> personaldata.v1.RightsRequest
+	15,  // 38: personaldata.v1.ConfirmVerificationCodeResponse.request:type_name -> personaldata.v1.RightsRequest
+	2,   // 39: personaldata.v1.AttestIdentityRequest.method:type_name -> personaldata.v1.VerificationMethod
+	15,  // 40: personaldata.v1.AttestIdentityResponse.request:type_name -> personaldata.v1.RightsRequest
+	3,   // 41: personaldata.v1.DecideRightsRequestRequest.outcome:type_name -> personaldata.v1.DecisionOutcome
+	4,   // 42: personaldata.v1.DecideRightsRequestRequest.reason:type_name -> personaldata.v1.DecisionReason
+	15,  // 43: personaldata.v1.DecideRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
+	15,  // 44: personaldata.v1.ExtendRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
+	15,  // 45: personaldata.v1.ForwardRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
+	35,  // 46: personaldata.v1.FulfilRightsRequestRequest.access:type_name -> personaldata.v1.AccessAction
+	36,  // 47: personaldata.v1.FulfilRightsRequestRequest.rectify:type_name -> personaldata.v1.RectifyAction
+	37,  // 48: personaldata.v1.FulfilRightsRequestRequest.restrict:type_name -> personaldata.v1.RestrictAction
+	38,  // 49: personaldata.v1.FulfilRightsRequestRequest.erase:type_name -> personaldata.v1.EraseAction
+	39,  // 50: personaldata.v1.FulfilRightsRequestRequest.stop_direct_marketing:type_name -> personaldata.v1.StopDirectMarketingAction
+	40,  // 51: personaldata.v1.FulfilRightsRequestRequest.withdraw_consent:type_name -> personaldata.v1.WithdrawConsentAction
+	66,  // 52: personaldata.v1.RectifyAction.person:type_name -> personaldata.v1.Person
+	67,  // 53: personaldata.v1.RectifyAction.update_mask:type_name -> google.protobuf.FieldMask
+	68,  // 54: personaldata.v1.RestrictAction.ground:type_name -> personaldata.v1.RestrictionGround
+	69,  // 55: personaldata.v1.EraseAction.ground:type_name -> personaldata.v1.ErasureGround
+	15,  // 56: personaldata.v1.FulfilRightsRequestResponse.request:type_name -> personaldata.v1.RightsRequest
+	70,  // 57: personaldata.v1.ReplyInformation.purposes:type_name -> personaldata.v1.ProcessingPurpose
+	71,  // 58: personaldata.v1.ReplyInformation.categories:type_name -> personaldata.v1.DataCategory
+	72,  // 59: personaldata.v1.ReplyInformation.retention:type_name -> personaldata.v1.Retention
+	43,  // 60: personaldata.v1.GetRightsRequestReplyResponse.information:type_name -> personaldata.v1.ReplyInformation
+	73,  // 61: personaldata.v1.GetRightsRequestReplyResponse.data:type_name -> personaldata.v1.AccessSubjectResponse
+	64,  // 62: personaldata.v1.GetRightsRequestReplyResponse.generate_time:type_name -> google.protobuf.Timestamp
+	5,   // 63: personaldata.v1.OutboxMessage.kind:type_name -> personaldata.v1.OutboxMessageKind
+	6,   // 64: personaldata.v1.OutboxMessage.channel:type_name -> personaldata.v1.ContactChannel
+	64,  // 65: personaldata.v1.OutboxMessage.create_time:type_name -> google.protobuf.Timestamp
+	46,  // 66: personaldata.v1.ListOutboxMessagesResponse.messages:type_name -> personaldata.v1.OutboxMessage
+	46,  // 67: personaldata.v1.StreamOutboxMessagesResponse.message:type_name -> personaldata.v1.OutboxMessage
+	64,  // 68: personaldata.v1.GetOutboxSummaryResponse.oldest_create_time:type_name -> google.protobuf.Timestamp
+	74,  // 69: personaldata.v1.GetOutboxSummaryResponse.oldest_age:type_name -> google.protobuf.Duration
+	55,  // 70: personaldata.v1.GetOutboxSummaryResponse.kinds:type_name -> personaldata.v1.OutboxKindSummary
+	64,  // 71: personaldata.v1.GetOutboxSummaryResponse.read_time:type_name -> google.protobuf.Timestamp
+	5,   // 72: personaldata.v1.OutboxKindSummary.kind:type_name -> personaldata.v1.OutboxMessageKind
+	64,  // 73: personaldata.v1.OutboxKindSummary.oldest_create_time:type_name -> google.protobuf.Timestamp
+	74,  // 74: personaldata.v1.OutboxKindSummary.oldest_age:type_name -> google.protobuf.Duration
+	0,   // 75: personaldata.v1.OpenOwnRightsRequestRequest.kind:type_name -> personaldata.v1.RightsRequestKind
+	65,  // 76: personaldata.v1.OpenOwnRightsRequestRequest.channel:type_name -> personaldata.v1.Channel
+	58,  // 77: personaldata.v1.OpenOwnRightsRequestResponse.request:type_name -> personaldata.v1.OwnRightsRequest
+	0,   // 78: personaldata.v1.OwnRightsRequest.kind:type_name -> personaldata.v1.RightsRequestKind
+	1,   // 79: personaldata.v1.OwnRightsRequest.state:type_name -> personaldata.v1.RightsRequestState
+	64,  // 80: personaldata.v1.OwnRightsRequest.receive_time:type_name -> google.protobuf.Timestamp
+	2,   // 81: personaldata.v1.OwnRightsRequest.verification_method:type_name -> personaldata.v1.VerificationMethod
+	58,  // 82: personaldata.v1.ListOwnRightsRequestsResponse.requests:type_name -> personaldata.v1.OwnRightsRequest
+	16,  // 83: personaldata.v1.RightsRequestService.OpenRightsRequest:input_type -> personaldata.v1.OpenRightsRequestRequest
+	18,  // 84: personaldata.v1.RightsRequestService.GetRightsRequest:input_type -> personaldata.v1.GetRightsRequestRequest
+	20,  // 85: personaldata.v1.RightsRequestService.ListRightsRequests:input_type -> personaldata.v1.ListRightsRequestsRequest
+	22,  // 86: personaldata.v1.RightsRequestService.SendVerificationCode:input_type -> personaldata.v1.SendVerificationCodeRequest
+	24,  // 87: personaldata.v1.RightsRequestService.ConfirmVerificationCode:input_type -> personaldata.v1.ConfirmVerificationCodeRequest
+	26,  // 88: personaldata.v1.RightsRequestService.AttestIdentity:input_type -> personaldata.v1.AttestIdentityRequest
+	28,  // 89: personaldata.v1.RightsRequestService.DecideRightsRequest:input_type -> personaldata.v1.DecideRightsRequestRequest
+	30,  // 90: personaldata.v1.RightsRequestService.ExtendRightsRequest:input_type -> personaldata.v1.ExtendRightsRequestRequest
+	32,  // 91: personaldata.v1.RightsRequestService.ForwardRightsRequest:input_type -> personaldata.v1.ForwardRightsRequestRequest
+	34,  // 92: personaldata.v1.RightsRequestService.FulfilRightsRequest:input_type -> personaldata.v1.FulfilRightsRequestRequest
+	42,  // 93: personaldata.v1.RightsRequestService.GetRightsRequestReply:input_type -> personaldata.v1.GetRightsRequestReplyRequest
+	45,  // 94: personaldata.v1.RightsRequestService.GetRightsRequestLetter:input_type -> personaldata.v1.GetRightsRequestLetterRequest
+	56,  // 95: personaldata.v1.RightsRequestService.OpenOwnRightsRequest:input_type -> personaldata.v1.OpenOwnRightsRequestRequest
+	59,  // 96: personaldata.v1.RightsRequestService.ListOwnRightsRequests:input_type -> personaldata.v1.ListOwnRightsRequestsRequest
+	61,  // 97: personaldata.v1.RightsRequestService.ListOwnControllers:input_type -> personaldata.v1.ListOwnControllersRequest
+	63,  // 98: personaldata.v1.RightsRequestService.GetOwnAccessLetter:input_type -> personaldata.v1.GetOwnAccessLetterRequest
+	47,  // 99: personaldata.v1.RequesterOutboxService.ListOutboxMessages:input_type -> personaldata.v1.ListOutboxMessagesRequest
+	49,  // 100: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:input_type -> personaldata.v1.StreamOutboxMessagesRequest
+	51,  // 101: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:input_type -> personaldata.v1.AcknowledgeOutboxMessageRequest
+	53,  // 102: personaldata.v1.RequesterOutboxService.GetOutboxSummary:input_type -> personaldata.v1.GetOutboxSummaryRequest
+	17,  // 103: personaldata.v1.RightsRequestService.OpenRightsRequest:output_type -> personaldata.v1.OpenRightsRequestResponse
+	19,  // 104: personaldata.v1.RightsRequestService.GetRightsRequest:output_type -> personaldata.v1.GetRightsRequestResponse
+	21,  // 105: personaldata.v1.RightsRequestService.ListRightsRequests:output_type -> personaldata.v1.ListRightsRequestsResponse
+	23,  // 106: personaldata.v1.RightsRequestService.SendVerificationCode:output_type -> personaldata.v1.SendVerificationCodeResponse
+	25,  // 107: personaldata.v1.RightsRequestService.ConfirmVerificationCode:output_type -> personaldata.v1.ConfirmVerificationCodeResponse
+	27,  // 108: personaldata.v1.RightsRequestService.AttestIdentity:output_type -> personaldata.v1.AttestIdentityResponse
+	29,  // 109: personaldata.v1.RightsRequestService.DecideRightsRequest:output_type -> personaldata.v1.DecideRightsRequestResponse
+	31,  // 110: personaldata.v1.RightsRequestService.ExtendRightsRequest:output_type -> personaldata.v1.ExtendRightsRequestResponse
+	33,  // 111: personaldata.v1.RightsRequestService.ForwardRightsRequest:output_type -> personaldata.v1.ForwardRightsRequestResponse
+	41,  // 112: personaldata.v1.RightsRequestService.FulfilRightsRequest:output_type -> personaldata.v1.FulfilRightsRequestResponse
+	44,  // 113: personaldata.v1.RightsRequestService.GetRightsRequestReply:output_type -> personaldata.v1.GetRightsRequestReplyResponse
+	75,  // 114: personaldata.v1.RightsRequestService.GetRightsRequestLetter:output_type -> google.api.HttpBody
+	57,  // 115: personaldata.v1.RightsRequestService.OpenOwnRightsRequest:output_type -> personaldata.v1.OpenOwnRightsRequestResponse
+	60,  // 116: personaldata.v1.RightsRequestService.ListOwnRightsRequests:output_type -> personaldata.v1.ListOwnRightsRequestsResponse
+	62,  // 117: personaldata.v1.RightsRequestService.ListOwnControllers:output_type -> personaldata.v1.ListOwnControllersResponse
+	75,  // 118: personaldata.v1.RightsRequestService.GetOwnAccessLetter:output_type -> google.api.HttpBody
+	48,  // 119: personaldata.v1.RequesterOutboxService.ListOutboxMessages:output_type -> personaldata.v1.ListOutboxMessagesResponse
+	50,  // 120: personaldata.v1.RequesterOutboxService.StreamOutboxMessages:output_type -> personaldata.v1.StreamOutboxMessagesResponse
+	52,  // 121: personaldata.v1.RequesterOutboxService.AcknowledgeOutboxMessage:output_type -> personaldata.v1.AcknowledgeOutboxMessageResponse
+	54,  // 122: personaldata.v1.RequesterOutboxService.GetOutboxSummary:output_type -> personaldata.v1.GetOutboxSummaryResponse
+	103, // [103:123] is the sub-list for method output_type
+	83,  // [83:103] is the sub-list for method input_type
+	83,  // [83:83] is the sub-list for extension type_name
+	83,  // [83:83] is the sub-list for extension extendee
+	0,   // [0:83] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_requests_proto_init() }
@@ -4358,7 +4906,7 @@ func file_personaldata_v1_requests_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_requests_proto_rawDesc), len(file_personaldata_v1_requests_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   49,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -32,6 +32,10 @@ const (
 	RightsRequestService_FulfilRightsRequest_FullMethodName     = "/personaldata.v1.RightsRequestService/FulfilRightsRequest"
 	RightsRequestService_GetRightsRequestReply_FullMethodName   = "/personaldata.v1.RightsRequestService/GetRightsRequestReply"
 	RightsRequestService_GetRightsRequestLetter_FullMethodName  = "/personaldata.v1.RightsRequestService/GetRightsRequestLetter"
+	RightsRequestService_OpenOwnRightsRequest_FullMethodName    = "/personaldata.v1.RightsRequestService/OpenOwnRightsRequest"
+	RightsRequestService_ListOwnRightsRequests_FullMethodName   = "/personaldata.v1.RightsRequestService/ListOwnRightsRequests"
+	RightsRequestService_ListOwnControllers_FullMethodName      = "/personaldata.v1.RightsRequestService/ListOwnControllers"
+	RightsRequestService_GetOwnAccessLetter_FullMethodName      = "/personaldata.v1.RightsRequestService/GetOwnAccessLetter"
 )
 
 // RightsRequestServiceClient is the client API for RightsRequestService service.
@@ -78,7 +82,29 @@ type RightsRequestServiceClient interface {
 	// HTML, in Swedish unless English is asked for. google.api.HttpBody is how
 	// the gateway serves a response that is not JSON.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetRightsRequestLetter(ctx context.Context, in *GetRightsRequestLetterRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
+	// OpenOwnRightsRequest is a data subject's own request, made on their own
+	// page: restriction, objection or erasure. The identity is the one their
+	// sign-in verified, recorded as the verification (CODE or OIDC), so the
+	// request opens VERIFIED; the due date, the audit and the messages are the
+	// staff path's. With controller_id naming a customer that holds data
+	// about the subject (ListOwnControllers), the request is forwarded to that
+	// customer at once, as ForwardRightsRequest does. Only a data subject
+	// acting for themselves may call it.
+	OpenOwnRightsRequest(ctx context.Context, in *OpenOwnRightsRequestRequest, opts ...grpc.CallOption) (*OpenOwnRightsRequestResponse, error)
+	// ListOwnRightsRequests lists a data subject's own requests, by due date,
+	// with their state: what the person may see of them.
+	ListOwnRightsRequests(ctx context.Context, in *ListOwnRightsRequestsRequest, opts ...grpc.CallOption) (*ListOwnRightsRequestsResponse, error)
+	// ListOwnControllers lists the customers of the company that hold data
+	// about the data subject in the company's systems, as their processor: a
+	// request about that data goes to them.
+	ListOwnControllers(ctx context.Context, in *ListOwnControllersRequest, opts ...grpc.CallOption) (*ListOwnControllersResponse, error)
+	// GetOwnAccessLetter is the Art. 15 letter about the data held now, as
+	// GetRightsRequestLetter writes it, for a data subject on their own page.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	GetOwnAccessLetter(ctx context.Context, in *GetOwnAccessLetterRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error)
 }
 
 type rightsRequestServiceClient struct {
@@ -209,6 +235,46 @@ func (c *rightsRequestServiceClient) GetRightsRequestLetter(ctx context.Context,
 	return out, nil
 }
 
+func (c *rightsRequestServiceClient) OpenOwnRightsRequest(ctx context.Context, in *OpenOwnRightsRequestRequest, opts ...grpc.CallOption) (*OpenOwnRightsRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenOwnRightsRequestResponse)
+	err := c.cc.Invoke(ctx, RightsRequestService_OpenOwnRightsRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rightsRequestServiceClient) ListOwnRightsRequests(ctx context.Context, in *ListOwnRightsRequestsRequest, opts ...grpc.CallOption) (*ListOwnRightsRequestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOwnRightsRequestsResponse)
+	err := c.cc.Invoke(ctx, RightsRequestService_ListOwnRightsRequests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rightsRequestServiceClient) ListOwnControllers(ctx context.Context, in *ListOwnControllersRequest, opts ...grpc.CallOption) (*ListOwnControllersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOwnControllersResponse)
+	err := c.cc.Invoke(ctx, RightsRequestService_ListOwnControllers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rightsRequestServiceClient) GetOwnAccessLetter(ctx context.Context, in *GetOwnAccessLetterRequest, opts ...grpc.CallOption) (*httpbody.HttpBody, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(httpbody.HttpBody)
+	err := c.cc.Invoke(ctx, RightsRequestService_GetOwnAccessLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RightsRequestServiceServer is the server API for RightsRequestService service.
 // All implementations must embed UnimplementedRightsRequestServiceServer
 // for forward compatibility.
@@ -253,7 +319,29 @@ type RightsRequestServiceServer interface {
 	// HTML, in Swedish unless English is asked for. google.api.HttpBody is how
 	// the gateway serves a response that is not JSON.
 	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
 	GetRightsRequestLetter(context.Context, *GetRightsRequestLetterRequest) (*httpbody.HttpBody, error)
+	// OpenOwnRightsRequest is a data subject's own request, made on their own
+	// page: restriction, objection or erasure. The identity is the one their
+	// sign-in verified, recorded as the verification (CODE or OIDC), so the
+	// request opens VERIFIED; the due date, the audit and the messages are the
+	// staff path's. With controller_id naming a customer that holds data
+	// about the subject (ListOwnControllers), the request is forwarded to that
+	// customer at once, as ForwardRightsRequest does. Only a data subject
+	// acting for themselves may call it.
+	OpenOwnRightsRequest(context.Context, *OpenOwnRightsRequestRequest) (*OpenOwnRightsRequestResponse, error)
+	// ListOwnRightsRequests lists a data subject's own requests, by due date,
+	// with their state: what the person may see of them.
+	ListOwnRightsRequests(context.Context, *ListOwnRightsRequestsRequest) (*ListOwnRightsRequestsResponse, error)
+	// ListOwnControllers lists the customers of the company that hold data
+	// about the data subject in the company's systems, as their processor: a
+	// request about that data goes to them.
+	ListOwnControllers(context.Context, *ListOwnControllersRequest) (*ListOwnControllersResponse, error)
+	// GetOwnAccessLetter is the Art. 15 letter about the data held now, as
+	// GetRightsRequestLetter writes it, for a data subject on their own page.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	GetOwnAccessLetter(context.Context, *GetOwnAccessLetterRequest) (*httpbody.HttpBody, error)
 	mustEmbedUnimplementedRightsRequestServiceServer()
 }
 
@@ -299,6 +387,18 @@ func (UnimplementedRightsRequestServiceServer) GetRightsRequestReply(context.Con
 }
 func (UnimplementedRightsRequestServiceServer) GetRightsRequestLetter(context.Context, *GetRightsRequestLetterRequest) (*httpbody.HttpBody, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetRightsRequestLetter not implemented")
+}
+func (UnimplementedRightsRequestServiceServer) OpenOwnRightsRequest(context.Context, *OpenOwnRightsRequestRequest) (*OpenOwnRightsRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenOwnRightsRequest not implemented")
+}
+func (UnimplementedRightsRequestServiceServer) ListOwnRightsRequests(context.Context, *ListOwnRightsRequestsRequest) (*ListOwnRightsRequestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOwnRightsRequests not implemented")
+}
+func (UnimplementedRightsRequestServiceServer) ListOwnControllers(context.Context, *ListOwnControllersRequest) (*ListOwnControllersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOwnControllers not implemented")
+}
+func (UnimplementedRightsRequestServiceServer) GetOwnAccessLetter(context.Context, *GetOwnAccessLetterRequest) (*httpbody.HttpBody, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOwnAccessLetter not implemented")
 }
 func (UnimplementedRightsRequestServiceServer) mustEmbedUnimplementedRightsRequestServiceServer() {}
 func (UnimplementedRightsRequestServiceServer) testEmbeddedByValue()                              {}
@@ -537,6 +637,78 @@ func _RightsRequestService_GetRightsRequestLetter_Handler(srv interface{}, ctx c
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RightsRequestService_OpenOwnRightsRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenOwnRightsRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RightsRequestServiceServer).OpenOwnRightsRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RightsRequestService_OpenOwnRightsRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RightsRequestServiceServer).OpenOwnRightsRequest(ctx, req.(*OpenOwnRightsRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RightsRequestService_ListOwnRightsRequests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOwnRightsRequestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RightsRequestServiceServer).ListOwnRightsRequests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RightsRequestService_ListOwnRightsRequests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RightsRequestServiceServer).ListOwnRightsRequests(ctx, req.(*ListOwnRightsRequestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RightsRequestService_ListOwnControllers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOwnControllersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RightsRequestServiceServer).ListOwnControllers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RightsRequestService_ListOwnControllers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RightsRequestServiceServer).ListOwnControllers(ctx, req.(*ListOwnControllersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RightsRequestService_GetOwnAccessLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOwnAccessLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RightsRequestServiceServer).GetOwnAccessLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RightsRequestService_GetOwnAccessLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RightsRequestServiceServer).GetOwnAccessLetter(ctx, req.(*GetOwnAccessLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RightsRequestService_ServiceDesc is the grpc.ServiceDesc for RightsRequestService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -591,6 +763,22 @@ var RightsRequestService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRightsRequestLetter",
 			Handler:    _RightsRequestService_GetRightsRequestLetter_Handler,
+		},
+		{
+			MethodName: "OpenOwnRightsRequest",
+			Handler:    _RightsRequestService_OpenOwnRightsRequest_Handler,
+		},
+		{
+			MethodName: "ListOwnRightsRequests",
+			Handler:    _RightsRequestService_ListOwnRightsRequests_Handler,
+		},
+		{
+			MethodName: "ListOwnControllers",
+			Handler:    _RightsRequestService_ListOwnControllers_Handler,
+		},
+		{
+			MethodName: "GetOwnAccessLetter",
+			Handler:    _RightsRequestService_GetOwnAccessLetter_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -171,7 +173,7 @@ func (l *Limiter) Size() int {
 }
 
 // ClientKey is the key of a request's client in the limiter: the address of
-// the TCP peer (no X-Forwarded-For: the server knows no trusted proxy), for
+// the TCP peer (or what ClientAddr makes of a trusted proxy's request), for
 // IPv6 its /64, which one subscriber usually holds whole.
 func ClientKey(remoteAddr string) string {
 	host, _, err := net.SplitHostPort(remoteAddr)
@@ -216,4 +218,41 @@ func waitWords(d time.Duration, second, seconds, minute, minutes string) string 
 // RetryAfter is a wait as a Retry-After header's whole seconds, at least 1.
 func RetryAfter(d time.Duration) string {
 	return fmt.Sprint(max(1, int(math.Ceil(d.Seconds()))))
+}
+
+// ClientAddr is the address of r's client: the TCP peer's, unless the peer
+// is one of the trusted proxies, whose X-Forwarded-For is then read from
+// the right, each proxy having appended the address it took the request
+// from, to the first address that is not a trusted proxy's. What lies to
+// the left of that the client may have written itself, and is never read.
+// A header that cannot be read leaves the peer's address.
+func ClientAddr(r *http.Request, proxies []netip.Prefix) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !within(peer.Addr(), proxies) {
+		return r.RemoteAddr
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return r.RemoteAddr
+		}
+		if !within(a, proxies) {
+			return a.Unmap().String()
+		}
+	}
+	return r.RemoteAddr
+}
+
+func within(a netip.Addr, prefixes []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,9 @@ package signinlimit
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -108,5 +111,34 @@ func TestWaitWords(t *testing.T) {
 		if got := RetryAfter(tc.d); got != tc.ra {
 			t.Errorf("RetryAfter(%v) = %q, want %q", tc.d, got, tc.ra)
 		}
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	for _, c := range []struct {
+		name, peer string
+		xff        []string
+		want       string
+	}{
+		{"no proxy", "203.0.113.7:5000", nil, "203.0.113.7:5000"},
+		{"an untrusted peer's header is not read", "203.0.113.7:5000", []string{"198.51.100.1"}, "203.0.113.7:5000"},
+		{"through the proxy", "10.1.2.3:5000", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"what the client wrote is left of it", "10.1.2.3:5000", []string{"192.0.2.99, 198.51.100.1"}, "198.51.100.1"},
+		{"two proxies", "10.1.2.3:5000", []string{"198.51.100.1, 10.9.9.9"}, "198.51.100.1"},
+		{"headers in order", "[::1]:5000", []string{"192.0.2.99", "198.51.100.1"}, "198.51.100.1"},
+		{"no header", "10.1.2.3:5000", nil, "10.1.2.3:5000"},
+		{"garbage", "10.1.2.3:5000", []string{"not-an-address"}, "10.1.2.3:5000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.RemoteAddr = c.peer
+			for _, h := range c.xff {
+				r.Header.Add("X-Forwarded-For", h)
+			}
+			if got := ClientAddr(r, proxies); got != c.want {
+				t.Errorf("ClientAddr = %q, want %q", got, c.want)
+			}
+		})
 	}
 }
