@@ -141,13 +141,20 @@ func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
 // when the one after them had its _id taken. It does not wait for them to
 // be durable: the caller calls Durable before it answers, outside its batch,
 // so that the next batch need not wait for this one's sync.
-func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (int, error) {
-	docs := make([]any, len(events))
-	for i, e := range events {
+//
+// Their leaves in the Merkle tree, when given, follow them in the same
+// insert (audittree.go): a count above len(events) includes leaves.
+func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent, leaves ...*AuditLeaf) (int, error) {
+	docs := make([]any, 0, len(events)+len(leaves))
+	for _, e := range events {
 		if e.ID == "" {
 			e.ID = AuditEventID(e.Chain, e.Seq)
 		}
-		docs[i] = e
+		docs = append(docs, e)
+	}
+	for _, l := range leaves {
+		l.ID = AuditLeafID(l.Index)
+		docs = append(docs, l)
 	}
 	return s.insertOrdered(ctx, s.auditEvents, docs, "audit events")
 }
@@ -245,6 +252,8 @@ func (s *Store) ScanAuditEvents(ctx context.Context, q AuditScan, fn func(*Audit
 	if len(window) > 0 {
 		filter = append(filter, bson.E{Key: "time", Value: window})
 	}
+	// Not the tree's leaves, which sort after every event.
+	filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: auditLeafPrefix}}})
 	return each(ctx, s.auditEvents, filter, fn)
 }
 

@@ -9,34 +9,38 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
-// Collection names of the Merkle tree over the audit trail, in the audit
-// database beside the events.
-const (
-	auditLeavesCollection      = "audit_leaves"
-	auditCheckpointsCollection = "audit_checkpoints"
-)
+// auditCheckpointsCollection holds the signed checkpoints of the Merkle
+// tree over the audit trail, in the audit database.
+const auditCheckpointsCollection = "audit_checkpoints"
+
+// auditLeafPrefix starts the _id of every leaf. Leaves are kept in the
+// collection of the events, so that a batch's events and leaves are one
+// insert; the prefix sorts after every chain name, and no leaf has the
+// fields the events are selected by (time, tenant, principal, hash).
+const auditLeafPrefix = "~tree/"
 
 // AuditLeaf is one leaf of the Merkle tree over the audit trail, as stored:
 // the event it stands for, the leaf's hash, and the hashes of the perfect
 // subtrees whose last leaf it is (Nodes[0] at level 1, upwards), so that
 // any node of the tree is one exact _id read: node (level, index) is in leaf
 // ((index+1)<<level)-1. Its _id is AuditLeafID(Index): inserting it
-// reserves the index, as an event's _id reserves its seq. Package
-// service/audit computes the hashes; the store only keeps them.
+// reserves the index, as an event's _id reserves its seq. It is stored in
+// the events' collection (auditLeafPrefix). Package service/audit computes
+// the hashes; the store only keeps them.
 type AuditLeaf struct {
 	Index uint64   `bson:"-"`
 	ID    string   `bson:"_id"`
 	Event string   `bson:"event"`
-	Time  int64    `bson:"time"` // the event's, Unix nanoseconds
-	Hash  []byte   `bson:"hash"`
-	Nodes [][]byte `bson:"nodes,omitempty"`
+	Time  int64    `bson:"lt"` // the event's, Unix nanoseconds
+	Hash  []byte   `bson:"lh"`
+	Nodes [][]byte `bson:"ln,omitempty"`
 }
 
 func (l *AuditLeaf) docID() string { return l.ID }
 
 // AuditLeafID is the _id of leaf index, zero-padded so that leaves sort by
 // _id in index order.
-func AuditLeafID(index uint64) string { return fmt.Sprintf("%016d", index) }
+func AuditLeafID(index uint64) string { return fmt.Sprintf("%s%016d", auditLeafPrefix, index) }
 
 // InsertAuditLeaves adds leaves in order, in one round trip, stopping at the
 // first that fails; it returns how many were inserted, and ErrExists when
@@ -49,13 +53,13 @@ func (s *Store) InsertAuditLeaves(ctx context.Context, leaves []*AuditLeaf) (int
 		l.ID = AuditLeafID(l.Index)
 		docs[i] = l
 	}
-	return s.insertOrdered(ctx, s.auditLeaves, docs, "audit leaves")
+	return s.insertOrdered(ctx, s.auditEvents, docs, "audit leaves")
 }
 
 // GetAuditLeaf reads leaf index by its exact _id.
 func (s *Store) GetAuditLeaf(ctx context.Context, index uint64) (*AuditLeaf, error) {
 	var l AuditLeaf
-	if err := get(ctx, s.auditLeaves, AuditLeafID(index), &l); err != nil {
+	if err := get(ctx, s.auditEvents, AuditLeafID(index), &l); err != nil {
 		return nil, fmt.Errorf("store: get audit leaf: %w", err)
 	}
 	l.Index = index
@@ -66,7 +70,7 @@ func (s *Store) GetAuditLeaf(ctx context.Context, index uint64) (*AuditLeaf, err
 // limit or the first that is missing.
 func (s *Store) ListAuditLeaves(ctx context.Context, from uint64, limit int) ([]*AuditLeaf, error) {
 	// seqRange counts from 1; leaf i is its seq i+1.
-	out, err := seqRange[AuditLeaf](ctx, s, s.auditLeaves, func(seq int64) string { return AuditLeafID(uint64(seq - 1)) }, int64(from)+1, limit)
+	out, err := seqRange[AuditLeaf](ctx, s, s.auditEvents, func(seq int64) string { return AuditLeafID(uint64(seq - 1)) }, int64(from)+1, limit)
 	for i, l := range out {
 		l.Index = from + uint64(i)
 	}

@@ -152,9 +152,8 @@ type Store struct {
 	// last seq of each chain.
 	auditEvents *mongo.Collection
 	auditHeads  *mongo.Collection
-	// auditLeaves are the Merkle tree's leaves and nodes, auditCheckpoints
-	// its signed checkpoints (audittree.go).
-	auditLeaves      *mongo.Collection
+	// auditCheckpoints are the signed checkpoints of the Merkle tree, whose
+	// leaves are in auditEvents (audittree.go).
 	auditCheckpoints *mongo.Collection
 }
 
@@ -234,7 +233,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
-	s.auditLeaves = auditDB.Collection(auditLeavesCollection)
 	s.auditCheckpoints = auditDB.Collection(auditCheckpointsCollection)
 	s.subjectInserts = newBatcher(s, s.subjects, false)
 	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
@@ -245,7 +243,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
 			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, selfServiceChallengesCollection, policiesCollection,
 			subjectOpsCollection},
-		auditDB: {auditEventsCollection, auditHeadsCollection, auditLeavesCollection, auditCheckpointsCollection},
+		auditDB: {auditEventsCollection, auditHeadsCollection, auditCheckpointsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
 		if err := s.prepare(ctx, d, collections); err != nil {

@@ -430,22 +430,12 @@ func (l *Log) flush(ctx context.Context, batch []*pending) {
 		ends[p.e.Chain] = tailEntry{seq: p.e.Seq, hash: p.e.Hash}
 		docs = append(docs, toStore(p.e))
 	}
-	// The leaves the events will get, unless another process appends to
-	// the tree meanwhile (tree.append then corrects them).
-	base, err := l.tree.size(ctx)
-	if err != nil {
-		for _, p := range batch {
-			p.err = fmt.Errorf("audit: append: %w", err)
-		}
-		return
-	}
-	for i, d := range docs {
-		d.Leaf = int64(base) + int64(i)
-	}
-	n, err := l.st.InsertAuditEvents(ctx, docs)
-	// The events written become leaves, in one insert: a caller whose
-	// event is not in the tree gets an error, as when it is not written.
-	treeErr := l.tree.append(ctx, docs[:n])
+	// The events and their leaves in the Merkle tree, in one insert: a
+	// caller whose event is not in the tree gets an error, as when it is
+	// not written.
+	n, err, treeErr := l.tree.write(ctx, docs, func(leaves []*store.AuditLeaf) (int, error) {
+		return l.st.InsertAuditEvents(ctx, docs, leaves...)
+	})
 	for i, p := range batch[:n] {
 		p.e.Leaf = docs[i].Leaf
 		if treeErr != nil {

@@ -143,6 +143,67 @@ func (t *tree) size(ctx context.Context) (uint64, error) {
 	return n, err
 }
 
+// write inserts a batch's events and their leaves in one command (insert,
+// given the leaves, returns how many documents it wrote, events first),
+// setting each event's Leaf before. Events that went in without their
+// leaves (another writer took a seq, or a leaf's index) get them through
+// append. It returns how many events were written, the insert's error
+// about the events, and the tree's error.
+func (t *tree) write(ctx context.Context, docs []*store.AuditEvent, insert func([]*store.AuditLeaf) (int, error)) (int, error, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.load(ctx); err != nil {
+		return 0, fmt.Errorf("audit: tree: %w", err), nil
+	}
+	leaves, err := t.leavesFor(docs)
+	if err != nil {
+		return 0, err, nil
+	}
+	for i, d := range docs {
+		d.Leaf = int64(leaves[i].Index)
+	}
+	n, err := insert(leaves)
+	events := min(n, len(docs))
+	withLeaves := max(0, n-len(docs))
+	for _, l := range leaves[:withLeaves] {
+		_ = t.rng.Append(l.Hash, nil) // cannot fail: leavesFor did the same
+	}
+	if withLeaves == len(docs) {
+		return events, err, nil
+	}
+	if events == len(docs) {
+		err = nil // a leaf's index was taken: append finds the next free
+	}
+	return events, err, t.appendLocked(ctx, docs[withLeaves:events])
+}
+
+// leavesFor computes the leaves of docs after the tree's end. Called with
+// mu held.
+func (t *tree) leavesFor(docs []*store.AuditEvent) ([]*store.AuditLeaf, error) {
+	base := t.rng.End()
+	r, err := rangeFactory.NewRange(0, base, append([][]byte(nil), t.rng.Hashes()...))
+	if err != nil {
+		return nil, fmt.Errorf("audit: tree: %w", err)
+	}
+	leaves := make([]*store.AuditLeaf, len(docs))
+	for i, d := range docs {
+		h, err := LeafHash(d.Hash)
+		if err != nil {
+			return nil, fmt.Errorf("audit: tree: %w", err)
+		}
+		leaf := &store.AuditLeaf{Index: base + uint64(i), Event: d.ID, Time: d.Time, Hash: h}
+		if err := r.Append(h, func(id compact.NodeID, hash []byte) {
+			if id.Level > 0 {
+				leaf.Nodes = append(leaf.Nodes, hash)
+			}
+		}); err != nil {
+			return nil, fmt.Errorf("audit: tree: %w", err)
+		}
+		leaves[i] = leaf
+	}
+	return leaves, nil
+}
+
 // append adds leaves for events just inserted, in order, and records in each
 // its leaf's index (Leaf). The events were written with the leaves they
 // would get if no other process appended meanwhile; when one did, this
@@ -154,34 +215,22 @@ func (t *tree) append(ctx context.Context, docs []*store.AuditEvent) error {
 	if err := t.load(ctx); err != nil {
 		return fmt.Errorf("audit: tree: %w", err)
 	}
+	return t.appendLocked(ctx, docs)
+}
+
+// appendLocked is append with mu held.
+func (t *tree) appendLocked(ctx context.Context, docs []*store.AuditEvent) error {
 	for attempt := 0; len(docs) > 0; attempt++ {
 		if attempt == maxAppendAttempts {
 			return fmt.Errorf("audit: tree: %w", ErrContention)
 		}
-		base := t.rng.End()
-		r, err := rangeFactory.NewRange(0, base, append([][]byte(nil), t.rng.Hashes()...))
+		leaves, err := t.leavesFor(docs)
 		if err != nil {
-			return fmt.Errorf("audit: tree: %w", err)
-		}
-		leaves := make([]*store.AuditLeaf, len(docs))
-		for i, d := range docs {
-			h, err := LeafHash(d.Hash)
-			if err != nil {
-				return fmt.Errorf("audit: tree: %w", err)
-			}
-			leaf := &store.AuditLeaf{Index: base + uint64(i), Event: d.ID, Time: d.Time, Hash: h}
-			if err := r.Append(h, func(id compact.NodeID, hash []byte) {
-				if id.Level > 0 {
-					leaf.Nodes = append(leaf.Nodes, hash)
-				}
-			}); err != nil {
-				return fmt.Errorf("audit: tree: %w", err)
-			}
-			leaves[i] = leaf
+			return err
 		}
 		n, err := t.st.InsertAuditLeaves(ctx, leaves)
 		for i, leaf := range leaves[:n] {
-			_ = t.rng.Append(leaf.Hash, nil) // cannot fail: r did the same
+			_ = t.rng.Append(leaf.Hash, nil) // cannot fail: leavesFor did the same
 			if docs[i].Leaf != int64(leaf.Index) {
 				if err := t.st.SetAuditEventLeaf(ctx, docs[i].ID, leaf.Index); err != nil {
 					return fmt.Errorf("audit: tree: %w", err)
