@@ -25,7 +25,7 @@
 //
 // So every event is also a leaf of one global Merkle tree over the trail,
 // in the order the events were written (tree.go; RFC 6962 hashing): the
-// flusher appends a batch's leaves in one insert after its events, each
+// flusher inserts a batch's leaves with its events, in one command, each
 // event records its leaf, and the tree's size and root are signed in
 // checkpoints kept outside the database (checkpoint.go). Verify proves
 // every event against the tree, and the tree against the newest checkpoint
