@@ -740,6 +740,17 @@ func fullDiskCases() []fullDiskCase {
 					t.Errorf("the backup after the refused ones ended with %v, want a summary of a backup holding the subjects", resp)
 				}
 			}},
+
+		// A checkpoint of the audit trail's tree is stored in the audit
+		// database before it is given out: a full disk refuses it.
+		{method: "personaldata.v1.AuditService/CreateAuditCheckpoint", who: opOf,
+			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message { return &pdv1.CreateAuditCheckpointRequest{} },
+			resp:    func() proto.Message { return &pdv1.CreateAuditCheckpointResponse{} },
+			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
+				if cp := resp.(*pdv1.CreateAuditCheckpointResponse).GetCheckpoint(); cp.GetTreeSize() == 0 || cp.GetSignedNote() == "" {
+					t.Errorf("the checkpoint after the refused ones: %v", cp)
+				}
+			}},
 	}
 }
 
