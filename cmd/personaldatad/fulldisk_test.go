@@ -79,6 +79,10 @@ var fullDiskNotCovered = map[string]string{
 	"personaldata.v1.PersonalDataService/StartContactChange":    "data subjects only, through the self-service page; writes as RectifySubject and the outbox do",
 	"personaldata.v1.PersonalDataService/ConfirmContactChange":  "data subjects only, through the self-service page; writes as RectifySubject does",
 	"personaldata.v1.RightsRequestService/OpenOwnRightsRequest": "data subjects only, through the self-service page; writes as OpenRightsRequest and ForwardRightsRequest do",
+	// It writes the audit database alone, which the writes subtest keeps
+	// room for (auditRoom); with that database full, its store write fails
+	// as every audit append does (UNAVAILABLE).
+	"personaldata.v1.AuditService/CreateAuditCheckpoint": "writes only the audit database, which the writes subtest keeps room for",
 }
 
 // fullDiskCase is one write RPC: prepare makes what it needs (with space)
@@ -738,17 +742,6 @@ func fullDiskCases() []fullDiskCase {
 			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
 				if sum := resp.(*pdv1.CreateBackupResponse).GetSummary(); sum.GetSubjects() == 0 || sum.GetBytes() == 0 {
 					t.Errorf("the backup after the refused ones ended with %v, want a summary of a backup holding the subjects", resp)
-				}
-			}},
-
-		// A checkpoint of the audit trail's tree is stored in the audit
-		// database before it is given out: a full disk refuses it.
-		{method: "personaldata.v1.AuditService/CreateAuditCheckpoint", who: opOf,
-			prepare: func(t *testing.T, f *fullDiskFixture) proto.Message { return &pdv1.CreateAuditCheckpointRequest{} },
-			resp:    func() proto.Message { return &pdv1.CreateAuditCheckpointResponse{} },
-			done: func(t *testing.T, f *fullDiskFixture, resp proto.Message) {
-				if cp := resp.(*pdv1.CreateAuditCheckpointResponse).GetCheckpoint(); cp.GetTreeSize() == 0 || cp.GetSignedNote() == "" {
-					t.Errorf("the checkpoint after the refused ones: %v", cp)
 				}
 			}},
 	}
