@@ -167,6 +167,27 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 		return nil, err
 	}
 	chain := req.GetChain()
+	if err := s.chainVisible(ctx, c, chain); err != nil {
+		return nil, err
+	}
+	res, err := s.audit.Verify(ctx, chain)
+	if err != nil {
+		return nil, s.internal(ctx, "verify audit chain", err)
+	}
+	return &pdv1.VerifyAuditChainResponse{
+		Intact:         res.Intact(),
+		Events:         res.Events,
+		FirstBrokenSeq: res.FirstBroken,
+		Reason:         res.Reason,
+		LeafIndex:      res.Leaf,
+		CheckpointSize: int64(res.Checkpoint),
+	}, nil
+}
+
+// chainVisible checks that chain names a chain (else INVALID_ARGUMENT on
+// the field "chain") that the caller may read: a tenantless one for
+// operators, a subject's or a tenant's for who acts for its controller.
+func (s *Audit) chainVisible(ctx context.Context, c *auth.Caller, chain string) error {
 	var v violations
 	switch {
 	case slices.Contains(tenantlessChains, chain):
@@ -182,32 +203,23 @@ func (s *Audit) VerifyAuditChain(ctx context.Context, req *pdv1.VerifyAuditChain
 		v.add("chain", `must be "subjects/<subject id>", "tenants/<tenant id>", "principals", "unauthenticated" or "restores"`)
 	}
 	if err := v.err(); err != nil {
-		return nil, err
+		return err
 	}
 	switch {
 	case slices.Contains(tenantlessChains, chain):
 		if !c.ActsFor(auth.AllTenants) {
-			return nil, permissionDenied(reasonKindNotPermitted, nil, "the chains of no tenant are for operators")
+			return permissionDenied(reasonKindNotPermitted, nil, "the chains of no tenant are for operators")
 		}
 	case strings.HasPrefix(chain, "subjects/"):
 		if err := s.subjectVisible(ctx, c, strings.TrimPrefix(chain, "subjects/")); err != nil {
-			return nil, err
+			return err
 		}
 	default:
 		if !c.ActsFor(strings.TrimPrefix(chain, "tenants/")) {
-			return nil, status.Error(codes.NotFound, "tenant not found")
+			return status.Error(codes.NotFound, "tenant not found")
 		}
 	}
-	res, err := s.audit.Verify(ctx, chain)
-	if err != nil {
-		return nil, s.internal(ctx, "verify audit chain", err)
-	}
-	return &pdv1.VerifyAuditChainResponse{
-		Intact:         res.Intact(),
-		Events:         res.Events,
-		FirstBrokenSeq: res.FirstBroken,
-		Reason:         res.Reason,
-	}, nil
+	return nil
 }
 
 // subjectVisible is the tenant rule for a subject's chain: the caller must

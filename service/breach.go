@@ -175,16 +175,21 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 		return emit(ci)
 	})
 	defer run.stop()
-	var err error
+	// One prover for the report: the events in scope are proved against
+	// the newest checkpoint, sharing the tree's nodes read.
+	pr, err := s.audit.NewProver(ctx)
+	if err != nil {
+		return s.internal(ctx, "assess breach", err)
+	}
 	if sc.keyVersion != 0 {
 		err = s.store.EachDataKeyAt(ctx, sc.keyVersion, func(k *store.DataKey) error {
-			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.underKey(ctx, sc, k.ID) })
+			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.underKey(ctx, sc, pr, k.ID) })
 		})
 	} else {
 		var cur *chainTally
 		finish := func() error {
 			t := cur
-			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.checked(ctx, t) })
+			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.checked(ctx, pr, t) })
 		}
 		err = s.audit.Scan(ctx, store.AuditScan{Principal: sc.principal, From: sc.from, To: sc.to}, func(e audit.Event) error {
 			// A principal's refused authentications name it in their
@@ -210,7 +215,7 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 		if err == nil && sc.principal != "" {
 			// Last, in chain order ("unauthenticated" sorts after every
 			// other chain).
-			err = run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.attemptsNaming(ctx, sc) })
+			err = run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.attemptsNaming(ctx, sc, pr) })
 		}
 	}
 	if err == nil {
@@ -226,7 +231,7 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 // window whose credentials named sc's principal: a walk of the chain
 // "unauthenticated", which grows by at most some 70 events a second however
 // many attempts are made (audit.Attempts).
-func (s *Breach) attemptsNaming(ctx context.Context, sc breachScope) (*pdv1.BreachChainImpact, error) {
+func (s *Breach) attemptsNaming(ctx context.Context, sc breachScope, pr *audit.Prover) (*pdv1.BreachChainImpact, error) {
 	t := newChainTally(audit.UnauthenticatedChain)
 	const page = 500
 	for from := int64(1); ; {
@@ -247,7 +252,7 @@ func (s *Breach) attemptsNaming(ctx context.Context, sc breachScope) (*pdv1.Brea
 	if t.events == 0 {
 		return nil, nil
 	}
-	return s.checked(ctx, t)
+	return s.checked(ctx, pr, t)
 }
 
 // breachWorkers is how many chains a report reads at once: enough to keep
@@ -257,7 +262,7 @@ const breachWorkers = 4
 // underKey is what a subject whose data key a master key version wraps
 // holds (read from which of its fields are sealed, never opened), and its
 // chain's events in the window.
-func (s *Breach) underKey(ctx context.Context, sc breachScope, id string) (*pdv1.BreachChainImpact, error) {
+func (s *Breach) underKey(ctx context.Context, sc breachScope, pr *audit.Prover, id string) (*pdv1.BreachChainImpact, error) {
 	t := newChainTally(audit.SubjectChain(id))
 	var held []pdv1.DataCategory
 	sub, err := s.store.GetSubject(ctx, id)
@@ -284,7 +289,7 @@ func (s *Breach) underKey(ctx context.Context, sc breachScope, id string) (*pdv1
 		}
 		from = evs[len(evs)-1].Seq + 1
 	}
-	ci, err := s.checked(ctx, t)
+	ci, err := s.checked(ctx, pr, t)
 	if err != nil {
 		return nil, err
 	}
@@ -292,15 +297,22 @@ func (s *Breach) underKey(ctx context.Context, sc breachScope, id string) (*pdv1
 	return ci, nil
 }
 
-// checked is t's report with its whole chain verified, as VerifyAuditChain
-// does.
-func (s *Breach) checked(ctx context.Context, t *chainTally) (*pdv1.BreachChainImpact, error) {
-	res, err := s.audit.Verify(ctx, t.chain)
+// checked is t's report with the events it counts proved against the
+// Merkle tree, and the tree against the newest checkpoint (audit.Prover):
+// the time it takes grows with the events in scope, not with the chain's
+// history. A chain with events from before the tree began is verified
+// whole, as VerifyAuditChain did before the tree.
+func (s *Breach) checked(ctx context.Context, pr *audit.Prover, t *chainTally) (*pdv1.BreachChainImpact, error) {
+	res, ok, err := pr.Check(ctx, t.evs)
+	if err == nil && !ok {
+		res, err = s.audit.Verify(ctx, t.chain)
+	}
 	if err != nil {
 		return nil, err
 	}
 	ci := t.proto()
-	ci.Check = &pdv1.BreachChainCheck{Intact: res.Intact(), Events: res.Events, FirstBrokenSeq: res.FirstBroken, Reason: res.Reason}
+	ci.Check = &pdv1.BreachChainCheck{Intact: res.Intact(), Events: res.Events, FirstBrokenSeq: res.FirstBroken, Reason: res.Reason,
+		LeafIndex: res.Leaf, CheckpointSize: int64(res.Checkpoint)}
 	return ci, nil
 }
 
@@ -354,6 +366,8 @@ type chainTally struct {
 	// failures counts the refused authentications of the chain
 	// "unauthenticated", by reason and source.
 	failures map[[2]string]int64
+	// evs are the events counted, which the report proves.
+	evs []audit.Event
 }
 
 func newChainTally(chain string) *chainTally {
@@ -367,6 +381,7 @@ func newChainTally(chain string) *chainTally {
 
 func (t *chainTally) add(e audit.Event) {
 	t.events++
+	t.evs = append(t.evs, e)
 	if t.tenant == "" {
 		t.tenant = e.Tenant
 	}

@@ -28,6 +28,9 @@ type Service struct {
 	log   *slog.Logger
 	// audit is the audit trail, on the same store.
 	audit *audit.Log
+	// checkpoints sign the audit trail's Merkle tree (EnableCheckpoints);
+	// nil until enabled.
+	checkpoints *audit.Checkpoints
 	// principals are the principals as authentication finds them; every
 	// change of one is published through it.
 	principals *auth.PrincipalCache
@@ -80,6 +83,23 @@ func (s *Service) PrincipalCache() *auth.PrincipalCache { return s.principals }
 
 // AuditLog is the audit trail the service writes to.
 func (s *Service) AuditLog() *audit.Log { return s.audit }
+
+// EnableCheckpoints has the audit trail's tree signed, with the key the
+// keyring derives for it, and its checkpoints kept and pushed as cfg says;
+// from then on VerifyAuditChain and breach impact prove events against the
+// newest checkpoint. Call it before serving.
+func (s *Service) EnableCheckpoints(cfg audit.CheckpointConfig) (*audit.Checkpoints, error) {
+	cfg.Key = s.vault.keys.Ring().CheckpointKey()
+	if cfg.Now == nil {
+		cfg.Now = s.now
+	}
+	c, err := audit.NewCheckpoints(s.audit, cfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.checkpoints = c
+	return c, nil
+}
 
 // idempotencyWindow is how long the idempotency key of a change is
 // remembered: a retry within the window answers the first result, however

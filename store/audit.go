@@ -30,6 +30,9 @@ type AuditEvent struct {
 	Outcome   string
 	PrevHash  string
 	Hash      string
+	// Leaf is the index of the event's leaf in the Merkle tree over the
+	// trail (audittree.go); -1 for an event stored before there was a tree.
+	Leaf int64
 }
 
 // storedAuditEvent is an event as stored: lean, since every audited call
@@ -50,6 +53,7 @@ type storedAuditEvent struct {
 	Outcome   string        `bson:"outcome"`
 	PrevHash  string        `bson:"prev_hash,omitempty"`
 	Hash      string        `bson:"hash"`
+	Leaf      *int64        `bson:"leaf"`
 }
 
 // MarshalBSON stores e in its lean form.
@@ -70,6 +74,9 @@ func (e *AuditEvent) MarshalBSON() ([]byte, error) {
 		d = append(d, bson.E{Key: "prev_hash", Value: e.PrevHash})
 	}
 	d = append(d, bson.E{Key: "hash", Value: e.Hash})
+	if e.Leaf >= 0 {
+		d = append(d, bson.E{Key: "leaf", Value: e.Leaf})
+	}
 	return bson.Marshal(d)
 }
 
@@ -80,7 +87,10 @@ func (e *AuditEvent) UnmarshalBSON(data []byte) error {
 		return err
 	}
 	*e = AuditEvent{ID: d.ID, Time: d.Time, Principal: d.Principal, Tenant: d.Tenant, Purpose: d.Purpose, RPC: d.RPC,
-		SubjectID: d.SubjectID, Outcome: d.Outcome, PrevHash: d.PrevHash, Hash: d.Hash}
+		SubjectID: d.SubjectID, Outcome: d.Outcome, PrevHash: d.PrevHash, Hash: d.Hash, Leaf: -1}
+	if d.Leaf != nil {
+		e.Leaf = *d.Leaf
+	}
 	if i := strings.LastIndexByte(d.ID, '/'); i > 0 {
 		e.Chain = d.ID[:i]
 		e.Seq, _ = strconv.ParseInt(d.ID[i+1:], 10, 64)
@@ -131,37 +141,62 @@ func (s *Store) InsertAuditEvent(ctx context.Context, e *AuditEvent) error {
 // when the one after them had its _id taken. It does not wait for them to
 // be durable: the caller calls Durable before it answers, outside its batch,
 // so that the next batch need not wait for this one's sync.
-func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent) (int, error) {
-	docs := make([]any, len(events))
-	for i, e := range events {
+//
+// Their leaves in the Merkle tree, when given, follow them in the same
+// insert (audittree.go): a count above len(events) includes leaves.
+func (s *Store) InsertAuditEvents(ctx context.Context, events []*AuditEvent, leaves ...*AuditLeaf) (int, error) {
+	docs := make([]any, 0, len(events)+len(leaves))
+	for _, e := range events {
 		if e.ID == "" {
 			e.ID = AuditEventID(e.Chain, e.Seq)
 		}
-		docs[i] = e
+		docs = append(docs, e)
 	}
-	err := s.apply(ctx, s.auditEvents, func(ctx context.Context) error {
-		_, err := s.auditEvents.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
+	for _, l := range leaves {
+		l.ID = AuditLeafID(l.Index)
+		docs = append(docs, l)
+	}
+	return s.insertOrdered(ctx, s.auditEvents, docs, "audit events")
+}
+
+// insertOrdered inserts docs into c in order, in one round trip, stopping
+// at the first that fails, without waiting for the sync (apply): it
+// returns how many were inserted, and ErrExists when the one after them had
+// its _id taken.
+func (s *Store) insertOrdered(ctx context.Context, c *mongo.Collection, docs []any, what string) (int, error) {
+	err := s.apply(ctx, c, func(ctx context.Context) error {
+		_, err := c.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
 		return err
 	})
 	if err == nil {
-		return len(events), nil
+		return len(docs), nil
 	}
 	var bwe mongo.BulkWriteException
 	if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 {
 		first := bwe.WriteErrors[0]
 		if mongo.IsDuplicateKeyError(err) {
-			return first.Index, fmt.Errorf("store: insert audit events: %w", ErrExists)
+			return first.Index, fmt.Errorf("store: insert %s: %w", what, ErrExists)
 		}
-		return first.Index, fmt.Errorf("store: insert audit events: %w", classify(err))
+		return first.Index, fmt.Errorf("store: insert %s: %w", what, classify(err))
 	}
 	// Nothing is known to have been written.
-	return 0, fmt.Errorf("store: insert audit events: %w", classify(err))
+	return 0, fmt.Errorf("store: insert %s: %w", what, classify(err))
 }
 
 // GetAuditEvent reads event seq of chain by its exact _id.
 func (s *Store) GetAuditEvent(ctx context.Context, chain string, seq int64) (*AuditEvent, error) {
 	var e AuditEvent
 	if err := get(ctx, s.auditEvents, AuditEventID(chain, seq), &e); err != nil {
+		return nil, fmt.Errorf("store: get audit event: %w", err)
+	}
+	return &e, nil
+}
+
+// GetAuditEventByID reads an event by its _id (AuditEventID), as a tree
+// leaf names it.
+func (s *Store) GetAuditEventByID(ctx context.Context, id string) (*AuditEvent, error) {
+	var e AuditEvent
+	if err := get(ctx, s.auditEvents, id, &e); err != nil {
 		return nil, fmt.Errorf("store: get audit event: %w", err)
 	}
 	return &e, nil
@@ -217,6 +252,8 @@ func (s *Store) ScanAuditEvents(ctx context.Context, q AuditScan, fn func(*Audit
 	if len(window) > 0 {
 		filter = append(filter, bson.E{Key: "time", Value: window})
 	}
+	// Not the tree's leaves, which sort after every event.
+	filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$lt", Value: auditLeafPrefix}}})
 	return each(ctx, s.auditEvents, filter, fn)
 }
 

@@ -103,6 +103,10 @@ type SnapshotCounts struct {
 	AuditHeads []AuditHead
 }
 
+// notLeaf selects, in SQL over the events' table, the events and not the
+// Merkle tree's leaves kept beside them.
+const notLeaf = "_ferretdb_sjson->>'$._id' < '" + auditLeafPrefix + "'"
+
 // CountSnapshot reads the copies of the databases named after database in
 // dir (<name>.sqlite, as embedded.Snapshot.CopyTo wrote them).
 func CountSnapshot(ctx context.Context, dir, database string) (SnapshotCounts, error) {
@@ -126,7 +130,7 @@ func CountSnapshot(ctx context.Context, dir, database string) (SnapshotCounts, e
 		{data, subjectsCollection, "", &c.Subjects},
 		{data, subjectsCollection, "WHERE json_type(_ferretdb_sjson, '$.erasure') = 'object'", &c.ErasedSubjects},
 		{keys, dataKeysCollection, "", &c.DataKeys},
-		{audit, auditEventsCollection, "", &c.AuditEvents},
+		{audit, auditEventsCollection, "WHERE " + notLeaf, &c.AuditEvents},
 	} {
 		if err := count(q.path, q.collection, q.where, q.n); err != nil {
 			return c, fmt.Errorf("store: count %s: %w", q.collection, err)
@@ -139,7 +143,7 @@ func CountSnapshot(ctx context.Context, dir, database string) (SnapshotCounts, e
 		if err != nil || t == "" {
 			return err
 		}
-		rows, err := db.QueryContext(ctx, "SELECT _ferretdb_sjson->>'$._id', _ferretdb_sjson->>'$.hash' FROM "+t)
+		rows, err := db.QueryContext(ctx, "SELECT _ferretdb_sjson->>'$._id', _ferretdb_sjson->>'$.hash' FROM "+t+" WHERE "+notLeaf)
 		if err != nil {
 			return err
 		}

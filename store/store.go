@@ -152,6 +152,9 @@ type Store struct {
 	// last seq of each chain.
 	auditEvents *mongo.Collection
 	auditHeads  *mongo.Collection
+	// auditCheckpoints are the signed checkpoints of the Merkle tree, whose
+	// leaves are in auditEvents (audittree.go).
+	auditCheckpoints *mongo.Collection
 }
 
 // Open connects to MongoDB, or starts the embedded store when cfg.URI is
@@ -230,6 +233,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.dataKeys = keysDB.Collection(dataKeysCollection)
 	s.auditEvents = auditDB.Collection(auditEventsCollection)
 	s.auditHeads = auditDB.Collection(auditHeadsCollection)
+	s.auditCheckpoints = auditDB.Collection(auditCheckpointsCollection)
 	s.subjectInserts = newBatcher(s, s.subjects, false)
 	s.keyInserts = newBatcher(s, s.keys, true) // see ClaimKeys
 	s.dataKeyInserts = newBatcher(s, s.dataKeys, false)
@@ -239,7 +243,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
 			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, selfServiceChallengesCollection, policiesCollection,
 			subjectOpsCollection, breachRecordsCollection},
-		auditDB: {auditEventsCollection, auditHeadsCollection},
+		auditDB: {auditEventsCollection, auditHeadsCollection, auditCheckpointsCollection},
 		keysDB:  {dataKeysCollection},
 	} {
 		if err := s.prepare(ctx, d, collections); err != nil {

@@ -64,6 +64,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -89,6 +90,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -138,6 +140,9 @@ type config struct {
 	cpuProfile     string
 	serverPID      int
 	spans          bool
+	// breachWindow, when set, times one breach-impact report over the
+	// window ending now, after the operations (the server pdbench starts).
+	breachWindow time.Duration
 }
 
 // maxClients is the largest number of clients the run uses.
@@ -160,6 +165,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&ops, "ops", strings.Join(allOps(), ","), "comma-separated operations to run")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile to this file: of the server during the operations (not the seeding); with -addr, of pdbench itself")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "with -addr: pid of that personaldatad on this machine, to measure its CPU time per call")
+	fs.DurationVar(&c.breachWindow, "breach-window", 0, "after the operations, time one breach-impact report (AssessBreachImpact, as an operator) of the window this long that ends now, proved against a checkpoint taken first; for the server pdbench starts")
 	fs.BoolVar(&c.spans, "spans", false, "trace every call in the server child and print where a call's time went, span by span (tracing costs some CPU of its own)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -190,6 +196,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-addr with -transport rest needs -http-addr")
 	case c.addr == "" && c.httpAddr != "":
 		return c, errors.New("-http-addr goes with -addr")
+	case c.addr != "" && c.breachWindow != 0:
+		return c, errors.New("-breach-window is for the server pdbench starts")
 	case c.addr != "" && c.spans:
 		return c, errors.New("-spans is for the server pdbench starts")
 	case c.addr != "" && durabilitySet:
@@ -367,7 +375,56 @@ func realMain(ctx context.Context) error {
 		fmt.Printf("\nCPU profile of the server during the operations: %s\n", cfg.cpuProfile)
 	}
 	printResults(cfg, durability, results, serverNote)
+	if cfg.breachWindow > 0 && ctx.Err() == nil {
+		if err := timeBreachImpact(ctx, grpcAddr, serverProc.info.OperatorToken, cfg.breachWindow); err != nil {
+			return fmt.Errorf("-breach-window: %w", err)
+		}
+	}
 	return ctx.Err()
+}
+
+// timeBreachImpact takes a checkpoint, then times one breach-impact report
+// of the window that ends now, read to its end, and prints it.
+func timeBreachImpact(ctx context.Context, addr, operator string, window time.Duration) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(operator)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cp, err := pdv1.NewAuditServiceClient(conn).CreateAuditCheckpoint(ctx, &pdv1.CreateAuditCheckpointRequest{})
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	start := time.Now()
+	stream, err := pdv1.NewBreachServiceClient(conn).AssessBreachImpact(ctx, &pdv1.AssessBreachImpactRequest{StartTime: timestamppb.New(start.Add(-window))})
+	if err != nil {
+		return err
+	}
+	var sum *pdv1.BreachSummary
+	var chains, broken, proved int64
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if s := res.GetSummary(); s != nil {
+			sum = s
+		}
+		if c := res.GetChain(); c != nil {
+			chains++
+			proved += c.GetCheck().GetEvents()
+			if !c.GetCheck().GetIntact() {
+				broken++
+			}
+		}
+	}
+	fmt.Printf("\nbreach impact of the last %v: %.1f s for %d events in %d chains (%d subjects), %d events proved against the checkpoint of %d events, %d chains broken\n",
+		window, time.Since(start).Seconds(), sum.GetEvents(), chains, sum.GetSubjects(), proved, cp.GetCheckpoint().GetTreeSize(), broken)
+	return nil
 }
 
 // bearer sends a bearer token with every call.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -29,26 +30,41 @@ var serverAddr, storeURI string
 // pdctl for it, run with the token in tokenFile, and the operator's token file.
 func startServer(t *testing.T, dir string) (pdctl func(tokenFile string, args ...string) (string, error), operatorToken string) {
 	t.Helper()
+	pdctl, operatorToken, _ = startServerWith(t, dir, nil)
+	return pdctl, operatorToken
+}
+
+// startServerWith is startServer with the configuration changed by
+// configure (when not nil); stop stops the server (also at the end of the
+// test), so that another may start on dir.
+func startServerWith(t *testing.T, dir string, configure func(*server.Config)) (pdctl func(tokenFile string, args ...string) (string, error), operatorToken string, stop func()) {
+	t.Helper()
 	operatorToken = filepath.Join(dir, "operator.token")
-	srv, err := server.New(context.Background(), server.Config{
+	cfg := server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Store:             store.Config{DataDir: filepath.Join(dir, "data")},
 		OperatorTokenFile: operatorToken,
 		Keys:              server.KeysConfig{KeyFile: filepath.Join(dir, "keyring.json"), CreateKeyFile: true},
-	}, slog.New(slog.DiscardHandler))
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
 	serverAddr, storeURI = srv.GRPCAddr(), srv.StoreURI()
 	return func(tokenFile string, args ...string) (string, error) {
 		var out bytes.Buffer
 		err := run(context.Background(), append([]string{"-addr", srv.GRPCAddr(), "-token-file", tokenFile}, args...), &out)
 		return out.String(), err
-	}, operatorToken
+	}, operatorToken, stop
 }
 
 // TestPrincipalCommands runs pdctl against a real server: create a billing

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/store/durablefile"
 )
 
 // call runs fn with the connection and a context bounded by timeout.
@@ -190,16 +191,36 @@ var errChainBroken = errors.New("audit chain broken")
 func (a *app) auditCommand() *cobra.Command {
 	var subject, tenant, chain string
 	var principals bool
+	var cpc checkpointCheck
 	verify := &cobra.Command{
-		Use:   "verify (--subject ID | --tenant ID | --principals | --chain CHAIN)",
-		Short: "Verify an audit chain and name its first broken link (operators)",
+		Use:   "verify (--subject ID | --tenant ID | --principals | --chain CHAIN | --checkpoint FILE [--key VKEY] [--all])",
+		Short: "Verify an audit chain, or the whole trail against a checkpoint kept outside (operators)",
 		Long: `Walk one hash chain of the audit trail: a subject's, a tenant's (what concerns
 no one subject) or the principals'. Prints the events checked; a chain that
-does not verify names its first broken event and makes pdctl exit with 1.`,
+does not verify names its first broken event and makes pdctl exit with 1.
+Every event is proved against the server's newest signed checkpoint as well.
+
+With --checkpoint, hold the trail to a signed checkpoint kept outside the
+server (the files -audit-checkpoint-dir receives): its signature, origin and
+key (--key, the log's verifier key you hold; by default the server's), then
+a consistency proof from it to the tree now, then every event since it,
+recomputed into the tree (with --all every event from the first). Anything
+that does not hold is named (leaf, event, checkpoint) and makes pdctl exit
+with 1: events rewritten, removed, inserted or moved, or an older copy of
+the audit database restored.`,
 		Example: `  pdctl audit verify --subject 0f3c9a...
-  pdctl audit verify --tenant company`,
+  pdctl audit verify --tenant company
+  pdctl audit verify --checkpoint /mnt/worm/checkpoint --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cpc.file != "" {
+				return a.call(cmd, 30*time.Minute, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+					return a.verifyCheckpoint(ctx, cc, cpc)
+				})
+			}
+			if cpc.key != "" || cpc.all {
+				return errors.New("--key and --all go with --checkpoint")
+			}
 			switch {
 			case subject != "":
 				chain = "subjects/" + subject
@@ -214,7 +235,14 @@ does not verify names its first broken event and makes pdctl exit with 1.`,
 					return err
 				}
 				if !res.GetIntact() {
-					fmt.Fprintf(a.out, "%s: BROKEN at event %d of %d checked: %s\n", chain, res.GetFirstBrokenSeq(), res.GetEvents(), res.GetReason())
+					fmt.Fprintf(a.out, "%s: BROKEN at event %d of %d checked: %s", chain, res.GetFirstBrokenSeq(), res.GetEvents(), res.GetReason())
+					if res.GetLeafIndex() >= 0 {
+						fmt.Fprintf(a.out, " (tree leaf %d)", res.GetLeafIndex())
+					}
+					if n := res.GetCheckpointSize(); n > 0 {
+						fmt.Fprintf(a.out, ", against the checkpoint of %d events", n)
+					}
+					fmt.Fprintln(a.out)
 					return fmt.Errorf("%w: %s", errChainBroken, chain)
 				}
 				_, err = fmt.Fprintf(a.out, "%s: intact, %d events\n", chain, res.GetEvents())
@@ -227,7 +255,38 @@ does not verify names its first broken event and makes pdctl exit with 1.`,
 	f.StringVar(&tenant, "tenant", "", `a controller's id ("company", a customer): its chain`)
 	f.BoolVar(&principals, "principals", false, "the chain of changes to principals")
 	f.StringVar(&chain, "chain", "", `the chain by name: "subjects/<id>", "tenants/<id>" or "principals"`)
-	verify.MarkFlagsOneRequired("subject", "tenant", "principals", "chain")
-	verify.MarkFlagsMutuallyExclusive("subject", "tenant", "principals", "chain")
-	return group("audit", "Check the hash-chained audit trail", verify)
+	f.StringVar(&cpc.file, "checkpoint", "", "a signed checkpoint file kept outside the server: verify the whole trail against it")
+	f.StringVar(&cpc.key, "key", "", "with --checkpoint: the log's verifier key (<origin>+<hash>+<key>); default the server's")
+	f.BoolVar(&cpc.all, "all", false, "with --checkpoint: verify every event, not only those since the checkpoint")
+	verify.MarkFlagsOneRequired("subject", "tenant", "principals", "chain", "checkpoint")
+	verify.MarkFlagsMutuallyExclusive("subject", "tenant", "principals", "chain", "checkpoint")
+	var out string
+	take := &cobra.Command{
+		Use:   "checkpoint [--out FILE]",
+		Short: "Sign a checkpoint of the audit trail now and print it (operators)",
+		Long: `Have the server sign a checkpoint of the audit trail's Merkle tree now, store
+it and push it where it is configured to (-audit-checkpoint-dir, -url), and
+print it: the signed note, which 'pdctl audit verify --checkpoint' and
+transparency-dev witnesses read. --out writes it to a file as well (keep it
+outside the server).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.call(cmd, time.Minute, func(ctx context.Context, cc grpc.ClientConnInterface) error {
+				res, err := pdv1.NewAuditServiceClient(cc).CreateAuditCheckpoint(ctx, &pdv1.CreateAuditCheckpointRequest{})
+				if err != nil {
+					return err
+				}
+				note := res.GetCheckpoint().GetSignedNote()
+				if out != "" {
+					if err := durablefile.Write(out, []byte(note), true); err != nil {
+						return fmt.Errorf("--out: %w", err)
+					}
+				}
+				_, err = fmt.Fprint(a.out, note)
+				return err
+			})
+		},
+	}
+	take.Flags().StringVar(&out, "out", "", "also write the checkpoint to this file")
+	return group("audit", "Check the hash-chained audit trail and its signed checkpoints", verify, take)
 }

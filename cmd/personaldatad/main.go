@@ -32,6 +32,7 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
 	"github.com/example/personaldata/store/ledger"
@@ -83,6 +84,10 @@ type config struct {
 	tlsCert, tlsKey, tlsClient string
 	sender                     service.LetterSender
 	retentionSweepInterval     time.Duration
+	auditCheckpointInterval    time.Duration
+	auditOrigin                string
+	auditCheckpointDir         string
+	auditCheckpointURL         string
 	drainDelay, shutdownTimout time.Duration
 	version                    bool
 	// oidc is the page's strong sign-in; oidcSecretFile and oidcScopes
@@ -162,6 +167,10 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 		withEnv = append(withEnv, name)
 		fs.DurationVar(p, name, def, usage+" (env "+envPrefix+envName(name)+")")
 	}
+	str(&c.auditOrigin, "audit-origin", server.DefaultAuditOrigin, "the audit trail's log name in its signed checkpoints, a name the operator controls such as example.se/personaldata/audit")
+	str(&c.auditCheckpointDir, "audit-checkpoint-dir", "", "directory that receives every signed checkpoint of the audit trail (files checkpoint and checkpoint.<size>, written atomically and synced): put it outside the database, on write-once storage")
+	str(&c.auditCheckpointURL, "audit-checkpoint-url", "", "URL that receives every signed checkpoint of the audit trail in an HTTP POST (a witness, or storage outside the database)")
+	dur(&c.auditCheckpointInterval, "audit-checkpoint-interval", 10*time.Minute, "how often the audit trail's Merkle tree is signed in a checkpoint; 0 only when an operator asks")
 	dur(&c.retentionSweepInterval, "retention-sweep-interval", time.Hour, "how often the retention sweeper purges data whose legal holds ended; 0 disables it (operators can still run a pass)")
 	dur(&c.drainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long to go on serving while reporting not ready, before the listeners close")
 	dur(&c.shutdownTimout, "shutdown-timeout", 20*time.Second, "then, how long calls in flight may take to finish before they are cut")
@@ -204,7 +213,7 @@ func parseFlags(args []string, extra ...func(*flag.FlagSet)) (config, error) {
 	if d == store.DurabilityNormal && c.mongoURI != "" {
 		return c, errors.New("-durability normal is for the embedded store; with -mongo-uri writes are majority-acknowledged and journaled")
 	}
-	for name, d := range map[string]time.Duration{"retention-sweep-interval": c.retentionSweepInterval, "drain-delay": c.drainDelay, "shutdown-timeout": c.shutdownTimout} {
+	for name, d := range map[string]time.Duration{"retention-sweep-interval": c.retentionSweepInterval, "audit-checkpoint-interval": c.auditCheckpointInterval, "drain-delay": c.drainDelay, "shutdown-timeout": c.shutdownTimout} {
 		if d < 0 {
 			return c, fmt.Errorf("-%s: must not be negative", name)
 		}
@@ -398,14 +407,16 @@ func realMain(ctx context.Context, args []string) error {
 			CreateKeyFile: c.mongoURI == "",
 			Keeper:        keeper,
 		},
-		RetentionSweepInterval: c.retentionSweepInterval,
-		Version:                server.Version(),
-		DrainDelay:             c.drainDelay,
-		ShutdownTimeout:        c.shutdownTimout,
-		TracerProvider:         tp,
-		MetricsAddr:            c.metricsAddr,
-		ErasureLedger:          c.erasureLedger,
-		LetterSender:           c.sender,
+		RetentionSweepInterval:  c.retentionSweepInterval,
+		AuditCheckpoints:        audit.CheckpointConfig{Origin: c.auditOrigin, Dir: c.auditCheckpointDir, URL: c.auditCheckpointURL},
+		AuditCheckpointInterval: c.auditCheckpointInterval,
+		Version:                 server.Version(),
+		DrainDelay:              c.drainDelay,
+		ShutdownTimeout:         c.shutdownTimout,
+		TracerProvider:          tp,
+		MetricsAddr:             c.metricsAddr,
+		ErasureLedger:           c.erasureLedger,
+		LetterSender:            c.sender,
 
 		SelfServiceTrustedProxies: c.proxies,
 	}, log)

@@ -19,14 +19,20 @@
 // chain leaves a shorter chain that is intact, and the last event can be
 // replaced by another with a recomputed hash. The head hint (seq and hash of
 // an event near the end, moved every 16 seqs so that an append is a single
-// insert; the last 15 events are not covered) mitigates this: Verify
-// reports a chain that ends before its head as missing its next event, and
-// an event at the head's seq with another hash than the head's as changed.
-// Append goes on from the head, so a gap cut at the end stays a gap, which
-// Verify keeps reporting. An attacker who can write the database can still
-// rewrite or remove the head along with the tail; only anchoring head hashes
-// outside the database (for example periodically signing or publishing
-// them) would show that.
+// insert; the last 15 events are not covered) mitigates this, but an
+// attacker who can write the database can rewrite or remove the head along
+// with the tail.
+//
+// So every event is also a leaf of one global Merkle tree over the trail,
+// in the order the events were written (tree.go; RFC 6962 hashing): the
+// flusher inserts a batch's leaves with its events, in one command, each
+// event records its leaf, and the tree's size and root are signed in
+// checkpoints kept outside the database (checkpoint.go). Verify proves
+// every event against the tree, and the tree against the newest checkpoint
+// it trusts; a verifier holding an older checkpoint proves that the tree
+// extends it (a consistency proof) and recomputes the leaves since. A
+// rewritten, removed, inserted or moved event, or an older copy of the
+// database, no longer matches what was signed.
 package audit
 
 import (
@@ -42,6 +48,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/transparency-dev/merkle/compact"
 
 	"github.com/example/personaldata/store"
 )
@@ -75,6 +82,13 @@ const (
 	// event before it (its prev_hash differs from that event's hash), or it
 	// names another chain or seq than the place it is stored at.
 	ReasonOutOfPlace = "out of place"
+	// ReasonNotInTree: the event has no leaf in the Merkle tree that the
+	// trusted checkpoint proves, or its leaf stands for another event: it
+	// was put into the chain, or moved, after it was appended.
+	ReasonNotInTree = "not in the tree"
+	// ReasonTreeInconsistent: the tree stored now does not extend the
+	// trusted checkpoint, so no event can be proved by it.
+	ReasonTreeInconsistent = "tree does not extend the checkpoint"
 )
 
 // Errors callers test with errors.Is.
@@ -103,6 +117,9 @@ type Event struct {
 	Outcome  string
 	PrevHash string // set by Append
 	Hash     string // set by Append
+	// Leaf is the index of the event's leaf in the Merkle tree over the
+	// trail (set by Append); -1 for an event stored before there was one.
+	Leaf int64
 	// likelyNew: the chain is most likely empty (Touch.NewChain); not
 	// stored.
 	likelyNew bool
@@ -154,6 +171,10 @@ func writeUint(h hash.Hash, n uint64) {
 // any number of processes, may append to the same chain.
 type Log struct {
 	st *store.Store
+	// tree is the Merkle tree over the trail, one leaf per event.
+	tree *tree
+	// trust, when set, returns the newest checkpoint Verify may trust.
+	trust func(context.Context) (*Anchor, error)
 	// chains serialises the appends of this Log to one chain, so that its
 	// own goroutines queue instead of racing for the same seq; other
 	// processes still race, and the _id reservation settles that.
@@ -190,6 +211,10 @@ const (
 	// headEvery is how often, in seqs, an append moves the head hint: the
 	// hint may lag by less than this, which Verify's check of the end allows.
 	headEvery = 16
+	// maxProvedNodes bounds the tree's nodes kept once proved (about 20 MB
+	// at the bound): the upper nodes every proof shares, and the recent
+	// stretches that reports and chain checks read.
+	maxProvedNodes = 200_000
 )
 
 func (l *Log) cachedTail(chain string) (tailEntry, bool) { return l.tails.Get(chain) }
@@ -204,7 +229,11 @@ func New(st *store.Store) *Log {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &Log{st: st, tails: tails}
+	proved, err := lru.New[compact.NodeID, []byte](maxProvedNodes)
+	if err != nil {
+		panic(err)
+	}
+	return &Log{st: st, tails: tails, tree: &tree{st: st, proved: proved}}
 }
 
 // maxAppendAttempts bounds the seqs an Append tries before giving up; each
@@ -401,9 +430,19 @@ func (l *Log) flush(ctx context.Context, batch []*pending) {
 		ends[p.e.Chain] = tailEntry{seq: p.e.Seq, hash: p.e.Hash}
 		docs = append(docs, toStore(p.e))
 	}
-	n, err := l.st.InsertAuditEvents(ctx, docs)
-	for _, p := range batch[:n] {
-		p.res = p.e
+	// The events and their leaves in the Merkle tree, in one insert: a
+	// caller whose event is not in the tree gets an error, as when it is
+	// not written.
+	n, err, treeErr := l.tree.write(ctx, docs, func(leaves []*store.AuditLeaf) (int, error) {
+		return l.st.InsertAuditEvents(ctx, docs, leaves...)
+	})
+	for i, p := range batch[:n] {
+		p.e.Leaf = docs[i].Leaf
+		if treeErr != nil {
+			p.err = treeErr
+		} else {
+			p.res = p.e
+		}
 		l.cacheTail(p.e.Chain, tailEntry{seq: p.e.Seq, hash: p.e.Hash})
 		if !known[p.e.Chain] || p.e.Seq%headEvery == 0 {
 			known[p.e.Chain] = true
@@ -445,10 +484,20 @@ func (l *Log) appendOne(ctx context.Context, e Event) (Event, error) {
 	for attempt := range maxAppendAttempts {
 		e.Seq, e.PrevHash = last+1, lastHash
 		e.Hash = Hash(e)
-		err := l.st.InsertAuditEvent(ctx, toStore(e))
+		size, err := l.tree.size(ctx)
+		if err != nil {
+			return Event{}, err
+		}
+		doc := toStore(e)
+		doc.Leaf = int64(size)
+		err = l.st.InsertAuditEvent(ctx, doc)
 		if err == nil {
 			l.cacheTail(e.Chain, tailEntry{seq: e.Seq, hash: e.Hash})
 			_ = l.st.SetAuditHead(ctx, e.Chain, e.Seq, e.Hash) // best effort
+			if err := l.tree.append(ctx, []*store.AuditEvent{doc}); err != nil {
+				return Event{}, err
+			}
+			e.Leaf = doc.Leaf
 			return e, nil
 		}
 		if !errors.Is(err, store.ErrExists) {
@@ -536,8 +585,57 @@ type Result struct {
 	// the one before it; 0 when the chain is intact.
 	FirstBroken int64
 	// Reason is what is wrong there: ReasonChanged, ReasonMissing or
-	// ReasonOutOfPlace; "" when intact.
+	// ReasonOutOfPlace, ReasonNotInTree or ReasonTreeInconsistent; "" when
+	// intact.
 	Reason string
+	// Leaf is the tree leaf of the first broken event, -1 when it has none
+	// or the chain is intact.
+	Leaf int64
+	// Checkpoint is the size of the trusted checkpoint the events were
+	// proved against (see TrustCheckpoints); 0 for none, when they were
+	// proved against the tree as stored.
+	Checkpoint uint64
+}
+
+// TrustCheckpoints has Verify prove every event against the newest
+// checkpoint that trust returns (nil: none yet), instead of against the tree
+// as stored. Call it before the Log is used.
+func (l *Log) TrustCheckpoints(trust func(context.Context) (*Anchor, error)) { l.trust = trust }
+
+// proofs proves events against the tree, for one verification: the anchor
+// and the current tree proved consistent with it, and the nodes read.
+type proofs struct {
+	n      *nodes
+	anchor Anchor
+	size   uint64
+	root   []byte
+}
+
+// newProofs proves the current tree against the newest trusted checkpoint;
+// a tree that does not extend it is ErrInconsistent.
+func (l *Log) newProofs(ctx context.Context) (*proofs, error) {
+	p := &proofs{n: l.tree.nodes()}
+	if l.trust != nil {
+		a, err := l.trust(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			p.anchor = *a
+		}
+	}
+	var err error
+	p.size, p.root, err = l.anchored(ctx, p.n, p.anchor)
+	if errors.Is(err, ErrTreeSize) {
+		err = fmt.Errorf("%w: %w", ErrInconsistent, err)
+	}
+	return p, err
+}
+
+// check says what is wrong with event e against the proved tree: "" when it
+// is the leaf it names, ReasonNotInTree or ReasonChanged otherwise.
+func (p *proofs) check(ctx context.Context, e Event) (string, error) {
+	return included(ctx, p.n, uint64(e.Leaf), p.size, p.root, e.ID(), e.Hash)
 }
 
 // Intact reports whether the chain verified.
@@ -559,8 +657,23 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("audit: verify: %w", err)
 	}
-	var res Result
-	prev, atHead := "", ""
+	res := Result{Leaf: -1}
+	pr, err := l.newProofs(ctx)
+	if errors.Is(err, ErrInconsistent) {
+		res.FirstBroken, res.Reason, res.Checkpoint = 1, ReasonTreeInconsistent, pr.anchor.Size
+		return res, nil
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("audit: verify: %w", err)
+	}
+	res.Checkpoint = pr.anchor.Size
+	// inTree: an event of the chain had a leaf; every later one must too
+	// (only events appended before the tree existed have none), but for one
+	// that a crash left between the insert of its event and that of its
+	// leaf (never acknowledged): unproven is the first such since the last
+	// event proved in the tree. An event proved after it commits to it
+	// (prev_hash), so only one at the end of the chain stays unproven.
+	prev, atHead, inTree, unproven := "", "", false, int64(0)
 	for seq := int64(1); ; seq++ {
 		se, err := l.st.GetAuditEvent(ctx, chain, seq)
 		if errors.Is(err, store.ErrNotFound) {
@@ -580,6 +693,8 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 				// appended there: the tail was rewritten.
 				res.FirstBroken, res.Reason = head.Seq, ReasonChanged
 				res.Events = head.Seq - 1
+			case unproven != 0:
+				res.FirstBroken, res.Reason, res.Events = unproven, ReasonNotInTree, unproven-1
 			}
 			return res, nil
 		}
@@ -593,9 +708,25 @@ func (l *Log) Verify(ctx context.Context, chain string) (Result, error) {
 			reason = ReasonChanged
 		case e.Chain != chain || e.Seq != seq || e.PrevHash != prev:
 			reason = ReasonOutOfPlace
+		case e.Leaf < 0 && inTree:
+			if unproven == 0 {
+				unproven = seq
+			}
+		case e.Leaf >= 0:
+			inTree = true
+			if reason, err = pr.check(ctx, e); err != nil {
+				return Result{}, fmt.Errorf("audit: verify: %w", err)
+			}
+			if reason == "" {
+				unproven = 0
+			}
 		}
 		if reason != "" {
-			res.FirstBroken, res.Reason = seq, reason
+			res.FirstBroken, res.Reason, res.Leaf = seq, reason, e.Leaf
+			if unproven != 0 {
+				// The leafless events before it are not proved either.
+				res.FirstBroken, res.Reason, res.Leaf, res.Events = unproven, ReasonNotInTree, -1, unproven-1
+			}
 			return res, nil
 		}
 		prev = e.Hash
@@ -633,6 +764,16 @@ func (l *Log) List(ctx context.Context, chain string, fromSeq int64, limit int) 
 		out[i] = fromStore(se)
 	}
 	return out, nil
+}
+
+// Get reads the event with this id (Event.ID), as a tree leaf names it;
+// store.ErrNotFound when there is none.
+func (l *Log) Get(ctx context.Context, id string) (Event, error) {
+	se, err := l.st.GetAuditEventByID(ctx, id)
+	if err != nil {
+		return Event{}, fmt.Errorf("audit: get: %w", err)
+	}
+	return fromStore(se), nil
 }
 
 // ListTenant returns up to limit events of tenant, of all its chains, whose
@@ -673,6 +814,7 @@ func toStore(e Event) *store.AuditEvent {
 		Outcome:   e.Outcome,
 		PrevHash:  e.PrevHash,
 		Hash:      e.Hash,
+		Leaf:      e.Leaf,
 	}
 }
 
@@ -690,5 +832,6 @@ func fromStore(se *store.AuditEvent) Event {
 		Outcome:   se.Outcome,
 		PrevHash:  se.PrevHash,
 		Hash:      se.Hash,
+		Leaf:      se.Leaf,
 	}
 }

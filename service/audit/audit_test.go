@@ -451,8 +451,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		if _, err := events.ReplaceOne(ctx, id(chain, 9), storeDoc(forged)); err != nil {
 			t.Fatal(err)
 		}
-		if res := verify(t, l, chain); res.FirstBroken != 10 || res.Reason != audit.ReasonOutOfPlace {
-			t.Errorf("Verify: %+v, want seq 10 out of place", res)
+		// The chain alone finds the link to 10 broken; its leaf in the
+		// Merkle tree shows event 9 itself changed.
+		if res := verify(t, l, chain); res.FirstBroken != 9 || res.Reason != audit.ReasonChanged || res.Leaf != evs[8].Leaf {
+			t.Errorf("Verify: %+v, want seq 9 changed at its leaf", res)
 		}
 	})
 
@@ -519,7 +521,7 @@ func storeDoc(e audit.Event) *store.AuditEvent {
 	return &store.AuditEvent{
 		ID: e.ID(), Chain: e.Chain, Seq: e.Seq, Time: e.Time.UnixNano(), Principal: e.Principal, Tenant: e.Tenant,
 		Purpose: e.Purpose, RPC: e.RPC, SubjectID: e.SubjectID, Fields: e.Fields, Outcome: e.Outcome,
-		PrevHash: e.PrevHash, Hash: e.Hash,
+		PrevHash: e.PrevHash, Hash: e.Hash, Leaf: e.Leaf,
 	}
 }
 

@@ -49,6 +49,16 @@ var endOfAgreementRPCs = []string{
 var auditRPCs = []string{
 	pdv1.AuditService_ListAuditEvents_FullMethodName,
 	pdv1.AuditService_VerifyAuditChain_FullMethodName,
+	pdv1.AuditService_ProveAuditInclusion_FullMethodName,
+}
+
+// auditTreeRPCs read and sign the Merkle tree over the whole trail, every
+// tenant's: for operators.
+var auditTreeRPCs = []string{
+	pdv1.AuditService_GetLatestAuditCheckpoint_FullMethodName,
+	pdv1.AuditService_CreateAuditCheckpoint_FullMethodName,
+	pdv1.AuditService_ProveAuditConsistency_FullMethodName,
+	pdv1.AuditService_ListAuditTreeLeaves_FullMethodName,
 }
 
 // holdRPCs place and release legal retention holds: support staff for the
@@ -199,7 +209,7 @@ var kindDefaults = map[pdv1.PrincipalKind]struct {
 				pdv1.BreachService_AssessBreachImpact_FullMethodName,
 			},
 			{pdv1.ProcessorAgreementService_EraseControllerSubjects_FullMethodName},
-			agreementReadRPCs, auditRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs, backupRPCs,
+			agreementReadRPCs, auditRPCs, auditTreeRPCs, notificationRPCs, outboxSummaryRPCs, policyReadRPCs, accountabilityRPCs, backupRPCs,
 			breachRecordRPCs,
 		},
 	},

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -296,6 +298,24 @@ func (k *Keyring) unwrapRaw(w WrappedKey) ([]byte, error) {
 		return nil, ErrDecrypt
 	}
 	return raw, nil
+}
+
+// checkpointKeyInfo names what the checkpoint key is derived for, and
+// its version.
+const checkpointKeyInfo = "personaldata audit checkpoint signing key v1"
+
+// CheckpointKey returns the Ed25519 key that signs the audit trail's
+// checkpoints. It is derived (HKDF-SHA256) from the index key, so it is
+// kept as the master keys are, in this keyring and wrapped by the key
+// service when there is one: no key file of its own to lose or to guard,
+// and the same key after every restart and on every replica.
+func (k *Keyring) CheckpointKey() ed25519.PrivateKey {
+	seed, err := hkdf.Key(sha256.New, k.secrets().indexKey[:], nil, checkpointKeyInfo, ed25519.SeedSize)
+	if err != nil {
+		panic(err) // only for a length HKDF-SHA256 cannot give
+	}
+	defer clear(seed)
+	return ed25519.NewKeyFromSeed(seed)
 }
 
 // randomKey returns 32 bytes from crypto/rand, which never fails (it

@@ -111,9 +111,10 @@ func sameChains(t *testing.T, what string, got, want []*pdv1.BreachChainImpact) 
 
 // intact is the check of an intact chain of a subject, with as many events
 // as ListAuditEvents lists.
-func intact(t *testing.T, e *env, c caller, subjectID string) *pdv1.BreachChainCheck {
-	t.Helper()
-	return &pdv1.BreachChainCheck{Intact: true, Events: int64(len(subjectTrail(t, e, c, subjectID)))}
+// intact is the check of a chain whose events in scope, so many, are each
+// proved a leaf of the Merkle tree.
+func intact(events int64) *pdv1.BreachChainCheck {
+	return &pdv1.BreachChainCheck{Intact: true, Events: events, LeafIndex: -1}
 }
 
 func rpc(name string, events, refusals int64) *pdv1.BreachRpcCount {
@@ -170,7 +171,7 @@ func TestBreachImpactLeakedToken(t *testing.T) {
 		at0 := timestamppb.New(t0)
 		subjectChain := func(s *pdv1.Subject, events int64, tenant string) *pdv1.BreachChainImpact {
 			return &pdv1.BreachChainImpact{Chain: audit.SubjectChain(s.GetSubjectId()), SubjectId: s.GetSubjectId(), TenantId: tenant,
-				Events: events, FirstEventTime: at0, LastEventTime: at0, Check: intact(t, e, c, s.GetSubjectId())}
+				Events: events, FirstEventTime: at0, LastEventTime: at0, Check: intact(events)}
 		}
 		c1 := subjectChain(s1, 4, "company")
 		c1.FieldsRead, c1.CategoriesRead = invoicingView, []pdv1.DataCategory{identification, contactData}
@@ -188,8 +189,7 @@ func TestBreachImpactLeakedToken(t *testing.T) {
 		tenant := &pdv1.BreachChainImpact{Chain: "tenants/company", TenantId: "company", Events: 1, FirstEventTime: at0, LastEventTime: at0,
 			FieldsAttempted: []string{"email"}, Rpcs: []*pdv1.BreachRpcCount{rpc(pdSvc+"FindSubject", 1, 0)},
 			Outcomes: []*pdv1.BreachOutcomeCount{outcome("NotFound", 1)}}
-		tv := call(t, op, verifyAuditChain, &pdv1.VerifyAuditChainRequest{Chain: "tenants/company"}, &pdv1.VerifyAuditChainResponse{})
-		tenant.Check = &pdv1.BreachChainCheck{Intact: true, Events: tv.GetEvents()}
+		tenant.Check = intact(1)
 		wantChains := []*pdv1.BreachChainImpact{c1, c2, c3, c5, tenant}
 		wantSummary := &pdv1.BreachSummary{
 			PrincipalId: "billing", EndTime: timestamppb.New(t1), Events: 9, Subjects: 4, SubjectsRead: 2, Refusals: 3,
@@ -225,7 +225,7 @@ func TestBreachImpactLeakedToken(t *testing.T) {
 			FieldsChanged:  []string{"phone"},
 			CategoriesRead: []pdv1.DataCategory{identification, contactData, historyData}, CategoriesChanged: []pdv1.DataCategory{contactData},
 			Rpcs:     []*pdv1.BreachRpcCount{rpc(pdSvc+"AccessSubject", 1, 0), rpc(pdSvc+"RectifySubject", 1, 0)},
-			Outcomes: []*pdv1.BreachOutcomeCount{outcome("OK", 2)}, Check: intact(t, e, c, s4.GetSubjectId()),
+			Outcomes: []*pdv1.BreachOutcomeCount{outcome("OK", 2)}, Check: intact(2),
 		}
 		sum, chains = report(t, e, c, &pdv1.AssessBreachImpactRequest{StartTime: timestamppb.New(t1)})
 		sameProto(t, "summary since t1", sum, &pdv1.BreachSummary{
@@ -254,9 +254,14 @@ func TestBreachImpactLeakedToken(t *testing.T) {
 			t.Errorf("after the change: %d chains, %d broken, want 5 and 1", sum.GetChains(), sum.GetChainsBroken())
 		}
 		for _, ch := range chains {
-			want := &pdv1.BreachChainCheck{Intact: true, Events: ch.GetCheck().GetEvents()}
+			want := intact(ch.GetEvents())
 			if ch.GetSubjectId() == s2.GetSubjectId() {
-				want = &pdv1.BreachChainCheck{Events: seq - 1, FirstBrokenSeq: seq, Reason: audit.ReasonChanged}
+				// The first of billing's events there, proved against
+				// the tree: none before it in scope.
+				want = &pdv1.BreachChainCheck{Events: 0, FirstBrokenSeq: seq, Reason: audit.ReasonChanged, LeafIndex: ch.GetCheck().GetLeafIndex()}
+				if want.LeafIndex < 0 {
+					t.Errorf("the broken event's leaf is not named")
+				}
 			}
 			sameProto(t, "check of "+ch.GetChain()+" after the change", ch.GetCheck(), want)
 		}
@@ -291,11 +296,11 @@ func TestBreachImpactMasterKey(t *testing.T) {
 				Events: 1, FirstEventTime: at0, LastEventTime: at0, FieldsChanged: personFields,
 				CategoriesChanged: []pdv1.DataCategory{identification, contactData},
 				Rpcs:              []*pdv1.BreachRpcCount{rpc(pdSvc+"CreateSubject", 1, 0)}, Outcomes: []*pdv1.BreachOutcomeCount{outcome("OK", 1)},
-				Check: intact(t, e, c, s.GetSubjectId()), CategoriesHeld: []pdv1.DataCategory{identification, contactData},
+				Check: intact(1), CategoriesHeld: []pdv1.DataCategory{identification, contactData},
 			}
 		}
 		c1 := created(s1)
-		c1.Events, c1.LastEventTime = 3, timestamppb.New(t1)
+		c1.Events, c1.LastEventTime, c1.Check = 3, timestamppb.New(t1), intact(3)
 		c1.FieldsRead, c1.CategoriesRead = invoicingView, []pdv1.DataCategory{identification, contactData}
 		c1.FieldsChanged = append(slices.Clone(personFields), "history")
 		c1.CategoriesChanged = []pdv1.DataCategory{identification, contactData, historyData}
@@ -331,8 +336,8 @@ func TestBreachImpactMasterKey(t *testing.T) {
 			FirstEventTime: timestamppb.New(t1), LastEventTime: timestamppb.New(t1),
 			FieldsRead: invoicingView, CategoriesRead: []pdv1.DataCategory{identification, contactData},
 			Rpcs: []*pdv1.BreachRpcCount{rpc(pdSvc+"GetSubjectForPurpose", 1, 0)}, Outcomes: []*pdv1.BreachOutcomeCount{outcome("OK", 1)},
-			Check: c1.Check, CategoriesHeld: c1.CategoriesHeld}
-		c2 = &pdv1.BreachChainImpact{Chain: c2.Chain, SubjectId: c2.SubjectId, TenantId: "company", Check: c2.Check, CategoriesHeld: c2.CategoriesHeld}
+			Check: intact(1), CategoriesHeld: c1.CategoriesHeld}
+		c2 = &pdv1.BreachChainImpact{Chain: c2.Chain, SubjectId: c2.SubjectId, TenantId: "company", Check: intact(0), CategoriesHeld: c2.CategoriesHeld}
 		sameChains(t, "version 1's report since t1", chains, []*pdv1.BreachChainImpact{c1, c2})
 
 		// A version that wraps nothing.

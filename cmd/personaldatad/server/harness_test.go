@@ -654,7 +654,7 @@ func (e *env) count(t *testing.T, collection string) int64 {
 func (e *env) coll(name string) *mongo.Collection {
 	db := e.db
 	switch name {
-	case "audit_events", "audit_heads":
+	case "audit_events", "audit_heads", "audit_checkpoints":
 		db = db.Client().Database(store.AuditDatabase(db.Name()))
 	case "data_keys":
 		db = db.Client().Database(store.KeysDatabase(db.Name()))

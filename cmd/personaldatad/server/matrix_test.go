@@ -182,6 +182,26 @@ func matrixRPCs() []matrixRPC {
 			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
 				return &pdv1.VerifyAuditChainRequest{Chain: "subjects/" + sub.GetSubjectId()}
 			}, resp: func() proto.Message { return &pdv1.VerifyAuditChainResponse{} }},
+		{method: "personaldata.v1.AuditService/ProveAuditInclusion", otherTenant: codes.NotFound,
+			req: func(t *testing.T, f *matrixFixture, p matrixPrincipal, tenant string, sub *pdv1.Subject) proto.Message {
+				return &pdv1.ProveAuditInclusionRequest{Chain: "subjects/" + sub.GetSubjectId(), Seq: 1}
+			}, resp: func() proto.Message { return &pdv1.ProveAuditInclusionResponse{} }},
+		{method: "personaldata.v1.AuditService/CreateAuditCheckpoint", tenantFree: true,
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.CreateAuditCheckpointRequest{}
+			}, resp: func() proto.Message { return &pdv1.CreateAuditCheckpointResponse{} }},
+		{method: "personaldata.v1.AuditService/GetLatestAuditCheckpoint", tenantFree: true,
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.GetLatestAuditCheckpointRequest{}
+			}, resp: func() proto.Message { return &pdv1.GetLatestAuditCheckpointResponse{} }},
+		{method: "personaldata.v1.AuditService/ProveAuditConsistency", tenantFree: true,
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.ProveAuditConsistencyRequest{FromSize: 1}
+			}, resp: func() proto.Message { return &pdv1.ProveAuditConsistencyResponse{} }},
+		{method: "personaldata.v1.AuditService/ListAuditTreeLeaves", tenantFree: true,
+			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {
+				return &pdv1.ListAuditTreeLeavesRequest{PageSize: 2}
+			}, resp: func() proto.Message { return &pdv1.ListAuditTreeLeavesResponse{} }},
 
 		{method: "personaldata.v1.PrincipalService/GetCaller", tenantFree: true,
 			req: func(*testing.T, *matrixFixture, matrixPrincipal, string, *pdv1.Subject) proto.Message {

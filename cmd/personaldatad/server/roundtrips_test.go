@@ -74,6 +74,8 @@ func TestRoundTripsPerCall(t *testing.T) {
 		}
 		return shared
 	}
+	// An audit batch (here, one call's event) is one insert: its events
+	// and their leaves in the Merkle tree (service/audit/tree.go).
 	created := &pdv1.CreateSubjectResponse{}
 	steps := []struct {
 		rpc  string

@@ -45,6 +45,10 @@ import (
 	"github.com/example/personaldata/store/ledger"
 )
 
+// DefaultAuditOrigin names the audit trail's log in its checkpoints when
+// no origin is configured.
+const DefaultAuditOrigin = "personaldata/audit"
+
 // maxRequestBytes bounds a request, over gRPC and over REST.
 const maxRequestBytes = 1 << 20
 
@@ -109,6 +113,13 @@ type Config struct {
 	// LetterSender is who the reply letters come from and how the data
 	// subject reaches the company; empty fields are left out.
 	LetterSender service.LetterSender
+	// AuditCheckpoints says how the audit trail's checkpoints are named
+	// and where copies go (Origin "personaldata/audit" when empty); the key
+	// comes from the keyring.
+	AuditCheckpoints audit.CheckpointConfig
+	// AuditCheckpointInterval is how often a checkpoint is taken; 0 only
+	// when an operator asks (CreateAuditCheckpoint).
+	AuditCheckpointInterval time.Duration
 	// TracerProvider, when set, traces every request across the HTTP
 	// server, the gateway, gRPC and the store (W3C trace context in and
 	// out); nil turns tracing off.
@@ -159,6 +170,9 @@ type Server struct {
 	// sweepInterval (never when 0).
 	retention     *service.Retention
 	sweepInterval time.Duration
+	// checkpoints are taken every checkpointInterval (never when 0).
+	checkpoints        *audit.Checkpoints
+	checkpointInterval time.Duration
 	// svc is the service itself, for the data subjects' sign-in by code,
 	// which is not an RPC of any principal (SelfServiceSignIn).
 	svc *service.Service
@@ -264,6 +278,14 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		s.shutdownTimeout = 20 * time.Second
 	}
 	reg.MustRegister(s.retention.Collectors()...)
+	if cfg.AuditCheckpoints.Origin == "" {
+		cfg.AuditCheckpoints.Origin = DefaultAuditOrigin
+	}
+	if s.checkpoints, err = svc.EnableCheckpoints(cfg.AuditCheckpoints); err != nil {
+		return fmt.Errorf("audit checkpoints: %w", err)
+	}
+	s.checkpointInterval = cfg.AuditCheckpointInterval
+	reg.MustRegister(s.checkpoints.Collectors()...)
 	backups := svc.Backups(cfg.Version)
 	reg.MustRegister(backups.Collectors()...)
 	reg.MustRegister(buildInfo(cfg.Version))
@@ -617,6 +639,13 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.retention.Run(sweepCtx, s.sweepInterval)
 		}
 	}()
+	checkpointed := make(chan struct{})
+	go func() {
+		defer close(checkpointed)
+		if s.checkpointInterval > 0 {
+			s.checkpoints.Run(sweepCtx, s.checkpointInterval)
+		}
+	}()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -656,6 +685,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	stopSweeping()
 	<-swept // the sweeper stops before the store closes
+	<-checkpointed
 	s.waitInproc()
 	return errors.Join(serveErr, httpErr, s.Close())
 }

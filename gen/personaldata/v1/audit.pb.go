@@ -363,10 +363,18 @@ type VerifyAuditChainResponse struct {
 	// The first event that does not follow from the one before it (0 when
 	// intact).
 	FirstBrokenSeq int64 `protobuf:"varint,3,opt,name=first_broken_seq,json=firstBrokenSeq,proto3" json:"first_broken_seq,omitempty"`
-	// What is wrong there: changed, missing, or out of place.
-	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What is wrong there: changed, missing, out of place, not in the tree
+	// (the event has no leaf in the Merkle tree, or its leaf stands for
+	// another event), or tree does not extend the checkpoint.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The tree leaf of the first broken event; -1 when it has none or the
+	// chain is intact.
+	LeafIndex int64 `protobuf:"varint,5,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// The size of the signed checkpoint the events were proved against; 0
+	// when none was taken yet (they were proved against the tree as stored).
+	CheckpointSize int64 `protobuf:"varint,6,opt,name=checkpoint_size,json=checkpointSize,proto3" json:"checkpoint_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *VerifyAuditChainResponse) Reset() {
@@ -427,6 +435,762 @@ func (x *VerifyAuditChainResponse) GetReason() string {
 	return ""
 }
 
+func (x *VerifyAuditChainResponse) GetLeafIndex() int64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *VerifyAuditChainResponse) GetCheckpointSize() int64 {
+	if x != nil {
+		return x.CheckpointSize
+	}
+	return 0
+}
+
+// AuditCheckpoint is a signed checkpoint of the Merkle tree over the trail.
+type AuditCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log's name.
+	Origin string `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// Leaves (events) the tree had.
+	TreeSize int64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// Its RFC 6962 root hash.
+	RootHash   []byte                 `protobuf:"bytes,3,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The checkpoint in the signed-note format (origin, size, base64 root,
+	// "time <RFC 3339>", a blank line, the Ed25519 signature line), which the
+	// Go checksum database's and transparency-dev's tools read.
+	SignedNote string `protobuf:"bytes,5,opt,name=signed_note,json=signedNote,proto3" json:"signed_note,omitempty"`
+	// The key that checks the signature, in the note verifier-key form.
+	VerifierKey   string `protobuf:"bytes,6,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuditCheckpoint) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetRootHash() []byte {
+	if x != nil {
+		return x.RootHash
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetSignedNote() string {
+	if x != nil {
+		return x.SignedNote
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+// GetLatestAuditCheckpointRequest is the input of GetLatestAuditCheckpoint.
+type GetLatestAuditCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLatestAuditCheckpointRequest) Reset() {
+	*x = GetLatestAuditCheckpointRequest{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLatestAuditCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLatestAuditCheckpointRequest) ProtoMessage() {}
+
+func (x *GetLatestAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLatestAuditCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetLatestAuditCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
+// GetLatestAuditCheckpointResponse is the output of GetLatestAuditCheckpoint.
+type GetLatestAuditCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    *AuditCheckpoint       `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLatestAuditCheckpointResponse) Reset() {
+	*x = GetLatestAuditCheckpointResponse{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLatestAuditCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLatestAuditCheckpointResponse) ProtoMessage() {}
+
+func (x *GetLatestAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLatestAuditCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetLatestAuditCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetLatestAuditCheckpointResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// CreateAuditCheckpointRequest is the input of CreateAuditCheckpoint.
+type CreateAuditCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAuditCheckpointRequest) Reset() {
+	*x = CreateAuditCheckpointRequest{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAuditCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAuditCheckpointRequest) ProtoMessage() {}
+
+func (x *CreateAuditCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAuditCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*CreateAuditCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{8}
+}
+
+// CreateAuditCheckpointResponse is the output of CreateAuditCheckpoint.
+type CreateAuditCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    *AuditCheckpoint       `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAuditCheckpointResponse) Reset() {
+	*x = CreateAuditCheckpointResponse{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAuditCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAuditCheckpointResponse) ProtoMessage() {}
+
+func (x *CreateAuditCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAuditCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*CreateAuditCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CreateAuditCheckpointResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+// ProveAuditInclusionRequest names an event and a tree size.
+type ProveAuditInclusionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's chain, as in AuditEvent.chain.
+	Chain string `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`
+	// The event's seq in its chain.
+	Seq int64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The tree size to prove against; 0 for the current tree.
+	TreeSize      int64 `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveAuditInclusionRequest) Reset() {
+	*x = ProveAuditInclusionRequest{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveAuditInclusionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveAuditInclusionRequest) ProtoMessage() {}
+
+func (x *ProveAuditInclusionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveAuditInclusionRequest.ProtoReflect.Descriptor instead.
+func (*ProveAuditInclusionRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ProveAuditInclusionRequest) GetChain() string {
+	if x != nil {
+		return x.Chain
+	}
+	return ""
+}
+
+func (x *ProveAuditInclusionRequest) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ProveAuditInclusionRequest) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+// ProveAuditInclusionResponse is the inclusion proof of an event.
+type ProveAuditInclusionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Event *AuditEvent            `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// The event's leaf and its RFC 6962 leaf hash (of the 32 bytes of the
+	// event's hash).
+	LeafIndex int64  `protobuf:"varint,2,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	LeafHash  []byte `protobuf:"bytes,3,opt,name=leaf_hash,json=leafHash,proto3" json:"leaf_hash,omitempty"`
+	TreeSize  int64  `protobuf:"varint,4,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// The root hash of the tree of that size.
+	RootHash []byte `protobuf:"bytes,5,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	// The proof's hashes, from the leaf up.
+	Hashes        [][]byte `protobuf:"bytes,6,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveAuditInclusionResponse) Reset() {
+	*x = ProveAuditInclusionResponse{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveAuditInclusionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveAuditInclusionResponse) ProtoMessage() {}
+
+func (x *ProveAuditInclusionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveAuditInclusionResponse.ProtoReflect.Descriptor instead.
+func (*ProveAuditInclusionResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ProveAuditInclusionResponse) GetEvent() *AuditEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ProveAuditInclusionResponse) GetLeafIndex() int64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *ProveAuditInclusionResponse) GetLeafHash() []byte {
+	if x != nil {
+		return x.LeafHash
+	}
+	return nil
+}
+
+func (x *ProveAuditInclusionResponse) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *ProveAuditInclusionResponse) GetRootHash() []byte {
+	if x != nil {
+		return x.RootHash
+	}
+	return nil
+}
+
+func (x *ProveAuditInclusionResponse) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// ProveAuditConsistencyRequest names two tree sizes.
+type ProveAuditConsistencyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The smaller size: a checkpoint's.
+	FromSize int64 `protobuf:"varint,1,opt,name=from_size,json=fromSize,proto3" json:"from_size,omitempty"`
+	// The larger size; 0 for the current tree.
+	ToSize        int64 `protobuf:"varint,2,opt,name=to_size,json=toSize,proto3" json:"to_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveAuditConsistencyRequest) Reset() {
+	*x = ProveAuditConsistencyRequest{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveAuditConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveAuditConsistencyRequest) ProtoMessage() {}
+
+func (x *ProveAuditConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveAuditConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*ProveAuditConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ProveAuditConsistencyRequest) GetFromSize() int64 {
+	if x != nil {
+		return x.FromSize
+	}
+	return 0
+}
+
+func (x *ProveAuditConsistencyRequest) GetToSize() int64 {
+	if x != nil {
+		return x.ToSize
+	}
+	return 0
+}
+
+// ProveAuditConsistencyResponse is the consistency proof between two sizes.
+type ProveAuditConsistencyResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	FromSize int64                  `protobuf:"varint,1,opt,name=from_size,json=fromSize,proto3" json:"from_size,omitempty"`
+	ToSize   int64                  `protobuf:"varint,2,opt,name=to_size,json=toSize,proto3" json:"to_size,omitempty"`
+	// The root hash of the tree of to_size.
+	ToRootHash    []byte   `protobuf:"bytes,3,opt,name=to_root_hash,json=toRootHash,proto3" json:"to_root_hash,omitempty"`
+	Hashes        [][]byte `protobuf:"bytes,4,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProveAuditConsistencyResponse) Reset() {
+	*x = ProveAuditConsistencyResponse{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProveAuditConsistencyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProveAuditConsistencyResponse) ProtoMessage() {}
+
+func (x *ProveAuditConsistencyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProveAuditConsistencyResponse.ProtoReflect.Descriptor instead.
+func (*ProveAuditConsistencyResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ProveAuditConsistencyResponse) GetFromSize() int64 {
+	if x != nil {
+		return x.FromSize
+	}
+	return 0
+}
+
+func (x *ProveAuditConsistencyResponse) GetToSize() int64 {
+	if x != nil {
+		return x.ToSize
+	}
+	return 0
+}
+
+func (x *ProveAuditConsistencyResponse) GetToRootHash() []byte {
+	if x != nil {
+		return x.ToRootHash
+	}
+	return nil
+}
+
+func (x *ProveAuditConsistencyResponse) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+// ListAuditTreeLeavesRequest is the input of ListAuditTreeLeaves.
+type ListAuditTreeLeavesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first leaf: 0, a checkpoint's size, or next_leaf_index.
+	FromIndex int64 `protobuf:"varint,1,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	// 0 to 1000; 500 when 0.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditTreeLeavesRequest) Reset() {
+	*x = ListAuditTreeLeavesRequest{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditTreeLeavesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditTreeLeavesRequest) ProtoMessage() {}
+
+func (x *ListAuditTreeLeavesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditTreeLeavesRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditTreeLeavesRequest) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListAuditTreeLeavesRequest) GetFromIndex() int64 {
+	if x != nil {
+		return x.FromIndex
+	}
+	return 0
+}
+
+func (x *ListAuditTreeLeavesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// AuditTreeLeaf is a leaf and the event it stands for, as stored.
+type AuditTreeLeaf struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Index    int64                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	LeafHash []byte                 `protobuf:"bytes,2,opt,name=leaf_hash,json=leafHash,proto3" json:"leaf_hash,omitempty"`
+	// The event's id (chain and seq) as the leaf names it.
+	EventId string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The event stored under that id; absent when none is.
+	Event *AuditEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	// False when the event's own hash does not recompute from its fields.
+	EventHashValid bool `protobuf:"varint,5,opt,name=event_hash_valid,json=eventHashValid,proto3" json:"event_hash_valid,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *AuditTreeLeaf) Reset() {
+	*x = AuditTreeLeaf{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditTreeLeaf) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditTreeLeaf) ProtoMessage() {}
+
+func (x *AuditTreeLeaf) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditTreeLeaf.ProtoReflect.Descriptor instead.
+func (*AuditTreeLeaf) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuditTreeLeaf) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AuditTreeLeaf) GetLeafHash() []byte {
+	if x != nil {
+		return x.LeafHash
+	}
+	return nil
+}
+
+func (x *AuditTreeLeaf) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *AuditTreeLeaf) GetEvent() *AuditEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *AuditTreeLeaf) GetEventHashValid() bool {
+	if x != nil {
+		return x.EventHashValid
+	}
+	return false
+}
+
+// ListAuditTreeLeavesResponse is a page of leaves.
+type ListAuditTreeLeavesResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Leaves []*AuditTreeLeaf       `protobuf:"bytes,1,rep,name=leaves,proto3" json:"leaves,omitempty"`
+	// The compact range of the tree before from_index (the hashes of its
+	// perfect subtrees, left to right), to recompute roots from.
+	RangeHashes [][]byte `protobuf:"bytes,2,rep,name=range_hashes,json=rangeHashes,proto3" json:"range_hashes,omitempty"`
+	// The tree's current size.
+	TreeSize int64 `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// Where the next page starts; equal to tree_size at the end.
+	NextLeafIndex int64 `protobuf:"varint,4,opt,name=next_leaf_index,json=nextLeafIndex,proto3" json:"next_leaf_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditTreeLeavesResponse) Reset() {
+	*x = ListAuditTreeLeavesResponse{}
+	mi := &file_personaldata_v1_audit_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditTreeLeavesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditTreeLeavesResponse) ProtoMessage() {}
+
+func (x *ListAuditTreeLeavesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_personaldata_v1_audit_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditTreeLeavesResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditTreeLeavesResponse) Descriptor() ([]byte, []int) {
+	return file_personaldata_v1_audit_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListAuditTreeLeavesResponse) GetLeaves() []*AuditTreeLeaf {
+	if x != nil {
+		return x.Leaves
+	}
+	return nil
+}
+
+func (x *ListAuditTreeLeavesResponse) GetRangeHashes() [][]byte {
+	if x != nil {
+		return x.RangeHashes
+	}
+	return nil
+}
+
+func (x *ListAuditTreeLeavesResponse) GetTreeSize() int64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *ListAuditTreeLeavesResponse) GetNextLeafIndex() int64 {
+	if x != nil {
+		return x.NextLeafIndex
+	}
+	return 0
+}
+
 var File_personaldata_v1_audit_proto protoreflect.FileDescriptor
 
 const file_personaldata_v1_audit_proto_rawDesc = "" +
@@ -461,15 +1225,78 @@ const file_personaldata_v1_audit_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x1b.personaldata.v1.AuditEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
 	"\x17VerifyAuditChainRequest\x12\x1a\n" +
-	"\x05chain\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05chain\"\x8c\x01\n" +
+	"\x05chain\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05chain\"\xd4\x01\n" +
 	"\x18VerifyAuditChainResponse\x12\x16\n" +
 	"\x06intact\x18\x01 \x01(\bR\x06intact\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x03R\x06events\x12(\n" +
 	"\x10first_broken_seq\x18\x03 \x01(\x03R\x0efirstBrokenSeq\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\x9a\x02\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x05 \x01(\x03R\tleafIndex\x12'\n" +
+	"\x0fcheckpoint_size\x18\x06 \x01(\x03R\x0echeckpointSize\"\xe4\x01\n" +
+	"\x0fAuditCheckpoint\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x03R\btreeSize\x12\x1b\n" +
+	"\troot_hash\x18\x03 \x01(\fR\brootHash\x12;\n" +
+	"\vcreate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12\x1f\n" +
+	"\vsigned_note\x18\x05 \x01(\tR\n" +
+	"signedNote\x12!\n" +
+	"\fverifier_key\x18\x06 \x01(\tR\vverifierKey\"!\n" +
+	"\x1fGetLatestAuditCheckpointRequest\"d\n" +
+	" GetLatestAuditCheckpointResponse\x12@\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2 .personaldata.v1.AuditCheckpointR\n" +
+	"checkpoint\"\x1e\n" +
+	"\x1cCreateAuditCheckpointRequest\"a\n" +
+	"\x1dCreateAuditCheckpointResponse\x12@\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2 .personaldata.v1.AuditCheckpointR\n" +
+	"checkpoint\"m\n" +
+	"\x1aProveAuditInclusionRequest\x12\x1a\n" +
+	"\x05chain\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05chain\x12\x16\n" +
+	"\x03seq\x18\x02 \x01(\x03B\x04\xe2A\x01\x02R\x03seq\x12\x1b\n" +
+	"\ttree_size\x18\x03 \x01(\x03R\btreeSize\"\xde\x01\n" +
+	"\x1bProveAuditInclusionResponse\x121\n" +
+	"\x05event\x18\x01 \x01(\v2\x1b.personaldata.v1.AuditEventR\x05event\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x02 \x01(\x03R\tleafIndex\x12\x1b\n" +
+	"\tleaf_hash\x18\x03 \x01(\fR\bleafHash\x12\x1b\n" +
+	"\ttree_size\x18\x04 \x01(\x03R\btreeSize\x12\x1b\n" +
+	"\troot_hash\x18\x05 \x01(\fR\brootHash\x12\x16\n" +
+	"\x06hashes\x18\x06 \x03(\fR\x06hashes\"Z\n" +
+	"\x1cProveAuditConsistencyRequest\x12!\n" +
+	"\tfrom_size\x18\x01 \x01(\x03B\x04\xe2A\x01\x02R\bfromSize\x12\x17\n" +
+	"\ato_size\x18\x02 \x01(\x03R\x06toSize\"\x8f\x01\n" +
+	"\x1dProveAuditConsistencyResponse\x12\x1b\n" +
+	"\tfrom_size\x18\x01 \x01(\x03R\bfromSize\x12\x17\n" +
+	"\ato_size\x18\x02 \x01(\x03R\x06toSize\x12 \n" +
+	"\fto_root_hash\x18\x03 \x01(\fR\n" +
+	"toRootHash\x12\x16\n" +
+	"\x06hashes\x18\x04 \x03(\fR\x06hashes\"X\n" +
+	"\x1aListAuditTreeLeavesRequest\x12\x1d\n" +
+	"\n" +
+	"from_index\x18\x01 \x01(\x03R\tfromIndex\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"\xba\x01\n" +
+	"\rAuditTreeLeaf\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x1b\n" +
+	"\tleaf_hash\x18\x02 \x01(\fR\bleafHash\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x121\n" +
+	"\x05event\x18\x04 \x01(\v2\x1b.personaldata.v1.AuditEventR\x05event\x12(\n" +
+	"\x10event_hash_valid\x18\x05 \x01(\bR\x0eeventHashValid\"\xbd\x01\n" +
+	"\x1bListAuditTreeLeavesResponse\x126\n" +
+	"\x06leaves\x18\x01 \x03(\v2\x1e.personaldata.v1.AuditTreeLeafR\x06leaves\x12!\n" +
+	"\frange_hashes\x18\x02 \x03(\fR\vrangeHashes\x12\x1b\n" +
+	"\ttree_size\x18\x03 \x01(\x03R\btreeSize\x12&\n" +
+	"\x0fnext_leaf_index\x18\x04 \x01(\x03R\rnextLeafIndex2\xb3\b\n" +
 	"\fAuditService\x12}\n" +
 	"\x0fListAuditEvents\x12'.personaldata.v1.ListAuditEventsRequest\x1a(.personaldata.v1.ListAuditEventsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auditEvents\x12\x8a\x01\n" +
-	"\x10VerifyAuditChain\x12(.personaldata.v1.VerifyAuditChainRequest\x1a).personaldata.v1.VerifyAuditChainResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditChains:verifyBDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
+	"\x10VerifyAuditChain\x12(.personaldata.v1.VerifyAuditChainRequest\x1a).personaldata.v1.VerifyAuditChainResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/auditChains:verify\x12\xa4\x01\n" +
+	"\x18GetLatestAuditCheckpoint\x120.personaldata.v1.GetLatestAuditCheckpointRequest\x1a1.personaldata.v1.GetLatestAuditCheckpointResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/auditCheckpoints/latest\x12\x97\x01\n" +
+	"\x15CreateAuditCheckpoint\x12-.personaldata.v1.CreateAuditCheckpointRequest\x1a..personaldata.v1.CreateAuditCheckpointResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/auditCheckpoints\x12\x9d\x01\n" +
+	"\x13ProveAuditInclusion\x12+.personaldata.v1.ProveAuditInclusionRequest\x1a,.personaldata.v1.ProveAuditInclusionResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/auditCheckpoints:proveInclusion\x12\xa5\x01\n" +
+	"\x15ProveAuditConsistency\x12-.personaldata.v1.ProveAuditConsistencyRequest\x1a..personaldata.v1.ProveAuditConsistencyResponse\"-\x82\xd3\xe4\x93\x02'\x12%/v1/auditCheckpoints:proveConsistency\x12\x8d\x01\n" +
+	"\x13ListAuditTreeLeaves\x12+.personaldata.v1.ListAuditTreeLeavesRequest\x1a,.personaldata.v1.ListAuditTreeLeavesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/auditTreeLeavesBDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
 
 var (
 	file_personaldata_v1_audit_proto_rawDescOnce sync.Once
@@ -483,29 +1310,57 @@ func file_personaldata_v1_audit_proto_rawDescGZIP() []byte {
 	return file_personaldata_v1_audit_proto_rawDescData
 }
 
-var file_personaldata_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_personaldata_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_personaldata_v1_audit_proto_goTypes = []any{
-	(*AuditEvent)(nil),               // 0: personaldata.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),   // 1: personaldata.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),  // 2: personaldata.v1.ListAuditEventsResponse
-	(*VerifyAuditChainRequest)(nil),  // 3: personaldata.v1.VerifyAuditChainRequest
-	(*VerifyAuditChainResponse)(nil), // 4: personaldata.v1.VerifyAuditChainResponse
-	(*timestamppb.Timestamp)(nil),    // 5: google.protobuf.Timestamp
-	(Purpose)(0),                     // 6: personaldata.v1.Purpose
+	(*AuditEvent)(nil),                       // 0: personaldata.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),           // 1: personaldata.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),          // 2: personaldata.v1.ListAuditEventsResponse
+	(*VerifyAuditChainRequest)(nil),          // 3: personaldata.v1.VerifyAuditChainRequest
+	(*VerifyAuditChainResponse)(nil),         // 4: personaldata.v1.VerifyAuditChainResponse
+	(*AuditCheckpoint)(nil),                  // 5: personaldata.v1.AuditCheckpoint
+	(*GetLatestAuditCheckpointRequest)(nil),  // 6: personaldata.v1.GetLatestAuditCheckpointRequest
+	(*GetLatestAuditCheckpointResponse)(nil), // 7: personaldata.v1.GetLatestAuditCheckpointResponse
+	(*CreateAuditCheckpointRequest)(nil),     // 8: personaldata.v1.CreateAuditCheckpointRequest
+	(*CreateAuditCheckpointResponse)(nil),    // 9: personaldata.v1.CreateAuditCheckpointResponse
+	(*ProveAuditInclusionRequest)(nil),       // 10: personaldata.v1.ProveAuditInclusionRequest
+	(*ProveAuditInclusionResponse)(nil),      // 11: personaldata.v1.ProveAuditInclusionResponse
+	(*ProveAuditConsistencyRequest)(nil),     // 12: personaldata.v1.ProveAuditConsistencyRequest
+	(*ProveAuditConsistencyResponse)(nil),    // 13: personaldata.v1.ProveAuditConsistencyResponse
+	(*ListAuditTreeLeavesRequest)(nil),       // 14: personaldata.v1.ListAuditTreeLeavesRequest
+	(*AuditTreeLeaf)(nil),                    // 15: personaldata.v1.AuditTreeLeaf
+	(*ListAuditTreeLeavesResponse)(nil),      // 16: personaldata.v1.ListAuditTreeLeavesResponse
+	(*timestamppb.Timestamp)(nil),            // 17: google.protobuf.Timestamp
+	(Purpose)(0),                             // 18: personaldata.v1.Purpose
 }
 var file_personaldata_v1_audit_proto_depIdxs = []int32{
-	5, // 0: personaldata.v1.AuditEvent.event_time:type_name -> google.protobuf.Timestamp
-	6, // 1: personaldata.v1.AuditEvent.purpose:type_name -> personaldata.v1.Purpose
-	0, // 2: personaldata.v1.ListAuditEventsResponse.events:type_name -> personaldata.v1.AuditEvent
-	1, // 3: personaldata.v1.AuditService.ListAuditEvents:input_type -> personaldata.v1.ListAuditEventsRequest
-	3, // 4: personaldata.v1.AuditService.VerifyAuditChain:input_type -> personaldata.v1.VerifyAuditChainRequest
-	2, // 5: personaldata.v1.AuditService.ListAuditEvents:output_type -> personaldata.v1.ListAuditEventsResponse
-	4, // 6: personaldata.v1.AuditService.VerifyAuditChain:output_type -> personaldata.v1.VerifyAuditChainResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	17, // 0: personaldata.v1.AuditEvent.event_time:type_name -> google.protobuf.Timestamp
+	18, // 1: personaldata.v1.AuditEvent.purpose:type_name -> personaldata.v1.Purpose
+	0,  // 2: personaldata.v1.ListAuditEventsResponse.events:type_name -> personaldata.v1.AuditEvent
+	17, // 3: personaldata.v1.AuditCheckpoint.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 4: personaldata.v1.GetLatestAuditCheckpointResponse.checkpoint:type_name -> personaldata.v1.AuditCheckpoint
+	5,  // 5: personaldata.v1.CreateAuditCheckpointResponse.checkpoint:type_name -> personaldata.v1.AuditCheckpoint
+	0,  // 6: personaldata.v1.ProveAuditInclusionResponse.event:type_name -> personaldata.v1.AuditEvent
+	0,  // 7: personaldata.v1.AuditTreeLeaf.event:type_name -> personaldata.v1.AuditEvent
+	15, // 8: personaldata.v1.ListAuditTreeLeavesResponse.leaves:type_name -> personaldata.v1.AuditTreeLeaf
+	1,  // 9: personaldata.v1.AuditService.ListAuditEvents:input_type -> personaldata.v1.ListAuditEventsRequest
+	3,  // 10: personaldata.v1.AuditService.VerifyAuditChain:input_type -> personaldata.v1.VerifyAuditChainRequest
+	6,  // 11: personaldata.v1.AuditService.GetLatestAuditCheckpoint:input_type -> personaldata.v1.GetLatestAuditCheckpointRequest
+	8,  // 12: personaldata.v1.AuditService.CreateAuditCheckpoint:input_type -> personaldata.v1.CreateAuditCheckpointRequest
+	10, // 13: personaldata.v1.AuditService.ProveAuditInclusion:input_type -> personaldata.v1.ProveAuditInclusionRequest
+	12, // 14: personaldata.v1.AuditService.ProveAuditConsistency:input_type -> personaldata.v1.ProveAuditConsistencyRequest
+	14, // 15: personaldata.v1.AuditService.ListAuditTreeLeaves:input_type -> personaldata.v1.ListAuditTreeLeavesRequest
+	2,  // 16: personaldata.v1.AuditService.ListAuditEvents:output_type -> personaldata.v1.ListAuditEventsResponse
+	4,  // 17: personaldata.v1.AuditService.VerifyAuditChain:output_type -> personaldata.v1.VerifyAuditChainResponse
+	7,  // 18: personaldata.v1.AuditService.GetLatestAuditCheckpoint:output_type -> personaldata.v1.GetLatestAuditCheckpointResponse
+	9,  // 19: personaldata.v1.AuditService.CreateAuditCheckpoint:output_type -> personaldata.v1.CreateAuditCheckpointResponse
+	11, // 20: personaldata.v1.AuditService.ProveAuditInclusion:output_type -> personaldata.v1.ProveAuditInclusionResponse
+	13, // 21: personaldata.v1.AuditService.ProveAuditConsistency:output_type -> personaldata.v1.ProveAuditConsistencyResponse
+	16, // 22: personaldata.v1.AuditService.ListAuditTreeLeaves:output_type -> personaldata.v1.ListAuditTreeLeavesResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_personaldata_v1_audit_proto_init() }
@@ -520,7 +1375,7 @@ func file_personaldata_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_personaldata_v1_audit_proto_rawDesc), len(file_personaldata_v1_audit_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuditService_ListAuditEvents_FullMethodName  = "/personaldata.v1.AuditService/ListAuditEvents"
-	AuditService_VerifyAuditChain_FullMethodName = "/personaldata.v1.AuditService/VerifyAuditChain"
+	AuditService_ListAuditEvents_FullMethodName          = "/personaldata.v1.AuditService/ListAuditEvents"
+	AuditService_VerifyAuditChain_FullMethodName         = "/personaldata.v1.AuditService/VerifyAuditChain"
+	AuditService_GetLatestAuditCheckpoint_FullMethodName = "/personaldata.v1.AuditService/GetLatestAuditCheckpoint"
+	AuditService_CreateAuditCheckpoint_FullMethodName    = "/personaldata.v1.AuditService/CreateAuditCheckpoint"
+	AuditService_ProveAuditInclusion_FullMethodName      = "/personaldata.v1.AuditService/ProveAuditInclusion"
+	AuditService_ProveAuditConsistency_FullMethodName    = "/personaldata.v1.AuditService/ProveAuditConsistency"
+	AuditService_ListAuditTreeLeaves_FullMethodName      = "/personaldata.v1.AuditService/ListAuditTreeLeaves"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -36,6 +41,23 @@ type AuditServiceClient interface {
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 	// VerifyAuditChain walks a chain and names its first broken link.
 	VerifyAuditChain(ctx context.Context, in *VerifyAuditChainRequest, opts ...grpc.CallOption) (*VerifyAuditChainResponse, error)
+	// GetLatestAuditCheckpoint returns the newest signed checkpoint of the
+	// Merkle tree over the trail (operators).
+	GetLatestAuditCheckpoint(ctx context.Context, in *GetLatestAuditCheckpointRequest, opts ...grpc.CallOption) (*GetLatestAuditCheckpointResponse, error)
+	// CreateAuditCheckpoint signs a checkpoint of the tree as it is now,
+	// stores it and pushes it where the server is configured to (operators).
+	CreateAuditCheckpoint(ctx context.Context, in *CreateAuditCheckpointRequest, opts ...grpc.CallOption) (*CreateAuditCheckpointResponse, error)
+	// ProveAuditInclusion proves that an event is a leaf of the tree of a
+	// given size: the RFC 6962 inclusion proof. Whoever may list the event's
+	// chain may ask.
+	ProveAuditInclusion(ctx context.Context, in *ProveAuditInclusionRequest, opts ...grpc.CallOption) (*ProveAuditInclusionResponse, error)
+	// ProveAuditConsistency proves that the tree of one size extends the
+	// tree of a smaller one: the RFC 6962 consistency proof (operators).
+	ProveAuditConsistency(ctx context.Context, in *ProveAuditConsistencyRequest, opts ...grpc.CallOption) (*ProveAuditConsistencyResponse, error)
+	// ListAuditTreeLeaves pages through the tree's leaves in order, each with
+	// the event it stands for as stored, so that a verifier outside the
+	// server recomputes the tree from a checkpoint on (operators).
+	ListAuditTreeLeaves(ctx context.Context, in *ListAuditTreeLeavesRequest, opts ...grpc.CallOption) (*ListAuditTreeLeavesResponse, error)
 }
 
 type auditServiceClient struct {
@@ -66,6 +88,56 @@ func (c *auditServiceClient) VerifyAuditChain(ctx context.Context, in *VerifyAud
 	return out, nil
 }
 
+func (c *auditServiceClient) GetLatestAuditCheckpoint(ctx context.Context, in *GetLatestAuditCheckpointRequest, opts ...grpc.CallOption) (*GetLatestAuditCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetLatestAuditCheckpointResponse)
+	err := c.cc.Invoke(ctx, AuditService_GetLatestAuditCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) CreateAuditCheckpoint(ctx context.Context, in *CreateAuditCheckpointRequest, opts ...grpc.CallOption) (*CreateAuditCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateAuditCheckpointResponse)
+	err := c.cc.Invoke(ctx, AuditService_CreateAuditCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) ProveAuditInclusion(ctx context.Context, in *ProveAuditInclusionRequest, opts ...grpc.CallOption) (*ProveAuditInclusionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveAuditInclusionResponse)
+	err := c.cc.Invoke(ctx, AuditService_ProveAuditInclusion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) ProveAuditConsistency(ctx context.Context, in *ProveAuditConsistencyRequest, opts ...grpc.CallOption) (*ProveAuditConsistencyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProveAuditConsistencyResponse)
+	err := c.cc.Invoke(ctx, AuditService_ProveAuditConsistency_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditServiceClient) ListAuditTreeLeaves(ctx context.Context, in *ListAuditTreeLeavesRequest, opts ...grpc.CallOption) (*ListAuditTreeLeavesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditTreeLeavesResponse)
+	err := c.cc.Invoke(ctx, AuditService_ListAuditTreeLeaves_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -79,6 +151,23 @@ type AuditServiceServer interface {
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	// VerifyAuditChain walks a chain and names its first broken link.
 	VerifyAuditChain(context.Context, *VerifyAuditChainRequest) (*VerifyAuditChainResponse, error)
+	// GetLatestAuditCheckpoint returns the newest signed checkpoint of the
+	// Merkle tree over the trail (operators).
+	GetLatestAuditCheckpoint(context.Context, *GetLatestAuditCheckpointRequest) (*GetLatestAuditCheckpointResponse, error)
+	// CreateAuditCheckpoint signs a checkpoint of the tree as it is now,
+	// stores it and pushes it where the server is configured to (operators).
+	CreateAuditCheckpoint(context.Context, *CreateAuditCheckpointRequest) (*CreateAuditCheckpointResponse, error)
+	// ProveAuditInclusion proves that an event is a leaf of the tree of a
+	// given size: the RFC 6962 inclusion proof. Whoever may list the event's
+	// chain may ask.
+	ProveAuditInclusion(context.Context, *ProveAuditInclusionRequest) (*ProveAuditInclusionResponse, error)
+	// ProveAuditConsistency proves that the tree of one size extends the
+	// tree of a smaller one: the RFC 6962 consistency proof (operators).
+	ProveAuditConsistency(context.Context, *ProveAuditConsistencyRequest) (*ProveAuditConsistencyResponse, error)
+	// ListAuditTreeLeaves pages through the tree's leaves in order, each with
+	// the event it stands for as stored, so that a verifier outside the
+	// server recomputes the tree from a checkpoint on (operators).
+	ListAuditTreeLeaves(context.Context, *ListAuditTreeLeavesRequest) (*ListAuditTreeLeavesResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -94,6 +183,21 @@ func (UnimplementedAuditServiceServer) ListAuditEvents(context.Context, *ListAud
 }
 func (UnimplementedAuditServiceServer) VerifyAuditChain(context.Context, *VerifyAuditChainRequest) (*VerifyAuditChainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAuditChain not implemented")
+}
+func (UnimplementedAuditServiceServer) GetLatestAuditCheckpoint(context.Context, *GetLatestAuditCheckpointRequest) (*GetLatestAuditCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLatestAuditCheckpoint not implemented")
+}
+func (UnimplementedAuditServiceServer) CreateAuditCheckpoint(context.Context, *CreateAuditCheckpointRequest) (*CreateAuditCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateAuditCheckpoint not implemented")
+}
+func (UnimplementedAuditServiceServer) ProveAuditInclusion(context.Context, *ProveAuditInclusionRequest) (*ProveAuditInclusionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveAuditInclusion not implemented")
+}
+func (UnimplementedAuditServiceServer) ProveAuditConsistency(context.Context, *ProveAuditConsistencyRequest) (*ProveAuditConsistencyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ProveAuditConsistency not implemented")
+}
+func (UnimplementedAuditServiceServer) ListAuditTreeLeaves(context.Context, *ListAuditTreeLeavesRequest) (*ListAuditTreeLeavesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAuditTreeLeaves not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -152,6 +256,96 @@ func _AuditService_VerifyAuditChain_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_GetLatestAuditCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLatestAuditCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).GetLatestAuditCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_GetLatestAuditCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).GetLatestAuditCheckpoint(ctx, req.(*GetLatestAuditCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_CreateAuditCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateAuditCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).CreateAuditCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_CreateAuditCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).CreateAuditCheckpoint(ctx, req.(*CreateAuditCheckpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_ProveAuditInclusion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveAuditInclusionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ProveAuditInclusion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ProveAuditInclusion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ProveAuditInclusion(ctx, req.(*ProveAuditInclusionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_ProveAuditConsistency_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProveAuditConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ProveAuditConsistency(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ProveAuditConsistency_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ProveAuditConsistency(ctx, req.(*ProveAuditConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditService_ListAuditTreeLeaves_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditTreeLeavesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ListAuditTreeLeaves(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ListAuditTreeLeaves_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ListAuditTreeLeaves(ctx, req.(*ListAuditTreeLeavesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +360,26 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyAuditChain",
 			Handler:    _AuditService_VerifyAuditChain_Handler,
+		},
+		{
+			MethodName: "GetLatestAuditCheckpoint",
+			Handler:    _AuditService_GetLatestAuditCheckpoint_Handler,
+		},
+		{
+			MethodName: "CreateAuditCheckpoint",
+			Handler:    _AuditService_CreateAuditCheckpoint_Handler,
+		},
+		{
+			MethodName: "ProveAuditInclusion",
+			Handler:    _AuditService_ProveAuditInclusion_Handler,
+		},
+		{
+			MethodName: "ProveAuditConsistency",
+			Handler:    _AuditService_ProveAuditConsistency_Handler,
+		},
+		{
+			MethodName: "ListAuditTreeLeaves",
+			Handler:    _AuditService_ListAuditTreeLeaves_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -820,12 +820,21 @@ func (x *BreachCategoryCount) GetSubjects() int64 {
 type BreachChainCheck struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Intact bool                   `protobuf:"varint,1,opt,name=intact,proto3" json:"intact,omitempty"`
-	// Events that verified.
+	// Events that verified: the events in scope, each proved a leaf of the
+	// Merkle tree that the newest signed checkpoint proves; or, for a chain
+	// with events from before the tree began, the whole chain.
 	Events int64 `protobuf:"varint,2,opt,name=events,proto3" json:"events,omitempty"`
-	// The first event that does not follow from the one before it (0 when
-	// intact), and what is wrong there: changed, missing, or out of place.
+	// The first event that does not verify (0 when intact), and what is wrong
+	// there: changed, missing, out of place, not in the tree, or tree does
+	// not extend the checkpoint.
 	FirstBrokenSeq int64  `protobuf:"varint,3,opt,name=first_broken_seq,json=firstBrokenSeq,proto3" json:"first_broken_seq,omitempty"`
 	Reason         string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The tree leaf of the first broken event; -1 when it has none or the
+	// events are intact.
+	LeafIndex int64 `protobuf:"varint,5,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// The size of the checkpoint the events were proved against; 0 when none
+	// was taken yet.
+	CheckpointSize int64 `protobuf:"varint,6,opt,name=checkpoint_size,json=checkpointSize,proto3" json:"checkpoint_size,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -886,6 +895,20 @@ func (x *BreachChainCheck) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *BreachChainCheck) GetLeafIndex() int64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *BreachChainCheck) GetCheckpointSize() int64 {
+	if x != nil {
+		return x.CheckpointSize
+	}
+	return 0
 }
 
 var File_personaldata_v1_breach_proto protoreflect.FileDescriptor
@@ -961,12 +984,15 @@ const file_personaldata_v1_breach_proto_rawDesc = "" +
 	"\x06events\x18\x02 \x01(\x03R\x06events\"l\n" +
 	"\x13BreachCategoryCount\x129\n" +
 	"\bcategory\x18\x01 \x01(\x0e2\x1d.personaldata.v1.DataCategoryR\bcategory\x12\x1a\n" +
-	"\bsubjects\x18\x02 \x01(\x03R\bsubjects\"\x84\x01\n" +
+	"\bsubjects\x18\x02 \x01(\x03R\bsubjects\"\xcc\x01\n" +
 	"\x10BreachChainCheck\x12\x16\n" +
 	"\x06intact\x18\x01 \x01(\bR\x06intact\x12\x16\n" +
 	"\x06events\x18\x02 \x01(\x03R\x06events\x12(\n" +
 	"\x10first_broken_seq\x18\x03 \x01(\x03R\x0efirstBrokenSeq\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason2\xa5\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x05 \x01(\x03R\tleafIndex\x12'\n" +
+	"\x0fcheckpoint_size\x18\x06 \x01(\x03R\x0echeckpointSize2\xa5\x01\n" +
 	"\rBreachService\x12\x93\x01\n" +
 	"\x12AssessBreachImpact\x12*.personaldata.v1.AssessBreachImpactRequest\x1a+.personaldata.v1.AssessBreachImpactResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/v1/breachImpact:assess0\x01BDZBgithub.com/example/personaldata/gen/personaldata/v1;personaldatav1b\x06proto3"
 
