@@ -561,7 +561,7 @@ type Prover struct {
 // NewProver proves the current tree against the newest trusted checkpoint.
 func (l *Log) NewProver(ctx context.Context) (*Prover, error) {
 	p, err := l.newProofs(ctx)
-	if errors.Is(err, ErrInconsistent) {
+	if errors.Is(err, ErrInconsistent) || errors.Is(err, errTreeDamaged) {
 		return &Prover{p: p, broken: true}, nil
 	}
 	if err != nil {
