@@ -96,7 +96,7 @@ func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) err
 		return []LeafFault{{Index: first + uint64(len(leaves)), Reason: ReasonLeafMissing}}, false, nil
 	}
 	if f, err := pr.proveRange(ctx, first, end, leaves); err != nil || f != nil {
-		return faultList(f), false, err
+		return f, false, err
 	}
 	for _, l := range leaves {
 		e, fault, err := leafEvent(ctx, st, l)
@@ -169,9 +169,10 @@ func readLeaves(ctx context.Context, st *store.Store, from, end uint64) ([]*stor
 // proveRange recomputes the root of the proved tree from the stored nodes
 // left of first, the leaves' own hashes, and the stored nodes right of end:
 // equal to the proved root, the leaves' hashes are those the checkpoint
-// signed (or the current tree holds, past it). If not, it finds the first
-// leaf that no inclusion proof holds.
-func (pr *Prover) proveRange(ctx context.Context, first, end uint64, leaves []*store.AuditLeaf) (*LeafFault, error) {
+// signed (or the current tree holds, past it). If not, it names the leaves
+// that no inclusion proof holds: the one changed, and those whose proof
+// passes through it (hashes alone cannot tell them apart).
+func (pr *Prover) proveRange(ctx context.Context, first, end uint64, leaves []*store.AuditLeaf) ([]LeafFault, error) {
 	p := pr.p
 	left, err := p.n.hashes(ctx, compact.RangeNodes(0, first, nil))
 	if err != nil && !errors.Is(err, errTreeDamaged) {
@@ -209,7 +210,8 @@ func (pr *Prover) proveRange(ctx context.Context, first, end uint64, leaves []*s
 			return nil, nil
 		}
 	}
-	// Find the leaf at fault.
+	// Find the leaves at fault.
+	var faults []LeafFault
 	for _, l := range leaves {
 		pf, err := proof.Inclusion(l.Index, p.size)
 		if err != nil {
@@ -223,11 +225,17 @@ func (pr *Prover) proveRange(ctx context.Context, first, end uint64, leaves []*s
 			}
 		}
 		if err != nil {
-			return &LeafFault{Index: l.Index, Event: l.Event, Reason: ReasonNotInTree}, nil
+			f := LeafFault{Index: l.Index, Event: l.Event, Reason: ReasonNotInTree}
+			f.Chain, f.Seq = splitEventID(l.Event)
+			faults = append(faults, f)
 		}
 	}
-	// The leaves are proved one by one: a node outside the range is bad.
-	return &LeafFault{Index: first, Reason: ReasonNotInTree}, nil
+	if len(faults) == 0 {
+		// Every leaf proves on its own: a stored node outside the range
+		// is bad.
+		faults = []LeafFault{{Index: first, Reason: ReasonNotInTree}}
+	}
+	return faults, nil
 }
 
 // leafEvent reads the event leaf l names and checks it is intact and hashes
