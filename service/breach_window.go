@@ -7,6 +7,7 @@ import (
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/store"
 )
 
 // TreeChain names, in a breach report, the entry for faults of the Merkle
@@ -39,7 +40,7 @@ func (s *Breach) readWindow(ctx context.Context, sc breachScope) (*breachWindow,
 		return nil, err
 	}
 	tallies := map[string]*chainTally{}
-	faults, complete, err := pr.Window(ctx, sc.from, sc.to, func(e audit.Event) error {
+	add := func(e audit.Event) error {
 		if e.Chain == audit.ReadinessChain || (sc.principal != "" && e.Principal != sc.principal) {
 			return nil
 		}
@@ -50,13 +51,29 @@ func (s *Breach) readWindow(ctx context.Context, sc breachScope) (*breachWindow,
 		}
 		t.add(e)
 		return nil
-	})
+	}
+	res, err := pr.Window(ctx, sc.from, sc.to, add)
 	if err != nil {
 		return nil, err
 	}
-	w := &breachWindow{complete: complete}
+	// Events from before the tree began, which have no leaves: their
+	// chains are verified whole below.
+	older := map[string]bool{}
+	if res.Complete && res.Older {
+		err := s.audit.Scan(ctx, store.AuditScan{Principal: sc.principal, From: sc.from, To: sc.to}, func(e audit.Event) error {
+			if e.Leaf >= 0 {
+				return nil // read from its leaf
+			}
+			older[e.Chain] = true
+			return add(e)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	w := &breachWindow{complete: res.Complete}
 	first := map[string]audit.LeafFault{}
-	for _, f := range faults {
+	for _, f := range res.Faults {
 		if f.Chain == "" {
 			if w.tree == nil {
 				w.tree = &pdv1.BreachChainImpact{Chain: TreeChain, Check: &pdv1.BreachChainCheck{
@@ -68,7 +85,7 @@ func (s *Breach) readWindow(ctx context.Context, sc breachScope) (*breachWindow,
 			first[f.Chain] = f
 		}
 	}
-	if !complete {
+	if !res.Complete {
 		return w, nil
 	}
 	for chain := range first {
@@ -83,6 +100,17 @@ func (s *Breach) readWindow(ctx context.Context, sc breachScope) (*breachWindow,
 		if f, ok := first[chain]; ok {
 			check.Intact, check.FirstBrokenSeq, check.Reason, check.LeafIndex = false, f.Seq, f.Reason, int64(f.Index)
 			check.Events = int64(len(slices.DeleteFunc(slices.Clone(t.evs), func(e audit.Event) bool { return e.Seq >= f.Seq })))
+		}
+		if older[chain] {
+			r, err := s.audit.Verify(ctx, chain)
+			if err != nil {
+				return nil, err
+			}
+			check = &pdv1.BreachChainCheck{Intact: r.Intact() && check.Intact, Events: t.events, FirstBrokenSeq: r.FirstBroken,
+				Reason: r.Reason, LeafIndex: r.Leaf, CheckpointSize: int64(r.Checkpoint)}
+			if check.FirstBrokenSeq == 0 && !check.Intact {
+				check.FirstBrokenSeq, check.Reason, check.LeafIndex = first[chain].Seq, first[chain].Reason, int64(first[chain].Index)
+			}
 		}
 		ci.Check = check
 		w.chains = append(w.chains, ci)

@@ -48,6 +48,20 @@ type LeafFault struct {
 	Reason string
 }
 
+// WindowResult is what Window found beside the events.
+type WindowResult struct {
+	// Faults are the leaves that do not prove their events.
+	Faults []LeafFault
+	// Complete: the window's leaves were read and proved as one range, so
+	// the events handed over are all the tree holds of the window. When
+	// not, the caller finds the events another way, and reports Faults.
+	Complete bool
+	// Older: the window reaches back before the tree began, on a trail that
+	// had events then; they have no leaves, and the caller looks for them
+	// apart.
+	Older bool
+}
+
 // Window hands fn, in tree order, every event whose time is in [from, to)
 // (Unix nanoseconds), read from the Merkle tree's leaves rather than by
 // searching the events: the leaves of the window are found by binary search
@@ -58,16 +72,13 @@ type LeafFault struct {
 // an event deleted from the trail, or changed, is a LeafFault naming its
 // leaf, not a silent gap in a report. Leaves past the checkpoint are proved
 // against the current tree (itself proved to extend the checkpoint).
-//
-// ok is false when the window's leaves could not be read as a range (a
-// leaf missing, or the tree not extending the checkpoint): the caller
-// finds the events another way, and reports the faults.
-func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) error) (faults []LeafFault, ok bool, err error) {
+func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) error) (WindowResult, error) {
+	var faults []LeafFault
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	p := pr.p
 	if pr.broken {
-		return []LeafFault{{Reason: ReasonTreeInconsistent}}, false, nil
+		return WindowResult{Faults: []LeafFault{{Reason: ReasonTreeInconsistent}}}, nil
 	}
 	st, size := p.n.st, p.size
 	skew := WindowSkew.Nanoseconds()
@@ -75,11 +86,24 @@ func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) err
 	// not proved: the boundary leaves' events prove them below).
 	lo, f, err := firstAtOrAfter(ctx, st, 0, size, from-skew)
 	if err != nil || f != nil {
-		return faultList(f), false, err
+		return WindowResult{Faults: faultList(f)}, err
 	}
 	hi, f, err := firstAtOrAfter(ctx, st, lo, size, to+skew)
 	if err != nil || f != nil {
-		return faultList(f), false, err
+		return WindowResult{Faults: faultList(f)}, err
+	}
+	older := false
+	if lo == 0 && size > 0 {
+		// The window reaches the tree's start: events from before the
+		// tree began have no leaves.
+		l, err := st.GetAuditLeaf(ctx, 0)
+		if errors.Is(err, store.ErrNotFound) {
+			return WindowResult{Faults: []LeafFault{{Index: 0, Reason: ReasonLeafMissing}}}, nil
+		}
+		if err != nil {
+			return WindowResult{}, err
+		}
+		older = l.Older
 	}
 	// One more on each side, whose proved times bound the window.
 	first, end := lo, hi
@@ -99,17 +123,17 @@ func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) err
 		return err
 	})
 	if err != nil {
-		return nil, false, err
+		return WindowResult{}, err
 	}
 	var leaves []*store.AuditLeaf
 	for i, c := range chunks {
 		leaves = append(leaves, c...)
 		if from := min(first+uint64(i)*step, end); uint64(len(c)) < min(from+step, end)-from {
-			return []LeafFault{{Index: from + uint64(len(c)), Reason: ReasonLeafMissing}}, false, nil
+			return WindowResult{Faults: []LeafFault{{Index: from + uint64(len(c)), Reason: ReasonLeafMissing}}}, nil
 		}
 	}
 	if f, err := pr.proveRange(ctx, first, end, leaves); err != nil || f != nil {
-		return f, false, err
+		return WindowResult{Faults: f}, err
 	}
 	events := make([]Event, len(leaves))
 	eventFaults := make([]*LeafFault, len(leaves))
@@ -123,7 +147,7 @@ func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) err
 		return nil
 	})
 	if err != nil {
-		return nil, false, err
+		return WindowResult{}, err
 	}
 	for i, l := range leaves {
 		e := events[i]
@@ -137,11 +161,11 @@ func (pr *Prover) Window(ctx context.Context, from, to int64, fn func(Event) err
 			faults = append(faults, LeafFault{Index: l.Index, Event: l.Event, Chain: e.Chain, Seq: e.Seq, Reason: ReasonBoundary})
 		case t >= from && t < to:
 			if err := fn(e); err != nil {
-				return nil, false, err
+				return WindowResult{}, err
 			}
 		}
 	}
-	return faults, true, nil
+	return WindowResult{Faults: faults, Complete: true, Older: older}, nil
 }
 
 // windowReaders is how many exact reads Window has waiting at once.

@@ -43,11 +43,14 @@ func TestWindow(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got []audit.Event
-		faults, ok, err := pr.Window(ctx, from, to, func(e audit.Event) error { got = append(got, e); return nil })
+		res, err := pr.Window(ctx, from, to, func(e audit.Event) error { got = append(got, e); return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
-		return got, faults, ok
+		if res.Older {
+			t.Error("the trail had no events before the tree began")
+		}
+		return got, res.Faults, res.Complete
 	}
 	got, faults, ok := window()
 	if !ok || len(faults) != 0 || len(got) != 10 || got[0].ID() != evs[10].ID() || got[9].ID() != evs[19].ID() {
@@ -120,4 +123,30 @@ func mustLeafHash(t *testing.T, eventHash string) []byte {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// A trail that held events when the tree began says so in leaf 0: a window
+// reaching back to it must look for the leafless events apart.
+func TestWindowOlderTrail(t *testing.T) {
+	ctx := context.Background()
+	f := open(t)
+	old := event(audit.SubjectChain("old"), 0)
+	old.Seq = 1
+	old.Hash = audit.Hash(old)
+	doc := storeDoc(old)
+	doc.Leaf = -1
+	if err := f.st.InsertAuditEvent(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	l := audit.New(f.st)
+	appendN(t, l, audit.SubjectChain("a"), 3)
+	pr, err := l.NewProver(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	res, err := pr.Window(ctx, old.Time.Add(-time.Hour).UnixNano(), old.Time.Add(time.Hour).UnixNano(), func(audit.Event) error { n++; return nil })
+	if err != nil || !res.Complete || !res.Older || n != 3 {
+		t.Errorf("Window over a trail older than its tree: %+v, %d events, %v; want complete, older, 3", res, n, err)
+	}
 }
