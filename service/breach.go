@@ -168,9 +168,11 @@ func (s *Breach) breachScope(req *pdv1.AssessBreachImpactRequest) (breachScope, 
 
 // assess hands emit what the scope touched, chain by chain in chain order:
 // for a master key version, each subject whose data key it wraps; else
-// each chain with events of the principal or window. Each chain is
-// verified whole, a series of store reads; up to breachWorkers chains are
-// read at once, and emitted in order.
+// each chain with events of the principal or window. A window read from
+// the tree's leaves (win, complete) is emitted as read; otherwise each
+// chain's events in scope are proved, a series of store reads, up to
+// breachWorkers chains at once, emitted in order. The faults of the tree
+// itself come last (TreeChain).
 func (s *Breach) assess(ctx context.Context, sc breachScope, win *breachWindow, emit func(*pdv1.BreachChainImpact) error) error {
 	run := newInOrder(ctx, breachWorkers, func(ci *pdv1.BreachChainImpact) error {
 		if ci == nil {
