@@ -401,8 +401,9 @@
 //     `NOT_FOUND` and shows as such. It holds ids, field names and counts, never a value: follow up
 //     through the rights RPCs. The trail is read twice (counts first), four chains at a time, so
 //     memory does not grow with the answer (a window read from the leaves is read once and held); on this machine a one-day window over 100,000 subjects
-//     takes 116 to 148 s (`pdbench -breach-window 24h`, 102,000 events, each proved; main before the
-//     tree, verifying every touched chain whole: 826 s; both measured beside other work on 2 cores). On MongoDB the index
-//     `{principal: 1, _id: 1}` serves a principal's events, and a window alone, or the embedded store,
-//     scans the trail.
+//     takes 60 s read from the leaves (`pdbench -breach-window 24h`, 101,500 events, each proved;
+//     116 to 148 s when the events were searched, then proved; main before the tree, verifying every
+//     touched chain whole: 826 s; all measured beside other work on 2 cores). On MongoDB the index
+//     `{principal: 1, _id: 1}` serves a principal's events; a principal without a window, on either
+//     store, and a window that cannot be read from the leaves, on the embedded store, scan the trail.
 package service
