@@ -293,9 +293,9 @@ func breachCounts(m map[string]int64) []store.BreachCount {
 }
 
 // breachSubjectsPerChunk is how many affected subjects a chunk of a
-// record's list holds by default: about 100 bytes each sealed, so a chunk
-// is some 200 KB, far below a document's 16 MB, and a breach of a million
-// subjects is 500 chunks.
+// record's list holds by default: some 125 bytes each sealed (with two
+// categories), so a chunk is about 250 KB, far below a document's 16 MB,
+// and a breach of a million subjects is 500 chunks.
 const breachSubjectsPerChunk = 2000
 
 // putAffected writes the list of affected subjects beside the record, in

@@ -64,7 +64,7 @@ type Options struct {
 	Sender LetterSender
 	// BreachSubjectsPerChunk is how many affected subjects one stored chunk
 	// of a breach record's list holds; 0 takes the default (2,000, about
-	// 200 KB). Tests lower it to span chunks with few subjects.
+	// 250 KB). Tests lower it to span chunks with few subjects.
 	BreachSubjectsPerChunk int
 }
 

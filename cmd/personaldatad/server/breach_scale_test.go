@@ -18,8 +18,9 @@ import (
 // TestBreachRecordManySubjects: a master key version is compromised, which
 // touches every subject. The record's list of them is kept in chunks of its
 // own (lowered here to 4 subjects a chunk, so 16 subjects span 4 chunks):
-// the record document stays small whatever the count; the notices, cut off
-// in the second chunk and resumed, tell each of the company's people once;
+// the record document stays small whatever the count; an erasure leaves the
+// list as it is; the notices, cut off in the second chunk and resumed, tell
+// each of the company's people once, the one erased none;
 // the customer's notice and its part of the record hold its own subjects,
 // and the DPO reads them all.
 func TestBreachRecordManySubjects(t *testing.T) {
@@ -29,12 +30,15 @@ func TestBreachRecordManySubjects(t *testing.T) {
 	t0 := e.clock.Now()
 	call(t, e.as(c, e.operator), "personaldata.v1.ProcessorAgreementService/CreateProcessorAgreement", agreementReq("pa-42", "customer-42", t0), &pdv1.CreateProcessorAgreementResponse{})
 	var ownIDs, theirIDs []string
+	var subs []*pdv1.Subject
 	for n := 1; n <= own+theirs; n++ {
 		req := createReq(fmt.Sprintf("create-%d", n), n)
 		if n > own {
 			req.ControllerId = "customer-42"
 		}
-		id := call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject().GetSubjectId()
+		sub := call(t, c, "CreateSubject", req, &pdv1.CreateSubjectResponse{}).GetSubject()
+		subs = append(subs, sub)
+		id := sub.GetSubjectId()
 		if n > own {
 			theirIDs = append(theirIDs, id)
 		} else {
@@ -73,12 +77,22 @@ func TestBreachRecordManySubjects(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		bytes := 0
 		for cur.Next(context.Background()) {
 			stored.WriteString(cur.Current.String())
+			bytes += len(cur.Current)
 		}
+		t.Logf("%s: %d bytes", coll, bytes)
 		_ = cur.Close(context.Background())
 	}
 	noPersonalValue(t, "the record and its chunks", []byte(stored.String()), slices.Concat(ownIDs, theirIDs)...)
+
+	// Subject 1 is erased since: its id and categories stay in the list
+	// (nothing of the person), and it is counted, not told.
+	call(t, c, "EraseSubject", eraseReq(subs[0], "erase-1"), &pdv1.EraseSubjectResponse{})
+	if n := e.count(t, "breach_subjects") - 1; n != chunks {
+		t.Errorf("the erasure left %d chunks of %d", n, chunks)
+	}
 
 	// Cut off in the second chunk, then resumed with the same key.
 	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+dpo.(grpcCaller).token))
@@ -97,11 +111,11 @@ func TestBreachRecordManySubjects(t *testing.T) {
 	}
 	cancel()
 	res := notifyAll(t, dpo, id, "notify-key")
-	if res.GetDone() != own || res.GetQueued() != own || res.GetNotices().GetNotified() != own || res.GetNotices().GetLeftToControllers() != theirs {
-		t.Errorf("resumed: done %d, queued %d, told %d, left to controllers %d; want %d, %d, %d, %d",
-			res.GetDone(), res.GetQueued(), res.GetNotices().GetNotified(), res.GetNotices().GetLeftToControllers(), own, own, own, theirs)
+	if n := res.GetNotices(); res.GetDone() != own || res.GetQueued() != own-1 || n.GetNotified() != own-1 || n.GetErased() != 1 || n.GetLeftToControllers() != theirs {
+		t.Errorf("resumed: done %d, queued %d, told %d, erased %d, left to controllers %d; want %d, %d, %d, 1, %d",
+			res.GetDone(), res.GetQueued(), n.GetNotified(), n.GetErased(), n.GetLeftToControllers(), own, own-1, own-1, theirs)
 	}
-	if again := notifyAll(t, dpo, id, "notify-key-2"); again.GetQueued() != 0 || again.GetNotices().GetNotified() != own {
+	if again := notifyAll(t, dpo, id, "notify-key-2"); again.GetQueued() != 0 || again.GetNotices().GetNotified() != own-1 {
 		t.Errorf("a rerun under another key queued %d, told %d", again.GetQueued(), again.GetNotices().GetNotified())
 	}
 	mailer := e.mailer(t, c)
@@ -111,12 +125,12 @@ func TestBreachRecordManySubjects(t *testing.T) {
 	}
 	slices.Sort(to)
 	var want []string
-	for n := 1; n <= own; n++ {
+	for n := 2; n <= own; n++ {
 		want = append(want, testPerson(n).GetEmail())
 	}
 	slices.Sort(want)
 	if !slices.Equal(to, want) {
-		t.Errorf("notices to %d addresses (%d distinct), want each of the %d company subjects once", len(to), len(slices.Compact(slices.Clone(to))), own)
+		t.Errorf("notices to %d addresses (%d distinct), want each of the %d company subjects not erased once", len(to), len(slices.Compact(slices.Clone(to))), own-1)
 	}
 
 	// The customer's notice and part hold its own subjects; the DPO reads all.
