@@ -95,21 +95,7 @@ func TestBreachRecordManySubjects(t *testing.T) {
 	}
 
 	// Cut off in the second chunk, then resumed with the same key.
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+dpo.(grpcCaller).token))
-	stream, err := pdv1.NewBreachRecordServiceClient(e.grpc).NotifyBreachSubjects(ctx, &pdv1.NotifyBreachSubjectsRequest{BreachId: id, IdempotencyKey: "notify-key"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			t.Fatalf("the notification ended before it was cut off: %v", err)
-		}
-		if m.GetDone() >= perChunk+2 {
-			break
-		}
-	}
-	cancel()
+	cutNotify(t, e, dpo, id, "notify-key", perChunk+2)
 	res := notifyAll(t, dpo, id, "notify-key")
 	if n := res.GetNotices(); res.GetDone() != own || res.GetQueued() != own-1 || n.GetNotified() != own-1 || n.GetErased() != 1 || n.GetLeftToControllers() != theirs {
 		t.Errorf("resumed: done %d, queued %d, told %d, erased %d, left to controllers %d; want %d, %d, %d, 1, %d",
@@ -164,4 +150,25 @@ func (e *env) storedSize(t *testing.T, collection, id string) int {
 		t.Fatalf("read %s %s: %v", collection, id, err)
 	}
 	return len(raw)
+}
+
+// cutNotify starts NotifyBreachSubjects over gRPC as c and cuts the stream
+// off once it reports done subjects done.
+func cutNotify(t *testing.T, e *env, c caller, id, key string, done int64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+c.(grpcCaller).token))
+	defer cancel()
+	stream, err := pdv1.NewBreachRecordServiceClient(e.grpc).NotifyBreachSubjects(ctx, &pdv1.NotifyBreachSubjectsRequest{BreachId: id, IdempotencyKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("the notification ended before it was cut off: %v", err)
+		}
+		if m.GetDone() >= done {
+			return
+		}
+	}
 }
