@@ -202,8 +202,8 @@ func (s *Service) queueSealed(ctx context.Context, m *store.OutboxMessage, keyID
 type ownAffected struct {
 	s    *Service
 	r    *store.BreachRecord
-	next int64             // the next chunk to read, from 1
-	left []affectedSubject // of the chunk read, those not paged yet
+	read int64             // how many chunks were read
+	left []affectedSubject // of the last chunk read, those not paged yet
 	// cats are the categories of the subjects of the last page.
 	cats map[string][]string
 }
@@ -213,11 +213,11 @@ func (o *ownAffected) page(ctx context.Context, after string, limit int) ([]*sto
 	var page []*store.Subject
 	for len(page) < limit {
 		if len(o.left) == 0 {
-			if o.next >= o.r.SubjectChunks {
+			if o.read == o.r.SubjectChunks {
 				break
 			}
-			o.next++
-			part, err := o.s.affectedChunk(ctx, o.r, o.next)
+			o.read++
+			part, err := o.s.affectedChunk(ctx, o.r, o.read)
 			if err != nil {
 				return nil, err
 			}
