@@ -275,7 +275,10 @@
 //     key (`br_<id>`) and bound to its chunk, and written durably before the record, which names the
 //     list and its number of chunks: a compromised master key touches everyone, and one document of
 //     16 MB would hold fewer than 130,000 subjects (some 125 bytes each sealed, with two categories).
-//     The record's size does not grow with the number of subjects (under 2 KB when opened).
+//     The record's size does not grow with the number of subjects (under 2 KB when opened; over
+//     16,000 subjects of one master key version, 8 chunks, the open took 32 s and the DPO's read of
+//     every id 0.1 s: `PD_MEASURE_BREACH=16000 go test -run TestMeasureBreachRecordSubjects -v
+//     ./cmd/personaldatad/server/`).
 //     The notices, the customers' notices and the reads of ids go through the list a chunk at a
 //     time, by exact `_id`. An erasure leaves the lists as they are: they hold an id, a controller
 //     and category names, no value, the same id the subject's tombstone and audit chain keep; the

@@ -3,9 +3,13 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/grpc/metadata"
@@ -171,4 +175,52 @@ func cutNotify(t *testing.T, e *env, c caller, id, key string, done int64) {
 			return
 		}
 	}
+}
+
+// TestMeasureBreachRecordSubjects is a measurement, not a check: it runs
+// only when PD_MEASURE_BREACH gives a number of subjects (at most 16,000,
+// the made-up people's identity numbers repeat after that), creates them,
+// opens a breach of the master key version they are sealed under with the
+// default chunk size, and logs how long the open and the DPO's read of
+// every id took and how large the record and its chunks are. By hand:
+//
+//	PD_MEASURE_BREACH=10000 go test -run TestMeasureBreachRecordSubjects -v -timeout 1h ./cmd/personaldatad/server/
+func TestMeasureBreachRecordSubjects(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PD_MEASURE_BREACH"))
+	if n < 1 || n > 16000 {
+		t.Skip("a measurement: set PD_MEASURE_BREACH to the number of subjects (1 to 16,000)")
+	}
+	e := start(t)
+	c := e.gc()
+	began := time.Now()
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 8 {
+		wg.Go(func() {
+			for i := range next {
+				if err := c.call(context.Background(), "CreateSubject", createReq(fmt.Sprintf("create-%d", i), i), &pdv1.CreateSubjectResponse{}); err != nil {
+					t.Errorf("create %d: %v", i, err)
+				}
+			}
+		})
+	}
+	for i := 1; i <= n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	t.Logf("%d subjects created in %v", n, time.Since(began).Round(time.Millisecond))
+	dpo := e.dpo(t, c)
+	req := openBreachReq("breach-measure", "", e.clock.Now(), pdv1.BreachRisk_BREACH_RISK_HIGH)
+	req.Assessment = &pdv1.AssessBreachImpactRequest{MasterKeyVersion: 1}
+	began = time.Now()
+	rec := call(t, dpo, openBreach, req, &pdv1.OpenBreachRecordResponse{}).GetRecord()
+	t.Logf("opened over %d subjects in %v; the record is %d bytes, beside %d chunks", rec.GetSubjects(),
+		time.Since(began).Round(time.Millisecond), e.storedSize(t, "breach_records", rec.GetBreachId()), e.count(t, "breach_subjects"))
+	began = time.Now()
+	full := call(t, dpo, getBreach, &pdv1.GetBreachRecordRequest{BreachId: rec.GetBreachId(), SubjectIds: true}, &pdv1.GetBreachRecordResponse{}).GetRecord()
+	t.Logf("the DPO read %d ids in %v", len(full.GetControllers()[0].GetSubjectIds()), time.Since(began).Round(time.Millisecond))
 }
