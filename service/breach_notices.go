@@ -81,7 +81,7 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 	if err != nil {
 		return err
 	}
-	r, affected, err := s.recordAndSubjects(ctx, id)
+	r, err := s.breachRecord(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -91,41 +91,21 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 	case r.ClosedAt != 0:
 		return failedPrecondition("the breach record is closed")
 	}
-	own := map[string][]string{}
-	var ids []string
-	for _, a := range affected {
-		if a.Controller == companyController {
-			own[a.ID] = a.Categories
-			ids = append(ids, a.ID)
+	var total int64
+	for _, p := range r.Controllers {
+		if p.Controller == companyController {
+			total = p.Subjects
 		}
 	}
 	job, err := s.startOrResume(ctx, &store.Job{ID: s.derivedID("breach-notice", id, key), Kind: jobKindBreachNotice,
-		Reference: id, Principal: c.ID(), Fingerprint: s.fingerprint(req), Total: int64(len(ids))})
+		Reference: id, Principal: c.ID(), Fingerprint: s.fingerprint(req), Total: total})
 	if err != nil {
 		return err
 	}
+	own := &ownAffected{s: s.Service, r: r}
 	err = s.run(ctx, job, jobRun{
-		op: "notify breach subjects",
-		subjects: func(ctx context.Context, after string, limit int) ([]*store.Subject, error) {
-			var page []*store.Subject
-			for _, sid := range ids {
-				if sid <= after {
-					continue
-				}
-				if len(page) == limit {
-					break
-				}
-				sub, err := s.vault.getSubject(ctx, sid)
-				switch {
-				case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoDataKey):
-					sub = &store.Subject{ID: sid} // erased and purged: nothing to tell
-				case err != nil:
-					return nil, err
-				}
-				page = append(page, sub)
-			}
-			return page, nil
-		},
+		op:       "notify breach subjects",
+		subjects: own.page,
 		step: func(ctx context.Context, sub *store.Subject) (bool, error) {
 			switch state, err := s.noticeStateOf(ctx, sub, id); {
 			case err != nil:
@@ -135,7 +115,7 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 			case state != noticeDue:
 				return false, nil // counted at the end
 			}
-			m, content := s.subjectNotice(r, sub, own[sub.ID], job.ID)
+			m, content := s.subjectNotice(r, sub, own.cats[sub.ID], job.ID)
 			// On the trail before the message is queued.
 			audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Purpose: pdv1.Purpose_PURPOSE_ACCOUNT_COMMUNICATION.String(),
 				Fields: []string{channelField(content.Channel), "breach_notice"}})
@@ -160,7 +140,7 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 	if job, err = s.store.GetJob(ctx, job.ID); err != nil {
 		return s.internal(ctx, "notify breach subjects", err)
 	}
-	notices, err := s.countNotices(ctx, id, ids, int64(len(affected)-len(ids)))
+	notices, err := s.countNotices(ctx, r)
 	if err != nil {
 		return s.internal(ctx, "notify breach subjects", err)
 	}
@@ -216,50 +196,100 @@ func (s *Service) queueSealed(ctx context.Context, m *store.OutboxMessage, keyID
 	return err
 }
 
-// countNotices is where each of the company's affected subjects stands now.
-func (s *Service) countNotices(ctx context.Context, breachID string, ids []string, others int64) (*store.BreachNotices, error) {
-	n := &store.BreachNotices{Subjects: int64(len(ids)), LeftToControllers: others, At: s.now().UnixNano()}
-	for _, id := range ids {
-		sub, err := s.store.GetSubject(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			sub, err = nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		state, err := s.noticeStateOf(ctx, sub, breachID)
-		if err != nil {
-			return nil, err
-		}
-		switch state {
-		case noticeErased:
-			n.Erased++
-		case noticeUnreachable:
-			n.Unreachable++
-		case noticeGiven:
-			n.Notified++
-			if sub.Restriction != nil {
-				n.RestrictedNotified++
-			}
-		}
-	}
-	return n, nil
+// ownAffected pages through the company's own affected subjects of a
+// record for the notices job, a chunk of the list at a time. Each run
+// starts from the list's first chunk and passes over those done.
+type ownAffected struct {
+	s    *Service
+	r    *store.BreachRecord
+	read int64             // how many chunks were read
+	left []affectedSubject // of the last chunk read, those not paged yet
+	// cats are the categories of the subjects of the last page.
+	cats map[string][]string
 }
 
-// recordAndSubjects reads a record and opens its affected subjects.
-func (s *Service) recordAndSubjects(ctx context.Context, id string) (*store.BreachRecord, []affectedSubject, error) {
+func (o *ownAffected) page(ctx context.Context, after string, limit int) ([]*store.Subject, error) {
+	o.cats = map[string][]string{}
+	var page []*store.Subject
+	for len(page) < limit {
+		if len(o.left) == 0 {
+			if o.read == o.r.SubjectChunks {
+				break
+			}
+			o.read++
+			part, err := o.s.affectedChunk(ctx, o.r, o.read)
+			if err != nil {
+				return nil, err
+			}
+			o.left = part
+			continue
+		}
+		a := o.left[0]
+		o.left = o.left[1:]
+		if a.Controller != companyController || a.ID <= after {
+			continue
+		}
+		sub, err := o.s.vault.getSubject(ctx, a.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, errNoDataKey):
+			sub = &store.Subject{ID: a.ID} // erased and purged: nothing to tell
+		case err != nil:
+			return nil, err
+		}
+		o.cats[a.ID] = a.Categories
+		page = append(page, sub)
+	}
+	return page, nil
+}
+
+// countNotices is where each of the company's affected subjects stands now.
+func (s *Service) countNotices(ctx context.Context, r *store.BreachRecord) (*store.BreachNotices, error) {
+	n := &store.BreachNotices{At: s.now().UnixNano()}
+	err := s.eachAffected(ctx, r, func(part []affectedSubject) error {
+		for _, a := range part {
+			if a.Controller != companyController {
+				n.LeftToControllers++
+				continue
+			}
+			n.Subjects++
+			sub, err := s.store.GetSubject(ctx, a.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				sub, err = nil, nil
+			}
+			if err != nil {
+				return err
+			}
+			state, err := s.noticeStateOf(ctx, sub, r.ID)
+			if err != nil {
+				return err
+			}
+			switch state {
+			case noticeErased:
+				n.Erased++
+			case noticeUnreachable:
+				n.Unreachable++
+			case noticeGiven:
+				n.Notified++
+				if sub.Restriction != nil {
+					n.RestrictedNotified++
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// breachRecord reads a record; NOT_FOUND when there is none.
+func (s *Service) breachRecord(ctx context.Context, id string) (*store.BreachRecord, error) {
 	r, err := s.store.GetBreachRecord(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, notFoundRecord()
+		return nil, notFoundRecord()
 	}
 	if err != nil {
-		return nil, nil, s.internal(ctx, "breach record", err)
+		return nil, s.internal(ctx, "breach record", err)
 	}
-	affected, err := s.openAffected(ctx, r)
-	if err != nil {
-		return nil, nil, s.internal(ctx, "breach record", err)
-	}
-	return r, affected, nil
+	return r, nil
 }
 
 // categoryListSV names categories in Swedish, as a list in a sentence.
@@ -351,11 +381,10 @@ func (s *BreachRecords) NotifyBreachControllers(ctx context.Context, req *pdv1.N
 	if err != nil {
 		return nil, err
 	}
-	r, affected, err := s.recordAndSubjects(ctx, id)
+	r, err := s.breachRecord(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	ids := idsByController(affected)
 	var customers []string
 	for _, p := range r.Controllers {
 		if p.Controller != companyController {
@@ -372,6 +401,10 @@ func (s *BreachRecords) NotifyBreachControllers(ctx context.Context, req *pdv1.N
 	}
 	if err := v.err(); err != nil {
 		return nil, err
+	}
+	ids, err := s.affectedIDs(ctx, r, func(ctrl string) bool { return ctrl != companyController })
+	if err != nil {
+		return nil, s.internal(ctx, "notify breach controllers", err)
 	}
 	out := &pdv1.NotifyBreachControllersResponse{}
 	now := s.now().UnixNano()

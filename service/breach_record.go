@@ -3,6 +3,7 @@ package service
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +33,7 @@ import (
 // (breach_report.go), the notices to the people and the customers
 // (breach_notices.go) and the register of breaches. A record holds counts,
 // categories and controller ids; the affected subjects' ids are sealed
-// under the record's own data key.
+// under the record's own data key, in chunks beside it (putAffected).
 type BreachRecords struct {
 	pdv1.UnimplementedBreachRecordServiceServer
 	*Service
@@ -145,7 +146,8 @@ func (s *BreachRecords) OpenBreachRecord(ctx context.Context, req *pdv1.OpenBrea
 	r.Scope = store.BreachScope{Principal: scope.principal, KeyVersion: scope.keyVersion, From: scope.from, To: scope.end.UnixNano()}
 	r.ChainsBroken = chainsBroken
 	countAffected(r, affected)
-	if r.SealedSubjects, err = s.sealAffected(ctx, r.ID, affected); err != nil {
+	// The list first, durably, then the record that names it.
+	if err := s.putAffected(ctx, r, affected); err != nil {
 		return nil, s.internal(ctx, "open breach record", err)
 	}
 	r.Decisions = []store.BreachDecision{
@@ -163,6 +165,12 @@ func (s *BreachRecords) OpenBreachRecord(ctx context.Context, req *pdv1.OpenBrea
 		old, err := s.store.GetBreachRecord(ctx, r.ID)
 		if err != nil {
 			return nil, s.internal(ctx, "open breach record", err)
+		}
+		if old.SubjectSet != r.SubjectSet {
+			// It saw other subjects: this list is named by no record.
+			if err := s.store.DeleteBreachSubjects(ctx, r.ID, r.SubjectSet, r.SubjectChunks); err != nil {
+				return nil, s.internal(ctx, "open breach record", err)
+			}
 		}
 		return s.replayedOpen(ctx, old, fp)
 	case err != nil:
@@ -289,35 +297,99 @@ func breachCounts(m map[string]int64) []store.BreachCount {
 	return out
 }
 
-// sealAffected seals the list of affected subjects under the record's data
-// key, bound to the record.
-func (s *BreachRecords) sealAffected(ctx context.Context, id string, affected []affectedSubject) ([]byte, error) {
+// breachSubjectsPerChunk is how many affected subjects a chunk of a
+// record's list holds by default: some 125 bytes each sealed (with two
+// categories), so a chunk is about 250 KB, far below a document's 16 MB,
+// and a breach of a million subjects is 500 chunks.
+const breachSubjectsPerChunk = 2000
+
+// putAffected writes the list of affected subjects beside the record, in
+// chunks in id order, each sealed under the record's data key and bound to
+// its chunk, and names the list in the record. The list's name follows
+// from its content, so a retry of the same open rewrites the same chunks
+// and a crash before the record is written leaves nothing a retry does not
+// replace; an open that saw other subjects writes a list of its own.
+func (s *BreachRecords) putAffected(ctx context.Context, r *store.BreachRecord, affected []affectedSubject) error {
+	if len(affected) == 0 {
+		return nil
+	}
 	b, err := json.Marshal(affected)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	dk, err := s.vault.dataKey(ctx, store.BreachDataKeyID(id), readOrCreateKey)
+	sum := sha256.Sum256(b)
+	r.SubjectSet = s.derivedID("breach-subjects", r.ID, fmt.Sprintf("%x/%d", sum, s.breachChunk))
+	dk, err := s.vault.dataKey(ctx, r.DataKeyID(), readOrCreateKey)
+	if err != nil {
+		return err
+	}
+	var chunks []*store.BreachSubjects
+	for part := range slices.Chunk(affected, s.breachChunk) {
+		b, err := json.Marshal(part)
+		if err != nil {
+			return err
+		}
+		c := &store.BreachSubjects{ID: store.BreachSubjectsID(r.ID, r.SubjectSet, int64(len(chunks)+1)), Breach: r.ID}
+		if c.Sealed, err = dk.Seal(b, envelope.AAD("breach", r.ID, "subjects", c.ID)); err != nil {
+			return err
+		}
+		chunks = append(chunks, c)
+	}
+	r.SubjectChunks = int64(len(chunks))
+	return s.store.PutBreachSubjects(ctx, chunks)
+}
+
+// eachAffected hands fn a record's affected subjects a chunk at a time, in
+// id order: one exact read each, so a breach of everyone is never held
+// whole.
+func (s *Service) eachAffected(ctx context.Context, r *store.BreachRecord, fn func([]affectedSubject) error) error {
+	for seq := int64(1); seq <= r.SubjectChunks; seq++ {
+		part, err := s.affectedChunk(ctx, r, seq)
+		if err != nil {
+			return err
+		}
+		if err := fn(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// affectedChunk reads and opens chunk seq (from 1) of a record's list of
+// affected subjects.
+func (s *Service) affectedChunk(ctx context.Context, r *store.BreachRecord, seq int64) ([]affectedSubject, error) {
+	chunks, err := s.store.BreachSubjectChunks(ctx, r.ID, r.SubjectSet, seq, 1)
 	if err != nil {
 		return nil, err
 	}
-	return dk.Seal(b, envelope.AAD("breach", id, "subjects"))
-}
-
-// openAffected opens a record's list of affected subjects.
-func (s *Service) openAffected(ctx context.Context, r *store.BreachRecord) ([]affectedSubject, error) {
-	if len(r.SealedSubjects) == 0 {
-		return nil, nil
+	if len(chunks) == 0 {
+		return nil, fmt.Errorf("breach record %s: chunk %d of %d of its subjects is missing", r.ID, seq, r.SubjectChunks)
 	}
 	dk, err := s.vault.dataKey(ctx, r.DataKeyID(), existingKey)
 	if err != nil {
 		return nil, err
 	}
-	b, err := dk.Open(r.SealedSubjects, envelope.AAD("breach", r.ID, "subjects"))
+	b, err := dk.Open(chunks[0].Sealed, envelope.AAD("breach", r.ID, "subjects", chunks[0].ID))
 	if err != nil {
 		return nil, err
 	}
-	var out []affectedSubject
-	return out, json.Unmarshal(b, &out)
+	var part []affectedSubject
+	return part, json.Unmarshal(b, &part)
+}
+
+// affectedIDs is the ids of a record's affected subjects by controller,
+// for the controllers want keeps.
+func (s *Service) affectedIDs(ctx context.Context, r *store.BreachRecord, want func(controller string) bool) (map[string][]string, error) {
+	out := map[string][]string{}
+	err := s.eachAffected(ctx, r, func(part []affectedSubject) error {
+		for _, a := range part {
+			if want(a.Controller) {
+				out[a.Controller] = append(out[a.Controller], a.ID)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // breachDeadline is when the report to IMY is due.
@@ -378,15 +450,6 @@ func categoryCounts(cs []store.BreachCount) []*pdv1.BreachCategoryCount {
 	return out
 }
 
-// idsByController groups the affected subjects' ids by controller.
-func idsByController(affected []affectedSubject) map[string][]string {
-	out := map[string][]string{}
-	for _, a := range affected {
-		out[a.Controller] = append(out[a.Controller], a.ID)
-	}
-	return out
-}
-
 // GetBreachRecord returns a record: whole to an operator or the DPO, only
 // the part about its own data to a customer's controller (NOT_FOUND when
 // the breach touched none of it, as for a record that does not exist).
@@ -415,11 +478,9 @@ func (s *BreachRecords) GetBreachRecord(ctx context.Context, req *pdv1.GetBreach
 	var ids map[string][]string
 	if req.GetSubjectIds() {
 		note(ctx, audit.Touch{Tenant: companyController, Fields: []string{"breach_subjects"}})
-		affected, err := s.openAffected(ctx, r)
-		if err != nil {
+		if ids, err = s.affectedIDs(ctx, r, func(string) bool { return true }); err != nil {
 			return nil, s.internal(ctx, "get breach record", err)
 		}
-		ids = idsByController(affected)
 	}
 	return &pdv1.GetBreachRecordResponse{Record: s.recordView(r, now, ids)}, nil
 }
@@ -441,11 +502,10 @@ func (s *BreachRecords) customerPart(ctx context.Context, c *auth.Caller, r *sto
 	for _, p := range parts {
 		note(ctx, audit.Touch{Tenant: p.Controller, Fields: []string{"breach_record", "breach_subjects"}})
 	}
-	affected, err := s.openAffected(ctx, r)
+	ids, err := s.affectedIDs(ctx, r, func(ctrl string) bool { return ctrl != companyController && c.ActsFor(ctrl) })
 	if err != nil {
 		return nil, s.internal(ctx, "get breach record", err)
 	}
-	ids := idsByController(affected)
 	out := &pdv1.BreachRecord{
 		BreachId: r.ID, AwareTime: ts(r.AwareAt), Description: r.Description,
 		Category:           enumValue[pdv1.BreachCategory](pdv1.BreachCategory_value, r.Category),

@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -44,6 +45,9 @@ type Service struct {
 	ledger *ledger.Ledger
 	// sender signs the reply letters.
 	sender LetterSender
+	// breachChunk is how many affected subjects a chunk of a breach
+	// record's list holds (breach_record.go).
+	breachChunk int
 }
 
 // Options are the optional dependencies of a Service.
@@ -58,6 +62,10 @@ type Options struct {
 	// Sender is who signs the reply letters, and how the data subject
 	// reaches the company (see LetterSender).
 	Sender LetterSender
+	// BreachSubjectsPerChunk is how many affected subjects one stored chunk
+	// of a breach record's list holds; 0 takes the default (2,000, about
+	// 250 KB). Tests lower it to span chunks with few subjects.
+	BreachSubjectsPerChunk int
 }
 
 // New returns a Service on st, sealing personal data with keys.
@@ -70,10 +78,11 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 	}
 	return &Service{
 		store: st, now: opts.Now, log: opts.Logger, audit: audit.New(st),
-		principals: auth.NewPrincipalCache(st),
-		vault:      &vault{store: st, keys: keys, cache: newKeyCache()},
-		ledger:     opts.Ledger,
-		sender:     opts.Sender,
+		principals:  auth.NewPrincipalCache(st),
+		vault:       &vault{store: st, keys: keys, cache: newKeyCache()},
+		ledger:      opts.Ledger,
+		sender:      opts.Sender,
+		breachChunk: cmp.Or(opts.BreachSubjectsPerChunk, breachSubjectsPerChunk),
 	}
 }
 

@@ -6,11 +6,17 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // breachRecordsCollection holds the records of personal data breaches, one
 // document each: the register of Art. 33(5). Few, and never removed.
 const breachRecordsCollection = "breach_records"
+
+// breachSubjectsCollection holds the records' lists of affected subjects,
+// in chunks of a few thousand, each sealed: one document a chunk, read by
+// exact _id in order.
+const breachSubjectsCollection = "breach_subjects"
 
 // BreachRecord is one breach: its facts, the assessment it rests on (counts,
 // and the affected subjects sealed under its own data key), the decisions
@@ -33,9 +39,14 @@ type BreachRecord struct {
 	Categories   []BreachCount          `bson:"categories,omitempty"`
 	Controllers  []BreachControllerPart `bson:"controllers,omitempty"`
 	ChainsBroken int64                  `bson:"chains_broken,omitempty"`
-	// SealedSubjects is the list of affected subjects (id, controller,
-	// categories), sealed under the record's data key (DataKeyID).
-	SealedSubjects []byte `bson:"sealed_subjects,omitempty"`
+	// The list of affected subjects (id, controller, categories) is kept
+	// beside the record, in SubjectChunks documents of breach_subjects
+	// sealed under the record's data key (BreachSubjectsID): a breach of a
+	// master key version touches everyone, more than one document holds.
+	// SubjectSet names the list the record rests on (none when no subject
+	// was affected).
+	SubjectSet    string `bson:"subject_set,omitempty"`
+	SubjectChunks int64  `bson:"subject_chunks,omitempty"`
 
 	Consequences    string `bson:"consequences,omitempty"`
 	MeasuresTaken   string `bson:"measures_taken,omitempty"`
@@ -58,6 +69,23 @@ func (d *BreachRecord) DataKeyID() string { return BreachDataKeyID(d.ID) }
 
 // BreachDataKeyID is the data key id of the breach record with this id.
 func BreachDataKeyID(id string) string { return "br_" + id }
+
+// BreachSubjects is one chunk of a record's list of affected subjects,
+// sealed under the record's data key; the chunks hold the subjects in id
+// order.
+type BreachSubjects struct {
+	ID     string `bson:"_id"` // BreachSubjectsID
+	Breach string `bson:"breach"`
+	Sealed []byte `bson:"sealed"`
+}
+
+func (b *BreachSubjects) docID() string { return b.ID }
+
+// BreachSubjectsID is the id of chunk seq (from 1) of the list set of the
+// breach record with this id.
+func BreachSubjectsID(breachID, set string, seq int64) string {
+	return fmt.Sprintf("%s.%s.%06d", breachID, set, seq)
+}
 
 // BreachScope is what an assessment covered.
 type BreachScope struct {
@@ -149,4 +177,47 @@ func (s *Store) UpdateBreachRecord(ctx context.Context, id string, change func(*
 // register and the gauges (breaches are few).
 func (s *Store) EachBreachRecord(ctx context.Context, fn func(*BreachRecord) error) error {
 	return each(ctx, s.breachRecords(), bson.D{}, fn)
+}
+
+func (s *Store) breachSubjects() *mongo.Collection {
+	return s.subjects.Database().Collection(breachSubjectsCollection)
+}
+
+// PutBreachSubjects writes the chunks of a list of affected subjects, each
+// replacing one of the same id (a retry of the same list), and returns once
+// they are durable: before the record that names them is written.
+func (s *Store) PutBreachSubjects(ctx context.Context, chunks []*BreachSubjects) error {
+	c := s.breachSubjects()
+	for _, b := range chunks {
+		unlock := s.lock(breachSubjectsCollection, b.ID)
+		err := s.apply(ctx, c, func(ctx context.Context) error {
+			_, err := c.ReplaceOne(ctx, bson.D{{Key: "_id", Value: b.ID}}, b, options.Replace().SetUpsert(true))
+			return err
+		})
+		unlock()
+		if err != nil {
+			return fmt.Errorf("store: put breach subjects: %w", classify(err))
+		}
+	}
+	if err := s.durable(ctx, c.Database().Name()); err != nil {
+		return fmt.Errorf("store: put breach subjects: %w", err)
+	}
+	return nil
+}
+
+// BreachSubjectChunks reads up to limit chunks of the list set of a breach
+// record, from chunk from on, stopping at the first missing.
+func (s *Store) BreachSubjectChunks(ctx context.Context, breachID, set string, from int64, limit int) ([]*BreachSubjects, error) {
+	return seqRange[BreachSubjects](ctx, s, s.breachSubjects(), func(seq int64) string { return BreachSubjectsID(breachID, set, seq) }, from, limit)
+}
+
+// DeleteBreachSubjects removes the n chunks of a list no record names: the
+// list of an open that lost to a concurrent one.
+func (s *Store) DeleteBreachSubjects(ctx context.Context, breachID, set string, n int64) error {
+	for seq := int64(1); seq <= n; seq++ {
+		if err := s.remove(ctx, s.breachSubjects(), BreachSubjectsID(breachID, set, seq), nil); err != nil {
+			return fmt.Errorf("store: delete breach subjects: %w", err)
+		}
+	}
+	return nil
 }

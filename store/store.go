@@ -242,7 +242,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		db: {subjectsCollection, keysCollection, historyCollection, principalsCollection, agreementsCollection, jobsCollection,
 			holdDeadlinesCollection, leasesCollection, notificationsCollection, notificationHeadsCollection, notificationKeysCollection, generationsCollection,
 			rightsRequestsCollection, outboxCollection, outboxSentCollection, consoleSessionsCollection, selfServiceChallengesCollection, policiesCollection,
-			subjectOpsCollection, breachRecordsCollection},
+			subjectOpsCollection, breachRecordsCollection, breachSubjectsCollection},
 		auditDB: {auditEventsCollection, auditHeadsCollection, auditCheckpointsCollection},
 		keysDB:  {dataKeysCollection},
 	} {

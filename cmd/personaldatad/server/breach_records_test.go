@@ -535,21 +535,7 @@ func TestBreachNoticesResume(t *testing.T) {
 	dpo := e.dpo(t, c)
 	id := call(t, dpo, openBreach, openBreachReq("breach-r", "support-tool", e.clock.Now(), pdv1.BreachRisk_BREACH_RISK_HIGH), &pdv1.OpenBreachRecordResponse{}).GetRecord().GetBreachId()
 
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+dpo.(grpcCaller).token))
-	stream, err := pdv1.NewBreachRecordServiceClient(e.grpc).NotifyBreachSubjects(ctx, &pdv1.NotifyBreachSubjectsRequest{BreachId: id, IdempotencyKey: "resume"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			t.Fatalf("the notification ended before it was cut off: %v", err)
-		}
-		if m.GetDone() >= 2 {
-			break
-		}
-	}
-	cancel()
+	cutNotify(t, e, dpo, id, "resume", 2)
 	// Where the job stopped is what the next call reports first.
 	again, err := pdv1.NewBreachRecordServiceClient(e.grpc).NotifyBreachSubjects(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+dpo.(grpcCaller).token),
 		&pdv1.NotifyBreachSubjectsRequest{BreachId: id, IdempotencyKey: "resume"})

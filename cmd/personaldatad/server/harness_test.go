@@ -667,7 +667,7 @@ func (e *env) coll(name string) *mongo.Collection {
 func (e *env) rawDump(t *testing.T) string {
 	t.Helper()
 	var sb strings.Builder
-	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events", "notifications", "notification_heads", "notification_keys", "rights_requests", "outbox", "subject_ops", "self_service_challenges", "breach_records"} {
+	for _, c := range []string{"subjects", "keys", "history", "data_keys", "principals", "agreements", "jobs", "audit_events", "notifications", "notification_heads", "notification_keys", "rights_requests", "outbox", "subject_ops", "self_service_challenges", "breach_records", "breach_subjects"} {
 		cur, err := e.coll(c).Find(context.Background(), bson.D{})
 		if err != nil {
 			t.Fatalf("find %s: %v", c, err)

@@ -113,6 +113,10 @@ type Config struct {
 	// LetterSender is who the reply letters come from and how the data
 	// subject reaches the company; empty fields are left out.
 	LetterSender service.LetterSender
+	// BreachSubjectsPerChunk is how many affected subjects a stored chunk
+	// of a breach record's list holds; 0 takes the service's default.
+	// Tests lower it.
+	BreachSubjectsPerChunk int
 	// AuditCheckpoints says how the audit trail's checkpoints are named
 	// and where copies go (Origin "personaldata/audit" when empty); the key
 	// comes from the keyring.
@@ -252,7 +256,8 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("-erasure-ledger: %w", err)
 		}
 	}
-	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger, Sender: cfg.LetterSender})
+	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger, Sender: cfg.LetterSender,
+		BreachSubjectsPerChunk: cfg.BreachSubjectsPerChunk})
 	// A ledger missing or empty beside a store that holds subjects was
 	// lost (or predates the store's last erasures): made complete again
 	// from the store before anything is served.
