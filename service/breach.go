@@ -116,14 +116,18 @@ func (s *Breach) AssessBreachImpact(req *pdv1.AssessBreachImpactRequest, stream 
 	if !c.ActsFor(auth.AllTenants) {
 		return permissionDenied(reasonKindNotPermitted, nil, "the breach-impact report spans every tenant: it is for operators")
 	}
+	win, err := s.readWindow(ctx, scope)
+	if err != nil {
+		return s.internal(ctx, "assess breach", err)
+	}
 	sum := newBreachTotals()
-	if err := s.assess(ctx, scope, func(ci *pdv1.BreachChainImpact) error { sum.add(ci); return nil }); err != nil {
+	if err := s.assess(ctx, scope, win, func(ci *pdv1.BreachChainImpact) error { sum.add(ci); return nil }); err != nil {
 		return err
 	}
 	if err := stream.Send(&pdv1.AssessBreachImpactResponse{Impact: &pdv1.AssessBreachImpactResponse_Summary{Summary: sum.summary(scope)}}); err != nil {
 		return err
 	}
-	return s.assess(ctx, scope, func(ci *pdv1.BreachChainImpact) error {
+	return s.assess(ctx, scope, win, func(ci *pdv1.BreachChainImpact) error {
 		return stream.Send(&pdv1.AssessBreachImpactResponse{Impact: &pdv1.AssessBreachImpactResponse_Chain{Chain: ci}})
 	})
 }
@@ -164,10 +168,12 @@ func (s *Breach) breachScope(req *pdv1.AssessBreachImpactRequest) (breachScope, 
 
 // assess hands emit what the scope touched, chain by chain in chain order:
 // for a master key version, each subject whose data key it wraps; else
-// each chain with events of the principal or window. Each chain is
-// verified whole, a series of store reads; up to breachWorkers chains are
-// read at once, and emitted in order.
-func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.BreachChainImpact) error) error {
+// each chain with events of the principal or window. A window read from
+// the tree's leaves (win, complete) is emitted as read; otherwise each
+// chain's events in scope are proved, a series of store reads, up to
+// breachWorkers chains at once, emitted in order. The faults of the tree
+// itself come last (TreeChain).
+func (s *Breach) assess(ctx context.Context, sc breachScope, win *breachWindow, emit func(*pdv1.BreachChainImpact) error) error {
 	run := newInOrder(ctx, breachWorkers, func(ci *pdv1.BreachChainImpact) error {
 		if ci == nil {
 			return nil // a job that found nothing in scope
@@ -181,11 +187,21 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 	if err != nil {
 		return s.internal(ctx, "assess breach", err)
 	}
-	if sc.keyVersion != 0 {
+	switch {
+	case win != nil && win.complete:
+		for _, ci := range win.chains {
+			if err = run.start(func(context.Context) (*pdv1.BreachChainImpact, error) { return ci, nil }); err != nil {
+				break
+			}
+		}
+		if err == nil && sc.principal != "" {
+			err = run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.attemptsNaming(ctx, sc, pr) })
+		}
+	case sc.keyVersion != 0:
 		err = s.store.EachDataKeyAt(ctx, sc.keyVersion, func(k *store.DataKey) error {
 			return run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.underKey(ctx, sc, pr, k.ID) })
 		})
-	} else {
+	default:
 		var cur *chainTally
 		finish := func() error {
 			t := cur
@@ -217,6 +233,9 @@ func (s *Breach) assess(ctx context.Context, sc breachScope, emit func(*pdv1.Bre
 			// other chain).
 			err = run.start(func(ctx context.Context) (*pdv1.BreachChainImpact, error) { return s.attemptsNaming(ctx, sc, pr) })
 		}
+	}
+	if err == nil && win != nil && win.tree != nil {
+		err = run.start(func(context.Context) (*pdv1.BreachChainImpact, error) { return win.tree, nil })
 	}
 	if err == nil {
 		err = run.wait()

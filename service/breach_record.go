@@ -228,7 +228,12 @@ func fieldsUnder(prefix string, err error) violations {
 func (s *BreachRecords) affected(ctx context.Context, sc breachScope) ([]affectedSubject, int64, error) {
 	var out []affectedSubject
 	var broken int64
-	err := (&Breach{Service: s.Service}).assess(ctx, sc, func(ci *pdv1.BreachChainImpact) error {
+	b := &Breach{Service: s.Service}
+	win, err := b.readWindow(ctx, sc)
+	if err != nil {
+		return nil, 0, err
+	}
+	err = b.assess(ctx, sc, win, func(ci *pdv1.BreachChainImpact) error {
 		if !ci.GetCheck().GetIntact() {
 			broken++
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -34,6 +35,9 @@ type AuditLeaf struct {
 	Time  int64    `bson:"lt"` // the event's, Unix nanoseconds
 	Hash  []byte   `bson:"lh"`
 	Nodes [][]byte `bson:"ln,omitempty"`
+	// Older, on leaf 0 only: the trail held events when the tree began,
+	// which have no leaves (AuditTrailBeforeTree).
+	Older bool `bson:"older,omitempty"`
 }
 
 func (l *AuditLeaf) docID() string { return l.ID }
@@ -54,6 +58,21 @@ func (s *Store) InsertAuditLeaves(ctx context.Context, leaves []*AuditLeaf) (int
 		docs[i] = l
 	}
 	return s.insertOrdered(ctx, s.auditEvents, docs, "audit leaves")
+}
+
+// AuditTrailBeforeTree reports whether the trail holds any event, asked
+// when the tree is still empty: events written before the tree began have
+// no leaves, so a reader of the tree's leaves must look for them too. One
+// find of a single document, once per process while the tree is empty.
+func (s *Store) AuditTrailBeforeTree(ctx context.Context) (bool, error) {
+	err := s.auditEvents.FindOne(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$lt", Value: auditLeafPrefix}}}}).Err()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: audit trail before the tree: %w", classify(err))
+	}
+	return true, nil
 }
 
 // GetAuditLeaf reads leaf index by its exact _id.

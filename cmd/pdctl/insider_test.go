@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +17,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
+	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
 )
@@ -337,5 +341,100 @@ func TestVerifyCheckpointBadInput(t *testing.T) {
 				t.Errorf("%q %v, want an error naming %q", out, err, tc.want)
 			}
 		})
+	}
+}
+
+// breach runs AssessBreachImpact for the last hour (a window, every
+// principal) and returns its summary and chains by name.
+func (tr *trail) breach(t *testing.T) (*pdv1.BreachSummary, map[string]*pdv1.BreachChainImpact) {
+	t.Helper()
+	cc, err := (&conn{addr: serverAddr, tokenFile: tr.op}).dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	stream, err := pdv1.NewBreachServiceClient(cc).AssessBreachImpact(context.Background(),
+		&pdv1.AssessBreachImpactRequest{StartTime: timestamppb.New(time.Now().Add(-time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum *pdv1.BreachSummary
+	chains := map[string]*pdv1.BreachChainImpact{}
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return sum, chains
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := res.GetSummary(); s != nil {
+			sum = s
+		} else {
+			chains[res.GetChain().GetChain()] = res.GetChain()
+		}
+	}
+}
+
+// checkpointSize is the size the checkpoint kept outside signs.
+func (tr *trail) checkpointSize(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(tr.checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.Split(string(b), "\n")[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// The insider deletes every event of one subject inside the breach window,
+// and its head, leaving the tree alone: the chain is gone, so a report that
+// searched the events would not name the subject at all. Read from the
+// window's leaves, the report names it, broken at the leaf of its first
+// event, against the checkpoint. Deleting the leaves too leaves the tree
+// short of the checkpoint: the report says so.
+func TestInsiderDeletesASubjectFromABreachWindow(t *testing.T) {
+	tr := newTrail(t)
+	evs := tr.events(t, tr.a)
+	size := tr.checkpointSize(t)
+	_, before := tr.breach(t)
+	if c := before[tr.a].GetCheck(); !c.GetIntact() || c.GetEvents() != int64(len(evs)) || c.GetCheckpointSize() != size {
+		t.Fatalf("the untouched window, %s: %v", tr.a, c)
+	}
+	for _, e := range evs {
+		tr.remove(t, e.ID())
+	}
+	if _, err := tr.db.Collection("audit_heads").DeleteOne(context.Background(), bson.D{{Key: "_id", Value: tr.a}}); err != nil {
+		t.Fatal(err)
+	}
+
+	sum, chains := tr.breach(t)
+	c := chains[tr.a].GetCheck()
+	t.Logf("%s after the deletion: %v", tr.a, c)
+	if c == nil || c.GetIntact() || c.GetReason() != audit.ReasonEventMissing || c.GetFirstBrokenSeq() != 1 ||
+		c.GetLeafIndex() != evs[0].Leaf || c.GetCheckpointSize() != size {
+		t.Errorf("the deleted subject %s: %v, want broken at event 1, leaf %d, event missing, checkpoint %d", tr.a, c, evs[0].Leaf, size)
+	}
+	if b := chains[tr.b].GetCheck(); !b.GetIntact() || b.GetEvents() != int64(len(tr.events(t, tr.b))) {
+		t.Errorf("the other subject %s: %v", tr.b, b)
+	}
+	if sum.GetChainsBroken() != 1 {
+		t.Errorf("summary: %d chains broken, want 1", sum.GetChainsBroken())
+	}
+
+	// The leaves of the deleted events too.
+	for _, e := range evs {
+		if _, err := tr.db.Collection("audit_events").DeleteOne(context.Background(), bson.D{{Key: "_id", Value: store.AuditLeafID(uint64(e.Leaf))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, chains = tr.breach(t)
+	tree := chains[service.TreeChain].GetCheck()
+	t.Logf("%s after the leaves' deletion: %v", service.TreeChain, tree)
+	if tree == nil || tree.GetIntact() || sum.GetChainsBroken() == 0 {
+		t.Errorf("the tree with leaves deleted: %v, %d chains broken", tree, sum.GetChainsBroken())
 	}
 }

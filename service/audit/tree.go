@@ -49,6 +49,9 @@ type tree struct {
 	mu     sync.Mutex
 	// rng is the compact range [0, size); nil until loaded.
 	rng *compact.Range
+	// older: the tree was empty when loaded and the trail was not; leaf 0
+	// records it (store.AuditLeaf.Older).
+	older bool
 }
 
 // load finds the tree's end in the store and its compact range, once.
@@ -60,6 +63,11 @@ func (t *tree) load(ctx context.Context) error {
 	size, err := t.end(ctx)
 	if err != nil {
 		return err
+	}
+	if size == 0 {
+		if t.older, err = t.st.AuditTrailBeforeTree(ctx); err != nil {
+			return err
+		}
 	}
 	r, err := t.rangeAt(ctx, size, map[uint64]*store.AuditLeaf{})
 	if err != nil {
@@ -191,7 +199,7 @@ func (t *tree) leavesFor(docs []*store.AuditEvent) ([]*store.AuditLeaf, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: tree: %w", err)
 		}
-		leaf := &store.AuditLeaf{Index: base + uint64(i), Event: d.ID, Time: d.Time, Hash: h}
+		leaf := &store.AuditLeaf{Index: base + uint64(i), Event: d.ID, Time: d.Time, Hash: h, Older: base+uint64(i) == 0 && t.older}
 		if err := r.Append(h, func(id compact.NodeID, hash []byte) {
 			if id.Level > 0 {
 				leaf.Nodes = append(leaf.Nodes, hash)
@@ -561,7 +569,7 @@ type Prover struct {
 // NewProver proves the current tree against the newest trusted checkpoint.
 func (l *Log) NewProver(ctx context.Context) (*Prover, error) {
 	p, err := l.newProofs(ctx)
-	if errors.Is(err, ErrInconsistent) {
+	if errors.Is(err, ErrInconsistent) || errors.Is(err, errTreeDamaged) {
 		return &Prover{p: p, broken: true}, nil
 	}
 	if err != nil {
