@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,16 +32,8 @@ func (s *Service) Agreements() *Agreements { return &Agreements{Service: s} }
 
 // Limits of an agreement's terms.
 const (
-	maxSubProcessors   = 20
-	maxSubProcessorLen = 100
+	maxSubProcessors = 20
 )
-
-// hostPattern is a lower-case host name of at least two labels, such as
-// "iis.se": how registries and registrars are named.
-var hostPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// maxTime is the latest time that Unix nanoseconds, as stored, can hold.
-var maxTime = time.Unix(0, math.MaxInt64)
 
 // agreementNotFound is the answer for an agreement that does not exist or
 // belongs to a customer the caller does not act for: the two look the same.
@@ -162,10 +152,6 @@ func (v *violations) terms(t *pdv1.AgreementTerms, now time.Time) store.Agreemen
 	}
 	out.DocumentRef = v.text("terms.document_reference", t.GetDocumentReference(), maxReferenceLen, true, false)
 	return out
-}
-
-func agreementIDOf(customer string, seq int) string {
-	return customer + "." + strconv.Itoa(seq)
 }
 
 func termsToProto(t *store.AgreementVersion) *pdv1.AgreementTerms {
@@ -499,5 +485,3 @@ func notInForce(set *store.Agreements, now int64) string {
 	}
 	return ": " + strings.Join(why, "; ")
 }
-
-func rfc3339(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339) }

@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strconv"
@@ -31,9 +30,6 @@ func (s *Service) Audit() *Audit { return &Audit{Service: s} }
 
 // defaultAuditPageSize is the page size of ListAuditEvents when none is asked.
 const defaultAuditPageSize = 50
-
-// maxAuditTokenLen bounds a page token before it is decoded.
-const maxAuditTokenLen = 512
 
 // ListAuditEvents pages through one subject's chain, in seq order, or through
 // every event of one tenant, chain by chain.
@@ -241,37 +237,6 @@ func (v *violations) auditTenant(field, id string) {
 	if !controllerPattern.MatchString(id) {
 		v.add(field, `must be "company" or a customer id of 1 to 63 characters a-z, 0-9, '_', '-'`)
 	}
-}
-
-// auditPageToken is an opaque page token: the position to go on from, bound
-// to the listing (kind "s" for a subject, "t" for a tenant, and its id), so a
-// token is refused by another listing.
-func auditPageToken(kind, id, pos string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(kind + "\x00" + id + "\x00" + pos))
-}
-
-// auditPageToken decodes a page token of the listing kind/id and returns
-// its position; "" for no token.
-func (v *violations) auditPageToken(token, kind, id string) string {
-	if token == "" {
-		return ""
-	}
-	bad := func() string {
-		v.add("page_token", "is not a token from this listing")
-		return ""
-	}
-	if len(token) > maxAuditTokenLen {
-		return bad()
-	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
-		return bad()
-	}
-	parts := strings.Split(string(b), "\x00")
-	if len(parts) != 3 || parts[0] != kind || parts[1] != id || parts[2] == "" {
-		return bad()
-	}
-	return parts[2]
 }
 
 func auditEventsToProto(evs []audit.Event) []*pdv1.AuditEvent {

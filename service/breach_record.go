@@ -297,12 +297,6 @@ func breachCounts(m map[string]int64) []store.BreachCount {
 	return out
 }
 
-// breachSubjectsPerChunk is how many affected subjects a chunk of a
-// record's list holds by default: some 125 bytes each sealed (with two
-// categories), so a chunk is about 250 KB, far below a document's 16 MB,
-// and a breach of a million subjects is 500 chunks.
-const breachSubjectsPerChunk = 2000
-
 // putAffected writes the list of affected subjects beside the record, in
 // chunks in id order, each sealed under the record's data key and bound to
 // its chunk, and names the list in the record. The list's name follows

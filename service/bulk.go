@@ -17,16 +17,9 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// bulkPageSize is how many subjects one read of a controller's subjects
-// returns. On the embedded store every read scans the collection, so pages
-// are large.
-const bulkPageSize = 200
-
 // Job kinds and states, as stored.
 const (
 	jobKindEraseController = "ERASE_CONTROLLER_SUBJECTS"
-	jobRunning             = "RUNNING"
-	jobFinished            = "FINISHED"
 )
 
 // Export resume tokens are opaque to callers: the customer, how many

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,148 +25,7 @@ type Consents struct {
 func (s *Service) Consents() *Consents { return &Consents{Service: s} }
 
 // Reasons in the PreconditionFailure of a refusal for want of consent.
-const (
-	reasonConsentMissing   = "CONSENT_MISSING"
-	reasonConsentWithdrawn = "CONSENT_WITHDRAWN"
-	reasonObjection        = "OBJECTION"
-)
-
-// consentRule says which purposes rest on the subject's consent, which
-// consent that is, and which erasure ground is the subject's objection to
-// the purpose: that purpose is processed only while such a consent is on
-// record and not withdrawn, and never after the objection (Art. 7(3),
-// Art. 21(3)).
-type consentRule struct {
-	consent   pdv1.ConsentPurpose
-	objection pdv1.ErasureGround
-}
-
-var consentRules = map[pdv1.Purpose]consentRule{
-	pdv1.Purpose_PURPOSE_DIRECT_MARKETING: {
-		consent:   pdv1.ConsentPurpose_CONSENT_PURPOSE_DIRECT_MARKETING,
-		objection: pdv1.ErasureGround_ERASURE_GROUND_DIRECT_MARKETING_OBJECTION,
-	},
-}
-
-// requireConsent is the rule that a purpose resting on consent is refused
-// (FAILED_PRECONDITION) unless the consent is on record and not withdrawn,
-// and always once the subject objected to it or was erased.
-func requireConsent(sub *store.Subject, purpose pdv1.Purpose) error {
-	rule, ok := consentRules[purpose]
-	if !ok {
-		return nil
-	}
-	if ch := objection(sub, rule.objection); ch != nil {
-		return consentError(sub, reasonObjection, fmt.Sprintf("the subject objected to %s (erasure on ground %s at %s): it is not processed for it",
-			purpose, ch.ErasureGround, rfc3339(ch.At)))
-	}
-	if sub.Erasure != nil {
-		return erasedError(sub)
-	}
-	_, err := liveConsent(sub, rule.consent, "")
-	return err
-}
-
-// objection is the change that records the subject's objection (an erasure
-// on ground), or nil.
-func objection(sub *store.Subject, ground pdv1.ErasureGround) *store.Change {
-	for i := len(sub.Changes) - 1; i >= 0; i-- {
-		ch := &sub.Changes[i]
-		if ch.Kind == pdv1.ChangeKind_CHANGE_KIND_ERASED.String() && ch.ErasureGround == ground.String() {
-			return ch
-		}
-	}
-	if sub.Erasure != nil && sub.Erasure.Ground == ground.String() {
-		return &store.Change{At: sub.Erasure.At, Channel: sub.Erasure.Channel, Reference: sub.Erasure.Reference,
-			PerformedBy: sub.Erasure.PerformedBy, ErasureGround: sub.Erasure.Ground}
-	}
-	return nil
-}
-
-// liveConsent returns the subject's consent for purpose (and, for a
-// disclosure, to recipient) that is on record and not withdrawn; else a
-// FAILED_PRECONDITION that says whether none was given or it was withdrawn.
-func liveConsent(sub *store.Subject, purpose pdv1.ConsentPurpose, recipient string) (*store.Consent, error) {
-	var withdrawn *store.Consent
-	for i := range sub.Consents {
-		c := &sub.Consents[i]
-		if c.Purpose != purpose.String() || c.Recipient != recipient {
-			continue
-		}
-		if c.Live() {
-			return c, nil
-		}
-		withdrawn = c
-	}
-	what := purpose.String()
-	if recipient != "" {
-		what += " to " + recipient
-	}
-	if withdrawn != nil {
-		return nil, consentError(sub, reasonConsentWithdrawn, fmt.Sprintf("the subject's consent %s (consent %s) was withdrawn at %s; no consent is on record",
-			what, withdrawn.ID, rfc3339(withdrawn.WithdrawnAt)))
-	}
-	return nil, consentError(sub, reasonConsentMissing, fmt.Sprintf("no consent of the subject %s is on record", what))
-}
-
-func consentError(sub *store.Subject, reason, desc string) error {
-	st := status.New(codes.FailedPrecondition, desc)
-	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
-		Type: reason, Subject: "subjects/" + sub.ID, Description: desc,
-	}}}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-// withdrawObjectedConsents withdraws, in the record, the consents to a
-// purpose the subject objected to: an objection to direct marketing is a
-// withdrawal of that consent too. requireConsent refuses the purpose on the
-// objection alone, so this only keeps the record of consents true; it may
-// run late (after an interruption) and more than once.
-func (s *Service) withdrawObjectedConsents(ctx context.Context, sub *store.Subject) (*store.Subject, error) {
-	if !objectedConsentsLive(sub) {
-		return sub, nil
-	}
-	errNone := errors.New("nothing to withdraw")
-	updated, err := s.vault.updateSubject(ctx, sub.ID, func(sub *store.Subject) error {
-		if !objectedConsentsLive(sub) {
-			return errNone
-		}
-		for _, rule := range consentRules {
-			ch := objection(sub, rule.objection)
-			if ch == nil {
-				continue
-			}
-			for i := range sub.Consents {
-				if c := &sub.Consents[i]; c.Live() && c.Purpose == rule.consent.String() {
-					c.WithdrawnAt, c.WithdrawChannel, c.WithdrawReference, c.WithdrawnBy = ch.At, ch.Channel, ch.Reference, ch.PerformedBy
-				}
-			}
-		}
-		return nil
-	})
-	if errors.Is(err, errNone) {
-		return sub, nil
-	}
-	return updated, err
-}
-
-// objectedConsentsLive reports whether a consent is still live for a
-// purpose the subject objected to.
-func objectedConsentsLive(sub *store.Subject) bool {
-	for _, rule := range consentRules {
-		if objection(sub, rule.objection) == nil {
-			continue
-		}
-		for i := range sub.Consents {
-			if c := &sub.Consents[i]; c.Live() && c.Purpose == rule.consent.String() {
-				return true
-			}
-		}
-	}
-	return false
-}
+const ()
 
 // errConsentOnRecord stops an update that would record a consent twice.
 var errConsentOnRecord = errors.New("consent on record")
@@ -340,15 +198,6 @@ func consentReplay[R any](sub *store.Subject, err error, respond func(*pdv1.Cons
 	return respond(consentToProto(c)), nil
 }
 
-func findConsent(sub *store.Subject, id string) *store.Consent {
-	for i := range sub.Consents {
-		if sub.Consents[i].ID == id {
-			return &sub.Consents[i]
-		}
-	}
-	return nil
-}
-
 func consentNotFound() error {
 	return status.Error(codes.NotFound, "consent not found")
 }
@@ -376,18 +225,4 @@ func (v *violations) recipient(field, s string) string {
 		v.add(field, fmt.Sprintf(`must be a lower-case host name of at most %d characters, such as "iis.se"`, maxSubProcessorLen))
 	}
 	return s
-}
-
-func consentToProto(c *store.Consent) *pdv1.Consent {
-	return &pdv1.Consent{
-		ConsentId:         c.ID,
-		Purpose:           enumValue[pdv1.ConsentPurpose](pdv1.ConsentPurpose_value, c.Purpose),
-		Recipient:         c.Recipient,
-		GiveTime:          ts(c.GivenAt),
-		Channel:           enumValue[pdv1.Channel](pdv1.Channel_value, c.Channel),
-		WordingReference:  c.WordingReference,
-		WithdrawTime:      ts(c.WithdrawnAt),
-		WithdrawChannel:   enumValue[pdv1.Channel](pdv1.Channel_value, c.WithdrawChannel),
-		WithdrawReference: c.WithdrawReference,
-	}
 }

@@ -1,27 +1,10 @@
 package service
 
 import (
-	"time"
-
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/personnummer"
 	"github.com/example/personaldata/store"
 )
-
-// ts turns stored Unix nanoseconds into a timestamp; zero stays absent.
-func ts(ns int64) *timestamppb.Timestamp {
-	if ns == 0 {
-		return nil
-	}
-	return timestamppb.New(time.Unix(0, ns))
-}
-
-// enumValue turns a stored enum name back into its number (0 if unknown).
-func enumValue[E ~int32](names map[string]int32, name string) E {
-	return E(names[name])
-}
 
 func subjectToProto(sub *store.Subject) *pdv1.Subject {
 	out := &pdv1.Subject{
@@ -126,5 +109,42 @@ func historyToProto(e *store.HistoryEntry) *pdv1.HistoryEntry {
 		OccurTime:  ts(e.OccurAt),
 		Reference:  e.Reference,
 		CreateTime: ts(e.CreatedAt),
+	}
+}
+
+func consentToProto(c *store.Consent) *pdv1.Consent {
+	return &pdv1.Consent{
+		ConsentId:         c.ID,
+		Purpose:           enumValue[pdv1.ConsentPurpose](pdv1.ConsentPurpose_value, c.Purpose),
+		Recipient:         c.Recipient,
+		GiveTime:          ts(c.GivenAt),
+		Channel:           enumValue[pdv1.Channel](pdv1.Channel_value, c.Channel),
+		WordingReference:  c.WordingReference,
+		WithdrawTime:      ts(c.WithdrawnAt),
+		WithdrawChannel:   enumValue[pdv1.Channel](pdv1.Channel_value, c.WithdrawChannel),
+		WithdrawReference: c.WithdrawReference,
+	}
+}
+
+func disclosureToProto(d *store.Disclosure) *pdv1.Disclosure {
+	out := &pdv1.Disclosure{
+		DisclosureId: d.ID,
+		Recipient:    d.Recipient,
+		Purpose:      enumValue[pdv1.Purpose](pdv1.Purpose_value, d.Purpose),
+		Basis:        enumValue[pdv1.DisclosureBasis](pdv1.DisclosureBasis_value, d.Basis),
+		Reference:    d.Reference,
+		DiscloseTime: ts(d.At),
+		PrincipalId:  d.Principal,
+	}
+	for _, c := range d.Categories {
+		out.Categories = append(out.Categories, enumValue[pdv1.DataCategory](pdv1.DataCategory_value, c))
+	}
+	return out
+}
+
+func policyAckToProto(a *store.PolicyAck) *pdv1.PolicyAcknowledgement {
+	return &pdv1.PolicyAcknowledgement{
+		Version: a.Version, Kind: enumValue[pdv1.PolicyAcknowledgementKind](pdv1.PolicyAcknowledgementKind_value, a.Kind),
+		AcknowledgeTime: ts(a.At), Channel: enumValue[pdv1.Channel](pdv1.Channel_value, a.Channel), Reference: a.Reference, RecordedBy: a.RecordedBy,
 	}
 }

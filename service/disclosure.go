@@ -248,19 +248,3 @@ func (v *violations) disclosedCategories(cs []pdv1.DataCategory) []pdv1.DataCate
 	slices.Sort(out)
 	return out
 }
-
-func disclosureToProto(d *store.Disclosure) *pdv1.Disclosure {
-	out := &pdv1.Disclosure{
-		DisclosureId: d.ID,
-		Recipient:    d.Recipient,
-		Purpose:      enumValue[pdv1.Purpose](pdv1.Purpose_value, d.Purpose),
-		Basis:        enumValue[pdv1.DisclosureBasis](pdv1.DisclosureBasis_value, d.Basis),
-		Reference:    d.Reference,
-		DiscloseTime: ts(d.At),
-		PrincipalId:  d.Principal,
-	}
-	for _, c := range d.Categories {
-		out.Categories = append(out.Categories, enumValue[pdv1.DataCategory](pdv1.DataCategory_value, c))
-	}
-	return out
-}

@@ -1,10 +1,7 @@
 package service
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
@@ -139,41 +136,4 @@ func concurrentChange(msg string) error {
 // unavailable refuses for now, saying when to retry.
 func unavailable(reason, msg string) error {
 	return withDetails(codes.Unavailable, msg, errorInfo(reason, nil), retryInfo(retryDelay))
-}
-
-// keyReused refuses an idempotency key sent again with a different request.
-func keyReused() error {
-	return violations{{Field: "idempotency_key", Description: "was used before with a different request"}}.err()
-}
-
-func hasDeadline(ctx context.Context) bool {
-	_, ok := ctx.Deadline()
-	return ok
-}
-
-// internal maps an error from below the service to a status. Store and
-// driver errors carry no personal values, only ids and codes, so they may be
-// logged; the caller sees a generic text.
-func (s *Service) internal(ctx context.Context, op string, err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// The caller's own deadline passed: say so, not that the store is down.
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case ctx.Err() != nil:
-		return status.Error(codes.Canceled, "request canceled")
-	case hasDeadline(ctx) && errors.Is(err, context.DeadlineExceeded):
-		// The driver gives up just before the caller's deadline, while the
-		// context is not yet done: the caller's deadline, not an outage.
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, store.ErrUnavailable):
-		s.log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.String("error", err.Error()))
-		return unavailable(reasonStoreUnavailable, "store unavailable, retry later")
-	case errors.Is(err, store.ErrConflict):
-		return concurrentChange("too many concurrent changes to this subject, retry")
-	}
-	s.log.ErrorContext(ctx, "internal error", slog.String("op", op), slog.String("error", err.Error()))
-	return status.Error(codes.Internal, "internal error")
 }

@@ -126,3 +126,16 @@ func (s *Service) run(ctx context.Context, job *store.Job, r jobRun) error {
 	}
 	return r.progress(job)
 }
+
+// bulkPageSize is how many subjects one read of a controller's subjects
+// returns. On the embedded store every read scans the collection, so pages
+// are large.
+const bulkPageSize = 200
+
+const (
+	jobRunning = "RUNNING"
+)
+
+const (
+	jobFinished = "FINISHED"
+)

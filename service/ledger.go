@@ -127,3 +127,6 @@ func (s *Service) RebuildLedger(ctx context.Context) (*LedgerRebuild, error) {
 	}
 	return &rb, nil
 }
+
+// RestoreChain is the audit chain of the restores.
+const RestoreChain = "restores"

@@ -3,9 +3,7 @@ package service
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -30,105 +28,13 @@ import (
 // has a key (subject and change version), and the store queues a key once
 // per recipient, so doing it again never queues it twice.
 
-// noticeKinds are the changes recipients are told of, and how.
-var noticeKinds = map[string]pdv1.NotificationKind{
-	pdv1.ChangeKind_CHANGE_KIND_RECTIFIED.String():  pdv1.NotificationKind_NOTIFICATION_KIND_RECTIFIED,
-	pdv1.ChangeKind_CHANGE_KIND_RESTRICTED.String(): pdv1.NotificationKind_NOTIFICATION_KIND_RESTRICTED,
-	pdv1.ChangeKind_CHANGE_KIND_ERASED.String():     pdv1.NotificationKind_NOTIFICATION_KIND_ERASED,
-}
-
 // Limits of the recipients' queues.
 const (
 	defaultNotificationPageSize = 50
 	// maxNotificationReads bounds the notifications one listing reads
 	// (acknowledged ones and other tenants' are read and skipped).
 	maxNotificationReads = 1000
-	// notificationPollInterval is how often a stream looks for new ones.
-	notificationPollInterval = 200 * time.Millisecond
 )
-
-// afterChange finishes what follows from a change of a subject beyond its
-// own document: the recipients' notifications, and withdrawing in the
-// record the consents the subject objected to. It runs after each change
-// and on every read of a subject, does nothing when nothing is pending, and
-// is best effort: what fails is done by a later call. It returns the
-// subject as it is now.
-func (s *Service) afterChange(ctx context.Context, sub *store.Subject) *store.Subject {
-	sub, _ = s.settleChange(ctx, sub)
-	return sub
-}
-
-// settleChange is afterChange for the request that made the change: it
-// says when a notification could not be queued, so that the request fails
-// (its retry, or any later read, queues it) instead of reporting success.
-func (s *Service) settleChange(ctx context.Context, sub *store.Subject) (*store.Subject, error) {
-	if sub == nil {
-		return nil, nil
-	}
-	updated, err := s.withdrawObjectedConsents(ctx, sub)
-	if err == nil {
-		sub = updated
-	} else if ctx.Err() == nil {
-		s.log.WarnContext(ctx, "consents not withdrawn yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
-	}
-	if err := s.queueNotices(ctx, sub); err != nil {
-		if ctx.Err() == nil {
-			s.log.WarnContext(ctx, "recipient notifications not queued yet", slog.String("subject_id", sub.ID), slog.String("error", err.Error()))
-		}
-		return sub, err
-	}
-	return sub, nil
-}
-
-// queueNotices queues the notifications of sub's changes that are news to
-// recipients of earlier disclosures, then marks them queued.
-func (s *Service) queueNotices(ctx context.Context, sub *store.Subject) error {
-	if len(sub.Disclosures) == 0 {
-		return nil
-	}
-	var upto int64
-	for _, ch := range sub.Changes {
-		kind, ok := noticeKinds[ch.Kind]
-		if !ok || ch.Version <= sub.NotifiedVersion {
-			continue
-		}
-		for _, r := range recipientsBefore(sub, ch.Version) {
-			n := &store.Notification{
-				Recipient: r, Key: sub.ID + "." + strconv.FormatInt(ch.Version, 10),
-				SubjectID: sub.ID, Controller: sub.Controller, Kind: kind.String(), CreatedAt: ch.At,
-			}
-			if kind == pdv1.NotificationKind_NOTIFICATION_KIND_RECTIFIED {
-				n.Fields = ch.Fields
-			}
-			if _, err := s.store.EnqueueNotification(ctx, n); err != nil {
-				return err
-			}
-			upto = ch.Version
-		}
-	}
-	if upto == 0 {
-		return nil
-	}
-	if err := s.store.MarkSubjectNotified(ctx, sub.ID, upto); err != nil {
-		return err
-	}
-	sub.NotifiedVersion = max(sub.NotifiedVersion, upto)
-	return nil
-}
-
-// recipientsBefore lists, once each and in the order of their first
-// disclosure, the recipients of sub's disclosures recorded before version.
-func recipientsBefore(sub *store.Subject, version int64) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, d := range sub.Disclosures {
-		if d.Version < version && !seen[d.Recipient] {
-			seen[d.Recipient] = true
-			out = append(out, d.Recipient)
-		}
-	}
-	return out
-}
 
 // queueReaders are the kinds of principal that may read and acknowledge a
 // recipient's queue: the domain-registration integration, which passes the
@@ -343,39 +249,5 @@ func notificationToProto(n *store.Notification) *pdv1.RecipientNotification {
 		Kind:           enumValue[pdv1.NotificationKind](pdv1.NotificationKind_value, n.Kind),
 		Fields:         n.Fields,
 		CreateTime:     ts(n.CreatedAt),
-	}
-}
-
-// streamGate is closed once, when the server shuts down; its zero value is
-// open.
-type streamGate struct {
-	mu     sync.Mutex
-	closed chan struct{}
-}
-
-func (g *streamGate) done() <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed == nil {
-		g.closed = make(chan struct{})
-	}
-	return g.closed
-}
-
-// EndStreams ends the notification streams, now and any opened later, with
-// UNAVAILABLE, so that a graceful shutdown need not wait for them; their
-// clients reconnect to another replica. Call it as shutdown begins.
-func (s *Service) EndStreams() { s.streams.end() }
-
-func (g *streamGate) end() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed == nil {
-		g.closed = make(chan struct{})
-	}
-	select {
-	case <-g.closed:
-	default:
-		close(g.closed)
 	}
 }

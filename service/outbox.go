@@ -3,7 +3,6 @@ package service
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -20,7 +19,6 @@ import (
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
-	"github.com/example/personaldata/store/envelope"
 )
 
 // Outbox implements RequesterOutboxService: the messages to rights
@@ -38,16 +36,6 @@ type Outbox struct {
 
 // Outbox returns the RequesterOutboxService on the same store.
 func (s *Service) Outbox() *Outbox { return &Outbox{Service: s} }
-
-// outboxContent is what a message holds, sealed at rest: what the mailer
-// must send and no more.
-type outboxContent struct {
-	Channel  string `json:"channel"`
-	To       string `json:"to"`
-	Language string `json:"language"`
-	Subject  string `json:"subject"`
-	Body     string `json:"body"`
-}
 
 // settleRequest queues the messages of r's steps not queued yet, then
 // counts them queued. It runs after every step and on every read, and
@@ -90,8 +78,6 @@ func (s *Service) settleRequest(ctx context.Context, r *store.RightsRequest) (*s
 	updated.Text = r.Text
 	return updated, nil
 }
-
-var errNothingToQueue = errors.New("queued already")
 
 // messageFor is the message of kind about r, and whether there is an
 // address to send it to. A code goes only to the contact on file it was
@@ -152,10 +138,6 @@ func (s *Service) messageFor(r *store.RightsRequest, kind pdv1.OutboxMessageKind
 	return m, true
 }
 
-// complaintSV tells of the right to complain (Art. 12(4), 77, 79).
-const complaintSV = "Du har rätt att klaga till Integritetsskyddsmyndigheten (IMY), Box 8114, 104 20 Stockholm, imy.se, " +
-	"och att väcka talan i allmän domstol."
-
 func decisionText(r *store.RightsRequest, what string) string {
 	d := r.Decision
 	reason := reasonNamesSV[enumValue[pdv1.DecisionReason](pdv1.DecisionReason_value, d.Reason)]
@@ -195,46 +177,6 @@ var reasonNamesSV = map[pdv1.DecisionReason]string{
 	pdv1.DecisionReason_DECISION_REASON_IDENTITY_NOT_ESTABLISHED: "vi har inte kunnat fastställa din identitet (artikel 12.6)",
 	pdv1.DecisionReason_DECISION_REASON_KEPT_UNDER_LAW:           "uppgifterna måste sparas enligt lag, till exempel bokföringslagen (artikel 17.3 b)",
 	pdv1.DecisionReason_DECISION_REASON_KEPT_FOR_LEGAL_CLAIMS:    "uppgifterna behövs för att fastställa, göra gällande eller försvara rättsliga anspråk (artikel 17.3 e)",
-}
-
-// shortID is the part of a request id a requester can quote.
-func shortID(id string) string { return strings.ToUpper(id[:min(8, len(id))]) }
-
-// day is the date of a Unix-nanosecond time in Sweden.
-func day(ns int64) string { return time.Unix(0, ns).In(stockholm).Format(time.DateOnly) }
-
-// sealOutbox seals a message's content under its request's data key.
-func (v *vault) sealOutbox(ctx context.Context, r *store.RightsRequest, m *store.OutboxMessage, c outboxContent) error {
-	dk, err := v.dataKey(ctx, r.DataKeyID(), existingKey)
-	if err != nil {
-		return err
-	}
-	m.Sealed, err = sealContent(dk, m.ID, c)
-	return err
-}
-
-// openOutbox opens a message's content: under its request's data key, or
-// for a message that names its subject (a policy notice, a sign-in code)
-// under the subject's. errNoDataKey means the key was
-// destroyed (the subject erased): nothing is left to send.
-func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxContent, error) {
-	var c outboxContent
-	keyID := store.RequestDataKeyID(m.RequestID)
-	switch {
-	case m.SubjectID != "":
-		keyID = m.SubjectID
-	case m.Breach != "":
-		keyID = store.BreachDataKeyID(m.Breach) // a customer's breach notice
-	}
-	dk, err := v.dataKey(ctx, keyID, existingKey)
-	if err != nil {
-		return c, err
-	}
-	b, err := dk.Open(m.Sealed, envelope.AAD("outbox", m.ID))
-	if err != nil {
-		return c, err
-	}
-	return c, json.Unmarshal(b, &c)
 }
 
 // outboxReaders are the kinds of principal that read and acknowledge the

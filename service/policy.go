@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -18,7 +17,6 @@ import (
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
-	"github.com/example/personaldata/store/envelope"
 )
 
 // Policy implements PolicyService: the privacy policy's versions (the
@@ -462,20 +460,4 @@ func policyVersionToProto(v *store.PolicyVersion) *pdv1.PolicyVersion {
 		Version: v.Version, EffectiveTime: ts(v.EffectiveAt), Language: v.Language, TextSha256: v.TextSHA256, Url: v.URL,
 		ChangeSummary: v.ChangeSummary, Material: v.Material, PublishTime: ts(v.PublishedAt), PublishedBy: v.PublishedBy,
 	}
-}
-
-func policyAckToProto(a *store.PolicyAck) *pdv1.PolicyAcknowledgement {
-	return &pdv1.PolicyAcknowledgement{
-		Version: a.Version, Kind: enumValue[pdv1.PolicyAcknowledgementKind](pdv1.PolicyAcknowledgementKind_value, a.Kind),
-		AcknowledgeTime: ts(a.At), Channel: enumValue[pdv1.Channel](pdv1.Channel_value, a.Channel), Reference: a.Reference, RecordedBy: a.RecordedBy,
-	}
-}
-
-// sealContent seals a message's content under dk, bound to its id.
-func sealContent(dk envelope.DataKey, id string, c outboxContent) ([]byte, error) {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, err
-	}
-	return dk.Seal(b, envelope.AAD("outbox", id))
 }

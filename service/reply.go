@@ -30,9 +30,6 @@ import (
 // data changed or was erased, and both go with the request's personal
 // values when the retention sweep removes them.
 
-// sealedReplyName is the reply's name among a request's sealed values.
-const sealedReplyName = "reply"
-
 // sealReply makes r's reply as fulfilled by res, sealed under the
 // request's data key.
 func (s *RightsRequests) sealReply(ctx context.Context, r *store.RightsRequest, res store.Fulfilment) ([]byte, error) {

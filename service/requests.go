@@ -22,7 +22,6 @@ import (
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/store"
-	"github.com/example/personaldata/store/envelope"
 )
 
 // RightsRequests implements RightsRequestService: a data subject's request
@@ -48,7 +47,6 @@ func (s *Service) RightsRequests() *RightsRequests { return &RightsRequests{Serv
 
 // Limits of the verification code.
 const (
-	codeDigits   = 8
 	codeLifetime = 30 * time.Minute
 	codeTries    = 5
 	// maxCodesSent bounds the codes one request may send, so the service
@@ -218,17 +216,6 @@ func (v *violations) claimedIdentity(ci *pdv1.ClaimedIdentity, now time.Time) (s
 	}
 	v.add("claimed_identity", "an identity_number or an email is required")
 	return store.Person{}, ""
-}
-
-// personAt checks one field of a person with the person rules and reports
-// its violations under name.
-func (v *violations) personAt(name string, p *pdv1.Person, field string, now time.Time) store.Person {
-	var pv violations
-	out := pv.person(p, []string{field}, now)
-	for _, fv := range pv {
-		v.add(name, fv.Description)
-	}
-	return out
 }
 
 // GetRightsRequest returns a request.
@@ -1088,57 +1075,4 @@ func (s *Service) updateRequest(ctx context.Context, id string, change func(*sto
 		}
 		return s.vault.sealRequest(ctx, r, existingKey)
 	})
-}
-
-// requestSealed are the sealed fields of a request, by name.
-func requestSealed(t *store.RequestText) map[string]*string {
-	return map[string]*string{
-		"identity_number": &t.IdentityNumber, "email": &t.Email, "words": &t.Words,
-		"reply_email": &t.ReplyEmail, "explanation": &t.Explanation, "reason": &t.Reason,
-		"contact_email": &t.ContactEmail, "contact_phone": &t.ContactPhone, "code_to": &t.CodeTo,
-	}
-}
-
-// sealRequest seals r.Text under the request's own data key.
-func (v *vault) sealRequest(ctx context.Context, r *store.RightsRequest, mode keyMode) error {
-	dk, err := v.dataKey(ctx, r.DataKeyID(), mode)
-	if err != nil {
-		return err
-	}
-	reply, answered := r.Sealed[sealedReplyName] // sealed once, when answered
-	r.Sealed = map[string][]byte{}
-	if answered {
-		r.Sealed[sealedReplyName] = reply
-	}
-	for name, value := range requestSealed(&r.Text) {
-		if *value == "" {
-			continue
-		}
-		if r.Sealed[name], err = dk.SealString(*value, envelope.AAD("rights_request", r.ID, name)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// openRequest opens r.Sealed into r.Text.
-func (v *vault) openRequest(ctx context.Context, r *store.RightsRequest) error {
-	r.Text = store.RequestText{}
-	if len(r.Sealed) == 0 {
-		return nil
-	}
-	dk, err := v.dataKey(ctx, r.DataKeyID(), existingKey)
-	if err != nil {
-		return err
-	}
-	for name, out := range requestSealed(&r.Text) {
-		sealed, ok := r.Sealed[name]
-		if !ok {
-			continue
-		}
-		if *out, err = dk.OpenString(sealed, envelope.AAD("rights_request", r.ID, name)); err != nil {
-			return fmt.Errorf("open rights request %s: %w", name, err)
-		}
-	}
-	return nil
 }

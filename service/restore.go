@@ -17,9 +17,6 @@ import (
 // RestorePrincipal names a restore in the audit events it appends.
 const RestorePrincipal = "restore"
 
-// RestoreChain is the audit chain of the restores.
-const RestoreChain = "restores"
-
 // ReplayReport is what ReplayErasures did: counts and subject ids only.
 type ReplayReport struct {
 	// Reapplied are the subjects the restored store held unerased, erased

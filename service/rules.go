@@ -2,6 +2,9 @@ package service
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
+	_ "time/tzdata"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
@@ -110,4 +113,49 @@ func processingPurposes(controller string, agreements *store.Agreements, now int
 			Fields:      rule.fields,
 		})
 	}
+}
+
+// companyController is the controller id of the company's own data.
+const companyController = "company"
+
+func agreementIDOf(customer string, seq int) string {
+	return customer + "." + strconv.Itoa(seq)
+}
+
+// holdRule is one legal basis for keeping data past an erasure, and how its
+// end is decided.
+type holdRule struct {
+	// law is the basis in words, for the subject's view of retention.
+	law string
+	// fromTransaction: the end follows from the time of the transaction;
+	// otherwise the caller gives it.
+	fromTransaction bool
+}
+
+// holdRules is the table of retention bases the policy names (GDPR Art.
+// 17(3)(b) and (e), and the contract).
+var holdRules = map[pdv1.HoldBasis]holdRule{
+	pdv1.HoldBasis_HOLD_BASIS_BOOKKEEPING: {
+		law:             "Swedish accounting law: accounting records are kept until seven years after the end of the calendar year of the transaction",
+		fromTransaction: true,
+	},
+	pdv1.HoldBasis_HOLD_BASIS_LEGAL_CLAIMS: {
+		law: "to establish, exercise or defend legal claims (GDPR Art. 17(3)(e))",
+	},
+	pdv1.HoldBasis_HOLD_BASIS_AGREEMENT_IN_FORCE: {
+		law: "to enforce an agreement with the subject that is still in force",
+	},
+}
+
+// dataCategories are the categories a hold may keep, in the order they are
+// reported.
+var dataCategories = []pdv1.DataCategory{
+	pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION,
+	pdv1.DataCategory_DATA_CATEGORY_CONTACT,
+	pdv1.DataCategory_DATA_CATEGORY_HISTORY,
+}
+
+// categoryLabel is how erased categories are named: "contact".
+func categoryLabel(c pdv1.DataCategory) string {
+	return strings.ToLower(strings.TrimPrefix(c.String(), "DATA_CATEGORY_"))
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,23 +22,13 @@ import (
 // a call of any principal.
 
 // Sign-in codes: as many digits as a rights request's, a shorter life.
-const (
-	SelfServiceCodeLifetime = 10 * time.Minute
-	SelfServiceCodeTries    = 5
-)
+const ()
 
 // Refusals of a sign-in code. The page tells the person which, in words.
 var (
 	// ErrSelfServiceIdentity: what was typed is neither a personnummer
 	// nor an e-mail address.
 	ErrSelfServiceIdentity = errors.New("self-service: not a personnummer or an e-mail address")
-	// ErrSelfServiceCodeWrong: a wrong code (a try used), or a sign-in
-	// that does not exist or matched no one, which answers alike.
-	ErrSelfServiceCodeWrong = errors.New("self-service: wrong code")
-	// ErrSelfServiceCodeExpired: the code's time ran out.
-	ErrSelfServiceCodeExpired = errors.New("self-service: code expired")
-	// ErrSelfServiceCodeExhausted: the last try was used.
-	ErrSelfServiceCodeExhausted = errors.New("self-service: code tries used up")
 )
 
 // SelfServiceIdentityKey is what StartSelfServiceSignIn makes of what the
@@ -156,69 +144,6 @@ func (s *Service) ConfirmSelfServiceSignIn(ctx context.Context, token, code stri
 		return "", s.internal(ctx, "self-service sign-in", err)
 	}
 	return c.SubjectID, nil
-}
-
-// checkSelfServiceCode checks code against the challenge stored under key
-// and returns the challenge when it is right; the caller ends it. A wrong
-// code uses up a try (ErrSelfServiceCodeWrong, or ErrSelfServiceCodeExhausted
-// for the last); past its expiry it is ErrSelfServiceCodeExpired; a missing
-// challenge, or one that matched no one, answers as a wrong code.
-func (s *Service) checkSelfServiceCode(ctx context.Context, key, code string) (*store.SelfServiceChallenge, error) {
-	code = strings.Map(func(r rune) rune {
-		if r == ' ' || r == '-' {
-			return -1
-		}
-		return r
-	}, code)
-	now := s.now()
-	var outcome error
-	c, err := s.store.UpdateSelfServiceChallenge(ctx, key, func(c *store.SelfServiceChallenge) error {
-		switch {
-		case now.UnixNano() >= c.Expires:
-			return ErrSelfServiceCodeExpired
-		case c.Tries >= SelfServiceCodeTries:
-			return ErrSelfServiceCodeExhausted
-		}
-		want := s.selfServiceCode(c)
-		if c.SubjectID != "" && len(code) == codeDigits && subtle.ConstantTimeCompare([]byte(code), []byte(want)) == 1 {
-			outcome = nil
-			return nil
-		}
-		c.Tries++
-		outcome = ErrSelfServiceCodeWrong
-		if c.Tries >= SelfServiceCodeTries {
-			outcome = ErrSelfServiceCodeExhausted
-		}
-		return nil
-	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, ErrSelfServiceCodeWrong
-	case errors.Is(err, ErrSelfServiceCodeExpired), errors.Is(err, ErrSelfServiceCodeExhausted):
-		return nil, unwrapSelfService(err)
-	case err != nil:
-		return nil, s.internal(ctx, "self-service code", err)
-	case outcome != nil:
-		return nil, outcome
-	}
-	return c, nil
-}
-
-func unwrapSelfService(err error) error {
-	for _, e := range []error{ErrSelfServiceCodeExpired, ErrSelfServiceCodeExhausted} {
-		if errors.Is(err, e) {
-			return e
-		}
-	}
-	return err
-}
-
-// selfServiceCode is the code of challenge c: a keyed hash of its id and
-// nonce, so that the store holds no code.
-func (s *Service) selfServiceCode(c *store.SelfServiceChallenge) string {
-	index := s.vault.keys.Ring().Index("self_service_code", c.ID, hex.EncodeToString(c.Nonce))
-	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
-	return fmt.Sprintf("%0*d", codeDigits, binary.BigEndian.Uint64(sum[:8])%100_000_000)
 }
 
 // SelfServiceChallengeKey is the store's key of a sign-in token: what the

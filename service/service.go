@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -244,4 +245,49 @@ func (s *Service) derivedID(kind, scope, key string) string {
 	index := s.vault.keys.Ring().Index(kind, scope, key)
 	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
+}
+
+// breachSubjectsPerChunk is how many affected subjects a chunk of a
+// record's list holds by default: some 125 bytes each sealed (with two
+// categories), so a chunk is about 250 KB, far below a document's 16 MB,
+// and a breach of a million subjects is 500 chunks.
+const breachSubjectsPerChunk = 2000
+
+const (
+	// notificationPollInterval is how often a stream looks for new ones.
+	notificationPollInterval = 200 * time.Millisecond
+)
+
+// streamGate is closed once, when the server shuts down; its zero value is
+// open.
+type streamGate struct {
+	mu     sync.Mutex
+	closed chan struct{}
+}
+
+func (g *streamGate) done() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+	return g.closed
+}
+
+// EndStreams ends the notification streams, now and any opened later, with
+// UNAVAILABLE, so that a graceful shutdown need not wait for them; their
+// clients reconnect to another replica. Call it as shutdown begins.
+func (s *Service) EndStreams() { s.streams.end() }
+
+func (g *streamGate) end() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+	select {
+	case <-g.closed:
+	default:
+		close(g.closed)
+	}
 }

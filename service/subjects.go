@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/example/personaldata/service/audit"
-	"github.com/example/personaldata/service/auth"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/store"
@@ -151,11 +150,6 @@ func (s *Service) replayCreate(sub *store.Subject, key string, fp []byte) (*pdv1
 	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
 }
 
-func isReplay(err error) bool {
-	var r *replayed
-	return errors.As(err, &r)
-}
-
 // presentFields names the fields of p that hold a value.
 func presentFields(p *store.Person) []string {
 	if p == nil {
@@ -244,97 +238,8 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 	return &pdv1.FindSubjectResponse{Subject: found}, nil
 }
 
-// getSubject reads a subject for a request, mapping absence, and subjects
-// of controllers the caller does not act for, to NOT_FOUND, and erasure to
-// the tombstone's answer (returned with the tombstone).
-func (s *Service) getSubject(ctx context.Context, op, id string) (*store.Subject, error) {
-	c, err := s.caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sub, err := s.vault.getSubject(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound()
-	}
-	if err != nil {
-		return nil, s.internal(ctx, op, err)
-	}
-	// On record before any refusal: an attempt is a fact for the trail too.
-	note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller})
-	if err := visible(c, sub); err != nil {
-		return nil, err
-	}
-	sub = s.afterChange(ctx, sub) // what an earlier change left pending (notifications.go)
-	if sub.Erasure != nil {
-		return sub, erasedError(sub)
-	}
-	return sub, nil
-}
-
-// note tells the audit trail what a request touched; the interceptor
-// appends it with the outcome, in a stream before the data leaves.
-func note(ctx context.Context, t audit.Touch) {
-	audit.Note(ctx, t)
-}
-
 // keyFields are what a lookup or a uniqueness check reads.
 var keyFields = []string{fieldIdentityNumber, fieldEmail}
-
-// visible is the tenant rule: a subject of a controller the caller does not
-// act for is NOT_FOUND, exactly as if it did not exist.
-func visible(c *auth.Caller, sub *store.Subject) error {
-	if !c.ActsFor(sub.Controller) {
-		return notFound()
-	}
-	return nil
-}
-
-// onControllersInstruction is the rule that a rights request (access,
-// rectification, restriction, erasure) about data a customer controls is
-// carried out on that controller's instruction: it must come from the
-// controller's own principal, not from the company's staff on the data
-// subject's word. For the company's own data, the company is controller.
-func (s *Service) onControllersInstruction(ctx context.Context, sub *store.Subject) error {
-	c, err := s.caller(ctx)
-	if err != nil {
-		return err
-	}
-	if sub.Controller != companyController && c.Principal.Kind != pdv1.PrincipalKind_PRINCIPAL_KIND_CUSTOMER_CONTROLLER.String() {
-		return permissionDenied(reasonControllerInstruction, map[string]string{"controller_id": sub.Controller},
-			"a rights request about a customer's data is carried out on the controller's instruction: send it as the controller's principal")
-	}
-	return nil
-}
-
-// caller is the authenticated caller; handlers fail closed without one.
-func (s *Service) caller(ctx context.Context) (*auth.Caller, error) {
-	if c := auth.FromContext(ctx); c != nil {
-		return c, nil
-	}
-	return nil, status.Error(codes.Unauthenticated, "missing or invalid credentials")
-}
-
-// by records who carried out a change: the authenticated principal, and the
-// person it names when it is a tool that acts for staff.
-func (p provenance) by(c *auth.Caller) provenance {
-	if p.performedBy != "" && p.performedBy != c.ID() {
-		p.performedBy = c.ID() + " for " + p.performedBy
-	} else {
-		p.performedBy = c.ID()
-	}
-	return p
-}
-
-// controllerFor checks the controller of a request: the given one, or the
-// caller's only tenant when none is given.
-func (v *violations) controllerFor(c *auth.Caller, id string) string {
-	if id == "" {
-		if t, ok := c.SoleTenant(); ok {
-			return t
-		}
-	}
-	return v.controller(id)
-}
 
 // RectifySubject changes the fields named in the update mask.
 func (s *Service) RectifySubject(ctx context.Context, req *pdv1.RectifySubjectRequest) (*pdv1.RectifySubjectResponse, error) {
@@ -468,26 +373,6 @@ func (s *Service) rectifyReplay(sub *store.Subject, err error) (*pdv1.RectifySub
 		}
 	}
 	return out, nil
-}
-
-// updateMask checks the paths of an update's field mask against the fields
-// it may name (allowed) and returns them without repeats.
-func (v *violations) updateMask(paths, allowed []string) []string {
-	if len(paths) == 0 {
-		v.add("update_mask", "is required: name the fields to change")
-		return nil
-	}
-	var fields []string
-	for _, p := range paths {
-		if !slices.Contains(allowed, p) {
-			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(allowed, ", ")))
-			continue
-		}
-		if !slices.Contains(fields, p) {
-			fields = append(fields, p)
-		}
-	}
-	return fields
 }
 
 // applyFields returns p with the named fields taken from values.

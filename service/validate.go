@@ -1,13 +1,17 @@
 package service
 
 import (
+	"encoding/base64"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/example/personaldata/service/auth"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -37,9 +41,6 @@ const (
 	maxPageSize       = 100
 	defaultPageSize   = 20
 )
-
-// companyController is the controller id of the company's own data.
-const companyController = "company"
 
 var (
 	controllerPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -315,4 +316,104 @@ func (v *violations) positionToken(token, kind, scope string) (int64, string) {
 // positionTokenOf is the page token that goes on after (at, id).
 func positionTokenOf(kind, scope string, at int64, id string) string {
 	return auditPageToken(kind, scope, strconv.FormatInt(at, 10)+"/"+id)
+}
+
+// auditPageToken decodes a page token of the listing kind/id and returns
+// its position; "" for no token.
+func (v *violations) auditPageToken(token, kind, id string) string {
+	if token == "" {
+		return ""
+	}
+	bad := func() string {
+		v.add("page_token", "is not a token from this listing")
+		return ""
+	}
+	if len(token) > maxAuditTokenLen {
+		return bad()
+	}
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return bad()
+	}
+	parts := strings.Split(string(b), "\x00")
+	if len(parts) != 3 || parts[0] != kind || parts[1] != id || parts[2] == "" {
+		return bad()
+	}
+	return parts[2]
+}
+
+// keyReused refuses an idempotency key sent again with a different request.
+func keyReused() error {
+	return violations{{Field: "idempotency_key", Description: "was used before with a different request"}}.err()
+}
+
+// personAt checks one field of a person with the person rules and reports
+// its violations under name.
+func (v *violations) personAt(name string, p *pdv1.Person, field string, now time.Time) store.Person {
+	var pv violations
+	out := pv.person(p, []string{field}, now)
+	for _, fv := range pv {
+		v.add(name, fv.Description)
+	}
+	return out
+}
+
+// by records who carried out a change: the authenticated principal, and the
+// person it names when it is a tool that acts for staff.
+func (p provenance) by(c *auth.Caller) provenance {
+	if p.performedBy != "" && p.performedBy != c.ID() {
+		p.performedBy = c.ID() + " for " + p.performedBy
+	} else {
+		p.performedBy = c.ID()
+	}
+	return p
+}
+
+// controllerFor checks the controller of a request: the given one, or the
+// caller's only tenant when none is given.
+func (v *violations) controllerFor(c *auth.Caller, id string) string {
+	if id == "" {
+		if t, ok := c.SoleTenant(); ok {
+			return t
+		}
+	}
+	return v.controller(id)
+}
+
+// updateMask checks the paths of an update's field mask against the fields
+// it may name (allowed) and returns them without repeats.
+func (v *violations) updateMask(paths, allowed []string) []string {
+	if len(paths) == 0 {
+		v.add("update_mask", "is required: name the fields to change")
+		return nil
+	}
+	var fields []string
+	for _, p := range paths {
+		if !slices.Contains(allowed, p) {
+			v.add("update_mask", fmt.Sprintf("path %q is not one of %s", p, strings.Join(allowed, ", ")))
+			continue
+		}
+		if !slices.Contains(fields, p) {
+			fields = append(fields, p)
+		}
+	}
+	return fields
+}
+
+const (
+	maxSubProcessorLen = 100
+)
+
+// hostPattern is a lower-case host name of at least two labels, such as
+// "iis.se": how registries and registrars are named.
+var hostPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// maxAuditTokenLen bounds a page token before it is decoded.
+const maxAuditTokenLen = 512
+
+// auditPageToken is an opaque page token: the position to go on from, bound
+// to the listing (kind "s" for a subject, "t" for a tenant, and its id), so a
+// token is refused by another listing.
+func auditPageToken(kind, id, pos string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(kind + "\x00" + id + "\x00" + pos))
 }

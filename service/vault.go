@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -431,3 +432,112 @@ func (c *keyCache) get(id string) (envelope.DataKey, bool) { return c.keys.Get(i
 func (c *keyCache) put(id string, k envelope.DataKey) { c.keys.Add(id, k) }
 
 func (c *keyCache) drop(id string) { c.keys.Remove(id) }
+
+// outboxContent is what a message holds, sealed at rest: what the mailer
+// must send and no more.
+type outboxContent struct {
+	Channel  string `json:"channel"`
+	To       string `json:"to"`
+	Language string `json:"language"`
+	Subject  string `json:"subject"`
+	Body     string `json:"body"`
+}
+
+// sealOutbox seals a message's content under its request's data key.
+func (v *vault) sealOutbox(ctx context.Context, r *store.RightsRequest, m *store.OutboxMessage, c outboxContent) error {
+	dk, err := v.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return err
+	}
+	m.Sealed, err = sealContent(dk, m.ID, c)
+	return err
+}
+
+// openOutbox opens a message's content: under its request's data key, or
+// for a message that names its subject (a policy notice, a sign-in code)
+// under the subject's. errNoDataKey means the key was
+// destroyed (the subject erased): nothing is left to send.
+func (v *vault) openOutbox(ctx context.Context, m *store.OutboxMessage) (outboxContent, error) {
+	var c outboxContent
+	keyID := store.RequestDataKeyID(m.RequestID)
+	switch {
+	case m.SubjectID != "":
+		keyID = m.SubjectID
+	case m.Breach != "":
+		keyID = store.BreachDataKeyID(m.Breach) // a customer's breach notice
+	}
+	dk, err := v.dataKey(ctx, keyID, existingKey)
+	if err != nil {
+		return c, err
+	}
+	b, err := dk.Open(m.Sealed, envelope.AAD("outbox", m.ID))
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal(b, &c)
+}
+
+// sealContent seals a message's content under dk, bound to its id.
+func sealContent(dk envelope.DataKey, id string, c outboxContent) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	return dk.Seal(b, envelope.AAD("outbox", id))
+}
+
+// sealedReplyName is the reply's name among a request's sealed values.
+const sealedReplyName = "reply"
+
+// requestSealed are the sealed fields of a request, by name.
+func requestSealed(t *store.RequestText) map[string]*string {
+	return map[string]*string{
+		"identity_number": &t.IdentityNumber, "email": &t.Email, "words": &t.Words,
+		"reply_email": &t.ReplyEmail, "explanation": &t.Explanation, "reason": &t.Reason,
+		"contact_email": &t.ContactEmail, "contact_phone": &t.ContactPhone, "code_to": &t.CodeTo,
+	}
+}
+
+// sealRequest seals r.Text under the request's own data key.
+func (v *vault) sealRequest(ctx context.Context, r *store.RightsRequest, mode keyMode) error {
+	dk, err := v.dataKey(ctx, r.DataKeyID(), mode)
+	if err != nil {
+		return err
+	}
+	reply, answered := r.Sealed[sealedReplyName] // sealed once, when answered
+	r.Sealed = map[string][]byte{}
+	if answered {
+		r.Sealed[sealedReplyName] = reply
+	}
+	for name, value := range requestSealed(&r.Text) {
+		if *value == "" {
+			continue
+		}
+		if r.Sealed[name], err = dk.SealString(*value, envelope.AAD("rights_request", r.ID, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openRequest opens r.Sealed into r.Text.
+func (v *vault) openRequest(ctx context.Context, r *store.RightsRequest) error {
+	r.Text = store.RequestText{}
+	if len(r.Sealed) == 0 {
+		return nil
+	}
+	dk, err := v.dataKey(ctx, r.DataKeyID(), existingKey)
+	if err != nil {
+		return err
+	}
+	for name, out := range requestSealed(&r.Text) {
+		sealed, ok := r.Sealed[name]
+		if !ok {
+			continue
+		}
+		if *out, err = dk.OpenString(sealed, envelope.AAD("rights_request", r.ID, name)); err != nil {
+			return fmt.Errorf("open rights request %s: %w", name, err)
+		}
+	}
+	return nil
+}
