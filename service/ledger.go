@@ -65,10 +65,6 @@ func (s *Service) recordWithdrawal(ctx context.Context, sub *store.Subject, cons
 	return nil
 }
 
-// Ledger is the erasure ledger the service appends to; nil when it keeps
-// none.
-func (s *Service) Ledger() *ledger.Ledger { return s.ledger }
-
 // LedgerRebuild is what RebuildLedger wrote: counts only.
 type LedgerRebuild struct {
 	// Subjects is how many subjects the store holds, erased ones included.

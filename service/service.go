@@ -87,13 +87,6 @@ func New(st *store.Store, keys *Keys, opts Options) *Service {
 	}
 }
 
-// PrincipalCache is where authentication finds principals; the service
-// publishes every change of a principal through it.
-func (s *Service) PrincipalCache() *auth.PrincipalCache { return s.principals }
-
-// AuditLog is the audit trail the service writes to.
-func (s *Service) AuditLog() *audit.Log { return s.audit }
-
 // EnableCheckpoints has the audit trail's tree signed, with the key the
 // keyring derives for it, and its checkpoints kept and pushed as cfg says;
 // from then on VerifyAuditChain and breach impact prove events against the
