@@ -21,7 +21,7 @@ import (
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/accountability"
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/store"
 )
@@ -432,8 +432,8 @@ func TestInsiderDeletesASubjectFromABreachWindow(t *testing.T) {
 		}
 	}
 	sum, chains = tr.breach(t)
-	tree := chains[service.TreeChain].GetCheck()
-	t.Logf("%s after the leaves' deletion: %v", service.TreeChain, tree)
+	tree := chains[accountability.TreeChain].GetCheck()
+	t.Logf("%s after the leaves' deletion: %v", accountability.TreeChain, tree)
 	if tree == nil || tree.GetIntact() || sum.GetChainsBroken() == 0 {
 		t.Errorf("the tree with leaves deleted: %v, %d chains broken", tree, sum.GetChainsBroken())
 	}

@@ -31,8 +31,8 @@ import (
 
 	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	"github.com/example/personaldata/cmd/personaldatad/server"
-	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/core"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
 	"github.com/example/personaldata/store/ledger"
@@ -82,7 +82,7 @@ type config struct {
 	erasureLedger              string
 	otlpEndpoint, metricsAddr  string
 	tlsCert, tlsKey, tlsClient string
-	sender                     service.LetterSender
+	sender                     core.LetterSender
 	retentionSweepInterval     time.Duration
 	auditCheckpointInterval    time.Duration
 	auditOrigin                string

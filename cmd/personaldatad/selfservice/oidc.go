@@ -18,7 +18,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
-	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/signin"
 	"github.com/example/personaldata/store"
 )
 
@@ -271,16 +271,16 @@ func (p *Page) strongReturn(w http.ResponseWriter, r *http.Request) {
 	var subject string
 	if err == nil {
 		subject, err = p.cfg.SignIn.SelfServiceSubjectByIdentityNumber(r.Context(), number)
-		if err != nil && !errors.Is(err, service.ErrSelfServiceUnknown) && !errors.Is(err, service.ErrSelfServiceIdentity) {
+		if err != nil && !errors.Is(err, signin.ErrSelfServiceUnknown) && !errors.Is(err, signin.ErrSelfServiceIdentity) {
 			att.Done(p.cfg.Now(), false)
 			p.cfg.Log.Warn("self-service OIDC sign-in", slog.String("error", err.Error()))
 			p.ourFault(w, r, "start")
 			return
 		}
 	}
-	att.Done(p.cfg.Now(), err != nil && !errors.Is(err, service.ErrSelfServiceUnknown))
+	att.Done(p.cfg.Now(), err != nil && !errors.Is(err, signin.ErrSelfServiceUnknown))
 	switch {
-	case errors.Is(err, service.ErrSelfServiceUnknown):
+	case errors.Is(err, signin.ErrSelfServiceUnknown):
 		// No one of ours. Unlike a typed personnummer, this one is proven
 		// by an e-ID: the only person told is the person it is about, who
 		// has a right to know that nothing is held (Art. 15(1)).
@@ -288,7 +288,7 @@ func (p *Page) strongReturn(w http.ResponseWriter, r *http.Request) {
 			Info: l.say("Vi har letat efter ditt personnummer och har inga personuppgifter om dig i våra egna register.",
 				"We have searched for your personal identity number and hold no personal data about you in our own records.")})
 		return
-	case errors.Is(err, errOIDCNoClaim), errors.Is(err, service.ErrSelfServiceIdentity):
+	case errors.Is(err, errOIDCNoClaim), errors.Is(err, signin.ErrSelfServiceIdentity):
 		p.cfg.Log.Warn("self-service OIDC sign-in refused", slog.String("error", errOIDCNoClaim.Error()), slog.String("claim", p.strong.cfg.Claim))
 		failed(http.StatusBadRequest, "Vi fick inget personnummer från din e-legitimation, så vi vet inte vem du är. Logga in med en kod i stället.",
 			"We got no Swedish personal identity number from your e-ID, so we do not know who you are. Sign in with a code instead.")

@@ -23,8 +23,8 @@ import (
 	"github.com/example/personaldata/cmd/personaldatad/internal/signinlimit"
 	"github.com/example/personaldata/cmd/personaldatad/internal/websec"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/core"
 	"github.com/example/personaldata/store"
 )
 
@@ -381,7 +381,7 @@ func (p *Page) start(w http.ResponseWriter, r *http.Request) {
 // codeSent is the answer to a sign-in started, whether or not anyone
 // matched: the page where the code is typed in.
 func (p *Page) codeSent(w http.ResponseWriter, r *http.Request, l lang, token string) {
-	p.setCookie(w, signInCookie, token, int(service.SelfServiceCodeLifetime/time.Second))
+	p.setCookie(w, signInCookie, token, int(core.SelfServiceCodeLifetime/time.Second))
 	p.render(w, view{Lang: l, Title: l.say("Skriv in koden", "Type in the code"), Step: "code", CSRF: p.preCSRF(w, r),
 		Info: l.say("Om vi har dina uppgifter har vi nu skickat en kod till den e-postadress eller det mobilnummer vi har till dig. Koden gäller i 10 minuter.",
 			"If we hold your details, we have now sent a code to the e-mail address or mobile number we have for you. The code is valid for 10 minutes.")})
@@ -407,11 +407,11 @@ func (p *Page) code(w http.ResponseWriter, r *http.Request) {
 	subject, err := p.cfg.SignIn.ConfirmSelfServiceSignIn(r.Context(), c.Value, r.PostFormValue("kod"))
 	att.Done(p.cfg.Now(), err != nil)
 	switch {
-	case errors.Is(err, service.ErrSelfServiceCodeWrong):
+	case errors.Is(err, core.ErrSelfServiceCodeWrong):
 		p.render(w, view{Lang: l, Title: l.say("Skriv in koden", "Type in the code"), Step: "code", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
 			Error: l.say("Koden stämmer inte. Kontrollera siffrorna och försök igen.", "The code is not right. Check the digits and try again.")})
 		return
-	case errors.Is(err, service.ErrSelfServiceCodeExpired), errors.Is(err, service.ErrSelfServiceCodeExhausted):
+	case errors.Is(err, core.ErrSelfServiceCodeExpired), errors.Is(err, core.ErrSelfServiceCodeExhausted):
 		p.setCookie(w, signInCookie, "", -1)
 		p.render(w, view{Lang: l, Title: l.say("Logga in", "Sign in"), Step: "start", CSRF: p.preCSRF(w, r), Status: http.StatusBadRequest,
 			Error: l.say("Koden går inte längre att använda. Börja om och be om en ny kod.", "The code can no longer be used. Start again and ask for a new code.")})

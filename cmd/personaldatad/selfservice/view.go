@@ -10,12 +10,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/requests"
 )
 
 // The overview speaks to the person in plain Swedish, or plain English on
 // the switch: each section and row is written out here, with the words the
-// access letter uses (service.PlainName), and no field or value of the API
+// access letter uses (requests.PlainName), and no field or value of the API
 // reaches the page by its name.
 
 // lang is the page's language: "sv", the default, or "en".
@@ -49,7 +49,7 @@ func sections(a *pdv1.AccessSubjectResponse, l lang) []section {
 	var retention []item
 	if r := a.GetRetention(); r != nil {
 		if r.GetAgreementId() == "" {
-			retention = []item{{Rows: rowsOf(l.say("Så länge sparar vi dem", "How long we keep them"), service.CompanyRetentionNote(string(l)))}}
+			retention = []item{{Rows: rowsOf(l.say("Så länge sparar vi dem", "How long we keep them"), requests.CompanyRetentionNote(string(l)))}}
 		} else {
 			retention = []item{{Rows: rowsOf(l.say("Så länge sparas de", "How long they are kept"), r.GetPolicy(), l.say("Enligt avtal", "Under agreement"), r.GetAgreementId())}}
 		}
@@ -128,7 +128,7 @@ func subjectItems(s *pdv1.Subject, l lang) []item {
 	if a := p.GetPostalAddress(); a != nil {
 		parts := append(slices.Clone(a.GetLines()), strings.TrimSpace(a.GetPostalCode()+" "+a.GetLocality()))
 		if c := a.GetCountryCode(); c != "" && c != "SE" {
-			parts = append(parts, service.CountryName(c, string(l)))
+			parts = append(parts, requests.CountryName(c, string(l)))
 		}
 		address = strings.Join(parts, ", ")
 	}
@@ -170,7 +170,7 @@ func rowsOf(pairs ...string) []row {
 }
 
 // enumName is the name in l of an enum value; "" for one without.
-func enumName(name string, l lang) string { return service.PlainName(string(l), name) }
+func enumName(name string, l lang) string { return requests.PlainName(string(l), name) }
 
 func identityWord(k pdv1.IdentityNumberKind, l lang) string {
 	if k == pdv1.IdentityNumberKind_IDENTITY_NUMBER_KIND_SAMORDNINGSNUMMER {
@@ -195,7 +195,7 @@ var processorBasis = regexp.MustCompile(`^processing on the controller's instruc
 
 // legalBasisWords is a legal basis in l.
 func legalBasisWords(b string, l lang) string {
-	if n := service.PlainName(string(l), b); n != "" {
+	if n := requests.PlainName(string(l), b); n != "" {
 		return n
 	}
 	if m := processorBasis.FindStringSubmatch(b); m != nil {
@@ -209,7 +209,7 @@ func legalBasisWords(b string, l lang) string {
 func fieldList(fields []string, l lang) string {
 	var out []string
 	for _, f := range fields {
-		n := service.PlainName(string(l), f)
+		n := requests.PlainName(string(l), f)
 		if n == "" {
 			n = l.say("övriga uppgifter", "other details")
 		}

@@ -16,6 +16,9 @@ import (
 
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/backup"
+	"github.com/example/personaldata/service/core"
+	"github.com/example/personaldata/service/retention"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/backupfile"
 	"github.com/example/personaldata/store/durablefile"
@@ -62,7 +65,7 @@ type RestoreReport struct {
 	Reapplied        int               `json:"erasures_reapplied"`
 	AlreadyApplied   int               `json:"erasures_already_applied"`
 	NotInBackup      int               `json:"erasures_of_subjects_not_in_backup"`
-	service.ReplayReport
+	backup.ReplayReport
 	PurgedBySweep int     `json:"purged_by_sweep"`
 	Seconds       float64 `json:"duration_seconds"`
 	// Unknown says what no record shows: changes other than erasures
@@ -263,17 +266,17 @@ func Restore(ctx context.Context, cfg RestoreConfig, log *slog.Logger) (*Restore
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	defer live.Close()
-	svc := service.New(st, keys, service.Options{Now: now, Logger: log, Ledger: live})
-	if rep.ReplayReport, err = svc.ReplayErasures(ctx, entries); err != nil {
+	svc := service.New(st, keys, core.Options{Now: now, Logger: log, Ledger: live})
+	if rep.ReplayReport, err = svc.Backup.ReplayErasures(ctx, entries); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	rep.Reapplied, rep.AlreadyApplied, rep.NotInBackup = len(rep.ReplayReport.Reapplied), len(rep.ReplayReport.AlreadyApplied), len(rep.ReplayReport.NotInBackup)
-	swept, err := service.NewRetention(svc).Sweep(ctx, "personaldatad restore")
+	swept, err := retention.NewRetention(svc.Retention).Sweep(ctx, "personaldatad restore")
 	if err != nil {
 		return nil, fmt.Errorf("restore: retention sweep: %w", err)
 	}
 	rep.PurgedBySweep = len(swept.PurgedSubjectIDs)
-	if err := svc.RecordRestore(ctx, h.Created, rep.ReplayReport, rep.PurgedBySweep); err != nil {
+	if err := svc.Backup.RecordRestore(ctx, h.Created, rep.ReplayReport, rep.PurgedBySweep); err != nil {
 		return nil, fmt.Errorf("restore: %w", err)
 	}
 	if err := st.Durable(ctx); err != nil {
@@ -383,7 +386,7 @@ func readLedgers(inBackup, live string, given []string) ([]ledger.Entry, foundLe
 // summariseHeads is service.auditSummary's digest (kept in step by the
 // restore drill, which compares it with the header's).
 func summariseHeads(heads []store.AuditHead) string {
-	return service.AuditHeadsSHA256(heads)
+	return backup.AuditHeadsSHA256(heads)
 }
 
 // ReplayConfig says which store to erase again from which ledgers: for a
@@ -446,7 +449,7 @@ func ReplayErasures(ctx context.Context, cfg ReplayConfig, log *slog.Logger) (*R
 		}
 		defer live.Close()
 	}
-	svc := service.New(st, keys, service.Options{Now: cfg.Now, Logger: log, Ledger: live})
+	svc := service.New(st, keys, core.Options{Now: cfg.Now, Logger: log, Ledger: live})
 	rep := &RestoreReport{LedgerEntries: len(entries)}
 	newest := all[0]
 	for _, l := range all {
@@ -455,16 +458,16 @@ func ReplayErasures(ctx context.Context, cfg ReplayConfig, log *slog.Logger) (*R
 		}
 	}
 	rep.Ledger = newest.name
-	if rep.ReplayReport, err = svc.ReplayErasures(ctx, entries); err != nil {
+	if rep.ReplayReport, err = svc.Backup.ReplayErasures(ctx, entries); err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
 	rep.Reapplied, rep.AlreadyApplied, rep.NotInBackup = len(rep.ReplayReport.Reapplied), len(rep.ReplayReport.AlreadyApplied), len(rep.ReplayReport.NotInBackup)
-	swept, err := service.NewRetention(svc).Sweep(ctx, "personaldatad restore --replay-erasures")
+	swept, err := retention.NewRetention(svc.Retention).Sweep(ctx, "personaldatad restore --replay-erasures")
 	if err != nil {
 		return nil, fmt.Errorf("replay: retention sweep: %w", err)
 	}
 	rep.PurgedBySweep = len(swept.PurgedSubjectIDs)
-	if err := svc.RecordRestore(ctx, time.Time{}, rep.ReplayReport, rep.PurgedBySweep); err != nil {
+	if err := svc.Backup.RecordRestore(ctx, time.Time{}, rep.ReplayReport, rep.PurgedBySweep); err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
 	if err := st.Durable(ctx); err != nil {

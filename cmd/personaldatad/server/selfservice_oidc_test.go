@@ -15,7 +15,7 @@ import (
 
 	"github.com/example/personaldata/cmd/personaldatad/selfservice"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/signin"
 )
 
 // strongSignIn presses the e-ID button on the start page and follows the
@@ -110,7 +110,7 @@ func TestSelfServiceOIDCSignIn(t *testing.T) {
 		}
 		var signIns []*pdv1.AuditEvent
 		for _, ev := range subjectTrail(t, e, c, sub.GetSubjectId()) {
-			if ev.GetRpc() == service.SelfServiceSignInRoute {
+			if ev.GetRpc() == signin.SelfServiceSignInRoute {
 				signIns = append(signIns, ev)
 			}
 		}

@@ -19,8 +19,9 @@ import (
 
 	"github.com/example/personaldata/cmd/personaldatad/server"
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/core"
+	"github.com/example/personaldata/service/signin"
 	"github.com/example/personaldata/store/storetest"
 )
 
@@ -189,7 +190,7 @@ func TestSelfServicePageCodes(t *testing.T) {
 		v := visitFrom(t, e, "127.0.0.11")
 		page := v.startSignIn(person.GetIdentityNumber())
 		code := signInCodes(t, mailer)[person.GetEmail()]
-		e.clock.Advance(service.SelfServiceCodeLifetime + time.Second)
+		e.clock.Advance(core.SelfServiceCodeLifetime + time.Second)
 		got := v.code(page, code)
 		if got.status != http.StatusBadRequest || !strings.Contains(got.body, "Koden går inte längre att använda. Börja om och be om en ny kod.") {
 			t.Fatalf("an expired code: %d %s", got.status, got.body)
@@ -210,10 +211,10 @@ func TestSelfServicePageCodes(t *testing.T) {
 		if token == nil {
 			t.Fatal("no sign-in cookie")
 		}
-		for i := range service.SelfServiceCodeTries {
+		for i := range core.SelfServiceCodeTries {
 			got := v.code(page, otherCode(code))
 			want := "Koden stämmer inte."
-			if i == service.SelfServiceCodeTries-1 {
+			if i == core.SelfServiceCodeTries-1 {
 				want = "Koden går inte längre att använda."
 			}
 			if got.status != http.StatusBadRequest || !strings.Contains(got.body, want) {
@@ -371,7 +372,7 @@ func TestSelfServicePageSessions(t *testing.T) {
 		// The sign-in is on the person's trail, by code.
 		var signIns int
 		for _, ev := range subjectTrail(t, e, c, sub.GetSubjectId()) {
-			if ev.GetRpc() == service.SelfServiceSignInRoute && ev.GetPrincipalId() == sub.GetSubjectId() && slices.Contains(ev.GetFields(), "sign_in:code") {
+			if ev.GetRpc() == signin.SelfServiceSignInRoute && ev.GetPrincipalId() == sub.GetSubjectId() && slices.Contains(ev.GetFields(), "sign_in:code") {
 				signIns++
 			}
 		}

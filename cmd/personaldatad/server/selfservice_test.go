@@ -9,7 +9,8 @@ import (
 	"time"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
-	"github.com/example/personaldata/service"
+	"github.com/example/personaldata/service/core"
+	"github.com/example/personaldata/service/signin"
 )
 
 // signInCodes are the sign-in codes waiting in the outbox, as the mailer
@@ -58,17 +59,17 @@ func TestSelfServiceSignInByCode(t *testing.T) {
 	if wrong == code {
 		wrong = "11111111"
 	}
-	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, wrong); !errors.Is(err, service.ErrSelfServiceCodeWrong) {
+	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, wrong); !errors.Is(err, core.ErrSelfServiceCodeWrong) {
 		t.Fatalf("wrong code: %v, want ErrSelfServiceCodeWrong", err)
 	}
-	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, "another token", code); !errors.Is(err, service.ErrSelfServiceCodeWrong) {
+	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, "another token", code); !errors.Is(err, core.ErrSelfServiceCodeWrong) {
 		t.Fatalf("the code with another token: %v, want ErrSelfServiceCodeWrong", err)
 	}
 	got, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code[:4]+" "+code[4:])
 	if err != nil || got != sub.GetSubjectId() {
 		t.Fatalf("right code: subject %q, %v; want %q", got, err, sub.GetSubjectId())
 	}
-	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code); !errors.Is(err, service.ErrSelfServiceCodeWrong) {
+	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code); !errors.Is(err, core.ErrSelfServiceCodeWrong) {
 		t.Fatalf("the code again: %v, want it refused: a code signs in once", err)
 	}
 
@@ -98,12 +99,12 @@ func TestSelfServiceSignInByCode(t *testing.T) {
 	if codes := signInCodes(t, mailer); len(codes) != 0 {
 		t.Fatalf("codes sent for an unknown person: %v", codes)
 	}
-	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, unknown, code); !errors.Is(err, service.ErrSelfServiceCodeWrong) {
+	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, unknown, code); !errors.Is(err, core.ErrSelfServiceCodeWrong) {
 		t.Fatalf("unknown person's code: %v, want ErrSelfServiceCodeWrong", err)
 	}
 
 	// Not a personnummer or an address.
-	if _, err := signIn.StartSelfServiceSignIn(ctx, "19800101-0000"); !errors.Is(err, service.ErrSelfServiceIdentity) {
+	if _, err := signIn.StartSelfServiceSignIn(ctx, "19800101-0000"); !errors.Is(err, signin.ErrSelfServiceIdentity) {
 		t.Fatalf("a false personnummer: %v, want ErrSelfServiceIdentity", err)
 	}
 
@@ -118,17 +119,17 @@ func TestSelfServiceSignInByCode(t *testing.T) {
 	if wrong == code {
 		wrong = "11111111"
 	}
-	for i := range service.SelfServiceCodeTries {
+	for i := range core.SelfServiceCodeTries {
 		_, err := signIn.ConfirmSelfServiceSignIn(ctx, token, wrong)
-		want := service.ErrSelfServiceCodeWrong
-		if i == service.SelfServiceCodeTries-1 {
-			want = service.ErrSelfServiceCodeExhausted
+		want := core.ErrSelfServiceCodeWrong
+		if i == core.SelfServiceCodeTries-1 {
+			want = core.ErrSelfServiceCodeExhausted
 		}
 		if !errors.Is(err, want) {
 			t.Fatalf("wrong code %d: %v, want %v", i+1, err, want)
 		}
 	}
-	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code); !errors.Is(err, service.ErrSelfServiceCodeExhausted) {
+	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code); !errors.Is(err, core.ErrSelfServiceCodeExhausted) {
 		t.Fatalf("the right code after the tries: %v, want ErrSelfServiceCodeExhausted", err)
 	}
 
@@ -141,8 +142,8 @@ func TestSelfServiceSignInByCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	code = signInCodes(t, mailer)[person.GetEmail()]
-	e.clock.Advance(service.SelfServiceCodeLifetime + time.Second)
-	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code); !errors.Is(err, service.ErrSelfServiceCodeExpired) {
+	e.clock.Advance(core.SelfServiceCodeLifetime + time.Second)
+	if _, err := signIn.ConfirmSelfServiceSignIn(ctx, token, code); !errors.Is(err, core.ErrSelfServiceCodeExpired) {
 		t.Fatalf("an expired code: %v, want ErrSelfServiceCodeExpired", err)
 	}
 

@@ -40,6 +40,9 @@ import (
 	"github.com/example/personaldata/service"
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/core"
+	"github.com/example/personaldata/service/retention"
+	"github.com/example/personaldata/service/vault"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
 	"github.com/example/personaldata/store/ledger"
@@ -112,7 +115,7 @@ type Config struct {
 	ErasureLedger string
 	// LetterSender is who the reply letters come from and how the data
 	// subject reaches the company; empty fields are left out.
-	LetterSender service.LetterSender
+	LetterSender core.LetterSender
 	// BreachSubjectsPerChunk is how many affected subjects a stored chunk
 	// of a breach record's list holds; 0 takes the service's default.
 	// Tests lower it.
@@ -172,14 +175,14 @@ type Server struct {
 	KeyFileCreated bool
 	// retention is the RetentionService, whose sweeper Serve runs every
 	// sweepInterval (never when 0).
-	retention     *service.Retention
+	retention     *retention.Retention
 	sweepInterval time.Duration
 	// checkpoints are taken every checkpointInterval (never when 0).
 	checkpoints        *audit.Checkpoints
 	checkpointInterval time.Duration
 	// svc is the service itself, for the data subjects' sign-in by code,
 	// which is not an RPC of any principal (SelfServiceSignIn).
-	svc *service.Service
+	svc *service.Services
 	// endStreams ends the notification streams, which never end by
 	// themselves, as shutdown begins.
 	endStreams func()
@@ -204,7 +207,7 @@ type SelfServiceSignIn interface {
 }
 
 // SelfServiceSignIn is the server's sign-in for the data subjects' own page.
-func (s *Server) SelfServiceSignIn() SelfServiceSignIn { return s.svc }
+func (s *Server) SelfServiceSignIn() SelfServiceSignIn { return s.svc.SignIn }
 
 // SelfServiceConn is the in-process connection the data subjects' page calls
 // the service on (with the gateway's secret): with a live session's
@@ -256,27 +259,27 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("-erasure-ledger: %w", err)
 		}
 	}
-	svc := service.New(s.store, keys, service.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger, Sender: cfg.LetterSender,
+	svc := service.New(s.store, keys, core.Options{Now: cfg.Now, Logger: s.log, Ledger: s.ledger, Sender: cfg.LetterSender,
 		BreachSubjectsPerChunk: cfg.BreachSubjectsPerChunk})
 	// A ledger missing or empty beside a store that holds subjects was
 	// lost (or predates the store's last erasures): made complete again
 	// from the store before anything is served.
-	if rb, err := svc.RebuildLedger(ctx); err != nil {
+	if rb, err := svc.Core.RebuildLedger(ctx); err != nil {
 		return fmt.Errorf("-erasure-ledger: %w", err)
 	} else if rb != nil {
 		s.log.WarnContext(ctx, "erasure ledger missing or empty while the store holds subjects: rebuilt from the store's erased subjects and withdrawn consents; take a backup now",
 			slog.String("ledger", s.ledger.Path()), slog.Int("subjects", rb.Subjects),
 			slog.Int("erasures", rb.Erasures), slog.Int("consent_withdrawals", rb.Withdrawals))
 	}
-	authn := auth.NewAuthenticator(svc.PrincipalCache(), s.log, reg)
+	authn := auth.NewAuthenticator(svc.Core.PrincipalCache, s.log, reg)
 	// Refused authentications go to the audit trail, a second's worth in
 	// one event per source and reason.
-	attempts := audit.NewAttempts(svc.AuditLog(), s.log, cfg.Now, reg)
+	attempts := audit.NewAttempts(svc.Core.AuditLog, s.log, cfg.Now, reg)
 	authn.OnFailure(attempts.Record)
 	s.stopAttempts = runUntilStopped(attempts.Run)
-	reg.MustRegister(svc.BacklogMetrics())
-	reg.MustRegister(svc.BreachMetrics())
-	s.retention, s.sweepInterval = service.NewRetention(svc), cfg.RetentionSweepInterval
+	reg.MustRegister(svc.Requests.BacklogMetrics())
+	reg.MustRegister(svc.Accountability.BreachMetrics())
+	s.retention, s.sweepInterval = retention.NewRetention(svc.Retention), cfg.RetentionSweepInterval
 	s.svc = svc
 	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
 	if s.shutdownTimeout <= 0 {
@@ -286,22 +289,22 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	if cfg.AuditCheckpoints.Origin == "" {
 		cfg.AuditCheckpoints.Origin = DefaultAuditOrigin
 	}
-	if s.checkpoints, err = svc.EnableCheckpoints(cfg.AuditCheckpoints); err != nil {
+	if s.checkpoints, err = svc.Core.EnableCheckpoints(cfg.AuditCheckpoints); err != nil {
 		return fmt.Errorf("audit checkpoints: %w", err)
 	}
 	s.checkpointInterval = cfg.AuditCheckpointInterval
 	reg.MustRegister(s.checkpoints.Collectors()...)
-	backups := svc.Backups(cfg.Version)
+	backups := svc.Backup.Backups(cfg.Version)
 	reg.MustRegister(backups.Collectors()...)
 	reg.MustRegister(buildInfo(cfg.Version))
-	s.endStreams = svc.EndStreams
+	s.endStreams = svc.Core.EndStreams
 	if cfg.OperatorTokenFile != "" {
-		if s.OperatorCreated, err = svc.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
+		if s.OperatorCreated, err = svc.Principals.BootstrapOperator(ctx, cfg.OperatorTokenFile); err != nil {
 			return err
 		}
 	}
 	// After authentication, so every event names its principal.
-	recorder := audit.NewRecorder(svc.AuditLog(), s.log, cfg.Now, reg)
+	recorder := audit.NewRecorder(svc.Core.AuditLog, s.log, cfg.Now, reg)
 	var serverTracing []grpc.ServerOption
 	httpTracing := func(h http.Handler) http.Handler { return h }
 	if tp := cfg.TracerProvider; tp != nil {
@@ -325,21 +328,21 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		return []grpc.StreamServerInterceptor{requestIDStream, m.grpc.StreamServerInterceptor(), logStream(s.log), recoverStream(s.log), a.Stream, recorder.Stream, a.AuthorizeStream, limitStream(maxResponseBytes)}
 	}
 	registerAPI := func(g grpc.ServiceRegistrar) {
-		pdv1.RegisterPersonalDataServiceServer(g, svc)
-		pdv1.RegisterPrincipalServiceServer(g, svc.Principals())
-		pdv1.RegisterAuditServiceServer(g, svc.Audit())
-		pdv1.RegisterProcessorAgreementServiceServer(g, svc.Agreements())
-		pdv1.RegisterKeyServiceServer(g, svc.KeyRotation())
-		pdv1.RegisterConsentServiceServer(g, svc.Consents())
-		pdv1.RegisterDisclosureServiceServer(g, svc.Disclosures())
+		pdv1.RegisterPersonalDataServiceServer(g, svc.Subjects)
+		pdv1.RegisterPrincipalServiceServer(g, svc.Principals.Principals())
+		pdv1.RegisterAuditServiceServer(g, svc.Accountability.Audit())
+		pdv1.RegisterProcessorAgreementServiceServer(g, svc.Agreements.Agreements())
+		pdv1.RegisterKeyServiceServer(g, svc.Keys.KeyRotation())
+		pdv1.RegisterConsentServiceServer(g, svc.Disclosure.Consents())
+		pdv1.RegisterDisclosureServiceServer(g, svc.Disclosure.Disclosures())
 		pdv1.RegisterRetentionServiceServer(g, s.retention)
-		pdv1.RegisterRightsRequestServiceServer(g, svc.RightsRequests())
-		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Outbox())
-		pdv1.RegisterPolicyServiceServer(g, svc.Policy())
+		pdv1.RegisterRightsRequestServiceServer(g, svc.Requests.RightsRequests())
+		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Requests.Outbox())
+		pdv1.RegisterPolicyServiceServer(g, svc.Accountability.Policy())
 		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
-		pdv1.RegisterBreachServiceServer(g, svc.Breach())
+		pdv1.RegisterBreachServiceServer(g, svc.Accountability.Breach())
 		pdv1.RegisterBackupServiceServer(g, backups)
-		pdv1.RegisterBreachRecordServiceServer(g, svc.BreachRecords())
+		pdv1.RegisterBreachRecordServiceServer(g, svc.Accountability.BreachRecords())
 	}
 	opts := append(serverTracing,
 		grpc.MaxRecvMsgSize(maxRequestBytes),
@@ -368,7 +371,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		services = append(services, name)
 	}
 	slices.Sort(services)
-	s.readiness = newReadiness(s.log, s.store, svc.AuditLog(), services)
+	s.readiness = newReadiness(s.log, s.store, svc.Core.AuditLog, services)
 	healthpb.RegisterHealthServer(s.grpc, &healthService{r: s.readiness})
 	reflection.Register(s.grpc)
 
@@ -454,7 +457,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	}
 
 	if cfg.SelfServiceAddr != "" {
-		page, err := selfservice.New(selfservice.Config{Conn: s.gateConn, SignIn: svc, Sessions: s.store, Log: s.log,
+		page, err := selfservice.New(selfservice.Config{Conn: s.gateConn, SignIn: svc.SignIn, Sessions: s.store, Log: s.log,
 			Now: cfg.Now, Secure: s.tls != nil, MinStart: cfg.SelfServiceMinStart, OIDC: cfg.SelfServiceOIDC,
 			TrustedProxies: cfg.SelfServiceTrustedProxies})
 		if err != nil {
@@ -523,7 +526,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 
 // loadKeys reads the master keys, generating the key file (owner-only) on
 // the first start where that is allowed.
-func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
+func (s *Server) loadKeys(c KeysConfig) (*vault.Keys, error) {
 	if c.Keeper != nil {
 		if c.KeyFile == "" || len(c.MasterKeys) > 0 {
 			return nil, errors.New("master keys from a key service: give the key file it wraps (not the keyring JSON)")
@@ -541,7 +544,7 @@ func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
 		if err != nil {
 			return nil, fmt.Errorf("master key file: %w", err)
 		}
-		return service.NewWrappedKeys(ring, f), nil
+		return vault.NewWrappedKeys(ring, f), nil
 	}
 	switch {
 	case len(c.MasterKeys) > 0:
@@ -549,7 +552,7 @@ func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
 		if err != nil {
 			return nil, fmt.Errorf("master keys: %w", err)
 		}
-		return service.NewKeys(ring, ""), nil
+		return vault.NewKeys(ring, ""), nil
 	case c.KeyFile != "" && c.CreateKeyFile && s.noDataYet():
 		// Generate only for an empty store: new keys for existing data would
 		// read nothing and break the blind indexes.
@@ -558,13 +561,13 @@ func (s *Server) loadKeys(c KeysConfig) (*service.Keys, error) {
 			return nil, fmt.Errorf("master key file: %w", err)
 		}
 		s.KeyFileCreated = created
-		return service.NewKeys(ring, c.KeyFile), nil
+		return vault.NewKeys(ring, c.KeyFile), nil
 	case c.KeyFile != "":
 		ring, err := envelope.Load(c.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("master key file: %w", err)
 		}
-		return service.NewKeys(ring, c.KeyFile), nil
+		return vault.NewKeys(ring, c.KeyFile), nil
 	}
 	return nil, errors.New("no master keys: give a key file or the keyring JSON")
 }

@@ -1,0 +1,286 @@
+package core
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/example/personaldata/service/audit"
+	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/validate"
+	"github.com/example/personaldata/service/vault"
+	"github.com/example/personaldata/store"
+	"github.com/example/personaldata/store/ledger"
+)
+
+// Service is the gRPC implementation of PersonalDataService.
+type Service struct {
+	Store *store.Store
+	Now   func() time.Time
+	Log   *slog.Logger
+	// audit is the audit trail, on the same store.
+	AuditLog *audit.Log
+	// checkpoints sign the audit trail's Merkle tree (EnableCheckpoints);
+	// nil until enabled.
+	Checkpoints *audit.Checkpoints
+	// principals are the principals as authentication finds them; every
+	// change of one is published through it.
+	PrincipalCache *auth.PrincipalCache
+	// vault seals and opens personal data on its way to and from the store.
+	Vault *vault.Vault
+	// streams ends the streams that never end by themselves (the recipients'
+	// notifications) when the server shuts down (notifications.go).
+	Streams streamGate
+	// ledger records every erasure before it is acknowledged (ledger.go);
+	// nil keeps none.
+	Ledger *ledger.Ledger
+	// sender signs the reply letters.
+	Sender LetterSender
+	// breachChunk is how many affected subjects a chunk of a breach
+	// record's list holds (breach_record.go).
+	BreachChunk int
+}
+
+// Options are the optional dependencies of a Service.
+type Options struct {
+	// Now is the clock; time.Now when nil. Tests inject their own.
+	Now func() time.Time
+	// Logger receives faults; it never receives personal data.
+	Logger *slog.Logger
+	// Ledger, when set, is the erasure ledger every erasure is recorded in
+	// before it is acknowledged.
+	Ledger *ledger.Ledger
+	// Sender is who signs the reply letters, and how the data subject
+	// reaches the company (see LetterSender).
+	Sender LetterSender
+	// BreachSubjectsPerChunk is how many affected subjects one stored chunk
+	// of a breach record's list holds; 0 takes the default (2,000, about
+	// 250 KB). Tests lower it to span chunks with few subjects.
+	BreachSubjectsPerChunk int
+}
+
+// New returns a Service on st, sealing personal data with keys.
+func New(st *store.Store, keys *vault.Keys, opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{
+		Store: st, Now: opts.Now, Log: opts.Logger, AuditLog: audit.New(st),
+		PrincipalCache: auth.NewPrincipalCache(st),
+		Vault:          &vault.Vault{Store: st, Keys: keys, Cache: vault.NewKeyCache()},
+		Ledger:         opts.Ledger,
+		Sender:         opts.Sender,
+		BreachChunk:    cmp.Or(opts.BreachSubjectsPerChunk, breachSubjectsPerChunk),
+	}
+}
+
+// EnableCheckpoints has the audit trail's tree signed, with the key the
+// keyring derives for it, and its checkpoints kept and pushed as cfg says;
+// from then on VerifyAuditChain and breach impact prove events against the
+// newest checkpoint. Call it before serving.
+func (s *Service) EnableCheckpoints(cfg audit.CheckpointConfig) (*audit.Checkpoints, error) {
+	cfg.Key = s.Vault.Keys.Ring().CheckpointKey()
+	if cfg.Now == nil {
+		cfg.Now = s.Now
+	}
+	c, err := audit.NewCheckpoints(s.AuditLog, cfg, s.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.Checkpoints = c
+	return c, nil
+}
+
+// idempotencyWindow is how long the idempotency key of a change is
+// remembered: a retry within the window answers the first result, however
+// many other changes came between (24 hours, as payment APIs do). A
+// subject's keys are records of their own (store.FindSubjectOp), removed by
+// the retention sweeper once the window is over.
+const IdempotencyWindow = 24 * time.Hour
+
+// maxOps bounds the keys that the documents other than subjects remember in
+// themselves (principals, agreements, rights requests, policy versions), so
+// that one changed thousands of times a day cannot grow without end. It is
+// far above a day of real changes to one of them; past it the oldest is
+// forgotten.
+const maxOps = 1000
+
+// opKey is how an idempotency key is remembered: hashed, so a caller's key,
+// whatever it contains, is not stored as it is.
+func OpKey(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(h[:16])
+}
+
+// fingerprint identifies a request, to tell a retry from a different request
+// that reuses its idempotency key. It is keyed (the blind-index key), since
+// requests carry personal data and a plain hash of them could be confirmed
+// by guessing.
+func (s *Service) Fingerprint(req proto.Message) []byte {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	return []byte(s.Vault.Keys.Ring().Index("fingerprint", string(req.ProtoReflect().Descriptor().FullName()), string(b)))
+}
+
+// findOpIn returns the operation recorded under key, if any.
+func FindOpIn(ops []store.Op, key string) *store.Op {
+	for i := range ops {
+		if ops[i].Key == key {
+			return &ops[i]
+		}
+	}
+	return nil
+}
+
+// appendOp remembers an operation applied at now, and forgets those older
+// than idempotencyWindow (and the oldest beyond maxOps).
+func AppendOp(ops []store.Op, op store.Op, now time.Time) []store.Op {
+	op.At = now.UnixNano()
+	cutoff := now.Add(-IdempotencyWindow).UnixNano()
+	kept := make([]store.Op, 0, len(ops)+1)
+	for _, o := range ops {
+		if o.At == 0 || o.At >= cutoff { // 0: recorded before ops had a time
+			kept = append(kept, o)
+		}
+	}
+	kept = append(kept, op)
+	if len(kept) > maxOps {
+		kept = kept[len(kept)-maxOps:]
+	}
+	return kept
+}
+
+// replayed is returned from inside an update when the request was applied
+// before: the update is abandoned and the earlier result answered.
+type Replayed struct{ Op store.Op }
+
+func (r *Replayed) Error() string { return "replayed" }
+
+// checkReplay returns *replayed when key is among the applied ops with the
+// same request, INVALID_ARGUMENT when with another request, nil when never.
+func CheckReplay(ops []store.Op, key string, fp []byte) error {
+	op := FindOpIn(ops, key)
+	if op == nil {
+		return nil
+	}
+	if !bytes.Equal(op.Fingerprint, fp) {
+		return validate.KeyReused()
+	}
+	return &Replayed{Op: *op}
+}
+
+// subjectOp returns *replayed when the key (hashed: opKey) was applied to
+// sub with the same request, INVALID_ARGUMENT when with another, nil when
+// never. Inside a change function of an update of sub it decides, and
+// makes sure the op it will overwrite is kept (store.FindSubjectOp); outside
+// one it only finds a replay early, and memo carries its lookup into the
+// update that follows while the subject is unchanged.
+func (s *Service) SubjectOp(ctx context.Context, sub *store.Subject, key string, fp []byte, memo *store.OpMemo) error {
+	op, err := s.Store.FindSubjectOp(ctx, sub, key, s.Now().Add(-IdempotencyWindow).UnixNano(), memo)
+	if err != nil {
+		return s.Internal(ctx, "idempotency key", err)
+	}
+	if op == nil {
+		return nil
+	}
+	if !bytes.Equal(op.Fingerprint, fp) {
+		return validate.KeyReused()
+	}
+	return &Replayed{Op: *op}
+}
+
+// recordOp makes op, applied at now, sub's last, in the update of the
+// change it records; the store keeps it once the update is written
+// (store.UpdateSubject). The legacy in-document records past the window go.
+func RecordOp(sub *store.Subject, op store.Op, now time.Time) {
+	op.At = now.UnixNano()
+	sub.LastOp = &op
+	cutoff := now.Add(-IdempotencyWindow).UnixNano()
+	// Those with no time were recorded before ops had one: long expired.
+	sub.Ops = slices.DeleteFunc(sub.Ops, func(o store.Op) bool { return o.At < cutoff })
+	if len(sub.Ops) == 0 {
+		sub.Ops = nil
+	}
+}
+
+// createOpOf returns the op of the create that made sub under key (hashed),
+// or nil: the create's, or one of the legacy in-document records.
+func CreateOpOf(sub *store.Subject, key string) *store.Op {
+	if sub.CreateOp != nil && sub.CreateOp.Key == key {
+		return sub.CreateOp
+	}
+	return FindOpIn(sub.Ops, key)
+}
+
+// subjectIDFor derives a new subject's id from its controller and the
+// idempotency key of the create request, so a retried create finds the
+// subject its first attempt made. The id is opaque and carries no personal
+// data.
+func (s *Service) SubjectIDFor(controller, key string) string {
+	return s.DerivedID("subject", controller, key)
+}
+
+// derivedID is an opaque id derived from a caller's idempotency key with the
+// keyed hash of the blind indexes, so that it reveals nothing of the key.
+func (s *Service) DerivedID(kind, scope, key string) string {
+	index := s.Vault.Keys.Ring().Index(kind, scope, key)
+	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
+}
+
+// breachSubjectsPerChunk is how many affected subjects a chunk of a
+// record's list holds by default: some 125 bytes each sealed (with two
+// categories), so a chunk is about 250 KB, far below a document's 16 MB,
+// and a breach of a million subjects is 500 chunks.
+const breachSubjectsPerChunk = 2000
+
+const (
+	// notificationPollInterval is how often a stream looks for new ones.
+	NotificationPollInterval = 200 * time.Millisecond
+)
+
+// streamGate is closed once, when the server shuts down; its zero value is
+// open.
+type streamGate struct {
+	mu     sync.Mutex
+	closed chan struct{}
+}
+
+func (g *streamGate) Done() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+	return g.closed
+}
+
+// EndStreams ends the notification streams, now and any opened later, with
+// UNAVAILABLE, so that a graceful shutdown need not wait for them; their
+// clients reconnect to another replica. Call it as shutdown begins.
+func (s *Service) EndStreams() { s.Streams.end() }
+
+func (g *streamGate) end() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed == nil {
+		g.closed = make(chan struct{})
+	}
+	select {
+	case <-g.closed:
+	default:
+		close(g.closed)
+	}
+}
