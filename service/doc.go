@@ -1,6 +1,30 @@
-// Package service implements the API's services (PersonalDataService and the
-// others of proto/personaldata/v1): it validates requests, applies the privacy rules and maps
-// between API messages and stored records.
+// Package service wires the API's services (PersonalDataService and the others of
+// proto/personaldata/v1) over one store: New builds each concern's package on the shared core and
+// hands it the services below it that it calls. The handlers themselves live in those packages,
+// which validate requests, apply the privacy rules and map between API messages and stored records.
+//
+// # Packages, from the top down
+//
+// Each imports only packages below it in this list (layers_test.go holds it to that); none reaches
+// into another's unexported state, and an API service calls another only through its exported
+// methods.
+//
+//	requests        rights requests, fulfilment, the reply letter, due dates, the requester outbox
+//	accountability  audit trail reads and proofs, policy versions, the register, breaches
+//	agreements      processor agreements, a customer's bulk export and erasure      -> subjects
+//	retention       legal holds and the sweeper                                     -> subjects
+//	disclosure      consents, disclosures, recipients' notifications               -> subjects
+//	backup          backups, and the erasure replay after a restore                -> subjects
+//	principals, keys, signin   callers and tokens, key rotation, data subjects' sign-in
+//	subjects        the record and the rights on it (PersonalDataService)
+//	core            store, clock, vault, audit notes, caller and tenant rule, reading and settling
+//	                a subject, idempotency, lookup keys, erasure ledger, jobs, codes, messages
+//	vault, validate, fault, rules   sealing, request checks, statuses, privacy rules as data
+//	audit, auth, personnummer, contact   the trail, authentication, identity-number and contact rules
+//
+// requests imports accountability (a policy notice acknowledged by the mailer), disclosure (a
+// consent withdrawn on request) and subjects (every right fulfilled through its handler);
+// accountability imports agreements, principals and subjects to read what they keep.
 //
 // This comment is the reference for the rules the service keeps; the API itself, RPC by RPC and
 // field by field, is in the protos' comments, and running the server in
@@ -62,7 +86,7 @@
 //     document. A create retried while the first attempt still runs answers what the first answers.
 //     A retried rights-request step, `SendVerificationCode` included, answers the request as it is,
 //     also once the request was answered.
-//   - Purposes (data minimisation, `service/rules.go`): INVOICING gets name, e-mail, postal address;
+//   - Purposes (data minimisation, `service/rules`): INVOICING gets name, e-mail, postal address;
 //     SERVICE_DELIVERY and ACCOUNT_COMMUNICATION name, e-mail, phone; SUPPORT adds the identity number;
 //     DOMAIN_REGISTRATION gets all of identification and contact.
 //   - Principals and their limits (`service/auth/rules.go`; every kind × RPC and purpose in
@@ -410,7 +434,7 @@
 //     (`TreeChain`), the report then searching the events as before. For a master key version the subjects are
 //     those whose data keys it wraps, with the categories each holds (seen from which fields are
 //     sealed, never opened) and their events in the window. A read is a successful call of an RPC
-//     that does not change data (`changingRPCs` in `service/breach.go` lists those that do); a
+//     that does not change data (`changingRPCs` in `service/accountability/breach.go` lists those that do); a
 //     refusal is a `PERMISSION_DENIED` or `FAILED_PRECONDITION`; another tenant's subject answers
 //     `NOT_FOUND` and shows as such. It holds ids, field names and counts, never a value: follow up
 //     through the rights RPCs. The trail is read twice (counts first), four chains at a time, so

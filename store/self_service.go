@@ -28,7 +28,7 @@ type SelfServiceChallenge struct {
 	Created int64 `bson:"created"` // Unix nanoseconds
 	Expires int64 `bson:"expires"` // Unix nanoseconds
 	// A change of a contact detail the subject asked for on their page
-	// (service/selfservice_contact.go) waits for the code sent to the new
+	// (service/subjects/selfservice_contact.go) waits for the code sent to the new
 	// address: the new value, sealed with the subject's data key, and the
 	// hashed idempotency key and fingerprint of the request that started it.
 	Sealed      []byte `bson:"sealed,omitempty"`

@@ -27,7 +27,7 @@ import (
 // once per breach: its id names the breach and the subject or customer, and
 // once the mailer acknowledges it, it is marked sent and never queued again.
 
-// breachNoticeIDPattern is the id of a breach notice: the record, then "s"
+// BreachNoticeIDPattern is the id of a breach notice: the record, then "s"
 // and a subject id or "c" and a customer id.
 var BreachNoticeIDPattern = regexp.MustCompile(`^breach\.[a-z2-7]{26}\.(s\.[a-z2-7]{26}|c\.[a-z0-9][a-z0-9_-]{0,62})$`)
 
@@ -162,7 +162,7 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 	return stream.Send(&pdv1.NotifyBreachSubjectsResponse{JobId: job.ID, Done: job.Done, Total: job.Total, Queued: job.Queued,
 		Skipped: job.Skipped, Finished: true, Notices: &pdv1.BreachSubjectNotices{
 			Subjects: notices.Subjects, Notified: notices.Notified, RestrictedNotified: notices.RestrictedNotified, Erased: notices.Erased,
-			Unreachable: notices.Unreachable, LeftToControllers: notices.LeftToControllers, NotifyTime: core.Ts(notices.At),
+			Unreachable: notices.Unreachable, LeftToControllers: notices.LeftToControllers, NotifyTime: core.Timestamp(notices.At),
 		}})
 }
 

@@ -406,15 +406,15 @@ func breachOverdue(r *store.BreachRecord, now time.Time) bool {
 // ids, when given, are each controller's subjects.
 func (s *Service) recordView(r *store.BreachRecord, now time.Time, ids map[string][]string) *pdv1.BreachRecord {
 	out := &pdv1.BreachRecord{
-		BreachId: r.ID, AwareTime: core.Ts(r.AwareAt), Description: r.Description,
+		BreachId: r.ID, AwareTime: core.Timestamp(r.AwareAt), Description: r.Description,
 		Category:   core.EnumValue[pdv1.BreachCategory](pdv1.BreachCategory_value, r.Category),
 		Risk:       core.EnumValue[pdv1.BreachRisk](pdv1.BreachRisk_value, r.Risk),
-		Assessment: &pdv1.BreachAssessmentScope{PrincipalId: r.Scope.Principal, MasterKeyVersion: r.Scope.KeyVersion, StartTime: core.Ts(r.Scope.From), EndTime: core.Ts(r.Scope.To)},
-		AssessTime: core.Ts(r.AssessedAt), Subjects: r.Subjects, Records: r.Records, Categories: categoryCounts(r.Categories),
+		Assessment: &pdv1.BreachAssessmentScope{PrincipalId: r.Scope.Principal, MasterKeyVersion: r.Scope.KeyVersion, StartTime: core.Timestamp(r.Scope.From), EndTime: core.Timestamp(r.Scope.To)},
+		AssessTime: core.Timestamp(r.AssessedAt), Subjects: r.Subjects, Records: r.Records, Categories: categoryCounts(r.Categories),
 		ChainsBroken: r.ChainsBroken, LikelyConsequences: r.Consequences, MeasuresTaken: r.MeasuresTaken,
-		MeasuresPlanned: r.MeasuresPlanned, Contact: r.Contact, DeadlineTime: core.Ts(breachDeadline(r).UnixNano()),
+		MeasuresPlanned: r.MeasuresPlanned, Contact: r.Contact, DeadlineTime: core.Timestamp(breachDeadline(r).UnixNano()),
 		TimeLeft: durationpb.New(breachDeadline(r).Sub(now)), Overdue: breachOverdue(r, now),
-		OpenTime: core.Ts(r.OpenedAt), OpenedBy: r.OpenedBy, CloseTime: core.Ts(r.ClosedAt),
+		OpenTime: core.Timestamp(r.OpenedAt), OpenedBy: r.OpenedBy, CloseTime: core.Timestamp(r.ClosedAt),
 	}
 	for _, p := range r.Controllers {
 		out.Controllers = append(out.Controllers, partView(p, ids[p.Controller]))
@@ -424,21 +424,21 @@ func (s *Service) recordView(r *store.BreachRecord, now time.Time, ids map[strin
 	}
 	for _, d := range r.Decisions {
 		out.Decisions = append(out.Decisions, &pdv1.BreachDecision{
-			Kind: core.EnumValue[pdv1.BreachDecisionKind](pdv1.BreachDecisionKind_value, d.Kind), DecideTime: core.Ts(d.At),
+			Kind: core.EnumValue[pdv1.BreachDecisionKind](pdv1.BreachDecisionKind_value, d.Kind), DecideTime: core.Timestamp(d.At),
 			DecidedBy: d.By, Decision: d.Decision, Reason: d.Reason,
 		})
 	}
 	if n := r.Notices; n != nil {
 		out.SubjectNotices = &pdv1.BreachSubjectNotices{
 			Subjects: n.Subjects, Notified: n.Notified, RestrictedNotified: n.RestrictedNotified, Erased: n.Erased,
-			Unreachable: n.Unreachable, LeftToControllers: n.LeftToControllers, NotifyTime: core.Ts(n.At),
+			Unreachable: n.Unreachable, LeftToControllers: n.LeftToControllers, NotifyTime: core.Timestamp(n.At),
 		}
 	}
 	return out
 }
 
 func partView(p store.BreachControllerPart, ids []string) *pdv1.BreachControllerPart {
-	return &pdv1.BreachControllerPart{ControllerId: p.Controller, Subjects: p.Subjects, Categories: categoryCounts(p.Categories), SubjectIds: ids, NoticeTime: core.Ts(p.NoticeAt)}
+	return &pdv1.BreachControllerPart{ControllerId: p.Controller, Subjects: p.Subjects, Categories: categoryCounts(p.Categories), SubjectIds: ids, NoticeTime: core.Timestamp(p.NoticeAt)}
 }
 
 func categoryCounts(cs []store.BreachCount) []*pdv1.BreachCategoryCount {
@@ -506,12 +506,12 @@ func (s *BreachRecords) customerPart(ctx context.Context, c *auth.Caller, r *sto
 		return nil, s.Internal(ctx, "get breach record", err)
 	}
 	out := &pdv1.BreachRecord{
-		BreachId: r.ID, AwareTime: core.Ts(r.AwareAt), Description: r.Description,
+		BreachId: r.ID, AwareTime: core.Timestamp(r.AwareAt), Description: r.Description,
 		Category:           core.EnumValue[pdv1.BreachCategory](pdv1.BreachCategory_value, r.Category),
 		Risk:               core.EnumValue[pdv1.BreachRisk](pdv1.BreachRisk_value, r.Risk),
-		AssessTime:         core.Ts(r.AssessedAt),
+		AssessTime:         core.Timestamp(r.AssessedAt),
 		LikelyConsequences: r.Consequences, MeasuresTaken: r.MeasuresTaken, MeasuresPlanned: r.MeasuresPlanned,
-		Contact: r.Contact, OpenTime: core.Ts(r.OpenedAt), CloseTime: core.Ts(r.ClosedAt),
+		Contact: r.Contact, OpenTime: core.Timestamp(r.OpenedAt), CloseTime: core.Timestamp(r.ClosedAt),
 	}
 	for _, p := range parts {
 		out.Subjects += p.Subjects
@@ -563,7 +563,7 @@ func (s *BreachRecords) ListBreachRecords(ctx context.Context, req *pdv1.ListBre
 	if err != nil {
 		return nil, s.Internal(ctx, "list breach records", err)
 	}
-	out := &pdv1.ListBreachRecordsResponse{ReadTime: core.Ts(now.UnixNano()), Open: open, Overdue: late}
+	out := &pdv1.ListBreachRecordsResponse{ReadTime: core.Timestamp(now.UnixNano()), Open: open, Overdue: late}
 	for _, r := range records {
 		if req.GetOpenOnly() && r.ClosedAt != 0 {
 			continue

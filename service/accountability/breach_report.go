@@ -171,7 +171,7 @@ func reportDocument(id string, fields []store.ReportField) string {
 func reportView(id string, rep *store.BreachReport) *pdv1.BreachReport {
 	out := &pdv1.BreachReport{Document: reportDocument(id, rep.Fields),
 		Phase:    core.EnumValue[pdv1.BreachReportPhase](pdv1.BreachReportPhase_value, rep.Phase),
-		SendTime: core.Ts(rep.SentAt), SentBy: rep.SentBy, Late: rep.Late, DelayReasons: rep.DelayReasons,
+		SendTime: core.Timestamp(rep.SentAt), SentBy: rep.SentBy, Late: rep.Late, DelayReasons: rep.DelayReasons,
 	}
 	for _, f := range rep.Fields {
 		out.Fields = append(out.Fields, &pdv1.BreachReportField{Name: f.Name, Value: f.Value})

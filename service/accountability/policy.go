@@ -181,7 +181,7 @@ func (s *Policy) ListPolicyVersions(ctx context.Context, _ *pdv1.ListPolicyVersi
 	return out, nil
 }
 
-// informedOf reports whether sub was informed of (or accepted) version.
+// InformedOf reports whether sub was informed of (or accepted) version.
 func InformedOf(sub *store.Subject, version string) bool {
 	return slices.ContainsFunc(sub.PolicyAcks, func(a store.PolicyAck) bool { return a.Version == version })
 }
@@ -218,7 +218,7 @@ func (s *Policy) RecordPolicyAcknowledgement(ctx context.Context, req *pdv1.Reco
 	// before both.
 	if since := min(pv.PublishedAt, pv.EffectiveAt); at < since {
 		return nil, fault.WithDetails(codes.InvalidArgument, "the acknowledgement is dated before the version was published",
-			badField("acknowledge_time", "must not be before the version was published ("+core.Ts(since).AsTime().UTC().Format(time.RFC3339)+")"))
+			badField("acknowledge_time", "must not be before the version was published ("+core.Timestamp(since).AsTime().UTC().Format(time.RFC3339)+")"))
 	}
 	if _, err := s.GetSubject(ctx, "record policy acknowledgement", id); err != nil {
 		return nil, err
@@ -463,7 +463,7 @@ func (s *Service) AcknowledgedPolicyNotice(ctx context.Context, m *store.OutboxM
 
 func policyVersionToProto(v *store.PolicyVersion) *pdv1.PolicyVersion {
 	return &pdv1.PolicyVersion{
-		Version: v.Version, EffectiveTime: core.Ts(v.EffectiveAt), Language: v.Language, TextSha256: v.TextSHA256, Url: v.URL,
-		ChangeSummary: v.ChangeSummary, Material: v.Material, PublishTime: core.Ts(v.PublishedAt), PublishedBy: v.PublishedBy,
+		Version: v.Version, EffectiveTime: core.Timestamp(v.EffectiveAt), Language: v.Language, TextSha256: v.TextSHA256, Url: v.URL,
+		ChangeSummary: v.ChangeSummary, Material: v.Material, PublishTime: core.Timestamp(v.PublishedAt), PublishedBy: v.PublishedBy,
 	}
 }

@@ -115,7 +115,7 @@ func (s *Register) thirdPartyRecipients(ctx context.Context) ([]*pdv1.RegisterRe
 		for _, dis := range d.Disclosures {
 			r := byName[dis.Recipient]
 			if r == nil {
-				r = &pdv1.RegisterRecipient{Name: dis.Recipient, Kind: pdv1.RecipientKind_RECIPIENT_KIND_THIRD_PARTY, FirstTime: core.Ts(dis.At), LastTime: core.Ts(dis.At)}
+				r = &pdv1.RegisterRecipient{Name: dis.Recipient, Kind: pdv1.RecipientKind_RECIPIENT_KIND_THIRD_PARTY, FirstTime: core.Timestamp(dis.At), LastTime: core.Timestamp(dis.At)}
 				byName[dis.Recipient] = r
 				names = append(names, dis.Recipient)
 			}
@@ -125,10 +125,10 @@ func (s *Register) thirdPartyRecipients(ctx context.Context) ([]*pdv1.RegisterRe
 				addOnce(&r.Categories, core.EnumValue[pdv1.DataCategory](pdv1.DataCategory_value, c))
 			}
 			if dis.At < r.FirstTime.AsTime().UnixNano() {
-				r.FirstTime = core.Ts(dis.At)
+				r.FirstTime = core.Timestamp(dis.At)
 			}
 			if dis.At > r.LastTime.AsTime().UnixNano() {
-				r.LastTime = core.Ts(dis.At)
+				r.LastTime = core.Timestamp(dis.At)
 			}
 		}
 	})

@@ -35,9 +35,7 @@ type Agreements struct {
 func (s *Service) Agreements() *Agreements { return &Agreements{Service: s} }
 
 // Limits of an agreement's terms.
-const (
-	maxSubProcessors = 20
-)
+const maxSubProcessors = 20
 
 // agreementNotFound is the answer for an agreement that does not exist or
 // belongs to a customer the caller does not act for: the two look the same.
@@ -158,11 +156,12 @@ func validTerms(v *validate.Violations, t *pdv1.AgreementTerms, now time.Time) s
 	return out
 }
 
+// TermsToProto is the API's view of an agreement version's terms.
 func TermsToProto(t *store.AgreementVersion) *pdv1.AgreementTerms {
 	out := &pdv1.AgreementTerms{
-		SignTime:          core.Ts(t.SignedAt),
-		InForceFrom:       core.Ts(t.InForceFrom),
-		InForceTo:         core.Ts(t.InForceTo),
+		SignTime:          core.Timestamp(t.SignedAt),
+		InForceFrom:       core.Timestamp(t.InForceFrom),
+		InForceTo:         core.Timestamp(t.InForceTo),
 		SubProcessors:     t.SubProcessors,
 		DocumentReference: t.DocumentRef,
 	}
@@ -184,7 +183,7 @@ func agreementToProto(customer string, a *store.Agreement, now int64) *pdv1.Proc
 		State:                rules.AgreementState(a, now),
 		Terms:                TermsToProto(cur),
 		Version:              int32(cur.Version),
-		TerminateTime:        core.Ts(a.TerminatedAt),
+		TerminateTime:        core.Timestamp(a.TerminatedAt),
 		TerminationReference: a.TerminationRef,
 	}
 	for i := range a.Versions {
@@ -192,7 +191,7 @@ func agreementToProto(customer string, a *store.Agreement, now int64) *pdv1.Proc
 		out.Versions = append(out.Versions, &pdv1.AgreementVersion{
 			Version:    int32(ver.Version),
 			Terms:      TermsToProto(ver),
-			CreateTime: core.Ts(ver.CreatedAt),
+			CreateTime: core.Timestamp(ver.CreatedAt),
 			CreatedBy:  ver.CreatedBy,
 		})
 	}
@@ -480,11 +479,11 @@ func notInForce(set *store.Agreements, now int64) string {
 		case pdv1.AgreementState_AGREEMENT_STATE_IN_FORCE:
 			return ""
 		case pdv1.AgreementState_AGREEMENT_STATE_TERMINATED:
-			why = append(why, fmt.Sprintf("%s was terminated at %s", id, core.Rfc3339(a.TerminatedAt)))
+			why = append(why, fmt.Sprintf("%s was terminated at %s", id, core.RFC3339(a.TerminatedAt)))
 		case pdv1.AgreementState_AGREEMENT_STATE_EXPIRED:
-			why = append(why, fmt.Sprintf("%s expired at %s", id, core.Rfc3339(cur.InForceTo)))
+			why = append(why, fmt.Sprintf("%s expired at %s", id, core.RFC3339(cur.InForceTo)))
 		case pdv1.AgreementState_AGREEMENT_STATE_PENDING:
-			why = append(why, fmt.Sprintf("%s is not yet in force (from %s)", id, core.Rfc3339(cur.InForceFrom)))
+			why = append(why, fmt.Sprintf("%s is not yet in force (from %s)", id, core.RFC3339(cur.InForceFrom)))
 		}
 	}
 	return ": " + strings.Join(why, "; ")

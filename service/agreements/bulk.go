@@ -22,10 +22,9 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// Job kinds and states, as stored.
-const (
-	jobKindEraseController = "ERASE_CONTROLLER_SUBJECTS"
-)
+// jobKindEraseController is the kind, as stored, of a job that erases a
+// controller's subjects.
+const jobKindEraseController = "ERASE_CONTROLLER_SUBJECTS"
 
 // Export resume tokens are opaque to callers: the customer, how many
 // subjects were sent and the id of the last one, so a token cannot be used
@@ -233,7 +232,7 @@ func (s *Agreements) endOfAgreement(ctx context.Context, c *auth.Caller, custome
 				named = id
 				continue
 			}
-			open = append(open, id+" comes into force at "+core.Rfc3339(a.Current().InForceFrom))
+			open = append(open, id+" comes into force at "+core.RFC3339(a.Current().InForceFrom))
 		}
 	}
 	if len(open) > 0 {

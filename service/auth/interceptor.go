@@ -128,7 +128,7 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 var errUnauthenticated = status.Error(codes.Unauthenticated, "missing or invalid credentials")
 
 // errorDomain and retryDelay are those of the service's other refusals
-// (service/errors.go), which this package cannot import.
+// (service/fault), repeated here so that auth stands below every package that checks callers.
 const (
 	errorDomain = "personaldata.v1"
 	retryDelay  = time.Second

@@ -8,7 +8,7 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// requireAgreement is the rule that data a customer controls is processed
+// RequireAgreement is the rule that data a customer controls is processed
 // only under a processor agreement in force that covers the purpose and the
 // categories (GDPR Art. 28). The company's own data needs none.
 func (s *Service) RequireAgreement(ctx context.Context, controller string, purpose pdv1.Purpose, categories []pdv1.DataCategory) error {
@@ -19,7 +19,7 @@ func (s *Service) RequireAgreement(ctx context.Context, controller string, purpo
 	return s.AgreementCovers(set, controller, purpose, categories)
 }
 
-// agreementsOf reads a customer's agreements (one exact _id read); nil for
+// AgreementsOf reads a customer's agreements (one exact _id read); nil for
 // the company's own data, which needs none.
 func (s *Service) AgreementsOf(ctx context.Context, controller string) (*store.Agreements, error) {
 	if controller == rules.CompanyController {
@@ -32,7 +32,7 @@ func (s *Service) AgreementsOf(ctx context.Context, controller string) (*store.A
 	return set, nil
 }
 
-// agreementCovers is requireAgreement on the agreements agreementsOf read.
+// AgreementCovers is requireAgreement on the agreements agreementsOf read.
 func (s *Service) AgreementCovers(set *store.Agreements, controller string, purpose pdv1.Purpose, categories []pdv1.DataCategory) error {
 	if controller == rules.CompanyController {
 		return nil

@@ -20,7 +20,7 @@ func hasDeadline(ctx context.Context) bool {
 	return ok
 }
 
-// internal maps an error from below the service to a status. Store and
+// Internal maps an error from below the service to a status. Store and
 // driver errors carry no personal values, only ids and codes, so they may be
 // logged; the caller sees a generic text.
 func (s *Service) Internal(ctx context.Context, op string, err error) error {
@@ -47,12 +47,13 @@ func (s *Service) Internal(ctx context.Context, op string, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
+// IsReplay reports whether err says the request was applied before.
 func IsReplay(err error) bool {
 	var r *Replayed
 	return errors.As(err, &r)
 }
 
-// getSubject reads a subject for a request, mapping absence, and subjects
+// GetSubject reads a subject for a request, mapping absence, and subjects
 // of controllers the caller does not act for, to NOT_FOUND, and erasure to
 // the tombstone's answer (returned with the tombstone).
 func (s *Service) GetSubject(ctx context.Context, op, id string) (*store.Subject, error) {
@@ -72,20 +73,20 @@ func (s *Service) GetSubject(ctx context.Context, op, id string) (*store.Subject
 	if err := Visible(c, sub); err != nil {
 		return nil, err
 	}
-	sub = s.afterChange(ctx, sub) // what an earlier change left pending (notifications.go)
+	sub = s.afterChange(ctx, sub) // what an earlier change left pending (settle.go)
 	if sub.Erasure != nil {
 		return sub, fault.ErasedError(sub)
 	}
 	return sub, nil
 }
 
-// note tells the audit trail what a request touched; the interceptor
+// Note tells the audit trail what a request touched; the interceptor
 // appends it with the outcome, in a stream before the data leaves.
 func Note(ctx context.Context, t audit.Touch) {
 	audit.Note(ctx, t)
 }
 
-// visible is the tenant rule: a subject of a controller the caller does not
+// Visible is the tenant rule: a subject of a controller the caller does not
 // act for is NOT_FOUND, exactly as if it did not exist.
 func Visible(c *auth.Caller, sub *store.Subject) error {
 	if !c.ActsFor(sub.Controller) {
@@ -94,7 +95,7 @@ func Visible(c *auth.Caller, sub *store.Subject) error {
 	return nil
 }
 
-// onControllersInstruction is the rule that a rights request (access,
+// OnControllersInstruction is the rule that a rights request (access,
 // rectification, restriction, erasure) about data a customer controls is
 // carried out on that controller's instruction: it must come from the
 // controller's own principal, not from the company's staff on the data
@@ -111,7 +112,7 @@ func (s *Service) OnControllersInstruction(ctx context.Context, sub *store.Subje
 	return nil
 }
 
-// caller is the authenticated caller; handlers fail closed without one.
+// Caller is the authenticated caller; handlers fail closed without one.
 func (s *Service) Caller(ctx context.Context) (*auth.Caller, error) {
 	if c := auth.FromContext(ctx); c != nil {
 		return c, nil

@@ -13,35 +13,28 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-const (
-	CodeDigits = 8
-)
+// CodeDigits is how many digits a one-time code has: a rights request's
+// verification code, a sign-in code, a contact change's code.
+const CodeDigits = 8
 
+// Sign-in codes: as many digits as a rights request's, a shorter life.
 const (
 	SelfServiceCodeLifetime = 10 * time.Minute
+	SelfServiceCodeTries    = 5
 )
 
-const (
-	SelfServiceCodeTries = 5
-)
-
+// Refusals of a one-time code. The page tells the person which, in words.
 var (
 	// ErrSelfServiceCodeWrong: a wrong code (a try used), or a sign-in
 	// that does not exist or matched no one, which answers alike.
 	ErrSelfServiceCodeWrong = errors.New("self-service: wrong code")
-)
-
-var (
 	// ErrSelfServiceCodeExpired: the code's time ran out.
 	ErrSelfServiceCodeExpired = errors.New("self-service: code expired")
-)
-
-var (
 	// ErrSelfServiceCodeExhausted: the last try was used.
 	ErrSelfServiceCodeExhausted = errors.New("self-service: code tries used up")
 )
 
-// checkSelfServiceCode checks code against the challenge stored under key
+// CheckSelfServiceCode checks code against the challenge stored under key
 // and returns the challenge when it is right; the caller ends it. A wrong
 // code uses up a try (ErrSelfServiceCodeWrong, or ErrSelfServiceCodeExhausted
 // for the last); past its expiry it is ErrSelfServiceCodeExpired; a missing
@@ -87,7 +80,7 @@ func (s *Service) CheckSelfServiceCode(ctx context.Context, key, code string) (*
 	return c, nil
 }
 
-// selfServiceCode is the code of challenge c: a keyed hash of its id and
+// SelfServiceCode is the code of challenge c: a keyed hash of its id and
 // nonce, so that the store holds no code.
 func (s *Service) SelfServiceCode(c *store.SelfServiceChallenge) string {
 	index := s.Vault.Keys.Ring().Index("self_service_code", c.ID, hex.EncodeToString(c.Nonce))

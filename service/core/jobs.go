@@ -17,19 +17,19 @@ import (
 // harm as long as the step may be done twice: progress counts each subject
 // once.
 
-// jobRun is one run of a job.
+// JobRun is one run of a job.
 type JobRun struct {
 	Op string // for errors: "erase controller"
-	// step does the job on one subject; acted says whether it did anything
+	// Step does the job on one subject; acted says whether it did anything
 	// (counted as queued, else skipped).
 	Step     func(ctx context.Context, sub *store.Subject) (acted bool, err error)
 	Progress func(*store.Job) error
-	// subjects, when set, pages through the job's own list of subjects
+	// Subjects, when set, pages through the job's own list of subjects
 	// (in id order, after the one given) instead of the controller's.
 	Subjects func(ctx context.Context, after string, limit int) ([]*store.Subject, error)
 }
 
-// startOrResume returns the job with j's id, recording j if it is new; a
+// StartOrResume returns the job with j's id, recording j if it is new; a
 // job recorded by another request under the same key is keyReused.
 func (s *Service) StartOrResume(ctx context.Context, j *store.Job) (*store.Job, error) {
 	job, err := s.Store.GetJob(ctx, j.ID)
@@ -65,7 +65,7 @@ func (s *Service) startJob(ctx context.Context, j *store.Job) (*store.Job, error
 	return j, err
 }
 
-// run goes through the job's subjects from where it stopped, then records
+// Run goes through the job's subjects from where it stopped, then records
 // it finished.
 func (s *Service) Run(ctx context.Context, job *store.Job, r JobRun) error {
 	if err := r.Progress(job); err != nil || job.State == JobFinished {
@@ -128,15 +128,13 @@ func (s *Service) Run(ctx context.Context, job *store.Job, r JobRun) error {
 	return r.Progress(job)
 }
 
-// bulkPageSize is how many subjects one read of a controller's subjects
+// BulkPageSize is how many subjects one read of a controller's subjects
 // returns. On the embedded store every read scans the collection, so pages
 // are large.
 const BulkPageSize = 200
 
+// States of a job, as stored.
 const (
-	jobRunning = "RUNNING"
-)
-
-const (
+	jobRunning  = "RUNNING"
 	JobFinished = "FINISHED"
 )

@@ -19,14 +19,14 @@ import (
 // reservation left by a request that died can be taken over.
 const claimLease = 2 * time.Minute
 
-// lookupKey is a key that finds a subject without a scan: its field, and the
+// LookupKey is a key that finds a subject without a scan: its field, and the
 // _id of its key document.
 type LookupKey struct {
 	Field string
 	Id    string
 }
 
-// lookupKeys are the keys a subject with person p holds: blind indexes
+// LookupKeys are the keys a subject with person p holds: blind indexes
 // (keyed HMACs with a key of their own) of the identity number and the
 // e-mail address within the controller, so equal values of different
 // controllers never collide and no value can be read back from a key.
@@ -38,6 +38,7 @@ func (s *Service) LookupKeys(controller string, p *store.Person) []LookupKey {
 	}
 }
 
+// KeyIDs are the ids of keys, as a subject records the keys it holds.
 func KeyIDs(keys []LookupKey) []string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
@@ -46,7 +47,7 @@ func KeyIDs(keys []LookupKey) []string {
 	return ids
 }
 
-// mergeKeyIDs is a followed by the ids of b it lacks.
+// MergeKeyIDs is a followed by the ids of b it lacks.
 func MergeKeyIDs(a, b []string) []string {
 	out := slices.Clone(a)
 	for _, id := range b {
@@ -57,7 +58,7 @@ func MergeKeyIDs(a, b []string) []string {
 	return out
 }
 
-// holds reports whether sub holds key id now: keys are hints, the subject's
+// Holds reports whether sub holds key id now: keys are hints, the subject's
 // own data decides.
 func (s *Service) Holds(sub *store.Subject, id string) bool {
 	if sub == nil || sub.Person == nil || sub.Erasure != nil {
@@ -71,7 +72,7 @@ func (s *Service) Holds(sub *store.Subject, id string) bool {
 	return false
 }
 
-// claimKeys reserves keys for subject id. A key held by a live subject is
+// ClaimKeys reserves keys for subject id. A key held by a live subject is
 // ALREADY_EXISTS, naming the field; one reserved moments ago by a request
 // still under way is ABORTED; one left behind by an interrupted request is
 // taken over. It returns the keys this call took (not those the subject
@@ -105,7 +106,7 @@ func (s *Service) ClaimKeys(ctx context.Context, id string, keys []LookupKey) ([
 	return taken, nil
 }
 
-// releaseKeys gives up keys of subject id, best effort: a key left behind
+// ReleaseKeys gives up keys of subject id, best effort: a key left behind
 // is only a hint, checked against the subject, and taken over in time.
 func (s *Service) ReleaseKeys(ctx context.Context, id string, keys []string) {
 	for _, k := range keys {
@@ -155,7 +156,7 @@ func (s *Service) claimKey(ctx context.Context, id string, k LookupKey) (bool, e
 	return false, fault.ConcurrentChange("concurrent changes to the same key; retry")
 }
 
-// findByKey returns the live subject that holds key id, or nil.
+// FindByKey returns the live subject that holds key id, or nil.
 func (s *Service) FindByKey(ctx context.Context, id string) (*store.Subject, error) {
 	k, err := s.Store.GetKey(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {

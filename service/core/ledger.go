@@ -41,17 +41,17 @@ func (s *Service) recordErasure(ctx context.Context, kind string, sub *store.Sub
 	return nil
 }
 
-// recordErased records sub's erasure (recordErasure).
+// RecordErased records sub's erasure (recordErasure).
 func (s *Service) RecordErased(ctx context.Context, sub *store.Subject) error {
 	return s.recordErasure(ctx, ledger.KindErasure, sub)
 }
 
-// recordPurged records the purge of what a hold kept of sub (recordErasure).
+// RecordPurged records the purge of what a hold kept of sub (recordErasure).
 func (s *Service) RecordPurged(ctx context.Context, sub *store.Subject) error {
 	return s.recordErasure(ctx, ledger.KindPurge, sub)
 }
 
-// recordWithdrawal records the withdrawal of consent consentID of sub,
+// RecordWithdrawal records the withdrawal of consent consentID of sub,
 // before it is answered, as recordErasure does an erasure.
 func (s *Service) RecordWithdrawal(ctx context.Context, sub *store.Subject, consentID string, at int64) error {
 	if s.Ledger == nil {

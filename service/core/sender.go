@@ -19,7 +19,7 @@ type LetterSender struct {
 	Web string
 }
 
-// senderView is the sender as the letter shows it.
+// SenderView is the sender as the letter shows it.
 type SenderView struct {
 	Name    string
 	Address []string
@@ -28,6 +28,7 @@ type SenderView struct {
 	Web     string
 }
 
+// View is the sender as a letter shows it: trimmed, the address in lines.
 func (s LetterSender) View() SenderView {
 	v := SenderView{Name: strings.TrimSpace(s.Name), Email: strings.TrimSpace(s.Email),
 		Phone: strings.TrimSpace(s.Phone), Web: strings.TrimSpace(s.Web)}

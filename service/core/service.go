@@ -30,24 +30,24 @@ type Service struct {
 	Log   *slog.Logger
 	// audit is the audit trail, on the same store.
 	AuditLog *audit.Log
-	// checkpoints sign the audit trail's Merkle tree (EnableCheckpoints);
+	// Checkpoints sign the audit trail's Merkle tree (EnableCheckpoints);
 	// nil until enabled.
 	Checkpoints *audit.Checkpoints
 	// principals are the principals as authentication finds them; every
 	// change of one is published through it.
 	PrincipalCache *auth.PrincipalCache
-	// vault seals and opens personal data on its way to and from the store.
+	// Vault seals and opens personal data on its way to and from the store.
 	Vault *vault.Vault
-	// streams ends the streams that never end by themselves (the recipients'
-	// notifications) when the server shuts down (notifications.go).
+	// Streams ends the streams that never end by themselves (the recipients'
+	// notifications) when the server shuts down (disclosure/notifications.go).
 	Streams streamGate
-	// ledger records every erasure before it is acknowledged (ledger.go);
+	// Ledger records every erasure before it is acknowledged (ledger.go);
 	// nil keeps none.
 	Ledger *ledger.Ledger
-	// sender signs the reply letters.
+	// Sender signs the reply letters.
 	Sender LetterSender
-	// breachChunk is how many affected subjects a chunk of a breach
-	// record's list holds (breach_record.go).
+	// BreachChunk is how many affected subjects a chunk of a breach
+	// record's list holds (accountability/breach_record.go).
 	BreachChunk int
 }
 
@@ -80,7 +80,7 @@ func New(st *store.Store, keys *vault.Keys, opts Options) *Service {
 	return &Service{
 		Store: st, Now: opts.Now, Log: opts.Logger, AuditLog: audit.New(st),
 		PrincipalCache: auth.NewPrincipalCache(st),
-		Vault:          &vault.Vault{Store: st, Keys: keys, Cache: vault.NewKeyCache()},
+		Vault:          vault.New(st, keys),
 		Ledger:         opts.Ledger,
 		Sender:         opts.Sender,
 		BreachChunk:    cmp.Or(opts.BreachSubjectsPerChunk, breachSubjectsPerChunk),
@@ -104,7 +104,7 @@ func (s *Service) EnableCheckpoints(cfg audit.CheckpointConfig) (*audit.Checkpoi
 	return c, nil
 }
 
-// idempotencyWindow is how long the idempotency key of a change is
+// IdempotencyWindow is how long the idempotency key of a change is
 // remembered: a retry within the window answers the first result, however
 // many other changes came between (24 hours, as payment APIs do). A
 // subject's keys are records of their own (store.FindSubjectOp), removed by
@@ -118,14 +118,14 @@ const IdempotencyWindow = 24 * time.Hour
 // forgotten.
 const maxOps = 1000
 
-// opKey is how an idempotency key is remembered: hashed, so a caller's key,
+// OpKey is how an idempotency key is remembered: hashed, so a caller's key,
 // whatever it contains, is not stored as it is.
 func OpKey(key string) string {
 	h := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(h[:16])
 }
 
-// fingerprint identifies a request, to tell a retry from a different request
+// Fingerprint identifies a request, to tell a retry from a different request
 // that reuses its idempotency key. It is keyed (the blind-index key), since
 // requests carry personal data and a plain hash of them could be confirmed
 // by guessing.
@@ -134,7 +134,7 @@ func (s *Service) Fingerprint(req proto.Message) []byte {
 	return []byte(s.Vault.Keys.Ring().Index("fingerprint", string(req.ProtoReflect().Descriptor().FullName()), string(b)))
 }
 
-// findOpIn returns the operation recorded under key, if any.
+// FindOpIn returns the operation recorded under key, if any.
 func FindOpIn(ops []store.Op, key string) *store.Op {
 	for i := range ops {
 		if ops[i].Key == key {
@@ -144,7 +144,7 @@ func FindOpIn(ops []store.Op, key string) *store.Op {
 	return nil
 }
 
-// appendOp remembers an operation applied at now, and forgets those older
+// AppendOp remembers an operation applied at now, and forgets those older
 // than idempotencyWindow (and the oldest beyond maxOps).
 func AppendOp(ops []store.Op, op store.Op, now time.Time) []store.Op {
 	op.At = now.UnixNano()
@@ -162,13 +162,14 @@ func AppendOp(ops []store.Op, op store.Op, now time.Time) []store.Op {
 	return kept
 }
 
-// replayed is returned from inside an update when the request was applied
+// Replayed is returned from inside an update when the request was applied
 // before: the update is abandoned and the earlier result answered.
 type Replayed struct{ Op store.Op }
 
+// Error says the request was applied before; it never reaches a caller.
 func (r *Replayed) Error() string { return "replayed" }
 
-// checkReplay returns *replayed when key is among the applied ops with the
+// CheckReplay returns *replayed when key is among the applied ops with the
 // same request, INVALID_ARGUMENT when with another request, nil when never.
 func CheckReplay(ops []store.Op, key string, fp []byte) error {
 	op := FindOpIn(ops, key)
@@ -181,7 +182,7 @@ func CheckReplay(ops []store.Op, key string, fp []byte) error {
 	return &Replayed{Op: *op}
 }
 
-// subjectOp returns *replayed when the key (hashed: opKey) was applied to
+// SubjectOp returns *replayed when the key (hashed: opKey) was applied to
 // sub with the same request, INVALID_ARGUMENT when with another, nil when
 // never. Inside a change function of an update of sub it decides, and
 // makes sure the op it will overwrite is kept (store.FindSubjectOp); outside
@@ -201,7 +202,7 @@ func (s *Service) SubjectOp(ctx context.Context, sub *store.Subject, key string,
 	return &Replayed{Op: *op}
 }
 
-// recordOp makes op, applied at now, sub's last, in the update of the
+// RecordOp makes op, applied at now, sub's last, in the update of the
 // change it records; the store keeps it once the update is written
 // (store.UpdateSubject). The legacy in-document records past the window go.
 func RecordOp(sub *store.Subject, op store.Op, now time.Time) {
@@ -215,7 +216,7 @@ func RecordOp(sub *store.Subject, op store.Op, now time.Time) {
 	}
 }
 
-// createOpOf returns the op of the create that made sub under key (hashed),
+// CreateOpOf returns the op of the create that made sub under key (hashed),
 // or nil: the create's, or one of the legacy in-document records.
 func CreateOpOf(sub *store.Subject, key string) *store.Op {
 	if sub.CreateOp != nil && sub.CreateOp.Key == key {
@@ -224,7 +225,7 @@ func CreateOpOf(sub *store.Subject, key string) *store.Op {
 	return FindOpIn(sub.Ops, key)
 }
 
-// subjectIDFor derives a new subject's id from its controller and the
+// SubjectIDFor derives a new subject's id from its controller and the
 // idempotency key of the create request, so a retried create finds the
 // subject its first attempt made. The id is opaque and carries no personal
 // data.
@@ -232,7 +233,7 @@ func (s *Service) SubjectIDFor(controller, key string) string {
 	return s.DerivedID("subject", controller, key)
 }
 
-// derivedID is an opaque id derived from a caller's idempotency key with the
+// DerivedID is an opaque id derived from a caller's idempotency key with the
 // keyed hash of the blind indexes, so that it reveals nothing of the key.
 func (s *Service) DerivedID(kind, scope, key string) string {
 	index := s.Vault.Keys.Ring().Index(kind, scope, key)
@@ -246,10 +247,9 @@ func (s *Service) DerivedID(kind, scope, key string) string {
 // and a breach of a million subjects is 500 chunks.
 const breachSubjectsPerChunk = 2000
 
-const (
-	// notificationPollInterval is how often a stream looks for new ones.
-	NotificationPollInterval = 200 * time.Millisecond
-)
+// NotificationPollInterval is how often a stream that never ends by itself
+// (the recipients' notifications, the mailer's outbox) looks for new ones.
+const NotificationPollInterval = 200 * time.Millisecond
 
 // streamGate is closed once, when the server shuts down; its zero value is
 // open.
@@ -258,6 +258,7 @@ type streamGate struct {
 	closed chan struct{}
 }
 
+// Done is closed when the server shuts down.
 func (g *streamGate) Done() <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()

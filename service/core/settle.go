@@ -77,7 +77,7 @@ func (s *Service) afterChange(ctx context.Context, sub *store.Subject) *store.Su
 	return sub
 }
 
-// settleChange is afterChange for the request that made the change: it
+// SettleChange is afterChange for the request that made the change: it
 // says when a notification could not be queued, so that the request fails
 // (its retry, or any later read, queues it) instead of reporting success.
 func (s *Service) SettleChange(ctx context.Context, sub *store.Subject) (*store.Subject, error) {

@@ -251,6 +251,6 @@ func notificationToProto(n *store.Notification) *pdv1.RecipientNotification {
 		SubjectId:      n.SubjectID,
 		Kind:           core.EnumValue[pdv1.NotificationKind](pdv1.NotificationKind_value, n.Kind),
 		Fields:         n.Fields,
-		CreateTime:     core.Ts(n.CreatedAt),
+		CreateTime:     core.Timestamp(n.CreatedAt),
 	}
 }

@@ -46,7 +46,7 @@ const (
 // makes the retry safe.
 const retryDelay = time.Second
 
-// withDetails is a status carrying details. A detail that cannot be attached
+// WithDetails is a status carrying details. A detail that cannot be attached
 // (it always can: they are registered messages) leaves the bare status.
 func WithDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) error {
 	st := status.New(code, msg)
@@ -56,7 +56,7 @@ func WithDetails(code codes.Code, msg string, details ...protoadapt.MessageV1) e
 	return st.Err()
 }
 
-// errorInfo is the machine-readable reason of a refusal; metadata holds ids,
+// ErrorInfo is the machine-readable reason of a refusal; metadata holds ids,
 // versions and enum names, never a personal value.
 func ErrorInfo(reason string, metadata map[string]string) *errdetails.ErrorInfo {
 	return &errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: metadata}
@@ -67,12 +67,12 @@ func retryInfo(after time.Duration) *errdetails.RetryInfo {
 	return &errdetails.RetryInfo{RetryDelay: durationpb.New(after)}
 }
 
-// notFound is the answer for an unknown subject.
+// NotFound is the answer for an unknown subject.
 func NotFound() error {
 	return status.Error(codes.NotFound, "subject not found")
 }
 
-// erasedError says that a subject was erased, when and on which ground,
+// ErasedError says that a subject was erased, when and on which ground,
 // instead of a bare NOT_FOUND.
 func ErasedError(sub *store.Subject) error {
 	at := time.Unix(0, sub.Erasure.At).UTC().Format(time.RFC3339)
@@ -80,7 +80,7 @@ func ErasedError(sub *store.Subject) error {
 		ErrorInfo(ReasonErased, map[string]string{"erase_time": at, "ground": sub.Erasure.Ground}))
 }
 
-// restrictedError refuses a processing use of a restricted subject.
+// RestrictedError refuses a processing use of a restricted subject.
 func RestrictedError(sub *store.Subject) error {
 	since := time.Unix(0, sub.Restriction.At).UTC().Format(time.RFC3339)
 	desc := fmt.Sprintf("processing is restricted to storage only since %s (ground %s)", since, sub.Restriction.Ground)
@@ -91,30 +91,30 @@ func RestrictedError(sub *store.Subject) error {
 	}}})
 }
 
-// failedPrecondition refuses a request the subject's state does not allow.
+// FailedPrecondition refuses a request the subject's state does not allow.
 func FailedPrecondition(format string, args ...any) error {
 	return status.Errorf(codes.FailedPrecondition, format, args...)
 }
 
-// permissionDenied refuses a caller, saying why in ErrorInfo.
+// PermissionDenied refuses a caller, saying why in ErrorInfo.
 func PermissionDenied(reason string, metadata map[string]string, msg string) error {
 	return WithDetails(codes.PermissionDenied, msg, ErrorInfo(reason, metadata))
 }
 
-// purposeDenied refuses a purpose the caller was not granted.
+// PurposeDenied refuses a purpose the caller was not granted.
 func PurposeDenied(p pdv1.Purpose) error {
 	return PermissionDenied(reasonPurposeNotPermitted, map[string]string{"purpose": p.String()},
 		fmt.Sprintf("the caller may not process for purpose %s", p))
 }
 
-// alreadyExists refuses to create what exists: ResourceInfo names its type
+// AlreadyExists refuses to create what exists: ResourceInfo names its type
 // (and its name when that is not personal), ErrorInfo the reason.
 func AlreadyExists(reason, resourceType, resourceName string, metadata map[string]string, msg string) error {
 	return WithDetails(codes.AlreadyExists, msg, ErrorInfo(reason, metadata),
 		&errdetails.ResourceInfo{ResourceType: resourceType, ResourceName: resourceName, Description: msg})
 }
 
-// staleVersion is the answer for a lost optimistic-concurrency race on a
+// StaleVersion is the answer for a lost optimistic-concurrency race on a
 // resource ("subject", "principal", "agreement"): the current version is in
 // ErrorInfo, so the caller can read again and decide.
 func StaleVersion(resource string, expected, current int64) error {
@@ -127,13 +127,13 @@ func StaleVersion(resource string, expected, current int64) error {
 		}))
 }
 
-// concurrentChange is ABORTED for a race the same request may win if sent
+// ConcurrentChange is ABORTED for a race the same request may win if sent
 // again.
 func ConcurrentChange(msg string) error {
 	return WithDetails(codes.Aborted, msg, ErrorInfo(reasonConcurrentChange, nil), retryInfo(retryDelay))
 }
 
-// unavailable refuses for now, saying when to retry.
+// Unavailable refuses for now, saying when to retry.
 func Unavailable(reason, msg string) error {
 	return WithDetails(codes.Unavailable, msg, ErrorInfo(reason, nil), retryInfo(retryDelay))
 }

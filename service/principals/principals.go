@@ -90,8 +90,8 @@ func principalToProto(p *store.Principal) *pdv1.Principal {
 		TenantIds:   p.TenantIDs,
 		Description: p.Description,
 		Revoked:     p.Revoked,
-		CreateTime:  core.Ts(p.CreatedAt),
-		RevokeTime:  core.Ts(p.RevokedAt),
+		CreateTime:  core.Timestamp(p.CreatedAt),
+		RevokeTime:  core.Timestamp(p.RevokedAt),
 		TokenCount:  int32(len(p.Tokens)),
 		Version:     p.Version,
 	}
@@ -339,7 +339,7 @@ func (s *Principals) GetCaller(ctx context.Context, _ *pdv1.GetCallerRequest) (*
 	return &pdv1.GetCallerResponse{Principal: principalToProto(c.Principal), Method: c.Method}, nil
 }
 
-// validPrincipalID says whether id may name a principal. Ids are written to
+// ValidPrincipalID says whether id may name a principal. Ids are written to
 // the audit trail and logs, so they must not be personal data.
 func ValidPrincipalID(id string) bool {
 	if id == "" || !validate.ControllerPattern.MatchString(id) {

@@ -259,7 +259,7 @@ func (s *Outbox) pendingMessages(ctx context.Context, afterAt int64, afterID str
 		out = append(out, &pdv1.OutboxMessage{
 			MessageId: m.ID, Kind: core.EnumValue[pdv1.OutboxMessageKind](pdv1.OutboxMessageKind_value, m.Kind),
 			Channel: core.EnumValue[pdv1.ContactChannel](pdv1.ContactChannel_value, c.Channel), To: c.To,
-			Language: c.Language, Subject: c.Subject, Body: c.Body, RequestId: m.RequestID, CreateTime: core.Ts(m.CreatedAt),
+			Language: c.Language, Subject: c.Subject, Body: c.Body, RequestId: m.RequestID, CreateTime: core.Timestamp(m.CreatedAt),
 		})
 	}
 	return out, nil
@@ -435,7 +435,7 @@ func (s *Outbox) GetOutboxSummary(ctx context.Context, _ *pdv1.GetOutboxSummaryR
 		return nil, s.Internal(ctx, "summarise outbox", err)
 	}
 	now := s.Now()
-	out := &pdv1.GetOutboxSummaryResponse{ReadTime: core.Ts(now.UnixNano())}
+	out := &pdv1.GetOutboxSummaryResponse{ReadTime: core.Timestamp(now.UnixNano())}
 	var oldest int64
 	for _, w := range waiting {
 		out.Waiting += w.Count
@@ -444,12 +444,12 @@ func (s *Outbox) GetOutboxSummary(ctx context.Context, _ *pdv1.GetOutboxSummaryR
 		}
 		out.Kinds = append(out.Kinds, &pdv1.OutboxKindSummary{
 			Kind: core.EnumValue[pdv1.OutboxMessageKind](pdv1.OutboxMessageKind_value, w.Kind), Waiting: w.Count,
-			OldestCreateTime: core.Ts(w.OldestAt), OldestAge: ageAt(now, w.OldestAt),
+			OldestCreateTime: core.Timestamp(w.OldestAt), OldestAge: ageAt(now, w.OldestAt),
 		})
 	}
 	slices.SortFunc(out.Kinds, func(a, b *pdv1.OutboxKindSummary) int { return cmp.Compare(a.GetKind(), b.GetKind()) })
 	if out.Waiting > 0 {
-		out.OldestCreateTime, out.OldestAge = core.Ts(oldest), ageAt(now, oldest)
+		out.OldestCreateTime, out.OldestAge = core.Timestamp(oldest), ageAt(now, oldest)
 	}
 	return out, nil
 }

@@ -988,16 +988,16 @@ func (s *Service) requestToProto(r *store.RightsRequest) *pdv1.RightsRequest {
 		ControllerId: r.Controller,
 		Kind:         core.EnumValue[pdv1.RightsRequestKind](pdv1.RightsRequestKind_value, r.Kind),
 		Channel:      core.EnumValue[pdv1.Channel](pdv1.Channel_value, r.Channel),
-		ReceiveTime:  core.Ts(r.ReceivedAt),
+		ReceiveTime:  core.Timestamp(r.ReceivedAt),
 		Text:         r.Text.Words,
 		Reference:    r.Reference,
 		SubjectId:    r.SubjectID,
 		State:        core.EnumValue[pdv1.RightsRequestState](pdv1.RightsRequestState_value, r.State),
 		DueDate:      r.DueDate,
-		DueTime:      core.Ts(r.DueAt),
+		DueTime:      core.Timestamp(r.DueAt),
 		Overdue:      overdue(r, s.Now().UnixNano()),
-		CreateTime:   core.Ts(r.CreatedAt),
-		UpdateTime:   core.Ts(r.UpdatedAt),
+		CreateTime:   core.Timestamp(r.CreatedAt),
+		UpdateTime:   core.Timestamp(r.UpdatedAt),
 	}
 	switch {
 	case r.Text.IdentityNumber != "":
@@ -1007,30 +1007,30 @@ func (s *Service) requestToProto(r *store.RightsRequest) *pdv1.RightsRequest {
 	}
 	if c := r.Code; c != nil {
 		out.Code = &pdv1.CodeChallenge{
-			Channel: core.EnumValue[pdv1.ContactChannel](pdv1.ContactChannel_value, c.Channel), SendTime: core.Ts(c.SentAt),
-			ExpireTime: core.Ts(c.ExpiresAt), TriesLeft: int32(c.TriesLeft), SentCount: int32(c.Sent),
+			Channel: core.EnumValue[pdv1.ContactChannel](pdv1.ContactChannel_value, c.Channel), SendTime: core.Timestamp(c.SentAt),
+			ExpireTime: core.Timestamp(c.ExpiresAt), TriesLeft: int32(c.TriesLeft), SentCount: int32(c.Sent),
 		}
 	}
 	if v := r.Verification; v != nil {
 		out.Verification = &pdv1.Verification{Method: core.EnumValue[pdv1.VerificationMethod](pdv1.VerificationMethod_value, v.Method),
-			VerifyTime: core.Ts(v.At), VerifiedBy: v.By, Reference: v.Reference}
+			VerifyTime: core.Timestamp(v.At), VerifiedBy: v.By, Reference: v.Reference}
 	}
 	if d := r.Decision; d != nil {
 		out.Decision = &pdv1.Decision{Outcome: core.EnumValue[pdv1.DecisionOutcome](pdv1.DecisionOutcome_value, d.Outcome),
 			Reason: core.EnumValue[pdv1.DecisionReason](pdv1.DecisionReason_value, d.Reason), Explanation: r.Text.Explanation,
-			DecideTime: core.Ts(d.At), DecidedBy: d.By}
+			DecideTime: core.Timestamp(d.At), DecidedBy: d.By}
 	}
 	if e := r.Extension; e != nil {
-		out.Extension = &pdv1.Extension{Months: int32(e.Months), Reason: r.Text.Reason, ExtendTime: core.Ts(e.At), ExtendedBy: e.By}
+		out.Extension = &pdv1.Extension{Months: int32(e.Months), Reason: r.Text.Reason, ExtendTime: core.Timestamp(e.At), ExtendedBy: e.By}
 	}
 	if f := r.Forwarding; f != nil {
-		out.Forwarding = &pdv1.Forwarding{ControllerId: f.Controller, Reference: f.Reference, ForwardTime: core.Ts(f.At), ForwardedBy: f.By}
+		out.Forwarding = &pdv1.Forwarding{ControllerId: f.Controller, Reference: f.Reference, ForwardTime: core.Timestamp(f.At), ForwardedBy: f.By}
 	}
 	if f := r.Fulfilment; f != nil {
-		out.Fulfilment = &pdv1.Fulfilment{FulfilTime: core.Ts(f.At), FulfilledBy: f.By, SubjectVersion: f.SubjectVersion, Result: f.Result, NothingHeld: f.NothingHeld}
+		out.Fulfilment = &pdv1.Fulfilment{FulfilTime: core.Timestamp(f.At), FulfilledBy: f.By, SubjectVersion: f.SubjectVersion, Result: f.Result, NothingHeld: f.NothingHeld}
 	}
 	for _, st := range r.Steps {
-		out.Steps = append(out.Steps, &pdv1.RightsRequestStep{Step: st.Step, StepTime: core.Ts(st.At), PerformedBy: st.By})
+		out.Steps = append(out.Steps, &pdv1.RightsRequestStep{Step: st.Step, StepTime: core.Timestamp(st.At), PerformedBy: st.By})
 	}
 	out.Missing = missing(r)
 	return out

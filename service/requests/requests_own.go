@@ -191,7 +191,7 @@ func ownRequestToProto(r *store.RightsRequest) *pdv1.OwnRightsRequest {
 		RequestId:   r.ID,
 		Kind:        core.EnumValue[pdv1.RightsRequestKind](pdv1.RightsRequestKind_value, r.Kind),
 		State:       core.EnumValue[pdv1.RightsRequestState](pdv1.RightsRequestState_value, r.State),
-		ReceiveTime: core.Ts(r.ReceivedAt),
+		ReceiveTime: core.Timestamp(r.ReceivedAt),
 		DueDate:     r.DueDate,
 		ForwardedTo: r.ForwardedTo,
 		Extended:    r.Extension != nil,

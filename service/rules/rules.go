@@ -21,23 +21,23 @@ const (
 	FieldPostalAddress  = "postal_address"
 )
 
-// personFields lists every Person field in the order they are reported.
+// PersonFields lists every Person field in the order they are reported.
 var PersonFields = []string{FieldIdentityNumber, FieldGivenName, FieldFamilyName, FieldEmail, FieldPhone, FieldPostalAddress}
 
 // purposeRule is what one purpose is for and which fields it may use.
 type purposeRule struct {
 	description string
 	Fields      []string
-	// basis, when set, is the purpose's own legal basis for the company's
+	// Basis, when set, is the purpose's own legal basis for the company's
 	// data instead of the contract.
 	Basis string
 }
 
-// contractBasis is the company's basis for its own customers' data, as its
+// ContractBasis is the company's basis for its own customers' data, as its
 // policy states: the contract with the customer.
 const ContractBasis = "contract with the customer (GDPR Art. 6(1)(b))"
 
-// purposeRules is the data minimisation table: a caller that asks for a
+// PurposeRules is the data minimisation table: a caller that asks for a
 // purpose receives these fields and no others.
 var PurposeRules = map[pdv1.Purpose]purposeRule{
 	pdv1.Purpose_PURPOSE_INVOICING: {
@@ -72,15 +72,15 @@ var PurposeRules = map[pdv1.Purpose]purposeRule{
 // agreement named by %s.
 const processorBasis = "processing on the controller's instruction under processor agreement %s (GDPR Art. 28)"
 
-// retentionPolicy is the policy's promise on how long data is kept.
+// RetentionPolicy is the policy's promise on how long data is kept.
 const RetentionPolicy = "Kept as long as needed to deliver the services and as long as the law requires: " +
 	"accounting records for seven years after the end of the calendar year they concern (Swedish accounting law). " +
 	"History is kept to check earlier changes and to help troubleshooting. Erasure removes the data and leaves a tombstone without personal data."
 
-// erasedCategories are the categories of personal data an erasure removes.
+// ErasedCategories are the categories of personal data an erasure removes.
 var ErasedCategories = []string{"identification", "contact", "history"}
 
-// processingPurposes describes the purposes for AccessSubject with their
+// ProcessingPurposes describes the purposes for AccessSubject with their
 // legal basis: for the company's own data every purpose; for a customer's
 // data (agreements, read by agreementsOf) only those for which an agreement
 // in force at now covers the purpose and the data it uses, as the purpose
@@ -115,9 +115,10 @@ func ProcessingPurposes(controller string, agreements *store.Agreements, now int
 	}
 }
 
-// companyController is the controller id of the company's own data.
+// CompanyController is the controller id of the company's own data.
 const CompanyController = "company"
 
+// AgreementIDOf is the id of a customer's agreement number seq.
 func AgreementIDOf(customer string, seq int) string {
 	return customer + "." + strconv.Itoa(seq)
 }
@@ -125,14 +126,14 @@ func AgreementIDOf(customer string, seq int) string {
 // holdRule is one legal basis for keeping data past an erasure, and how its
 // end is decided.
 type holdRule struct {
-	// law is the basis in words, for the subject's view of retention.
+	// Law is the basis in words, for the subject's view of retention.
 	Law string
-	// fromTransaction: the end follows from the time of the transaction;
+	// FromTransaction: the end follows from the time of the transaction;
 	// otherwise the caller gives it.
 	FromTransaction bool
 }
 
-// holdRules is the table of retention bases the policy names (GDPR Art.
+// HoldRules is the table of retention bases the policy names (GDPR Art.
 // 17(3)(b) and (e), and the contract).
 var HoldRules = map[pdv1.HoldBasis]holdRule{
 	pdv1.HoldBasis_HOLD_BASIS_BOOKKEEPING: {
@@ -147,7 +148,7 @@ var HoldRules = map[pdv1.HoldBasis]holdRule{
 	},
 }
 
-// dataCategories are the categories a hold may keep, in the order they are
+// DataCategories are the categories a hold may keep, in the order they are
 // reported.
 var DataCategories = []pdv1.DataCategory{
 	pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION,
@@ -155,7 +156,7 @@ var DataCategories = []pdv1.DataCategory{
 	pdv1.DataCategory_DATA_CATEGORY_HISTORY,
 }
 
-// categoryLabel is how erased categories are named: "contact".
+// CategoryLabel is how erased categories are named: "contact".
 func CategoryLabel(c pdv1.DataCategory) string {
 	return strings.ToLower(strings.TrimPrefix(c.String(), "DATA_CATEGORY_"))
 }

@@ -44,7 +44,7 @@ const (
 // accessListNames name the lists in page tokens.
 var accessListNames = []string{"changes", "consents", "disclosures", "holds", "history"}
 
-// accessCursor is where a page starts: a list, and the position in it (for
+// AccessCursor is where a page starts: a list, and the position in it (for
 // history, the sequence number). The zero cursor is the first page.
 type AccessCursor struct {
 	List accessList
@@ -153,7 +153,7 @@ func (s *Service) SubjectForAccess(ctx context.Context, id string) (*store.Subje
 	return sub, agreements, nil
 }
 
-// heldCategories are the categories of personal data a live subject has.
+// HeldCategories are the categories of personal data a live subject has.
 func HeldCategories(sub *store.Subject) []pdv1.DataCategory {
 	cats := []pdv1.DataCategory{pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION, pdv1.DataCategory_DATA_CATEGORY_CONTACT}
 	if sub.HistoryCount > 0 {

@@ -15,8 +15,8 @@ func subjectToProto(sub *store.Subject) *pdv1.Subject {
 		Version:         sub.Version,
 		State:           pdv1.SubjectState_SUBJECT_STATE_ACTIVE,
 		ServiceDelivery: pdv1.ServiceDelivery_SERVICE_DELIVERY_ACTIVE,
-		CreateTime:      core.Ts(sub.CreatedAt),
-		UpdateTime:      core.Ts(sub.UpdatedAt),
+		CreateTime:      core.Timestamp(sub.CreatedAt),
+		UpdateTime:      core.Timestamp(sub.UpdatedAt),
 		HistoryCount:    sub.HistoryCount,
 	}
 	if sub.Person != nil {
@@ -27,7 +27,7 @@ func subjectToProto(sub *store.Subject) *pdv1.Subject {
 		out.ServiceDelivery = pdv1.ServiceDelivery_SERVICE_DELIVERY_SUSPENDED
 		out.Restriction = &pdv1.Restriction{
 			Ground:       core.EnumValue[pdv1.RestrictionGround](pdv1.RestrictionGround_value, r.Ground),
-			RestrictTime: core.Ts(r.At),
+			RestrictTime: core.Timestamp(r.At),
 			Channel:      core.EnumValue[pdv1.Channel](pdv1.Channel_value, r.Channel),
 			Reference:    r.Reference,
 			PerformedBy:  r.PerformedBy,
@@ -38,7 +38,7 @@ func subjectToProto(sub *store.Subject) *pdv1.Subject {
 		out.ServiceDelivery = pdv1.ServiceDelivery_SERVICE_DELIVERY_ENDED
 		out.Erasure = &pdv1.Erasure{
 			Ground:      core.EnumValue[pdv1.ErasureGround](pdv1.ErasureGround_value, e.Ground),
-			EraseTime:   core.Ts(e.At),
+			EraseTime:   core.Timestamp(e.At),
 			Channel:     core.EnumValue[pdv1.Channel](pdv1.Channel_value, e.Channel),
 			Reference:   e.Reference,
 			PerformedBy: e.PerformedBy,
@@ -47,7 +47,7 @@ func subjectToProto(sub *store.Subject) *pdv1.Subject {
 	return out
 }
 
-// personToProto returns the named fields of p and leaves the others unset.
+// PersonToProto returns the named fields of p and leaves the others unset.
 func PersonToProto(p *store.Person, fields []string) *pdv1.Person {
 	out := &pdv1.Person{}
 	for _, f := range fields {
@@ -91,7 +91,7 @@ func changeToProto(c store.Change) *pdv1.ChangeRecord {
 	return &pdv1.ChangeRecord{
 		Kind:              core.EnumValue[pdv1.ChangeKind](pdv1.ChangeKind_value, c.Kind),
 		Fields:            c.Fields,
-		ChangeTime:        core.Ts(c.At),
+		ChangeTime:        core.Timestamp(c.At),
 		Channel:           core.EnumValue[pdv1.Channel](pdv1.Channel_value, c.Channel),
 		Reference:         c.Reference,
 		PerformedBy:       c.PerformedBy,
@@ -108,26 +108,28 @@ func historyToProto(e *store.HistoryEntry) *pdv1.HistoryEntry {
 		Kind:       core.EnumValue[pdv1.HistoryKind](pdv1.HistoryKind_value, e.Kind),
 		Title:      e.Title,
 		Body:       e.Body,
-		OccurTime:  core.Ts(e.OccurAt),
+		OccurTime:  core.Timestamp(e.OccurAt),
 		Reference:  e.Reference,
-		CreateTime: core.Ts(e.CreatedAt),
+		CreateTime: core.Timestamp(e.CreatedAt),
 	}
 }
 
+// ConsentToProto is the API's view of a stored record.
 func ConsentToProto(c *store.Consent) *pdv1.Consent {
 	return &pdv1.Consent{
 		ConsentId:         c.ID,
 		Purpose:           core.EnumValue[pdv1.ConsentPurpose](pdv1.ConsentPurpose_value, c.Purpose),
 		Recipient:         c.Recipient,
-		GiveTime:          core.Ts(c.GivenAt),
+		GiveTime:          core.Timestamp(c.GivenAt),
 		Channel:           core.EnumValue[pdv1.Channel](pdv1.Channel_value, c.Channel),
 		WordingReference:  c.WordingReference,
-		WithdrawTime:      core.Ts(c.WithdrawnAt),
+		WithdrawTime:      core.Timestamp(c.WithdrawnAt),
 		WithdrawChannel:   core.EnumValue[pdv1.Channel](pdv1.Channel_value, c.WithdrawChannel),
 		WithdrawReference: c.WithdrawReference,
 	}
 }
 
+// DisclosureToProto is the API's view of a stored record.
 func DisclosureToProto(d *store.Disclosure) *pdv1.Disclosure {
 	out := &pdv1.Disclosure{
 		DisclosureId: d.ID,
@@ -135,7 +137,7 @@ func DisclosureToProto(d *store.Disclosure) *pdv1.Disclosure {
 		Purpose:      core.EnumValue[pdv1.Purpose](pdv1.Purpose_value, d.Purpose),
 		Basis:        core.EnumValue[pdv1.DisclosureBasis](pdv1.DisclosureBasis_value, d.Basis),
 		Reference:    d.Reference,
-		DiscloseTime: core.Ts(d.At),
+		DiscloseTime: core.Timestamp(d.At),
 		PrincipalId:  d.Principal,
 	}
 	for _, c := range d.Categories {
@@ -144,9 +146,10 @@ func DisclosureToProto(d *store.Disclosure) *pdv1.Disclosure {
 	return out
 }
 
+// PolicyAckToProto is the API's view of a stored record.
 func PolicyAckToProto(a *store.PolicyAck) *pdv1.PolicyAcknowledgement {
 	return &pdv1.PolicyAcknowledgement{
 		Version: a.Version, Kind: core.EnumValue[pdv1.PolicyAcknowledgementKind](pdv1.PolicyAcknowledgementKind_value, a.Kind),
-		AcknowledgeTime: core.Ts(a.At), Channel: core.EnumValue[pdv1.Channel](pdv1.Channel_value, a.Channel), Reference: a.Reference, RecordedBy: a.RecordedBy,
+		AcknowledgeTime: core.Timestamp(a.At), Channel: core.EnumValue[pdv1.Channel](pdv1.Channel_value, a.Channel), Reference: a.Reference, RecordedBy: a.RecordedBy,
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// findHold returns the hold with this id, or nil.
+// FindHold returns the hold with this id, or nil.
 func FindHold(holds []store.Hold, id string) *store.Hold {
 	for i := range holds {
 		if holds[i].ID == id {
@@ -30,7 +30,7 @@ func activeHold(h *store.Hold, now int64) bool {
 	return h.EndedAt == 0 && h.Until > now
 }
 
-// covered reports whether an active hold of sub covers category c at now.
+// Covered reports whether an active hold of sub covers category c at now.
 func Covered(sub *store.Subject, c pdv1.DataCategory, now int64) bool {
 	for i := range sub.Holds {
 		if activeHold(&sub.Holds[i], now) && slices.Contains(sub.Holds[i].Categories, c.String()) {
@@ -71,7 +71,7 @@ func keepHeld(sub *store.Subject, now time.Time) {
 	sub.Person = KeepFields(sub.Person, sub.Kept)
 }
 
-// keepFields returns p with only the fields of the kept categories; nil when
+// KeepFields returns p with only the fields of the kept categories; nil when
 // none is left.
 func KeepFields(p *store.Person, kept []string) *store.Person {
 	if p == nil {
@@ -128,7 +128,7 @@ func keptData(sub *store.Subject, now time.Time) []*pdv1.KeptData {
 			out = append(out, &pdv1.KeptData{
 				Categories: cats,
 				Basis:      core.EnumValue[pdv1.HoldBasis](pdv1.HoldBasis_value, h.Basis),
-				Until:      core.Ts(h.Until),
+				Until:      core.Timestamp(h.Until),
 				HoldId:     h.ID,
 			})
 		}
@@ -196,14 +196,15 @@ func processorRetention(sub *store.Subject, a *store.Agreement) string {
 	}
 	until := "until terminated"
 	if end != 0 {
-		until = "until " + core.Rfc3339(end)
+		until = "until " + core.RFC3339(end)
 	}
 	return fmt.Sprintf("Kept for the controller %s, as long as it instructs, under processor agreement %s (%s), in force from %s %s. "+
 		"When the agreement ends, the controller decides whether the data is returned to it (export) or erased (GDPR Art. 28(3)(g)). "+
 		"Erasure removes the data and leaves a tombstone without personal data.",
-		sub.Controller, rules.AgreementIDOf(sub.Controller, a.Seq), cur.DocumentRef, core.Rfc3339(cur.InForceFrom), until)
+		sub.Controller, rules.AgreementIDOf(sub.Controller, a.Seq), cur.DocumentRef, core.RFC3339(cur.InForceFrom), until)
 }
 
+// HoldToProto is the API's view of a stored hold.
 func HoldToProto(h *store.Hold) *pdv1.RetentionHold {
 	if h == nil {
 		return nil
@@ -211,12 +212,12 @@ func HoldToProto(h *store.Hold) *pdv1.RetentionHold {
 	out := &pdv1.RetentionHold{
 		HoldId:          h.ID,
 		Basis:           core.EnumValue[pdv1.HoldBasis](pdv1.HoldBasis_value, h.Basis),
-		TransactionTime: core.Ts(h.TransactionAt),
-		Until:           core.Ts(h.Until),
+		TransactionTime: core.Timestamp(h.TransactionAt),
+		Until:           core.Timestamp(h.Until),
 		Reference:       h.Reference,
-		PlaceTime:       core.Ts(h.PlacedAt),
+		PlaceTime:       core.Timestamp(h.PlacedAt),
 		PlacedBy:        h.PlacedBy,
-		EndTime:         core.Ts(h.EndedAt),
+		EndTime:         core.Timestamp(h.EndedAt),
 	}
 	for _, name := range h.Categories {
 		out.Categories = append(out.Categories, pdv1.DataCategory(pdv1.DataCategory_value[name]))

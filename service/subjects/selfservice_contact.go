@@ -134,7 +134,7 @@ func (s *Service) StartContactChange(ctx context.Context, req *pdv1.StartContact
 	old, err := s.Store.GetSelfServiceChallenge(ctx, ckey)
 	switch {
 	case err == nil && old.Op == core.OpKey(key) && string(old.Fingerprint) == string(fp) && now.UnixNano() < old.Expires:
-		return &pdv1.StartContactChangeResponse{ExpireTime: core.Ts(old.Expires)}, nil // a retry: no second code
+		return &pdv1.StartContactChangeResponse{ExpireTime: core.Timestamp(old.Expires)}, nil // a retry: no second code
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return nil, s.Internal(ctx, "start contact change", err)
 	}
@@ -182,7 +182,7 @@ func (s *Service) StartContactChange(ctx context.Context, req *pdv1.StartContact
 	if _, err := s.Store.EnqueueOutboxMessage(ctx, m); err != nil {
 		return nil, s.Internal(ctx, "start contact change", err)
 	}
-	return &pdv1.StartContactChangeResponse{ExpireTime: core.Ts(c.Expires)}, nil
+	return &pdv1.StartContactChangeResponse{ExpireTime: core.Timestamp(c.Expires)}, nil
 }
 
 // ConfirmContactChange rectifies the field once the code sent to its new

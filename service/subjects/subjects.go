@@ -169,6 +169,7 @@ func presentFields(p *store.Person) []string {
 	return out
 }
 
+// FieldEmpty reports whether p holds nothing in field f.
 func FieldEmpty(p *store.Person, f string) bool {
 	switch f {
 	case rules.FieldIdentityNumber:
@@ -682,7 +683,7 @@ func (s *Service) GetSubjectForPurpose(ctx context.Context, req *pdv1.GetSubject
 	if err := RefuseIfRestricted(sub); err != nil {
 		return nil, err
 	}
-	if err := core.RequireConsent(sub, req.GetPurpose()); err != nil { // direct marketing (consent.go)
+	if err := core.RequireConsent(sub, req.GetPurpose()); err != nil { // direct marketing (core/consent.go)
 		return nil, err
 	}
 	if err := s.RequireAgreement(ctx, sub.Controller, req.GetPurpose(), rules.CategoriesOf(rule.Fields)); err != nil {
@@ -721,7 +722,7 @@ func isErased(err error) bool {
 	return false
 }
 
-// refuseIfRestricted is the rule that a restricted subject's data is not
+// RefuseIfRestricted is the rule that a restricted subject's data is not
 // processed: only storage and the subject's own rights go on.
 func RefuseIfRestricted(sub *store.Subject) error {
 	if sub.Restriction != nil {
@@ -786,7 +787,7 @@ func (s *Service) EraseStored(ctx context.Context, id, ground string, prov valid
 		// Forget the fingerprints of earlier requests that the document
 		// holds: they were taken over personal data. Those in the
 		// collection of ops, keyed hashes too, go with their window
-		// (sweeper.go); a retry of a change to the erased subject answers
+		// (retention/sweeper.go); a retry of a change to the erased subject answers
 		// the erasure first.
 		sub.CreateOp, sub.Ops = nil, nil
 		core.RecordOp(sub, store.Op{Key: op.Key, Fingerprint: op.Fingerprint, Result: sub.Version + 1}, now)

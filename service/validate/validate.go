@@ -44,20 +44,22 @@ const (
 )
 
 var (
+	// ControllerPattern is a controller, customer or subject id.
 	ControllerPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	keyPattern        = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 	countryPattern    = regexp.MustCompile(`^[A-Z]{2}$`)
 )
 
-// violations collects every bad field of a request, so the caller learns of
+// Violations collects every bad field of a request, so the caller learns of
 // all of them at once. Descriptions never quote the value: it may be personal.
 type Violations []*errdetails.BadRequest_FieldViolation
 
+// Add records that field is bad, and why.
 func (v *Violations) Add(field, description string) {
 	*v = append(*v, &errdetails.BadRequest_FieldViolation{Field: field, Description: description})
 }
 
-// err is nil when no field was bad, else INVALID_ARGUMENT naming each field.
+// Err is nil when no field was bad, else INVALID_ARGUMENT naming each field.
 func (v Violations) Err() error {
 	if len(v) == 0 {
 		return nil
@@ -73,7 +75,7 @@ func (v Violations) Err() error {
 	return st.Err()
 }
 
-// text checks a free-text field: trimmed, within max characters, no control
+// Text checks a free-text field: trimmed, within max characters, no control
 // characters (newlines allowed only where multiline is true).
 func (v *Violations) Text(field, s string, max int, required, multiline bool) string {
 	s = strings.TrimSpace(s)
@@ -92,6 +94,7 @@ func (v *Violations) Text(field, s string, max int, required, multiline bool) st
 	return s
 }
 
+// IdempotencyKey checks a change's idempotency key.
 func (v *Violations) IdempotencyKey(s string) string {
 	switch {
 	case s == "":
@@ -107,6 +110,7 @@ func (v *Violations) IdempotencyKey(s string) string {
 	return s
 }
 
+// SubjectID checks a subject id.
 func (v *Violations) SubjectID(s string) string {
 	if s == "" {
 		v.Add("subject_id", "is required")
@@ -116,6 +120,7 @@ func (v *Violations) SubjectID(s string) string {
 	return s
 }
 
+// Controller checks a controller id.
 func (v *Violations) Controller(s string) string {
 	if s == "" {
 		v.Add("controller_id", "is required")
@@ -125,6 +130,8 @@ func (v *Violations) Controller(s string) string {
 	return s
 }
 
+// Channel checks the channel a change came through; UNSPECIFIED only when
+// not required.
 func (v *Violations) Channel(c pdv1.Channel, required bool) string {
 	if c == pdv1.Channel_CHANNEL_UNSPECIFIED && !required {
 		return ""
@@ -132,7 +139,7 @@ func (v *Violations) Channel(c pdv1.Channel, required bool) string {
 	return v.Enum("channel", c)
 }
 
-// enum checks that e is a known, specified value of its enum and returns its
+// Enum checks that e is a known, specified value of its enum and returns its
 // name, which is how enums are stored.
 func (v *Violations) Enum(field string, e protoreflect.Enum) string {
 	if e.Number() == 0 {
@@ -147,12 +154,12 @@ func (v *Violations) Enum(field string, e protoreflect.Enum) string {
 	return string(val.Name())
 }
 
-// provenance is who carried out a request, by which channel and reference.
+// Provenance is who carried out a request, by which channel and reference.
 type Provenance struct {
 	Channel, Reference, PerformedBy string
 }
 
-// provenance checks channel, reference and performed_by; they are required
+// Provenance checks channel, reference and performed_by; they are required
 // for the rights requests a person carries out on the subject's behalf.
 func (v *Violations) Provenance(c pdv1.Channel, reference, performedBy string, required bool) Provenance {
 	return Provenance{
@@ -162,7 +169,7 @@ func (v *Violations) Provenance(c pdv1.Channel, reference, performedBy string, r
 	}
 }
 
-// person checks the fields of p named in fields and returns them in
+// Person checks the fields of p named in fields and returns them in
 // canonical form: the identity number as 12 digits, the phone in E.164, the
 // e-mail with its domain in IDNA ASCII form (lower case, xn-- labels), a
 // Swedish postal code as "NNN NN".
@@ -254,7 +261,7 @@ func (v *Violations) address(path string, a *pdv1.PostalAddress) store.Address {
 	return out
 }
 
-// historyEntry checks an entry to add.
+// HistoryEntry checks an entry to add.
 func (v *Violations) HistoryEntry(e *pdv1.HistoryEntry, now time.Time) store.HistoryEntry {
 	var out store.HistoryEntry
 	if e == nil {
@@ -269,7 +276,7 @@ func (v *Violations) HistoryEntry(e *pdv1.HistoryEntry, now time.Time) store.His
 	return out
 }
 
-// pastTime checks a required time that is not in the future (a minute of
+// PastTime checks a required time that is not in the future (a minute of
 // clock skew allowed) and returns it in Unix nanoseconds.
 func (v *Violations) PastTime(field string, t *timestamppb.Timestamp, now time.Time) int64 {
 	switch {
@@ -287,7 +294,7 @@ func (v *Violations) PastTime(field string, t *timestamppb.Timestamp, now time.T
 	return 0
 }
 
-// pageSize checks a page_size of 0 to maxPageSize and returns it, or def
+// PageSize checks a page_size of 0 to maxPageSize and returns it, or def
 // for 0.
 func (v *Violations) PageSize(n int32, def int) int {
 	switch {
@@ -299,7 +306,7 @@ func (v *Violations) PageSize(n int32, def int) int {
 	return int(n)
 }
 
-// positionToken reads a page token of a listing ordered by a number (a
+// PositionToken reads a page token of a listing ordered by a number (a
 // time) then an id, made by positionTokenOf; zeros when token is empty.
 func (v *Violations) PositionToken(token, kind, scope string) (int64, string) {
 	if token == "" || len(*v) > 0 {
@@ -314,12 +321,12 @@ func (v *Violations) PositionToken(token, kind, scope string) (int64, string) {
 	return n, id
 }
 
-// positionTokenOf is the page token that goes on after (at, id).
+// PositionTokenOf is the page token that goes on after (at, id).
 func PositionTokenOf(kind, scope string, at int64, id string) string {
 	return AuditPageToken(kind, scope, strconv.FormatInt(at, 10)+"/"+id)
 }
 
-// auditPageToken decodes a page token of the listing kind/id and returns
+// AuditPageToken decodes a page token of the listing kind/id and returns
 // its position; "" for no token.
 func (v *Violations) AuditPageToken(token, kind, id string) string {
 	if token == "" {
@@ -343,12 +350,12 @@ func (v *Violations) AuditPageToken(token, kind, id string) string {
 	return parts[2]
 }
 
-// keyReused refuses an idempotency key sent again with a different request.
+// KeyReused refuses an idempotency key sent again with a different request.
 func KeyReused() error {
 	return Violations{{Field: "idempotency_key", Description: "was used before with a different request"}}.Err()
 }
 
-// personAt checks one field of a person with the person rules and reports
+// PersonAt checks one field of a person with the person rules and reports
 // its violations under name.
 func (v *Violations) PersonAt(name string, p *pdv1.Person, field string, now time.Time) store.Person {
 	var pv Violations
@@ -359,7 +366,7 @@ func (v *Violations) PersonAt(name string, p *pdv1.Person, field string, now tim
 	return out
 }
 
-// by records who carried out a change: the authenticated principal, and the
+// By records who carried out a change: the authenticated principal, and the
 // person it names when it is a tool that acts for staff.
 func (p Provenance) By(c *auth.Caller) Provenance {
 	if p.PerformedBy != "" && p.PerformedBy != c.ID() {
@@ -370,7 +377,7 @@ func (p Provenance) By(c *auth.Caller) Provenance {
 	return p
 }
 
-// controllerFor checks the controller of a request: the given one, or the
+// ControllerFor checks the controller of a request: the given one, or the
 // caller's only tenant when none is given.
 func (v *Violations) ControllerFor(c *auth.Caller, id string) string {
 	if id == "" {
@@ -381,7 +388,7 @@ func (v *Violations) ControllerFor(c *auth.Caller, id string) string {
 	return v.Controller(id)
 }
 
-// updateMask checks the paths of an update's field mask against the fields
+// UpdateMask checks the paths of an update's field mask against the fields
 // it may name (allowed) and returns them without repeats.
 func (v *Violations) UpdateMask(paths, allowed []string) []string {
 	if len(paths) == 0 {
@@ -401,18 +408,17 @@ func (v *Violations) UpdateMask(paths, allowed []string) []string {
 	return fields
 }
 
-const (
-	MaxSubProcessorLen = 100
-)
+// MaxSubProcessorLen bounds a sub-processor's or recipient's host name.
+const MaxSubProcessorLen = 100
 
-// hostPattern is a lower-case host name of at least two labels, such as
+// HostPattern is a lower-case host name of at least two labels, such as
 // "iis.se": how registries and registrars are named.
 var HostPattern = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // maxAuditTokenLen bounds a page token before it is decoded.
 const maxAuditTokenLen = 512
 
-// auditPageToken is an opaque page token: the position to go on from, bound
+// AuditPageToken is an opaque page token: the position to go on from, bound
 // to the listing (kind "s" for a subject, "t" for a tenant, and its id), so a
 // token is refused by another listing.
 func AuditPageToken(kind, id, pos string) string {

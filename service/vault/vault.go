@@ -57,7 +57,7 @@ func (k *Keys) reload() bool {
 	return k.load()
 }
 
-// reloadNow reads the keyring file again, as a rotation starts.
+// ReloadNow reads the keyring file again, as a rotation starts.
 func (k *Keys) ReloadNow() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -108,36 +108,42 @@ func (k *Keys) unwrap(w envelope.WrappedKey) (envelope.DataKey, error) {
 	return dk, err
 }
 
-// vault is the service's way to subjects and history in the store: it seals
+// Vault is the service's way to subjects and history in the store: it seals
 // personal data before every write and opens it after every read, each
 // field under the subject's own data key, bound to the subject and field.
 type Vault struct {
-	Store *store.Store
+	store *store.Store
+	// Keys are the master keys that wrap the data keys.
 	Keys  *Keys
-	Cache *keyCache
+	cache *keyCache
 }
 
-// errNoDataKey means a subject's data key is gone: it was erased.
+// New returns the vault of st, wrapping data keys with keys.
+func New(st *store.Store, keys *Keys) *Vault {
+	return &Vault{store: st, Keys: keys, cache: newKeyCache()}
+}
+
+// ErrNoDataKey means a subject's data key is gone: it was erased.
 var ErrNoDataKey = errors.New("no data key")
 
 // keyMode says what dataKey does when the subject's key is not cached.
 type keyMode int
 
 const (
-	// existingKey reads the key; errNoDataKey when there is none.
+	// ExistingKey reads the key; errNoDataKey when there is none.
 	ExistingKey keyMode = iota
-	// readOrCreateKey reads the key and creates it when there is none.
+	// ReadOrCreateKey reads the key and creates it when there is none.
 	ReadOrCreateKey
-	// newSubjectKey creates the key of a subject being created, without
+	// NewSubjectKey creates the key of a subject being created, without
 	// looking first (it cannot have one, unless a retry of the same create
 	// stored it: then that one is read).
 	NewSubjectKey
 )
 
-// dataKey returns the subject's data key, from the cache or the store; mode
+// DataKey returns the subject's data key, from the cache or the store; mode
 // says whether to create it.
 func (v *Vault) DataKey(ctx context.Context, subjectID string, mode keyMode) (envelope.DataKey, error) {
-	if dk, ok := v.Cache.get(subjectID); ok {
+	if dk, ok := v.cache.get(subjectID); ok {
 		return dk, nil
 	}
 	if mode == NewSubjectKey {
@@ -146,7 +152,7 @@ func (v *Vault) DataKey(ctx context.Context, subjectID string, mode keyMode) (en
 			return created, err
 		}
 	}
-	stored, err := v.Store.GetDataKey(ctx, subjectID)
+	stored, err := v.store.GetDataKey(ctx, subjectID)
 	if errors.Is(err, store.ErrNotFound) && mode == ReadOrCreateKey {
 		created, cerr := v.newDataKey(ctx, subjectID)
 		if !errors.Is(cerr, store.ErrExists) {
@@ -154,7 +160,7 @@ func (v *Vault) DataKey(ctx context.Context, subjectID string, mode keyMode) (en
 		}
 		// A concurrent create of the same subject (a retry racing its
 		// original) stored its key first: use that one.
-		stored, err = v.Store.GetDataKey(ctx, subjectID)
+		stored, err = v.store.GetDataKey(ctx, subjectID)
 		if err != nil {
 			return envelope.DataKey{}, err
 		}
@@ -169,7 +175,7 @@ func (v *Vault) DataKey(ctx context.Context, subjectID string, mode keyMode) (en
 	if err != nil {
 		return envelope.DataKey{}, fmt.Errorf("unwrap data key: %w", err)
 	}
-	v.Cache.put(subjectID, dk)
+	v.cache.put(subjectID, dk)
 	return dk, nil
 }
 
@@ -181,20 +187,20 @@ func (v *Vault) newDataKey(ctx context.Context, subjectID string) (envelope.Data
 	if err != nil {
 		return envelope.DataKey{}, err
 	}
-	if err := v.Store.InsertDataKey(ctx, &store.DataKey{ID: subjectID, KeyVersion: wrapped.Version, Wrapped: wrapped.Ciphertext}); err != nil {
+	if err := v.store.InsertDataKey(ctx, &store.DataKey{ID: subjectID, KeyVersion: wrapped.Version, Wrapped: wrapped.Ciphertext}); err != nil {
 		return envelope.DataKey{}, err
 	}
-	v.Cache.put(subjectID, dk)
+	v.cache.put(subjectID, dk)
 	return dk, nil
 }
 
-// newKey is the outcome of newSubjectKey.
+// NewKey is the outcome of newSubjectKey.
 type NewKey struct {
 	created bool // this call stored it
 	Err     error
 }
 
-// newSubjectKey stores the data key of a subject being created, and caches
+// NewSubjectKey stores the data key of a subject being created, and caches
 // it for seal. One stored already by an earlier attempt of the same create
 // is not an error: seal reads it.
 func (v *Vault) NewSubjectKey(ctx context.Context, subjectID string) NewKey {
@@ -205,7 +211,7 @@ func (v *Vault) NewSubjectKey(ctx context.Context, subjectID string) NewKey {
 	return NewKey{created: err == nil, Err: err}
 }
 
-// dropNewKey destroys the key newSubjectKey stored for a create that was
+// DropNewKey destroys the key newSubjectKey stored for a create that was
 // refused, best effort: it would encrypt nothing.
 func (v *Vault) DropNewKey(ctx context.Context, subjectID string, k NewKey) {
 	if k.created {
@@ -258,7 +264,7 @@ func (v *Vault) open(ctx context.Context, sub *store.Subject) error {
 	if sub.Sealed == nil {
 		sub.Person = nil
 		if sub.Erasure != nil {
-			v.Cache.drop(sub.ID) // erased, perhaps on another replica
+			v.cache.drop(sub.ID) // erased, perhaps on another replica
 		}
 		return nil
 	}
@@ -296,12 +302,12 @@ func (v *Vault) open(ctx context.Context, sub *store.Subject) error {
 	return nil
 }
 
-// getSubject reads and opens a subject. A read that races an erasure or a
+// GetSubject reads and opens a subject. A read that races an erasure or a
 // purge may find the data key already destroyed: the data it read is gone
 // by then, so it reads again.
 func (v *Vault) GetSubject(ctx context.Context, id string) (*store.Subject, error) {
 	for attempt := 0; ; attempt++ {
-		sub, err := v.Store.GetSubject(ctx, id)
+		sub, err := v.store.GetSubject(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -313,17 +319,17 @@ func (v *Vault) GetSubject(ctx context.Context, id string) (*store.Subject, erro
 	}
 }
 
-// insertSubject seals and stores a new subject, creating its data key.
+// InsertSubject seals and stores a new subject, creating its data key.
 func (v *Vault) InsertSubject(ctx context.Context, sub *store.Subject) error {
 	if err := v.seal(ctx, sub, NewSubjectKey); err != nil {
 		return err
 	}
-	return v.Store.InsertSubject(ctx, sub)
+	return v.store.InsertSubject(ctx, sub)
 }
 
-// updateSubject is store.UpdateSubject with change seeing the opened subject.
+// UpdateSubject is store.UpdateSubject with change seeing the opened subject.
 func (v *Vault) UpdateSubject(ctx context.Context, id string, change func(*store.Subject) error) (*store.Subject, error) {
-	return v.Store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
+	return v.store.UpdateSubject(ctx, id, func(sub *store.Subject) error {
 		if err := v.open(ctx, sub); err != nil {
 			return err
 		}
@@ -334,9 +340,9 @@ func (v *Vault) UpdateSubject(ctx context.Context, id string, change func(*store
 	})
 }
 
-// subjectsOfController lists and opens a controller's subjects.
+// SubjectsOfController lists and opens a controller's subjects.
 func (v *Vault) SubjectsOfController(ctx context.Context, controller, after string, limit int) ([]*store.Subject, error) {
-	subs, err := v.Store.SubjectsOfController(ctx, controller, after, limit)
+	subs, err := v.store.SubjectsOfController(ctx, controller, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +354,7 @@ func (v *Vault) SubjectsOfController(ctx context.Context, controller, after stri
 	return subs, nil
 }
 
-// putHistoryEntry seals and stores a history entry.
+// PutHistoryEntry seals and stores a history entry.
 func (v *Vault) PutHistoryEntry(ctx context.Context, e *store.HistoryEntry) error {
 	dk, err := v.DataKey(ctx, e.SubjectID, ExistingKey)
 	if err != nil {
@@ -368,12 +374,12 @@ func (v *Vault) PutHistoryEntry(ctx context.Context, e *store.HistoryEntry) erro
 		}
 	}
 	e.Sealed = sealed
-	return v.Store.PutHistoryEntry(ctx, e)
+	return v.store.PutHistoryEntry(ctx, e)
 }
 
-// getHistoryEntry reads and opens a history entry.
+// GetHistoryEntry reads and opens a history entry.
 func (v *Vault) GetHistoryEntry(ctx context.Context, subjectID string, seq int64) (*store.HistoryEntry, error) {
-	e, err := v.Store.GetHistoryEntry(ctx, subjectID, seq)
+	e, err := v.store.GetHistoryEntry(ctx, subjectID, seq)
 	if err != nil {
 		return nil, err
 	}
@@ -399,11 +405,11 @@ func (v *Vault) GetHistoryEntry(ctx context.Context, subjectID string, seq int64
 	return e, nil
 }
 
-// shred destroys a subject's data key: whatever of its data remains in any
+// Shred destroys a subject's data key: whatever of its data remains in any
 // copy can no longer be decrypted.
 func (v *Vault) Shred(ctx context.Context, subjectID string) error {
-	v.Cache.drop(subjectID)
-	return v.Store.DeleteDataKey(ctx, subjectID)
+	v.cache.drop(subjectID)
+	return v.store.DeleteDataKey(ctx, subjectID)
 }
 
 // keyCache keeps unwrapped data keys, so a read of a subject is one document
@@ -420,7 +426,7 @@ type keyCache struct {
 // bytes each.
 const keyCacheSize = 100_000
 
-func NewKeyCache() *keyCache {
+func newKeyCache() *keyCache {
 	keys, err := lru.New[string, envelope.DataKey](keyCacheSize)
 	if err != nil {
 		panic(err) // only for a size below 1
@@ -434,7 +440,7 @@ func (c *keyCache) put(id string, k envelope.DataKey) { c.keys.Add(id, k) }
 
 func (c *keyCache) drop(id string) { c.keys.Remove(id) }
 
-// outboxContent is what a message holds, sealed at rest: what the mailer
+// OutboxContent is what a message holds, sealed at rest: what the mailer
 // must send and no more.
 type OutboxContent struct {
 	Channel  string `json:"channel"`
@@ -444,7 +450,7 @@ type OutboxContent struct {
 	Body     string `json:"body"`
 }
 
-// sealOutbox seals a message's content under its request's data key.
+// SealOutbox seals a message's content under its request's data key.
 func (v *Vault) SealOutbox(ctx context.Context, r *store.RightsRequest, m *store.OutboxMessage, c OutboxContent) error {
 	dk, err := v.DataKey(ctx, r.DataKeyID(), ExistingKey)
 	if err != nil {
@@ -454,7 +460,7 @@ func (v *Vault) SealOutbox(ctx context.Context, r *store.RightsRequest, m *store
 	return err
 }
 
-// openOutbox opens a message's content: under its request's data key, or
+// OpenOutbox opens a message's content: under its request's data key, or
 // for a message that names its subject (a policy notice, a sign-in code)
 // under the subject's. errNoDataKey means the key was
 // destroyed (the subject erased): nothing is left to send.
@@ -478,7 +484,7 @@ func (v *Vault) OpenOutbox(ctx context.Context, m *store.OutboxMessage) (OutboxC
 	return c, json.Unmarshal(b, &c)
 }
 
-// sealContent seals a message's content under dk, bound to its id.
+// SealContent seals a message's content under dk, bound to its id.
 func SealContent(dk envelope.DataKey, id string, c OutboxContent) ([]byte, error) {
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -487,7 +493,7 @@ func SealContent(dk envelope.DataKey, id string, c OutboxContent) ([]byte, error
 	return dk.Seal(b, envelope.AAD("outbox", id))
 }
 
-// sealedReplyName is the reply's name among a request's sealed values.
+// SealedReplyName is the reply's name among a request's sealed values.
 const SealedReplyName = "reply"
 
 // requestSealed are the sealed fields of a request, by name.
@@ -499,7 +505,7 @@ func requestSealed(t *store.RequestText) map[string]*string {
 	}
 }
 
-// sealRequest seals r.Text under the request's own data key.
+// SealRequest seals r.Text under the request's own data key.
 func (v *Vault) SealRequest(ctx context.Context, r *store.RightsRequest, mode keyMode) error {
 	dk, err := v.DataKey(ctx, r.DataKeyID(), mode)
 	if err != nil {
@@ -521,7 +527,7 @@ func (v *Vault) SealRequest(ctx context.Context, r *store.RightsRequest, mode ke
 	return nil
 }
 
-// openRequest opens r.Sealed into r.Text.
+// OpenRequest opens r.Sealed into r.Text.
 func (v *Vault) OpenRequest(ctx context.Context, r *store.RightsRequest) error {
 	r.Text = store.RequestText{}
 	if len(r.Sealed) == 0 {

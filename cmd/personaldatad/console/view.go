@@ -290,7 +290,7 @@ func countryName(code string) string {
 }
 
 // retentionText says in Swedish how long the subject's data is kept, as the
-// service's rule does (service/retention.go, whose words are English): the
+// service's rule does (service/rules and service/subjects/kept.go, whose words are English): the
 // company's privacy policy for its own customers, the processor agreement
 // for a customer's. What legal holds keep is the page's Lagringskrav.
 func retentionText(sub *pdv1.Subject, agreementID string) string {

@@ -28,7 +28,7 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// SignIn is the service's sign-in by code (service/selfservice.go).
+// SignIn is the service's sign-in by code (service/signin).
 type SignIn interface {
 	SelfServiceIdentityKey(typed string) (string, error)
 	StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error)

@@ -199,7 +199,7 @@ type Server struct {
 }
 
 // SelfServiceSignIn is the data subjects' sign-in by a one-time code sent to
-// the contact details on file (service/selfservice.go).
+// the contact details on file (service/signin).
 type SelfServiceSignIn interface {
 	SelfServiceIdentityKey(typed string) (string, error)
 	StartSelfServiceSignIn(ctx context.Context, typed string) (token string, err error)

@@ -28,7 +28,7 @@ var consentRules = map[pdv1.Purpose]consentRule{
 	},
 }
 
-// requireConsent is the rule that a purpose resting on consent is refused
+// RequireConsent is the rule that a purpose resting on consent is refused
 // (FAILED_PRECONDITION) unless the consent is on record and not withdrawn,
 // and always once the subject objected to it or was erased.
 func RequireConsent(sub *store.Subject, purpose pdv1.Purpose) error {
@@ -38,7 +38,7 @@ func RequireConsent(sub *store.Subject, purpose pdv1.Purpose) error {
 	}
 	if ch := objection(sub, rule.objection); ch != nil {
 		return consentError(sub, reasonObjection, fmt.Sprintf("the subject objected to %s (erasure on ground %s at %s): it is not processed for it",
-			purpose, ch.ErasureGround, Rfc3339(ch.At)))
+			purpose, ch.ErasureGround, RFC3339(ch.At)))
 	}
 	if sub.Erasure != nil {
 		return fault.ErasedError(sub)
@@ -73,11 +73,7 @@ func consentError(sub *store.Subject, reason, desc string) error {
 	return st.Err()
 }
 
-const (
-	reasonObjection = "OBJECTION"
-)
-
-// liveConsent returns the subject's consent for purpose (and, for a
+// LiveConsent returns the subject's consent for purpose (and, for a
 // disclosure, to recipient) that is on record and not withdrawn; else a
 // FAILED_PRECONDITION that says whether none was given or it was withdrawn.
 func LiveConsent(sub *store.Subject, purpose pdv1.ConsentPurpose, recipient string) (*store.Consent, error) {
@@ -98,19 +94,19 @@ func LiveConsent(sub *store.Subject, purpose pdv1.ConsentPurpose, recipient stri
 	}
 	if withdrawn != nil {
 		return nil, consentError(sub, reasonConsentWithdrawn, fmt.Sprintf("the subject's consent %s (consent %s) was withdrawn at %s; no consent is on record",
-			what, withdrawn.ID, Rfc3339(withdrawn.WithdrawnAt)))
+			what, withdrawn.ID, RFC3339(withdrawn.WithdrawnAt)))
 	}
 	return nil, consentError(sub, reasonConsentMissing, fmt.Sprintf("no consent of the subject %s is on record", what))
 }
 
+// Reasons in the PreconditionFailure of a refusal for want of consent.
 const (
-	reasonConsentMissing = "CONSENT_MISSING"
-)
-
-const (
+	reasonConsentMissing   = "CONSENT_MISSING"
 	reasonConsentWithdrawn = "CONSENT_WITHDRAWN"
+	reasonObjection        = "OBJECTION"
 )
 
+// FindConsent returns sub's consent with id, or nil.
 func FindConsent(sub *store.Subject, id string) *store.Consent {
 	for i := range sub.Consents {
 		if sub.Consents[i].ID == id {

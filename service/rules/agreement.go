@@ -13,7 +13,7 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// fieldCategories maps each Person field to its category of personal data.
+// FieldCategories maps each Person field to its category of personal data.
 var FieldCategories = map[string]pdv1.DataCategory{
 	FieldIdentityNumber: pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION,
 	FieldGivenName:      pdv1.DataCategory_DATA_CATEGORY_IDENTIFICATION,
@@ -23,7 +23,7 @@ var FieldCategories = map[string]pdv1.DataCategory{
 	FieldPostalAddress:  pdv1.DataCategory_DATA_CATEGORY_CONTACT,
 }
 
-// categoriesOf lists the categories the fields belong to, each once.
+// CategoriesOf lists the categories the fields belong to, each once.
 func CategoriesOf(fields []string) []pdv1.DataCategory {
 	var out []pdv1.DataCategory
 	for _, f := range fields {
@@ -35,11 +35,11 @@ func CategoriesOf(fields []string) []pdv1.DataCategory {
 	return out
 }
 
-// reasonNoAgreement is the PreconditionFailure type of a refusal for want of
+// ReasonNoAgreement is the PreconditionFailure type of a refusal for want of
 // a processor agreement.
 const ReasonNoAgreement = "NO_PROCESSOR_AGREEMENT"
 
-// agreementState is where an agreement stands at time now.
+// AgreementState is where an agreement stands at time now.
 func AgreementState(a *store.Agreement, now int64) pdv1.AgreementState {
 	cur := a.Current()
 	switch {
@@ -53,7 +53,7 @@ func AgreementState(a *store.Agreement, now int64) pdv1.AgreementState {
 	return pdv1.AgreementState_AGREEMENT_STATE_IN_FORCE
 }
 
-// agreementCovering returns the agreement in force at now that covers the
+// AgreementCovering returns the agreement in force at now that covers the
 // purpose (PURPOSE_UNSPECIFIED: storage and rights handling on the
 // controller's instruction, which every agreement covers) and every one of
 // the categories; or, if none does, what is missing.
@@ -88,6 +88,8 @@ func AgreementCovering(set *store.Agreements, now int64, purpose pdv1.Purpose, c
 	return nil, fmt.Sprintf("no processor agreement in force with controller %s covers %s", set.ID, strings.Join(slices.Compact(missing), ", "))
 }
 
+// NoAgreementError is FAILED_PRECONDITION with reason NO_PROCESSOR_AGREEMENT:
+// no agreement of controller covers what missing names.
 func NoAgreementError(controller, missing string) error {
 	st := status.New(codes.FailedPrecondition, missing)
 	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
