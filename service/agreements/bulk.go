@@ -87,12 +87,12 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 			// On the trail before the data leaves (Send writes it); no
 			// trail, no data.
 			audit.Note(ctx, audit.Touch{SubjectID: sub.ID, Tenant: sub.Controller, Fields: append([]string{"export"}, rules.PersonFields...)})
-			for c := (subjects.AccessCursor{}); c.List != subjects.ListEnd; {
+			for c := (subjects.AccessCursor{}); !c.Done(); {
 				var doc *pdv1.AccessSubjectResponse
 				if doc, c, err = s.subjects.AccessPage(ctx, sub, agreements, c); err != nil {
 					return s.Internal(ctx, "export", err)
 				}
-				if c.List == subjects.ListEnd {
+				if c.Done() {
 					done++
 					after = sub.ID
 					token = encodeExportToken(customer, done, sub.ID)

@@ -153,7 +153,7 @@ func (s *RightsRequests) reply(ctx context.Context, r *store.RightsRequest) (*pd
 		return nil, err
 	}
 	data := &pdv1.AccessSubjectResponse{}
-	for c := (subjects.AccessCursor{}); c.List != subjects.ListEnd; {
+	for c := (subjects.AccessCursor{}); !c.Done(); {
 		var page *pdv1.AccessSubjectResponse
 		if page, c, err = s.subjects.AccessPage(ctx, sub, agreements, c); err != nil {
 			return nil, s.Internal(ctx, "reply", err)

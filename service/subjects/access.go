@@ -38,7 +38,7 @@ const (
 	listDisclosures
 	listHolds
 	listHistory
-	ListEnd // past the last list: the document is complete
+	listEnd // past the last list: the document is complete
 )
 
 // accessListNames name the lists in page tokens.
@@ -47,14 +47,17 @@ var accessListNames = []string{"changes", "consents", "disclosures", "holds", "h
 // AccessCursor is where a page starts: a list, and the position in it (for
 // history, the sequence number). The zero cursor is the first page.
 type AccessCursor struct {
-	List accessList
+	list accessList
 	next int64
 }
+
+// Done reports whether the cursor is past the last page.
+func (c AccessCursor) Done() bool { return c.list == listEnd }
 
 // Access page tokens are opaque to callers: the subject, the list and the
 // position, so a token cannot be used on another subject's document.
 func encodeAccessToken(subjectID string, c AccessCursor) string {
-	return subjectToken(subjectID, accessListNames[c.List], strconv.FormatInt(c.next, 10))
+	return subjectToken(subjectID, accessListNames[c.list], strconv.FormatInt(c.next, 10))
 }
 
 func decodeAccessToken(token, subjectID string) (AccessCursor, bool) {
@@ -70,7 +73,7 @@ func decodeAccessToken(token, subjectID string) (AccessCursor, bool) {
 	if list < 0 || err != nil || next < 0 {
 		return AccessCursor{}, false
 	}
-	return AccessCursor{List: accessList(list), next: next}, true
+	return AccessCursor{list: accessList(list), next: next}, true
 }
 
 // accessRequest checks the fields AccessSubject and StreamSubjectAccess share.
@@ -113,7 +116,7 @@ func (s *Service) StreamSubjectAccess(req *pdv1.StreamSubjectAccessRequest, stre
 	if err != nil {
 		return err
 	}
-	for c := from; c.List != ListEnd; {
+	for c := from; c.list != listEnd; {
 		var page *pdv1.AccessSubjectResponse
 		if page, c, err = s.AccessPage(ctx, sub, agreements, c); err != nil {
 			return s.Internal(ctx, "access", err)
@@ -181,9 +184,9 @@ func (s *Service) AccessPage(ctx context.Context, sub *store.Subject, agreements
 	}
 	size := proto.Size(out)
 	c := from
-	for c.List < ListEnd {
-		if c.next >= accessListLen(sub, c.List) {
-			c = AccessCursor{List: c.List + 1}
+	for c.list < listEnd {
+		if c.next >= accessListLen(sub, c.list) {
+			c = AccessCursor{list: c.list + 1}
 			continue
 		}
 		if size >= maxPageBytes {
@@ -223,7 +226,7 @@ func accessListLen(sub *store.Subject, l accessList) int64 {
 // addAccessItem adds the item at c to page and returns its encoded size.
 func (s *Service) addAccessItem(ctx context.Context, page *pdv1.AccessSubjectResponse, sub *store.Subject, c AccessCursor) (int, error) {
 	var item proto.Message
-	switch i := c.next; c.List {
+	switch i := c.next; c.list {
 	case listChanges:
 		m := changeToProto(sub.Changes[i])
 		page.Changes, item = append(page.Changes, m), m

@@ -383,8 +383,8 @@ func readLedgers(inBackup, live string, given []string) ([]ledger.Entry, foundLe
 	return entries, newest, len(all[0].st.Entries), nil
 }
 
-// summariseHeads is service.auditSummary's digest (kept in step by the
-// restore drill, which compares it with the header's).
+// summariseHeads is the digest of the audit heads that a backup's header
+// records (backup.AuditHeadsSHA256; the restore drill compares the two).
 func summariseHeads(heads []store.AuditHead) string {
 	return backup.AuditHeadsSHA256(heads)
 }
