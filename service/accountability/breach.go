@@ -72,7 +72,7 @@ var changingRPCs = map[string]bool{
 }
 
 // eventCategories are the categories of data that the names in events stand
-// for, beside the Person fields (fieldCategories): what an access or an
+// for, beside the Person fields (FieldCategories): what an access or an
 // erasure names.
 var eventCategories = map[string]pdv1.DataCategory{
 	"history":        pdv1.DataCategory_DATA_CATEGORY_HISTORY,

@@ -520,7 +520,7 @@ func (s *BreachRecords) customerPart(ctx context.Context, c *auth.Caller, r *sto
 	return &pdv1.GetBreachRecordResponse{Record: out}, nil
 }
 
-// breachIDPattern is the form of a record's id (derivedID).
+// breachIDPattern is the form of a record's id (DerivedID).
 var breachIDPattern = regexp.MustCompile(`^[a-z2-7]{26}$`)
 
 func validBreachID(v *validate.Violations, id string) string {

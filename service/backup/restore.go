@@ -40,7 +40,7 @@ type ReplayReport struct {
 }
 
 // ReplayErasures erases again, through the service's own erasure
-// (eraseStored: the tombstone, the lookup keys and history removed, the
+// (EraseStored: the tombstone, the lookup keys and history removed, the
 // data key destroyed), every subject that an erasure entry of entries names
 // and the store does not show erased; each subject once, in ledger order,
 // with the ground and time its entry records. Each is on the audit trail,

@@ -32,7 +32,7 @@ func (s *Service) AgreementsOf(ctx context.Context, controller string) (*store.A
 	return set, nil
 }
 
-// AgreementCovers is requireAgreement on the agreements agreementsOf read.
+// AgreementCovers is RequireAgreement on the agreements AgreementsOf read.
 func (s *Service) AgreementCovers(set *store.Agreements, controller string, purpose pdv1.Purpose, categories []pdv1.DataCategory) error {
 	if controller == rules.CompanyController {
 		return nil

@@ -30,7 +30,7 @@ type JobRun struct {
 }
 
 // StartOrResume returns the job with j's id, recording j if it is new; a
-// job recorded by another request under the same key is keyReused.
+// job recorded by another request under the same key is KeyReused.
 func (s *Service) StartOrResume(ctx context.Context, j *store.Job) (*store.Job, error) {
 	job, err := s.Store.GetJob(ctx, j.ID)
 	if errors.Is(err, store.ErrNotFound) {

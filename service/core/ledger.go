@@ -17,7 +17,7 @@ import (
 // recordErasure appends sub's erasure (kind ledger.KindErasure) or the purge
 // of what a hold kept of it (ledger.KindPurge) to the erasure ledger, and
 // returns once the entry is on stable storage. Every path that erases
-// passes through here before it answers (eraseStored: EraseSubject, the
+// passes through here before it answers (EraseStored: EraseSubject, the
 // rights requests that erase, a controller's bulk erasure; the retention
 // sweeper's purges), so that a restore of an older backup can erase again
 // everyone whose erasure was acknowledged after it. The entry holds ids, a

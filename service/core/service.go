@@ -23,24 +23,28 @@ import (
 	"github.com/example/personaldata/store/ledger"
 )
 
-// Service is the gRPC implementation of PersonalDataService.
+// Service is what the API services share: their dependencies, set once by
+// New and EnableCheckpoints and read-only after, and the methods that apply
+// the common rules. Each API service embeds it.
 type Service struct {
 	Store *store.Store
-	Now   func() time.Time
-	Log   *slog.Logger
-	// audit is the audit trail, on the same store.
+	// Now is the clock.
+	Now func() time.Time
+	// Log receives faults; it never receives personal data.
+	Log *slog.Logger
+	// AuditLog is the audit trail, on the same store.
 	AuditLog *audit.Log
 	// Checkpoints sign the audit trail's Merkle tree (EnableCheckpoints);
 	// nil until enabled.
 	Checkpoints *audit.Checkpoints
-	// principals are the principals as authentication finds them; every
+	// PrincipalCache holds the principals as authentication finds them; every
 	// change of one is published through it.
 	PrincipalCache *auth.PrincipalCache
 	// Vault seals and opens personal data on its way to and from the store.
 	Vault *vault.Vault
-	// Streams ends the streams that never end by themselves (the recipients'
-	// notifications) when the server shuts down (disclosure/notifications.go).
-	Streams streamGate
+	// streams ends the streams that never end by themselves (the recipients'
+	// notifications, the mailer's outbox) when the server shuts down.
+	streams streamGate
 	// Ledger records every erasure before it is acknowledged (ledger.go);
 	// nil keeps none.
 	Ledger *ledger.Ledger
@@ -145,7 +149,7 @@ func FindOpIn(ops []store.Op, key string) *store.Op {
 }
 
 // AppendOp remembers an operation applied at now, and forgets those older
-// than idempotencyWindow (and the oldest beyond maxOps).
+// than IdempotencyWindow (and the oldest beyond maxOps).
 func AppendOp(ops []store.Op, op store.Op, now time.Time) []store.Op {
 	op.At = now.UnixNano()
 	cutoff := now.Add(-IdempotencyWindow).UnixNano()
@@ -182,7 +186,7 @@ func CheckReplay(ops []store.Op, key string, fp []byte) error {
 	return &Replayed{Op: *op}
 }
 
-// SubjectOp returns *replayed when the key (hashed: opKey) was applied to
+// SubjectOp returns *replayed when the key (hashed: OpKey) was applied to
 // sub with the same request, INVALID_ARGUMENT when with another, nil when
 // never. Inside a change function of an update of sub it decides, and
 // makes sure the op it will overwrite is kept (store.FindSubjectOp); outside
@@ -258,8 +262,8 @@ type streamGate struct {
 	closed chan struct{}
 }
 
-// Done is closed when the server shuts down.
-func (g *streamGate) Done() <-chan struct{} {
+// done is closed when the server shuts down.
+func (g *streamGate) done() <-chan struct{} {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed == nil {
@@ -271,7 +275,11 @@ func (g *streamGate) Done() <-chan struct{} {
 // EndStreams ends the notification streams, now and any opened later, with
 // UNAVAILABLE, so that a graceful shutdown need not wait for them; their
 // clients reconnect to another replica. Call it as shutdown begins.
-func (s *Service) EndStreams() { s.Streams.end() }
+func (s *Service) EndStreams() { s.streams.end() }
+
+// ShuttingDown is closed by EndStreams: a stream that never ends by itself
+// returns when it is.
+func (s *Service) ShuttingDown() <-chan struct{} { return s.streams.done() }
 
 func (g *streamGate) end() {
 	g.mu.Lock()

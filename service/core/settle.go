@@ -12,7 +12,7 @@ import (
 
 // withdrawObjectedConsents withdraws, in the record, the consents to a
 // purpose the subject objected to: an objection to direct marketing is a
-// withdrawal of that consent too. requireConsent refuses the purpose on the
+// withdrawal of that consent too. RequireConsent refuses the purpose on the
 // objection alone, so this only keeps the record of consents true; it may
 // run late (after an interruption) and more than once.
 func (s *Service) withdrawObjectedConsents(ctx context.Context, sub *store.Subject) (*store.Subject, error) {

@@ -137,7 +137,7 @@ func (s *Disclosures) ListRecipientNotifications(ctx context.Context, req *pdv1.
 
 // StreamRecipientNotifications sends a recipient's unacknowledged
 // notifications, then new ones as they are queued (looked for every
-// notificationPollInterval, so those queued by other replicas come too),
+// NotificationPollInterval, so those queued by other replicas come too),
 // until the caller ends the stream. Each is sent once per stream; one not
 // acknowledged is sent again by the next stream or listing.
 func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNotificationsRequest, stream grpc.ServerStreamingServer[pdv1.StreamRecipientNotificationsResponse]) error {
@@ -175,7 +175,7 @@ func (s *Disclosures) StreamRecipientNotifications(req *pdv1.StreamRecipientNoti
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case <-s.Streams.Done():
+		case <-s.ShuttingDown():
 			return fault.Unavailable(fault.ReasonShuttingDown, "the server is shutting down: reconnect to go on from the first unacknowledged notification")
 		case <-tick.C:
 		}

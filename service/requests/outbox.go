@@ -207,7 +207,7 @@ func (s *Outbox) reader(ctx context.Context) (*auth.Caller, error) {
 
 var (
 	// requestMessageIDPattern is the id of a request's message: the
-	// request's id (base32 of 128 bits, as derivedID makes it) and the
+	// request's id (base32 of 128 bits, as DerivedID makes it) and the
 	// index of its step (store.OutboxMessageID).
 	requestMessageIDPattern = regexp.MustCompile(`^[a-z2-7]{26}\.(0|[1-9][0-9]{0,5})$`)
 	// policyNoticeIDPattern is the id of a policy notice: the version and
@@ -301,7 +301,7 @@ func (s *Outbox) ListOutboxMessages(ctx context.Context, req *pdv1.ListOutboxMes
 }
 
 // StreamOutboxMessages sends the unacknowledged messages, then new ones as
-// they are queued (looked for every notificationPollInterval, so those
+// they are queued (looked for every NotificationPollInterval, so those
 // queued by other replicas come too). Each is sent once per stream; one
 // not acknowledged is sent again by the next stream or listing.
 func (s *Outbox) StreamOutboxMessages(_ *pdv1.StreamOutboxMessagesRequest, stream grpc.ServerStreamingServer[pdv1.StreamOutboxMessagesResponse]) error {
@@ -338,7 +338,7 @@ func (s *Outbox) StreamOutboxMessages(_ *pdv1.StreamOutboxMessagesRequest, strea
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case <-s.Streams.Done():
+		case <-s.ShuttingDown():
 			return fault.Unavailable(fault.ReasonShuttingDown, "the server is shutting down: reconnect to go on from the first unacknowledged message")
 		case <-tick.C:
 		}

@@ -25,12 +25,12 @@ import (
 )
 
 // The reply to an access request (Art. 15) is the information the article
-// lists, built from the tables the service enforces (purposeRules,
+// lists, built from the tables the service enforces (PurposeRules,
 // retentionOf, the recorded disclosures), together with the data: as the
 // machine-readable document (GetRightsRequestReply, also the portability
 // export of Art. 20) and as a letter to read (GetRightsRequestLetter). It
 // is made when the request is fulfilled and kept sealed with the request's
-// other personal values, under its data key (sealedReplyName): both are
+// other personal values, under its data key (SealedReplyName): both are
 // made from that copy, so they show what was sent even after the subject's
 // data changed or was erased, and both go with the request's personal
 // values when the retention sweep removes them.

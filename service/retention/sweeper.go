@@ -346,7 +346,7 @@ func purgeable(sub *store.Subject, now time.Time) []pdv1.DataCategory {
 
 // purgeKept removes the kept categories purge from an erased subject and
 // records it in the record of changes. The history entries and the data key
-// go in finishErasure, which CleanupPending calls for.
+// go in FinishErasure, which CleanupPending calls for.
 func purgeKept(sub *store.Subject, purge []pdv1.DataCategory, now time.Time) {
 	var fields []string
 	for _, c := range purge {

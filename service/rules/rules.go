@@ -82,7 +82,7 @@ var ErasedCategories = []string{"identification", "contact", "history"}
 
 // ProcessingPurposes describes the purposes for AccessSubject with their
 // legal basis: for the company's own data every purpose; for a customer's
-// data (agreements, read by agreementsOf) only those for which an agreement
+// data (agreements, read by AgreementsOf) only those for which an agreement
 // in force at now covers the purpose and the data it uses, as the purpose
 // view requires.
 func ProcessingPurposes(controller string, agreements *store.Agreements, now int64) []*pdv1.ProcessingPurpose {

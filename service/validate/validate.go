@@ -294,7 +294,7 @@ func (v *Violations) PastTime(field string, t *timestamppb.Timestamp, now time.T
 	return 0
 }
 
-// PageSize checks a page_size of 0 to maxPageSize and returns it, or def
+// PageSize checks a page_size of 0 to MaxPageSize and returns it, or def
 // for 0.
 func (v *Violations) PageSize(n int32, def int) int {
 	switch {
@@ -307,7 +307,7 @@ func (v *Violations) PageSize(n int32, def int) int {
 }
 
 // PositionToken reads a page token of a listing ordered by a number (a
-// time) then an id, made by positionTokenOf; zeros when token is empty.
+// time) then an id, made by PositionTokenOf; zeros when token is empty.
 func (v *Violations) PositionToken(token, kind, scope string) (int64, string) {
 	if token == "" || len(*v) > 0 {
 		return 0, ""

@@ -126,12 +126,12 @@ func New(st *store.Store, keys *Keys) *Vault {
 // ErrNoDataKey means a subject's data key is gone: it was erased.
 var ErrNoDataKey = errors.New("no data key")
 
-// keyMode says what dataKey does when the subject's key is not cached.
-type keyMode int
+// KeyMode says what dataKey does when the subject's key is not cached.
+type KeyMode int
 
 const (
-	// ExistingKey reads the key; errNoDataKey when there is none.
-	ExistingKey keyMode = iota
+	// ExistingKey reads the key; ErrNoDataKey when there is none.
+	ExistingKey KeyMode = iota
 	// ReadOrCreateKey reads the key and creates it when there is none.
 	ReadOrCreateKey
 	// NewSubjectKey creates the key of a subject being created, without
@@ -142,7 +142,7 @@ const (
 
 // DataKey returns the subject's data key, from the cache or the store; mode
 // says whether to create it.
-func (v *Vault) DataKey(ctx context.Context, subjectID string, mode keyMode) (envelope.DataKey, error) {
+func (v *Vault) DataKey(ctx context.Context, subjectID string, mode KeyMode) (envelope.DataKey, error) {
 	if dk, ok := v.cache.get(subjectID); ok {
 		return dk, nil
 	}
@@ -194,7 +194,7 @@ func (v *Vault) newDataKey(ctx context.Context, subjectID string) (envelope.Data
 	return dk, nil
 }
 
-// NewKey is the outcome of newSubjectKey.
+// NewKey is the outcome of NewSubjectKey.
 type NewKey struct {
 	created bool // this call stored it
 	Err     error
@@ -211,7 +211,7 @@ func (v *Vault) NewSubjectKey(ctx context.Context, subjectID string) NewKey {
 	return NewKey{created: err == nil, Err: err}
 }
 
-// DropNewKey destroys the key newSubjectKey stored for a create that was
+// DropNewKey destroys the key NewSubjectKey stored for a create that was
 // refused, best effort: it would encrypt nothing.
 func (v *Vault) DropNewKey(ctx context.Context, subjectID string, k NewKey) {
 	if k.created {
@@ -220,8 +220,8 @@ func (v *Vault) DropNewKey(ctx context.Context, subjectID string, k NewKey) {
 }
 
 // seal encrypts sub.Person into sub.Sealed; an erased subject has neither.
-// mode is newSubjectKey for a subject being created.
-func (v *Vault) seal(ctx context.Context, sub *store.Subject, mode keyMode) error {
+// mode is NewSubjectKey for a subject being created.
+func (v *Vault) seal(ctx context.Context, sub *store.Subject, mode KeyMode) error {
 	if sub.Person == nil {
 		sub.Sealed = nil
 		return nil
@@ -462,7 +462,7 @@ func (v *Vault) SealOutbox(ctx context.Context, r *store.RightsRequest, m *store
 
 // OpenOutbox opens a message's content: under its request's data key, or
 // for a message that names its subject (a policy notice, a sign-in code)
-// under the subject's. errNoDataKey means the key was
+// under the subject's. ErrNoDataKey means the key was
 // destroyed (the subject erased): nothing is left to send.
 func (v *Vault) OpenOutbox(ctx context.Context, m *store.OutboxMessage) (OutboxContent, error) {
 	var c OutboxContent
@@ -506,7 +506,7 @@ func requestSealed(t *store.RequestText) map[string]*string {
 }
 
 // SealRequest seals r.Text under the request's own data key.
-func (v *Vault) SealRequest(ctx context.Context, r *store.RightsRequest, mode keyMode) error {
+func (v *Vault) SealRequest(ctx context.Context, r *store.RightsRequest, mode KeyMode) error {
 	dk, err := v.DataKey(ctx, r.DataKeyID(), mode)
 	if err != nil {
 		return err
