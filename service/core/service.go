@@ -173,7 +173,7 @@ type Replayed struct{ Op store.Op }
 // Error says the request was applied before; it never reaches a caller.
 func (r *Replayed) Error() string { return "replayed" }
 
-// CheckReplay returns *replayed when key is among the applied ops with the
+// CheckReplay returns *Replayed when key is among the applied ops with the
 // same request, INVALID_ARGUMENT when with another request, nil when never.
 func CheckReplay(ops []store.Op, key string, fp []byte) error {
 	op := FindOpIn(ops, key)
@@ -186,7 +186,7 @@ func CheckReplay(ops []store.Op, key string, fp []byte) error {
 	return &Replayed{Op: *op}
 }
 
-// SubjectOp returns *replayed when the key (hashed: OpKey) was applied to
+// SubjectOp returns *Replayed when the key (hashed: OpKey) was applied to
 // sub with the same request, INVALID_ARGUMENT when with another, nil when
 // never. Inside a change function of an update of sub it decides, and
 // makes sure the op it will overwrite is kept (store.FindSubjectOp); outside

@@ -24,8 +24,8 @@ const (
 // PersonFields lists every Person field in the order they are reported.
 var PersonFields = []string{FieldIdentityNumber, FieldGivenName, FieldFamilyName, FieldEmail, FieldPhone, FieldPostalAddress}
 
-// purposeRule is what one purpose is for and which fields it may use.
-type purposeRule struct {
+// PurposeRule is what one purpose is for and which fields it may use.
+type PurposeRule struct {
 	description string
 	Fields      []string
 	// Basis, when set, is the purpose's own legal basis for the company's
@@ -39,7 +39,7 @@ const ContractBasis = "contract with the customer (GDPR Art. 6(1)(b))"
 
 // PurposeRules is the data minimisation table: a caller that asks for a
 // purpose receives these fields and no others.
-var PurposeRules = map[pdv1.Purpose]purposeRule{
+var PurposeRules = map[pdv1.Purpose]PurposeRule{
 	pdv1.Purpose_PURPOSE_INVOICING: {
 		description: "invoicing the services",
 		Fields:      []string{FieldGivenName, FieldFamilyName, FieldEmail, FieldPostalAddress},
@@ -123,9 +123,9 @@ func AgreementIDOf(customer string, seq int) string {
 	return customer + "." + strconv.Itoa(seq)
 }
 
-// holdRule is one legal basis for keeping data past an erasure, and how its
+// HoldRule is one legal basis for keeping data past an erasure, and how its
 // end is decided.
-type holdRule struct {
+type HoldRule struct {
 	// Law is the basis in words, for the subject's view of retention.
 	Law string
 	// FromTransaction: the end follows from the time of the transaction;
@@ -135,7 +135,7 @@ type holdRule struct {
 
 // HoldRules is the table of retention bases the policy names (GDPR Art.
 // 17(3)(b) and (e), and the contract).
-var HoldRules = map[pdv1.HoldBasis]holdRule{
+var HoldRules = map[pdv1.HoldBasis]HoldRule{
 	pdv1.HoldBasis_HOLD_BASIS_BOOKKEEPING: {
 		Law:             "Swedish accounting law: accounting records are kept until seven years after the end of the calendar year of the transaction",
 		FromTransaction: true,

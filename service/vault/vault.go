@@ -126,7 +126,7 @@ func New(st *store.Store, keys *Keys) *Vault {
 // ErrNoDataKey means a subject's data key is gone: it was erased.
 var ErrNoDataKey = errors.New("no data key")
 
-// KeyMode says what dataKey does when the subject's key is not cached.
+// KeyMode says what DataKey does when the subject's key is not cached.
 type KeyMode int
 
 const (
