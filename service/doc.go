@@ -17,8 +17,9 @@
 //	backup          backups, and the erasure replay after a restore                -> subjects
 //	principals, keys, signin   callers and tokens, key rotation, data subjects' sign-in
 //	subjects        the record and the rights on it (PersonalDataService)
-//	core            store, clock, vault, audit notes, caller and tenant rule, reading and settling
-//	                a subject, idempotency, lookup keys, erasure ledger, jobs, codes, messages
+//	core            store, clock, audit notes, caller and tenant rule, reading and settling a
+//	                subject, idempotency, lookup keys, erasure ledger, one-time codes, messages
+//	jobs            calls that go through many subjects, as recorded, resumable jobs
 //	vault, validate, fault, rules   sealing, request checks, statuses, privacy rules as data
 //	audit, auth, personnummer, contact   the trail, authentication, identity-number and contact rules
 //

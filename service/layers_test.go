@@ -26,6 +26,7 @@ var layers = []string{
 	"signin",
 	"subjects",
 	"core",
+	"jobs",
 	"vault",
 	"validate",
 	"fault",

@@ -15,6 +15,7 @@ import (
 	"github.com/example/personaldata/service/contact"
 	"github.com/example/personaldata/service/core"
 	"github.com/example/personaldata/service/fault"
+	"github.com/example/personaldata/service/jobs"
 	"github.com/example/personaldata/service/rules"
 	"github.com/example/personaldata/service/validate"
 	"github.com/example/personaldata/service/vault"
@@ -102,13 +103,13 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 			total = p.Subjects
 		}
 	}
-	job, err := s.StartOrResume(ctx, &store.Job{ID: s.DerivedID("breach-notice", id, key), Kind: jobKindBreachNotice,
+	job, err := s.Jobs.StartOrResume(ctx, &store.Job{ID: s.DerivedID("breach-notice", id, key), Kind: jobKindBreachNotice,
 		Reference: id, Principal: c.ID(), Fingerprint: s.Fingerprint(req), Total: total})
 	if err != nil {
 		return err
 	}
 	own := &ownAffected{s: s.Service, r: r}
-	err = s.Run(ctx, job, core.JobRun{
+	err = s.Jobs.Run(ctx, job, jobs.Run{
 		Op:       "notify breach subjects",
 		Subjects: own.page,
 		Step: func(ctx context.Context, sub *store.Subject) (bool, error) {
@@ -133,7 +134,7 @@ func (s *BreachRecords) NotifyBreachSubjects(req *pdv1.NotifyBreachSubjectsReque
 			return s.queuedBy(ctx, m.ID, job.ID)
 		},
 		Progress: func(j *store.Job) error {
-			if j.State == core.JobFinished {
+			if j.State == jobs.Finished {
 				return nil // the last message carries the record's counts, below
 			}
 			return stream.Send(&pdv1.NotifyBreachSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped})

@@ -18,6 +18,7 @@ import (
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/core"
 	"github.com/example/personaldata/service/fault"
+	"github.com/example/personaldata/service/jobs"
 	"github.com/example/personaldata/service/rules"
 	"github.com/example/personaldata/service/subjects"
 	"github.com/example/personaldata/service/validate"
@@ -271,7 +272,7 @@ func noSuchPolicyVersion(version string) error {
 }
 
 // uninformedScanLimit bounds the subjects one listing reads.
-const uninformedScanLimit = 10 * core.BulkPageSize
+const uninformedScanLimit = 10 * jobs.PageSize
 
 // ListUninformedSubjects lists the live subjects of the company not yet
 // informed of a version, by id. Only ids: the follow-up goes through the
@@ -320,7 +321,7 @@ func (s *Policy) ListUninformedSubjects(ctx context.Context, req *pdv1.ListUninf
 	}
 	out := &pdv1.ListUninformedSubjectsResponse{Version: pv.Version}
 	for scanned := 0; scanned < uninformedScanLimit; {
-		page, err := s.Store.SubjectsOfController(ctx, rules.CompanyController, after, core.BulkPageSize)
+		page, err := s.Store.SubjectsOfController(ctx, rules.CompanyController, after, jobs.PageSize)
 		if err != nil {
 			return nil, s.Internal(ctx, "list uninformed subjects", err)
 		}
@@ -335,7 +336,7 @@ func (s *Policy) ListUninformedSubjects(ctx context.Context, req *pdv1.ListUninf
 				}
 			}
 		}
-		if len(page) < core.BulkPageSize {
+		if len(page) < jobs.PageSize {
 			return out, nil
 		}
 	}
@@ -373,11 +374,11 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 	}
 	fp := s.Fingerprint(req)
 	id := s.DerivedID("policy-notice", version, key)
-	job, err := s.StartOrResume(ctx, &store.Job{ID: id, Kind: jobKindPolicyNotice, Customer: rules.CompanyController, Reference: version, Principal: c.ID(), Fingerprint: fp})
+	job, err := s.Jobs.StartOrResume(ctx, &store.Job{ID: id, Kind: jobKindPolicyNotice, Customer: rules.CompanyController, Reference: version, Principal: c.ID(), Fingerprint: fp})
 	if err != nil {
 		return err
 	}
-	return s.Run(ctx, job, core.JobRun{
+	return s.Jobs.Run(ctx, job, jobs.Run{
 		Op: "notify policy change",
 		Step: func(ctx context.Context, sub *store.Subject) (bool, error) {
 			if sub.Erasure != nil || sub.Restriction != nil || sub.Person == nil || sub.Person.Email == "" || InformedOf(sub, version) {
@@ -397,7 +398,7 @@ func (s *Policy) NotifyPolicyChange(req *pdv1.NotifyPolicyChangeRequest, stream 
 			return queued, nil
 		},
 		Progress: func(j *store.Job) error {
-			return stream.Send(&pdv1.NotifyPolicyChangeResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped, Finished: j.State == core.JobFinished})
+			return stream.Send(&pdv1.NotifyPolicyChangeResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Queued: j.Queued, Skipped: j.Skipped, Finished: j.State == jobs.Finished})
 		},
 	})
 }

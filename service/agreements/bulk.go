@@ -16,6 +16,7 @@ import (
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/service/core"
 	"github.com/example/personaldata/service/fault"
+	"github.com/example/personaldata/service/jobs"
 	"github.com/example/personaldata/service/rules"
 	"github.com/example/personaldata/service/subjects"
 	"github.com/example/personaldata/service/validate"
@@ -79,7 +80,7 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 	}
 	token := req.GetResumeToken()
 	for {
-		page, err := s.Vault.SubjectsOfController(ctx, customer, after, core.BulkPageSize)
+		page, err := s.Vault.SubjectsOfController(ctx, customer, after, jobs.PageSize)
 		if err != nil {
 			return s.Internal(ctx, "export", err)
 		}
@@ -108,7 +109,7 @@ func (s *Agreements) ExportControllerSubjects(req *pdv1.ExportControllerSubjects
 			}
 			audit.Sent(ctx)
 		}
-		if len(page) < core.BulkPageSize {
+		if len(page) < jobs.PageSize {
 			return nil
 		}
 	}
@@ -152,7 +153,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	if err := s.endOfAgreement(ctx, c, customer, terminate, id, ref, fp); err != nil {
 		return err
 	}
-	job, err := s.StartOrResume(ctx, &store.Job{ID: id, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref, Principal: c.ID(), Fingerprint: fp})
+	job, err := s.Jobs.StartOrResume(ctx, &store.Job{ID: id, Kind: jobKindEraseController, Customer: customer, Ground: ground, Reference: ref, Principal: c.ID(), Fingerprint: fp})
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 	if prov.Reference == "" {
 		prov.Reference = "job " + id
 	}
-	return s.Run(ctx, job, core.JobRun{
+	return s.Jobs.Run(ctx, job, jobs.Run{
 		Op: "erase controller",
 		Step: func(ctx context.Context, sub *store.Subject) (bool, error) {
 			if sub.Erasure != nil && !sub.CleanupPending {
@@ -177,7 +178,7 @@ func (s *Agreements) EraseControllerSubjects(req *pdv1.EraseControllerSubjectsRe
 			return err == nil, err
 		},
 		Progress: func(j *store.Job) error {
-			return stream.Send(&pdv1.EraseControllerSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Finished: j.State == core.JobFinished})
+			return stream.Send(&pdv1.EraseControllerSubjectsResponse{JobId: j.ID, Done: j.Done, Total: j.Total, Finished: j.State == jobs.Finished})
 		},
 	})
 }

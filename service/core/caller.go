@@ -3,7 +3,6 @@ package core
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	pdv1 "github.com/example/personaldata/gen/personaldata/v1"
 	"github.com/example/personaldata/service/audit"
@@ -15,36 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-func hasDeadline(ctx context.Context) bool {
-	_, ok := ctx.Deadline()
-	return ok
-}
-
-// Internal maps an error from below the service to a status. Store and
-// driver errors carry no personal values, only ids and codes, so they may be
-// logged; the caller sees a generic text.
+// Internal maps an error from below the service to a status (fault.Internal).
 func (s *Service) Internal(ctx context.Context, op string, err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
-		// The caller's own deadline passed: say so, not that the store is down.
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case ctx.Err() != nil:
-		return status.Error(codes.Canceled, "request canceled")
-	case hasDeadline(ctx) && errors.Is(err, context.DeadlineExceeded):
-		// The driver gives up just before the caller's deadline, while the
-		// context is not yet done: the caller's deadline, not an outage.
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, store.ErrUnavailable):
-		s.Log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.String("error", err.Error()))
-		return fault.Unavailable(fault.ReasonStoreUnavailable, "store unavailable, retry later")
-	case errors.Is(err, store.ErrConflict):
-		return fault.ConcurrentChange("too many concurrent changes to this subject, retry")
-	}
-	s.Log.ErrorContext(ctx, "internal error", slog.String("op", op), slog.String("error", err.Error()))
-	return status.Error(codes.Internal, "internal error")
+	return fault.Internal(ctx, s.Log, op, err)
 }
 
 // IsReplay reports whether err says the request was applied before.

@@ -6,8 +6,8 @@
 // alike everywhere); what follows from any change of a subject (recipients'
 // notifications, consents withdrawn by an objection); idempotency keys;
 // the lookup keys that keep identity numbers and e-mail addresses unique;
-// the erasure ledger; resumable jobs; one-time codes; and the outbox's
-// messages.
+// the erasure ledger; one-time codes; and the outbox's messages. Jobs run
+// through package jobs, reached as Service.Jobs.
 //
 // It decides no right and serves no RPC: the packages of the API services
 // (subjects, disclosure, retention, agreements, requests, accountability,

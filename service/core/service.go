@@ -17,6 +17,7 @@ import (
 
 	"github.com/example/personaldata/service/audit"
 	"github.com/example/personaldata/service/auth"
+	"github.com/example/personaldata/service/jobs"
 	"github.com/example/personaldata/service/validate"
 	"github.com/example/personaldata/service/vault"
 	"github.com/example/personaldata/store"
@@ -42,6 +43,8 @@ type Service struct {
 	PrincipalCache *auth.PrincipalCache
 	// Vault seals and opens personal data on its way to and from the store.
 	Vault *vault.Vault
+	// Jobs runs the calls that go through many subjects as resumable jobs.
+	Jobs *jobs.Runner
 	// streams ends the streams that never end by themselves (the recipients'
 	// notifications, the mailer's outbox) when the server shuts down.
 	streams streamGate
@@ -81,10 +84,12 @@ func New(st *store.Store, keys *vault.Keys, opts Options) *Service {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	v := vault.New(st, keys)
 	return &Service{
 		Store: st, Now: opts.Now, Log: opts.Logger, AuditLog: audit.New(st),
 		PrincipalCache: auth.NewPrincipalCache(st),
-		Vault:          vault.New(st, keys),
+		Vault:          v,
+		Jobs:           jobs.New(st, v, opts.Now, opts.Logger),
 		Ledger:         opts.Ledger,
 		Sender:         opts.Sender,
 		BreachChunk:    cmp.Or(opts.BreachSubjectsPerChunk, breachSubjectsPerChunk),

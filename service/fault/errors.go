@@ -1,7 +1,10 @@
 package fault
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -136,4 +139,36 @@ func ConcurrentChange(msg string) error {
 // Unavailable refuses for now, saying when to retry.
 func Unavailable(reason, msg string) error {
 	return WithDetails(codes.Unavailable, msg, ErrorInfo(reason, nil), retryInfo(retryDelay))
+}
+
+func hasDeadline(ctx context.Context) bool {
+	_, ok := ctx.Deadline()
+	return ok
+}
+
+// Internal maps an error from below the service to a status. Store and
+// driver errors carry no personal values, only ids and codes, so they may be
+// logged (to log); the caller sees a generic text.
+func Internal(ctx context.Context, log *slog.Logger, op string, err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The caller's own deadline passed: say so, not that the store is down.
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case ctx.Err() != nil:
+		return status.Error(codes.Canceled, "request canceled")
+	case hasDeadline(ctx) && errors.Is(err, context.DeadlineExceeded):
+		// The driver gives up just before the caller's deadline, while the
+		// context is not yet done: the caller's deadline, not an outage.
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	case errors.Is(err, store.ErrUnavailable):
+		log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.String("error", err.Error()))
+		return Unavailable(ReasonStoreUnavailable, "store unavailable, retry later")
+	case errors.Is(err, store.ErrConflict):
+		return ConcurrentChange("too many concurrent changes to this subject, retry")
+	}
+	log.ErrorContext(ctx, "internal error", slog.String("op", op), slog.String("error", err.Error()))
+	return status.Error(codes.Internal, "internal error")
 }
