@@ -7,25 +7,33 @@
 //
 // Each imports only packages below it in this list (layers_test.go holds it to that); none reaches
 // into another's unexported state, and an API service calls another only through its exported
-// methods.
+// functions and methods.
 //
 //	requests        rights requests, fulfilment, the reply letter, due dates, the requester outbox
 //	accountability  audit trail reads and proofs, policy versions, the register, breaches
-//	agreements      processor agreements, a customer's bulk export and erasure      -> subjects
-//	retention       legal holds and the sweeper                                     -> subjects
-//	disclosure      consents, disclosures, recipients' notifications               -> subjects
-//	backup          backups, and the erasure replay after a restore                -> subjects
-//	principals, keys, signin   callers and tokens, key rotation, data subjects' sign-in
+//	agreements      processor agreements, a customer's bulk export and erasure
+//	retention       legal holds and the sweeper
+//	disclosure      consents, disclosures, recipients' notifications
+//	backup          backups, and the erasure replay after a restore
+//	principals      callers and their tokens
+//	keys            master key rotation
+//	signin          data subjects' sign-in to their own page
 //	subjects        the record and the rights on it (PersonalDataService)
 //	core            store, clock, audit notes, caller and tenant rule, reading and settling a
 //	                subject, idempotency, lookup keys, erasure ledger, one-time codes, messages
 //	jobs            calls that go through many subjects, as recorded, resumable jobs
-//	vault, validate, fault, rules   sealing, request checks, statuses, privacy rules as data
-//	audit, auth, personnummer, contact   the trail, authentication, identity-number and contact rules
+//	vault           sealing and opening personal data under per-subject data keys
+//	validate        request checks that name every bad field
+//	fault           failures mapped to gRPC statuses and their details
+//	rules           privacy rules as data: fields, purposes, bases, categories, holds
+//	audit           the audit trail, its Merkle tree and checkpoints (audit/checkpoint below it)
+//	auth            authentication, and what each kind of principal may call
+//	personnummer, contact   identity-number and contact rules
 //
 // requests imports accountability (a policy notice acknowledged by the mailer), disclosure (a
 // consent withdrawn on request) and subjects (every right fulfilled through its handler);
-// accountability imports agreements, principals and subjects to read what they keep.
+// accountability imports agreements, principals and subjects to read what they keep; the retention
+// sweeper, a bulk erasure and a restore's replay end erasures through subjects.
 //
 // This comment is the reference for the rules the service keeps; the API itself, RPC by RPC and
 // field by field, is in the protos' comments, and running the server in
@@ -399,7 +407,7 @@
 //     events, which carry `channel:SELF_SERVICE` and how they signed in, `sign_in:code` (a code sent
 //     to the contact on file) or `sign_in:oidc` (BankID or Freja eID through an OpenID Connect
 //     provider); the sign-in itself is an event `self-service sign-in` on their chain, written before
-//     the page gives a session (RecordSelfServiceSignIn).
+//     the page gives a session (signin.Service.RecordSelfServiceSignIn).
 //   - Refused authentications (a call without valid credentials over gRPC or REST, a failed
 //     console sign-in) are in the chain `unauthenticated`, of no tenant and no principal: fields
 //     `reason:` (`missing`, `malformed`, `unknown_principal`, `bad_token`, `revoked`; for the console
@@ -432,7 +440,7 @@
 //     deleted or rewritten inside the window is reported at the chain its leaf names ("event
 //     missing", "changed", with leaf and checkpoint) instead of being silently left out, and a
 //     deleted or rewritten leaf, or a tree that does not extend the checkpoint, in an entry `~tree`
-//     (`TreeChain`), the report then searching the events as before. For a master key version the subjects are
+//     (`accountability.TreeChain`), the report then searching the events as before. For a master key version the subjects are
 //     those whose data keys it wraps, with the categories each holds (seen from which fields are
 //     sealed, never opened) and their events in the window. A read is a successful call of an RPC
 //     that does not change data (`changingRPCs` in `service/accountability/breach.go` lists those that do); a

@@ -1,8 +1,6 @@
 package service
 
 import (
-	"time"
-
 	"github.com/example/personaldata/service/accountability"
 	"github.com/example/personaldata/service/agreements"
 	"github.com/example/personaldata/service/backup"
@@ -23,17 +21,28 @@ import (
 type Services struct {
 	// Core is what they share: the store, the clock, the vault, the audit
 	// trail and the principals as authentication finds them.
-	Core           *core.Service
-	Subjects       *subjects.Service
-	Disclosure     *disclosure.Service
-	Agreements     *agreements.Service
-	Retention      *retention.Service
+	Core *core.Service
+	// Subjects is PersonalDataService.
+	Subjects *subjects.Service
+	// Disclosure is ConsentService and DisclosureService.
+	Disclosure *disclosure.Service
+	// Agreements is ProcessorAgreementService.
+	Agreements *agreements.Service
+	// Retention is RetentionService and its sweeper (retention.NewRetention).
+	Retention *retention.Service
+	// Accountability is AuditService, PolicyService,
+	// ProcessingRegisterService, BreachService and BreachRecordService.
 	Accountability *accountability.Service
-	Requests       *requests.Service
-	Principals     *principals.Service
-	Keys           *keys.Service
-	Backup         *backup.Service
-	SignIn         *signin.Service
+	// Requests is RightsRequestService and RequesterOutboxService.
+	Requests *requests.Service
+	// Principals is PrincipalService and the first operator.
+	Principals *principals.Service
+	// Keys is KeyService.
+	Keys *keys.Service
+	// Backup is BackupService and the erasure replay after a restore.
+	Backup *backup.Service
+	// SignIn signs data subjects in to their own page.
+	SignIn *signin.Service
 }
 
 // New builds the services on st, sealing personal data with k, in the
@@ -42,7 +51,7 @@ func New(st *store.Store, k *vault.Keys, opts core.Options) *Services {
 	c := core.New(st, k, opts)
 	subj := subjects.New(c)
 	disc := disclosure.New(c)
-	acc := accountability.New(c)
+	acc := accountability.New(c, opts.BreachSubjectsPerChunk)
 	return &Services{
 		Core:           c,
 		Subjects:       subj,
@@ -56,10 +65,4 @@ func New(st *store.Store, k *vault.Keys, opts core.Options) *Services {
 		Backup:         backup.New(c, subj),
 		SignIn:         signin.New(c),
 	}
-}
-
-// Register is the processing register's service, telling how often the
-// retention sweeper runs.
-func (s *Services) Register(sweepInterval time.Duration) *accountability.Register {
-	return s.Accountability.Register(sweepInterval)
 }

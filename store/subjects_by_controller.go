@@ -38,7 +38,7 @@ func (s *Store) CountSubjectsOfController(ctx context.Context, controller string
 
 // EachSubject hands fn every subject, erased ones (tombstones) included, in
 // _id order through one cursor: for the rebuild of a lost erasure ledger at
-// start (service.RebuildLedger), which is rarer still. One scan.
+// start (core.Service.RebuildLedger in service/core), which is rarer still. One scan.
 func (s *Store) EachSubject(ctx context.Context, fn func(*Subject) error) error {
 	return each(ctx, s.subjects, bson.D{}, fn)
 }

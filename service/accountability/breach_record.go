@@ -191,7 +191,7 @@ func (s *BreachRecords) replayedOpen(_ context.Context, old *store.BreachRecord,
 	return &pdv1.OpenBreachRecordResponse{Record: s.recordView(old, s.Now(), nil)}, nil
 }
 
-// breachText checks a free text of a record, which goes into the report to
+// validBreachText checks a free text of a record, which goes into the report to
 // IMY and the register: besides text's rules, it must not hold an identity
 // number or an e-mail address, the personal data most likely pasted into a
 // description by mistake.
@@ -317,13 +317,13 @@ func (s *BreachRecords) putAffected(ctx context.Context, r *store.BreachRecord, 
 		return err
 	}
 	sum := sha256.Sum256(b)
-	r.SubjectSet = s.DerivedID("breach-subjects", r.ID, fmt.Sprintf("%x/%d", sum, s.BreachChunk))
+	r.SubjectSet = s.DerivedID("breach-subjects", r.ID, fmt.Sprintf("%x/%d", sum, s.breachChunk))
 	dk, err := s.Vault.DataKey(ctx, r.DataKeyID(), vault.ReadOrCreateKey)
 	if err != nil {
 		return err
 	}
 	var chunks []*store.BreachSubjects
-	for part := range slices.Chunk(affected, s.BreachChunk) {
+	for part := range slices.Chunk(affected, s.breachChunk) {
 		b, err := json.Marshal(part)
 		if err != nil {
 			return err
@@ -707,3 +707,9 @@ func (s *Service) breachRecordViews(ctx context.Context, now time.Time) ([]*pdv1
 	}
 	return out, nil
 }
+
+// breachSubjectsPerChunk is how many affected subjects a chunk of a
+// record's list holds by default: some 125 bytes each sealed (with two
+// categories), so a chunk is about 250 KB, far below a document's 16 MB,
+// and a breach of a million subjects is 500 chunks.
+const breachSubjectsPerChunk = 2000

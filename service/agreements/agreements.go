@@ -48,7 +48,7 @@ func customerNotFound() error {
 	return status.Error(codes.NotFound, "customer not found")
 }
 
-// customerID checks the id of a customer, a controller other than the
+// validCustomerID checks the id of a customer, a controller other than the
 // company, which needs no processor agreement for its own data.
 func validCustomerID(v *validate.Violations, field, s string) string {
 	switch {
@@ -62,13 +62,13 @@ func validCustomerID(v *validate.Violations, field, s string) string {
 	return s
 }
 
-// agreementID checks an agreement id, "<customer_id>.<seq>", and returns
+// validAgreementID checks an agreement id, "<customer_id>.<seq>", and returns
 // its customer and sequence number.
 func validAgreementID(v *validate.Violations, s string) (string, int) {
 	return validAgreementIDAt(v, "agreement_id", s)
 }
 
-// agreementIDAt checks the agreement id in field.
+// validAgreementIDAt checks the agreement id in field.
 func validAgreementIDAt(v *validate.Violations, field, s string) (string, int) {
 	customer, n, ok := strings.Cut(s, ".")
 	seq, err := strconv.Atoi(n)
@@ -83,7 +83,7 @@ func validAgreementIDAt(v *validate.Violations, field, s string) (string, int) {
 	return customer, seq
 }
 
-// timestamp checks a time field and returns it in Unix nanoseconds.
+// validTimestamp checks a time field and returns it in Unix nanoseconds.
 func validTimestamp(v *validate.Violations, field string, t *timestamppb.Timestamp, required bool) int64 {
 	switch {
 	case t == nil:
@@ -102,7 +102,7 @@ func validTimestamp(v *validate.Violations, field string, t *timestamppb.Timesta
 	return 0
 }
 
-// terms checks the terms of an agreement version and returns them as
+// validTerms checks the terms of an agreement version and returns them as
 // stored, without the fields of the version itself.
 func validTerms(v *validate.Violations, t *pdv1.AgreementTerms, now time.Time) store.AgreementVersion {
 	var out store.AgreementVersion

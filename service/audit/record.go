@@ -169,7 +169,7 @@ func NewRecorder(l *Log, logger *slog.Logger, now func() time.Time, reg promethe
 // errAuditDown is the answer when the trail cannot be written: the request
 // fails and returns no personal data. The trail is in the store, whose
 // outages pass: RetryInfo says when to send the request again (the details
-// are those of the service's other refusals, service/errors.go).
+// are those of the service's other refusals, service/fault).
 var errAuditDown = func() error {
 	st := status.New(codes.Unavailable, "the audit trail cannot be written; the request was refused, retry later")
 	if d, err := st.WithDetails(

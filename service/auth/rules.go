@@ -37,7 +37,7 @@ var agreementReadRPCs = []string{
 
 // endOfAgreementRPCs return or delete a controller's data: the customer's
 // own controller principal. Operators may erase (not export) a customer's
-// subjects, and only at the end of its agreements (service/bulk.go): the
+// subjects, and only at the end of its agreements (service/agreements/bulk.go): the
 // export goes to the customer, never to an operator's screen.
 var endOfAgreementRPCs = []string{
 	pdv1.ProcessorAgreementService_ExportControllerSubjects_FullMethodName,

@@ -2,7 +2,6 @@ package core
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -53,9 +52,6 @@ type Service struct {
 	Ledger *ledger.Ledger
 	// Sender signs the reply letters.
 	Sender LetterSender
-	// BreachChunk is how many affected subjects a chunk of a breach
-	// record's list holds (accountability/breach_record.go).
-	BreachChunk int
 }
 
 // Options are the optional dependencies of a Service.
@@ -72,7 +68,8 @@ type Options struct {
 	Sender LetterSender
 	// BreachSubjectsPerChunk is how many affected subjects one stored chunk
 	// of a breach record's list holds; 0 takes the default (2,000, about
-	// 250 KB). Tests lower it to span chunks with few subjects.
+	// 250 KB). Tests lower it to span chunks with few subjects. Package
+	// accountability keeps it (service.New hands it over).
 	BreachSubjectsPerChunk int
 }
 
@@ -92,7 +89,6 @@ func New(st *store.Store, keys *vault.Keys, opts Options) *Service {
 		Jobs:           jobs.New(st, v, opts.Now, opts.Logger),
 		Ledger:         opts.Ledger,
 		Sender:         opts.Sender,
-		BreachChunk:    cmp.Or(opts.BreachSubjectsPerChunk, breachSubjectsPerChunk),
 	}
 }
 
@@ -225,23 +221,6 @@ func RecordOp(sub *store.Subject, op store.Op, now time.Time) {
 	}
 }
 
-// CreateOpOf returns the op of the create that made sub under key (hashed),
-// or nil: the create's, or one of the legacy in-document records.
-func CreateOpOf(sub *store.Subject, key string) *store.Op {
-	if sub.CreateOp != nil && sub.CreateOp.Key == key {
-		return sub.CreateOp
-	}
-	return FindOpIn(sub.Ops, key)
-}
-
-// SubjectIDFor derives a new subject's id from its controller and the
-// idempotency key of the create request, so a retried create finds the
-// subject its first attempt made. The id is opaque and carries no personal
-// data.
-func (s *Service) SubjectIDFor(controller, key string) string {
-	return s.DerivedID("subject", controller, key)
-}
-
 // DerivedID is an opaque id derived from a caller's idempotency key with the
 // keyed hash of the blind indexes, so that it reveals nothing of the key.
 func (s *Service) DerivedID(kind, scope, key string) string {
@@ -249,12 +228,6 @@ func (s *Service) DerivedID(kind, scope, key string) string {
 	sum, _ := hex.DecodeString(index[strings.IndexByte(index, '.')+1:])
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16]))
 }
-
-// breachSubjectsPerChunk is how many affected subjects a chunk of a
-// record's list holds by default: some 125 bytes each sealed (with two
-// categories), so a chunk is about 250 KB, far below a document's 16 MB,
-// and a breach of a million subjects is 500 chunks.
-const breachSubjectsPerChunk = 2000
 
 // NotificationPollInterval is how often a stream that never ends by itself
 // (the recipients' notifications, the mailer's outbox) looks for new ones.

@@ -28,9 +28,6 @@ type Consents struct {
 // Consents returns the ConsentService on the same store and clock.
 func (s *Service) Consents() *Consents { return &Consents{Service: s} }
 
-// Reasons in the PreconditionFailure of a refusal for want of consent.
-const ()
-
 // errConsentOnRecord stops an update that would record a consent twice.
 var errConsentOnRecord = errors.New("consent on record")
 
@@ -206,7 +203,7 @@ func consentNotFound() error {
 	return status.Error(codes.NotFound, "consent not found")
 }
 
-// seqID checks an id that is a number handed out by the service (a consent
+// validSeqID checks an id that is a number handed out by the service (a consent
 // or a notification): 1 to 12 digits, not zero.
 func validSeqID(v *validate.Violations, field, s string) string {
 	n, err := strconv.ParseInt(s, 10, 64)
@@ -219,7 +216,7 @@ func validSeqID(v *validate.Violations, field, s string) string {
 	return s
 }
 
-// recipient checks the name of a third party: a lower-case host name such
+// validRecipient checks the name of a third party: a lower-case host name such
 // as "iis.se", as sub-processors are named in agreements.
 func validRecipient(v *validate.Violations, field, s string) string {
 	switch {

@@ -231,7 +231,7 @@ func (s *Service) requireApprovedRecipient(ctx context.Context, controller strin
 	return st.Err()
 }
 
-// disclosedCategories checks the categories of a disclosure: at least one,
+// validDisclosedCategories checks the categories of a disclosure: at least one,
 // each disclosable, each once.
 func validDisclosedCategories(v *validate.Violations, cs []pdv1.DataCategory) []pdv1.DataCategory {
 	if len(cs) == 0 {

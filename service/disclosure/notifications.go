@@ -26,7 +26,7 @@ import (
 // of those kinds with a version above sub.NotifiedVersion is news to each
 // recipient of a disclosure recorded before it (a lower version). Queueing
 // is therefore crash-safe without a transaction: the handler that made the
-// change queues at once (afterChange), and should it stop before that, the
+// change queues at once (core.Service.SettleChange), and should it stop before that, the
 // next call that reads the subject, or a retry, does it. Each notification
 // has a key (subject and change version), and the store queues a key once
 // per recipient, so doing it again never queues it twice.

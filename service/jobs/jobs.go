@@ -40,7 +40,9 @@ type Run struct {
 	Op string // for errors: "erase controller"
 	// Step does the job on one subject; acted says whether it did anything
 	// (counted as queued, else skipped).
-	Step     func(ctx context.Context, sub *store.Subject) (acted bool, err error)
+	Step func(ctx context.Context, sub *store.Subject) (acted bool, err error)
+	// Progress reports the job as it stands, after each subject and at the
+	// start and end (a stream sends it).
 	Progress func(*store.Job) error
 	// Subjects, when set, pages through the job's own list of subjects
 	// (in id order, after the one given) instead of the controller's.

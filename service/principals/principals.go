@@ -39,7 +39,7 @@ func (s *Service) Principals() *Principals { return &Principals{Service: s} }
 // maxTokens bounds the live tokens of a principal: enough to rotate.
 const maxTokens = 5
 
-// principalFields checks a principal's grants, filling in the defaults of
+// validPrincipalFields checks a principal's grants, filling in the defaults of
 // its kind where the request leaves them empty.
 func validPrincipalFields(v *validate.Violations, kind pdv1.PrincipalKind, tenants []string, purposes []pdv1.Purpose, rpcs []string) ([]string, []string, []string) {
 	if len(tenants) == 0 {

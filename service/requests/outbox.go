@@ -218,7 +218,7 @@ var (
 	signInCodeIDPattern = regexp.MustCompile(`^signin\.[0-9a-f]{32}$`)
 )
 
-// outboxMessageID checks the form of a message id; for a policy notice it
+// validOutboxMessageID checks the form of a message id; for a policy notice it
 // returns the version and the subject it names.
 func validOutboxMessageID(v *validate.Violations, id string) (version, subjectID string) {
 	switch {

@@ -156,7 +156,7 @@ func (s *RightsRequests) OpenRightsRequest(ctx context.Context, req *pdv1.OpenRi
 		if k.Field != claimedField {
 			continue
 		}
-		sub, err := s.FindByKey(ctx, k.Id)
+		sub, err := s.FindByKey(ctx, k.ID)
 		if err != nil {
 			return nil, s.Internal(ctx, "open rights request", err)
 		}
@@ -210,7 +210,7 @@ func (s *RightsRequests) insertNewRequest(ctx context.Context, op string, r *sto
 	return r, nil
 }
 
-// claimedIdentity checks the requester's claimed identity: an identity
+// validClaimedIdentity checks the requester's claimed identity: an identity
 // number or an e-mail address, in canonical form, and which it is.
 func validClaimedIdentity(v *validate.Violations, ci *pdv1.ClaimedIdentity, now time.Time) (store.Person, string) {
 	switch ci.GetKey().(type) {

@@ -238,7 +238,7 @@ func (s *RightsRequests) ownControllers(ctx context.Context, sub *store.Subject)
 				if (k.Field == rules.FieldIdentityNumber && sub.Person.IdentityNumber == "") || (k.Field == rules.FieldEmail && sub.Person.Email == "") {
 					continue
 				}
-				found, err := s.FindByKey(ctx, k.Id)
+				found, err := s.FindByKey(ctx, k.ID)
 				if err != nil {
 					return nil, s.Internal(ctx, "own controllers", err)
 				}
@@ -287,7 +287,7 @@ func (s *RightsRequests) letter(ctx context.Context, r *store.RightsRequest, rep
 	return &httpbody.HttpBody{ContentType: "text/html; charset=utf-8", Data: b.Bytes()}, nil
 }
 
-// letterLanguage checks a letter's language: "sv" when empty, or "en".
+// validLetterLanguage checks a letter's language: "sv" when empty, or "en".
 func validLetterLanguage(v *validate.Violations, lang string) string {
 	switch lang {
 	case "":

@@ -135,7 +135,7 @@ func holdNotFound() error {
 	return status.Error(codes.NotFound, "retention hold not found")
 }
 
-// holdCategories checks the categories of a hold and returns their names,
+// validHoldCategories checks the categories of a hold and returns their names,
 // each once, in report order.
 func validHoldCategories(v *validate.Violations, cs []pdv1.DataCategory) []string {
 	if len(cs) == 0 {
@@ -157,7 +157,7 @@ func validHoldCategories(v *validate.Violations, cs []pdv1.DataCategory) []strin
 	return out
 }
 
-// futureTime checks a required time after now, within what is stored.
+// validFutureTime checks a required time after now, within what is stored.
 func validFutureTime(v *validate.Violations, field string, t *timestamppb.Timestamp, now time.Time) int64 {
 	switch {
 	case t == nil:
@@ -174,7 +174,7 @@ func validFutureTime(v *validate.Violations, field string, t *timestamppb.Timest
 	return 0
 }
 
-// hold checks the hold a PlaceHold request asks for.
+// validHold checks the hold a PlaceHold request asks for.
 func validHold(v *validate.Violations, req *pdv1.PlaceHoldRequest, now time.Time) store.Hold {
 	h := store.Hold{
 		Basis:      v.Enum("basis", req.GetBasis()),
@@ -258,7 +258,7 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 		}
 		// The hold id comes from the key: a retry later than the ops the
 		// subject remembers still finds its hold, and adds no second one.
-		if subjects.FindHold(sub.Holds, hold.ID) != nil {
+		if findHold(sub.Holds, hold.ID) != nil {
 			return &core.Replayed{}
 		}
 		if len(sub.Holds) >= maxHolds {
@@ -277,7 +277,7 @@ func (s *Retention) PlaceHold(ctx context.Context, req *pdv1.PlaceHoldRequest) (
 	case err != nil:
 		return nil, s.Internal(ctx, "place hold", err)
 	}
-	return &pdv1.PlaceHoldResponse{Hold: subjects.HoldToProto(subjects.FindHold(updated.Holds, hold.ID))}, nil
+	return &pdv1.PlaceHoldResponse{Hold: subjects.HoldToProto(findHold(updated.Holds, hold.ID))}, nil
 }
 
 // placeReplay answers a PlaceHold that was applied before with its hold.
@@ -302,7 +302,7 @@ func (s *Retention) replayedHold(ctx context.Context, subjectID, holdID string, 
 	if err != nil {
 		return nil, s.Internal(ctx, "hold", err)
 	}
-	h := subjects.FindHold(sub.Holds, holdID)
+	h := findHold(sub.Holds, holdID)
 	if h == nil {
 		return nil, holdNotFound()
 	}
@@ -344,7 +344,7 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 	if err := s.SubjectOp(ctx, sub, core.OpKey(key), fp, &memo); err != nil {
 		return s.releaseReplay(ctx, id, holdID, err)
 	}
-	h := subjects.FindHold(sub.Holds, holdID)
+	h := findHold(sub.Holds, holdID)
 	if h == nil {
 		return nil, holdNotFound()
 	}
@@ -359,7 +359,7 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 		if err := s.SubjectOp(ctx, sub, core.OpKey(key), fp, &memo); err != nil {
 			return err
 		}
-		h := subjects.FindHold(sub.Holds, holdID)
+		h := findHold(sub.Holds, holdID)
 		switch {
 		case h == nil:
 			return holdNotFound()
@@ -390,7 +390,7 @@ func (s *Retention) ReleaseHold(ctx context.Context, req *pdv1.ReleaseHoldReques
 		// The release's deadline stands in for the later one.
 		_ = s.Store.DeleteHoldDeadline(ctx, store.HoldDeadlineID(h.Until, id, holdID)) // best effort: a stale deadline is harmless
 	}
-	return &pdv1.ReleaseHoldResponse{Hold: subjects.HoldToProto(subjects.FindHold(updated.Holds, holdID))}, nil
+	return &pdv1.ReleaseHoldResponse{Hold: subjects.HoldToProto(findHold(updated.Holds, holdID))}, nil
 }
 
 // releaseReplay answers a ReleaseHold that was applied before.
@@ -410,4 +410,14 @@ func (s *Retention) RunRetentionSweep(ctx context.Context, _ *pdv1.RunRetentionS
 		return nil, s.Internal(ctx, "retention sweep", err)
 	}
 	return &pdv1.RunRetentionSweepResponse{PurgedSubjectIds: res.PurgedSubjectIDs, HoldsEnded: res.HoldsEnded, Ran: res.Ran}, nil
+}
+
+// findHold returns the hold with this id, or nil.
+func findHold(holds []store.Hold, id string) *store.Hold {
+	for i := range holds {
+		if holds[i].ID == id {
+			return &holds[i]
+		}
+	}
+	return nil
 }

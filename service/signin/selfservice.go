@@ -25,15 +25,10 @@ import (
 // page (cmd/personaldatad/selfservice), not over the API: a sign-in is not
 // a call of any principal.
 
-// Sign-in codes: as many digits as a rights request's, a shorter life.
-const ()
-
-// Refusals of a sign-in code. The page tells the person which, in words.
-var (
-	// ErrSelfServiceIdentity: what was typed is neither a personnummer
-	// nor an e-mail address.
-	ErrSelfServiceIdentity = errors.New("self-service: not a personnummer or an e-mail address")
-)
+// ErrSelfServiceIdentity: what was typed is neither a personnummer nor an
+// e-mail address. (The refusals of a code itself are core's, shared with a
+// contact change: core.ErrSelfServiceCodeWrong and the others.)
+var ErrSelfServiceIdentity = errors.New("self-service: not a personnummer or an e-mail address")
 
 // SelfServiceIdentityKey is what StartSelfServiceSignIn makes of what the
 // person typed: a normalised personnummer or e-mail address, for the page's

@@ -46,7 +46,7 @@ func (s *Service) selfServiceSubject(ctx context.Context, field string, p *store
 	var id string
 	for _, k := range s.LookupKeys(rules.CompanyController, p) {
 		if k.Field == field {
-			id = k.Id
+			id = k.ID
 		}
 	}
 	return s.FindByKey(ctx, id)

@@ -4,13 +4,16 @@
 // what a hold requires), restricts (Art. 18), keeps the history entries,
 // and lets a signed-in person change their own contact details.
 //
-// It decides what a record holds and what each right does to it. Who may
-// call, and for which tenant, comes from core (the caller, the tenant
-// rule); consents, holds and agreements it reads only through the rules
-// in core and rules. It exports to the packages above it the pieces their
-// work is made of: an access page (the reply letter and a customer's export
-// read it), an erasure of a stored subject (bulk erasure and a restore's
-// replay) and the end of an erasure (the retention sweeper).
+// It decides what a record holds and what each right does to it, including
+// what an erasure keeps for a legal hold (kept.go). Who may call, and for
+// which tenant, comes from core (the caller, the tenant rule), as do the
+// consent and agreement a purpose requires; it keeps no consent, hold or
+// agreement itself. It exports to the packages above it the pieces their
+// work is made of: its handlers (fulfilment of a rights request calls
+// them), an access page (the reply letter and a customer's export read
+// it), an erasure of a stored subject (bulk erasure and a restore's
+// replay), the end of an erasure and what a hold keeps (the retention
+// sweeper), and the API's views of a record's parts.
 package subjects
 
 import (

@@ -13,16 +13,6 @@ import (
 	"github.com/example/personaldata/store"
 )
 
-// FindHold returns the hold with this id, or nil.
-func FindHold(holds []store.Hold, id string) *store.Hold {
-	for i := range holds {
-		if holds[i].ID == id {
-			return &holds[i]
-		}
-	}
-	return nil
-}
-
 // activeHold reports whether h keeps data at now: not released and not past
 // its end. A hold past its end keeps nothing, whether or not the sweeper has
 // recorded its end yet.

@@ -64,7 +64,7 @@ func (s *Service) selfServiceRectifiable(ctx context.Context, paths []string) er
 	return nil
 }
 
-// contactField checks an update mask naming exactly one of email and phone.
+// validContactField checks an update mask naming exactly one of email and phone.
 func validContactField(v *validate.Violations, mask *fieldmaskpb.FieldMask) string {
 	fields := v.UpdateMask(mask.GetPaths(), contactChangeFields)
 	if len(mask.GetPaths()) > 0 && len(fields) != 1 {

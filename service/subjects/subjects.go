@@ -52,14 +52,14 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 	// The id follows from the idempotency key, so a retry finds the
 	// subject its first attempt made: not by reading first (a new subject
 	// is the common case), but when its insert collides.
-	id := s.SubjectIDFor(controller, key)
+	id := s.subjectIDFor(controller, key)
 	fp := s.Fingerprint(req)
 	keys := s.LookupKeys(controller, &person)
 	// The data key is stored while the lookup keys are claimed: neither
 	// write needs the other, so a create waits for one round trip less.
 	dataKey := make(chan vault.NewKey, 1)
 	go func() { dataKey <- s.Vault.NewSubjectKey(ctx, id) }()
-	taken, err := s.ClaimKeys(ctx, id, keys)
+	taken, err := s.claimKeys(ctx, id, keys)
 	dk := <-dataKey
 	if err != nil {
 		if status.Code(err) == codes.AlreadyExists {
@@ -74,7 +74,7 @@ func (s *Service) CreateSubject(ctx context.Context, req *pdv1.CreateSubjectRequ
 		return nil, s.Internal(ctx, "create", err)
 	}
 	if dk.Err != nil {
-		s.ReleaseKeys(ctx, id, taken)
+		s.releaseKeys(ctx, id, taken)
 		return nil, s.Internal(ctx, "create", dk.Err)
 	}
 	core.Note(ctx, audit.Touch{SubjectID: id, Tenant: controller, Fields: presentFields(&person)})
@@ -129,11 +129,11 @@ func (s *Service) createdBefore(ctx context.Context, id, key string, fp []byte, 
 	}
 	var stale []string
 	for _, k := range taken {
-		if !s.Holds(sub, k) {
+		if !s.HoldsKey(sub, k) {
 			stale = append(stale, k)
 		}
 	}
-	s.ReleaseKeys(ctx, id, stale)
+	s.releaseKeys(ctx, id, stale)
 	if sub.Erasure != nil {
 		if err := s.Vault.Shred(ctx, id); err != nil {
 			return nil, true, s.Internal(ctx, "create", err)
@@ -149,7 +149,7 @@ func (s *Service) replayCreate(sub *store.Subject, key string, fp []byte) (*pdv1
 	if sub.Erasure != nil {
 		return nil, fault.ErasedError(sub) // created by this key once, erased since
 	}
-	if op := core.CreateOpOf(sub, core.OpKey(key)); op == nil || !bytes.Equal(op.Fingerprint, fp) {
+	if op := createOpOf(sub, core.OpKey(key)); op == nil || !bytes.Equal(op.Fingerprint, fp) {
 		return nil, validate.KeyReused()
 	}
 	return &pdv1.CreateSubjectResponse{Subject: subjectToProto(sub)}, nil
@@ -225,7 +225,7 @@ func (s *Service) FindSubject(ctx context.Context, req *pdv1.FindSubjectRequest)
 	var id string
 	for _, k := range s.LookupKeys(controller, &p) {
 		if k.Field == field {
-			id = k.Id
+			id = k.ID
 		}
 	}
 	sub, err := s.FindByKey(ctx, id)
@@ -300,11 +300,11 @@ func (s *Service) rectify(ctx context.Context, req *pdv1.RectifySubjectRequest) 
 	newKeys := s.LookupKeys(sub.Controller, &person)
 	var added []core.LookupKey
 	for i, k := range newKeys {
-		if k.Id != oldKeys[i].Id {
+		if k.ID != oldKeys[i].ID {
 			added = append(added, k)
 		}
 	}
-	taken, err := s.ClaimKeys(ctx, id, added)
+	taken, err := s.claimKeys(ctx, id, added)
 	if err != nil {
 		return nil, s.Internal(ctx, "rectify", err)
 	}
@@ -323,7 +323,7 @@ func (s *Service) rectify(ctx context.Context, req *pdv1.RectifySubjectRequest) 
 		sub.Person = &p
 		// The old keys stay listed until erasure, which releases every key
 		// the subject ever held; releasing them below is best effort.
-		sub.Keys = core.MergeKeyIDs(sub.Keys, core.KeyIDs(newKeys))
+		sub.Keys = mergeKeyIDs(sub.Keys, core.KeyIDs(newKeys))
 		sub.UpdatedAt = now.UnixNano()
 		change = store.Change{
 			Kind:        pdv1.ChangeKind_CHANGE_KIND_RECTIFIED.String(),
@@ -346,12 +346,12 @@ func (s *Service) rectify(ctx context.Context, req *pdv1.RectifySubjectRequest) 
 		return s.rectifyReplay(updated, r)
 	}
 	if err != nil {
-		s.ReleaseKeys(ctx, id, taken) // only those this call took
+		s.releaseKeys(ctx, id, taken) // only those this call took
 		return nil, s.Internal(ctx, "rectify", err)
 	}
 	for i, k := range oldKeys {
-		if k.Id != newKeys[i].Id {
-			s.ReleaseKeys(ctx, id, []string{k.Id})
+		if k.ID != newKeys[i].ID {
+			s.releaseKeys(ctx, id, []string{k.ID})
 		}
 	}
 	// Tell the recipients of earlier disclosures (Art. 19); if that fails,

@@ -1,7 +1,9 @@
 // Package validate checks what callers send: Violations collects every bad
 // field of a request, named by its path, and becomes one INVALID_ARGUMENT
-// with a google.rpc.BadRequest; shared checks (ids, texts, people and
-// addresses, times, page tokens, update masks) live here so that one field
-// is checked one way everywhere. Checks that only one API service needs
-// are functions of that service's package taking a *Violations.
+// with a google.rpc.BadRequest. The checks of the API's common shapes (ids,
+// keys, texts, people and addresses, history entries, times, page sizes and
+// tokens, update masks) live here, so that one field is checked one way
+// everywhere; the checks of one service's own messages (a hold, an
+// agreement's terms, a breach's texts) are functions of that service's
+// package, named validX, that take a *Violations.
 package validate

@@ -339,7 +339,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 		pdv1.RegisterRightsRequestServiceServer(g, svc.Requests.RightsRequests())
 		pdv1.RegisterRequesterOutboxServiceServer(g, svc.Requests.Outbox())
 		pdv1.RegisterPolicyServiceServer(g, svc.Accountability.Policy())
-		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Register(cfg.RetentionSweepInterval))
+		pdv1.RegisterProcessingRegisterServiceServer(g, svc.Accountability.Register(cfg.RetentionSweepInterval))
 		pdv1.RegisterBreachServiceServer(g, svc.Accountability.Breach())
 		pdv1.RegisterBackupServiceServer(g, backups)
 		pdv1.RegisterBreachRecordServiceServer(g, svc.Accountability.BreachRecords())
