@@ -42,6 +42,7 @@ import (
 	"github.com/example/personaldata/service/auth"
 	"github.com/example/personaldata/service/core"
 	"github.com/example/personaldata/service/retention"
+	"github.com/example/personaldata/service/signin"
 	"github.com/example/personaldata/service/vault"
 	"github.com/example/personaldata/store"
 	"github.com/example/personaldata/store/envelope"
@@ -180,9 +181,9 @@ type Server struct {
 	// checkpoints are taken every checkpointInterval (never when 0).
 	checkpoints        *audit.Checkpoints
 	checkpointInterval time.Duration
-	// svc is the service itself, for the data subjects' sign-in by code,
-	// which is not an RPC of any principal (SelfServiceSignIn).
-	svc *service.Services
+	// signIn is the data subjects' sign-in by code, which is not an RPC of
+	// any principal (SelfServiceSignIn).
+	signIn *signin.Service
 	// endStreams ends the notification streams, which never end by
 	// themselves, as shutdown begins.
 	endStreams func()
@@ -207,7 +208,7 @@ type SelfServiceSignIn interface {
 }
 
 // SelfServiceSignIn is the server's sign-in for the data subjects' own page.
-func (s *Server) SelfServiceSignIn() SelfServiceSignIn { return s.svc.SignIn }
+func (s *Server) SelfServiceSignIn() SelfServiceSignIn { return s.signIn }
 
 // SelfServiceConn is the in-process connection the data subjects' page calls
 // the service on (with the gateway's secret): with a live session's
@@ -280,7 +281,7 @@ func (s *Server) build(ctx context.Context, cfg Config) error {
 	reg.MustRegister(svc.Requests.BacklogMetrics())
 	reg.MustRegister(svc.Accountability.BreachMetrics())
 	s.retention, s.sweepInterval = retention.NewRetention(svc.Retention), cfg.RetentionSweepInterval
-	s.svc = svc
+	s.signIn = svc.SignIn
 	s.drainDelay, s.shutdownTimeout = cfg.DrainDelay, cfg.ShutdownTimeout
 	if s.shutdownTimeout <= 0 {
 		s.shutdownTimeout = 20 * time.Second
